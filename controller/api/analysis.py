@@ -1,0 +1,169 @@
+"""The AnalysisTemplate resource: reusable metric checks whose thresholds are data.
+
+A metric is measured every ``interval``; each measurement is judged against
+``threshold`` (``min``/``max``, or relative to the stable revision). ``failureLimit``
+and ``inconclusiveLimit`` say how many bad measurements are tolerated, as in Argo
+Rollouts. There is no expression language to evaluate: conditions are numbers.
+
+The ``errorRate`` and ``latency`` presets write the PromQL for the conventional metric
+names (``http_requests_total``, ``http_request_duration_seconds``) so most users never
+type a query; their defaults match the usual HighErrorRate (5xx ratio above 5% for 2m)
+and SlowResponses (p90 above 2 s for 5m) alerting rules.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from controller.api.common import ApiModel, Arg, ObjectMeta, ObjectName
+from controller.api.duration import Duration
+
+Query = Annotated[str, Field(min_length=1, max_length=8192)]
+
+
+class PrometheusProvider(ApiModel):
+    """Where to ask and what: ``address`` defaults to the controller's --prometheus-url."""
+
+    address: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
+    query: Query
+    timeout: Duration = 10.0
+
+
+class Provider(ApiModel):
+    prometheus: PrometheusProvider
+
+
+class Threshold(ApiModel):
+    """Bounds a measurement must stay within. Absolute (min/max) or relative to stable."""
+
+    min: float | None = None
+    max: float | None = None
+    max_increase: float | None = Field(
+        default=None, description="relativeTo stable: canary may exceed stable by at most this"
+    )
+    max_ratio: float | None = Field(
+        default=None, gt=0, description="relativeTo stable: canary/stable may be at most this"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Threshold:
+        for name in ("min", "max", "max_increase", "max_ratio"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not be greater than max ({self.max})")
+        if all(getattr(self, n) is None for n in ("min", "max", "max_increase", "max_ratio")):
+            raise ValueError("set at least one of min, max, maxIncrease, maxRatio")
+        return self
+
+
+class ErrorRatePreset(ApiModel):
+    """5xx share of requests for the revision under test (HighErrorRate)."""
+
+    max: Annotated[float, Field(ge=0, le=1)] = 0.05
+    requests_metric: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")] = (
+        "http_requests_total"
+    )
+    error_codes: Annotated[str, Field(max_length=64)] = "5.."
+    code_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "code"
+    revision_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "revision"
+    namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
+    window: Duration = 60.0
+
+
+class LatencyPreset(ApiModel):
+    """A quantile of request latency from a histogram (SlowResponses), in seconds."""
+
+    quantile: Annotated[float, Field(gt=0, lt=1)] = 0.9
+    max: Duration = 2.0
+    histogram_metric: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")] = (
+        "http_request_duration_seconds"
+    )
+    revision_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "revision"
+    namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
+    window: Duration = 60.0
+
+
+class Metric(ApiModel):
+    """One check: a provider (or a preset), a threshold and the limits that decide."""
+
+    name: ObjectName
+    interval: Duration = 30.0
+    initial_delay: Duration = 0.0
+    count: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        default=None, description="Measurements to take; unset: as long as the step runs"
+    )
+    failure_limit: Annotated[int, Field(ge=0, le=1000)] = 0
+    inconclusive_limit: Annotated[int, Field(ge=0, le=1000)] = 0
+    consecutive_error_limit: Annotated[int, Field(ge=0, le=1000)] = 4
+    for_: Duration | None = Field(
+        default=None,
+        alias="for",
+        description="A breach must hold this long before it counts (like an alert's for)",
+    )
+    relative_to: Literal["stable"] | None = None
+    threshold: Threshold | None = None
+    provider: Provider | None = None
+    error_rate: ErrorRatePreset | None = None
+    latency: LatencyPreset | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Metric:
+        sources = [n for n in ("provider", "errorRate", "latency") if self._source(n) is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "set exactly one of provider, errorRate, latency"
+                + (f" (found {', '.join(sources)})" if sources else "")
+            )
+        if self.provider is not None and self.threshold is None:
+            raise ValueError("a provider metric needs a threshold (min and/or max)")
+        if self.threshold is not None and self.relative_to is None:
+            if self.threshold.max_increase is not None or self.threshold.max_ratio is not None:
+                raise ValueError("maxIncrease/maxRatio need relativeTo: stable")
+        if self.interval < 1:
+            raise ValueError("interval must be at least 1s")
+        return self
+
+    def _source(self, name: str) -> object:
+        return {"provider": self.provider, "errorRate": self.error_rate, "latency": self.latency}[
+            name
+        ]
+
+    @property
+    def effective_for(self) -> float:
+        """The breach window: the metric's own ``for``, else the preset's rule default."""
+        if self.for_ is not None:
+            return self.for_
+        if self.error_rate is not None:
+            return 120.0
+        if self.latency is not None:
+            return 300.0
+        return 0.0
+
+
+class AnalysisTemplateSpec(ApiModel):
+    args: list[Arg] = Field(default_factory=list, max_length=64)
+    metrics: Annotated[list[Metric], Field(min_length=1, max_length=64)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> AnalysisTemplateSpec:
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
+        arg_names = [a.name for a in self.args]
+        dupes = sorted({n for n in arg_names if arg_names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"arg names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class AnalysisTemplate(ApiModel):
+    api_version: Literal["deployctl.io/v1alpha1"] = "deployctl.io/v1alpha1"
+    kind: Literal["AnalysisTemplate"] = "AnalysisTemplate"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: AnalysisTemplateSpec

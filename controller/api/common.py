@@ -1,0 +1,82 @@
+"""Building blocks shared by every deployctl.io resource model.
+
+``ApiModel`` fixes the conventions once: camelCase field names on the wire, unknown
+fields rejected (a typo such as ``setWieght`` is an error, not silently ignored) and
+immutable instances (the controller never edits what it read; it builds new values).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "deployctl.io"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+# RFC 1123 label: what Kubernetes accepts for Service, template and most object names.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+ObjectName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+
+class ApiModel(BaseModel):
+    """Base of every spec model: camelCase aliases, strict about unknown fields, frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        ser_json_inf_nan="strings",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: camelCase keys, no unset optionals, durations as strings."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class OpenModel(ApiModel):
+    """A Kubernetes structure we only partly model; fields we do not know are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ObjectMeta(OpenModel):
+    """The subset of metadata deployctl reads; the rest (uid, managedFields...) is kept."""
+
+    name: str | None = None
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int | None = None
+    resource_version: str | None = None
+    uid: str | None = None
+    creation_timestamp: str | None = None
+
+
+class Arg(ApiModel):
+    """A named argument for an AnalysisTemplate; ``value`` may be left for the caller."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+    value: Annotated[str, Field(max_length=1024)] | None = None
+
+
+IntOrPercent = Annotated[
+    int | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")],
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "description": "A replica count or a percentage of replicas such as '25%'.",
+        }
+    ),
+]
+"""maxSurge/maxUnavailable: an absolute number of pods or a percentage string."""
+
+
+def is_dns_subdomain(value: str) -> bool:
+    return len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))

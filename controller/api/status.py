@@ -1,0 +1,136 @@
+"""Rollout.status: everything the controller knows about a rollout in flight.
+
+Status is the controller's only memory. A controller killed at any instant and
+restarted carries on from these fields alone, so every timer (step start, pause,
+scale-down deadline) is stored as a timestamp here, never kept in process memory.
+Lists are bounded: measurements per metric and history entries keep the newest.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from controller.api.common import ApiModel
+
+MAX_MEASUREMENTS = 10
+MAX_HISTORY = 20
+
+
+class Phase(StrEnum):
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+
+
+Verdict = Literal["Successful", "Failed", "Inconclusive", "Error", "Running", "Pending"]
+
+
+class StatusModel(ApiModel):
+    """Status is written by the controller; be lenient on read so upgrades never wedge."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Condition(StatusModel):
+    """Kubernetes API conventions: PascalCase type, one-word CamelCase reason."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class Measurement(StatusModel):
+    value: str | None = Field(default=None, description="As measured; 'NaN'/'' when missing")
+    phase: Verdict
+    at: str
+    message: str = ""
+
+
+class MetricResult(StatusModel):
+    name: str
+    phase: Verdict = "Running"
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    error: int = 0
+    consecutive_error: int = 0
+    breach_since: str | None = Field(
+        default=None, description="When the current threshold breach began (for `for`)"
+    )
+    query: str = ""
+    message: str = ""
+    measurements: Annotated[list[Measurement], Field(max_length=MAX_MEASUREMENTS)] = Field(
+        default_factory=list
+    )
+
+
+class AnalysisRunStatus(StatusModel):
+    """One run of a set of templates: a step's, the background's, pre/post-promotion's."""
+
+    key: str = Field(description="e.g. 'step-2', 'background', 'prePromotion'")
+    revision: str
+    phase: Verdict = "Running"
+    started_at: str
+    metrics: list[MetricResult] = Field(default_factory=list)
+    message: str = ""
+
+
+class HistoryEntry(StatusModel):
+    revision: str
+    images: dict[str, str] = Field(default_factory=dict)
+    strategy: str = ""
+    requested_by: str = ""
+    reason: str = ""
+    ci: dict[str, str] = Field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    outcome: Literal["Progressing", "Promoted", "RolledBack", "Aborted", "Superseded"] = (
+        "Progressing"
+    )
+    message: str = ""
+    events: list[str] = Field(default_factory=list, description="Policy decisions, approvals")
+
+
+class RolloutStatus(StatusModel):
+    phase: Phase | None = None
+    reason: str = ""
+    message: str = ""
+    observed_generation: int | None = None
+    current_step_index: int | None = None
+    current_step_started_at: str | None = None
+    stable_revision: str | None = None
+    canary_revision: str | None = None
+    weight: int = 0
+    aborted: bool = False
+    aborted_at: str | None = None
+    revision_started_at: str | None = Field(
+        default=None, description="When the current canary revision was first seen"
+    )
+    promoted_at: str | None = Field(
+        default=None, description="Blue-green: when the active Service switched"
+    )
+    scale_down_at: str | None = Field(
+        default=None, description="When the previous revision may be scaled down"
+    )
+    previous_revision: str | None = Field(
+        default=None, description="Blue-green: the revision kept up after a switch"
+    )
+    replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    updated_replicas: int = 0
+    last_handled_request: str | None = None
+    approved_by: str | None = None
+    analysis_runs: list[AnalysisRunStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    history: Annotated[list[HistoryEntry], Field(max_length=MAX_HISTORY)] = Field(
+        default_factory=list
+    )

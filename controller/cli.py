@@ -1,0 +1,42 @@
+"""``deployctl``: the command line, for SREs at a terminal and for CI pipelines.
+
+The app is assembled here from the command modules in ``controller/commands/``. Heavy
+imports (the Kubernetes client, Prometheus client) happen inside the commands that need
+them, so ``deployctl --help`` and shell completion start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from controller.commands.files import plan, validate
+from controller.exitcodes import HELP
+
+app = typer.Typer(
+    name="deployctl",
+    help="Progressive delivery for Kubernetes: canary, blue-green and rolling rollouts "
+    "judged by Prometheus, with automatic rollback.\n\n\b\n" + HELP,
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+app.command("validate")(validate)
+app.command("plan")(plan)
+
+
+def _register_optional() -> None:
+    """Commands whose modules may not exist in every build stage of the tree."""
+    try:
+        from controller.commands.analyze import analyze
+    except ImportError:  # pragma: no cover - only while a module is being written
+        return
+    app.command("analyze")(analyze)
+
+
+_register_optional()
+
+
+def main() -> None:
+    app()
