@@ -59,6 +59,7 @@ bench: venv cluster
 
 crds: venv
 	$(PY) -m controller.crdgen manifests/crds
+	$(PY) -m controller.docgen docs/reference.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -76,6 +76,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"cannot express a union of {types} structurally")
     if "const" in node:
         node = {**node, "enum": [node["const"]]}
+    # JSON Schema 2020 writes exclusive bounds as numbers; OpenAPI v3.0 as flags.
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if isinstance(node.get(flag), int | float) and not isinstance(node.get(flag), bool):
+            node = {**node, bound: node[flag], flag: True}
     out = {k: v for k, v in node.items() if k in _KEEP}
     kind = node.get("type")
     if kind == "object" or "properties" in node:

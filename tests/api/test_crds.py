@@ -55,3 +55,10 @@ def test_schemas_are_structural_with_status_subresource_and_columns() -> None:
     assert {"Phase", "Weight", "Step", "Stable", "Canary", "Age"} <= columns
     strategy = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["strategy"]
     assert set(strategy["properties"]) == {"canary", "blueGreen", "rolling"}
+
+
+def test_committed_reference_doc_matches_the_models() -> None:
+    from controller.docgen import render
+
+    path = CRD_DIR.parents[1] / "docs" / "reference.md"
+    assert path.read_text() == render(), "docs/reference.md is out of date: run `make crds`"

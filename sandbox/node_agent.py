@@ -1,0 +1,913 @@
+"""The node agent: the sandbox's stand-in for the kubelet (the role kwok plays upstream).
+
+The sandbox runs a real kube-apiserver and kube-controller-manager but no kubelet, so
+nothing would ever bind, start, report or finish deleting a pod. This agent does that for
+one Node: it registers the Node and renews its Lease, binds every pending pod to itself,
+reports bound pods Running (and Ready, unless told otherwise) after ``ready_delay``, with
+the conditions, container statuses, restart counts and pod IP a kubelet writes, and
+finishes graceful deletions. The pod's first container decides how it behaves, so a test
+or a Rollout says "v2 crashes" exactly as in real life:
+
+- env ``SANDBOX_BEHAVIOUR=crash`` or an image tag ending in ``-crash``: crash-loop
+  (Running but not ready, then CrashLoopBackOff, restartCount growing);
+- env ``SANDBOX_BEHAVIOUR=never-ready`` or a tag ending in ``-never-ready``: Running, never Ready;
+- anything else: Running and Ready.
+
+With ``run_processes=True`` every healthy pod is a real ``sandbox.demo_app`` process on
+its own loopback IP (127.1.x.y, the pod IP) port 8080, with the container's env, and the
+agent writes one Prometheus file_sd JSON per pod (labels namespace, pod, app, revision),
+so the real Prometheus sees per-revision series.
+
+Used by ``tests.fixtures_workloads`` (the session ``node_agent`` fixture), by the demo, and
+standalone: ``python -m sandbox.node_agent --kubeconfig KUBECONFIG [--run-processes]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import enum
+import heapq
+import itertools
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from sandbox.demo_app import DEFAULT_PORT, port_is_free, spawn_demo_app
+
+log = logging.getLogger(__name__)
+
+BEHAVIOUR_ENV = "SANDBOX_BEHAVIOUR"
+REVISION_LABEL = "deployctl.io/revision"
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+MERGE_PATCH = "application/merge-patch+json"
+HOST_IP = "127.0.0.1"
+
+JSON = dict[str, Any]
+PodKey = tuple[str, str]  # (namespace, name)
+
+
+class Behaviour(enum.Enum):
+    NORMAL = "normal"
+    CRASH = "crash"
+    NEVER_READY = "never-ready"
+
+
+def behaviour_of(pod: Mapping[str, Any]) -> Behaviour:
+    """How the pod's first container behaves: env ``SANDBOX_BEHAVIOUR`` first, then image tag."""
+    containers = pod.get("spec", {}).get("containers") or [{}]
+    first = containers[0]
+    for var in first.get("env") or []:
+        if var.get("name") == BEHAVIOUR_ENV:
+            try:
+                return Behaviour(var.get("value", ""))
+            except ValueError:
+                log.warning("unknown %s=%r, treating as normal", BEHAVIOUR_ENV, var.get("value"))
+                return Behaviour.NORMAL
+    image = str(first.get("image", ""))
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    if tag.endswith("-crash"):
+        return Behaviour.CRASH
+    if tag.endswith("-never-ready"):
+        return Behaviour.NEVER_READY
+    return Behaviour.NORMAL
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def micro_time(moment: dt.datetime) -> str:
+    # Always six fraction digits: the client drops a zero fraction and the server then
+    # rejects the MicroTime with 400.
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class LoopbackIPs:
+    """Hands out 127.<block>.x.y addresses, one per pod, and takes them back on delete.
+
+    Round-robin rather than lowest-free, so a deleted pod's address is not reused at once
+    (Prometheus and the traffic generator may still hold it for a moment).
+    """
+
+    def __init__(self, *, block: int = 1, port: int = DEFAULT_PORT, probe: bool = False) -> None:
+        self._block = block
+        self._port = port
+        self._probe = probe
+        self._in_use: set[str] = set()
+        self._cursor = 0
+        self._lock = threading.Lock()
+
+    def _address(self, index: int) -> str:
+        # 254 hosts per /24, skipping .0 and .255 to keep every address unremarkable.
+        return f"127.{self._block}.{index // 254}.{index % 254 + 1}"
+
+    def allocate(self) -> str:
+        with self._lock:
+            for _ in range(256 * 254):
+                address = self._address(self._cursor)
+                self._cursor = (self._cursor + 1) % (256 * 254)
+                if address in self._in_use:
+                    continue
+                # Another test run may hold the port on this address; skip it then.
+                if self._probe and not port_is_free(address, self._port):
+                    continue
+                self._in_use.add(address)
+                return address
+        raise RuntimeError(f"no free loopback address left in 127.{self._block}.0.0/16")
+
+    def release(self, address: str) -> None:
+        with self._lock:
+            self._in_use.discard(address)
+
+
+class _Stage(enum.Enum):
+    STARTING = "starting"  # bound, not reported yet
+    RUNNING = "running"  # reported Running (ready or not)
+    CRASH_RUNNING = "crash-running"  # a crash-looping container between restarts
+    CRASH_WAITING = "crash-waiting"  # CrashLoopBackOff
+
+
+@dataclass
+class _PodState:
+    """The agent's own record of one pod; mutable, owned by the worker thread."""
+
+    namespace: str
+    name: str
+    uid: str
+    ip: str
+    behaviour: Behaviour
+    containers: list[JSON]
+    labels: dict[str, str]
+    bound_at: dt.datetime
+    stage: _Stage = _Stage.STARTING
+    restart_count: int = 0
+    started_at: dt.datetime | None = None
+    last_finished_at: dt.datetime | None = None
+    ready: bool = False
+    ready_changed_at: dt.datetime | None = None
+    process: subprocess.Popen[bytes] | None = None
+    token: int = 0  # bumps on each reschedule, so stale timer entries are ignored
+    checks: int = 0
+
+    def checkpoint(self) -> tuple[Any, ...]:
+        """The fields a transition changes (see ``restore``)."""
+        return (
+            self.stage,
+            self.restart_count,
+            self.started_at,
+            self.last_finished_at,
+            self.ready,
+            self.ready_changed_at,
+        )
+
+    def restore(self, saved: tuple[Any, ...]) -> None:
+        (
+            self.stage,
+            self.restart_count,
+            self.started_at,
+            self.last_finished_at,
+            self.ready,
+            self.ready_changed_at,
+        ) = saved
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the agent reports about a pod; a snapshot for tests and logs."""
+
+    namespace: str
+    name: str
+    ip: str
+    behaviour: Behaviour
+    ready: bool
+    restart_count: int
+    pid: int | None
+
+
+@dataclass(frozen=True, order=True)
+class _Timer:
+    due: float
+    seq: int
+    key: PodKey = field(compare=False)
+    token: int = field(compare=False)
+
+
+class _WatchExpired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
+class NodeAgent:
+    """Plays the kubelet for one Node; threads for the watch, the Lease and the pod work."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        node_name: str = "sandbox-node",
+        ready_delay: float = 0.2,
+        run_processes: bool = False,
+        file_sd_dir: Path | str | None = None,
+        crash_interval: float = 1.5,
+        lease_interval: float = 10.0,
+        ip_block: int = 1,
+        app_port: int = DEFAULT_PORT,
+        process_start_timeout: float = 20.0,
+        log_dir: Path | str | None = None,
+        bind_unscheduled: bool = True,
+    ) -> None:
+        self.api_client = api_client
+        # Typed as Any on purpose: with _preload_content=False (needed for pods/binding and
+        # to keep plain-dict bodies and replies) the calls return the raw urllib3 response,
+        # which the generated signatures do not express.
+        self.core: Any = client.CoreV1Api(api_client)
+        self.coordination: Any = client.CoordinationV1Api(api_client)
+        self.node_name = node_name
+        self.ready_delay = ready_delay
+        self.run_processes = run_processes
+        self.file_sd_dir = Path(file_sd_dir) if file_sd_dir is not None else None
+        self.crash_interval = crash_interval
+        self.lease_interval = lease_interval
+        self.app_port = app_port
+        self.process_start_timeout = process_start_timeout
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        # With several agents, only one should bind; the others take pods whose
+        # spec.nodeName already names them.
+        self.bind_unscheduled = bind_unscheduled
+        self._ips = LoopbackIPs(block=ip_block, port=app_port, probe=run_processes)
+        self._lock = threading.Lock()  # guards _pods (read by other threads via pods())
+        self._pods: dict[PodKey, _PodState] = {}
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._timers: list[_Timer] = []
+        self._seq = itertools.count()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._watch_response: Any = None
+        self._node_uid: str | None = None
+        self._synced = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> NodeAgent:
+        if self._threads:
+            return self
+        if self.file_sd_dir is not None:
+            self.file_sd_dir.mkdir(parents=True, exist_ok=True)
+        self._register_node()
+        self._renew_lease()
+        for target, name in (
+            (self._work_loop, "worker"),
+            (self._watch_loop, "watch"),
+            (self._lease_loop, "lease"),
+        ):
+            thread = threading.Thread(
+                target=target, name=f"node-agent-{self.node_name}-{name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def wait_synced(self, timeout: float = 30.0) -> bool:
+        """Whether the first pod list has been handed to the worker within ``timeout``."""
+        return self._synced.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop every thread and every process this agent started; the Node stays."""
+        self._stop.set()
+        response = self._watch_response
+        if response is not None:
+            # Unblocks the watch thread's read at once instead of waiting for a timeout.
+            try:
+                response.shutdown()
+            except Exception:  # noqa: BLE001 - best effort, the connection may be gone
+                pass
+        self._events.put(("stop", None))
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._threads = []
+        # The worker stops its processes on the way out; this covers a worker that died.
+        with self._lock:
+            states = list(self._pods.values())
+            self._pods.clear()
+        for state in states:
+            self._release(state)
+
+    def __enter__(self) -> NodeAgent:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def pods(self) -> list[PodView]:
+        with self._lock:
+            return [
+                PodView(
+                    namespace=s.namespace,
+                    name=s.name,
+                    ip=s.ip,
+                    behaviour=s.behaviour,
+                    ready=s.ready,
+                    restart_count=s.restart_count,
+                    pid=s.process.pid if s.process is not None else None,
+                )
+                for s in self._pods.values()
+            ]
+
+    # -- node and lease ----------------------------------------------------------------
+
+    def _node_status(self) -> JSON:
+        now = rfc3339(utcnow())
+
+        def condition(kind: str, status: str, reason: str, message: str) -> JSON:
+            return {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+
+        resources = {"cpu": "64", "memory": "256Gi", "pods": "5000", "ephemeral-storage": "1Ti"}
+        return {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "ok"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "ok"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "ok"),
+                condition("Ready", "True", "KubeletReady", "sandbox node agent is posting ready"),
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": HOST_IP},
+                {"type": "Hostname", "address": self.node_name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": "sandbox",
+                "systemUUID": "sandbox",
+                "bootID": "sandbox",
+                "kernelVersion": os.uname().release,
+                "osImage": "deployctl sandbox",
+                "containerRuntimeVersion": "sandbox://1.0",
+                "kubeletVersion": "v1.20.2-sandbox",
+                "kubeProxyVersion": "v1.20.2-sandbox",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        }
+
+    def _register_node(self) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "sandbox",
+                },
+            },
+            "spec": {},
+            "status": self._node_status(),
+        }
+        try:
+            self.core.create_node(body, _preload_content=False)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        # Also for a Node left by an earlier run: fresh heartbeats lift its taints.
+        response = self.core.patch_node_status(
+            self.node_name,
+            {"status": self._node_status()},
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+        )
+        self._node_uid = json.loads(response.data)["metadata"]["uid"]
+
+    def _renew_lease(self) -> None:
+        now = micro_time(utcnow())
+        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": now}
+        try:
+            self.coordination.patch_namespaced_lease(
+                self.node_name,
+                NODE_LEASE_NAMESPACE,
+                {"spec": spec},
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            )
+            return
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        metadata: JSON = {"name": self.node_name, "namespace": NODE_LEASE_NAMESPACE}
+        if self._node_uid is not None:
+            # As the kubelet does: the Lease goes with its Node.
+            metadata["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": self._node_uid}
+            ]
+        self.coordination.create_namespaced_lease(
+            NODE_LEASE_NAMESPACE,
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": metadata,
+                "spec": spec,
+            },
+            _preload_content=False,
+        )
+
+    def _lease_loop(self) -> None:
+        while not self._stop.wait(self.lease_interval):
+            try:
+                self._renew_lease()
+            except Exception:  # noqa: BLE001 - a missed renewal is retried next period
+                log.exception("node %s: lease renewal failed", self.node_name)
+
+    # -- watch -------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        resource_version: str | None = None
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self._relist()
+                for event_type, pod in self._watch(resource_version):
+                    resource_version = pod["metadata"].get("resourceVersion", resource_version)
+                    if event_type in ("ADDED", "MODIFIED", "DELETED"):
+                        self._events.put((event_type, pod))
+                backoff = 0.2
+            except _WatchExpired:
+                log.info("node %s: watch expired (410), listing again", self.node_name)
+                resource_version = None
+            except Exception:  # noqa: BLE001 - reconnect with backoff, never die
+                if self._stop.is_set():
+                    return
+                log.warning("node %s: pod watch failed, retrying", self.node_name, exc_info=True)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                # After a long failure the version may be gone; a re-list is always safe.
+                if backoff >= 5.0:
+                    resource_version = None
+
+    def _relist(self) -> str:
+        response = self.core.list_pod_for_all_namespaces(
+            _preload_content=False, _request_timeout=(5, 30)
+        )
+        listing = json.loads(response.data)
+        self._events.put(("SYNC", listing["items"]))
+        self._synced.set()
+        return str(listing["metadata"]["resourceVersion"])
+
+    def _watch(self, resource_version: str) -> Iterator[tuple[str, JSON]]:
+        response = self.core.list_pod_for_all_namespaces(
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=60,
+            _preload_content=False,
+            # The server ends the watch after 60 s; the read timeout only catches a dead link.
+            _request_timeout=(5, 90),
+        )
+        self._watch_response = response
+        try:
+            buffer = b""
+            for chunk in response.stream(amt=None, decode_content=True):
+                if self._stop.is_set():
+                    return
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        status = event.get("object", {})
+                        if status.get("code") == 410:
+                            raise _WatchExpired()
+                        raise RuntimeError(f"watch error: {status}")
+                    yield event["type"], event["object"]
+        finally:
+            self._watch_response = None
+            response.release_conn()
+
+    # -- pod work (worker thread only) -------------------------------------------------
+
+    def _work_loop(self) -> None:
+        try:
+            while True:
+                # Timers first on every turn, so a busy event stream cannot starve them.
+                self._run_due_timers()
+                timeout = None
+                if self._timers:
+                    timeout = max(0.0, self._timers[0].due - time.monotonic())
+                try:
+                    kind, payload = self._events.get(timeout=timeout)
+                except queue.Empty:
+                    continue
+                if kind == "stop" or self._stop.is_set():
+                    return
+                if kind == "SYNC":
+                    self._sync(payload)
+                elif kind == "DELETED":
+                    self._guard(payload, self._on_deleted)
+                else:
+                    self._guard(payload, self._on_pod)
+        finally:
+            # Children die with the thread that forked them (PDEATHSIG), so stop them here.
+            with self._lock:
+                states = list(self._pods.values())
+                self._pods.clear()
+            for state in states:
+                self._release(state)
+
+    def _guard(self, pod: JSON, handler: Any) -> None:
+        try:
+            handler(pod)
+        except Exception:  # noqa: BLE001 - one bad pod must not stop the node
+            meta = pod.get("metadata", {})
+            log.exception(
+                "node %s: pod %s/%s", self.node_name, meta.get("namespace"), meta.get("name")
+            )
+
+    def _sync(self, pods: list[JSON]) -> None:
+        seen = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
+        with self._lock:
+            gone = [s for k, s in self._pods.items() if k not in seen]
+        for state in gone:
+            self._forget(state)
+        for pod in pods:
+            self._guard(pod, self._on_pod)
+
+    def _on_pod(self, pod: JSON) -> None:
+        meta, spec = pod["metadata"], pod.get("spec", {})
+        key: PodKey = (meta["namespace"], meta["name"])
+        node = spec.get("nodeName")
+        if meta.get("deletionTimestamp"):
+            if node == self.node_name:
+                self._finish_deletion(pod)
+            return
+        if not node:
+            if self.bind_unscheduled:
+                self._bind(meta["namespace"], meta["name"])
+            return
+        if node != self.node_name:
+            return
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        with self._lock:
+            state = self._pods.get(key)
+        if state is not None and state.uid != meta["uid"]:
+            self._forget(state)  # same name, new pod (e.g. recreated): start afresh
+            state = None
+        if state is None:
+            self._admit(pod)
+
+    def _bind(self, namespace: str, name: str) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
+        try:
+            # The client binds, then fails to parse the reply: take the raw response.
+            self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+        except ApiException as error:
+            if error.status not in (404, 409):  # gone, or bound meanwhile
+                raise
+
+    def _admit(self, pod: JSON) -> None:
+        meta = pod["metadata"]
+        state = _PodState(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            ip=self._ips.allocate(),
+            behaviour=behaviour_of(pod),
+            containers=list(pod["spec"].get("containers") or []),
+            labels=dict(meta.get("labels") or {}),
+            bound_at=utcnow(),
+        )
+        with self._lock:
+            self._pods[(state.namespace, state.name)] = state
+        if self.run_processes and state.behaviour is not Behaviour.CRASH:
+            log_file = self._log_file(state)
+            try:
+                state.process = spawn_demo_app(
+                    state.ip, self.app_port, env=self._process_env(state), log=log_file
+                )
+            finally:
+                if log_file is not None:
+                    log_file.close()  # the child holds its own descriptor
+        self._schedule(state, self.ready_delay)
+
+    def _process_env(self, state: _PodState) -> dict[str, str]:
+        first = state.containers[0] if state.containers else {}
+        image = str(first.get("image", ""))
+        env = {
+            "POD_NAME": state.name,
+            "POD_NAMESPACE": state.namespace,
+            "POD_IP": state.ip,
+            # The image tag is the natural version; DEMO_VERSION in the env overrides it.
+            "DEMO_VERSION": image.rsplit(":", 1)[1] if ":" in image else image or "dev",
+        }
+        for var in first.get("env") or []:
+            if "value" in var:  # valueFrom (secrets, fieldRefs) has no meaning here
+                env[str(var["name"])] = str(var["value"])
+        return env
+
+    def _log_file(self, state: _PodState) -> IO[bytes] | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return (self.log_dir / f"{state.namespace}_{state.name}.log").open("ab")
+
+    def _schedule(self, state: _PodState, delay: float) -> None:
+        state.token += 1
+        heapq.heappush(
+            self._timers,
+            _Timer(
+                time.monotonic() + delay,
+                next(self._seq),
+                (state.namespace, state.name),
+                state.token,
+            ),
+        )
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0].due <= now:
+            timer = heapq.heappop(self._timers)
+            with self._lock:
+                state = self._pods.get(timer.key)
+            if state is None or state.token != timer.token:
+                continue
+            # A failed status write must leave the record as it was, so the retry
+            # reports the same transition instead of skipping (or repeating) it.
+            before = state.checkpoint()
+            try:
+                self._advance(state)
+            except ApiException as error:
+                state.restore(before)
+                if error.status == 404:
+                    continue  # deleted meanwhile; the DELETED event cleans up
+                log.warning("node %s: pod %s/%s: %s", self.node_name, *timer.key, error.reason)
+                self._schedule(state, 0.5)
+            except Exception:  # noqa: BLE001 - retry later rather than lose the pod
+                state.restore(before)
+                log.exception("node %s: pod %s/%s", self.node_name, *timer.key)
+                self._schedule(state, 0.5)
+
+    def _advance(self, state: _PodState) -> None:
+        now = utcnow()
+        if state.stage is _Stage.STARTING:
+            if state.behaviour is Behaviour.CRASH:
+                state.stage, state.started_at = _Stage.CRASH_RUNNING, now
+                self._report(state, ready=False)
+                self._schedule(state, self.crash_interval)
+                return
+            ready = state.behaviour is Behaviour.NORMAL
+            if ready and state.process is not None and not self._process_healthy(state):
+                state.checks += 1
+                if state.checks * 0.1 < self.process_start_timeout:
+                    self._schedule(state, 0.1)
+                    return
+                log.warning("pod %s/%s: demo app never became healthy", state.namespace, state.name)
+                ready = False
+            state.stage, state.started_at = _Stage.RUNNING, now
+            self._report(state, ready=ready)
+            self._write_file_sd(state)
+        elif state.stage is _Stage.CRASH_RUNNING:
+            state.stage, state.last_finished_at = _Stage.CRASH_WAITING, now
+            state.restart_count += 1
+            self._report(state, ready=False)
+            self._schedule(state, self.crash_interval)
+        elif state.stage is _Stage.CRASH_WAITING:
+            state.stage, state.started_at = _Stage.CRASH_RUNNING, now
+            self._report(state, ready=False)
+            self._schedule(state, self.crash_interval)
+
+    def _process_healthy(self, state: _PodState) -> bool:
+        assert state.process is not None
+        if state.process.poll() is not None:
+            return False
+        try:
+            url = f"http://{state.ip}:{self.app_port}/healthz"
+            with urllib.request.urlopen(url, timeout=0.5) as reply:
+                return bool(reply.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _report(self, state: _PodState, *, ready: bool) -> None:
+        now = utcnow()
+        if ready != state.ready or state.ready_changed_at is None:
+            state.ready_changed_at = now
+        state.ready = ready
+        self.core.patch_namespaced_pod_status(
+            state.name,
+            state.namespace,
+            self._status_patch(state),
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+        )
+
+    def _status_patch(self, state: _PodState) -> JSON:
+        ready = "True" if state.ready else "False"
+        bound = rfc3339(state.bound_at)
+        changed = rfc3339(state.ready_changed_at or state.bound_at)
+        started = rfc3339(state.started_at or state.bound_at)
+
+        def condition(kind: str, status: str, since: str) -> JSON:
+            entry: JSON = {"type": kind, "status": status, "lastTransitionTime": since}
+            if status == "False":
+                entry["reason"] = "ContainersNotReady"
+            return entry
+
+        if state.stage is _Stage.CRASH_WAITING:
+            current: JSON = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off restarting failed container (sandbox {self.node_name})",
+                }
+            }
+        else:
+            current = {"running": {"startedAt": started}}
+        last: JSON = {}
+        if state.last_finished_at is not None:
+            last = {
+                "terminated": {
+                    "exitCode": 1,
+                    "reason": "Error",
+                    "startedAt": started,
+                    "finishedAt": rfc3339(state.last_finished_at),
+                }
+            }
+        statuses = [
+            {
+                "name": container.get("name", f"c{index}"),
+                "image": container.get("image", ""),
+                "imageID": f"sandbox://{container.get('image', '')}",
+                "containerID": f"sandbox://{state.uid}/{index}",
+                "ready": state.ready,
+                "started": state.stage is not _Stage.CRASH_WAITING,
+                "restartCount": state.restart_count,
+                "state": current,
+                "lastState": last,
+            }
+            for index, container in enumerate(state.containers)
+        ]
+        return {
+            # As the kubelet does: the uid makes the patch fail on a recreated namesake.
+            "metadata": {"uid": state.uid},
+            "status": {
+                "phase": "Running",
+                "hostIP": HOST_IP,
+                "podIP": state.ip,
+                "podIPs": [{"ip": state.ip}],
+                "startTime": bound,
+                "conditions": [
+                    condition("Initialized", "True", bound),
+                    condition("Ready", ready, changed),
+                    condition("ContainersReady", ready, changed),
+                    condition("PodScheduled", "True", bound),
+                ],
+                "containerStatuses": statuses,
+            },
+        }
+
+    def _finish_deletion(self, pod: JSON) -> None:
+        meta = pod["metadata"]
+        with self._lock:
+            state = self._pods.get((meta["namespace"], meta["name"]))
+        if state is not None and state.uid == meta["uid"]:
+            self._forget(state)
+        try:
+            self.core.delete_namespaced_pod(
+                meta["name"],
+                meta["namespace"],
+                grace_period_seconds=0,
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
+                _preload_content=False,
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):  # already gone, or a namesake
+                raise
+
+    def _on_deleted(self, pod: JSON) -> None:
+        meta = pod["metadata"]
+        with self._lock:
+            state = self._pods.get((meta["namespace"], meta["name"]))
+        if state is not None and state.uid == meta["uid"]:
+            self._forget(state)
+
+    def _forget(self, state: _PodState) -> None:
+        with self._lock:
+            if self._pods.get((state.namespace, state.name)) is state:
+                del self._pods[(state.namespace, state.name)]
+        state.token += 1  # cancels pending timers
+        self._release(state)
+
+    def _release(self, state: _PodState) -> None:
+        """Stop the pod's process, drop its scrape target and give back its address."""
+        self._remove_file_sd(state)
+        process, state.process = state.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        self._ips.release(state.ip)
+
+    # -- Prometheus file_sd ------------------------------------------------------------
+
+    def _file_sd_path(self, state: _PodState) -> Path | None:
+        if self.file_sd_dir is None or not self.run_processes:
+            return None
+        return self.file_sd_dir / f"{state.namespace}_{state.name}.json"
+
+    def _write_file_sd(self, state: _PodState) -> None:
+        path = self._file_sd_path(state)
+        if path is None or state.process is None:
+            return
+        labels = {
+            "namespace": state.namespace,
+            "pod": state.name,
+            "app": state.labels.get("app", ""),
+            "revision": state.labels.get(REVISION_LABEL, ""),
+        }
+        write_file_sd(path, [f"{state.ip}:{self.app_port}"], labels)
+
+    def _remove_file_sd(self, state: _PodState) -> None:
+        path = self._file_sd_path(state)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+def write_file_sd(path: Path, targets: list[str], labels: Mapping[str, str]) -> None:
+    """Write one Prometheus file_sd JSON atomically (Prometheus may read at any moment)."""
+    # Empty label values mean "no label" to Prometheus; leave them out to say so plainly.
+    entry = {"targets": targets, "labels": {k: v for k, v in labels.items() if v}}
+    # The temporary name must not match the *.json glob Prometheus watches.
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps([entry]))
+    os.replace(temporary, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.node_agent", description=__doc__)
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), required=False)
+    parser.add_argument("--node-name", default="sandbox-node")
+    parser.add_argument("--ready-delay", type=float, default=0.2)
+    parser.add_argument("--run-processes", action="store_true")
+    parser.add_argument("--file-sd-dir", type=Path)
+    parser.add_argument("--log-dir", type=Path)
+    args = parser.parse_args(argv)
+    if not args.kubeconfig:
+        parser.error("--kubeconfig (or $KUBECONFIG) is required")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # The kubernetes package leaves this helper unannotated.
+    api_client = config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+    agent = NodeAgent(
+        api_client,
+        node_name=args.node_name,
+        ready_delay=args.ready_delay,
+        run_processes=args.run_processes,
+        file_sd_dir=args.file_sd_dir,
+        log_dir=args.log_dir,
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    agent.start()
+    log.info("node %s registered; serving pods (Ctrl-C to stop)", args.node_name)
+    done.wait()
+    agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
