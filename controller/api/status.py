@@ -8,6 +8,7 @@ Lists are bounded: measurements per metric and history entries keep the newest.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -129,8 +130,27 @@ class RolloutStatus(StatusModel):
     updated_replicas: int = 0
     last_handled_request: str | None = None
     approved_by: str | None = None
+    paused_at: str | None = Field(
+        default=None,
+        description="When spec.paused took effect; step timers resume from here on unpause",
+    )
     analysis_runs: list[AnalysisRunStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     history: Annotated[list[HistoryEntry], Field(max_length=MAX_HISTORY)] = Field(
         default_factory=list
     )
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with whole seconds, as every status time is written."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """The inverse of ``timestamp``; also reads offsets and fractions other writers use."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

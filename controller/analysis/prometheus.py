@@ -1,0 +1,372 @@
+"""The Prometheus provider: the only module that talks to Prometheus (via prometheus-api-client).
+
+Called by the measurement loop through ``PrometheusMeasurer`` (the reconciler injects it
+into ``AnalysisEngine``) and by ``deployctl analyze`` for backtests (``query_range``).
+Retries live here and only here: connection errors, timeouts and 5xx/429 are retried
+with exponential backoff inside a bounded budget (the metric's interval at most); a
+query Prometheus rejects (400/422, bad PromQL) is never retried.
+
+Foreign errors (requests, urllib3, prometheus-api-client) are mapped once, here::
+
+    AnalysisError                  base of everything this module raises
+    ├── PrometheusUnavailable      refused, timed out, 5xx/429 after retries, 401/403/404
+    ├── QueryRejected              400/422: Prometheus's message and the query
+    └── UnexpectedResponse         an answer we cannot read (string or range-vector result)
+
+``query`` and ``query_range`` raise those; ``PrometheusMeasurer`` turns them into
+``QueryFailure`` values, so the measurement loop never sees an exception. Nothing is
+logged here: the failure value carries the message and the engine logs the measurement
+(so ``deployctl analyze --output json`` keeps a clean stdout).
+
+Credentials in an address (``http://user:password@host``) never reach a message or a
+log line: addresses are shown through ``redact_url``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+from urllib3.util.retry import Retry
+
+from controller.analysis.values import (
+    QueryFailure,
+    QueryOutcome,
+    QueryResult,
+    RangeOutcome,
+    RangeResult,
+    Sample,
+    Series,
+    short_query,
+)
+
+DEFAULT_ADDRESS = "http://127.0.0.1:9090"
+DEFAULT_BUDGET = 10.0
+MAX_ATTEMPTS = 5
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_REJECT_STATUS = frozenset({400, 422})
+_STATUS_MESSAGE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+
+
+class AnalysisError(Exception):
+    """Base of the provider's errors."""
+
+
+class PrometheusUnavailable(AnalysisError):
+    """Prometheus could not answer: connection, timeout, 5xx (after retries) or 401/403/404."""
+
+    def __init__(self, message: str, *, attempts: int = 1, status_code: int | None = None):
+        super().__init__(message)
+        self.attempts = attempts
+        self.status_code = status_code
+
+
+class QueryRejected(AnalysisError):
+    """Prometheus refused the query (bad PromQL); retrying cannot help."""
+
+    def __init__(self, *, query: str, reason: str, status_code: int):
+        super().__init__(
+            f"Prometheus rejected the query ({status_code}): {reason}; query: {short_query(query)}"
+        )
+        self.query = query
+        self.reason = reason
+        self.status_code = status_code
+
+
+class UnexpectedResponse(AnalysisError):
+    """An answer that is not a number or an instant vector of numbers."""
+
+
+class _Retryable(Exception):
+    """Internal: one attempt failed in a way worth another try."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if user else f"***@{host}"))
+
+
+def query(
+    address: str,
+    promql: str,
+    *,
+    timeout: float,
+    at: datetime | None = None,
+    budget: float = DEFAULT_BUDGET,
+) -> QueryResult:
+    """An instant query at ``at`` (default: now). Raises ``AnalysisError`` subclasses."""
+    params: dict[str, str] = {"timeout": f"{timeout:g}s"}
+    if at is not None:
+        params["time"] = f"{at.timestamp():.3f}"
+
+    def call(client: PrometheusConnect, attempt_timeout: float) -> Any:
+        return client.custom_query(promql, params=params, timeout=attempt_timeout)
+
+    raw = _with_retries(address, promql, call, timeout=timeout, budget=budget)
+    return QueryResult(query=promql, samples=_instant_samples(promql, raw), at=at)
+
+
+def query_range(
+    address: str,
+    promql: str,
+    *,
+    start: datetime,
+    end: datetime,
+    step: float,
+    timeout: float,
+    budget: float = DEFAULT_BUDGET,
+) -> RangeResult:
+    """A range query (the backtest's history). Raises ``AnalysisError`` subclasses."""
+    params = {"timeout": f"{timeout:g}s"}
+
+    def call(client: PrometheusConnect, attempt_timeout: float) -> Any:
+        return client.custom_query_range(
+            promql,
+            start_time=start,
+            end_time=end,
+            step=f"{step:g}s",
+            params=params,
+            timeout=attempt_timeout,
+        )
+
+    raw = _with_retries(address, promql, call, timeout=timeout, budget=budget)
+    return RangeResult(query=promql, series=_range_series(promql, raw))
+
+
+@dataclass(frozen=True)
+class PrometheusMeasurer:
+    """The ``Measurer`` the reconciler injects: queries become values, never exceptions.
+
+    ``default_address`` is the controller's ``--prometheus-url``, used by presets and by
+    providers that do not name an address.
+    """
+
+    default_address: str = DEFAULT_ADDRESS
+    range_budget: float = DEFAULT_BUDGET
+
+    def measure(
+        self, promql: str, *, address: str | None, timeout: float, budget: float
+    ) -> QueryOutcome:
+        try:
+            return query(address or self.default_address, promql, timeout=timeout, budget=budget)
+        except AnalysisError as exc:
+            return failure_of(exc, promql)
+
+    def measure_range(
+        self,
+        promql: str,
+        *,
+        address: str | None,
+        start: datetime,
+        end: datetime,
+        step: float,
+        timeout: float,
+    ) -> RangeOutcome:
+        try:
+            return query_range(
+                address or self.default_address,
+                promql,
+                start=start,
+                end=end,
+                step=step,
+                timeout=timeout,
+                budget=self.range_budget,
+            )
+        except AnalysisError as exc:
+            return failure_of(exc, promql)
+
+
+def failure_of(exc: AnalysisError, promql: str) -> QueryFailure:
+    """Our error as the value the measurement loop records."""
+    if isinstance(exc, QueryRejected):
+        return QueryFailure(
+            kind="rejected", query=promql, message=str(exc), status_code=exc.status_code
+        )
+    if isinstance(exc, PrometheusUnavailable):
+        return QueryFailure(
+            kind="unavailable",
+            query=promql,
+            message=str(exc),
+            attempts=exc.attempts,
+            status_code=exc.status_code,
+        )
+    return QueryFailure(kind="unexpected", query=promql, message=str(exc))
+
+
+def _with_retries(
+    address: str,
+    promql: str,
+    call: Any,
+    *,
+    timeout: float,
+    budget: float,
+) -> Any:
+    shown = redact_url(address)
+    started = time.monotonic()
+    budget = max(budget, 0.1)
+    retrying = Retrying(
+        retry=retry_if_exception_type(_Retryable),
+        stop=stop_after_delay(budget) | stop_after_attempt(MAX_ATTEMPTS),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
+        reraise=False,
+    )
+    attempts = 0
+    try:
+        for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                # Never let one attempt outlive the budget the caller gave us.
+                remaining = budget - (time.monotonic() - started)
+                attempt_timeout = max(0.1, min(timeout, remaining))
+                return _attempt(address, shown, promql, call, attempt_timeout)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        elapsed = time.monotonic() - started
+        status = last.status_code if isinstance(last, _Retryable) else None
+        raise PrometheusUnavailable(
+            f"Prometheus at {shown} unavailable: {last} "
+            f"(after {attempts} attempt(s) in {elapsed:.1f}s)",
+            attempts=attempts,
+            status_code=status,
+        ) from None
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+def _attempt(address: str, shown: str, promql: str, call: Any, timeout: float) -> Any:
+    # The client's own urllib3 retries would run outside our budget: switch them off.
+    client = PrometheusConnect(url=address, retry=Retry(total=0, raise_on_status=False))
+    try:
+        return call(client, timeout)
+    except requests.exceptions.Timeout:
+        raise _Retryable(f"timed out after {timeout:.1f}s") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise _Retryable(f"cannot connect ({_root_cause(exc)})") from None
+    except PrometheusApiClientException as exc:
+        status, reason = _parse_status(str(exc))
+        if status in _REJECT_STATUS:
+            raise QueryRejected(query=promql, reason=reason, status_code=status) from None
+        if status in _RETRY_STATUS or status is None:
+            raise _Retryable(f"HTTP {status}: {reason}", status) from None
+        raise PrometheusUnavailable(
+            f"Prometheus at {shown} answered HTTP {status}: {reason}", status_code=status
+        ) from None
+    except requests.exceptions.RequestException as exc:
+        raise PrometheusUnavailable(f"request to {shown} failed: {_root_cause(exc)}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnexpectedResponse(f"unreadable answer from {shown}: {exc}") from None
+    finally:
+        client.close()
+
+
+def _root_cause(exc: BaseException) -> str:
+    # requests nests urllib3's errors; the innermost one says "Connection refused".
+    inner: BaseException = exc
+    while inner.__context__ is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    text = str(inner) or type(inner).__name__
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return match.group(1).strip() if match else type(inner).__name__
+
+
+def _parse_status(message: str) -> tuple[int | None, str]:
+    """prometheus-api-client packs the status and body into its message; unpack them."""
+    match = _STATUS_MESSAGE.match(message)
+    if match is None:
+        return None, message
+    status = int(match.group(1))
+    body: Any = match.group(2)
+    try:
+        body = ast.literal_eval(body)
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", errors="replace")
+        decoded = json.loads(body)
+        if isinstance(decoded, dict) and "error" in decoded:
+            kind = decoded.get("errorType")
+            return status, f"{kind}: {decoded['error']}" if kind else str(decoded["error"])
+    except (ValueError, SyntaxError):
+        pass
+    return status, str(body)[:500]
+
+
+def _number(promql: str, raw: object) -> float:
+    try:
+        return float(str(raw))
+    except ValueError:
+        raise UnexpectedResponse(
+            f"query returned {raw!r}, not a number; query: {short_query(promql)}"
+        ) from None
+
+
+def _instant_samples(promql: str, raw: Any) -> tuple[Sample, ...]:
+    if not isinstance(raw, list):
+        raise UnexpectedResponse(f"unreadable result {raw!r}; query: {short_query(promql)}")
+    # A scalar (or string) result is [time, "value"]; a vector is a list of objects.
+    if len(raw) == 2 and not isinstance(raw[0], dict) and isinstance(raw[0], int | float):
+        return (Sample(labels={}, value=_number(promql, raw[1])),)
+    samples = []
+    for item in raw:
+        if not isinstance(item, dict) or "value" not in item:
+            raise UnexpectedResponse(
+                "query returns a range vector; wrap it in rate(), avg_over_time() or similar; "
+                f"query: {short_query(promql)}"
+            )
+        samples.append(
+            Sample(labels=dict(item.get("metric", {})), value=_number(promql, item["value"][1]))
+        )
+    return tuple(samples)
+
+
+def _range_series(promql: str, raw: Any) -> tuple[Series, ...]:
+    if not isinstance(raw, list):
+        raise UnexpectedResponse(f"unreadable result {raw!r}; query: {short_query(promql)}")
+    series = []
+    for item in raw:
+        if not isinstance(item, dict) or "values" not in item:
+            raise UnexpectedResponse(f"unreadable range result; query: {short_query(promql)}")
+        points: Sequence[Sequence[object]] = item["values"]
+        series.append(
+            Series(
+                labels=dict(item.get("metric", {})),
+                points=tuple((float(str(t)), _number(promql, v)) for t, v in points),
+            )
+        )
+    return tuple(series)
+
+
+__all__ = [
+    "AnalysisError",
+    "PrometheusMeasurer",
+    "PrometheusUnavailable",
+    "QueryRejected",
+    "UnexpectedResponse",
+    "query",
+    "query_range",
+    "redact_url",
+]

@@ -1,0 +1,392 @@
+"""The measurement loop: which metrics are due, and what a new measurement changes.
+
+Called by the reconciler (through ``AnalysisEngine.advance``) on every pass over a
+rollout with an analysis in flight, and by the backtest to replay history. Everything
+here is a pure function of (status, spec, ``now``) except the injected ``Measurer``:
+status is the only memory, so a controller restarted at any instant carries on.
+
+Limits, as in Argo Rollouts, decide a metric's phase after each measurement:
+
+- Failed        when failed > failureLimit
+- Inconclusive  when inconclusive > inconclusiveLimit
+- Error         when the query can never work (Prometheus rejected it, a template
+                problem), or consecutive errors > consecutiveErrorLimit
+- Successful    when ``count`` measurements are decided within the limits and at least
+                one was Successful (a metric never passes on missing data alone)
+- Running       otherwise
+
+An Error measurement caused by Prometheus being unreachable, timing out or answering
+5xx has already been retried with backoff inside the interval by the provider; it is
+recorded as Error (``error``, ``consecutiveError``) *and counted as Inconclusive*,
+because missing data must pause a rollout (past inconclusiveLimit), never promote it.
+A Pending measurement (a breach that has not yet held for ``for``) is not a decided
+measurement: it does not count towards ``count``, so a metric cannot pass mid-breach.
+
+The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
+Successful. A run that is not Running takes no more measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from controller.analysis.presets import metric_for, metric_query, metric_threshold
+from controller.analysis.templating import QueryContext, TemplateError, render
+from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, short_query
+from controller.analysis.verdict import Judgement, evaluate, judge_failure
+from controller.api.analysis import AnalysisTemplate, Metric
+from controller.api.rollout import AnalysisRef
+from controller.api.status import (
+    MAX_MEASUREMENTS,
+    AnalysisRunStatus,
+    Measurement,
+    MetricResult,
+    Verdict,
+    parse_timestamp,
+    timestamp,
+)
+
+log = structlog.get_logger(__name__)
+
+TERMINAL: frozenset[str] = frozenset({"Successful", "Failed", "Inconclusive", "Error"})
+_RANK: Mapping[str, int] = {
+    "Failed": 5,
+    "Inconclusive": 4,
+    "Error": 3,
+    "Running": 2,
+    "Pending": 2,
+    "Successful": 1,
+}
+DEFAULT_RETRY_BUDGET = 10.0
+
+
+class Measurer(Protocol):
+    """Asks a metrics backend one query; returns a value, never raises.
+
+    ``budget`` bounds the whole call, retries included (the engine passes at most the
+    metric's interval). The Prometheus-backed one is
+    ``controller.analysis.prometheus.PrometheusMeasurer``.
+    """
+
+    def measure(
+        self, promql: str, *, address: str | None, timeout: float, budget: float
+    ) -> QueryOutcome: ...
+
+
+def start_run(
+    *, key: str, revision: str, metrics: Sequence[Metric], now: datetime
+) -> AnalysisRunStatus:
+    """A new run with every metric Running and nothing measured yet."""
+    return AnalysisRunStatus(
+        key=key,
+        revision=revision,
+        phase="Running",
+        started_at=timestamp(now),
+        metrics=[MetricResult(name=m.name) for m in metrics],
+    )
+
+
+def _result(run: AnalysisRunStatus, name: str) -> MetricResult | None:
+    return next((r for r in run.metrics if r.name == name), None)
+
+
+def _due_at(run: AnalysisRunStatus, metric: Metric) -> datetime | None:
+    result = _result(run, metric.name)
+    if result is not None and result.phase in TERMINAL:
+        return None
+    if result is None or not result.measurements:
+        return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay)
+    return parse_timestamp(result.measurements[-1].at) + timedelta(seconds=metric.interval)
+
+
+def due_metrics(run: AnalysisRunStatus, metrics: Sequence[Metric], *, now: datetime) -> list[str]:
+    """Names of the metrics to measure at ``now``, in spec order."""
+    if run.phase in TERMINAL:
+        return []
+    due = []
+    for metric in metrics:
+        at = _due_at(run, metric)
+        if at is not None and at <= now:
+            due.append(metric.name)
+    return due
+
+
+def next_due(
+    run: AnalysisRunStatus, metrics: Sequence[Metric], *, now: datetime
+) -> datetime | None:
+    """When the next measurement is due (the reconciler's requeue-after); None when done.
+
+    May be at or before ``now`` when a metric is already due.
+    """
+    if run.phase in TERMINAL:
+        return None
+    times = [at for m in metrics if (at := _due_at(run, m)) is not None]
+    return min(times) if times else None
+
+
+def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool = False) -> Verdict:
+    """The limits above, applied to a metric's counters."""
+    if result.failed > metric.failure_limit:
+        return "Failed"
+    if result.inconclusive > metric.inconclusive_limit:
+        return "Inconclusive"
+    if permanent_error or result.consecutive_error > metric.consecutive_error_limit:
+        return "Error"
+    decided = result.successful + result.failed + result.inconclusive
+    if metric.count is not None and decided >= metric.count:
+        return "Successful" if result.successful > 0 else "Inconclusive"
+    return "Running"
+
+
+def run_phase(results: Sequence[MetricResult]) -> Verdict:
+    """The worst metric phase; a run without metrics is still Running."""
+    if not results:
+        return "Running"
+    worst = max(results, key=lambda r: _RANK.get(r.phase, 2))
+    return worst.phase
+
+
+def record(
+    run: AnalysisRunStatus,
+    metric: Metric,
+    judgement: Judgement,
+    *,
+    now: datetime,
+    query: str | None = None,
+) -> AnalysisRunStatus:
+    """The run after one measurement of ``metric`` judged ``judgement`` at ``now``."""
+    result = _result(run, metric.name) or MetricResult(name=metric.name)
+    counts = {
+        "successful": result.successful,
+        "failed": result.failed,
+        "inconclusive": result.inconclusive,
+        "error": result.error,
+        "consecutive_error": 0,
+    }
+    phase = judgement.phase
+    if phase == "Successful":
+        counts["successful"] += 1
+    elif phase == "Failed":
+        counts["failed"] += 1
+    elif phase == "Inconclusive":
+        counts["inconclusive"] += 1
+    elif phase == "Error":
+        counts["error"] += 1
+        counts["consecutive_error"] = result.consecutive_error + 1
+        if not judgement.permanent:
+            # Transient: retried already; now it is missing data (see module docstring).
+            counts["inconclusive"] += 1
+    measurement = Measurement(
+        value=judgement.value, phase=phase, at=timestamp(now), message=judgement.message
+    )
+    measurements = [*result.measurements, measurement][-MAX_MEASUREMENTS:]
+    updated = result.model_copy(
+        update={
+            **counts,
+            "breach_since": (
+                timestamp(judgement.breach_since) if judgement.breach_since is not None else None
+            ),
+            "message": judgement.message,
+            "measurements": measurements,
+            **({"query": short_query(query)} if query is not None else {}),
+        }
+    )
+    updated = updated.model_copy(
+        update={
+            "phase": metric_phase(
+                updated, metric, permanent_error=phase == "Error" and judgement.permanent
+            )
+        }
+    )
+    results = [updated if r.name == metric.name else r for r in run.metrics]
+    if _result(run, metric.name) is None:
+        results.append(updated)
+    return _with_phase(run, results)
+
+
+def _with_phase(run: AnalysisRunStatus, results: list[MetricResult]) -> AnalysisRunStatus:
+    phase = run_phase(results)
+    if phase in ("Failed", "Inconclusive", "Error"):
+        worst = next(r for r in results if r.phase == phase)
+        message = worst.message
+    elif phase == "Successful":
+        message = f"all {len(results)} metric(s) successful"
+    else:
+        message = ""
+    return run.model_copy(update={"metrics": results, "phase": phase, "message": message})
+
+
+@dataclass(frozen=True)
+class BoundMetric:
+    """A metric with the template's args resolved for it."""
+
+    metric: Metric
+    template: str
+    args: Mapping[str, str]
+
+
+def resolve(templates: Mapping[str, AnalysisTemplate], ref: AnalysisRef) -> list[BoundMetric]:
+    """The metrics of every referenced template, each with its args resolved.
+
+    ``ref.args`` override the template's defaults. Raises ``TemplateError`` naming a
+    missing template, an argument without a value, or a metric name used twice.
+    """
+    given = {a.name: a.value for a in ref.args if a.value is not None}
+    bound: list[BoundMetric] = []
+    seen: dict[str, str] = {}
+    for template_ref in ref.templates:
+        template = templates.get(template_ref.name)
+        if template is None:
+            known = ", ".join(sorted(templates)) or "none"
+            raise TemplateError(f"unknown AnalysisTemplate {template_ref.name!r}; known: {known}")
+        args = template_args(template, given)
+        for metric in template.spec.metrics:
+            if metric.name in seen:
+                raise TemplateError(
+                    f"metric {metric.name!r} is defined by both AnalysisTemplate "
+                    f"{seen[metric.name]!r} and {template_ref.name!r}; rename one"
+                )
+            seen[metric.name] = template_ref.name
+            bound.append(BoundMetric(metric=metric, template=template_ref.name, args=args))
+    return bound
+
+
+def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[str, str]:
+    """The template's args: ``given`` values over its defaults; TemplateError if one lacks both."""
+    name = template.metadata.name or "?"
+    args: dict[str, str] = {}
+    for arg in template.spec.args:
+        value = given.get(arg.name, arg.value)
+        if value is None:
+            raise TemplateError(
+                f"AnalysisTemplate {name!r} needs argument {arg.name!r}, which has no "
+                "default and was not given; pass it in the analysis args "
+                f"(template args: {', '.join(a.name for a in template.spec.args)})"
+            )
+        args[arg.name] = value
+    return args
+
+
+class AnalysisEngine:
+    """Measures every due metric of a run and returns the run's new status.
+
+    Clock-free: ``now`` is an argument; the measurer is injected (the reconciler passes a
+    ``PrometheusMeasurer``; tests may pass their own at this seam).
+    """
+
+    def __init__(self, measurer: Measurer, *, retry_budget: float = DEFAULT_RETRY_BUDGET):
+        self.measurer = measurer
+        self.retry_budget = retry_budget
+
+    def advance(
+        self,
+        run: AnalysisRunStatus,
+        *,
+        templates: Mapping[str, AnalysisTemplate],
+        ref: AnalysisRef,
+        context: QueryContext,
+        now: datetime,
+    ) -> AnalysisRunStatus:
+        if run.phase in TERMINAL:
+            return run
+        try:
+            bound = resolve(templates, ref)
+        except TemplateError as exc:
+            log.warning("analysis cannot start", run=run.key, error=str(exc))
+            return run.model_copy(update={"phase": "Error", "message": str(exc)})
+        metrics = [b.metric for b in bound]
+        missing = [MetricResult(name=m.name) for m in metrics if _result(run, m.name) is None]
+        if missing:
+            run = run.model_copy(update={"metrics": [*run.metrics, *missing]})
+        due = set(due_metrics(run, metrics, now=now))
+        for item in bound:
+            if item.metric.name in due:
+                run = self._measure(run, item, context=context, now=now)
+        return run
+
+    def next_due(
+        self,
+        run: AnalysisRunStatus,
+        *,
+        templates: Mapping[str, AnalysisTemplate],
+        ref: AnalysisRef,
+        now: datetime,
+    ) -> datetime | None:
+        """When to look again; None when the run is over or cannot start."""
+        try:
+            bound = resolve(templates, ref)
+        except TemplateError:
+            return None
+        return next_due(run, [b.metric for b in bound], now=now)
+
+    def _measure(
+        self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
+    ) -> AnalysisRunStatus:
+        metric = item.metric
+        result = _result(run, metric.name)
+        since_text = result.breach_since if result is not None else None
+        breach_since = parse_timestamp(since_text) if since_text else None
+        ctx = context.with_args(item.args)
+        template = metric_query(metric)
+        try:
+            promql = render(template, ctx)
+            stable_promql = render(template, ctx.for_stable()) if metric.relative_to else None
+        except TemplateError as exc:
+            failure = QueryFailure(kind="rejected", query=template, message=str(exc))
+            return record(
+                run,
+                metric,
+                judge_failure(metric.name, failure, breach_since=breach_since),
+                now=now,
+                query=template,
+            )
+        judgement = self._judge(metric, promql, stable_promql, breach_since=breach_since, now=now)
+        log.info(
+            "analysis measurement",
+            run=run.key,
+            metric=metric.name,
+            verdict=judgement.phase,
+            value=judgement.value,
+            evidence=judgement.message,
+        )
+        return record(run, metric, judgement, now=now, query=promql)
+
+    def _judge(
+        self,
+        metric: Metric,
+        promql: str,
+        stable_promql: str | None,
+        *,
+        breach_since: datetime | None,
+        now: datetime,
+    ) -> Judgement:
+        provider = metric.provider.prometheus if metric.provider is not None else None
+        address = provider.address if provider is not None else None
+        timeout = provider.timeout if provider is not None else 10.0
+        budget = min(metric.interval, self.retry_budget)
+        canary = self.measurer.measure(promql, address=address, timeout=timeout, budget=budget)
+        if isinstance(canary, QueryFailure):
+            return judge_failure(metric.name, canary, breach_since=breach_since)
+        stable: QueryResult | None = None
+        if stable_promql is not None:
+            answer = self.measurer.measure(
+                stable_promql, address=address, timeout=timeout, budget=budget
+            )
+            if isinstance(answer, QueryFailure):
+                return judge_failure(metric.name, answer, breach_since=breach_since)
+            stable = answer
+        return evaluate(
+            metric.name,
+            canary,
+            metric_threshold(metric),
+            for_=metric_for(metric),
+            breach_since=breach_since,
+            now=now,
+            relative=metric.relative_to == "stable",
+            stable=stable,
+        )
