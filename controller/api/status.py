@@ -122,7 +122,8 @@ class RolloutStatus(StatusModel):
         default=None, description="When the previous revision may be scaled down"
     )
     previous_revision: str | None = Field(
-        default=None, description="Blue-green: the revision kept up after a switch"
+        default=None,
+        description="The revision replaced by the last promotion, kept up until scaleDownAt",
     )
     replicas: int = 0
     ready_replicas: int = 0

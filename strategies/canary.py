@@ -1,0 +1,428 @@
+"""The canary strategy: steps of setWeight / pause / analysis / approval, then promotion.
+
+Called by ``strategies.decide`` for Rollouts with ``strategy.canary``. ``plan_canary``
+is the table of contents: a row of reconcile steps, each finishing the pass early
+when it has decided everything (see ``common.py`` for the shared ones).
+
+State kept in status: ``canaryRevision``, ``currentStepIndex`` and
+``currentStepStartedAt`` (the step being worked on and since when), ``weight`` (the
+traffic the canary carries now), ``analysisRuns`` (``background`` and ``step-<i>``),
+``aborted``. A step index equal to ``len(steps)`` means every step is done and the
+canary is being scaled to full size before it becomes stable.
+
+Rules worth knowing:
+
+* A setWeight step first scales the canary for the new weight, and sets the weight
+  (route weights, status.weight) only once those pods are available.
+* A ``promote`` request ends the current step (a pause, an approval, an analysis);
+  ``promoteFull`` skips to the end; ``approve`` ends an approval step and records who.
+* Failed (or errored) analysis aborts with the metric's message as evidence;
+  inconclusive analysis pauses (never advances, never aborts) until ``retry`` (run
+  the analysis again) or ``promote`` (accept and go on).
+* Every manual request is consumed exactly once, even when it does not apply (an
+  event then says why it was ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controller.api import CanaryStep, CanaryStrategy
+from controller.api import reasons as r
+from controller.api.duration import format_duration
+from controller.api.status import Phase
+from strategies import common
+from strategies.context import Context
+from strategies.plan import Plan
+from strategies.traffic import canary_replicas, route_weights, stable_replicas
+
+Step = Callable[[Context], bool]
+
+
+def plan_canary(ctx: Context) -> Plan:
+    """Decide one pass of a canary rollout."""
+    steps: tuple[Step, ...] = (
+        common.reconcile_pause_clock,
+        common.reconcile_first_deploy,
+        common.reconcile_spec_paused,
+        common.reconcile_stable,
+        reconcile_new_revision,
+        reconcile_requests,
+        reconcile_aborted,
+        reconcile_crash_loop,
+        reconcile_background_analysis,
+        reconcile_steps,
+        reconcile_promotion,
+    )
+    for step in steps:
+        if step(ctx):
+            break
+    return ctx.plan()
+
+
+# -- the reconcile steps, in order ----------------------------------------------------
+
+
+def reconcile_new_revision(ctx: Context) -> bool:
+    """A new revision starts at step 0; a half-done canary of another one is superseded."""
+    if common.start_new_revision(ctx):
+        _announce_step(ctx)
+    return False
+
+
+def reconcile_requests(ctx: Context) -> bool:
+    """Act on a manual request (promote, promoteFull, abort, retry, approve) once."""
+    request = ctx.request
+    if request is None:
+        return False
+    by = request.by or "unknown"
+    index, steps = _index(ctx), _spec(ctx).steps
+    if request.action == "abort":
+        if ctx.status.aborted:
+            ctx.consume(request, note="already aborted")
+            return False
+        ctx.consume(request)
+        common.abort(
+            ctx, reason=r.ABORTED, message=f"aborted by {by} {_where(ctx)}", outcome="Aborted"
+        )
+        return False
+    if request.action == "retry":
+        if ctx.status.aborted:
+            ctx.consume(request)
+            common.retry(ctx, by=request.by)
+            _announce_step(ctx)
+        elif _inconclusive_runs(ctx):
+            ctx.consume(request)
+            ctx.drop_runs(lambda run: run.phase != "Inconclusive")
+            ctx.event(r.RETRIED, f"inconclusive analysis restarted by {by} {_where(ctx)}")
+        else:
+            ctx.consume(request, note="nothing to retry: the rollout is not aborted")
+        return False
+    if ctx.status.aborted:
+        ctx.consume(request, note="the rollout is aborted; use retry first")
+        return False
+    if request.action == "approve":
+        if index < len(steps) and steps[index].kind == "approval":
+            ctx.consume(request)
+            ctx.update(approved_by=request.by)
+            ctx.history_note(ctx.revision, f"step {index} approved by {by} at {ctx.stamp}")
+            ctx.event(r.APPROVED, f"step {index} approved by {by}")
+            _advance(ctx)
+        else:
+            ctx.consume(request, note=f"step {index} is not an approval step")
+        return False
+    if index >= len(steps):
+        ctx.consume(request, note="every step is done; the canary is being promoted")
+        return False
+    ctx.consume(request)
+    # Whatever was inconclusive is accepted by a promote; the background run restarts.
+    ctx.drop_runs(lambda run: not (run.key == "background" and run.phase == "Inconclusive"))
+    if request.action == "promoteFull":
+        ctx.stop_running(f"step-{index}")
+        ctx.history_note(ctx.revision, f"promoted to the end by {by} at step {index}")
+        ctx.event(r.PROMOTED_FULL, f"promoted to the end by {by} at step {index}")
+        ctx.update(current_step_index=len(steps), current_step_started_at=ctx.stamp)
+        return False
+    ctx.history_note(ctx.revision, f"step {index} promoted by {by}")
+    ctx.event(r.PROMOTED, f"step {index} ({_describe(steps[index])}) promoted by {by}")
+    _advance(ctx)
+    return False
+
+
+def reconcile_aborted(ctx: Context) -> bool:
+    """An aborted canary: all traffic on stable, canary at 0, until retry or new revision.
+
+    With dynamicStableScale the stable revision may have shrunk; the canary keeps its
+    pods and its share of traffic until stable is fully available again.
+    """
+    if not ctx.status.aborted:
+        return False
+    spec, wanted = _spec(ctx), ctx.replicas_wanted
+    stable, canary = _stable(ctx), ctx.status.canary_revision
+    stable_ready = ctx.state(stable).available >= wanted
+    weight = 0 if stable_ready or not spec.dynamic_stable_scale else ctx.status.weight
+    ctx.update(weight=weight)
+    ctx.replicas[stable] = wanted
+    if weight and canary:
+        ctx.replicas[canary] = ctx.state(canary).desired
+    common.keep_previous(ctx)
+    for service in common.services(ctx):
+        ctx.selectors[service] = stable if weight == 0 else _service_target(ctx, service)
+    if spec.traffic_routing is not None:
+        ctx.route_weights = route_weights(stable=stable, canary=canary, weight=weight)
+    return True
+
+
+def reconcile_crash_loop(ctx: Context) -> bool:
+    """A crash-looping canary is aborted at once: waiting for a deadline helps nobody."""
+    canary = ctx.state(ctx.status.canary_revision)
+    if not canary.crash_looping:
+        return False
+    common.abort(
+        ctx,
+        reason=r.CANARY_CRASH_LOOPING,
+        message=f"canary revision {canary.revision} is crash-looping ({canary.restarts} "
+        f"restarts) {_where(ctx)}",
+        outcome="RolledBack",
+    )
+    return reconcile_aborted(ctx)
+
+
+def reconcile_background_analysis(ctx: Context) -> bool:
+    """spec.analysis runs for the whole canary; it can abort or pause any step."""
+    if ctx.rollout.spec.analysis is None:
+        return False
+    canary = ctx.status.canary_revision or ctx.revision
+    ctx.ensure_run("background", revision=canary, what="background analysis")
+    return _judge(ctx, run_key="background")
+
+
+def reconcile_steps(ctx: Context) -> bool:
+    """Work through the steps from the current one; finish the pass at the first that waits."""
+    steps = _spec(ctx).steps
+    while _index(ctx) < len(steps):
+        step = steps[_index(ctx)]
+        handler = _STEP_HANDLERS[step.kind]
+        if not handler(ctx, step):
+            if not ctx.status.aborted:
+                _world(ctx)
+            return True
+        _advance(ctx)
+    return False
+
+
+def reconcile_promotion(ctx: Context) -> bool:
+    """Every step done: scale the canary to full size, then make it the stable revision."""
+    canary, wanted = ctx.status.canary_revision or ctx.revision, ctx.replicas_wanted
+    available = ctx.state(canary).available
+    if available < wanted:
+        if _deadline(ctx, f"canary {canary}: {available}/{wanted} pods available for promotion"):
+            return True
+        ctx.set_phase(
+            Phase.PROGRESSING,
+            r.WAITING_FOR_REPLICAS,
+            f"all steps done; canary {canary}: {available}/{wanted} pods available",
+        )
+        _world(ctx)
+        return True
+    previous = ctx.status.stable_revision
+    message = f"revision {canary} promoted to stable after {len(_spec(ctx).steps)} step(s)"
+    ctx.stop_running("background")
+    ctx.history_finish(canary, "Promoted", message)
+    ctx.update(
+        stable_revision=canary,
+        canary_revision=None,
+        weight=100,
+        previous_revision=previous,
+        scale_down_at=ctx.later(_spec(ctx).scale_down_delay_seconds),
+    )
+    ctx.event(r.PROMOTED, f"{message}; {previous} kept for {_spec(ctx).scale_down_delay_seconds}s")
+    return common.reconcile_stable(ctx)
+
+
+# -- one function per step kind; True when the step is done --------------------------
+
+
+def _set_weight(ctx: Context, step: CanaryStep) -> bool:
+    weight = step.set_weight or 0
+    canary = ctx.status.canary_revision or ctx.revision
+    needed = _canary_pods(ctx, weight)
+    available = ctx.state(canary).available
+    if available >= needed:
+        ctx.update(weight=weight)
+        ctx.event(
+            r.WEIGHT_SET,
+            f"step {_index(ctx)}: weight {weight}% with {available} canary pod(s) available",
+        )
+        return True
+    if _deadline(ctx, f"canary {canary}: {available}/{needed} pods available for {weight}%"):
+        return False
+    ctx.set_phase(
+        Phase.PROGRESSING,
+        r.WAITING_FOR_REPLICAS,
+        f"step {_index(ctx)} setWeight {weight}: canary {available}/{needed} pods available",
+    )
+    return False
+
+
+def _pause(ctx: Context, step: CanaryStep) -> bool:
+    duration = step.pause.duration if step.pause else None
+    if duration is None:
+        ctx.set_phase(
+            Phase.PAUSED, r.PAUSE_STEP, f"step {_index(ctx)}: paused until `deployctl promote`"
+        )
+        return False
+    if ctx.wake_after(ctx.status.current_step_started_at, duration):
+        return True
+    left = duration - ctx.elapsed(ctx.status.current_step_started_at)
+    ctx.set_phase(
+        Phase.PAUSED, r.PAUSE_STEP, f"step {_index(ctx)}: pause {duration:g}s, {left:g}s left"
+    )
+    return False
+
+
+def _analysis(ctx: Context, step: CanaryStep) -> bool:
+    key = f"step-{_index(ctx)}"
+    canary = ctx.status.canary_revision or ctx.revision
+    run = ctx.ensure_run(key, revision=canary, what=_describe(step))
+    if _judge(ctx, run_key=key):
+        return False
+    if run.phase == "Successful":
+        ctx.event(r.ANALYSIS_SUCCESSFUL, f"analysis {key} passed {_where(ctx)}")
+        return True
+    ctx.set_phase(
+        Phase.PROGRESSING, r.ANALYSIS_RUNNING, f"step {_index(ctx)}: {_describe(step)} running"
+    )
+    return False
+
+
+def _approval(ctx: Context, step: CanaryStep) -> bool:
+    groups = ", ".join(step.approval.groups) if step.approval and step.approval.groups else ""
+    who = f" from {groups}" if groups else ""
+    ctx.set_phase(
+        Phase.PAUSED,
+        r.AWAITING_APPROVAL,
+        f"step {_index(ctx)}: waiting for `deployctl approve`{who}",
+    )
+    return False
+
+
+_STEP_HANDLERS: dict[str, Callable[[Context, CanaryStep], bool]] = {
+    "setWeight": _set_weight,
+    "pause": _pause,
+    "analysis": _analysis,
+    "approval": _approval,
+}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _spec(ctx: Context) -> CanaryStrategy:
+    spec = ctx.rollout.spec.strategy.canary
+    assert spec is not None, "plan_canary is only called for canary rollouts"
+    return spec
+
+
+def _index(ctx: Context) -> int:
+    return ctx.status.current_step_index or 0
+
+
+def _stable(ctx: Context) -> str:
+    return ctx.status.stable_revision or ctx.revision
+
+
+def _canary_pods(ctx: Context, weight: int) -> int:
+    return canary_replicas(
+        weight, ctx.replicas_wanted, routed=_spec(ctx).traffic_routing is not None
+    )
+
+
+def _advance(ctx: Context) -> None:
+    """Leave the current step for the next one, whose clock starts now."""
+    ctx.update(current_step_index=_index(ctx) + 1, current_step_started_at=ctx.stamp)
+    _announce_step(ctx)
+
+
+def _announce_step(ctx: Context) -> None:
+    steps, index = _spec(ctx).steps, _index(ctx)
+    if index < len(steps):
+        ctx.event(r.STEP_STARTED, f"step {index}: {_describe(steps[index])}")
+    else:
+        ctx.event(r.STEP_STARTED, f"all {len(steps)} step(s) done; scaling the canary to full")
+
+
+def _describe(step: CanaryStep) -> str:
+    """The step as a person writes it: 'setWeight 10', 'pause 2m', 'analysis http-health'."""
+    if step.set_weight is not None:
+        return f"setWeight {step.set_weight}"
+    if step.pause is not None:
+        if step.pause.duration is None:
+            return "pause until promote"
+        return f"pause {format_duration(step.pause.duration)}"
+    if step.analysis is not None:
+        return "analysis " + ", ".join(t.name for t in step.analysis.templates)
+    groups = step.approval.groups if step.approval else []
+    return "approval" + (f" by {', '.join(groups)}" if groups else "")
+
+
+def _where(ctx: Context) -> str:
+    return f"at step {_index(ctx)} (weight {ctx.status.weight}%)"
+
+
+def _inconclusive_runs(ctx: Context) -> list[str]:
+    canary = ctx.status.canary_revision
+    return [
+        run.key
+        for run in ctx.status.analysis_runs
+        if run.revision == canary and run.phase == "Inconclusive"
+    ]
+
+
+def _judge(ctx: Context, *, run_key: str) -> bool:
+    """Abort on a failed run, pause on an inconclusive one; True when the pass is decided."""
+    run = ctx.run(run_key)
+    if run is None:
+        return False
+    if run.phase in common.FAILED:
+        common.abort(
+            ctx,
+            reason=r.ANALYSIS_FAILED,
+            message=f"{common.run_evidence(run)} {_where(ctx)} [analysis {run_key}]",
+            outcome="RolledBack",
+        )
+        return reconcile_aborted(ctx)
+    if run.phase == "Inconclusive":
+        ctx.set_phase(
+            Phase.PAUSED,
+            r.ANALYSIS_INCONCLUSIVE,
+            f"{common.run_evidence(run)} {_where(ctx)} [analysis {run_key}]; "
+            "`deployctl retry` to measure again or `deployctl promote` to accept",
+        )
+        _world(ctx)
+        return True
+    return False
+
+
+def _deadline(ctx: Context, what: str) -> bool:
+    """Abort when the current step has waited past progressDeadlineSeconds for pods."""
+    if not common.deadline_passed(ctx, since=ctx.status.current_step_started_at):
+        return False
+    seconds = ctx.rollout.spec.progress_deadline_seconds
+    common.abort(
+        ctx,
+        reason=r.PROGRESS_DEADLINE_EXCEEDED,
+        message=f"{what} after {seconds}s {_where(ctx)}",
+        outcome="RolledBack",
+    )
+    reconcile_aborted(ctx)
+    return True
+
+
+def _world(ctx: Context) -> None:
+    """Replicas, selectors and route weights for the canary as it stands this pass."""
+    spec, wanted = _spec(ctx), ctx.replicas_wanted
+    stable, canary = _stable(ctx), ctx.status.canary_revision or ctx.revision
+    weight, steps, index = ctx.status.weight, spec.steps, _index(ctx)
+    # Pods for the weight being set now (scaled before traffic moves), else the current one.
+    target = weight
+    if index >= len(steps):
+        pods = wanted
+    else:
+        if steps[index].set_weight is not None:
+            target = max(weight, steps[index].set_weight or 0)
+        pods = _canary_pods(ctx, target)
+    ctx.replicas[stable] = stable_replicas(weight, wanted, dynamic=spec.dynamic_stable_scale)
+    ctx.replicas[canary] = pods
+    common.keep_previous(ctx)
+    for service in common.services(ctx):
+        ctx.selectors[service] = _service_target(ctx, service)
+    if spec.traffic_routing is not None:
+        ctx.route_weights = route_weights(stable=stable, canary=canary, weight=weight)
+
+
+def _service_target(ctx: Context, service: str) -> str:
+    spec = _spec(ctx)
+    if service == spec.canary_service:
+        return ctx.status.canary_revision or _stable(ctx)
+    return _stable(ctx)

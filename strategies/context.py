@@ -1,0 +1,287 @@
+"""One planning pass: its inputs, the status being built, the events and the timers.
+
+``strategies.decide`` makes a ``Context`` for every pass; the strategy modules
+(``canary.py``, ``bluegreen.py``, ``rolling.py``) and the shared steps in
+``common.py`` update it, and ``Context.plan()`` turns it into the frozen ``Plan`` with
+the conditions and counters filled in. The draft status starts as a copy of what was
+read (the timers and history it carries are the controller's memory) and every
+decision is rewritten from the inputs, so the same inputs always give the same Plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from controller.api import Rollout
+from controller.api import reasons as r
+from controller.api.reasons import ConditionType, set_condition
+from controller.api.status import (
+    MAX_HISTORY,
+    AnalysisRunStatus,
+    HistoryEntry,
+    Phase,
+    RolloutStatus,
+    parse_timestamp,
+    timestamp,
+)
+from strategies.observed import Observed, Request, RevisionState
+from strategies.plan import Plan, PlanEvent
+
+REQUESTED_BY_ANNOTATION = "deployctl.io/requested-by"
+REASON_ANNOTATION = "deployctl.io/reason"
+CI_ANNOTATION_PREFIX = "deployctl.io/ci-"
+
+_STATUS_FIELDS = frozenset(RolloutStatus.model_fields)
+
+Outcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]
+
+
+@dataclass
+class Context:
+    rollout: Rollout
+    observed: Observed
+    now: datetime
+    revision: str
+    """The desired revision: ``template_hash(spec.template)``."""
+    status: RolloutStatus
+    replicas: dict[str, int] = field(default_factory=dict)
+    selectors: dict[str, str] = field(default_factory=dict)
+    route_weights: dict[str, int] | None = None
+    events: list[PlanEvent] = field(default_factory=list)
+    timers: list[float] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls, rollout: Rollout, observed: Observed, *, now: datetime, revision: str
+    ) -> Context:
+        now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+        # Status times have whole seconds; planning with the same precision keeps a
+        # timer read back from status exactly equal to the one just written.
+        now = now.replace(microsecond=0)
+        return cls(
+            rollout=rollout,
+            observed=observed,
+            now=now,
+            revision=revision,
+            status=rollout.status or RolloutStatus(),
+        )
+
+    # -- reading ------------------------------------------------------------------
+
+    @property
+    def replicas_wanted(self) -> int:
+        return self.rollout.spec.replicas
+
+    @property
+    def stamp(self) -> str:
+        return timestamp(self.now)
+
+    def state(self, revision: str | None) -> RevisionState:
+        return self.observed.state(revision)
+
+    def elapsed(self, since: str | None) -> float:
+        """Seconds from a status timestamp to now; 0 when the timer never started."""
+        if not since:
+            return 0.0
+        return (self.now - parse_timestamp(since)).total_seconds()
+
+    @property
+    def request(self) -> Request | None:
+        """The pending manual request, unless this status already consumed it.
+
+        While spec.paused is set only ``abort`` is acted on; other requests wait (they
+        stay on the annotation) and take effect once the rollout is unpaused.
+        """
+        request = self.observed.request
+        if request is None or request.id == self.status.last_handled_request:
+            return None
+        if self.rollout.spec.paused and request.action != "abort":
+            return None
+        return request
+
+    def annotation(self, key: str) -> str:
+        return self.rollout.metadata.annotations.get(key, "")
+
+    # -- writing ------------------------------------------------------------------
+
+    def update(self, **fields: Any) -> None:
+        """Set status fields by their Python names (unknown names are a bug: raise)."""
+        unknown = set(fields) - _STATUS_FIELDS
+        if unknown:
+            raise AttributeError(f"RolloutStatus has no field(s) {sorted(unknown)}")
+        self.status = self.status.model_copy(update=fields)
+
+    def set_phase(self, phase: Phase, reason: str, message: str) -> None:
+        self.update(phase=phase, reason=reason, message=message)
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.events.append(PlanEvent("Warning" if warning else "Normal", reason, message))
+
+    def consume(self, request: Request, *, note: str = "") -> None:
+        """Mark ``request`` handled (exactly once), saying what it did."""
+        self.update(last_handled_request=request.id)
+        if note:
+            self.event(r.REQUEST_IGNORED, f"{request.action} request {request.id!r}: {note}")
+
+    def wake_in(self, seconds: float) -> None:
+        """Ask to be called again after ``seconds`` (the earliest timer wins)."""
+        self.timers.append(max(seconds, 0.001))
+
+    def wake_after(self, since: str | None, seconds: float) -> bool:
+        """True when ``seconds`` have passed since ``since``; else set a timer for it."""
+        left = seconds - self.elapsed(since)
+        if left <= 0:
+            return True
+        self.wake_in(left)
+        return False
+
+    def later(self, seconds: float) -> str:
+        return timestamp(self.now + timedelta(seconds=seconds))
+
+    # -- analysis runs ------------------------------------------------------------
+
+    def run(self, key: str, revision: str | None = None) -> AnalysisRunStatus | None:
+        revision = revision or self.status.canary_revision or self.revision
+        return next(
+            (x for x in self.status.analysis_runs if x.key == key and x.revision == revision),
+            None,
+        )
+
+    def ensure_run(self, key: str, *, revision: str, what: str) -> AnalysisRunStatus:
+        """The run ``key`` for ``revision``, started now when it does not exist yet.
+
+        The analysis engine measures every entry in phase Running and writes its
+        verdict back; starting a run is only this entry.
+        """
+        existing = self.run(key, revision)
+        if existing is not None:
+            return existing
+        started = AnalysisRunStatus(key=key, revision=revision, started_at=self.stamp)
+        self.update(analysis_runs=[*self.status.analysis_runs, started])
+        self.event(r.ANALYSIS_STARTED, f"analysis {key} started for revision {revision} ({what})")
+        return started
+
+    def drop_runs(self, keep: Callable[[AnalysisRunStatus], bool]) -> None:
+        """Stop runs by dropping their entries: the engine measures only what is listed."""
+        self.update(analysis_runs=[x for x in self.status.analysis_runs if keep(x)])
+
+    def stop_running(self, key: str) -> None:
+        """Drop ``key`` if it is still running; a finished run stays as evidence."""
+        self.drop_runs(lambda x: not (x.key == key and x.phase in ("Running", "Pending")))
+
+    # -- history ------------------------------------------------------------------
+
+    def history_start(self, revision: str, *, message: str) -> None:
+        annotations = self.rollout.metadata.annotations
+        entry = HistoryEntry(
+            revision=revision,
+            images={c.name: c.image for c in self.rollout.spec.template.spec.containers},
+            strategy=self.rollout.spec.strategy.name,
+            requested_by=annotations.get(REQUESTED_BY_ANNOTATION, ""),
+            reason=annotations.get(REASON_ANNOTATION, ""),
+            ci={
+                key.removeprefix(CI_ANNOTATION_PREFIX): value
+                for key, value in sorted(annotations.items())
+                if key.startswith(CI_ANNOTATION_PREFIX)
+            },
+            started_at=self.stamp,
+            message=message,
+        )
+        self.update(history=[*self.status.history, entry][-MAX_HISTORY:])
+
+    def history_finish(self, revision: str | None, outcome: Outcome, message: str) -> None:
+        """Close the newest still-progressing entry of ``revision`` with ``outcome``."""
+        self._history_edit(
+            revision,
+            lambda e: e.model_copy(
+                update={"outcome": outcome, "message": message, "finished_at": self.stamp}
+            ),
+        )
+
+    def history_note(self, revision: str | None, note: str) -> None:
+        """Add a line (an approval, a manual request) to the revision's open entry."""
+        self._history_edit(
+            revision, lambda e: e.model_copy(update={"events": [*e.events, note][-20:]})
+        )
+
+    def _history_edit(self, revision: str | None, edit: Callable[[HistoryEntry], Any]) -> None:
+        history = list(self.status.history)
+        for index in range(len(history) - 1, -1, -1):
+            entry = history[index]
+            if entry.revision == revision and entry.outcome == "Progressing":
+                history[index] = edit(entry)
+                self.update(history=history)
+                return
+
+    # -- the result ---------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """Freeze the pass into a Plan: counters and conditions follow phase and reason."""
+        revisions = self.observed.revisions.values()
+        self.update(
+            observed_generation=self.rollout.metadata.generation,
+            replicas=sum(s.current for s in revisions),
+            ready_replicas=sum(s.ready for s in revisions),
+            available_replicas=sum(s.available for s in revisions),
+            updated_replicas=self.state(self.revision).current,
+        )
+        self._set_conditions()
+        return Plan(
+            replicas={rev: n for rev, n in sorted(self.replicas.items()) if n > 0},
+            service_selectors=dict(sorted(self.selectors.items())),
+            route_weights=(
+                None if self.route_weights is None else dict(sorted(self.route_weights.items()))
+            ),
+            status=self.status,
+            requeue_after=round(min(self.timers), 3) if self.timers else None,
+            events=tuple(self.events),
+        )
+
+    def _set_conditions(self) -> None:
+        status = self.status
+        phase, reason, message = status.phase, status.reason, status.message
+        conditions = list(status.conditions)
+        generation = self.rollout.metadata.generation
+
+        def put(type_: str, value: r.ConditionStatus, why: str, text: str) -> None:
+            nonlocal conditions
+            conditions = set_condition(
+                conditions,
+                type_,
+                status=value,
+                reason=why,
+                message=text,
+                now=self.now,
+                generation=generation,
+            )
+
+        if phase is Phase.HEALTHY:
+            put(ConditionType.PROGRESSING, "True", reason or r.HEALTHY, message)
+        elif phase is Phase.PROGRESSING:
+            put(ConditionType.PROGRESSING, "True", reason, message)
+        elif phase is Phase.PAUSED:
+            # As a paused Deployment: progress is neither happening nor failed.
+            put(ConditionType.PROGRESSING, "Unknown", reason, message)
+        else:
+            put(ConditionType.PROGRESSING, "False", reason, message)
+        paused = phase is Phase.PAUSED
+        put(ConditionType.PAUSED, "True" if paused else "False", reason if paused else "", "")
+        failed = phase in (Phase.DEGRADED, Phase.ROLLED_BACK)
+        put(
+            ConditionType.DEGRADED,
+            "True" if failed else "False",
+            reason if failed else "",
+            message if failed else "",
+        )
+        available = sum(s.available for s in self.observed.revisions.values())
+        wanted = self.replicas_wanted
+        put(
+            ConditionType.AVAILABLE,
+            "True" if available >= wanted else "False",
+            r.HEALTHY if available >= wanted else r.WAITING_FOR_REPLICAS,
+            f"{available} of {wanted} pods available",
+        )
+        self.update(conditions=conditions)

@@ -1,0 +1,59 @@
+"""The world as the reconciler observed it, handed to a strategy in one snapshot.
+
+The reconciler builds an ``Observed`` once per pass from its informer caches (ReplicaSets
+labelled with their revision, the Services, the HTTPRoute, the request annotation) and
+passes it to ``strategies.decide``. Nothing here talks to Kubernetes; tests build these
+values by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Action = Literal["promote", "promoteFull", "abort", "retry", "approve"]
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    """One ReplicaSet, by its revision hash: what it was asked for and what it has."""
+
+    revision: str
+    desired: int = 0
+    current: int = 0
+    ready: int = 0
+    available: int = 0
+    restarts: int = 0
+    crash_looping: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """A manual request. Its ``id`` makes it exactly-once: see ``status.lastHandledRequest``.
+
+    The reconciler reads it from the ``deployctl.io/request`` annotation with
+    ``controller.requests.parse_request`` and passes the same three fields here.
+    """
+
+    action: Action
+    id: str
+    by: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything a strategy may look at besides the Rollout itself."""
+
+    revisions: Mapping[str, RevisionState] = field(default_factory=dict)
+    service_selectors: Mapping[str, str | None] = field(default_factory=dict)
+    """Service name -> the revision hash its selector names (None: no revision label)."""
+    route_weights: Mapping[str, int] | None = None
+    """Revision -> backendRef weight on the HTTPRoute; None without traffic routing."""
+    request: Request | None = None
+
+    def state(self, revision: str | None) -> RevisionState:
+        """The revision's ReplicaSet, or an empty one when it does not exist (yet)."""
+        if revision is None:
+            return RevisionState(revision="")
+        return self.revisions.get(revision) or RevisionState(revision=revision)

@@ -1,0 +1,206 @@
+"""``deployctl plan``: what a Rollout's strategy will do, step by step, without a cluster.
+
+Called by ``controller.commands.files.plan``. The preview starts from a healthy stable
+revision and assumes every pod becomes available and every analysis passes; each row
+says what happens at that point and where pods and traffic then stand. Columns:
+``stable`` = pods of the revision being replaced, ``canary`` = pods of the new revision
+(the preview pods for blue-green), ``weight`` = percent of traffic on the new revision,
+``analysis`` = analysis templates running at that point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from controller.api import AnalysisRef, BlueGreenStrategy, CanaryStrategy, RollingStrategy, Rollout
+from controller.api.duration import format_duration
+from strategies.rolling import Pods, rolling_update, surge_and_unavailable
+from strategies.traffic import canary_replicas, share, stable_replicas
+
+MAX_ROLLING_ROWS = 24
+"""A rolling update of many pods takes many passes; longer previews are elided."""
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    index: int
+    action: str
+    stable: int
+    canary: int
+    weight: int
+    analysis: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.index,
+            "action": self.action,
+            "stable": self.stable,
+            "canary": self.canary,
+            "weight": self.weight,
+            "analysis": list(self.analysis),
+        }
+
+
+def preview(rollout: Rollout) -> list[PreviewRow]:
+    """The rows of ``deployctl plan`` for ``rollout``'s strategy."""
+    strategy = rollout.spec.strategy
+    if strategy.canary is not None:
+        return _canary(rollout, strategy.canary)
+    if strategy.blue_green is not None:
+        return _blue_green(rollout, strategy.blue_green)
+    assert strategy.rolling is not None
+    return _rolling(rollout, strategy.rolling)
+
+
+def _names(ref: AnalysisRef | None) -> tuple[str, ...]:
+    return tuple(t.name for t in ref.templates) if ref is not None else ()
+
+
+def _canary(rollout: Rollout, spec: CanaryStrategy) -> list[PreviewRow]:
+    replicas, routed = rollout.spec.replicas, spec.traffic_routing is not None
+    background = tuple(f"{name} (background)" for name in _names(rollout.spec.analysis))
+    rows: list[PreviewRow] = []
+    weight = 0
+    for index, step in enumerate(spec.steps):
+        running = background
+        if step.set_weight is not None:
+            weight = step.set_weight
+            action = f"setWeight {weight}"
+        elif step.pause is not None:
+            duration = step.pause.duration
+            action = (
+                "pause until promote" if duration is None else f"pause {format_duration(duration)}"
+            )
+        elif step.analysis is not None:
+            action = "analysis " + ", ".join(_names(step.analysis))
+            running = background + _names(step.analysis)
+        else:
+            groups = step.approval.groups if step.approval else []
+            action = "approval" + (f" by {', '.join(groups)}" if groups else "")
+        rows.append(
+            PreviewRow(
+                index=index,
+                action=action,
+                stable=stable_replicas(weight, replicas, dynamic=spec.dynamic_stable_scale),
+                canary=canary_replicas(weight, replicas, routed=routed),
+                weight=weight,
+                analysis=running,
+            )
+        )
+    end = len(spec.steps)
+    rows.append(
+        PreviewRow(
+            index=end,
+            action=f"scale canary to {replicas}",
+            stable=stable_replicas(weight, replicas, dynamic=spec.dynamic_stable_scale),
+            canary=replicas,
+            weight=weight,
+            analysis=background,
+        )
+    )
+    rows.append(
+        PreviewRow(
+            index=end + 1,
+            action=f"promote; old revision scaled down after {spec.scale_down_delay_seconds}s",
+            stable=0,
+            canary=replicas,
+            weight=100,
+        )
+    )
+    return rows
+
+
+def _blue_green(rollout: Rollout, spec: BlueGreenStrategy) -> list[PreviewRow]:
+    replicas = rollout.spec.replicas
+    preview_pods = min(spec.preview_replica_count or replicas, replicas)
+    actions: list[tuple[str, int, int, int, tuple[str, ...]]] = [
+        (f"scale up preview to {preview_pods}", replicas, preview_pods, 0, ())
+    ]
+    if spec.pre_promotion_analysis is not None:
+        names = _names(spec.pre_promotion_analysis)
+        actions.append(
+            ("analysis " + ", ".join(names) + " (pre-promotion)", replicas, preview_pods, 0, names)
+        )
+    if not spec.auto_promotion_enabled:
+        actions.append(("pause until promote", replicas, preview_pods, 0, ()))
+    elif spec.auto_promotion_seconds:
+        wait = format_duration(spec.auto_promotion_seconds)
+        actions.append((f"auto-promote after {wait}", replicas, preview_pods, 0, ()))
+    if preview_pods < replicas:
+        actions.append((f"scale preview to {replicas}", replicas, replicas, 0, ()))
+    actions.append(("switch active", replicas, replicas, 100, ()))
+    if spec.post_promotion_analysis is not None:
+        names = _names(spec.post_promotion_analysis)
+        actions.append(
+            ("analysis " + ", ".join(names) + " (post-promotion)", replicas, replicas, 100, names)
+        )
+    actions.append((f"scale down old after {spec.scale_down_delay_seconds}s", 0, replicas, 100, ()))
+    return [
+        PreviewRow(index=i, action=a, stable=s, canary=c, weight=w, analysis=n)
+        for i, (a, s, c, w, n) in enumerate(actions)
+    ]
+
+
+def _rolling(rollout: Rollout, spec: RollingStrategy) -> list[PreviewRow]:
+    replicas = rollout.spec.replicas
+    surge, unavailable = surge_and_unavailable(
+        spec.max_surge, spec.max_unavailable, replicas=replicas
+    )
+    new, old = Pods(0, 0), Pods(replicas, replicas)
+    gates = list(spec.gates)
+    rows: list[PreviewRow] = []
+
+    def weight() -> int:
+        return 100 * new.available // replicas if replicas else 100
+
+    # Each pass: the planner's move, then (as the preview assumes) every pod is available.
+    for _ in range(4 * replicas + 4 * len(gates) + 4):
+        if gates and new.available >= share(gates[0].at_percent, replicas):
+            gate = gates.pop(0)
+            names = _names(gate.analysis)
+            rows.append(
+                PreviewRow(
+                    index=len(rows),
+                    action=f"analysis {', '.join(names)} at {gate.at_percent}%",
+                    stable=old.desired,
+                    canary=new.desired,
+                    weight=weight(),
+                    analysis=names,
+                )
+            )
+            continue
+        if new.available >= replicas and old.desired == 0:
+            break
+        target = share(gates[0].at_percent, replicas) if gates else replicas
+        new_desired, olds = rolling_update(
+            replicas=replicas,
+            target=target,
+            surge=surge,
+            unavailable=unavailable,
+            new=new,
+            old=[("old", old)],
+        )
+        new, old = Pods(new_desired, new_desired), Pods(olds["old"], olds["old"])
+        rows.append(
+            PreviewRow(
+                index=len(rows),
+                action=f"new {new.desired}, old {old.desired}",
+                stable=old.desired,
+                canary=new.desired,
+                weight=weight(),
+            )
+        )
+    rows.append(PreviewRow(index=len(rows), action="done", stable=0, canary=replicas, weight=100))
+    if len(rows) > MAX_ROLLING_ROWS:
+        head, tail = rows[: MAX_ROLLING_ROWS - 6], rows[-5:]
+        skipped = len(rows) - len(head) - len(tail)
+        gap = PreviewRow(
+            index=head[-1].index + 1,
+            action=f"... {skipped} more passes ...",
+            stable=tail[0].stable,
+            canary=tail[0].canary,
+            weight=tail[0].weight,
+        )
+        rows = [*head, gap, *tail]
+    return rows

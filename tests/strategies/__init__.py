@@ -1,0 +1,1 @@
+"""Tests of the pure strategy planners (no cluster, no Prometheus)."""
