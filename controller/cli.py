@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import typer
 
+from controller.commands.analyze import analyze
+from controller.commands.controller import controller
 from controller.commands.files import plan, validate
 from controller.exitcodes import HELP
 
@@ -24,19 +26,13 @@ app = typer.Typer(
 
 app.command("validate")(validate)
 app.command("plan")(plan)
-
-
-def _register_optional() -> None:
-    """Commands whose modules may not exist in every build stage of the tree."""
-    try:
-        from controller.commands.analyze import analyze
-    except ImportError:  # pragma: no cover - only while a module is being written
-        return
-    app.command("analyze")(analyze)
-
-
-_register_optional()
+app.command("analyze")(analyze)
+app.command("controller")(controller)
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,9 @@
 """The Kubernetes objects a Rollout owns, built as plain bodies (no I/O).
 
-The reconciler asks here what a revision's ReplicaSet should look like, which selector a
-Service should carry and which backendRef weights an HTTPRoute should have; ``kube.py``
-sends them. Every object is labelled with the rollout and revision and owned by the
-Rollout (``controller: true``), so the garbage collector removes it with the Rollout.
+The reconciler asks here what a revision's ReplicaSet should look like and which selector
+a Service should carry; ``kube.py`` sends them (and sets the Rollout as the controlling
+owner, so the garbage collector removes them with it). Every object is labelled with
+the rollout and the revision.
 """
 
 from __future__ import annotations
@@ -13,21 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.api import Rollout
-from controller.api.common import GROUP_VERSION
 from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL, replicaset_name
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "deployctl"}
-
-
-def owner_reference(rollout: Rollout) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "Rollout",
-        "name": rollout.metadata.name,
-        "uid": rollout.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def revision_labels(rollout: Rollout, revision: str) -> dict[str, str]:
@@ -51,7 +39,6 @@ def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[s
             "namespace": rollout.metadata.namespace,
             "labels": {**labels, **MANAGED_BY},
             "annotations": {"deployctl.io/images": _images(template)},
-            "ownerReferences": [owner_reference(rollout)],
         },
         "spec": {
             "replicas": replicas,
@@ -76,24 +63,6 @@ def images_of(replicaset: Mapping[str, Any]) -> dict[str, str]:
 def service_selector(rollout: Rollout, revision: str) -> dict[str, str]:
     """What a Service should select so that it reaches exactly ``revision``'s pods."""
     return {**rollout.spec.selector.match_labels, REVISION_LABEL: revision}
-
-
-def route_backend_weights(
-    route: Mapping[str, Any], *, weights_by_service: Mapping[str, int]
-) -> dict[str, Any] | None:
-    """The HTTPRoute's ``spec.rules`` with our Services' backendRef weights set.
-
-    Returns None when nothing would change, so an unchanged route is never patched.
-    """
-    rules = copy.deepcopy(route.get("spec", {}).get("rules", []))
-    changed = False
-    for rule in rules:
-        for backend in rule.get("backendRefs", []):
-            name = backend.get("name")
-            if name in weights_by_service and backend.get("weight") != weights_by_service[name]:
-                backend["weight"] = weights_by_service[name]
-                changed = True
-    return {"spec": {"rules": rules}} if changed else None
 
 
 def route_weights_by_service(route: Mapping[str, Any]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -35,6 +35,14 @@ class StatusModel(ApiModel):
     """Status is written by the controller; be lenient on read so upgrades never wedge."""
 
     model_config = ConfigDict(extra="ignore")
+
+    def to_wire(self) -> dict[str, Any]:
+        """What the controller writes: defaults left out, so status stays small.
+
+        Also a workaround: the 1.20 apiserver's JSON merge patch turns an empty string
+        into null, which the schema then rejects; an omitted field reads as its default.
+        """
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
 
 
 class Condition(StatusModel):

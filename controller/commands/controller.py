@@ -1,0 +1,104 @@
+"""``deployctl controller``: run the operator (in a cluster, or against any kubeconfig)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from enum import StrEnum
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from controller.exitcodes import Exit
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    json = "json"
+    console = "console"
+
+
+def controller(
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="kubeconfig file; default: in-cluster, else $KUBECONFIG")
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="kubeconfig context")] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Watch this namespace only (default: all)"),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent reconciles")] = 4,
+    prometheus_url: Annotated[
+        str,
+        typer.Option(
+            envvar="DEPLOYCTL_PROMETHEUS_URL",
+            help="Prometheus for metrics that name no address (and for presets)",
+        ),
+    ] = "http://prometheus.monitoring:9090",
+    leader_elect: Annotated[bool, typer.Option(help="Only the Lease holder reconciles")] = True,
+    lease_namespace: Annotated[
+        str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader Lease")
+    ] = "deployctl-system",
+    lease_name: Annotated[str, typer.Option()] = "deployctl-controller",
+    lease_duration: Annotated[float, typer.Option(min=1.0, help="Seconds")] = 15.0,
+    renew_deadline: Annotated[float, typer.Option(min=0.5, help="Seconds")] = 10.0,
+    retry_period: Annotated[float, typer.Option(min=0.1, help="Seconds")] = 2.0,
+    identity: Annotated[
+        str, typer.Option(envvar="POD_NAME", help="Lease holder identity (default host_pid)")
+    ] = "",
+    probe_address: Annotated[
+        str, typer.Option(help="host:port serving /metrics, /healthz, /readyz")
+    ] = "0.0.0.0:8080",
+    log_format: Annotated[LogFormat, typer.Option()] = LogFormat.auto,
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Run the operator: watch Rollouts and roll them out."""
+    from controller.kube import Kube, KubeError
+    from controller.logging import configure_logging
+    from controller.operator import Operator, OperatorConfig
+
+    configure_logging(fmt=log_format.value, level=log_level)
+    host, _, port = probe_address.rpartition(":")
+    if not port.isdigit():
+        typer.echo(f"error: --probe-address must be host:port (got {probe_address!r})", err=True)
+        raise typer.Exit(Exit.USAGE)
+    if not lease_duration > renew_deadline > retry_period * 1.2:
+        typer.echo(
+            "error: need --lease-duration > --renew-deadline > 1.2 x --retry-period", err=True
+        )
+        raise typer.Exit(Exit.USAGE)
+    try:
+        if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            kube = Kube.in_cluster()
+        else:
+            kube = Kube.from_kubeconfig(kubeconfig, context)
+    except Exception as exc:  # the client raises several unrelated types for bad configs
+        typer.echo(f"error: cannot load the cluster configuration: {exc}", err=True)
+        raise typer.Exit(Exit.UNREACHABLE) from None
+    config = OperatorConfig(
+        namespace=namespace,
+        workers=workers,
+        prometheus_url=prometheus_url,
+        leader_elect=leader_elect,
+        lease_namespace=lease_namespace,
+        lease_name=lease_name,
+        identity=identity,
+        lease_duration=lease_duration,
+        renew_deadline=renew_deadline,
+        retry_period=retry_period,
+        probe_host=host or "0.0.0.0",
+        probe_port=int(port),
+    )
+    try:
+        operator = Operator(kube, config)
+    except KubeError as exc:
+        typer.echo(f"error: cannot reach the cluster: {exc}", err=True)
+        raise typer.Exit(Exit.UNREACHABLE) from None
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        operator.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    raise typer.Exit(operator.run())

@@ -1,0 +1,294 @@
+"""The in-cluster operator: informers, a work queue, workers, leader election, probes.
+
+``deployctl controller`` builds an ``Operator`` and calls ``run``. Informers keep local
+caches of Rollouts, AnalysisTemplates, the ReplicaSets and pods we own (by label),
+Services and HTTPRoutes; every watch event only enqueues a ``namespace/name`` key.
+Workers take keys and run one reconcile each (never two workers on one key); errors
+requeue with per-key backoff, timers requeue after the delay the reconcile returned.
+Only the leader runs workers; a standby keeps its caches warm for a fast takeover.
+
+Shutdown (SIGTERM): stop taking keys, finish the in-flight reconciles, release the lease
+so a standby takes over at once, stop informers and the probe server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from controller.analysis.prometheus import PrometheusMeasurer
+from controller.analysis.run import AnalysisEngine
+from controller.api.revision import ROLLOUT_LABEL
+from controller.informer import Informer
+from controller.kube import (
+    ANALYSIS_TEMPLATES,
+    HTTPROUTES,
+    PODS,
+    REPLICASETS,
+    ROLLOUTS,
+    SERVICES,
+    Kube,
+    KubeError,
+    NotFound,
+    Permanent,
+    Transient,
+    object_key,
+)
+from controller.leader import LeaderElector
+from controller.metrics import (
+    RECONCILE_DURATION,
+    RECONCILE_ERRORS,
+    RECONCILE_TOTAL,
+    ROLLOUTS_BY_PHASE,
+)
+from controller.queue import WorkQueue
+from controller.reconciler import Caches, Reconciler
+from controller.server import HealthServer
+
+log = structlog.stdlib.get_logger(__name__)
+
+Obj = dict[str, Any]
+PHASES = ("Progressing", "Paused", "Healthy", "Degraded", "RolledBack")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespace: str | None = None
+    """Watch one namespace only (namespaced install); None: all namespaces."""
+    workers: int = 4
+    prometheus_url: str = "http://prometheus.monitoring:9090"
+    leader_elect: bool = True
+    lease_namespace: str = "deployctl-system"
+    lease_name: str = "deployctl-controller"
+    identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    probe_host: str = "0.0.0.0"
+    probe_port: int = 8080
+    drain_timeout: float = 30.0
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}_{os.getpid()}"
+
+
+class Operator:
+    def __init__(
+        self,
+        kube: Kube,
+        config: OperatorConfig,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.config = config
+        self.queue = WorkQueue("rollouts")
+        ns = config.namespace
+        self.rollouts = Informer(kube, ROLLOUTS, namespace=ns)
+        self.templates = Informer(kube, ANALYSIS_TEMPLATES, namespace=ns)
+        self.replicasets = Informer(kube, REPLICASETS, namespace=ns, label_selector=ROLLOUT_LABEL)
+        self.pods = Informer(kube, PODS, namespace=ns, label_selector=ROLLOUT_LABEL)
+        self.services = Informer(kube, SERVICES, namespace=ns)
+        self.routes: Informer | None = None
+        if self._has_httproutes():
+            self.routes = Informer(kube, HTTPROUTES, namespace=ns)
+        self.reconciler = Reconciler(
+            kube,
+            Caches(
+                rollouts=self.rollouts,
+                templates=self.templates,
+                replicasets=self.replicasets,
+                pods=self.pods,
+                services=self.services,
+                routes=self.routes,
+            ),
+            engine=AnalysisEngine(PrometheusMeasurer(default_address=config.prometheus_url)),
+            clock=clock,
+        )
+        self.server = HealthServer(config.probe_host, config.probe_port)
+        self.elector: LeaderElector | None = None
+        self._workers: list[threading.Thread] = []
+        self._workers_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.exit_code = 0
+        self._wire_handlers()
+
+    # ------------------------------------------------------------------ wiring
+
+    def _has_httproutes(self) -> bool:
+        """HTTPRoutes are watched only where the Gateway API CRDs are installed."""
+        try:
+            self.kube.list_objects(HTTPROUTES, self.config.namespace)
+        except NotFound:
+            log.info("Gateway API HTTPRoute CRD not installed; traffic routing by replicas only")
+            return False
+        except KubeError as exc:
+            log.warning("cannot list HTTPRoutes; not watching them", error=str(exc))
+            return False
+        return True
+
+    def _informers(self) -> list[Informer]:
+        found = [self.rollouts, self.templates, self.replicasets, self.pods, self.services]
+        return found + ([self.routes] if self.routes else [])
+
+    def _wire_handlers(self) -> None:
+        self.rollouts.add_handler(lambda _t, obj: self.queue.add(object_key(obj)))
+        for owned in (self.replicasets, self.pods):
+            owned.add_handler(self._enqueue_owner)
+        for shared in (self.templates, self.services) + ((self.routes,) if self.routes else ()):
+            shared.add_handler(self._enqueue_namespace)
+
+    def _enqueue_owner(self, _type: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        owner = meta.get("labels", {}).get(ROLLOUT_LABEL)
+        if owner:
+            self.queue.add(f"{meta.get('namespace')}/{owner}")
+
+    def _enqueue_namespace(self, _type: str, obj: Obj) -> None:
+        """A template, Service or route changed: look again at its namespace's rollouts."""
+        namespace = obj.get("metadata", {}).get("namespace")
+        for rollout in self.rollouts.list(namespace):
+            self.queue.add(object_key(rollout))
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Run until ``stop`` is set (or leadership is lost); returns the exit code."""
+        self._stop = stop or self._stop
+        self.server.add_liveness_check("informers", lambda: all(i.alive for i in self._informers()))
+        self.server.add_readiness_check(
+            "synced", lambda: all(i.has_synced() for i in self._informers())
+        )
+        self.server.start()
+        for informer in self._informers():
+            informer.start()
+        for informer in self._informers():
+            informer.wait_for_sync()
+        log.info("caches synced", rollouts=len(self.rollouts.keys()))
+        if self.config.leader_elect:
+            self.elector = LeaderElector(
+                self.kube,
+                namespace=self.config.lease_namespace,
+                name=self.config.lease_name,
+                identity=self.config.identity or default_identity(),
+                lease_duration=self.config.lease_duration,
+                renew_deadline=self.config.renew_deadline,
+                retry_period=self.config.retry_period,
+                on_started_leading=self._start_workers,
+                on_stopped_leading=self._lost_leadership,
+            )
+            elector = self.elector
+            self.server.add_readiness_check("leader-election", elector.healthy)
+            elector.start()
+        else:
+            self._start_workers()
+        while not self._stop.wait(5.0):
+            self._update_phase_gauge()
+        self.shutdown()
+        return self.exit_code
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        log.info("shutting down: finishing in-flight reconciles")
+        self._stop_workers()
+        if self.elector is not None:
+            self.elector.stop(release=True)
+        for informer in self._informers():
+            informer.stop()
+        self.server.stop()
+        log.info("stopped")
+
+    def _start_workers(self) -> None:
+        with self._workers_lock:
+            if self._workers:
+                return
+            self.queue = self.queue if not self.queue.shutting_down else WorkQueue("rollouts")
+            for key in self.rollouts.keys():
+                self.queue.add(key)
+            for index in range(self.config.workers):
+                worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
+                worker.start()
+                self._workers.append(worker)
+            log.info("reconciling", workers=self.config.workers)
+
+    def _stop_workers(self) -> None:
+        with self._workers_lock:
+            drained = self.queue.shutdown(drain=True, timeout=self.config.drain_timeout)
+            if not drained:
+                log.warning("in-flight reconciles did not finish in time")
+            for worker in self._workers:
+                worker.join(timeout=self.config.drain_timeout)
+            self._workers = []
+
+    def _lost_leadership(self) -> None:
+        if self._stop.is_set():
+            return
+        # Like client-go: a controller that lost its lease exits and starts afresh, so no
+        # half-finished pass can race the new leader.
+        log.error("lost leadership; exiting")
+        self.exit_code = 1
+        self._stop.set()
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                if self.queue.shutting_down:
+                    return
+                continue
+            try:
+                self._process(key)
+            finally:
+                self.queue.done(key)
+
+    def _process(self, key: str) -> None:
+        started = time.monotonic()
+        namespace, _, name = key.partition("/")
+        bound = log.bind(namespace=namespace, rollout=name)
+        try:
+            outcome = self.reconciler.reconcile(key)
+        except Transient as exc:
+            delay = self.queue.add_rate_limited(key)
+            RECONCILE_ERRORS.labels(kind="transient").inc()
+            RECONCILE_TOTAL.labels(result="error").inc()
+            bound.info("requeued after a transient API error", error=str(exc), retry_in=delay)
+        except Permanent as exc:
+            # A 4xx from the apiserver (e.g. our RBAC is missing a verb): retrying at
+            # full speed helps nobody, but the cause may be fixed, so back off.
+            delay = self.queue.add_rate_limited(key)
+            RECONCILE_ERRORS.labels(kind="permanent").inc()
+            RECONCILE_TOTAL.labels(result="error").inc()
+            bound.warning("reconcile failed", error=str(exc), retry_in=delay)
+        except Exception:
+            delay = self.queue.add_rate_limited(key)
+            RECONCILE_ERRORS.labels(kind="unexpected").inc()
+            RECONCILE_TOTAL.labels(result="error").inc()
+            bound.exception("reconcile crashed; other rollouts are unaffected", retry_in=delay)
+        else:
+            self.queue.forget(key)
+            if outcome.requeue_after is not None:
+                self.queue.add_after(key, outcome.requeue_after)
+                RECONCILE_TOTAL.labels(result="requeue").inc()
+            else:
+                RECONCILE_TOTAL.labels(result="success").inc()
+        finally:
+            RECONCILE_DURATION.observe(time.monotonic() - started)
+
+    def _update_phase_gauge(self) -> None:
+        counts = Counter(
+            str((obj.get("status") or {}).get("phase") or "Unknown") for obj in self.rollouts.list()
+        )
+        for phase in (*PHASES, "Unknown"):
+            ROLLOUTS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))

@@ -1,0 +1,407 @@
+"""One reconcile pass for one Rollout: read state, ask the strategy, apply, write status.
+
+Called by the operator's workers with a ``namespace/name`` key (level-triggered: the key
+says *which* rollout, the caches say *what* it looks like now). ``reconcile`` reads like
+a table of contents:
+
+1. read the Rollout from the cache; a deleted one needs nothing;
+2. parse it; an invalid spec gets the InvalidSpec condition and an Event, and nothing in
+   the cluster is touched;
+3. measure the analysis runs that are due (the strategy started them in status);
+4. ask the strategy for a plan;
+5. apply the plan: scale up first, then move traffic (Services, HTTPRoute), then scale
+   down, so that traffic never points at pods that are not there;
+6. write status once (only if it changed), then record the plan's Events;
+7. return when to look again: the earliest of the strategy's timers and the next due
+   measurement.
+
+Errors from ``kube`` propagate: the worker requeues with per-key backoff (a Conflict
+means our cache was stale; the next pass re-reads). Nothing here sleeps or retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+from pydantic import ValidationError
+
+from controller.analysis.run import AnalysisEngine
+from controller.analysis.templating import QueryContext
+from controller.api import AnalysisRef, AnalysisTemplate, Phase, Rollout, RolloutStatus
+from controller.api import reasons as R
+from controller.api.revision import ROLLOUT_LABEL, replicaset_name, template_hash
+from controller.api.status import AnalysisRunStatus, parse_timestamp
+from controller.kube import Kube, merge_patch
+from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
+from controller.observe import observe, service_names
+from controller.resources import replicaset_body, service_selector
+from controller.validation import Problem, problems_of, reference_problems
+from strategies import Plan, decide
+
+log = structlog.stdlib.get_logger(__name__)
+
+Obj = dict[str, Any]
+
+# Look again at least this often while a rollout is in flight, in case an event was lost.
+SAFETY_RESYNC = 60.0
+# Status messages are for people; keep them readable in `kubectl describe`.
+MAX_MESSAGE = 1024
+
+
+class Cache(Protocol):
+    def get(self, namespace: str | None, name: str) -> Obj | None: ...
+    def list(self, namespace: str | None = None) -> list[Obj]: ...
+
+
+@dataclass(frozen=True)
+class Caches:
+    """The informer caches the reconciler reads from (never a GET per pass)."""
+
+    rollouts: Cache
+    templates: Cache
+    replicasets: Cache
+    pods: Cache
+    services: Cache
+    routes: Cache | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    requeue_after: float | None = None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        caches: Caches,
+        *,
+        engine: AnalysisEngine,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.kube = kube
+        self.caches = caches
+        self.engine = engine
+        self.clock = clock
+
+    # ------------------------------------------------------------------ the pass
+
+    def reconcile(self, key: str) -> Outcome:
+        namespace, _, name = key.partition("/")
+        raw = self.caches.rollouts.get(namespace, name)
+        if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
+            return Outcome()
+        now = self.clock()
+        bound = log.bind(namespace=namespace, rollout=name)
+        rollout, problems = self._parse(raw)
+        if rollout is None:
+            return self._invalid(raw, problems, now=now)
+        templates = self._templates(namespace)
+        ref_problems = reference_problems(rollout, templates=templates)
+        if ref_problems:
+            return self._invalid(raw, list(ref_problems), now=now)
+        revision = template_hash(rollout.spec.template)
+        bound = bound.bind(revision=revision)
+        status = rollout.status or RolloutStatus()
+        status = self._measure(rollout, status, templates, now=now)
+        observed = self._observe(rollout, status)
+        plan = decide(
+            rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
+        )
+        self._apply(rollout, plan, revision=revision, log=bound)
+        new_status = plan.status.model_copy(
+            update={"observed_generation": rollout.metadata.generation}
+        )
+        self._note_rollback(rollout.status, new_status, now=now)
+        # Status first: if the write fails the pass is retried, and the Events, written
+        # only after it, are not recorded twice for one step.
+        self._write_status(raw, new_status)
+        for event in plan.events:
+            self.kube.record_event(raw, reason=event.reason, message=event.message, type=event.type)
+            bound.info(event.message, reason=event.reason, event_type=event.type)
+        return Outcome(
+            requeue_after=self._requeue_after(rollout, plan, new_status, templates, now=now)
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def _parse(self, raw: Obj) -> tuple[Rollout | None, list[Problem]]:
+        try:
+            return Rollout.model_validate(raw), []
+        except ValidationError as exc:
+            return None, list(problems_of(exc))
+
+    def _templates(self, namespace: str) -> dict[str, AnalysisTemplate]:
+        out: dict[str, AnalysisTemplate] = {}
+        for obj in self.caches.templates.list(namespace):
+            try:
+                template = AnalysisTemplate.model_validate(obj)
+            except ValidationError:
+                # An invalid template is reported as missing by the reference check,
+                # and `deployctl validate` names its problems.
+                continue
+            out[str(template.metadata.name)] = template
+        return out
+
+    def _observe(self, rollout: Rollout, status: RolloutStatus) -> Any:
+        namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
+        owned = [
+            rs
+            for rs in self.caches.replicasets.list(namespace)
+            if rs.get("metadata", {}).get("labels", {}).get(ROLLOUT_LABEL) == name
+        ]
+        pods = [
+            pod
+            for pod in self.caches.pods.list(namespace)
+            if pod.get("metadata", {}).get("labels", {}).get(ROLLOUT_LABEL) == name
+        ]
+        services = {
+            svc_name: svc
+            for svc_name in service_names(rollout)
+            if (svc := self.caches.services.get(namespace, svc_name)) is not None
+        }
+        route = None
+        canary = rollout.spec.strategy.canary
+        if canary is not None and canary.traffic_routing is not None and self.caches.routes:
+            route = self.caches.routes.get(namespace, canary.traffic_routing.gateway_api.http_route)
+        return observe(
+            rollout, status=status, replicasets=owned, pods=pods, services=services, route=route
+        )
+
+    # ------------------------------------------------------------------ analysis
+
+    def _measure(
+        self,
+        rollout: Rollout,
+        status: RolloutStatus,
+        templates: Mapping[str, AnalysisTemplate],
+        *,
+        now: datetime,
+    ) -> RolloutStatus:
+        """Take every due measurement of the runs the strategy has running."""
+        runs = []
+        changed = False
+        for run in status.analysis_runs:
+            ref = analysis_ref(rollout, run.key)
+            if run.phase not in ("Running", "Pending") or ref is None:
+                runs.append(run)
+                continue
+            context = QueryContext(
+                canary_hash=run.revision,
+                stable_hash=status.stable_revision,
+                rollout_name=rollout.metadata.name,
+                rollout_namespace=rollout.metadata.namespace,
+            )
+            advanced = self.engine.advance(
+                run, templates=templates, ref=ref, context=context, now=now
+            )
+            _count_verdicts(run, advanced)
+            changed = changed or advanced != run
+            runs.append(advanced)
+        return status.model_copy(update={"analysis_runs": runs}) if changed else status
+
+    def _requeue_after(
+        self,
+        rollout: Rollout,
+        plan: Plan,
+        status: RolloutStatus,
+        templates: Mapping[str, AnalysisTemplate],
+        *,
+        now: datetime,
+    ) -> float | None:
+        """The earliest of the strategy's timers and the next due measurement."""
+        candidates = [plan.requeue_after] if plan.requeue_after is not None else []
+        for run in status.analysis_runs:
+            ref = analysis_ref(rollout, run.key)
+            if run.phase not in ("Running", "Pending") or ref is None:
+                continue
+            due = self.engine.next_due(run, templates=templates, ref=ref, now=now)
+            if due is not None:
+                candidates.append((due - now).total_seconds())
+        if status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+            candidates.append(SAFETY_RESYNC)
+        return max(0.05, min(candidates)) if candidates else None
+
+    # ------------------------------------------------------------------ applying
+
+    def _apply(self, rollout: Rollout, plan: Plan, *, revision: str, log: Any) -> None:
+        namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
+        existing = {
+            rs["metadata"]["labels"].get("deployctl.io/revision"): rs
+            for rs in self.caches.replicasets.list(namespace)
+            if rs.get("metadata", {}).get("labels", {}).get(ROLLOUT_LABEL) == name
+        }
+        owner = self.caches.rollouts.get(namespace, name) or rollout.to_dict()
+        scale_downs: list[tuple[Obj, int]] = []
+        for rev, replicas in plan.replicas.items():
+            rs = existing.get(rev)
+            if rs is None:
+                if replicas > 0 and rev == revision:
+                    body = replicaset_body(rollout, revision=rev, replicas=replicas)
+                    self.kube.create_replicaset(namespace, body, owner=owner)
+                    log.info("created replicaset", replicaset=replicaset_name(name, rev))
+                continue
+            current = int(rs.get("spec", {}).get("replicas", 0))
+            if replicas > current:
+                self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
+            elif replicas < current:
+                scale_downs.append((rs, replicas))
+        for rev, rs in existing.items():
+            if rev not in plan.replicas and int(rs.get("spec", {}).get("replicas", 0)) > 0:
+                scale_downs.append((rs, 0))
+        self._route_traffic(rollout, plan)
+        for rs, replicas in scale_downs:
+            self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
+        self._prune(rollout, existing, plan)
+
+    def _route_traffic(self, rollout: Rollout, plan: Plan) -> None:
+        namespace = str(rollout.metadata.namespace)
+        for service_name, rev in plan.service_selectors.items():
+            service = self.caches.services.get(namespace, service_name)
+            if service is None:
+                continue
+            wanted = service_selector(rollout, rev)
+            current = service.get("spec", {}).get("selector") or {}
+            if any(current.get(k) != v for k, v in wanted.items()):
+                self.kube.patch_service_selector(namespace, service_name, wanted)
+        canary = rollout.spec.strategy.canary
+        if plan.route_weights is None or canary is None or canary.traffic_routing is None:
+            return
+        route_name = canary.traffic_routing.gateway_api.http_route
+        route = self.caches.routes.get(namespace, route_name) if self.caches.routes else None
+        if route is None:
+            return
+        stable_rev = plan.status.stable_revision
+        canary_rev = plan.status.canary_revision
+        canary_weight = (
+            plan.route_weights.get(canary_rev, 0) if canary_rev and canary_rev != stable_rev else 0
+        )
+        # The model guarantees both Services exist when trafficRouting is set.
+        by_service = {
+            str(canary.stable_service): 100 - canary_weight,
+            str(canary.canary_service): canary_weight,
+        }
+        self.kube.set_httproute_weights(namespace, route_name, by_service, route=route)
+
+    def _prune(self, rollout: Rollout, existing: Mapping[str | None, Obj], plan: Plan) -> None:
+        """Delete scaled-down old ReplicaSets beyond revisionHistoryLimit, oldest first."""
+        keep = {plan.status.stable_revision, plan.status.canary_revision}
+        old = sorted(
+            (
+                rs
+                for rev, rs in existing.items()
+                if rev not in keep
+                and rev not in plan.replicas
+                and int(rs.get("spec", {}).get("replicas", 0)) == 0
+            ),
+            key=lambda rs: str(rs.get("metadata", {}).get("creationTimestamp", "")),
+        )
+        excess = len(old) - rollout.spec.revision_history_limit
+        for rs in old[: max(0, excess)]:
+            self.kube.delete_replicaset(
+                str(rollout.metadata.namespace),
+                rs["metadata"]["name"],
+                uid=rs["metadata"].get("uid"),
+            )
+
+    # ------------------------------------------------------------------ status
+
+    def _write_status(self, raw: Obj, status: RolloutStatus) -> None:
+        old = raw.get("status") or {}
+        new = status.to_wire()
+        if old == new:
+            return
+        patch = merge_patch(old, new)
+        if patch:
+            self.kube.patch_rollout_status(
+                raw["metadata"]["namespace"], raw["metadata"]["name"], patch
+            )
+
+    def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> Outcome:
+        """Report an invalid spec; touch nothing else, keep every other status field."""
+        message = "; ".join(str(p) for p in problems)[:MAX_MESSAGE]
+        try:
+            status = RolloutStatus.model_validate(raw.get("status") or {})
+        except ValidationError:
+            status = RolloutStatus()
+        previous = next(
+            (c for c in status.conditions if c.type == R.ConditionType.INVALID_SPEC), None
+        )
+        generation = raw.get("metadata", {}).get("generation")
+        conditions = R.set_condition(
+            status.conditions,
+            R.ConditionType.INVALID_SPEC,
+            status="True",
+            reason=R.INVALID_SPEC,
+            message=message,
+            now=now,
+            generation=generation,
+        )
+        new_status = status.model_copy(
+            update={
+                "conditions": conditions,
+                "observed_generation": generation,
+                "reason": R.INVALID_SPEC,
+                "message": message,
+            }
+        )
+        if previous is None or previous.message != message or previous.status != "True":
+            self.kube.record_event(raw, reason=R.INVALID_SPEC, message=message, type="Warning")
+            log.warning(
+                "invalid spec",
+                namespace=raw["metadata"].get("namespace"),
+                rollout=raw["metadata"].get("name"),
+                problems=message,
+            )
+        self._write_status(raw, new_status)
+        return Outcome()
+
+    def _note_rollback(
+        self, old: RolloutStatus | None, new: RolloutStatus, *, now: datetime
+    ) -> None:
+        """Observe the time from the failing measurement to the abort being applied."""
+        if old is None or old.aborted or not new.aborted:
+            return
+        failed_at = [
+            parse_timestamp(m.at)
+            for run in new.analysis_runs
+            for metric in run.metrics
+            for m in metric.measurements
+            if m.phase == "Failed"
+        ]
+        if failed_at:
+            ROLLBACK_LATENCY.observe(max(0.0, (now - max(failed_at)).total_seconds()))
+
+
+def analysis_ref(rollout: Rollout, key: str) -> AnalysisRef | None:
+    """The AnalysisRef an analysis run key stands for in this spec (None if gone)."""
+    spec = rollout.spec
+    if key == "background":
+        return spec.analysis
+    strategy = spec.strategy
+    if key.startswith("step-") and strategy.canary is not None:
+        index = int(key.removeprefix("step-"))
+        steps = strategy.canary.steps
+        return steps[index].analysis if 0 <= index < len(steps) else None
+    if strategy.blue_green is not None:
+        if key == "prePromotion":
+            return strategy.blue_green.pre_promotion_analysis
+        if key == "postPromotion":
+            return strategy.blue_green.post_promotion_analysis
+    if key.startswith("gate-") and strategy.rolling is not None:
+        percent = int(key.removeprefix("gate-"))
+        return next((g.analysis for g in strategy.rolling.gates if g.at_percent == percent), None)
+    return None
+
+
+def _count_verdicts(before: AnalysisRunStatus, after: AnalysisRunStatus) -> None:
+    """Count the measurements ``advance`` added, by verdict, for /metrics."""
+    seen = {(m.name, x.at) for m in before.metrics for x in m.measurements}
+    for metric in after.metrics:
+        for measurement in metric.measurements:
+            if (metric.name, measurement.at) not in seen:
+                ANALYSIS_VERDICTS.labels(verdict=measurement.phase).inc()

@@ -1,0 +1,38 @@
+"""Fixtures for operator integration tests: a Cluster helper and a controller factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Cluster, ControllerProcess, running_controller
+
+
+@pytest.fixture
+def cluster(kube_api: Any, namespace: str, node_agent: Any) -> Cluster:
+    return Cluster(kube_api, namespace)
+
+
+@pytest.fixture
+def start_controller(
+    control_plane: Any, prometheus: Any, tmp_path: Path
+) -> Iterator[Callable[..., ControllerProcess]]:
+    with ExitStack() as stack:
+
+        def start(
+            args: list[str] | None = None, kubeconfig: str | None = None
+        ) -> ControllerProcess:
+            return stack.enter_context(
+                running_controller(
+                    kubeconfig=kubeconfig or str(control_plane.kubeconfig),
+                    prometheus_url=prometheus.url,
+                    log_dir=tmp_path,
+                    args=args,
+                )
+            )
+
+        yield start

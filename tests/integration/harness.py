@@ -1,0 +1,234 @@
+"""Helpers for tests that run the real operator against the sandbox.
+
+The operator runs as a real ``deployctl controller`` process (so a test can SIGKILL it)
+pointed at the sandbox's kubeconfig and real Prometheus. Objects are created through the
+official client; waits poll the apiserver with a deadline, never sleep blindly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+GROUP, VERSION = "deployctl.io", "v1alpha1"
+
+
+class ControllerProcess:
+    """A ``deployctl controller`` subprocess with its log captured to a file."""
+
+    def __init__(
+        self, *, kubeconfig: str, prometheus_url: str, log_path: Path, args: list[str]
+    ) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        command = [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "controller",
+            "--kubeconfig",
+            kubeconfig,
+            "--prometheus-url",
+            prometheus_url,
+            "--probe-address",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            *args,
+        ]
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ}
+        )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            return self.process.wait(timeout)
+        return self.process.returncode
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        self.kill()
+        self._log.close()
+
+
+@contextmanager
+def running_controller(
+    *, kubeconfig: str, prometheus_url: str, log_dir: Path, args: list[str] | None = None
+) -> Iterator[ControllerProcess]:
+    proc = ControllerProcess(
+        kubeconfig=kubeconfig,
+        prometheus_url=prometheus_url,
+        log_path=log_dir / f"controller-{time.monotonic_ns()}.log",
+        args=args if args is not None else ["--no-leader-elect"],
+    )
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+def poll(get: Callable[[], Any], ok: Callable[[Any], bool], *, timeout: float, what: str) -> Any:
+    """Call ``get`` until ``ok`` holds for its value; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = get()
+        if ok(value):
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}; last: {value!r}"[:4000])
+
+
+class Cluster:
+    """Thin conveniences over the official client for one test namespace."""
+
+    def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        # The client's generated annotations fight plain dict bodies; tests use dicts.
+        self.custom: Any = k8s.CustomObjectsApi(api)
+        self.core: Any = k8s.CoreV1Api(api)
+        self.apps: Any = k8s.AppsV1Api(api)
+
+    def apply_rollout(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        try:
+            current = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "rollouts", name
+            )
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
+            return dict(
+                self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, "rollouts", dict(body)
+                )
+            )
+        patched = {**dict(body), "metadata": {**current["metadata"], **body["metadata"]}}
+        return dict(
+            self.custom.replace_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "rollouts", name, patched
+            )
+        )
+
+    def patch_rollout(self, name: str, patch: Mapping[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "rollouts", name, dict(patch)
+        )
+
+    def create_template(self, body: Mapping[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "analysistemplates", dict(body)
+        )
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        return dict(
+            self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "rollouts", name
+            )
+        )
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.rollout(name).get("status") or {})
+
+    def create_service(self, name: str, selector: Mapping[str, str]) -> None:
+        self.core.create_namespaced_service(
+            self.namespace,
+            {
+                "metadata": {"name": name},
+                "spec": {"selector": dict(selector), "ports": [{"port": 8080}]},
+            },
+        )
+
+    def service_selector(self, name: str) -> dict[str, str]:
+        return dict(self.core.read_namespaced_service(name, self.namespace).spec.selector or {})
+
+    def replicas_by_revision(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for rs in self.apps.list_namespaced_replica_set(self.namespace).items:
+            revision = (rs.metadata.labels or {}).get("deployctl.io/revision")
+            if revision:
+                out[revision] = rs.spec.replicas or 0
+        return out
+
+    def events(self, reason: str | None = None) -> list[Any]:
+        items = self.core.list_namespaced_event(self.namespace).items
+        return [e for e in items if reason is None or e.reason == reason]
+
+
+def demo_rollout(
+    name: str,
+    *,
+    version: str,
+    env: Mapping[str, str] | None = None,
+    replicas: int = 4,
+    strategy: Mapping[str, Any],
+    analysis: Mapping[str, Any] | None = None,
+    progress_deadline: int = 120,
+) -> dict[str, Any]:
+    """A Rollout of the sandbox's demo app; ``env`` makes a version good or bad."""
+    container_env = [{"name": "DEMO_VERSION", "value": version}] + [
+        {"name": k, "value": v} for k, v in (env or {}).items()
+    ]
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {
+                "containers": [
+                    {"name": "app", "image": f"deployctl/demo-app:{version}", "env": container_env}
+                ]
+            },
+        },
+        "strategy": dict(strategy),
+        "progressDeadlineSeconds": progress_deadline,
+    }
+    if analysis is not None:
+        spec["analysis"] = dict(analysis)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Rollout",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def error_rate_template(
+    name: str, *, interval: str = "2s", count: int | None = 3, max_ratio: float = 0.05
+) -> dict[str, Any]:
+    metric: dict[str, Any] = {
+        "name": "error-rate",
+        "interval": interval,
+        "failureLimit": 0,
+        "inconclusiveLimit": 20,
+        "errorRate": {"max": max_ratio, "window": "20s"},
+        "for": "0s",
+    }
+    if count is not None:
+        metric["count"] = count
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": name},
+        "spec": {"metrics": [metric]},
+    }
