@@ -110,25 +110,32 @@ class Cluster:
         self.apps: Any = k8s.AppsV1Api(api)
 
     def apply_rollout(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace, re-reading on 409: the controller writes status meanwhile."""
         name = body["metadata"]["name"]
-        try:
-            current = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "rollouts", name
-            )
-        except k8s.ApiException as exc:
-            if exc.status != 404:
-                raise
-            return dict(
-                self.custom.create_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, "rollouts", dict(body)
+        for _attempt in range(10):
+            try:
+                current = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, "rollouts", name
                 )
-            )
-        patched = {**dict(body), "metadata": {**current["metadata"], **body["metadata"]}}
-        return dict(
-            self.custom.replace_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "rollouts", name, patched
-            )
-        )
+            except k8s.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                return dict(
+                    self.custom.create_namespaced_custom_object(
+                        GROUP, VERSION, self.namespace, "rollouts", dict(body)
+                    )
+                )
+            patched = {**dict(body), "metadata": {**current["metadata"], **body["metadata"]}}
+            try:
+                return dict(
+                    self.custom.replace_namespaced_custom_object(
+                        GROUP, VERSION, self.namespace, "rollouts", name, patched
+                    )
+                )
+            except k8s.ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise AssertionError(f"rollout {name} kept conflicting on replace")
 
     def patch_rollout(self, name: str, patch: Mapping[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
