@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from controller.api import API_GROUP, API_VERSION, AnalysisTemplate, Rollout
+from controller.api.policy import DeliveryPolicy
 from controller.api.status import RolloutStatus
 
 # Keys of JSON Schema that a structural schema may keep as they are.
@@ -193,6 +194,13 @@ def crd_specs() -> list[CrdSpec]:
             kind="AnalysisTemplate",
             plural="analysistemplates",
             short_names=("at",),
+            printer_columns=(_column("Age", ".metadata.creationTimestamp", "date"),),
+        ),
+        CrdSpec(
+            model=DeliveryPolicy,
+            kind="DeliveryPolicy",
+            plural="deliverypolicies",
+            short_names=("dp",),
             printer_columns=(_column("Age", ".metadata.creationTimestamp", "date"),),
         ),
     ]

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from controller.api import AnalysisTemplate, Rollout
+from controller.api.policy import DeliveryPolicy
 from controller.api.status import RolloutStatus
 from controller.crdgen import openapi_schema
 
@@ -74,6 +75,7 @@ def render() -> str:
             _section("Rollout spec", Rollout, "spec"),
             _section("Rollout status", RolloutStatus, ""),
             _section("AnalysisTemplate spec", AnalysisTemplate, "spec"),
+            _section("DeliveryPolicy spec", DeliveryPolicy, "spec"),
         ]
     )
 

@@ -56,6 +56,16 @@ AWAITING_APPROVAL: Final = "AwaitingApproval"
 AWAITING_PROMOTION: Final = "AwaitingPromotion"
 ANALYSIS_INCONCLUSIVE: Final = "AnalysisInconclusive"
 
+# Delivery policy (controller/policy/): a new revision waits before it starts.
+FROZEN_UNTIL: Final = "FrozenUntil"
+OUTSIDE_WINDOW: Final = "OutsideWindow"
+AWAITING_GATE: Final = "AwaitingGate"
+POLICY_ALLOWED: Final = "PolicyAllowed"
+POLICY_OVERRIDDEN: Final = "PolicyOverridden"
+OVERRIDE_REFUSED: Final = "OverrideRefused"
+GATE_SATISFIED: Final = "GateSatisfied"
+NOTIFICATION_FAILED: Final = "NotificationFailed"
+
 # A rollout failed; traffic is back on the stable revision.
 ABORTED: Final = "Aborted"
 ANALYSIS_FAILED: Final = "AnalysisFailed"

@@ -9,11 +9,20 @@ maxSurge/maxUnavailable) so that a migration is mechanical.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from controller.api.common import ApiModel, Arg, IntOrPercent, ObjectMeta, ObjectName, OpenModel
+from controller.api.common import (
+    DNS_LABEL,
+    ApiModel,
+    Arg,
+    IntOrPercent,
+    ObjectMeta,
+    ObjectName,
+    OpenModel,
+)
 from controller.api.duration import Duration
 from controller.api.status import RolloutStatus
 
@@ -262,6 +271,38 @@ class PodTemplateSpec(ApiModel):
     spec: PodSpec
 
 
+class PromotionGate(ApiModel):
+    """Start a new revision only once the same images were promoted by another Rollout."""
+
+    rollout: Annotated[
+        str,
+        Field(
+            min_length=3,
+            max_length=127,
+            pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+            description="namespace/name of the Rollout that must have promoted the images",
+        ),
+    ]
+
+    @field_validator("rollout", mode="before")
+    @classmethod
+    def _namespace_slash_name(cls, value: object) -> object:
+        namespace, slash, name = str(value).partition("/")
+        if not (slash and re.match(DNS_LABEL, namespace) and re.match(DNS_LABEL, name)):
+            raise ValueError(
+                f"requires.rollout {value!r} must be namespace/name, e.g. staging/checkout"
+            )
+        return value
+
+    @property
+    def namespace(self) -> str:
+        return self.rollout.partition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.rollout.partition("/")[2]
+
+
 class RolloutSpec(ApiModel):
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
     selector: LabelSelector
@@ -273,6 +314,9 @@ class RolloutSpec(ApiModel):
     progress_deadline_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
     paused: bool = False
     revision_history_limit: Annotated[int, Field(ge=0, le=100)] = 10
+    requires: PromotionGate | None = Field(
+        default=None, description="Promotion gate: e.g. {rollout: staging/checkout}"
+    )
 
     @model_validator(mode="after")
     def _selector_matches(self) -> RolloutSpec:

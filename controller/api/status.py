@@ -143,6 +143,10 @@ class RolloutStatus(StatusModel):
         default=None,
         description="When spec.paused took effect; step timers resume from here on unpause",
     )
+    held_since: str | None = Field(
+        default=None,
+        description="When a delivery policy or promotion gate began holding the new revision",
+    )
     analysis_runs: list[AnalysisRunStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     history: Annotated[list[HistoryEntry], Field(max_length=MAX_HISTORY)] = Field(

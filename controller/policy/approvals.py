@@ -1,0 +1,181 @@
+"""Approvals: which policy rules ask for one, and whether it is pending or granted.
+
+Two kinds of approval exist. A canary step ``approval: {groups: [...]}`` is handled by
+the strategy (``strategies/canary.py``), which records the approver in
+``status.approvedBy``. A policy rule (``DeliveryPolicy.spec.approvals``) holds a new
+revision *before* it starts; ``controller.policy.evaluate`` asks ``policy_approval``
+whether it is granted. Both are granted the same way: ``deployctl approve NAME`` writes
+an ``approve`` request (``controller.requests``) carrying the kubeconfig identity of
+whoever ran it; a request not yet consumed (its id differs from
+``status.lastHandledRequest``) grants the approval, and the reconciler consumes it.
+
+Group membership is not verified here: ``groups`` tells people who should approve; who
+may approve is whoever RBAC allows to annotate the Rollout.
+
+The "major version change" rule is a hook: ``major_version_changed`` compares the
+leading number of each container's image tag with the last promoted revision's; pass
+another function to ``evaluate`` for other versioning schemes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from controller.api import Rollout
+from controller.api.policy import ApprovalRule, DeliveryPolicy
+from controller.requests import parse_request
+
+MajorChange = Callable[[Rollout], bool]
+
+_MAJOR = re.compile(r"^v?(\d+)(?:[.\-_+]|$)")
+
+
+def image_tag(image: str) -> str | None:
+    """'shop/checkout:1.4.2@sha256:ab' -> '1.4.2'; None without a tag."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def major_of(image: str) -> int | None:
+    tag = image_tag(image)
+    match = _MAJOR.match(tag) if tag else None
+    return int(match.group(1)) if match else None
+
+
+def major_version_changed(rollout: Rollout) -> bool:
+    """True when a container's image major version differs from the last promoted one.
+
+    Without a promoted revision in history (a first deploy) or a numeric tag, there is
+    nothing to compare: False.
+    """
+    status = rollout.status
+    promoted = (
+        next(
+            (e for e in reversed(status.history) if e.outcome == "Promoted"),
+            None,
+        )
+        if status
+        else None
+    )
+    if promoted is None:
+        return False
+    for container in rollout.spec.template.spec.containers:
+        before = promoted.images.get(container.name)
+        if before is None:
+            continue
+        old, new = major_of(before), major_of(container.image)
+        if old is not None and new is not None and old != new:
+            return True
+    return False
+
+
+def rule_matches(rule: ApprovalRule, rollout: Rollout, *, major_change: MajorChange) -> bool:
+    namespace = rollout.metadata.namespace or ""
+    if rule.namespaces and namespace not in rule.namespaces:
+        return False
+    if rule.selector is not None:
+        labels = rollout.metadata.labels
+        if any(labels.get(k) != v for k, v in rule.selector.match_labels.items()):
+            return False
+    return not rule.major_version_change or major_change(rollout)
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """Whether an approval is needed, and if so whether someone has given it."""
+
+    required: bool
+    granted: bool = False
+    rules: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    approved_by: str | None = None
+    request_id: str | None = None
+    """The approve request that granted it: the reconciler must consume this id."""
+
+    @property
+    def pending(self) -> bool:
+        return self.required and not self.granted
+
+    def message(self) -> str:
+        rules = ", ".join(self.rules)
+        if not self.required:
+            return "no approval required"
+        if self.granted:
+            return f"approved by {self.approved_by} (policy {rules})"
+        who = f" from {', '.join(self.groups)}" if self.groups else ""
+        return f"waiting for `deployctl approve`{who} (policy {rules})"
+
+
+def matching_rules(
+    rollout: Rollout,
+    policies: Sequence[DeliveryPolicy],
+    *,
+    major_change: MajorChange = major_version_changed,
+) -> list[tuple[str, ApprovalRule]]:
+    """(``policy/rule``, rule) for every rule that applies to ``rollout``."""
+    return [
+        (f"{policy.metadata.name or '?'}/{rule.name}", rule)
+        for policy in policies
+        for rule in policy.spec.approvals
+        if rule_matches(rule, rollout, major_change=major_change)
+    ]
+
+
+def pending_approve_request(rollout: Rollout) -> tuple[str, str] | None:
+    """(request id, who) of an ``approve`` request not yet consumed, or None."""
+    request = parse_request(rollout.metadata.annotations)
+    if request is None or request.action != "approve":
+        return None
+    handled = rollout.status.last_handled_request if rollout.status else None
+    if request.id == handled:
+        return None
+    return request.id, request.by or "unknown"
+
+
+def policy_approval(rollout: Rollout, rules: Sequence[tuple[str, ApprovalRule]]) -> ApprovalState:
+    """Pending or granted, for the rules ``matching_rules`` found."""
+    if not rules:
+        return ApprovalState(required=False)
+    names = tuple(name for name, _ in rules)
+    groups = tuple(dict.fromkeys(g for _, rule in rules for g in rule.groups))
+    request = pending_approve_request(rollout)
+    if request is None:
+        return ApprovalState(required=True, rules=names, groups=groups)
+    request_id, by = request
+    return ApprovalState(
+        required=True,
+        granted=True,
+        rules=names,
+        groups=groups,
+        approved_by=by,
+        request_id=request_id,
+    )
+
+
+def step_approval(rollout: Rollout) -> ApprovalState:
+    """The canary ``approval`` step the rollout stands at: pending, or granted by a request.
+
+    For display (CLI, status): the strategy acts on the request itself.
+    """
+    canary, status = rollout.spec.strategy.canary, rollout.status
+    if canary is None or status is None or status.aborted:
+        return ApprovalState(required=False)
+    index = status.current_step_index
+    if index is None or index >= len(canary.steps) or canary.steps[index].approval is None:
+        return ApprovalState(required=False)
+    approval = canary.steps[index].approval
+    groups = tuple(approval.groups) if approval else ()
+    request = pending_approve_request(rollout)
+    if request is None:
+        return ApprovalState(required=True, rules=(f"step-{index}",), groups=groups)
+    return ApprovalState(
+        required=True,
+        granted=True,
+        rules=(f"step-{index}",),
+        groups=groups,
+        approved_by=request[1],
+        request_id=request[0],
+    )
