@@ -1,0 +1,119 @@
+"""The Kubernetes permissions the operator needs: one list, and why each is there.
+
+This is the single source of the operator's RBAC. ``manifests/`` spells it out as YAML
+(the ClusterRole, the namespaced install's Role, the leader-election Role) and
+``docs/install.md`` as a table; ``tests/manifests/`` checks both ways that
+
+- every API call the operator's code makes (derived from ``controller/kube.py`` and the
+  modules ``controller.operator`` imports) is in this list, and nothing else is;
+- the manifests grant exactly this list, without wildcards and without secrets;
+- the table in ``docs/install.md`` is the one ``python -m controller.rbac`` prints.
+
+The CLI (``deployctl rollout``, ``promote``...) is not covered: it runs with the
+credentials of the person or CI job using it, not with the operator's ServiceAccount.
+
+No secrets: nothing the operator does reads one. Notification webhooks whose URL lives
+in a Secret (issue 10, delivery policy) will be the first feature to need ``get`` on
+``secrets``; it should then be granted by name (``resourceNames``) in one namespace.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    """Where a permission must hold."""
+
+    WATCHED = "watched"
+    """Every namespace the operator watches: a ClusterRole, or a Role when namespaced."""
+    OWN = "own"
+    """Only the operator's own namespace (the leader Lease): always a Role."""
+
+
+@dataclass(frozen=True)
+class Permission:
+    group: str  # "" is the core API group
+    resource: str  # plural, with "/subresource" where one is used
+    verb: str
+    scope: Scope
+    why: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.group, self.resource, self.verb)
+
+
+_DEPLOYCTL = "deployctl.io"
+_GATEWAY = "gateway.networking.k8s.io"
+W, OWN = Scope.WATCHED, Scope.OWN
+
+PERMISSIONS: tuple[Permission, ...] = (
+    Permission(_DEPLOYCTL, "rollouts", "list", W, "informer: the initial list of Rollouts"),
+    Permission(_DEPLOYCTL, "rollouts", "watch", W, "informer: every change to a Rollout"),
+    Permission(_DEPLOYCTL, "rollouts/status", "patch", W, "status is the controller's only memory"),
+    Permission(
+        _DEPLOYCTL,
+        "rollouts/finalizers",
+        "update",
+        W,
+        "ReplicaSets carry blockOwnerDeletion ownerReferences to their Rollout",
+    ),
+    Permission(_DEPLOYCTL, "analysistemplates", "list", W, "informer: the analysis templates"),
+    Permission(_DEPLOYCTL, "analysistemplates", "watch", W, "informer: template changes"),
+    Permission("apps", "replicasets", "list", W, "informer: the ReplicaSets of each revision"),
+    Permission("apps", "replicasets", "watch", W, "informer: readiness of each revision"),
+    Permission("apps", "replicasets", "create", W, "one ReplicaSet per revision"),
+    Permission("apps", "replicasets", "patch", W, "scale revisions up and down"),
+    Permission("apps", "replicasets", "delete", W, "remove old revisions past the history"),
+    Permission("", "pods", "list", W, "informer: pods of our revisions (by label)"),
+    Permission("", "pods", "watch", W, "informer: pod readiness and crash loops"),
+    Permission("", "services", "list", W, "informer: stable/canary/active/preview Services"),
+    Permission("", "services", "watch", W, "informer: a Service created after its Rollout"),
+    Permission("", "services", "patch", W, "point Service selectors at a revision"),
+    Permission(_GATEWAY, "httproutes", "list", W, "informer (only if the CRD is installed)"),
+    Permission(_GATEWAY, "httproutes", "watch", W, "informer: route changes"),
+    Permission(_GATEWAY, "httproutes", "get", W, "fresh read before a weight change"),
+    Permission(_GATEWAY, "httproutes", "patch", W, "set canary/stable backend weights"),
+    Permission("", "events", "create", W, "Events on the Rollout: steps, verdicts, rollbacks"),
+    Permission("", "events", "patch", W, "count repeats of the same Event"),
+    Permission("", "events", "get", W, "re-read an Event recorded before a restart"),
+    Permission("coordination.k8s.io", "leases", "get", OWN, "leader election: read the Lease"),
+    Permission("coordination.k8s.io", "leases", "create", OWN, "leader election: first start"),
+    Permission("coordination.k8s.io", "leases", "update", OWN, "leader election: renew, release"),
+)
+
+
+def permissions(scope: Scope | None = None) -> tuple[Permission, ...]:
+    return tuple(p for p in PERMISSIONS if scope is None or p.scope == scope)
+
+
+def rules(scope: Scope) -> list[dict[str, list[str]]]:
+    """RBAC ``rules`` granting exactly the permissions of ``scope``, one per resource."""
+    verbs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for perm in permissions(scope):
+        verbs[(perm.group, perm.resource)].append(perm.verb)
+    return [
+        {"apiGroups": [group], "resources": [resource], "verbs": sorted(found)}
+        for (group, resource), found in verbs.items()
+    ]
+
+
+def markdown_table() -> str:
+    """The table of ``docs/install.md``: one row per permission."""
+    lines = [
+        "| API group | resource | verb | where | why |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for perm in PERMISSIONS:
+        where = "watched namespaces" if perm.scope is Scope.WATCHED else "own namespace"
+        group = f"`{perm.group}`" if perm.group else "core"
+        lines.append(f"| {group} | `{perm.resource}` | {perm.verb} | {where} | {perm.why} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

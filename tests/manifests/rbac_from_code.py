@@ -1,0 +1,175 @@
+"""Derive, from the source, every (apiGroup, resource, verb) the operator's code can call.
+
+No running cluster and no mocks: the calls are read from the syntax tree.
+
+1. ``controller/kube.py``: the ``KindRef`` constants, and for each ``Kube`` method the
+   requests it sends (``_request``/``_send`` with a literal verb, ``_merge_patch`` =
+   patch, ``get`` = get, with their ``subresource=``), closed over the methods it calls.
+   A method that builds ``owner_reference`` (blockOwnerDeletion) also needs ``update``
+   on ``rollouts/finalizers``.
+2. The modules the operator process imports (the closure of ``controller.operator``
+   within ``controller``, minus ``kube``): every call of a ``Kube`` method adds that
+   method's requests; the generic ``list_objects``/``watch_objects``/``get`` count with a
+   ``KindRef`` constant as first argument; ``Informer(kube, KIND, ...)`` is list + watch.
+
+The CLI's modules are not in that closure: they run with the user's credentials.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBE = ROOT / "controller" / "kube.py"
+Need = tuple[str, str, str]  # (group, resource, verb)
+
+_SENDERS = {"_request", "_send"}
+_GENERIC = {"list_objects": "list", "watch_objects": "watch", "get": "get"}
+
+
+def _const(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _keyword(call: ast.Call, name: str) -> ast.AST | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def kinds() -> dict[str, tuple[str, str]]:
+    """``ROLLOUTS`` -> ("deployctl.io", "rollouts"), from the KindRef constants."""
+    found: dict[str, tuple[str, str]] = {}
+    for node in ast.parse(KUBE.read_text()).body:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "KindRef"
+        ):
+            group, _version, plural = (_const(a) for a in node.value.args[:3])
+            assert group is not None and plural is not None
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = (group, plural)
+    return found
+
+
+def _self_calls(function: ast.AST) -> Iterator[ast.Call]:
+    for node in ast.walk(function):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "self"
+        ):
+            yield node
+
+
+def kube_method_needs() -> dict[str, set[Need]]:
+    """Each ``Kube`` method -> the requests it (and the methods it calls) can send."""
+    known = kinds()
+    tree = ast.parse(KUBE.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Kube")
+    methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+    direct: dict[str, set[Need]] = {name: set() for name in methods}
+    calls: dict[str, set[str]] = {name: set() for name in methods}
+
+    def need(kind: ast.AST, verb: str, sub: str | None) -> Need | None:
+        if not isinstance(kind, ast.Name) or kind.id not in known:
+            return None  # a parameter: a generic method, counted at its call sites
+        group, plural = known[kind.id]
+        return (group, f"{plural}/{sub}" if sub else plural, verb)
+
+    for name, method in methods.items():
+        for call in _self_calls(method):
+            assert isinstance(call.func, ast.Attribute)
+            attr, args = call.func.attr, call.args
+            found: Need | None = None
+            if attr in _SENDERS and len(args) >= 2 and _const(args[0]):
+                verb = _const(args[0])
+                assert verb is not None
+                found = need(args[1], verb, _const(_keyword(call, "subresource")))
+            elif attr == "_merge_patch" and args:
+                found = need(args[0], "patch", _const(_keyword(call, "subresource")))
+            elif attr == "get" and args:
+                found = need(args[0], "get", None)
+            elif attr in methods:
+                calls[name].add(attr)
+            if found is not None:
+                direct[name].add(found)
+        for node in ast.walk(method):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "owner_reference"
+            ):
+                # blockOwnerDeletion on a Rollout needs update on its finalizers.
+                group, plural = known["ROLLOUTS"]
+                direct[name].add((group, f"{plural}/finalizers", "update"))
+
+    def closure(name: str, seen: frozenset[str]) -> set[Need]:
+        out = set(direct[name])
+        for callee in calls[name] - seen:
+            out |= closure(callee, seen | {callee})
+        return out
+
+    return {name: closure(name, frozenset({name})) for name in methods}
+
+
+def _module_path(module: str) -> Path | None:
+    base = ROOT / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def operator_modules() -> list[Path]:
+    """``controller.operator`` and every ``controller`` module it imports, transitively."""
+    todo, seen = ["controller.operator"], set[str]()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = _module_path(module)
+        if path is None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            todo += [n for n in names if n.split(".")[0] == "controller"]
+    paths = {_module_path(m) for m in seen}
+    return sorted(p for p in paths if p is not None and p != KUBE)
+
+
+def operator_needs() -> set[Need]:
+    """Everything the operator process may ask the apiserver for."""
+    known = kinds()
+    methods = kube_method_needs()
+    needs: set[Need] = set()
+    for path in operator_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            first = node.args[0] if node.args else None
+            if isinstance(node.func, ast.Name) and node.func.id == "Informer":
+                kind = node.args[1] if len(node.args) > 1 else None
+                if isinstance(kind, ast.Name) and kind.id in known:
+                    group, plural = known[kind.id]
+                    needs |= {(group, plural, "list"), (group, plural, "watch")}
+                continue
+            if not isinstance(node.func, ast.Attribute):
+                continue
+            attr = node.func.attr
+            if attr in _GENERIC:
+                if isinstance(first, ast.Name) and first.id in known:
+                    group, plural = known[first.id]
+                    needs.add((group, plural, _GENERIC[attr]))
+            elif attr in methods:
+                needs |= methods[attr]
+    return needs

@@ -1,0 +1,128 @@
+"""The operator's RBAC: code, ``controller/rbac.py``, manifests and docs agree, both ways.
+
+``controller/rbac.py`` is the one list. Here it is checked against what the code can
+call (``rbac_from_code``: nothing missing, nothing extra), against the Roles in the
+manifests (nothing missing, nothing extra, no wildcard, no secrets) and against the table
+in ``docs/install.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.rbac import PERMISSIONS, Scope, markdown_table, permissions, rules
+from tests.manifests.rbac_from_code import kube_method_needs, operator_needs
+
+ROOT = Path(__file__).resolve().parents[2]
+Key = tuple[str, str, str]
+
+
+def load(relative: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((ROOT / relative).read_text()) if d]
+
+
+def granted(role: dict[str, Any]) -> set[Key]:
+    out: set[Key] = set()
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out |= {(group, resource, verb) for verb in rule["verbs"]}
+    return out
+
+
+def keys(scope: Scope) -> set[Key]:
+    return {p.key for p in permissions(scope)}
+
+
+def role(relative: str, kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in load(relative) if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{relative}: expected one {kind} {name}"
+    return found[0]
+
+
+CLUSTER_ROLE = ("manifests/clusterrole.yaml", "ClusterRole", "deployctl-controller")
+NAMESPACED_ROLE = ("manifests/namespaced/role.yaml", "Role", "deployctl-controller")
+LEADER_ROLE = ("manifests/operator/leader-election.yaml", "Role", "deployctl-leader-election")
+ALL_ROLES = [CLUSTER_ROLE, NAMESPACED_ROLE, LEADER_ROLE]
+
+
+def test_the_list_has_no_duplicates_and_a_reason_for_each() -> None:
+    assert len({p.key for p in PERMISSIONS}) == len(PERMISSIONS)
+    assert all(p.why.strip() for p in PERMISSIONS)
+
+
+def test_the_list_covers_every_api_call_of_the_operator_and_nothing_more() -> None:
+    needed = operator_needs()
+    listed = {p.key for p in PERMISSIONS}
+    missing = sorted(needed - listed)
+    extra = sorted(listed - needed)
+    assert not missing, f"the operator calls these but controller/rbac.py lacks them: {missing}"
+    assert not extra, f"controller/rbac.py grants these but no operator code uses them: {extra}"
+
+
+def test_the_derivation_sees_the_typed_methods() -> None:
+    """Guards the AST reading itself: a few known answers."""
+    needs = kube_method_needs()
+    assert needs["patch_rollout_status"] == {("deployctl.io", "rollouts/status", "patch")}
+    assert ("deployctl.io", "rollouts/finalizers", "update") in needs["create_replicaset"]
+    assert needs["scale_replicaset"] == {("apps", "replicasets", "patch")}
+    assert needs["record_event"] == {("", "events", v) for v in ("create", "patch", "get")}
+
+
+@pytest.mark.parametrize(
+    ("where", "scope"),
+    [(CLUSTER_ROLE, Scope.WATCHED), (NAMESPACED_ROLE, Scope.WATCHED), (LEADER_ROLE, Scope.OWN)],
+    ids=["clusterrole", "namespaced-role", "leader-election-role"],
+)
+def test_manifests_grant_exactly_the_list(where: tuple[str, str, str], scope: Scope) -> None:
+    have = granted(role(*where))
+    want = keys(scope)
+    assert not want - have, f"{where[0]} lacks {sorted(want - have)}"
+    assert not have - want, f"{where[0]} grants more than controller/rbac.py: {sorted(have - want)}"
+    assert granted({"rules": rules(scope)}) == want
+
+
+@pytest.mark.parametrize("where", ALL_ROLES, ids=lambda w: w[0])
+def test_no_wildcards_and_no_secrets(where: tuple[str, str, str]) -> None:
+    for rule in role(*where)["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], f"{where[0]}: wildcard in {field}: {rule}"
+        assert not {"secrets", "secrets/*"} & set(rule["resources"]), where[0]
+        assert "nonResourceURLs" not in rule
+        # Verbs that escalate or impersonate are never needed by a rollout controller.
+        assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+def test_bindings_point_at_the_roles_and_the_service_account() -> None:
+    expected = {
+        ("manifests/clusterrole.yaml", "ClusterRoleBinding"): (
+            "ClusterRole",
+            "deployctl-controller",
+        ),
+        ("manifests/namespaced/role.yaml", "RoleBinding"): ("Role", "deployctl-controller"),
+        ("manifests/operator/leader-election.yaml", "RoleBinding"): (
+            "Role",
+            "deployctl-leader-election",
+        ),
+    }
+    for (path, kind), (role_kind, role_name) in expected.items():
+        (binding,) = [d for d in load(path) if d["kind"] == kind]
+        assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) == (role_kind, role_name)
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": "deployctl-controller",
+                "namespace": "deployctl-system",
+            }
+        ]
+
+
+def test_install_doc_has_the_generated_table() -> None:
+    doc = (ROOT / "docs" / "install.md").read_text()
+    assert markdown_table() in doc, (
+        "docs/install.md's RBAC table is out of date: paste `python -m controller.rbac`"
+    )
