@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CLUSTER ?= sandbox
+# pytest workers; each starts its own sandbox, files stay whole on one worker.
+TEST_WORKERS ?= 3
 
 .PHONY: help venv cluster lint test test-unit demo e2e bench crds clean
 
@@ -41,7 +43,7 @@ test-unit: venv
 	$(VENV)/bin/pytest -m "not cluster and not prometheus"
 
 test: venv cluster lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: venv
 ifeq ($(CLUSTER),kind)
