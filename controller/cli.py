@@ -10,8 +10,11 @@ from __future__ import annotations
 import typer
 
 from controller.commands.analyze import analyze
+from controller.commands.control import abort, pause, promote, resume, retry, undo
 from controller.commands.controller import controller
 from controller.commands.files import plan, validate
+from controller.commands.rollout import rollout
+from controller.commands.view import history, list_rollouts, status
 from controller.exitcodes import HELP
 
 app = typer.Typer(
@@ -24,6 +27,16 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+app.command("rollout")(rollout)
+app.command("status")(status)
+app.command("list")(list_rollouts)
+app.command("history")(history)
+app.command("promote")(promote)
+app.command("abort")(abort)
+app.command("retry")(retry)
+app.command("pause")(pause)
+app.command("resume")(resume)
+app.command("undo")(undo)
 app.command("validate")(validate)
 app.command("plan")(plan)
 app.command("analyze")(analyze)

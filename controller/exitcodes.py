@@ -13,7 +13,7 @@ class Exit(IntEnum):
     ROLLED_BACK = 1  # rolled back or aborted (or: the file has problems, for validate)
     USAGE = 2  # usage or validation error
     TIMEOUT = 3  # timed out waiting
-    UNREACHABLE = 4  # cannot reach the cluster, or no controller is running
+    UNREACHABLE = 4  # cannot reach/use the cluster or Prometheus, or no controller running
 
 
 HELP = """Exit codes (stable, for CI):
@@ -21,4 +21,5 @@ HELP = """Exit codes (stable, for CI):
   1  rolled back or aborted (validate: the file has problems)
   2  usage or validation error
   3  timed out waiting (--wait --timeout)
-  4  cannot reach the cluster or Prometheus, or no controller is running"""
+  4  cannot reach or use the cluster (unreachable, forbidden by RBAC, CRDs missing)
+     or Prometheus, or no controller is running"""

@@ -62,6 +62,9 @@ Obj = dict[str, Any]
 iter_resp_lines: Callable[[Any], Iterator[str]] = _untyped_iter_resp_lines
 _load_kube_config: Callable[..., None] = k8s_config.load_kube_config
 _load_incluster_config: Callable[..., None] = k8s_config.load_incluster_config
+_list_contexts: Callable[..., tuple[list[dict[str, Any]], dict[str, Any]]] = (
+    k8s_config.list_kube_config_contexts
+)
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -193,6 +196,46 @@ class NotFound(KubeError):
 
 class Gone(KubeError):
     """410: the requested resourceVersion is too old (compacted); list again."""
+
+
+class KubeconfigError(Exception):
+    """No usable kubeconfig: missing file, unknown context, unreadable credentials."""
+
+
+def _kubeconfig_problem(path: str | None, exc: BaseException) -> str:
+    where = path or "$KUBECONFIG or ~/.kube/config"
+    detail = str(exc).strip() or type(exc).__name__
+    return f"cannot load the kubeconfig ({where}): {detail}"
+
+
+@dataclass(frozen=True)
+class KubeconfigContext:
+    """What the current (or named) kubeconfig context says, as kubectl would read it."""
+
+    name: str
+    namespace: str
+    user: str
+
+
+def kubeconfig_context(path: str | None = None, context: str | None = None) -> KubeconfigContext:
+    """The context's name, default namespace (``default`` if unset) and user entry name."""
+    try:
+        contexts, active = _list_contexts(config_file=path)
+    except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
+        raise KubeconfigError(_kubeconfig_problem(path, exc)) from None
+    chosen = active
+    if context is not None:
+        by_name = {c.get("name"): c for c in contexts or []}
+        if context not in by_name:
+            known = ", ".join(sorted(str(n) for n in by_name)) or "none"
+            raise KubeconfigError(f"no context {context!r} in the kubeconfig (known: {known})")
+        chosen = by_name[context]
+    details = (chosen or {}).get("context") or {}
+    return KubeconfigContext(
+        name=str((chosen or {}).get("name", "")),
+        namespace=str(details.get("namespace") or "default"),
+        user=str(details.get("user") or ""),
+    )
 
 
 # --------------------------------------------------------------------------- retry policy
@@ -492,7 +535,10 @@ class Kube:
     ) -> Kube:
         """From a kubeconfig file (``None``: ``$KUBECONFIG`` or ``~/.kube/config``)."""
         configuration = k8s.Configuration()
-        _load_kube_config(config_file=path, context=context, client_configuration=configuration)
+        try:
+            _load_kube_config(config_file=path, context=context, client_configuration=configuration)
+        except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
+            raise KubeconfigError(_kubeconfig_problem(path, exc)) from None
         return cls(k8s.ApiClient(configuration), **kwargs)
 
     @classmethod
@@ -1039,3 +1085,34 @@ class Kube:
             retry=NO_RETRY,
             timeout=timeout,
         )
+
+    # --- CLI ---------------------------------------------------------------------
+    # Reads and writes of ``deployctl rollout/promote/status/...``; the CLI drives the
+    # operator through the Rollout resource and reads what it owns, nothing more.
+
+    def list_rollouts(self, namespace: str | None) -> list[Obj]:
+        """Rollouts of one namespace, or of all namespaces when ``namespace`` is None."""
+        return self.list_objects(ROLLOUTS, namespace).items
+
+    def create_object(self, kind: KindRef, namespace: str, body: Mapping[str, Any]) -> Obj:
+        return self._request("create", kind, method="POST", namespace=namespace, body=dict(body))
+
+    def replace_object(
+        self, kind: KindRef, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> Obj:
+        """PUT ``body``; its ``metadata.resourceVersion`` makes it conditional (409 if stale)."""
+        return self._request(
+            "update", kind, method="PUT", namespace=namespace, name=name, body=dict(body)
+        )
+
+    def list_replicasets(self, namespace: str, label_selector: str) -> list[Obj]:
+        return self.list_objects(REPLICASETS, namespace, label_selector=label_selector).items
+
+    def list_events_for(self, namespace: str, name: str) -> list[Obj]:
+        """Events about the Rollout ``name``, oldest first."""
+        selector = f"involvedObject.name={name},involvedObject.kind=Rollout"
+        listing = self._request(
+            "list", EVENTS, method="GET", namespace=namespace, query={"fieldSelector": selector}
+        )
+        items = list(listing.get("items") or [])
+        return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))

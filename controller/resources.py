@@ -9,12 +9,14 @@ the rollout and the revision.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from controller.api import Rollout
 from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL, replicaset_name
 
+TEMPLATE_ANNOTATION = "deployctl.io/template"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "deployctl"}
 
 
@@ -38,7 +40,14 @@ def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[s
             "name": replicaset_name(str(rollout.metadata.name), revision),
             "namespace": rollout.metadata.namespace,
             "labels": {**labels, **MANAGED_BY},
-            "annotations": {"deployctl.io/images": _images(template)},
+            "annotations": {
+                "deployctl.io/images": _images(template),
+                # The template exactly as the Rollout had it (before our labels), so that
+                # `deployctl undo` restores the same revision hash, not a look-alike.
+                TEMPLATE_ANNOTATION: json.dumps(
+                    rollout.spec.template.to_dict(), sort_keys=True, separators=(",", ":")
+                ),
+            },
         },
         "spec": {
             "replicas": replicas,

@@ -17,18 +17,19 @@ import os
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from controller.analysis.backtest import BacktestReport, MetricReport, backtest
-from controller.analysis.templating import QueryContext, TemplateError
-from controller.api.analysis import AnalysisTemplate
-from controller.api.duration import DurationError, format_duration, parse_duration
 from controller.exitcodes import Exit
-from controller.validation import load_documents
+
+# The engine (pydantic models, PromQL templating, the Prometheus client) is imported
+# inside the functions: `deployctl --help` must not pay for it.
+if TYPE_CHECKING:
+    from controller.analysis.backtest import BacktestReport, MetricReport
+    from controller.api.analysis import AnalysisTemplate
 
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 
@@ -44,6 +45,9 @@ def _fail(message: str, code: Exit) -> typer.Exit:
 
 
 def _templates(file: Path) -> list[AnalysisTemplate]:
+    from controller.api.analysis import AnalysisTemplate
+    from controller.validation import load_documents
+
     try:
         text = file.read_text()
     except OSError as exc:
@@ -71,6 +75,8 @@ def _args(pairs: list[str]) -> dict[str, str]:
 
 
 def _seconds(option: str, value: str) -> float:
+    from controller.api.duration import DurationError, parse_duration
+
     try:
         seconds = parse_duration(value)
     except DurationError as exc:
@@ -108,7 +114,9 @@ def analyze(
     ] = 10.0,
 ) -> None:
     """Replay an AnalysisTemplate over Prometheus history: when would it have failed?"""
+    from controller.analysis.backtest import backtest
     from controller.analysis.prometheus import PrometheusMeasurer, redact_url
+    from controller.analysis.templating import QueryContext, TemplateError
 
     templates = _templates(file)
     args = _args(arg or [])
@@ -184,6 +192,8 @@ def _metric_json(metric: MetricReport) -> dict[str, object]:
 def _print(
     reports: list[tuple[str, BacktestReport]], *, output: AnalyzeOutput, prometheus: str
 ) -> None:
+    from controller.api.duration import format_duration
+
     if output is AnalyzeOutput.json:
         typer.echo(
             json.dumps(

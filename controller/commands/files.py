@@ -6,15 +6,16 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from controller.api import Rollout
 from controller.exitcodes import Exit
-from controller.validation import Parsed, load_documents, validate_documents
+
+if TYPE_CHECKING:  # the models load inside the commands: `deployctl --help` stays fast
+    from controller.validation import Parsed
 
 
 class Output(StrEnum):
@@ -24,6 +25,8 @@ class Output(StrEnum):
 
 def read_files(paths: list[Path]) -> list[Parsed]:
     """All documents of the given files ('-' reads stdin); unreadable files exit 2."""
+    from controller.validation import load_documents
+
     docs: list[Parsed] = []
     for path in paths:
         try:
@@ -48,6 +51,8 @@ def validate(
     ] = True,
 ) -> None:
     """Check Rollouts and AnalysisTemplates; print every problem with its field path."""
+    from controller.validation import validate_documents
+
     docs = read_files(file)
     problems = validate_documents(docs, check_references=check_references)
     if not docs:
@@ -66,6 +71,8 @@ def plan(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Print the steps the strategy will take, without any cluster."""
+    from controller.api import Rollout
+    from controller.validation import validate_documents
     from strategies.preview import preview
 
     docs = read_files([file])

@@ -1,0 +1,398 @@
+"""``deployctl promote | abort | retry | pause | resume | undo``: drive a rollout in flight.
+
+Requests travel through the Rollout resource, like kubectl would send them: promote,
+abort and retry as the one-shot request annotation the controller consumes exactly once
+(``controller/requests.py``), pause/resume as ``spec.paused``, undo as the pod template of
+an earlier revision. Each command waits (``--ack-timeout``) until the controller has
+acted, so "exit 0" means it happened, not merely that it was asked.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+
+from controller.commands.common import (
+    Context,
+    Kubeconfig,
+    Namespace,
+    Output,
+    OutputOpt,
+    Session,
+    connect,
+    fail,
+    get_rollout,
+    handle_errors,
+    require_controller,
+)
+from controller.exitcodes import Exit
+
+Name = Annotated[str, typer.Argument(help="The Rollout", show_default=False)]
+AckTimeout = Annotated[
+    float, typer.Option("--ack-timeout", help="Seconds to wait for the controller to act")
+]
+REVISION_LABEL = "deployctl.io/revision"
+ROLLOUT_LABEL = "deployctl.io/rollout"
+TEMPLATE_ANNOTATION = "deployctl.io/template"
+
+
+def send_request(session: Session, name: str, action: str, *, ack_timeout: float) -> dict[str, Any]:
+    """Write the request annotation; wait until status.lastHandledRequest carries its id."""
+    from controller.kube import Conflict
+    from controller.requests import REQUEST_ANNOTATION, new_request
+
+    request = new_request(action, by=session.user)  # type: ignore[arg-type]
+    for _attempt in range(5):
+        current = get_rollout(session, name)
+        try:
+            session.kube.patch_rollout(
+                session.namespace,
+                name,
+                {"metadata": {"annotations": {REQUEST_ANNOTATION: request.to_annotation()}}},
+                resource_version=current["metadata"]["resourceVersion"],
+            )
+            break
+        except Conflict:
+            continue
+    else:
+        raise fail("the Rollout kept changing under us; try again", Exit.UNREACHABLE)
+    return wait_until(
+        session,
+        name,
+        lambda r: (r.get("status") or {}).get("lastHandledRequest") == request.id,
+        timeout=ack_timeout,
+        what=f"the controller to act on {action}",
+    )
+
+
+def wait_until(
+    session: Session, name: str, ok: Any, *, timeout: float, what: str
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rollout = get_rollout(session, name)
+        if ok(rollout):
+            return rollout
+        if time.monotonic() >= deadline:
+            raise fail(f"timed out after {timeout:.0f} s waiting for {what}", Exit.TIMEOUT)
+        time.sleep(0.5)
+
+
+def report(rollout: dict[str, Any], what: str, output: Output) -> None:
+    status = rollout.get("status") or {}
+    if output is Output.text:
+        detail = f"phase {status.get('phase') or '-'}"
+        if status.get("reason"):
+            detail += f" ({status['reason']})"
+        typer.echo(f"{what}: {detail}")
+    else:
+        from controller.commands.common import print_document
+
+        print_document(
+            {
+                "rollout": f"{rollout['metadata']['namespace']}/{rollout['metadata']['name']}",
+                "action": what,
+                "phase": status.get("phase"),
+                "reason": status.get("reason", ""),
+                "message": status.get("message", ""),
+                "currentStepIndex": status.get("currentStepIndex"),
+                "weight": status.get("weight", 0),
+            },
+            output,
+        )
+
+
+def _request_command(
+    action: str,
+    verb: str,
+    name: str,
+    *,
+    ack_timeout: float,
+    output: Output,
+    kubeconfig: Any,
+    context: Any,
+    namespace: Any,
+) -> None:
+    session = connect(kubeconfig, context, namespace)
+    try:
+        require_controller(session)
+        rollout = send_request(session, name, action, ack_timeout=ack_timeout)
+        report(rollout, f"{session.namespace}/{name} {verb}", output)
+    finally:
+        session.close()
+
+
+@handle_errors
+def promote(
+    name: Name,
+    full: Annotated[bool, typer.Option("--full", help="Skip the remaining steps")] = False,
+    ack_timeout: AckTimeout = 30.0,
+    output: OutputOpt = Output.text,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+) -> None:
+    """Move past the current step (a pause, an approval), or with --full to the end."""
+    _request_command(
+        "promoteFull" if full else "promote",
+        "promoted fully" if full else "promoted",
+        name,
+        ack_timeout=ack_timeout,
+        output=output,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+    )
+
+
+@handle_errors
+def abort(
+    name: Name,
+    ack_timeout: AckTimeout = 30.0,
+    output: OutputOpt = Output.text,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+) -> None:
+    """Send all traffic back to stable and scale the canary to zero."""
+    _request_command(
+        "abort",
+        "aborted",
+        name,
+        ack_timeout=ack_timeout,
+        output=output,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+    )
+
+
+@handle_errors
+def retry(
+    name: Name,
+    ack_timeout: AckTimeout = 30.0,
+    output: OutputOpt = Output.text,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+) -> None:
+    """Start an aborted revision again from its first step."""
+    _request_command(
+        "retry",
+        "retried",
+        name,
+        ack_timeout=ack_timeout,
+        output=output,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+    )
+
+
+def _set_paused(
+    name: str,
+    paused: bool,
+    *,
+    ack_timeout: float,
+    output: Output,
+    kubeconfig: Any,
+    context: Any,
+    namespace: Any,
+) -> None:
+    session = connect(kubeconfig, context, namespace)
+    try:
+        require_controller(session)
+        current = get_rollout(session, name)
+        written = session.kube.patch_rollout(
+            session.namespace,
+            name,
+            {"spec": {"paused": paused}},
+            resource_version=current["metadata"]["resourceVersion"],
+        )
+        generation = int(written["metadata"].get("generation") or 0)
+        rollout = wait_until(
+            session,
+            name,
+            lambda r: int((r.get("status") or {}).get("observedGeneration") or 0) >= generation,
+            timeout=ack_timeout,
+            what="the controller to observe spec.paused",
+        )
+        report(rollout, f"{session.namespace}/{name} {'paused' if paused else 'resumed'}", output)
+    finally:
+        session.close()
+
+
+@handle_errors
+def pause(
+    name: Name,
+    ack_timeout: AckTimeout = 30.0,
+    output: OutputOpt = Output.text,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+) -> None:
+    """Hold the rollout where it is (spec.paused=true); timers stop."""
+    _set_paused(
+        name,
+        True,
+        ack_timeout=ack_timeout,
+        output=output,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+    )
+
+
+@handle_errors
+def resume(
+    name: Name,
+    ack_timeout: AckTimeout = 30.0,
+    output: OutputOpt = Output.text,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+) -> None:
+    """Continue a paused rollout (spec.paused=false); timers resume where they stopped."""
+    _set_paused(
+        name,
+        False,
+        ack_timeout=ack_timeout,
+        output=output,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+    )
+
+
+def template_of_revision(session: Session, rollout_name: str, revision: str) -> dict[str, Any]:
+    """The exact pod template a revision was created from (kept on its ReplicaSet)."""
+    replicasets = session.kube.list_replicasets(
+        session.namespace, f"{ROLLOUT_LABEL}={rollout_name},{REVISION_LABEL}={revision}"
+    )
+    if not replicasets:
+        raise fail(
+            f"revision {revision} has no ReplicaSet left (older than revisionHistoryLimit); "
+            "roll its image out with `deployctl rollout --image` instead"
+        )
+    rs = replicasets[0]
+    saved = (rs["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION)
+    if saved:
+        template: dict[str, Any] = json.loads(saved)
+        return template
+    # Older ReplicaSets: their template minus the labels the controller added.
+    template = copy.deepcopy(rs["spec"]["template"])
+    labels = template.get("metadata", {}).get("labels", {})
+    for key in (ROLLOUT_LABEL, REVISION_LABEL):
+        labels.pop(key, None)
+    return dict(template)
+
+
+def pick_revision(rollout: dict[str, Any], to_revision: str | None) -> str:
+    """``--to-revision`` as a history number (see ``history``) or a revision; default: the
+    newest promoted revision that is not the current template's."""
+    from controller.commands.render import history_rows
+    from controller.commands.rollout import revision_of
+
+    rows = history_rows(rollout)
+    if to_revision is not None:
+        if to_revision.isdigit():
+            number = int(to_revision)
+            match = [r for r in rows if r["number"] == number]
+            if not match:
+                raise fail(f"--to-revision {number}: history has entries 1..{len(rows)}")
+            return str(match[0]["revision"])
+        return to_revision
+    current = revision_of(rollout)
+    for row in reversed(rows):
+        if row["outcome"] == "Promoted" and row["revision"] != current:
+            return str(row["revision"])
+    stable = (rollout.get("status") or {}).get("stableRevision")
+    if stable and stable != current:
+        return str(stable)
+    raise fail("nothing to undo: no earlier promoted revision in history")
+
+
+@handle_errors
+def undo(
+    name: Name,
+    to_revision: Annotated[
+        str | None,
+        typer.Option("--to-revision", help="History number or revision hash", show_default=False),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", show_default=False)] = None,
+    with_steps: Annotated[
+        bool,
+        typer.Option(
+            "--with-steps", help="Walk the strategy's steps and analyses instead of fast-tracking"
+        ),
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow it to the end")] = False,
+    timeout: Annotated[str, typer.Option("--timeout", help="With --wait")] = "30m",
+    output: OutputOpt = Output.text,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+) -> None:
+    """Go back to an earlier revision's pod template (default: the previous promoted one).
+
+    The revision already ran in production, so it is fast-tracked to 100% (a one-shot
+    promote --full sent with the change) unless --with-steps is given.
+    """
+    from controller.commands.rollout import (
+        finish_wait,
+        parse_duration_seconds,
+        provenance,
+        revision_of,
+        validate_rollout,
+    )
+    from controller.kube import merge_patch
+    from controller.requests import REQUEST_ANNOTATION, new_request
+
+    timeout_seconds = parse_duration_seconds(timeout)
+    session = connect(kubeconfig, context, namespace)
+    try:
+        require_controller(session)
+        started = time.monotonic()
+        current = get_rollout(session, name)
+        target = pick_revision(current, to_revision)
+        desired = copy.deepcopy(current)
+        desired.pop("status", None)
+        desired["spec"]["template"] = template_of_revision(session, name, target)
+        desired["metadata"]["annotations"] = {
+            **(desired["metadata"].get("annotations") or {}),
+            **provenance(session, reason=reason or f"undo to revision {target}"),
+        }
+        if not with_steps:
+            # Consumed exactly once by the pass that sees the new template; when the
+            # target is the stable revision it is consumed as "nothing in progress".
+            fast_track = new_request("promoteFull", by=session.user)
+            desired["metadata"]["annotations"][REQUEST_ANNOTATION] = fast_track.to_annotation()
+        validate_rollout(desired)
+        written = session.kube.patch_rollout(
+            session.namespace,
+            name,
+            {
+                "metadata": {"annotations": desired["metadata"]["annotations"]},
+                "spec": merge_patch(current.get("spec") or {}, desired["spec"]),
+            },
+            resource_version=current["metadata"]["resourceVersion"],
+        )
+        revision = revision_of(written)
+        if not wait:
+            typer.echo(f"{session.namespace}/{name}: undo to revision {revision} requested")
+            return
+        finish_wait(
+            session,
+            name,
+            revision=revision,
+            generation=int(written["metadata"].get("generation") or 0),
+            timeout=timeout_seconds,
+            output=output,
+            started=started,
+        )
+    finally:
+        session.close()

@@ -1,0 +1,126 @@
+"""``--wait``: follow a Rollout to the outcome of one revision, for people and for CI.
+
+The outcome comes from the status the controller writes (never from our own reading of
+ReplicaSets): promoted (exit 0), rolled back or aborted (1), invalid spec (2), timed out
+(3), no controller left running (4). While waiting, progress lines go to stderr so that
+``-o json`` keeps stdout to the one JSON document.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.commands.common import Session, controller_state, get_rollout
+from controller.commands.render import Narrator, latest_measurements
+from controller.exitcodes import Exit
+
+CONTROLLER_CHECK_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str  # Promoted, RolledBack, InvalidSpec, TimedOut, Superseded, NoController
+    code: Exit
+    message: str
+
+
+def judge(rollout: Mapping[str, Any], *, revision: str, generation: int) -> Outcome | None:
+    """The outcome for ``revision`` if the status shows one, else None (keep waiting)."""
+    status = rollout.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < generation:
+        return None
+    phase = status.get("phase")
+    reason = str(status.get("reason") or "")
+    message = str(status.get("message") or "")
+    if phase == "InvalidSpec":
+        return Outcome("InvalidSpec", Exit.USAGE, message or reason)
+    if status.get("stableRevision") == revision and phase == "Healthy":
+        return Outcome("Promoted", Exit.OK, f"revision {revision} is stable and healthy")
+    canary = status.get("canaryRevision")
+    if canary == revision and (phase == "Degraded" or status.get("aborted")):
+        return Outcome("RolledBack", Exit.ROLLED_BACK, f"{reason}: {message}".strip(": "))
+    if canary not in (None, revision) and status.get("stableRevision") != revision:
+        return Outcome(
+            "Superseded", Exit.ROLLED_BACK, f"revision {canary} replaced {revision} meanwhile"
+        )
+    return None
+
+
+def follow(
+    session: Session,
+    name: str,
+    *,
+    revision: str,
+    generation: int,
+    timeout: float,
+    progress: Callable[[str], None],
+    poll_interval: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[Outcome, dict[str, Any]]:
+    """Poll the Rollout until ``judge`` decides or ``timeout`` seconds pass."""
+    narrator = Narrator(revision, generation)
+    started = clock()
+    next_check = started + CONTROLLER_CHECK_SECONDS
+    rollout: dict[str, Any] = {}
+    while True:
+        rollout = get_rollout(session, name)
+        for line in narrator.lines(rollout):
+            progress(line)
+        outcome = judge(rollout, revision=revision, generation=generation)
+        if outcome is not None:
+            return outcome, rollout
+        now = clock()
+        if now - started >= timeout:
+            status = rollout.get("status") or {}
+            return (
+                Outcome(
+                    "TimedOut",
+                    Exit.TIMEOUT,
+                    f"still {status.get('phase') or 'pending'} after {timeout:.0f} s"
+                    + (f" ({status.get('reason')})" if status.get("reason") else ""),
+                ),
+                rollout,
+            )
+        if now >= next_check:
+            next_check = now + CONTROLLER_CHECK_SECONDS
+            state = controller_state(session)
+            if not state.running:
+                return (
+                    Outcome(
+                        "NoController", Exit.UNREACHABLE, f"the controller stopped: {state.detail}"
+                    ),
+                    rollout,
+                )
+        sleep(poll_interval)
+
+
+def outcome_document(
+    rollout: Mapping[str, Any],
+    outcome: Outcome,
+    *,
+    revision: str,
+    seconds: float,
+) -> dict[str, Any]:
+    """The one JSON document of ``--wait -o json``: outcome and the evidence behind it."""
+    meta = rollout.get("metadata") or {}
+    status = rollout.get("status") or {}
+    history = [h for h in status.get("history") or [] if h.get("revision") == revision]
+    return {
+        "rollout": f"{meta.get('namespace')}/{meta.get('name')}",
+        "revision": revision,
+        "outcome": outcome.name,
+        "exitCode": int(outcome.code),
+        "message": outcome.message,
+        "phase": status.get("phase"),
+        "reason": status.get("reason", ""),
+        "stableRevision": status.get("stableRevision"),
+        "canaryRevision": status.get("canaryRevision"),
+        "weight": status.get("weight", 0),
+        "durationSeconds": round(seconds, 1),
+        "measurements": latest_measurements(status, revision),
+        "history": history[-1] if history else None,
+    }

@@ -1,0 +1,352 @@
+"""How a Rollout looks to a person (rich) and to a script (plain dicts): the status view,
+the progress lines ``--wait`` prints, and the evidence of an outcome.
+
+Pure functions of the Rollout as read from the API: no I/O here except writing to the
+console handed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from controller.versions import version_label
+
+REVISION_LABEL = "deployctl.io/revision"
+PHASE_COLOURS = {
+    "Healthy": "green",
+    "Progressing": "cyan",
+    "Paused": "yellow",
+    "Degraded": "red",
+    "InvalidSpec": "red",
+}
+
+
+def strategy_name(spec: Mapping[str, Any]) -> str:
+    strategy = spec.get("strategy") or {}
+    for key, shown in (("canary", "canary"), ("blueGreen", "bluegreen"), ("rolling", "rolling")):
+        if key in strategy and strategy[key] is not None:
+            return shown
+    return "?"
+
+
+def step_count(spec: Mapping[str, Any]) -> int:
+    canary = (spec.get("strategy") or {}).get("canary") or {}
+    return len(canary.get("steps") or [])
+
+
+def age(timestamp: str | None, *, now: datetime | None = None) -> str:
+    if not timestamp:
+        return "-"
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    return duration_text(seconds)
+
+
+def duration_text(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 172_800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def summary_row(rollout: Mapping[str, Any]) -> dict[str, str]:
+    """One line of ``deployctl list``."""
+    meta, spec = rollout.get("metadata") or {}, rollout.get("spec") or {}
+    status = rollout.get("status") or {}
+    steps = step_count(spec)
+    index = status.get("currentStepIndex")
+    step = f"{min(index, steps)}/{steps}" if steps and index is not None else "-"
+    return {
+        "namespace": str(meta.get("namespace", "")),
+        "name": str(meta.get("name", "")),
+        "strategy": strategy_name(spec),
+        "phase": str(status.get("phase") or "-"),
+        "step": step,
+        "weight": f"{status.get('weight', 0)}%",
+        "stable": str(status.get("stableRevision") or "-"),
+        "canary": str(status.get("canaryRevision") or "-"),
+        "age": age(meta.get("creationTimestamp")),
+    }
+
+
+def list_table(rollouts: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> Table:
+    table = Table(box=None, pad_edge=False)
+    columns = ["name", "strategy", "phase", "step", "weight", "stable", "canary", "age"]
+    if all_namespaces:
+        columns.insert(0, "namespace")
+    for column in columns:
+        table.add_column(column.upper())
+    for rollout in rollouts:
+        row = summary_row(rollout)
+        cells = [row[c] for c in columns]
+        colour = PHASE_COLOURS.get(row["phase"])
+        index = columns.index("phase")
+        cells[index] = f"[{colour}]{cells[index]}[/]" if colour else cells[index]
+        table.add_row(*cells)
+    return table
+
+
+def latest_measurements(status: Mapping[str, Any], revision: str | None) -> list[dict[str, Any]]:
+    """Each metric's newest measurement per analysis run of ``revision`` (all if None)."""
+    out: list[dict[str, Any]] = []
+    for run in status.get("analysisRuns") or []:
+        if revision is not None and run.get("revision") != revision:
+            continue
+        for metric in run.get("metrics") or []:
+            measurements = metric.get("measurements") or []
+            latest = measurements[-1] if measurements else {}
+            out.append(
+                {
+                    "run": run.get("key"),
+                    "revision": run.get("revision"),
+                    "metric": metric.get("name"),
+                    "phase": metric.get("phase"),
+                    "value": latest.get("value"),
+                    "verdict": latest.get("phase"),
+                    "at": latest.get("at"),
+                    "successful": metric.get("successful", 0),
+                    "failed": metric.get("failed", 0),
+                    "inconclusive": metric.get("inconclusive", 0),
+                    "message": metric.get("message") or latest.get("message", ""),
+                }
+            )
+    return out
+
+
+def replicas_by_revision(replicasets: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for rs in replicasets:
+        revision = ((rs.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL)
+        if not revision:
+            continue
+        status = rs.get("status") or {}
+        out[revision] = {
+            "desired": int((rs.get("spec") or {}).get("replicas", 0)),
+            "ready": int(status.get("readyReplicas", 0)),
+            "available": int(status.get("availableReplicas", 0)),
+        }
+    return out
+
+
+def status_document(
+    rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``deployctl status -o json``: the summary, replicas per revision, the evidence."""
+    status = rollout.get("status") or {}
+    row = summary_row(rollout)
+    pending = pending_approval(rollout)
+    return {
+        **row,
+        "reason": status.get("reason", ""),
+        "message": status.get("message", ""),
+        "replicas": replicas_by_revision(replicasets),
+        "measurements": latest_measurements(status, None),
+        "conditions": status.get("conditions") or [],
+        "pendingApproval": pending,
+    }
+
+
+def pending_approval(rollout: Mapping[str, Any]) -> str | None:
+    """The approval a rollout waits for, as a sentence, or None."""
+    status = rollout.get("status") or {}
+    reason = str(status.get("reason") or "")
+    if "Approval" in reason and status.get("phase") == "Paused":
+        return str(status.get("message") or reason)
+    return None
+
+
+def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]) -> Group:
+    """The rich view ``deployctl status`` prints (and refreshes with ``--watch``)."""
+    doc = status_document(rollout, replicasets)
+    colour = PHASE_COLOURS.get(doc["phase"], "white")
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("Rollout", f"{doc['namespace']}/{doc['name']}  ({doc['strategy']})")
+    head.add_row(
+        "Phase", f"[{colour}]{doc['phase']}[/]" + (f"  {doc['reason']}" if doc["reason"] else "")
+    )
+    if doc["message"]:
+        head.add_row("Message", Text(str(doc["message"])))
+    head.add_row("Step", f"{doc['step']}   weight {doc['weight']}")
+    head.add_row("Stable", doc["stable"])
+    head.add_row("Canary", doc["canary"])
+    if doc["pendingApproval"]:
+        head.add_row("Approval", f"[yellow]pending[/]: {doc['pendingApproval']}")
+    parts: list[RenderableType] = [head]
+    if doc["replicas"]:
+        replicas = Table(title="Replicas", title_justify="left", box=None)
+        for column in ("REVISION", "ROLE", "DESIRED", "READY", "AVAILABLE"):
+            replicas.add_column(column)
+        for revision, counts in sorted(doc["replicas"].items()):
+            role = (
+                "stable"
+                if revision == doc["stable"]
+                else "canary"
+                if revision == doc["canary"]
+                else "old"
+            )
+            replicas.add_row(
+                revision,
+                role,
+                str(counts["desired"]),
+                str(counts["ready"]),
+                str(counts["available"]),
+            )
+        parts.append(replicas)
+    if doc["measurements"]:
+        metrics = Table(title="Analysis", title_justify="left", box=None)
+        for column in ("RUN", "REVISION", "METRIC", "VERDICT", "LATEST", "OK/FAIL/INCONCL."):
+            metrics.add_column(column)
+        for m in doc["measurements"]:
+            verdict_colour = {"Successful": "green", "Failed": "red"}.get(str(m["phase"]), "yellow")
+            metrics.add_row(
+                str(m["run"]),
+                str(m["revision"]),
+                str(m["metric"]),
+                f"[{verdict_colour}]{m['phase']}[/]",
+                format_value(m["value"]),
+                f"{m['successful']}/{m['failed']}/{m['inconclusive']}",
+            )
+        parts.append(metrics)
+    return Group(*parts)
+
+
+def format_value(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{number:.4g}"
+
+
+def history_rows(rollout: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``deployctl history``: numbered oldest first, as ``undo --to-revision N`` takes them."""
+    status = rollout.get("status") or {}
+    rows = []
+    for number, entry in enumerate(status.get("history") or [], start=1):
+        images = dict(entry.get("images") or {})
+        started, finished = entry.get("startedAt"), entry.get("finishedAt")
+        duration = ""
+        if started and finished:
+            try:
+                span = datetime.fromisoformat(finished.replace("Z", "+00:00")) - (
+                    datetime.fromisoformat(started.replace("Z", "+00:00"))
+                )
+                duration = duration_text(span.total_seconds())
+            except ValueError:
+                duration = ""
+        rows.append(
+            {
+                "number": number,
+                "revision": entry.get("revision"),
+                "version": version_label(images),
+                "images": images,
+                "strategy": entry.get("strategy", ""),
+                "requestedBy": entry.get("requestedBy", ""),
+                "reason": entry.get("reason", ""),
+                "ci": entry.get("ci") or {},
+                "outcome": entry.get("outcome", ""),
+                "message": entry.get("message", ""),
+                "startedAt": started,
+                "finishedAt": finished,
+                "duration": duration,
+                "events": entry.get("events") or [],
+            }
+        )
+    return rows
+
+
+def history_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in (
+        "#",
+        "REVISION",
+        "VERSION",
+        "IMAGES",
+        "STRATEGY",
+        "WHO",
+        "WHY",
+        "OUTCOME",
+        "TOOK",
+    ):
+        table.add_column(column)
+    for row in rows:
+        outcome = str(row["outcome"])
+        colour = {"Promoted": "green", "RolledBack": "red", "Aborted": "red"}.get(outcome)
+        table.add_row(
+            str(row["number"]),
+            str(row["revision"]),
+            row["version"] or "-",
+            ",".join(f"{k}={v}" for k, v in row["images"].items()),
+            str(row["strategy"]),
+            str(row["requestedBy"]) or "-",
+            str(row["reason"]) or "-",
+            f"[{colour}]{outcome}[/]" if colour else outcome,
+            row["duration"] or "-",
+        )
+    return table
+
+
+class Narrator:
+    """Progress lines for ``--wait``: each step, weight and measurement once, as they come."""
+
+    def __init__(self, revision: str, generation: int = 0) -> None:
+        self.revision = revision
+        self.generation = generation
+        self._seen: set[tuple[Any, ...]] = set()
+
+    def lines(self, rollout: Mapping[str, Any]) -> list[str]:
+        status = rollout.get("status") or {}
+        spec = rollout.get("spec") or {}
+        out: list[str] = []
+        if int(status.get("observedGeneration") or 0) < self.generation:
+            return out  # the controller has not seen the change yet: old news
+
+        def once(key: tuple[Any, ...], text: str) -> None:
+            if key not in self._seen:
+                self._seen.add(key)
+                out.append(text)
+
+        phase = status.get("phase") or "-"
+        steps = step_count(spec)
+        index = status.get("currentStepIndex")
+        if index is not None and steps:
+            once(
+                ("step", index, status.get("weight")),
+                f"step {min(index + 1, steps)}/{steps}, weight {status.get('weight', 0)}%, "
+                f"phase {phase}",
+            )
+        once(("phase", phase, status.get("reason")), _phase_line(status))
+        for m in latest_measurements(status, self.revision):
+            if m["at"]:
+                once(
+                    ("m", m["run"], m["metric"], m["at"]),
+                    f"measured {m['metric']} ({m['run']}): {format_value(m['value'])} -> "
+                    f"{m['verdict']}",
+                )
+        return out
+
+
+def _phase_line(status: Mapping[str, Any]) -> str:
+    text = f"phase {status.get('phase') or '-'}"
+    if status.get("reason"):
+        text += f" ({status['reason']})"
+    if status.get("message"):
+        text += f": {status['message']}"
+    return text
