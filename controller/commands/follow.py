@@ -35,12 +35,17 @@ def judge(rollout: Mapping[str, Any], *, revision: str, generation: int) -> Outc
     phase = status.get("phase")
     reason = str(status.get("reason") or "")
     message = str(status.get("message") or "")
-    if phase == "InvalidSpec":
+    invalid = any(
+        c.get("type") == "InvalidSpec" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    if invalid or reason == "InvalidSpec":
+        # The controller kept the running version; the new spec needs fixing.
         return Outcome("InvalidSpec", Exit.USAGE, message or reason)
     if status.get("stableRevision") == revision and phase == "Healthy":
         return Outcome("Promoted", Exit.OK, f"revision {revision} is stable and healthy")
     canary = status.get("canaryRevision")
-    if canary == revision and (phase == "Degraded" or status.get("aborted")):
+    if canary == revision and (phase in ("Degraded", "RolledBack") or status.get("aborted")):
         return Outcome("RolledBack", Exit.ROLLED_BACK, f"{reason}: {message}".strip(": "))
     if canary not in (None, revision) and status.get("stableRevision") != revision:
         return Outcome(

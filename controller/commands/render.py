@@ -23,6 +23,7 @@ PHASE_COLOURS = {
     "Progressing": "cyan",
     "Paused": "yellow",
     "Degraded": "red",
+    "RolledBack": "red",
     "InvalidSpec": "red",
 }
 

@@ -1,7 +1,8 @@
 """``deployctl status | list | history``: read-only views of Rollouts.
 
-``status`` exits 1 when the rollout is Degraded (so a script can ``deployctl status x ||
-page``), 0 otherwise; ``--watch`` redraws every second until Ctrl-C.
+``status`` exits 1 when the rollout is Degraded or RolledBack (so a script can write
+``deployctl status x || page``), 0 otherwise; ``--watch`` redraws every second until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def status(
                         live.update(status_view(rollout, _replicasets(session, name)), refresh=True)
             except KeyboardInterrupt:
                 return  # Ctrl-C is how a watch ends
-        if (rollout.get("status") or {}).get("phase") == "Degraded":
+        if (rollout.get("status") or {}).get("phase") in ("Degraded", "RolledBack"):
             raise typer.Exit(Exit.ROLLED_BACK)
     finally:
         session.close()

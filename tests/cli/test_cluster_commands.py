@@ -106,7 +106,14 @@ def test_judge_reports_rollback_supersession_and_invalid_spec() -> None:
     assert outcome is not None and outcome.code == 1 and "0.3 > max" in outcome.message
     other = _rollout(5, observedGeneration=5, phase="Progressing", canaryRevision="newer")
     assert judge(other, revision="new", generation=4).name == "Superseded"  # type: ignore[union-attr]
-    invalid = _rollout(5, observedGeneration=5, phase="InvalidSpec", message="spec.replicas")
+    invalid = _rollout(
+        5,
+        observedGeneration=5,
+        phase="Healthy",
+        reason="InvalidSpec",
+        message="spec.strategy.blueGreen: activeService and previewService must be different",
+        conditions=[{"type": "InvalidSpec", "status": "True"}],
+    )
     assert judge(invalid, revision="new", generation=5).code == 2  # type: ignore[union-attr]
     running = _rollout(4, observedGeneration=4, phase="Paused", canaryRevision="new")
     assert judge(running, revision="new", generation=4) is None

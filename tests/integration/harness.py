@@ -7,6 +7,7 @@ official client; waits poll the apiserver with a deadline, never sleep blindly.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,6 +61,17 @@ class ControllerProcess:
             self.process.send_signal(signal.SIGTERM)
             return self.process.wait(timeout)
         return self.process.returncode
+
+    def metrics_url(self, timeout: float = 20) -> str:
+        """The base URL of /metrics, /healthz, /readyz, from the controller's own log line."""
+
+        def find() -> str | None:
+            for line in self.log_text().splitlines():
+                if "serving /metrics" in line and line.startswith("{"):
+                    return str(json.loads(line)["url"])
+            return None
+
+        return str(poll(find, lambda url: url is not None, timeout=timeout, what="probe URL"))
 
     def log_text(self) -> str:
         self._log.flush()
