@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import queue
+import random
 import signal
 import subprocess
 import threading
@@ -113,7 +114,9 @@ class LoopbackIPs:
         self._port = port
         self._probe = probe
         self._in_use: set[str] = set()
-        self._cursor = 0
+        # A random start: several agents (pytest workers, the demo, a benchmark) share
+        # 127.<block>/16, and two starting at .1 would race for the same addresses.
+        self._cursor = random.randrange(256 * 254)
         self._lock = threading.Lock()
 
     def _address(self, index: int) -> str:

@@ -158,7 +158,9 @@ def test_watch_streams_are_cut(fault_proxy, namespace):
             core.list_namespaced_config_map, namespace, resource_version=version, timeout_seconds=30
         )
     )
-    assert events == []
+    # kube-controller-manager publishes the namespace's root CA ConfigMap on its own
+    # schedule (later under load); any other object would be a stray event.
+    assert [e for e in events if e["object"].metadata.name != "kube-root-ca.crt"] == []
     assert time.monotonic() - began < 10  # ended by the cut, not by the 30 s timeout
     assert fault_proxy.stats().watches_cut == 1
 
