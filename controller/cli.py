@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from controller.commands.analyze import analyze
-from controller.commands.control import abort, pause, promote, resume, retry, undo
+from controller.commands.control import abort, approve, pause, promote, resume, retry, undo
 from controller.commands.controller import controller
 from controller.commands.files import plan, validate
 from controller.commands.rollout import rollout
@@ -37,6 +37,7 @@ app.command("retry")(retry)
 app.command("pause")(pause)
 app.command("resume")(resume)
 app.command("undo")(undo)
+app.command("approve")(approve)
 app.command("validate")(validate)
 app.command("plan")(plan)
 app.command("analyze")(analyze)

@@ -35,6 +35,7 @@ namespace, name and status only, never request headers or URLs with credentials.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -124,6 +125,7 @@ PODS = KindRef("", "v1", "pods", "Pod")
 HTTPROUTES = KindRef("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 LEASES = KindRef("coordination.k8s.io", "v1", "leases", "Lease")
 EVENTS = KindRef("", "v1", "events", "Event")
+SECRETS = KindRef("", "v1", "secrets", "Secret")
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -1116,3 +1118,14 @@ class Kube:
         )
         items = list(listing.get("items") or [])
         return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+    # --- policy ------------------------------------------------------------------
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded; for webhook URLs. Never log what it returns."""
+        obj = self._request("get", SECRETS, method="GET", namespace=namespace, name=name)
+        data = obj.get("data") or {}
+        return {
+            str(key): base64.b64decode(str(value)).decode("utf-8", "replace")
+            for key, value in data.items()
+        }

@@ -31,11 +31,13 @@ from controller.api.revision import ROLLOUT_LABEL
 from controller.informer import Informer
 from controller.kube import (
     ANALYSIS_TEMPLATES,
+    DELIVERY_POLICIES,
     HTTPROUTES,
     PODS,
     REPLICASETS,
     ROLLOUTS,
     SERVICES,
+    KindRef,
     Kube,
     KubeError,
     NotFound,
@@ -50,6 +52,8 @@ from controller.metrics import (
     RECONCILE_TOTAL,
     ROLLOUTS_BY_PHASE,
 )
+from controller.notify import Notifier, secret_resolver
+from controller.policy_gate import PolicyGate
 from controller.queue import WorkQueue
 from controller.reconciler import Caches, Reconciler
 from controller.server import HealthServer
@@ -102,6 +106,13 @@ class Operator:
         self.routes: Informer | None = None
         if self._has_httproutes():
             self.routes = Informer(kube, HTTPROUTES, namespace=ns)
+        self.policies: Informer | None = None
+        if self._has_crd(DELIVERY_POLICIES, "DeliveryPolicy CRD not installed; no policy"):
+            self.policies = Informer(kube, DELIVERY_POLICIES, namespace=ns)
+        # The cluster-wide default policy, and the Secrets holding webhook URLs, live in
+        # the controller's own namespace (the namespaced install: the one it watches).
+        self.controller_namespace = ns or config.lease_namespace
+        self.notifier = Notifier(secret_resolver(lambda ns, name: kube.read_secret(ns, name)))
         self.reconciler = Reconciler(
             kube,
             Caches(
@@ -111,9 +122,16 @@ class Operator:
                 pods=self.pods,
                 services=self.services,
                 routes=self.routes,
+                policies=self.policies,
             ),
             engine=AnalysisEngine(PrometheusMeasurer(default_address=config.prometheus_url)),
             clock=clock,
+            policy=PolicyGate(
+                policies=self.policies,
+                rollouts=self.rollouts,
+                controller_namespace=self.controller_namespace,
+                notifier=self.notifier,
+            ),
         )
         self.server = HealthServer(config.probe_host, config.probe_port)
         self.elector: LeaderElector | None = None
@@ -137,16 +155,49 @@ class Operator:
             return False
         return True
 
+    def _has_crd(self, kind: KindRef, missing: str) -> bool:
+        try:
+            self.kube.list_objects(kind, self.config.namespace)
+        except NotFound:
+            log.info(missing)
+            return False
+        except KubeError as exc:
+            log.warning(f"cannot list {kind.resource}; not watching them", error=str(exc))
+            return False
+        return True
+
     def _informers(self) -> list[Informer]:
         found = [self.rollouts, self.templates, self.replicasets, self.pods, self.services]
-        return found + ([self.routes] if self.routes else [])
+        return (
+            found
+            + ([self.routes] if self.routes else [])
+            + ([self.policies] if self.policies else [])
+        )
 
     def _wire_handlers(self) -> None:
-        self.rollouts.add_handler(lambda _t, obj: self.queue.add(object_key(obj)))
+        self.rollouts.add_handler(self._enqueue_rollout)
+        if self.policies is not None:
+            self.policies.add_handler(self._enqueue_policy_scope)
         for owned in (self.replicasets, self.pods):
             owned.add_handler(self._enqueue_owner)
         for shared in (self.templates, self.services) + ((self.routes,) if self.routes else ()):
             shared.add_handler(self._enqueue_namespace)
+
+    def _enqueue_rollout(self, _type: str, obj: Obj) -> None:
+        key = object_key(obj)
+        self.queue.add(key)
+        # Rollouts gated on this one (spec.requires) may now be free to start.
+        for other in self.rollouts.list(None):
+            requires = (other.get("spec") or {}).get("requires") or {}
+            if requires.get("rollout") == key:
+                self.queue.add(object_key(other))
+
+    def _enqueue_policy_scope(self, _type: str, obj: Obj) -> None:
+        """A policy changed: its namespace's rollouts, or all for the cluster default."""
+        namespace = obj.get("metadata", {}).get("namespace")
+        scope = None if namespace == self.controller_namespace else namespace
+        for rollout in self.rollouts.list(scope):
+            self.queue.add(object_key(rollout))
 
     def _enqueue_owner(self, _type: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})
@@ -207,6 +258,7 @@ class Operator:
             self.elector.stop(release=True)
         for informer in self._informers():
             informer.stop()
+        self.notifier.close()
         self.server.stop()
         log.info("stopped")
 

@@ -12,9 +12,10 @@ This is the single source of the operator's RBAC. ``manifests/`` spells it out a
 The CLI (``deployctl rollout``, ``promote``...) is not covered: it runs with the
 credentials of the person or CI job using it, not with the operator's ServiceAccount.
 
-No secrets: nothing the operator does reads one. Notification webhooks whose URL lives
-in a Secret (issue 10, delivery policy) will be the first feature to need ``get`` on
-``secrets``; it should then be granted by name (``resourceNames``) in one namespace.
+Secrets: only ``get``, only in the operator's own namespace. DeliveryPolicy webhook URLs
+are credentials (a Slack webhook URL is its own token), kept in Secrets that the
+platform team creates next to the operator; the operator never reads a Secret in an
+application's namespace. ``resourceNames`` cannot be used: the names come from policies.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     ),
     Permission(_DEPLOYCTL, "analysistemplates", "list", W, "informer: the analysis templates"),
     Permission(_DEPLOYCTL, "analysistemplates", "watch", W, "informer: template changes"),
+    Permission(_DEPLOYCTL, "deliverypolicies", "list", W, "informer: freezes, windows, approvals"),
+    Permission(_DEPLOYCTL, "deliverypolicies", "watch", W, "informer: policy changes"),
     Permission("apps", "replicasets", "list", W, "informer: the ReplicaSets of each revision"),
     Permission("apps", "replicasets", "watch", W, "informer: readiness of each revision"),
     Permission("apps", "replicasets", "create", W, "one ReplicaSet per revision"),
@@ -84,6 +87,7 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("coordination.k8s.io", "leases", "get", OWN, "leader election: read the Lease"),
     Permission("coordination.k8s.io", "leases", "create", OWN, "leader election: first start"),
     Permission("coordination.k8s.io", "leases", "update", OWN, "leader election: renew, release"),
+    Permission("", "secrets", "get", OWN, "webhook URLs of DeliveryPolicy notifications"),
 )
 
 

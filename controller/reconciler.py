@@ -38,6 +38,7 @@ from controller.api.status import AnalysisRunStatus, parse_timestamp
 from controller.kube import Kube, merge_patch
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.observe import observe, service_names
+from controller.policy_gate import Held, PolicyGate, held_events
 from controller.resources import replicaset_body, service_selector
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Plan, decide
@@ -67,6 +68,7 @@ class Caches:
     pods: Cache
     services: Cache
     routes: Cache | None = None
+    policies: Cache | None = None
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,13 @@ class Reconciler:
         *,
         engine: AnalysisEngine,
         clock: Callable[[], datetime],
+        policy: PolicyGate | None = None,
     ) -> None:
         self.kube = kube
         self.caches = caches
         self.engine = engine
         self.clock = clock
+        self.policy = policy
 
     # ------------------------------------------------------------------ the pass
 
@@ -107,6 +111,13 @@ class Reconciler:
         revision = template_hash(rollout.spec.template)
         bound = bound.bind(revision=revision)
         status = rollout.status or RolloutStatus()
+        gate = (
+            self.policy.check(rollout, status, revision=revision, now=now) if self.policy else None
+        )
+        if isinstance(gate, Held):
+            return self._hold(raw, rollout, gate, log=bound)
+        if gate is not None:
+            status = gate.status
         status = self._measure(rollout, status, templates, now=now)
         observed = self._observe(rollout, status)
         plan = decide(
@@ -116,16 +127,32 @@ class Reconciler:
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )
+        if gate is not None:
+            new_status = gate.record(new_status, revision=revision)
         self._note_rollback(rollout.status, new_status, now=now)
         # Status first: if the write fails the pass is retried, and the Events, written
         # only after it, are not recorded twice for one step.
         self._write_status(raw, new_status)
-        for event in plan.events:
-            self.kube.record_event(raw, reason=event.reason, message=event.message, type=event.type)
-            bound.info(event.message, reason=event.reason, event_type=event.type)
+        policy_events = [(e.type, e.reason, e.message) for e in gate.events] if gate else []
+        plan_events = [(e.type, e.reason, e.message) for e in plan.events]
+        for type_, reason, message in policy_events + plan_events:
+            self.kube.record_event(raw, reason=reason, message=message, type=type_)
+            bound.info(message, reason=reason, event_type=type_)
+        if self.policy is not None:
+            self.policy.notify(rollout, rollout.status, new_status, now=now)
         return Outcome(
             requeue_after=self._requeue_after(rollout, plan, new_status, templates, now=now)
         )
+
+    def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> Outcome:
+        """A new revision policy holds back: write why, change nothing in the cluster."""
+        self._write_status(raw, held.status)
+        for type_, reason, message in held_events(rollout.status, held):
+            self.kube.record_event(raw, reason=reason, message=message, type=type_)
+            log.info(message, reason=reason, event_type=type_)
+        if self.policy is not None:
+            self.policy.notify(rollout, rollout.status, held.status, now=self.clock())
+        return Outcome(requeue_after=held.requeue_after)
 
     # ------------------------------------------------------------------ reading
 

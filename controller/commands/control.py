@@ -193,6 +193,28 @@ def retry(
     )
 
 
+@handle_errors
+def approve(
+    name: Name,
+    ack_timeout: AckTimeout = 30.0,
+    output: OutputOpt = Output.text,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+) -> None:
+    """Grant a pending approval (a policy rule or an approval step), recorded with who."""
+    _request_command(
+        "approve",
+        "approved",
+        name,
+        ack_timeout=ack_timeout,
+        output=output,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+    )
+
+
 def _set_paused(
     name: str,
     paused: bool,

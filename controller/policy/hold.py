@@ -87,14 +87,20 @@ def release(
 
 
 def record(status: RolloutStatus, *, revision: str, notes: Sequence[str]) -> RolloutStatus:
-    """After ``decide``: ``notes`` appended to ``revision``'s open history entry."""
+    """After ``decide``: ``notes`` appended to ``revision``'s newest history entry.
+
+    Its open entry if there is one; else the entry ``decide`` just opened and closed in
+    the same pass (a first deploy goes straight to 100% and is Promoted at once).
+    """
     if not notes:
         return status
     history = list(status.history)
-    for index in range(len(history) - 1, -1, -1):
-        entry = history[index]
-        if entry.revision == revision and entry.outcome == "Progressing":
-            events = [*entry.events, *(n[:MAX_MESSAGE] for n in notes)][-MAX_NOTES:]
-            history[index] = entry.model_copy(update={"events": events})
-            return status.model_copy(update={"history": history[-MAX_HISTORY:]})
-    return status
+    candidates = [i for i, e in enumerate(history) if e.revision == revision]
+    if not candidates:
+        return status
+    open_entries = [i for i in candidates if history[i].outcome == "Progressing"]
+    index = (open_entries or candidates)[-1]
+    entry = history[index]
+    events = [*entry.events, *(n[:MAX_MESSAGE] for n in notes)][-MAX_NOTES:]
+    history[index] = entry.model_copy(update={"events": events})
+    return status.model_copy(update={"history": history[-MAX_HISTORY:]})
