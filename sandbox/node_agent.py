@@ -109,14 +109,21 @@ class LoopbackIPs:
     (Prometheus and the traffic generator may still hold it for a moment).
     """
 
-    def __init__(self, *, block: int = 1, port: int = DEFAULT_PORT, probe: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        block: int = 1,
+        port: int = DEFAULT_PORT,
+        probe: bool = False,
+        start: int | None = None,
+    ) -> None:
         self._block = block
         self._port = port
         self._probe = probe
         self._in_use: set[str] = set()
         # A random start: several agents (pytest workers, the demo, a benchmark) share
         # 127.<block>/16, and two starting at .1 would race for the same addresses.
-        self._cursor = random.randrange(256 * 254)
+        self._cursor = random.randrange(256 * 254) if start is None else start
         self._lock = threading.Lock()
 
     def _address(self, index: int) -> str:

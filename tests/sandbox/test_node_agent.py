@@ -55,7 +55,7 @@ def test_behaviour_comes_from_env_then_image_tag(pod, expected) -> None:
 
 
 def test_loopback_addresses_are_unique_and_not_reused_at_once() -> None:
-    ips = LoopbackIPs(block=9)
+    ips = LoopbackIPs(block=9, start=0)
     first = [ips.allocate() for _ in range(300)]
     assert len(set(first)) == 300
     assert first[0] == "127.9.0.1" and first[254] == "127.9.1.1"
