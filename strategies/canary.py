@@ -373,11 +373,28 @@ def _judge(ctx: Context, *, run_key: str) -> bool:
         )
         return reconcile_aborted(ctx)
     if run.phase == "Inconclusive":
+        hint = "`deployctl retry` to measure again or `deployctl promote` to accept"
+        if common.provider_outage(run):
+            # Prometheus was unreachable, not answering "no data": pause (never promote)
+            # and measure again by ourselves, so the rollout continues once it is back.
+            if ctx.wake_after(common.last_measured(run), common.OUTAGE_RETRY_SECONDS):
+                ctx.drop_runs(lambda x: not (x.key == run.key and x.revision == run.revision))
+                ctx.event(
+                    r.RETRIED,
+                    f"analysis {run_key}: the metrics provider was unreachable; measuring "
+                    f"again {_where(ctx)}",
+                )
+                ctx.wake_in(0.5)
+                _world(ctx)
+                return True
+            hint = (
+                f"the metrics provider was unreachable: measuring again every "
+                f"{common.OUTAGE_RETRY_SECONDS:g}s, or `deployctl promote` to accept"
+            )
         ctx.set_phase(
             Phase.PAUSED,
             r.ANALYSIS_INCONCLUSIVE,
-            f"{common.run_evidence(run)} {_where(ctx)} [analysis {run_key}]; "
-            "`deployctl retry` to measure again or `deployctl promote` to accept",
+            f"{common.run_evidence(run)} {_where(ctx)} [analysis {run_key}]; {hint}",
         )
         _world(ctx)
         return True

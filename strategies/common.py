@@ -279,4 +279,23 @@ def run_evidence(run: AnalysisRunStatus) -> str:
 
 
 FAILED = ("Failed", "Error")
+
+# After an analysis went Inconclusive because the provider could not be reached, measure
+# again this long after its last measurement (and again, while the outage lasts).
+OUTAGE_RETRY_SECONDS = 15.0
+
+
+def provider_outage(run: AnalysisRunStatus) -> bool:
+    """Inconclusive because every inconclusive metric's latest measurements were errors
+    (Prometheus unreachable, timing out, 5xx), not because it answered with no data."""
+    inconclusive = [m for m in run.metrics if m.phase == "Inconclusive"]
+    return bool(inconclusive) and all(m.consecutive_error > 0 for m in inconclusive)
+
+
+def last_measured(run: AnalysisRunStatus) -> str:
+    """When the run last measured anything (its start if never)."""
+    stamps = [m.measurements[-1].at for m in run.metrics if m.measurements]
+    return max(stamps, default=run.started_at)
+
+
 """Verdicts that abort: an analysis that errored never promotes."""

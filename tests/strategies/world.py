@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.api import Rollout
-from controller.api.status import AnalysisRunStatus, MetricResult, RolloutStatus
+from controller.api.status import (
+    AnalysisRunStatus,
+    Measurement,
+    MetricResult,
+    RolloutStatus,
+    timestamp,
+)
 from strategies import Observed, Plan, Request, RevisionState, decide
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -81,6 +87,8 @@ class World:
     verdicts: dict[str, str] = field(default_factory=dict)
     """Analysis run key -> the phase the engine reports after one pass."""
     default_verdict: str | None = "Successful"
+    outage: bool = False
+    """Inconclusive verdicts come from provider errors (Prometheus unreachable)."""
     """The phase of runs not in ``verdicts`` (None: they keep running)."""
     broken: set[str] = field(default_factory=set)
     """Revisions whose pods never become available."""
@@ -151,14 +159,13 @@ class World:
             verdict = self.verdicts.get(run.key, self.default_verdict)
             if run.phase == "Running" and verdict is not None:
                 message = "error-rate 0.124 > max 0.05 for 2m" if verdict == "Failed" else ""
-                run = run.model_copy(
-                    update={
-                        "phase": verdict,
-                        "metrics": [
-                            MetricResult(name="error-rate", phase=verdict, message=message)
-                        ],
-                    }
-                )
+                metric = MetricResult(name="error-rate", phase=verdict, message=message)
+                if self.outage and verdict == "Inconclusive":
+                    error = Measurement(phase="Error", at=timestamp(self.now), message="down")
+                    metric = metric.model_copy(
+                        update={"error": 1, "consecutive_error": 1, "measurements": [error]}
+                    )
+                run = run.model_copy(update={"phase": verdict, "metrics": [metric]})
             runs.append(run)
         status = self.status.model_copy(update={"analysis_runs": runs})
         self.rollout = self.rollout.model_copy(update={"status": status})
