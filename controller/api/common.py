@@ -49,8 +49,10 @@ class OpenModel(ApiModel):
 class ObjectMeta(OpenModel):
     """The subset of metadata deployctl reads; the rest (uid, managedFields...) is kept."""
 
-    name: str | None = None
-    namespace: str | None = None
+    # DNS labels: the name is also a label value (deployctl.io/rollout) and a prefix of
+    # ReplicaSet names, so the 63-character label limit applies, not the 253 of names.
+    name: ObjectName | None = None
+    namespace: ObjectName | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     generation: int | None = None

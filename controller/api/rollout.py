@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, Strict, field_validator, model_validator
 
 from controller.api.common import (
     DNS_LABEL,
@@ -304,14 +304,15 @@ class PromotionGate(ApiModel):
 
 
 class RolloutSpec(ApiModel):
-    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
+    # Strict, as the apiserver's schema: a quoted "3" in YAML is a mistake, not 3.
+    replicas: Annotated[int, Strict(), Field(ge=0, le=MAX_REPLICAS)] = 1
     selector: LabelSelector
     template: PodTemplateSpec
     strategy: Strategy
     analysis: AnalysisRef | None = Field(
         default=None, description="Background analysis for the whole rollout"
     )
-    progress_deadline_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
+    progress_deadline_seconds: Annotated[int, Strict(), Field(ge=1, le=86_400)] = 600
     paused: bool = False
     revision_history_limit: Annotated[int, Field(ge=0, le=100)] = 10
     requires: PromotionGate | None = Field(

@@ -24,12 +24,14 @@ def start_controller(
     with ExitStack() as stack:
 
         def start(
-            args: list[str] | None = None, kubeconfig: str | None = None
+            args: list[str] | None = None,
+            kubeconfig: str | None = None,
+            prometheus_url: str | None = None,
         ) -> ControllerProcess:
             return stack.enter_context(
                 running_controller(
                     kubeconfig=kubeconfig or str(control_plane.kubeconfig),
-                    prometheus_url=prometheus.url,
+                    prometheus_url=prometheus_url or prometheus.url,
                     log_dir=tmp_path,
                     args=args,
                 )

@@ -1,0 +1,92 @@
+"""SIGKILL the controller at random moments while canary, blue-green and rolling
+rollouts (healthy and broken) are in flight; every rollout must still reach the right
+end state, without a step repeated or skipped, a weight above its step's, or a broken
+revision ever promoted.
+
+Small setting (``make test``): one round, at least 5 kills. ``DEPLOYCTL_RELIABILITY=large``:
+rounds until at least 50 kills. The test prints ``kills survived / kills``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+from tests.integration.harness import Cluster
+from tests.reliability.conftest import LARGE
+from tests.reliability.scenario import Fleet, Sampler
+
+MIN_KILLS = 50 if LARGE else 5
+
+
+class Killer:
+    """Kills the running controller every 0.5-3 s and starts a new one at once."""
+
+    def __init__(self, start: Any, current: Any, *, seed: int) -> None:
+        self.start_controller = start
+        self.random = random.Random(seed)
+        self.kills = 0
+        self.current = current
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Killer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.random.uniform(0.5, 3.0)):
+            self.current.kill()
+            self.kills += 1
+            self.current = self.start_controller()
+
+
+def test_rollouts_survive_random_controller_kills(
+    cluster: Cluster, start_controller: Any, traffic: Any
+) -> None:
+    seed = random.randrange(1 << 30)
+    kills = survived = 0
+    rounds = 0
+    fleet = Fleet(cluster, traffic)
+    controller = start_controller()
+    fleet.start()
+    while kills < MIN_KILLS:
+        rounds += 1
+        version = f"v{rounds + 1}"
+        for member in fleet.members:  # the previous round's end state is this one's start
+            if member.new and not member.broken:
+                member.stable = member.new
+            member.new = ""
+        sampler = Sampler(cluster, fleet.members).start()
+        with Killer(start_controller, controller, seed=seed + rounds) as killer:
+            fleet.roll(version)
+            statuses = fleet.settled(timeout=180)
+        sampler.stop()
+        controller = killer.current
+        kills += killer.kills
+        fleet.verify(statuses)
+        assert not sampler.violations, sampler.violations
+        for member in fleet.members:
+            if member.kind == "canary" and not member.broken:
+                assert {25, 50} <= sampler.weights_seen.get(member.name, set()), (
+                    member.name,
+                    sampler.weights_seen,
+                )
+        survived += killer.kills  # every kill of this round was followed by a correct end
+        # No step repeated: each step's Event of the new revisions was recorded once.
+        repeated = [
+            (e.involved_object.name, e.reason, e.message, e.count)
+            for e in cluster.events()
+            if e.reason in ("StepStarted", "WeightSet") and (e.count or 1) > 1
+        ]
+        assert not repeated, repeated
+    print(
+        f"\ncrash injection (seed {seed}): kills survived {survived} / kills {kills}, "
+        f"{rounds} round(s), {len(fleet.members)} rollouts"
+    )
+    assert survived == kills >= MIN_KILLS
