@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -605,6 +606,7 @@ def main() -> int:
     report = ROOT / "docs" / "benchmarks.md"
     write_report(results, report)
     say(f"wrote {report}")
+    shutil.rmtree(workdir, ignore_errors=True)  # kept only when a step failed, for its logs
     return 0
 
 
