@@ -186,18 +186,17 @@ class Operator:
     def _enqueue_rollout(self, _type: str, obj: Obj) -> None:
         key = object_key(obj)
         self.queue.add(key)
-        # Rollouts gated on this one (spec.requires) may now be free to start.
-        for other in self.rollouts.list(None):
-            requires = (other.get("spec") or {}).get("requires") or {}
-            if requires.get("rollout") == key:
-                self.queue.add(object_key(other))
+        # Rollouts gated on this one (spec.requires) may now be free to start. Keys only:
+        # this runs on every status write of every rollout, so nothing is copied.
+        for other in self.rollouts.keys(where=lambda o: _requires(o) == key):
+            self.queue.add(other)
 
     def _enqueue_policy_scope(self, _type: str, obj: Obj) -> None:
         """A policy changed: its namespace's rollouts, or all for the cluster default."""
         namespace = obj.get("metadata", {}).get("namespace")
         scope = None if namespace == self.controller_namespace else namespace
-        for rollout in self.rollouts.list(scope):
-            self.queue.add(object_key(rollout))
+        for key in self.rollouts.keys(scope):
+            self.queue.add(key)
 
     def _enqueue_owner(self, _type: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})
@@ -208,8 +207,8 @@ class Operator:
     def _enqueue_namespace(self, _type: str, obj: Obj) -> None:
         """A template, Service or route changed: look again at its namespace's rollouts."""
         namespace = obj.get("metadata", {}).get("namespace")
-        for rollout in self.rollouts.list(namespace):
-            self.queue.add(object_key(rollout))
+        for key in self.rollouts.keys(namespace):
+            self.queue.add(key)
 
     # ------------------------------------------------------------------ running
 
@@ -344,3 +343,9 @@ class Operator:
         )
         for phase in (*PHASES, "Unknown"):
             ROLLOUTS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
+
+
+def _requires(rollout: Obj) -> str | None:
+    requires = (rollout.get("spec") or {}).get("requires") or {}
+    value = requires.get("rollout")
+    return str(value) if value else None

@@ -55,7 +55,9 @@ MAX_MESSAGE = 1024
 
 class Cache(Protocol):
     def get(self, namespace: str | None, name: str) -> Obj | None: ...
-    def list(self, namespace: str | None = None) -> list[Obj]: ...
+    def list(
+        self, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> list[Obj]: ...
 
 
 @dataclass(frozen=True)
@@ -176,16 +178,8 @@ class Reconciler:
 
     def _observe(self, rollout: Rollout, status: RolloutStatus) -> Any:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
-        owned = [
-            rs
-            for rs in self.caches.replicasets.list(namespace)
-            if rs.get("metadata", {}).get("labels", {}).get(ROLLOUT_LABEL) == name
-        ]
-        pods = [
-            pod
-            for pod in self.caches.pods.list(namespace)
-            if pod.get("metadata", {}).get("labels", {}).get(ROLLOUT_LABEL) == name
-        ]
+        owned = self.caches.replicasets.list(namespace, labels={ROLLOUT_LABEL: name})
+        pods = self.caches.pods.list(namespace, labels={ROLLOUT_LABEL: name})
         services = {
             svc_name: svc
             for svc_name in service_names(rollout)
@@ -259,8 +253,7 @@ class Reconciler:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         existing = {
             rs["metadata"]["labels"].get("deployctl.io/revision"): rs
-            for rs in self.caches.replicasets.list(namespace)
-            if rs.get("metadata", {}).get("labels", {}).get(ROLLOUT_LABEL) == name
+            for rs in self.caches.replicasets.list(namespace, labels={ROLLOUT_LABEL: name})
         }
         owner = self.caches.rollouts.get(namespace, name) or rollout.to_dict()
         scale_downs: list[tuple[Obj, int]] = []
