@@ -319,7 +319,7 @@ class FaultProxy:
         class Handler(_ProxyHandler):
             owner = proxy
 
-        server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), Handler)
+        server = _QuietServer(("127.0.0.1", self._requested_port), Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -621,3 +621,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if not self.close_connection:
             with contextlib.suppress(OSError):
                 self._write_chunk(b"")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client hanging up mid-request (a killed controller) is normal here, not a
+    traceback on stderr; anything else is still reported."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
