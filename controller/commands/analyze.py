@@ -87,7 +87,22 @@ def _seconds(option: str, value: str) -> float:
 
 
 def analyze(
-    file: Annotated[Path, typer.Option("--file", "-f", help="AnalysisTemplate YAML file")],
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="AnalysisTemplate YAML file", show_default=False),
+    ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules",
+            help="A Prometheus rules file: backtest its alerting rules for one revision",
+            show_default=False,
+        ),
+    ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option("--rule", help="With --rules: only this alert (repeatable)"),
+    ] = None,
     arg: Annotated[
         list[str] | None,
         typer.Option("--arg", help="Template argument NAME=VALUE (repeatable)"),
@@ -114,6 +129,24 @@ def analyze(
     ] = 10.0,
 ) -> None:
     """Replay an AnalysisTemplate over Prometheus history: when would it have failed?"""
+    if (file is None) == (rules is None):
+        raise _fail("give -f TEMPLATE.yaml or --rules RULES.yaml (one of them)", Exit.USAGE)
+    if rules is not None:
+        from controller.commands.analyze_rules import backtest_rules
+
+        backtest_rules(
+            rules_file=rules,
+            rule_names=rule or [],
+            namespace=namespace,
+            canary_hash=canary_hash,
+            since=_seconds("--since", since),
+            step=_seconds("--step", step),
+            prometheus_url=prometheus_url,
+            timeout=timeout,
+            json_output=output is AnalyzeOutput.json,
+        )
+        return
+    assert file is not None
     from controller.analysis.backtest import backtest
     from controller.analysis.prometheus import PrometheusMeasurer, redact_url
     from controller.analysis.templating import QueryContext, TemplateError

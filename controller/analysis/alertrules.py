@@ -1,0 +1,208 @@
+"""Prometheus alerting rules as rollout gates: read a standard rules file and restrict
+each rule's expression to one revision, then judge it over history.
+
+The same rules file that pages people (``HighErrorRate``: 5xx ratio above 5% for 2m;
+``SlowResponses``: p90 above 2 s for 5m) decides whether a canary is healthy. A rule's
+expression is about the whole service; to judge only the canary, every series selector
+in it gets the matchers ``namespace="<ns>"`` and ``revision="<hash>"``. That is done on
+the **parsed** PromQL, never by pasting strings into the query: the expression is parsed
+with ``promql-parser`` (Python bindings of the Rust parser used by GreptimeDB: a
+complete PromQL grammar, wheels for CPython 3.11, and a ``transform`` over the syntax
+tree; the alternative, a grammar of our own, would lag behind PromQL), each
+``VectorSelector`` is replaced by one carrying the extra matchers, and the result is
+parsed again and checked: every selector must carry exactly our matchers. Its printer
+(0.12) does not escape quotes or backslashes inside label values, so the values we add
+are restricted to label-safe characters, and a rule whose existing values hold a quote,
+backslash or newline is refused rather than re-printed wrongly. An expression that
+cannot be scoped (it does not parse, it has no selector at all such as ``vector(1)``,
+it already pins ``revision``, or such a value) is an error naming the rule.
+
+Called by ``deployctl analyze --rules FILE`` (backtest); pure except for the parser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import promql_parser
+import yaml
+
+from controller.api.duration import DurationError, parse_duration
+
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
+_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
+
+
+class RulesError(ValueError):
+    """A rules file or rule that cannot be used; the message names the rule."""
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    name: str
+    expr: str
+    for_seconds: float
+    group: str
+
+
+def load_rules(text: str, *, source: str = "rules") -> list[AlertRule]:
+    """The alerting rules (not recording rules) of a Prometheus rules file."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{source}: not YAML: {exc}") from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("groups"), list):
+        raise RulesError(f"{source}: a Prometheus rules file has a top-level 'groups' list")
+    rules: list[AlertRule] = []
+    for group in document["groups"]:
+        group_name = str((group or {}).get("name", "?"))
+        for raw in (group or {}).get("rules") or []:
+            if not isinstance(raw, Mapping) or "alert" not in raw:
+                continue  # recording rules are not gates
+            name = str(raw["alert"])
+            if not isinstance(raw.get("expr"), str | int | float):
+                raise RulesError(f"{source}: rule {name}: no 'expr'")
+            try:
+                for_seconds = parse_duration(raw.get("for", "0s"))
+            except DurationError as exc:
+                raise RulesError(f"{source}: rule {name}: for: {exc}") from None
+            rules.append(AlertRule(name, str(raw["expr"]), for_seconds, group_name))
+    return rules
+
+
+def select_rules(rules: Sequence[AlertRule], names: Sequence[str]) -> list[AlertRule]:
+    """The rules named (all when ``names`` is empty), in the order given."""
+    if not names:
+        return list(rules)
+    by_name = {r.name: r for r in rules}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise RulesError(f"no alerting rule named {', '.join(missing)} (rules: {known})")
+    return [by_name[n] for n in names]
+
+
+def _matcher_text(name: str, op: str, value: str) -> str:
+    return f"{name}{op}{json.dumps(value)}"
+
+
+def _selector_text(node: Any, extra: Mapping[str, str]) -> str:
+    parts: list[str] = []
+    for matcher in node.matchers.matchers:
+        if node.name and matcher.name == "__name__":
+            continue  # the name is written in front; the parser refuses it twice
+        parts.append(_matcher_text(matcher.name, _OPS[str(matcher.op)], matcher.value))
+    parts += [_matcher_text(k, "=", v) for k, v in extra.items()]
+    text = f"{node.name or ''}{{{','.join(parts)}}}"
+    if node.offset is not None:
+        offset: timedelta = node.offset
+        seconds = offset.total_seconds()
+        if seconds < 0:
+            text += f" offset -{promql_parser.display_duration(-offset)}"
+        else:
+            text += f" offset {promql_parser.display_duration(offset)}"
+    if node.at is not None:
+        text += f" {node.at}"
+    return text
+
+
+def _selectors(expr: Any) -> list[Any]:
+    found: list[Any] = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+        return True
+
+    promql_parser.walk(expr, visit)
+    return found
+
+
+def scope(rule: AlertRule, matchers: Mapping[str, str]) -> str:
+    """``rule.expr`` with ``matchers`` added to every series selector (parsed, checked)."""
+    for key, value in matchers.items():
+        if not _SAFE_VALUE.match(value):
+            raise RulesError(f"rule {rule.name}: cannot restrict to {key}={value!r}")
+    try:
+        parsed = promql_parser.parse(rule.expr)
+    except (ValueError, TypeError) as exc:
+        raise RulesError(f"rule {rule.name}: expression does not parse: {exc}") from None
+    selectors = _selectors(parsed)
+    if not selectors:
+        raise RulesError(
+            f"rule {rule.name}: its expression has no series selector, so it cannot be "
+            f"restricted to one revision: {rule.expr.strip()}"
+        )
+    for node in selectors:
+        awkward = [m.name for m in node.matchers.matchers if set(m.value) & {'"', "\\", "\n"}]
+        if awkward:
+            # promql-parser prints label values without escaping them; re-printing such
+            # a value would change the query, so refuse rather than guess.
+            raise RulesError(
+                f"rule {rule.name}: the value of {', '.join(awkward)} holds a quote, "
+                "backslash or newline, which the PromQL rewriter cannot carry safely; "
+                "simplify the matcher (e.g. a character class instead of an escape)"
+            )
+        pinned = sorted(m.name for m in node.matchers.matchers if m.name in matchers)
+        if pinned:
+            raise RulesError(
+                f"rule {rule.name}: a selector already sets {', '.join(pinned)}, so it "
+                "cannot be restricted to the revision under test"
+            )
+
+    def replace(node: Any) -> Any:
+        if isinstance(node, promql_parser.VectorSelector):
+            return promql_parser.parse(_selector_text(node, matchers))
+        return None
+
+    try:
+        rewritten = str(promql_parser.transform(parsed, replace))
+        check = promql_parser.parse(rewritten)
+    except (ValueError, TypeError) as exc:
+        raise RulesError(f"rule {rule.name}: cannot be restricted: {exc}") from None
+    for node in _selectors(check):
+        have = {m.name: (str(m.op), m.value) for m in node.matchers.matchers}
+        for key, value in matchers.items():
+            if have.get(key) != ("MatchOp.Equal", value):
+                raise RulesError(f"rule {rule.name}: rewriting lost the {key} matcher")
+    return rewritten
+
+
+@dataclass(frozen=True)
+class Firing:
+    """When a scoped rule would have fired (its condition held for its ``for``)."""
+
+    rule: str
+    fired_at: float | None  # unix time, None: never
+    longest_seconds: float  # the longest stretch the condition held
+    peak: float | None  # the highest value the expression returned
+
+
+def would_fire(
+    rule: AlertRule, points: Sequence[tuple[float, bool, float | None]], *, step: float
+) -> Firing:
+    """Judge ``(unix time, condition held, value)`` samples at ``step`` like Prometheus'
+    rule evaluation: pending while held, firing once held for ``for``."""
+    since: float | None = None
+    longest = 0.0
+    peak: float | None = None
+    fired: float | None = None
+    previous: float | None = None
+    for at, held, value in points:
+        if value is not None:
+            peak = value if peak is None else max(peak, value)
+        gap = previous is not None and at - previous > step * 1.5
+        previous = at
+        if not held or gap:
+            since = at if held else None
+            continue
+        since = at if since is None else since
+        longest = max(longest, at - since)
+        if fired is None and at - since >= rule.for_seconds:
+            fired = at
+    return Firing(rule.name, fired, longest, peak)

@@ -1,0 +1,206 @@
+"""Alert rules as gates: scoping a rule's parsed PromQL to one revision, judging it
+like Prometheus does, and ``deployctl analyze --rules`` against the real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+from typer.testing import CliRunner
+
+from controller.analysis.alertrules import (
+    AlertRule,
+    RulesError,
+    load_rules,
+    scope,
+    select_rules,
+    would_fire,
+)
+from controller.cli import app
+from tests.analysis.test_prometheus_real import load as load  # noqa: F401 - the fixture
+from tests.sandbox.workload_helpers import wait_until
+
+SEED_RULES = """
+groups:
+  - name: service-health
+    rules:
+      - record: job:http_requests:rate1m
+        expr: sum(rate(http_requests_total[1m]))
+      - alert: HighErrorRate
+        expr: |
+          sum(rate(http_requests_total{code=~"5.."}[1m]))
+            / sum(rate(http_requests_total[1m])) > 0.05
+        for: 2m
+        labels: {severity: page}
+      - alert: SlowResponses
+        expr: |
+          histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m]))) > 2
+        for: 5m
+"""
+CANARY = {"namespace": "shop", "revision": "x7k2m9qpdr"}
+
+
+def rule(expr: str, name: str = "R", for_seconds: float = 0) -> AlertRule:
+    return AlertRule(name, expr, for_seconds, "g")
+
+
+def selectors(expr: str) -> list[dict[str, tuple[str, str]]]:
+    found: list[dict[str, tuple[str, str]]] = []
+
+    def visit(node: object) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append({m.name: (str(m.op), m.value) for m in node.matchers.matchers})
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def test_the_seed_rules_file_loads_alerts_only_with_their_for() -> None:
+    rules = load_rules(SEED_RULES)
+    assert [(r.name, r.for_seconds) for r in rules] == [
+        ("HighErrorRate", 120.0),
+        ("SlowResponses", 300.0),
+    ]
+    with pytest.raises(RulesError, match="no alerting rule named Nope"):
+        select_rules(rules, ["Nope"])
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        'sum(rate(http_requests_total{code=~"5.."}[1m])) / sum(rate(http_requests_total[1m]))',
+        "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m]))) > 2",
+        "up == 0 and on(job) (count by (job) (up) > 1)",
+        "max_over_time(rate(x[1m])[5m:30s]) > 1",
+        "rate(x[5m] offset 10m) > 2 * rate(x[5m])",
+        'absent(up{job="api"})',
+        '{__name__=~"http_.*_total",code="500"} > 0',
+    ],
+)
+def test_every_selector_gets_the_revision_and_nothing_else_changes(expr: str) -> None:
+    scoped = scope(rule(expr), CANARY)
+    found = selectors(scoped)
+    assert found and all(
+        s["namespace"] == ("MatchOp.Equal", "shop")
+        and s["revision"] == ("MatchOp.Equal", "x7k2m9qpdr")
+        for s in found
+    )
+    # The structure is the same: removing our matchers gives back the original selectors.
+    original = selectors(expr)
+    assert [{k: v for k, v in s.items() if k not in CANARY} for s in found] == original
+    assert ("offset" in scoped) == ("offset" in expr)
+
+
+def test_braces_survive_and_quotes_in_existing_values_are_refused_not_reprinted() -> None:
+    scoped = scope(rule('sum(rate(x{path="/a}b{c"}[1m])) > 1'), CANARY)
+    assert selectors(scoped)[0]["path"] == ("MatchOp.Equal", "/a}b{c")
+    with pytest.raises(RulesError, match="rule R: the value of path holds a quote"):
+        scope(rule('sum(rate(x{path="/a\\"b"}[1m])) > 1'), CANARY)
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("vector(1) > 0", "no series selector"),
+        ("sum(rate(x[1m]", "does not parse"),
+        ('rate(x{revision="abc"}[1m]) > 1', "already sets revision"),
+    ],
+)
+def test_a_rule_that_cannot_be_scoped_is_a_clear_error_naming_it(expr: str, message: str) -> None:
+    with pytest.raises(RulesError, match=f"rule Broken: .*{message}"):
+        scope(rule(expr, name="Broken"), CANARY)
+
+
+def test_an_unsafe_revision_value_is_refused_not_pasted() -> None:
+    with pytest.raises(RulesError, match="cannot restrict"):
+        scope(rule("up > 0"), {"revision": 'x"} or vector(1) #'})
+
+
+def test_would_fire_only_after_the_condition_held_for_its_for() -> None:
+    r = rule("x", for_seconds=3)
+    held = [(float(t), 2 <= t <= 6, 0.3 if 2 <= t <= 6 else None) for t in range(10)]
+    firing = would_fire(r, held, step=1)
+    assert firing.fired_at == 5.0 and firing.longest_seconds == 4.0 and firing.peak == 0.3
+    blip = [(float(t), t in (2, 3, 5, 6), 1.0) for t in range(10)]
+    assert would_fire(r, blip, step=1).fired_at is None  # never held 3 s in a row
+
+
+@pytest.mark.prometheus
+def test_analyze_rules_backtests_the_seed_rules_for_one_revision(
+    prometheus,
+    demo_app,
+    load,
+    tmp_path: Path,  # noqa: F811
+) -> None:
+    bad, good = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    ns = "t-rules"
+    load.start(demo_app({"DEMO_ERROR_RATE": "0.3"}, labels={"namespace": ns, "revision": bad}).url)
+    load.start(demo_app(labels={"namespace": ns, "revision": good}).url)
+    began = time.time()
+    for rev in (bad, good):
+        prometheus.wait_for_series(
+            f'http_requests_total{{namespace="{ns}",revision="{rev}"}}', deadline=30
+        )
+    # The seed rules with short windows and `for`, as a test can afford.
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        SEED_RULES.replace("[1m]", "[5s]").replace("for: 2m", "for: 3s").replace("[5m]", "[5s]")
+    )
+    wait_until(lambda: time.time() - began > 12 or None, timeout=30, interval=0.2, what="history")
+
+    def analyze(rev: str) -> tuple[int, dict[str, object]]:
+        result = CliRunner().invoke(
+            app,
+            [
+                "analyze",
+                "--rules",
+                str(rules),
+                "--rule",
+                "HighErrorRate",
+                "--namespace",
+                ns,
+                "--canary-hash",
+                rev,
+                "--since",
+                "15s",
+                "--step",
+                "1s",
+                "--prometheus-url",
+                prometheus.url,
+                "-o",
+                "json",
+            ],
+        )
+        return result.exit_code, json.loads(result.output)
+
+    code, report = analyze(bad)
+    assert code == 1, report
+    entry: dict[str, Any] = report["rules"][0]  # type: ignore[index]
+    assert entry["firedAt"] and f'revision="{bad}"' in entry["query"] and entry["peak"] > 0.05
+    code, report = analyze(good)
+    assert code == 0, report
+    assert report["rules"][0]["firedAt"] is None  # type: ignore[index]
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            "--rules",
+            str(rules),
+            "--rule",
+            "Nope",
+            "--namespace",
+            ns,
+            "--canary-hash",
+            bad,
+            "--prometheus-url",
+            prometheus.url,
+        ],
+    )
+    assert result.exit_code == 2 and "no alerting rule named Nope" in result.output
