@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -246,9 +247,26 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
     assert cluster.status("shop")["stableRevision"] == v2 != v4
 
     result = cli("list", "-A", "-o", "json", env=env)
-    assert {"namespace": ns, "name": "shop"}.items() <= json.loads(result.stdout)[0].items() or any(
-        r["name"] == "shop" and r["namespace"] == ns for r in json.loads(result.stdout)
+    listed = [r for r in json.loads(result.stdout) if r["namespace"] == ns]
+    assert [(r["name"], r["phase"], r["stable"]) for r in listed] == [("shop", "Healthy", v2)]
+
+    # status --watch keeps redrawing until Ctrl-C, which ends it cleanly (exit 0).
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "status", "shop", "-n", ns, "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
+    try:
+        watch.wait(timeout=3)
+        raise AssertionError("status --watch ended by itself")
+    except subprocess.TimeoutExpired:
+        pass  # still watching, as it should
+    watch.send_signal(signal.SIGINT)
+    out, err = watch.communicate(timeout=15)
+    assert watch.returncode == 0, err
+    assert "Healthy" in out and v2 in out
 
 
 def test_cli_exit_4_when_the_cluster_is_unreachable_or_forbidden(
