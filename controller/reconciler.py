@@ -337,8 +337,14 @@ class Reconciler:
             return
         patch = merge_patch(old, new)
         if patch:
+            # Conditional on the version this pass read: a pass planned from a cache that
+            # had not yet seen our previous write (or a write by a controller just killed)
+            # gets 409 and is re-run on fresh state, instead of writing a step twice.
             self.kube.patch_rollout_status(
-                raw["metadata"]["namespace"], raw["metadata"]["name"], patch
+                raw["metadata"]["namespace"],
+                raw["metadata"]["name"],
+                patch,
+                resource_version=raw["metadata"].get("resourceVersion"),
             )
 
     def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> Outcome:
