@@ -11,6 +11,12 @@ or a Rollout says "v2 crashes" exactly as in real life:
 - env ``SANDBOX_BEHAVIOUR=crash`` or an image tag ending in ``-crash``: crash-loop
   (Running but not ready, then CrashLoopBackOff, restartCount growing);
 - env ``SANDBOX_BEHAVIOUR=never-ready`` or a tag ending in ``-never-ready``: Running, never Ready;
+- an image named ``sandbox/shell`` (any tag): a Job-style pod; the agent runs the
+  container's ``command`` + ``args`` as a local process with the container's env, reports
+  the pod Running, then Succeeded or Failed with the process's exit code, and, as the
+  kubelet does for ``terminationMessagePolicy: FallbackToLogsOnError``, the tail of the
+  process's output as the terminated container's message. The real Job controller (in
+  kube-controller-manager) turns that into the Job's outcome.
 - anything else: Running and Ready.
 
 With ``run_processes=True`` every healthy pod is a real ``sandbox.demo_app`` process on
@@ -36,6 +42,7 @@ import queue
 import random
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -48,7 +55,7 @@ from typing import IO, Any
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
-from sandbox.demo_app import DEFAULT_PORT, port_is_free, spawn_demo_app
+from sandbox.demo_app import DEFAULT_PORT, die_with_parent, port_is_free, spawn_demo_app
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +64,24 @@ REVISION_LABEL = "deployctl.io/revision"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 MERGE_PATCH = "application/merge-patch+json"
 HOST_IP = "127.0.0.1"
+# How often a shell pod's process is checked for exit (the worker's timer, not a sleep).
+SHELL_POLL_INTERVAL = 0.1
 
 JSON = dict[str, Any]
 PodKey = tuple[str, str]  # (namespace, name)
+
+
+SHELL_IMAGE = "sandbox/shell"
+# What the kubelet keeps of a failed container's log for its termination message.
+TERMINATION_LOG_LINES = 80
+TERMINATION_LOG_BYTES = 2048
 
 
 class Behaviour(enum.Enum):
     NORMAL = "normal"
     CRASH = "crash"
     NEVER_READY = "never-ready"
+    SHELL = "shell"
 
 
 def behaviour_of(pod: Mapping[str, Any]) -> Behaviour:
@@ -81,6 +97,9 @@ def behaviour_of(pod: Mapping[str, Any]) -> Behaviour:
                 return Behaviour.NORMAL
     image = str(first.get("image", ""))
     tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    repository = image[: -len(tag) - 1] if tag else image
+    if repository == SHELL_IMAGE or repository.endswith("/" + SHELL_IMAGE):
+        return Behaviour.SHELL
     if tag.endswith("-crash"):
         return Behaviour.CRASH
     if tag.endswith("-never-ready"):
@@ -154,6 +173,7 @@ class _Stage(enum.Enum):
     RUNNING = "running"  # reported Running (ready or not)
     CRASH_RUNNING = "crash-running"  # a crash-looping container between restarts
     CRASH_WAITING = "crash-waiting"  # CrashLoopBackOff
+    TERMINATED = "terminated"  # a shell pod's process exited; the pod is Succeeded/Failed
 
 
 @dataclass
@@ -177,6 +197,9 @@ class _PodState:
     process: subprocess.Popen[bytes] | None = None
     token: int = 0  # bumps on each reschedule, so stale timer entries are ignored
     checks: int = 0
+    exit_code: int | None = None
+    termination_message: str = ""
+    output: Path | None = None  # a shell pod's combined stdout and stderr
 
     def checkpoint(self) -> tuple[Any, ...]:
         """The fields a transition changes (see ``restore``)."""
@@ -187,6 +210,8 @@ class _PodState:
             self.last_finished_at,
             self.ready,
             self.ready_changed_at,
+            self.exit_code,
+            self.termination_message,
         )
 
     def restore(self, saved: tuple[Any, ...]) -> None:
@@ -197,6 +222,8 @@ class _PodState:
             self.last_finished_at,
             self.ready,
             self.ready_changed_at,
+            self.exit_code,
+            self.termination_message,
         ) = saved
 
 
@@ -622,7 +649,9 @@ class NodeAgent:
         )
         with self._lock:
             self._pods[(state.namespace, state.name)] = state
-        if self.run_processes and state.behaviour is not Behaviour.CRASH:
+        if state.behaviour is Behaviour.SHELL:
+            self._spawn_shell(state)
+        elif self.run_processes and state.behaviour is not Behaviour.CRASH:
             log_file = self._log_file(state)
             try:
                 state.process = spawn_demo_app(
@@ -632,6 +661,54 @@ class NodeAgent:
                 if log_file is not None:
                     log_file.close()  # the child holds its own descriptor
         self._schedule(state, self.ready_delay)
+
+    def _spawn_shell(self, state: _PodState) -> None:
+        """Run a shell pod's command; a command that cannot start fails like exit 127."""
+        first = state.containers[0] if state.containers else {}
+        argv = [str(a) for a in (first.get("command") or []) + (first.get("args") or [])]
+        env = dict(os.environ)
+        env.update(self._process_env(state))
+        output_dir = self.log_dir or Path(tempfile.gettempdir()) / f"sandbox-node-{os.getpid()}"
+        output_dir.mkdir(parents=True, exist_ok=True)
+        state.output = output_dir / f"{state.namespace}_{state.name}.out"
+        with state.output.open("wb") as sink:
+            if not argv:
+                sink.write(b"sandbox/shell: the container has no command\n")
+                state.exit_code = 128
+                return
+            try:
+                state.process = subprocess.Popen(
+                    argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
+            except OSError as error:
+                sink.write(f"sandbox/shell: cannot start {argv[0]!r}: {error}\n".encode())
+                state.exit_code = 127
+
+    def _output_tail(self, state: _PodState) -> str:
+        if state.output is None or not state.output.exists():
+            return ""
+        data = state.output.read_bytes()[-TERMINATION_LOG_BYTES:]
+        lines = data.decode("utf-8", "replace").splitlines()[-TERMINATION_LOG_LINES:]
+        return "\n".join(lines)
+
+    def _finish_shell(self, state: _PodState) -> bool:
+        """Whether the shell pod's process has ended; if so, record how."""
+        if state.exit_code is None:
+            assert state.process is not None
+            code = state.process.poll()
+            if code is None:
+                return False
+            state.exit_code = code
+        first = state.containers[0] if state.containers else {}
+        policy = first.get("terminationMessagePolicy", "File")
+        if state.exit_code != 0 and policy == "FallbackToLogsOnError":
+            state.termination_message = self._output_tail(state)
+        return True
 
     def _process_env(self, state: _PodState) -> dict[str, str]:
         first = state.containers[0] if state.containers else {}
@@ -692,6 +769,9 @@ class NodeAgent:
 
     def _advance(self, state: _PodState) -> None:
         now = utcnow()
+        if state.behaviour is Behaviour.SHELL:
+            self._advance_shell(state, now)
+            return
         if state.stage is _Stage.STARTING:
             if state.behaviour is Behaviour.CRASH:
                 state.stage, state.started_at = _Stage.CRASH_RUNNING, now
@@ -718,6 +798,17 @@ class NodeAgent:
             state.stage, state.started_at = _Stage.CRASH_RUNNING, now
             self._report(state, ready=False)
             self._schedule(state, self.crash_interval)
+
+    def _advance_shell(self, state: _PodState, now: dt.datetime) -> None:
+        if state.stage is _Stage.STARTING:
+            state.stage, state.started_at = _Stage.RUNNING, now
+            self._report(state, ready=True)
+        if state.stage is _Stage.RUNNING:
+            if not self._finish_shell(state):
+                self._schedule(state, SHELL_POLL_INTERVAL)
+                return
+            state.stage, state.last_finished_at = _Stage.TERMINATED, now
+            self._report(state, ready=False)
 
     def _process_healthy(self, state: _PodState) -> bool:
         assert state.process is not None
@@ -755,8 +846,19 @@ class NodeAgent:
                 entry["reason"] = "ContainersNotReady"
             return entry
 
-        if state.stage is _Stage.CRASH_WAITING:
-            current: JSON = {
+        if state.stage is _Stage.TERMINATED:
+            code = state.exit_code if state.exit_code is not None else 1
+            terminated: JSON = {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": started,
+                "finishedAt": rfc3339(state.last_finished_at or utcnow()),
+            }
+            if state.termination_message:
+                terminated["message"] = state.termination_message
+            current: JSON = {"terminated": terminated}
+        elif state.stage is _Stage.CRASH_WAITING:
+            current = {
                 "waiting": {
                     "reason": "CrashLoopBackOff",
                     "message": f"back-off restarting failed container (sandbox {self.node_name})",
@@ -765,7 +867,7 @@ class NodeAgent:
         else:
             current = {"running": {"startedAt": started}}
         last: JSON = {}
-        if state.last_finished_at is not None:
+        if state.last_finished_at is not None and state.stage is not _Stage.TERMINATED:
             last = {
                 "terminated": {
                     "exitCode": 1,
@@ -781,18 +883,21 @@ class NodeAgent:
                 "imageID": f"sandbox://{container.get('image', '')}",
                 "containerID": f"sandbox://{state.uid}/{index}",
                 "ready": state.ready,
-                "started": state.stage is not _Stage.CRASH_WAITING,
+                "started": state.stage not in (_Stage.CRASH_WAITING, _Stage.TERMINATED),
                 "restartCount": state.restart_count,
                 "state": current,
                 "lastState": last,
             }
             for index, container in enumerate(state.containers)
         ]
+        phase = "Running"
+        if state.stage is _Stage.TERMINATED:
+            phase = "Succeeded" if state.exit_code == 0 else "Failed"
         return {
             # As the kubelet does: the uid makes the patch fail on a recreated namesake.
             "metadata": {"uid": state.uid},
             "status": {
-                "phase": "Running",
+                "phase": phase,
                 "hostIP": HOST_IP,
                 "podIP": state.ip,
                 "podIPs": [{"ip": state.ip}],
@@ -842,6 +947,8 @@ class NodeAgent:
     def _release(self, state: _PodState) -> None:
         """Stop the pod's process, drop its scrape target and give back its address."""
         self._remove_file_sd(state)
+        if state.output is not None:
+            state.output.unlink(missing_ok=True)
         process, state.process = state.process, None
         if process is not None and process.poll() is None:
             process.terminate()

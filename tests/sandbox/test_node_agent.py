@@ -48,6 +48,9 @@ def pod_with(image: str, env: dict[str, str] | None = None) -> dict[str, object]
         (pod_with("shop/checkout:1", {"SANDBOX_BEHAVIOUR": "crash"}), Behaviour.CRASH),
         (pod_with("shop/x:v1-crash", {"SANDBOX_BEHAVIOUR": "never-ready"}), Behaviour.NEVER_READY),
         (pod_with("shop/checkout:1", {"SANDBOX_BEHAVIOUR": "bogus"}), Behaviour.NORMAL),
+        (pod_with("sandbox/shell"), Behaviour.SHELL),
+        (pod_with("registry.local:5000/sandbox/shell:1"), Behaviour.SHELL),
+        (pod_with("shop/sandbox-shell:1"), Behaviour.NORMAL),
     ],
 )
 def test_behaviour_comes_from_env_then_image_tag(pod, expected) -> None:
@@ -286,3 +289,74 @@ def test_agent_rides_out_api_faults(control_plane, fault_proxy, kube_api, namesp
         fault_proxy.reset()
         agent.stop()
         core.delete_node("flaky-node")
+
+
+def shell_job(name: str, script: str, *, backoff_limit: int = 0) -> dict[str, object]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "run",
+                            "image": "sandbox/shell",
+                            "command": ["sh", "-c", script],
+                            "env": [{"name": "GREETING", "value": "hello"}],
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+def job_condition(batch: Any, namespace: str, name: str) -> str | None:
+    job = batch.read_namespaced_job(name, namespace)
+    for condition in job.status.conditions or []:
+        if condition.status == "True" and condition.type in ("Complete", "Failed"):
+            return str(condition.type)
+    return None
+
+
+def test_shell_job_runs_its_command_and_completes(node_agent, kube_api, namespace) -> None:
+    batch: Any = k8s.BatchV1Api(kube_api)
+    core = core_api(kube_api)
+    batch.create_namespaced_job(namespace, shell_job("migrate", 'test "$GREETING" = hello'))
+    wait_until(
+        lambda: job_condition(batch, namespace, "migrate") is not None,
+        timeout=60,
+        what="the Job to finish",
+    )
+    assert job_condition(batch, namespace, "migrate") == "Complete"
+    pods = core.list_namespaced_pod(namespace, label_selector="job-name=migrate").items
+    assert [p.status.phase for p in pods] == ["Succeeded"]
+    assert pods[0].status.container_statuses[0].state.terminated.exit_code == 0
+
+
+def test_failing_shell_job_fails_with_the_tail_of_its_output(
+    node_agent, kube_api, namespace
+) -> None:
+    batch: Any = k8s.BatchV1Api(kube_api)
+    core = core_api(kube_api)
+    script = "for i in $(seq 1 200); do echo line $i; done; echo 'relation users missing' >&2\n"
+    script += "exit 3"
+    batch.create_namespaced_job(namespace, shell_job("smoke", script))
+    wait_until(
+        lambda: job_condition(batch, namespace, "smoke") is not None,
+        timeout=60,
+        what="the Job to finish",
+    )
+    assert job_condition(batch, namespace, "smoke") == "Failed"
+    pods = core.list_namespaced_pod(namespace, label_selector="job-name=smoke").items
+    assert len(pods) == 1 and pods[0].status.phase == "Failed"
+    terminated = pods[0].status.container_statuses[0].state.terminated
+    assert terminated.exit_code == 3
+    assert terminated.message.endswith("relation users missing")
+    lines = terminated.message.splitlines()
+    assert len(lines) <= 80 and "line 1" not in lines  # only the tail is kept
