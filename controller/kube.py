@@ -126,6 +126,7 @@ HTTPROUTES = KindRef("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute
 LEASES = KindRef("coordination.k8s.io", "v1", "leases", "Lease")
 EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
+JOBS = KindRef("batch", "v1", "jobs", "Job")
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -879,6 +880,44 @@ class Kube:
         try:
             self._request(
                 "delete", REPLICASETS, method="DELETE", namespace=namespace, name=name, body=options
+            )
+        except NotFound:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ jobs
+
+    def create_job(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None:
+        """Create a Job owned by ``owner``; None when the name is taken already.
+
+        Job names are derived from what they check, so an AlreadyExists means an earlier
+        pass (perhaps of a controller since restarted) created this very Job.
+        """
+        job = copy.deepcopy(dict(body))
+        job.setdefault("apiVersion", JOBS.api_version)
+        job.setdefault("kind", JOBS.kind)
+        meta = job.setdefault("metadata", {})
+        meta["namespace"] = namespace
+        meta["ownerReferences"] = [owner_reference(owner)]
+        try:
+            return self._request("create", JOBS, method="POST", namespace=namespace, body=job)
+        except AlreadyExists:
+            return None
+
+    def delete_job(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete a finished Job and its pods; False if it was already gone."""
+        options: Obj = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+        }
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
+        try:
+            self._request(
+                "delete", JOBS, method="DELETE", namespace=namespace, name=name, body=options
             )
         except NotFound:
             return False

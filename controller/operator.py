@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
 from controller.analysis.run import AnalysisEngine
 from controller.api.revision import ROLLOUT_LABEL
@@ -33,6 +34,7 @@ from controller.kube import (
     ANALYSIS_TEMPLATES,
     DELIVERY_POLICIES,
     HTTPROUTES,
+    JOBS,
     PODS,
     REPLICASETS,
     ROLLOUTS,
@@ -102,6 +104,8 @@ class Operator:
         self.templates = Informer(kube, ANALYSIS_TEMPLATES, namespace=ns)
         self.replicasets = Informer(kube, REPLICASETS, namespace=ns, label_selector=ROLLOUT_LABEL)
         self.pods = Informer(kube, PODS, namespace=ns, label_selector=ROLLOUT_LABEL)
+        # Check Jobs (job metrics, hooks) the controller created, labelled like its pods.
+        self.jobs = Informer(kube, JOBS, namespace=ns, label_selector=ROLLOUT_LABEL)
         self.services = Informer(kube, SERVICES, namespace=ns)
         self.routes: Informer | None = None
         if self._has_httproutes():
@@ -123,8 +127,12 @@ class Operator:
                 services=self.services,
                 routes=self.routes,
                 policies=self.policies,
+                jobs=self.jobs,
             ),
-            engine=AnalysisEngine(PrometheusMeasurer(default_address=config.prometheus_url)),
+            engine=AnalysisEngine(
+                PrometheusMeasurer(default_address=config.prometheus_url),
+                jobs=JobChecks(kube, jobs=self.jobs, pods=self.pods, rollouts=self.rollouts),
+            ),
             clock=clock,
             policy=PolicyGate(
                 policies=self.policies,
@@ -167,7 +175,14 @@ class Operator:
         return True
 
     def _informers(self) -> list[Informer]:
-        found = [self.rollouts, self.templates, self.replicasets, self.pods, self.services]
+        found = [
+            self.rollouts,
+            self.templates,
+            self.replicasets,
+            self.pods,
+            self.jobs,
+            self.services,
+        ]
         return (
             found
             + ([self.routes] if self.routes else [])
@@ -178,7 +193,7 @@ class Operator:
         self.rollouts.add_handler(self._enqueue_rollout)
         if self.policies is not None:
             self.policies.add_handler(self._enqueue_policy_scope)
-        for owned in (self.replicasets, self.pods):
+        for owned in (self.replicasets, self.pods, self.jobs):
             owned.add_handler(self._enqueue_owner)
         for shared in (self.templates, self.services) + ((self.routes,) if self.routes else ()):
             shared.add_handler(self._enqueue_namespace)

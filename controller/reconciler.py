@@ -29,10 +29,11 @@ from typing import Any, Protocol
 import structlog
 from pydantic import ValidationError
 
-from controller.analysis.run import AnalysisEngine
+from controller.analysis.run import AnalysisEngine, BoundMetric, next_due
 from controller.analysis.templating import QueryContext
 from controller.api import AnalysisRef, AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
+from controller.api.analysis import Metric, Provider
 from controller.api.revision import ROLLOUT_LABEL, replicaset_name, template_hash
 from controller.api.status import AnalysisRunStatus, parse_timestamp
 from controller.kube import Kube, merge_patch
@@ -42,6 +43,7 @@ from controller.policy_gate import Held, PolicyGate, held_events
 from controller.resources import replicaset_body, service_selector
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Plan, decide
+from strategies.common import HOOK_KEYS, HOOK_ON_ABORT, HOOK_POST_PROMOTION, HOOK_PRE_ROLLOUT
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -71,6 +73,7 @@ class Caches:
     services: Cache
     routes: Cache | None = None
     policies: Cache | None = None
+    jobs: Cache | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Reconciler:
         self.engine = engine
         self.clock = clock
         self.policy = policy
+        self._hook_events: list[tuple[str, str, str]] = []
 
     # ------------------------------------------------------------------ the pass
 
@@ -126,6 +130,8 @@ class Reconciler:
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
         self._apply(rollout, plan, revision=revision, log=bound)
+        if self.engine.jobs is not None:
+            self.engine.jobs.tidy(namespace, name)
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )
@@ -137,7 +143,7 @@ class Reconciler:
         self._write_status(raw, new_status)
         policy_events = [(e.type, e.reason, e.message) for e in gate.events] if gate else []
         plan_events = [(e.type, e.reason, e.message) for e in plan.events]
-        for type_, reason, message in policy_events + plan_events:
+        for type_, reason, message in policy_events + self._hook_events + plan_events:
             self.kube.record_event(raw, reason=reason, message=message, type=type_)
             bound.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
@@ -206,9 +212,11 @@ class Reconciler:
         """Take every due measurement of the runs the strategy has running."""
         runs = []
         changed = False
+        self._hook_events = []
         for run in status.analysis_runs:
             ref = analysis_ref(rollout, run.key)
-            if run.phase not in ("Running", "Pending") or ref is None:
+            hooks = hook_metrics(rollout, run.key)
+            if run.phase not in ("Running", "Pending") or (ref is None and hooks is None):
                 runs.append(run)
                 continue
             context = QueryContext(
@@ -217,9 +225,14 @@ class Reconciler:
                 rollout_name=rollout.metadata.name,
                 rollout_namespace=rollout.metadata.namespace,
             )
-            advanced = self.engine.advance(
-                run, templates=templates, ref=ref, context=context, now=now
-            )
+            if hooks is not None:
+                advanced = self.engine.advance_bound(run, hooks, context=context, now=now)
+                self._hook_events.extend(hook_events(run, advanced))
+            else:
+                assert ref is not None
+                advanced = self.engine.advance(
+                    run, templates=templates, ref=ref, context=context, now=now
+                )
             _count_verdicts(run, advanced)
             changed = changed or advanced != run
             runs.append(advanced)
@@ -237,10 +250,16 @@ class Reconciler:
         """The earliest of the strategy's timers and the next due measurement."""
         candidates = [plan.requeue_after] if plan.requeue_after is not None else []
         for run in status.analysis_runs:
-            ref = analysis_ref(rollout, run.key)
-            if run.phase not in ("Running", "Pending") or ref is None:
+            if run.phase not in ("Running", "Pending"):
                 continue
-            due = self.engine.next_due(run, templates=templates, ref=ref, now=now)
+            ref = analysis_ref(rollout, run.key)
+            hooks = hook_metrics(rollout, run.key)
+            if hooks is not None:
+                due = next_due(run, [b.metric for b in hooks], now=now)
+            elif ref is not None:
+                due = self.engine.next_due(run, templates=templates, ref=ref, now=now)
+            else:
+                continue
             if due is not None:
                 candidates.append((due - now).total_seconds())
         if status.phase in (Phase.PROGRESSING, Phase.PAUSED):
@@ -422,6 +441,44 @@ def analysis_ref(rollout: Rollout, key: str) -> AnalysisRef | None:
         percent = int(key.removeprefix("gate-"))
         return next((g.analysis for g in strategy.rolling.gates if g.at_percent == percent), None)
     return None
+
+
+def hook_metrics(rollout: Rollout, key: str) -> list[BoundMetric] | None:
+    """The Jobs a hook run (``hook-preRollout``...) stands for, as job metrics; None if
+    ``key`` is not a hook run or the spec no longer has those hooks."""
+    hooks = rollout.spec.hooks
+    if hooks is None or key not in HOOK_KEYS:
+        return None
+    chosen = {
+        HOOK_PRE_ROLLOUT: hooks.pre_rollout,
+        HOOK_POST_PROMOTION: hooks.post_promotion,
+        HOOK_ON_ABORT: hooks.on_abort,
+    }[key]
+    if not chosen:
+        return None
+    return [
+        BoundMetric(
+            metric=Metric(name=hook.name, provider=Provider(job=hook.job), count=1),
+            template=key,
+            args={},
+        )
+        for hook in chosen
+    ]
+
+
+def hook_events(before: AnalysisRunStatus, after: AnalysisRunStatus) -> list[tuple[str, str, str]]:
+    """An Event for each hook Job that finished in this pass, with its evidence."""
+    kind = after.key.removeprefix("hook-")
+    was = {m.name: m.phase for m in before.metrics}
+    events = []
+    for metric in after.metrics:
+        if metric.phase == was.get(metric.name) or metric.phase in ("Running", "Pending"):
+            continue
+        if metric.phase == "Successful":
+            events.append(("Normal", R.HOOK_SUCCEEDED, f"{kind} hook {metric.message}"))
+        else:
+            events.append(("Warning", R.HOOK_FAILED, f"{kind} hook {metric.message}"))
+    return events
 
 
 def _count_verdicts(before: AnalysisRunStatus, after: AnalysisRunStatus) -> None:

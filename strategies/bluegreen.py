@@ -48,6 +48,8 @@ def plan_blue_green(ctx: Context) -> Plan:
         common.reconcile_stable,
         reconcile_new_revision,
         reconcile_requests,
+        common.reconcile_pre_rollout,
+        common.reconcile_on_abort,
         reconcile_aborted,
         reconcile_crash_loop,
         reconcile_preview,
@@ -239,6 +241,15 @@ def reconcile_post_promotion(ctx: Context) -> bool:
             ctx.set_phase(Phase.PROGRESSING, r.ANALYSIS_RUNNING, "post-promotion analysis running")
             _world(ctx)
             return True
+    hooks = common.post_promotion_hooks(ctx)
+    if hooks is not None and hooks.phase != "Successful":
+        failure = common.hook_failure(hooks)
+        if failure is not None:
+            _fail(ctx, reason=r.POST_PROMOTION_HOOK_FAILED, message=f"{failure} {_where(ctx)}")
+            return True
+        ctx.set_phase(Phase.PROGRESSING, r.HOOK_RUNNING, "postPromotion hook(s) running")
+        _world(ctx)
+        return True
     _finish(ctx)
     return True
 

@@ -48,6 +48,8 @@ def plan_canary(ctx: Context) -> Plan:
         common.reconcile_stable,
         reconcile_new_revision,
         reconcile_requests,
+        common.reconcile_pre_rollout,
+        common.reconcile_on_abort,
         reconcile_aborted,
         reconcile_crash_loop,
         reconcile_background_analysis,
@@ -202,6 +204,24 @@ def reconcile_promotion(ctx: Context) -> bool:
             Phase.PROGRESSING,
             r.WAITING_FOR_REPLICAS,
             f"all steps done; canary {canary}: {available}/{wanted} pods available",
+        )
+        _world(ctx)
+        return True
+    hooks = common.post_promotion_hooks(ctx)
+    if hooks is not None and hooks.phase != "Successful":
+        failure = common.hook_failure(hooks)
+        if failure is not None:
+            common.abort(
+                ctx,
+                reason=r.POST_PROMOTION_HOOK_FAILED,
+                message=f"{failure}; traffic back on {_stable(ctx)}",
+                outcome="RolledBack",
+            )
+            return reconcile_aborted(ctx)
+        ctx.set_phase(
+            Phase.PROGRESSING,
+            r.HOOK_RUNNING,
+            f"all steps done; canary {canary} at full size; postPromotion hook(s) running",
         )
         _world(ctx)
         return True

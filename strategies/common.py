@@ -299,3 +299,97 @@ def last_measured(run: AnalysisRunStatus) -> str:
 
 
 """Verdicts that abort: an analysis that errored never promotes."""
+
+
+# -- hooks: the release workflow's Jobs (spec.hooks) --------------------------------------
+
+HOOK_PRE_ROLLOUT = "hook-preRollout"
+HOOK_POST_PROMOTION = "hook-postPromotion"
+HOOK_ON_ABORT = "hook-onAbort"
+HOOK_KEYS = (HOOK_PRE_ROLLOUT, HOOK_POST_PROMOTION, HOOK_ON_ABORT)
+
+
+def _hook_names(ctx: Context, key: str) -> list[str]:
+    hooks = ctx.rollout.spec.hooks
+    if hooks is None:
+        return []
+    chosen = {
+        HOOK_PRE_ROLLOUT: hooks.pre_rollout,
+        HOOK_POST_PROMOTION: hooks.post_promotion,
+        HOOK_ON_ABORT: hooks.on_abort,
+    }[key]
+    return [h.name for h in chosen]
+
+
+def hold_on_stable(ctx: Context) -> None:
+    """Everything on the stable revision, as before the new one appeared."""
+    stable = ctx.status.stable_revision or ctx.revision
+    ctx.replicas[stable] = ctx.replicas_wanted
+    keep_previous(ctx)
+    for service in services(ctx):
+        ctx.selectors[service] = stable
+    canary = ctx.rollout.spec.strategy.canary
+    if canary is not None and canary.traffic_routing is not None:
+        ctx.route_weights = {stable: 100}
+
+
+def reconcile_pre_rollout(ctx: Context) -> bool:
+    """preRollout hooks (migrations) run before the new revision gets a single pod.
+
+    Until they succeed the world stays on stable; a failure aborts with the Job's
+    evidence, and the strategy's aborted step keeps the new revision at 0 pods.
+    """
+    names = _hook_names(ctx, HOOK_PRE_ROLLOUT)
+    status = ctx.status
+    if not names or status.aborted or status.canary_revision != ctx.revision:
+        return False
+    if ctx.revision == status.stable_revision:
+        return False
+    run = ctx.ensure_run(HOOK_PRE_ROLLOUT, revision=ctx.revision, what="preRollout hooks")
+    if run.phase == "Successful":
+        return False
+    if run.phase in (*FAILED, "Inconclusive"):
+        abort(
+            ctx,
+            reason=r.PRE_ROLLOUT_HOOK_FAILED,
+            message=f"preRollout hook failed: {run_evidence(run)}; revision {ctx.revision} "
+            f"never started, {status.stable_revision} untouched",
+            outcome="Aborted",
+        )
+        return False
+    hold_on_stable(ctx)
+    ctx.set_phase(
+        Phase.PROGRESSING,
+        r.HOOK_RUNNING,
+        f"preRollout hook(s) {', '.join(names)} running; revision {ctx.revision} starts "
+        "when they succeed",
+    )
+    return True
+
+
+def post_promotion_hooks(ctx: Context) -> AnalysisRunStatus | None:
+    """The postPromotion hooks' run for the new revision (started now); None without hooks."""
+    if not _hook_names(ctx, HOOK_POST_PROMOTION):
+        return None
+    return ctx.ensure_run(HOOK_POST_PROMOTION, revision=ctx.revision, what="postPromotion hooks")
+
+
+def hook_failure(run: AnalysisRunStatus) -> str | None:
+    """The evidence when a hook run failed (a Job failed or could not run), else None."""
+    if run.phase in (*FAILED, "Inconclusive"):
+        return f"postPromotion hook failed: {run_evidence(run)}"
+    return None
+
+
+def reconcile_on_abort(ctx: Context) -> bool:
+    """onAbort hooks run once for each abort; their outcome goes in history."""
+    names = _hook_names(ctx, HOOK_ON_ABORT)
+    revision = ctx.status.canary_revision
+    if not names or not ctx.status.aborted or revision is None:
+        return False
+    run = ctx.ensure_run(HOOK_ON_ABORT, revision=revision, what="onAbort hooks")
+    if run.phase in ("Running", "Pending"):
+        return False
+    verdict = "succeeded" if run.phase == "Successful" else f"failed: {run_evidence(run)}"
+    ctx.history_note_once(revision, f"onAbort hook(s) {', '.join(names)} {verdict}")
+    return False

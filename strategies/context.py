@@ -207,6 +207,18 @@ class Context:
             revision, lambda e: e.model_copy(update={"events": [*e.events, note][-20:]})
         )
 
+    def history_note_once(self, revision: str | None, note: str) -> None:
+        """Add ``note`` to the revision's newest entry, finished or not, unless it is there."""
+        history = list(self.status.history)
+        for index in range(len(history) - 1, -1, -1):
+            entry = history[index]
+            if entry.revision == revision:
+                if note not in entry.events:
+                    events = [*entry.events, note][-20:]
+                    history[index] = entry.model_copy(update={"events": events})
+                    self.update(history=history)
+                return
+
     def _history_edit(self, revision: str | None, edit: Callable[[HistoryEntry], Any]) -> None:
         history = list(self.status.history)
         for index in range(len(history) - 1, -1, -1):

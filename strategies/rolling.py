@@ -148,6 +148,8 @@ def plan_rolling(ctx: Context) -> Plan:
         common.reconcile_stable,
         reconcile_new_revision,
         reconcile_requests,
+        common.reconcile_pre_rollout,
+        common.reconcile_on_abort,
         reconcile_crash_loop,
         reconcile_aborted,
         reconcile_gates,
@@ -290,7 +292,24 @@ def reconcile_roll(ctx: Context) -> bool:
     new = ctx.state(ctx.revision)
     olds_left = any(n > 0 for rev, n in ctx.replicas.items() if rev != ctx.revision)
     if new.available >= wanted and not olds_left and index >= len(gates):
-        return _promote(ctx)
+        hooks = common.post_promotion_hooks(ctx)
+        if hooks is None or hooks.phase == "Successful":
+            return _promote(ctx)
+        failure = common.hook_failure(hooks)
+        if failure is not None:
+            common.abort(
+                ctx,
+                reason=r.POST_PROMOTION_HOOK_FAILED,
+                message=f"{failure}; rolling back to {ctx.status.stable_revision}",
+                outcome="RolledBack",
+            )
+            return reconcile_aborted(ctx)
+        ctx.set_phase(
+            Phase.PROGRESSING,
+            r.HOOK_RUNNING,
+            f"revision {ctx.revision} on all {wanted} pods; postPromotion hook(s) running",
+        )
+        return True
     if changed:
         ctx.update(current_step_started_at=ctx.stamp)
     elif new.available < ctx.replicas.get(ctx.revision, 0) and common.deadline_passed(

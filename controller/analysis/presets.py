@@ -59,8 +59,10 @@ def metric_query(metric: Metric) -> str:
         return error_rate_query(metric.error_rate)
     if metric.latency is not None:
         return latency_query(metric.latency)
-    assert metric.provider is not None  # the model guarantees exactly one source
-    return metric.provider.prometheus.query
+    prometheus = metric.provider.prometheus if metric.provider is not None else None
+    if prometheus is None:
+        raise ValueError(f"metric {metric.name!r} is not a Prometheus query")
+    return prometheus.query
 
 
 def metric_threshold(metric: Metric) -> Threshold:

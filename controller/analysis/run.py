@@ -35,6 +35,7 @@ from typing import Protocol
 
 import structlog
 
+from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
 from controller.analysis.presets import metric_for, metric_query, metric_threshold
 from controller.analysis.templating import QueryContext, TemplateError, render
 from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, short_query
@@ -78,6 +79,17 @@ class Measurer(Protocol):
     ) -> QueryOutcome: ...
 
 
+class JobRunner(Protocol):
+    """Runs one attempt of a job metric: None while it runs, then its verdict.
+
+    The Kubernetes-backed one is ``controller.analysis.jobs.JobChecks``.
+    """
+
+    def check(self, check: JobCheck) -> Judgement | None: ...
+
+    def tidy(self, namespace: str, rollout: str) -> int: ...
+
+
 def start_run(
     *, key: str, revision: str, metrics: Sequence[Metric], now: datetime
 ) -> AnalysisRunStatus:
@@ -99,6 +111,9 @@ def _due_at(run: AnalysisRunStatus, metric: Metric) -> datetime | None:
     result = _result(run, metric.name)
     if result is not None and result.phase in TERMINAL:
         return None
+    if result is not None and result.job is not None:
+        # A Job in flight is looked at on every pass (a cache read); see next_due.
+        return parse_timestamp(run.started_at)
     if result is None or not result.measurements:
         return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay)
     return parse_timestamp(result.measurements[-1].at) + timedelta(seconds=metric.interval)
@@ -125,7 +140,13 @@ def next_due(
     """
     if run.phase in TERMINAL:
         return None
-    times = [at for m in metrics if (at := _due_at(run, m)) is not None]
+    times = []
+    for metric in metrics:
+        result = _result(run, metric.name)
+        if result is not None and result.job is not None and result.phase not in TERMINAL:
+            times.append(now + timedelta(seconds=JOB_POLL_SECONDS))
+        elif (at := _due_at(run, metric)) is not None:
+            times.append(at)
     return min(times) if times else None
 
 
@@ -138,7 +159,8 @@ def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool 
     if permanent_error or result.consecutive_error > metric.consecutive_error_limit:
         return "Error"
     decided = result.successful + result.failed + result.inconclusive
-    if metric.count is not None and decided >= metric.count:
+    count = metric.effective_count
+    if count is not None and decided >= count:
         return "Successful" if result.successful > 0 else "Inconclusive"
     return "Running"
 
@@ -193,6 +215,7 @@ def record(
             ),
             "message": judgement.message,
             "measurements": measurements,
+            "job": None,
             **({"query": short_query(query)} if query is not None else {}),
         }
     )
@@ -279,8 +302,15 @@ class AnalysisEngine:
     ``PrometheusMeasurer``; tests may pass their own at this seam).
     """
 
-    def __init__(self, measurer: Measurer, *, retry_budget: float = DEFAULT_RETRY_BUDGET):
+    def __init__(
+        self,
+        measurer: Measurer,
+        *,
+        jobs: JobRunner | None = None,
+        retry_budget: float = DEFAULT_RETRY_BUDGET,
+    ):
         self.measurer = measurer
+        self.jobs = jobs
         self.retry_budget = retry_budget
 
     def advance(
@@ -299,15 +329,74 @@ class AnalysisEngine:
         except TemplateError as exc:
             log.warning("analysis cannot start", run=run.key, error=str(exc))
             return run.model_copy(update={"phase": "Error", "message": str(exc)})
+        return self.advance_bound(run, bound, context=context, now=now)
+
+    def advance_bound(
+        self,
+        run: AnalysisRunStatus,
+        bound: Sequence[BoundMetric],
+        *,
+        context: QueryContext,
+        now: datetime,
+    ) -> AnalysisRunStatus:
+        """``advance`` for metrics already resolved (a hook's Jobs have no template)."""
+        if run.phase in TERMINAL:
+            return run
         metrics = [b.metric for b in bound]
         missing = [MetricResult(name=m.name) for m in metrics if _result(run, m.name) is None]
         if missing:
             run = run.model_copy(update={"metrics": [*run.metrics, *missing]})
         due = set(due_metrics(run, metrics, now=now))
         for item in bound:
-            if item.metric.name in due:
+            if item.metric.name not in due:
+                continue
+            if item.metric.job is not None:
+                run = self._check_job(run, item, context=context, now=now)
+            else:
                 run = self._measure(run, item, context=context, now=now)
         return run
+
+    def _check_job(
+        self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
+    ) -> AnalysisRunStatus:
+        metric = item.metric
+        provider = metric.job
+        assert provider is not None
+        result = _result(run, metric.name) or MetricResult(name=metric.name)
+        if self.jobs is None:
+            failure = Judgement(
+                phase="Error",
+                value=None,
+                message=f"{metric.name}: this controller cannot run Jobs",
+                permanent=True,
+            )
+            return record(run, metric, failure, now=now)
+        attempt = result.successful + result.failed + result.inconclusive + result.error
+        check = JobCheck(
+            namespace=str(context.rollout_namespace),
+            rollout=str(context.rollout_name),
+            revision=run.revision,
+            run_key=run.key,
+            run_started_at=run.started_at,
+            metric=metric.name,
+            attempt=attempt,
+            provider=provider,
+        )
+        judgement = self.jobs.check(check)
+        if judgement is None:
+            if result.job == check.name:
+                return run
+            running = result.model_copy(update={"job": check.name})
+            results = [running if r.name == metric.name else r for r in run.metrics]
+            return run.model_copy(update={"metrics": results})
+        log.info(
+            "analysis measurement",
+            run=run.key,
+            metric=metric.name,
+            verdict=judgement.phase,
+            evidence=judgement.message,
+        )
+        return record(run, metric, judgement, now=now)
 
     def next_due(
         self,

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from controller.api.common import ApiModel, Arg, ObjectMeta, ObjectName
 from controller.api.duration import Duration
+from controller.api.rollout import JobProvider
 
 Query = Annotated[str, Field(min_length=1, max_length=8192)]
 
@@ -33,7 +34,20 @@ class PrometheusProvider(ApiModel):
 
 
 class Provider(ApiModel):
-    prometheus: PrometheusProvider
+    """Where a measurement comes from: exactly one of prometheus, job."""
+
+    prometheus: PrometheusProvider | None = None
+    job: JobProvider | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Provider:
+        given = [n for n in ("prometheus", "job") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one provider: prometheus or job"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
+        return self
 
 
 class Threshold(ApiModel):
@@ -119,8 +133,11 @@ class Metric(ApiModel):
                 "set exactly one of provider, errorRate, latency"
                 + (f" (found {', '.join(sources)})" if sources else "")
             )
-        if self.provider is not None and self.threshold is None:
-            raise ValueError("a provider metric needs a threshold (min and/or max)")
+        if self.provider is not None and self.provider.job is not None:
+            if self.threshold is not None or self.relative_to is not None:
+                raise ValueError("a job metric is judged by the Job's outcome; drop threshold")
+        elif self.provider is not None and self.threshold is None:
+            raise ValueError("a prometheus metric needs a threshold (min and/or max)")
         if self.threshold is not None and self.relative_to is None:
             if self.threshold.max_increase is not None or self.threshold.max_ratio is not None:
                 raise ValueError("maxIncrease/maxRatio need relativeTo: stable")
@@ -132,6 +149,17 @@ class Metric(ApiModel):
         return {"provider": self.provider, "errorRate": self.error_rate, "latency": self.latency}[
             name
         ]
+
+    @property
+    def job(self) -> JobProvider | None:
+        return self.provider.job if self.provider is not None else None
+
+    @property
+    def effective_count(self) -> int | None:
+        """``count``; a job metric runs once unless told otherwise (a smoke test, a check)."""
+        if self.count is None and self.job is not None:
+            return 1
+        return self.count
 
     @property
     def effective_for(self) -> float:

@@ -48,6 +48,9 @@ SUPERSEDED: Final = "Superseded"
 HEALTHY: Final = "Healthy"
 ROLLING_UPDATE: Final = "RollingUpdate"
 REQUEST_IGNORED: Final = "RequestIgnored"
+HOOK_RUNNING: Final = "HookRunning"
+HOOK_SUCCEEDED: Final = "HookSucceeded"
+HOOK_FAILED: Final = "HookFailed"
 
 # A rollout waits for a person or a timer.
 PAUSED: Final = "Paused"
@@ -71,6 +74,8 @@ ABORTED: Final = "Aborted"
 ANALYSIS_FAILED: Final = "AnalysisFailed"
 PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
 CANARY_CRASH_LOOPING: Final = "CanaryCrashLooping"
+PRE_ROLLOUT_HOOK_FAILED: Final = "PreRolloutHookFailed"
+POST_PROMOTION_HOOK_FAILED: Final = "PostPromotionHookFailed"
 ROLLED_BACK: Final = "RolledBack"
 INVALID_SPEC: Final = "InvalidSpec"
 

@@ -271,6 +271,73 @@ class PodTemplateSpec(ApiModel):
     spec: PodSpec
 
 
+class JobSpec(OpenModel):
+    """A batch/v1 JobSpec; fields beyond these are passed to the Job as given.
+
+    ``backoffLimit`` defaults to 0 (a check that fails once has failed) and
+    ``activeDeadlineSeconds`` to 600, so a hung check fails instead of stalling the
+    rollout. A container's ``terminationMessagePolicy`` defaults to
+    ``FallbackToLogsOnError``: the tail of a failed check's log becomes the evidence.
+    """
+
+    template: PodTemplateSpec
+    backoff_limit: Annotated[int, Field(ge=0, le=100)] = 0
+    active_deadline_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
+
+    @model_validator(mode="after")
+    def _restart_policy(self) -> JobSpec:
+        policy = (self.template.spec.model_extra or {}).get("restartPolicy", "Never")
+        if policy not in ("Never", "OnFailure"):
+            raise ValueError(
+                f"template.spec.restartPolicy must be Never or OnFailure, not {policy!r}"
+            )
+        return self
+
+
+class JobProvider(ApiModel):
+    """A Kubernetes Job is the measurement: Successful when it succeeds, Failed when it
+    fails or passes its deadline (as Argo Rollouts' job provider)."""
+
+    metadata: PodTemplateMeta = Field(default_factory=PodTemplateMeta)
+    spec: JobSpec
+
+
+class Hook(ApiModel):
+    """A Job the rollout runs at a point of the release workflow."""
+
+    name: ObjectName
+    job: JobProvider
+
+
+class Hooks(ApiModel):
+    """The release workflow's own steps, run as Jobs owned by the Rollout.
+
+    - ``preRollout``: before any pod of a new revision starts (a database migration);
+      failure stops the rollout with the Job's evidence, the running version untouched.
+    - ``postPromotion``: once the new revision takes all the traffic it will get before
+      becoming stable (a production smoke test); failure rolls back: blue-green switches
+      the active Service back, canary and rolling abort to the stable revision.
+    - ``onAbort``: once each time the rollout is aborted (a migration's rollback script).
+    """
+
+    pre_rollout: Annotated[list[Hook], Field(max_length=8)] = Field(default_factory=list)
+    post_promotion: Annotated[list[Hook], Field(max_length=8)] = Field(default_factory=list)
+    on_abort: Annotated[list[Hook], Field(max_length=8)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Hooks:
+        for kind, hooks in (
+            ("preRollout", self.pre_rollout),
+            ("postPromotion", self.post_promotion),
+            ("onAbort", self.on_abort),
+        ):
+            names = [h.name for h in hooks]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind} hook names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
 class PromotionGate(ApiModel):
     """Start a new revision only once the same images were promoted by another Rollout."""
 
@@ -317,6 +384,9 @@ class RolloutSpec(ApiModel):
     revision_history_limit: Annotated[int, Field(ge=0, le=100)] = 10
     requires: PromotionGate | None = Field(
         default=None, description="Promotion gate: e.g. {rollout: staging/checkout}"
+    )
+    hooks: Hooks | None = Field(
+        default=None, description="Jobs run before a rollout, after promotion, on abort"
     )
 
     @model_validator(mode="after")

@@ -75,6 +75,7 @@ class MetricResult(StatusModel):
         default=None, description="When the current threshold breach began (for `for`)"
     )
     query: str = ""
+    job: str | None = Field(default=None, description="A job metric's Job now running")
     message: str = ""
     measurements: Annotated[list[Measurement], Field(max_length=MAX_MEASUREMENTS)] = Field(
         default_factory=list

@@ -206,7 +206,7 @@ ANALYSIS_REJECTIONS = [
     ),
     (
         "metrics: [{name: e, provider: {prometheus: {query: up}}}]",
-        "a provider metric needs a threshold",
+        "a prometheus metric needs a threshold",
     ),
     (
         "metrics: [{name: e, errorRate: {max: 1.5}}]",
