@@ -18,6 +18,7 @@ Errors, mapped once here at the boundary::
     │   └── Conflict          409 Conflict: stale resourceVersion; re-read, then retry
     ├── Permanent             retrying cannot help: 400, 401, 422, other 4xx
     │   ├── Forbidden         403; the message names the verb and the resource
+    │   ├── NamespaceTerminating  403 creating in a namespace being deleted
     │   └── AlreadyExists     409 AlreadyExists on create
     ├── NotFound              404: the object (or its kind) does not exist
     └── Gone                  410: the resourceVersion was compacted; re-list
@@ -127,6 +128,7 @@ LEASES = KindRef("coordination.k8s.io", "v1", "leases", "Lease")
 EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
 JOBS = KindRef("batch", "v1", "jobs", "Job")
+CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -191,6 +193,11 @@ class Forbidden(Permanent):
 
 class AlreadyExists(Permanent):
     """409 AlreadyExists: create of a name that is taken."""
+
+
+class NamespaceTerminating(Permanent):
+    """403 with cause NamespaceTerminating: nothing new may be created in a namespace
+    that is being deleted (its rollouts are going away with it)."""
 
 
 class NotFound(KubeError):
@@ -338,6 +345,21 @@ class Listing(NamedTuple):
     resource_version: str
 
 
+def _terminating(body: bytes | str | None) -> bool:
+    """Whether a Status body carries the NamespaceTerminating cause."""
+    try:
+        status = json.loads(body or b"")
+    except (TypeError, ValueError):
+        return False
+    details = status.get("details") if isinstance(status, dict) else None
+    causes = details.get("causes") if isinstance(details, dict) else None
+    # The cause's ``reason`` (metav1.CauseType) is NamespaceTerminating.
+    return any(
+        isinstance(c, dict) and "NamespaceTerminating" in (c.get("reason"), c.get("type"))
+        for c in causes or []
+    )
+
+
 def _status_fields(body: bytes | str | None) -> tuple[str, str, float | None]:
     """(message, reason, retryAfterSeconds) from a ``Status`` body, tolerating junk."""
     if not body:
@@ -409,6 +431,8 @@ def error_from_status(
         return Conflict(text, retry_after=retry_after, **common)
     if code == 429 or code >= 500:
         return Transient(text, retry_after=retry_after, **common)
+    if code == 403 and _terminating(body):
+        return NamespaceTerminating(f"{what}: namespace {namespace} is being deleted", **common)
     if code == 403:
         return Forbidden(f"forbidden: cannot {what}: {message}", **common)
     return Permanent(text, **common)
@@ -1041,6 +1065,8 @@ class Kube:
             created = self._request(
                 "create", EVENTS, method="POST", namespace=namespace, body=event
             )
+        except NamespaceTerminating:
+            return {}  # the Rollout is being deleted with its namespace: nobody to tell
         except AlreadyExists:
             existing = self.get(EVENTS, namespace, name)
             return self._bump_event(namespace, name, int(existing.get("count") or 1) + 1, now)
@@ -1157,6 +1183,11 @@ class Kube:
         )
         items = list(listing.get("items") or [])
         return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+    def read_configmap(self, namespace: str, name: str) -> dict[str, str]:
+        """A ConfigMap's data (alert rules files named by ``alertRules``)."""
+        obj = self._request("get", CONFIGMAPS, method="GET", namespace=namespace, name=name)
+        return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
 
     # --- policy ------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ import structlog
 
 from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
+from controller.analysis.rulesource import ConfigMapRules
 from controller.analysis.run import AnalysisEngine
+from controller.analysis.web import ServiceAddressMode, WebChecks
 from controller.api.revision import ROLLOUT_LABEL
 from controller.informer import Informer
 from controller.kube import (
@@ -72,6 +74,8 @@ class OperatorConfig:
     """Watch one namespace only (namespaced install); None: all namespaces."""
     workers: int = 4
     prometheus_url: str = "http://prometheus.monitoring:9090"
+    service_address: ServiceAddressMode = "dns"
+    """How web checks reach a Service: cluster DNS, or a ready pod's IP (outside a cluster)."""
     leader_elect: bool = True
     lease_namespace: str = "deployctl-system"
     lease_name: str = "deployctl-controller"
@@ -132,6 +136,13 @@ class Operator:
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
                 jobs=JobChecks(kube, jobs=self.jobs, pods=self.pods, rollouts=self.rollouts),
+                rules=ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name)),
+                web=WebChecks(
+                    secrets=kube.read_secret,
+                    services=self.services,
+                    pods=self.pods,
+                    service_address=config.service_address,
+                ),
             ),
             clock=clock,
             policy=PolicyGate(

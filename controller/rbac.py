@@ -14,8 +14,10 @@ credentials of the person or CI job using it, not with the operator's ServiceAcc
 
 Secrets: only ``get``, only in the operator's own namespace. DeliveryPolicy webhook URLs
 are credentials (a Slack webhook URL is its own token), kept in Secrets that the
-platform team creates next to the operator; the operator never reads a Secret in an
-application's namespace. ``resourceNames`` cannot be used: the names come from policies.
+platform team creates next to the operator. ``resourceNames`` cannot be used: the
+names come from policies. Nothing here grants a Secret in an application's namespace: a
+web check whose header comes from a Secret works only once that team grants ``get`` on
+that one Secret (a Role with ``resourceNames`` in its namespace; docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("batch", "jobs", "watch", W, "informer: a check Job finishing wakes its Rollout"),
     Permission("batch", "jobs", "create", W, "run a check: smoke test, migration, onAbort hook"),
     Permission("batch", "jobs", "delete", W, "remove finished check Jobs past the history"),
+    Permission("", "configmaps", "get", W, "the alert rules file an analysis names (alertRules)"),
     Permission("", "services", "list", W, "informer: stable/canary/active/preview Services"),
     Permission("", "services", "watch", W, "informer: a Service created after its Rollout"),
     Permission("", "services", "patch", W, "point Service selectors at a revision"),

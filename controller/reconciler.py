@@ -96,7 +96,6 @@ class Reconciler:
         self.engine = engine
         self.clock = clock
         self.policy = policy
-        self._hook_events: list[tuple[str, str, str]] = []
 
     # ------------------------------------------------------------------ the pass
 
@@ -110,8 +109,8 @@ class Reconciler:
         rollout, problems = self._parse(raw)
         if rollout is None:
             return self._invalid(raw, problems, now=now)
-        templates = self._templates(namespace)
-        ref_problems = reference_problems(rollout, templates=templates)
+        templates, invalid_templates = self._templates(namespace)
+        ref_problems = reference_problems(rollout, templates=templates, invalid=invalid_templates)
         if ref_problems:
             return self._invalid(raw, list(ref_problems), now=now)
         revision = template_hash(rollout.spec.template)
@@ -124,7 +123,7 @@ class Reconciler:
             return self._hold(raw, rollout, gate, log=bound)
         if gate is not None:
             status = gate.status
-        status = self._measure(rollout, status, templates, now=now)
+        status, hook_events = self._measure(rollout, status, templates, now=now)
         observed = self._observe(rollout, status)
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
@@ -143,7 +142,7 @@ class Reconciler:
         self._write_status(raw, new_status)
         policy_events = [(e.type, e.reason, e.message) for e in gate.events] if gate else []
         plan_events = [(e.type, e.reason, e.message) for e in plan.events]
-        for type_, reason, message in policy_events + self._hook_events + plan_events:
+        for type_, reason, message in policy_events + hook_events + plan_events:
             self.kube.record_event(raw, reason=reason, message=message, type=type_)
             bound.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
@@ -170,17 +169,20 @@ class Reconciler:
         except ValidationError as exc:
             return None, list(problems_of(exc))
 
-    def _templates(self, namespace: str) -> dict[str, AnalysisTemplate]:
+    def _templates(self, namespace: str) -> tuple[dict[str, AnalysisTemplate], dict[str, str]]:
+        """The namespace's valid templates by name, and the invalid ones' problems."""
         out: dict[str, AnalysisTemplate] = {}
+        invalid: dict[str, str] = {}
         for obj in self.caches.templates.list(namespace):
             try:
                 template = AnalysisTemplate.model_validate(obj)
-            except ValidationError:
-                # An invalid template is reported as missing by the reference check,
-                # and `deployctl validate` names its problems.
+            except ValidationError as exc:
+                # Reported by the reference check of each Rollout that uses it.
+                name = str((obj.get("metadata") or {}).get("name", ""))
+                invalid[name] = "; ".join(str(p) for p in problems_of(exc))
                 continue
             out[str(template.metadata.name)] = template
-        return out
+        return out, invalid
 
     def _observe(self, rollout: Rollout, status: RolloutStatus) -> Any:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
@@ -208,11 +210,12 @@ class Reconciler:
         templates: Mapping[str, AnalysisTemplate],
         *,
         now: datetime,
-    ) -> RolloutStatus:
-        """Take every due measurement of the runs the strategy has running."""
+    ) -> tuple[RolloutStatus, list[tuple[str, str, str]]]:
+        """Take every due measurement of the runs the strategy has running; with the
+        Events of hooks that finished."""
         runs = []
         changed = False
-        self._hook_events = []
+        hook_events: list[tuple[str, str, str]] = []
         for run in status.analysis_runs:
             ref = analysis_ref(rollout, run.key)
             hooks = hook_metrics(rollout, run.key)
@@ -227,7 +230,7 @@ class Reconciler:
             )
             if hooks is not None:
                 advanced = self.engine.advance_bound(run, hooks, context=context, now=now)
-                self._hook_events.extend(hook_events(run, advanced))
+                hook_events.extend(hook_outcomes(run, advanced))
             else:
                 assert ref is not None
                 advanced = self.engine.advance(
@@ -236,7 +239,9 @@ class Reconciler:
             _count_verdicts(run, advanced)
             changed = changed or advanced != run
             runs.append(advanced)
-        return status.model_copy(update={"analysis_runs": runs}) if changed else status
+        if not changed:
+            return status, hook_events
+        return status.model_copy(update={"analysis_runs": runs}), hook_events
 
     def _requeue_after(
         self,
@@ -257,7 +262,15 @@ class Reconciler:
             if hooks is not None:
                 due = next_due(run, [b.metric for b in hooks], now=now)
             elif ref is not None:
-                due = self.engine.next_due(run, templates=templates, ref=ref, now=now)
+                context = QueryContext(
+                    canary_hash=run.revision,
+                    stable_hash=status.stable_revision,
+                    rollout_name=rollout.metadata.name,
+                    rollout_namespace=rollout.metadata.namespace,
+                )
+                due = self.engine.next_due(
+                    run, templates=templates, ref=ref, now=now, context=context
+                )
             else:
                 continue
             if due is not None:
@@ -466,7 +479,9 @@ def hook_metrics(rollout: Rollout, key: str) -> list[BoundMetric] | None:
     ]
 
 
-def hook_events(before: AnalysisRunStatus, after: AnalysisRunStatus) -> list[tuple[str, str, str]]:
+def hook_outcomes(
+    before: AnalysisRunStatus, after: AnalysisRunStatus
+) -> list[tuple[str, str, str]]:
     """An Event for each hook Job that finished in this pass, with its evidence."""
     kind = after.key.removeprefix("hook-")
     was = {m.name: m.phase for m in before.metrics}

@@ -165,14 +165,28 @@ def load_documents(text: str, *, source: str = "") -> list[Parsed]:
 
 
 def reference_problems(
-    rollout: Rollout, *, templates: Iterable[str], document: str = ""
+    rollout: Rollout,
+    *,
+    templates: Iterable[str],
+    document: str = "",
+    invalid: Mapping[str, str] | None = None,
 ) -> tuple[Problem, ...]:
-    """An analysis naming a template that does not exist, with the names that do."""
+    """An analysis naming a template that does not exist (with the names that do), or
+    one that exists but is invalid (``invalid``: name -> its problems)."""
     known = sorted(set(templates))
+    broken = invalid or {}
     problems = []
     for path, ref in _analysis_paths(rollout):
         for index, template in enumerate(ref.templates):
-            if template.name not in known:
+            if template.name in broken and template.name not in known:
+                problems.append(
+                    Problem(
+                        f"{path}.templates[{index}].name",
+                        f"AnalysisTemplate {template.name!r} is invalid: {broken[template.name]}",
+                        document,
+                    )
+                )
+            elif template.name not in known:
                 hint = f"; known: {', '.join(known)}" if known else "; no AnalysisTemplate found"
                 problems.append(
                     Problem(

@@ -17,21 +17,25 @@ backslash or newline is refused rather than re-printed wrongly. An expression th
 cannot be scoped (it does not parse, it has no selector at all such as ``vector(1)``,
 it already pins ``revision``, or such a value) is an error naming the rule.
 
-Called by ``deployctl analyze --rules FILE`` (backtest); pure except for the parser.
+Called by ``deployctl analyze --rules FILE`` (backtest) and, for ``alertRules`` metrics,
+by the measurement loop (``judge_alert``); pure except for the parser.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import promql_parser
 import yaml
 
+from controller.analysis.values import QueryResult
+from controller.analysis.verdict import Judgement, fmt
 from controller.api.duration import DurationError, parse_duration
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
@@ -173,6 +177,23 @@ def scope(rule: AlertRule, matchers: Mapping[str, str]) -> str:
     return rewritten
 
 
+def presence_queries(rule: AlertRule, matchers: Mapping[str, str]) -> list[str]:
+    """Each series selector of the rule alone, restricted by ``matchers``: whether the
+    revision has any of the rule's series at all. An alert that is not firing because
+    there is no data yet must not pass a canary (missing data never promotes)."""
+    parsed = promql_parser.parse(rule.expr)
+    queries: list[str] = []
+    for node in _selectors(parsed):
+        bare = [m for m in node.matchers.matchers if not (node.name and m.name == "__name__")]
+        parts = [_matcher_text(m.name, _OPS[str(m.op)], m.value) for m in bare]
+        parts += [_matcher_text(k, "=", v) for k, v in matchers.items()]
+        text = f"{node.name or ''}{{{','.join(parts)}}}"
+        promql_parser.parse(text)  # our own output must parse
+        if text not in queries:
+            queries.append(text)
+    return queries
+
+
 @dataclass(frozen=True)
 class Firing:
     """When a scoped rule would have fired (its condition held for its ``for``)."""
@@ -206,3 +227,49 @@ def would_fire(
         if fired is None and at - since >= rule.for_seconds:
             fired = at
     return Firing(rule.name, fired, longest, peak)
+
+
+def judge_alert(
+    name: str,
+    rule: AlertRule,
+    result: QueryResult,
+    *,
+    breach_since: datetime | None,
+    now: datetime,
+    has_data: bool = True,
+) -> Judgement:
+    """One evaluation of a scoped rule, judged as Prometheus judges an alert.
+
+    An alert expression returns series only while its condition holds: no series is
+    Successful (the rule would not fire); series are a breach, Pending until it has held
+    for the rule's ``for``, then Failed (the rule would fire for this revision).
+    """
+    if not result.samples:
+        if not has_data:
+            return Judgement(
+                "Inconclusive",
+                None,
+                f"{name}: alert {rule.name} is not firing, but this revision has none of "
+                "its series yet",
+            )
+        return Judgement("Successful", "0", f"{name}: alert {rule.name} is not firing")
+    worst = max(result.samples, key=lambda s: s.value if math.isfinite(s.value) else math.inf)
+    value = fmt(worst.value)
+    since = breach_since or now
+    held = (now - since).total_seconds()
+    where = worst.describe() if worst.labels else ""
+    if held >= rule.for_seconds:
+        return Judgement(
+            "Failed",
+            value,
+            f"{name}: alert {rule.name} would fire for this revision: {where} = {value}, "
+            f"held {held:.0f}s (for: {rule.for_seconds:g}s)",
+            since,
+        )
+    return Judgement(
+        "Pending",
+        value,
+        f"{name}: alert {rule.name} pending: {where} = {value} for {held:.0f}s of "
+        f"{rule.for_seconds:g}s",
+        since,
+    )

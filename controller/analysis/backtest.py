@@ -205,8 +205,9 @@ def backtest(
     times = step_times(start, end, step)
     reports = []
     for metric in template.spec.metrics:
-        if metric.job is not None:
-            continue  # a Job has no history to replay
+        if metric.job is not None or metric.web is not None or metric.alert_rules is not None:
+            # A Job or an HTTP check has no history; alert rules: `deployctl analyze --rules`.
+            continue
         source = metric_query(metric)
         promql = render(source, ctx)
         stable_promql = render(source, ctx.for_stable()) if metric.relative_to else None

@@ -29,18 +29,27 @@ Successful. A run that is not Running takes no more measurements.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
 
+from controller.analysis.alertrules import (
+    AlertRule,
+    RulesError,
+    judge_alert,
+    presence_queries,
+    scope,
+    select_rules,
+)
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
 from controller.analysis.presets import metric_for, metric_query, metric_threshold
 from controller.analysis.templating import QueryContext, TemplateError, render
 from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, short_query
 from controller.analysis.verdict import Judgement, evaluate, judge_failure
-from controller.api.analysis import AnalysisTemplate, Metric
+from controller.analysis.webcheck import WebReply, judge_reply
+from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
 from controller.api.rollout import AnalysisRef
 from controller.api.status import (
     MAX_MEASUREMENTS,
@@ -88,6 +97,17 @@ class JobRunner(Protocol):
     def check(self, check: JobCheck) -> Judgement | None: ...
 
     def tidy(self, namespace: str, rollout: str) -> int: ...
+
+
+class WebRunner(Protocol):
+    """Sends one HTTP check; the reply or why there is none, never raises.
+
+    The real one is ``controller.analysis.web.WebChecks``.
+    """
+
+    def fetch(
+        self, web: WebProvider, *, namespace: str, budget: float
+    ) -> WebReply | QueryFailure: ...
 
 
 def start_run(
@@ -246,11 +266,29 @@ def _with_phase(run: AnalysisRunStatus, results: list[MetricResult]) -> Analysis
 
 @dataclass(frozen=True)
 class BoundMetric:
-    """A metric with the template's args resolved for it."""
+    """A metric with the template's args resolved for it.
+
+    An ``alertRules`` metric becomes one BoundMetric per rule (named ``metric/Rule``,
+    ``alert`` and its revision-scoped ``query`` set), or one with ``problem`` set when its
+    rules cannot be read or scoped: that is a permanent Error naming the rule.
+    """
 
     metric: Metric
     template: str
     args: Mapping[str, str]
+    alert: AlertRule | None = None
+    query: str = ""
+    presence: tuple[str, ...] = ()
+    problem: str = ""
+
+
+class RulesSource(Protocol):
+    """Reads a Prometheus rules file from a ConfigMap; raises RulesError saying why not.
+
+    The Kubernetes-backed one is ``controller.analysis.rulesource.ConfigMapRules``.
+    """
+
+    def rules(self, namespace: str, config_map: str, key: str | None) -> list[AlertRule]: ...
 
 
 def resolve(templates: Mapping[str, AnalysisTemplate], ref: AnalysisRef) -> list[BoundMetric]:
@@ -307,10 +345,14 @@ class AnalysisEngine:
         measurer: Measurer,
         *,
         jobs: JobRunner | None = None,
+        web: WebRunner | None = None,
+        rules: RulesSource | None = None,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
     ):
         self.measurer = measurer
         self.jobs = jobs
+        self.web = web
+        self.rules = rules
         self.retry_budget = retry_budget
 
     def advance(
@@ -329,7 +371,46 @@ class AnalysisEngine:
         except TemplateError as exc:
             log.warning("analysis cannot start", run=run.key, error=str(exc))
             return run.model_copy(update={"phase": "Error", "message": str(exc)})
+        bound = self.expand_alert_rules(bound, revision=run.revision, context=context)
         return self.advance_bound(run, bound, context=context, now=now)
+
+    def expand_alert_rules(
+        self, bound: Sequence[BoundMetric], *, revision: str, context: QueryContext
+    ) -> list[BoundMetric]:
+        """Each ``alertRules`` metric as one metric per rule, scoped to ``revision``."""
+        out: list[BoundMetric] = []
+        namespace = str(context.rollout_namespace)
+        for item in bound:
+            source = item.metric.alert_rules
+            if source is None:
+                out.append(item)
+                continue
+            try:
+                if self.rules is None:
+                    raise RulesError("this controller cannot read alert rules")
+                rules = select_rules(
+                    self.rules.rules(namespace, source.config_map, source.key), source.rules
+                )
+                if not rules:
+                    raise RulesError(f"ConfigMap {source.config_map} has no alerting rule")
+                matchers = {source.namespace_label: namespace, source.revision_label: revision}
+                expanded = [
+                    replace(
+                        item,
+                        metric=item.metric.model_copy(
+                            update={"name": f"{item.metric.name}/{rule.name}"}
+                        ),
+                        alert=rule,
+                        query=scope(rule, matchers),
+                        presence=tuple(presence_queries(rule, matchers)),
+                    )
+                    for rule in rules
+                ]
+            except RulesError as exc:
+                out.append(replace(item, problem=f"{item.metric.name}: {exc}"))
+                continue
+            out.extend(expanded)
+        return out
 
     def advance_bound(
         self,
@@ -350,11 +431,90 @@ class AnalysisEngine:
         for item in bound:
             if item.metric.name not in due:
                 continue
-            if item.metric.job is not None:
+            if item.problem:
+                log.warning("analysis metric cannot run", run=run.key, error=item.problem)
+                failure = Judgement("Error", None, item.problem, permanent=True)
+                run = record(run, item.metric, failure, now=now)
+            elif item.alert is not None:
+                run = self._check_alert(run, item, item.alert, now=now)
+            elif item.metric.job is not None:
                 run = self._check_job(run, item, context=context, now=now)
+            elif item.metric.web is not None:
+                run = self._check_web(run, item, context=context, now=now)
             else:
                 run = self._measure(run, item, context=context, now=now)
         return run
+
+    def _check_alert(
+        self, run: AnalysisRunStatus, item: BoundMetric, rule: AlertRule, *, now: datetime
+    ) -> AnalysisRunStatus:
+        metric = item.metric
+        result = _result(run, metric.name)
+        since_text = result.breach_since if result is not None else None
+        breach_since = parse_timestamp(since_text) if since_text else None
+        budget = min(metric.interval, self.retry_budget)
+        outcome = self.measurer.measure(item.query, address=None, timeout=10.0, budget=budget)
+        if isinstance(outcome, QueryFailure):
+            judgement = judge_failure(metric.name, outcome, breach_since=breach_since)
+        else:
+            has_data = bool(outcome.samples) or self._any_series(item.presence, budget=budget)
+            judgement = judge_alert(
+                metric.name, rule, outcome, breach_since=breach_since, now=now, has_data=has_data
+            )
+        log.info(
+            "analysis measurement",
+            run=run.key,
+            metric=metric.name,
+            verdict=judgement.phase,
+            value=judgement.value,
+            evidence=judgement.message,
+        )
+        return record(run, metric, judgement, now=now, query=item.query)
+
+    def _any_series(self, queries: Sequence[str], *, budget: float) -> bool:
+        """Whether any of ``queries`` returns a series (a failed query counts as none)."""
+        for query in queries:
+            answer = self.measurer.measure(query, address=None, timeout=10.0, budget=budget)
+            if isinstance(answer, QueryResult) and answer.samples:
+                return True
+        return False
+
+    def _check_web(
+        self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
+    ) -> AnalysisRunStatus:
+        metric = item.metric
+        web = metric.web
+        assert web is not None
+        result = _result(run, metric.name)
+        since_text = result.breach_since if result is not None else None
+        breach_since = parse_timestamp(since_text) if since_text else None
+        if self.web is None:
+            failure = QueryFailure(
+                kind="rejected", query="", message="this controller cannot send HTTP checks"
+            )
+            return record(
+                run, metric, judge_failure(metric.name, failure, breach_since=None), now=now
+            )
+        reply = self.web.fetch(
+            web,
+            namespace=str(context.rollout_namespace),
+            budget=min(metric.interval, self.retry_budget),
+        )
+        if isinstance(reply, QueryFailure):
+            judgement = judge_failure(metric.name, reply, breach_since=breach_since)
+            target = reply.query
+        else:
+            judgement = judge_reply(metric, web, reply, breach_since=breach_since, now=now)
+            target = f"{reply.method} {reply.url}"
+        log.info(
+            "analysis measurement",
+            run=run.key,
+            metric=metric.name,
+            verdict=judgement.phase,
+            value=judgement.value,
+            evidence=judgement.message,
+        )
+        return record(run, metric, judgement, now=now, query=target)
 
     def _check_job(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
@@ -405,12 +565,15 @@ class AnalysisEngine:
         templates: Mapping[str, AnalysisTemplate],
         ref: AnalysisRef,
         now: datetime,
+        context: QueryContext | None = None,
     ) -> datetime | None:
         """When to look again; None when the run is over or cannot start."""
         try:
             bound = resolve(templates, ref)
         except TemplateError:
             return None
+        if context is not None:
+            bound = self.expand_alert_rules(bound, revision=run.revision, context=context)
         return next_due(run, [b.metric for b in bound], now=now)
 
     def _measure(

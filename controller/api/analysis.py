@@ -33,18 +33,78 @@ class PrometheusProvider(ApiModel):
     timeout: Duration = 10.0
 
 
+class SecretKeyRef(ApiModel):
+    name: ObjectName
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class HeaderSource(ApiModel):
+    secret_key_ref: SecretKeyRef
+
+
+class WebHeader(ApiModel):
+    """A request header; its value given, or read from a Secret in the Rollout's namespace."""
+
+    name: Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")]
+    value: Annotated[str, Field(max_length=8192)] | None = None
+    value_from: HeaderSource | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> WebHeader:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"header {self.name}: set exactly one of value, valueFrom")
+        if self.value is not None and any(c in self.value for c in "\r\n"):
+            raise ValueError(f"header {self.name}: the value must be one line")
+        return self
+
+
+class WebProvider(ApiModel):
+    """An HTTP check: GET/POST to a URL or to a Service, judged on the status code and,
+    optionally, on a value in the JSON reply (``jsonPath`` with ``equals`` or the
+    metric's threshold)."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
+    service: ObjectName | None = Field(
+        default=None, description="A Service in the Rollout's namespace, e.g. the canaryService"
+    )
+    port: Annotated[int, Field(ge=1, le=65_535)] = 80
+    path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=2048)] = "/"
+    method: Literal["GET", "POST"] = "GET"
+    headers: Annotated[list[WebHeader], Field(max_length=32)] = Field(default_factory=list)
+    body: Annotated[str, Field(max_length=65_536)] | None = None
+    timeout: Duration = 10.0
+    success_codes: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(max_length=32)] = (
+        Field(default_factory=list, description="Default: any 2xx")
+    )
+    json_path: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    equals: Annotated[str, Field(max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> WebProvider:
+        if (self.url is None) == (self.service is None):
+            raise ValueError("web: set exactly one of url, service")
+        if self.url is not None and (self.path != "/" or "port" in self.model_fields_set):
+            raise ValueError("web: port and path go with service; put them in the url")
+        if self.body is not None and self.method != "POST":
+            raise ValueError("web: a body needs method: POST")
+        if self.equals is not None and self.json_path is None:
+            raise ValueError("web: equals needs jsonPath")
+        return self
+
+
 class Provider(ApiModel):
-    """Where a measurement comes from: exactly one of prometheus, job."""
+    """Where a measurement comes from: exactly one of prometheus, job, web."""
 
     prometheus: PrometheusProvider | None = None
     job: JobProvider | None = None
+    web: WebProvider | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Provider:
-        given = [n for n in ("prometheus", "job") if getattr(self, n) is not None]
+        given = [n for n in ("prometheus", "job", "web") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(
-                "set exactly one provider: prometheus or job"
+                "set exactly one provider: prometheus, job or web"
                 + (f" (found {', '.join(given)})" if given else "")
             )
         return self
@@ -102,6 +162,21 @@ class LatencyPreset(ApiModel):
     window: Duration = 60.0
 
 
+class AlertRulesSource(ApiModel):
+    """Alerting rules from a standard Prometheus rules file kept in a ConfigMap, each
+    judged for the revision under test only, with the rule's own ``for``."""
+
+    config_map: ObjectName
+    key: (
+        Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] | None
+    ) = Field(default=None, description="The file in the ConfigMap; default: its only key")
+    rules: Annotated[
+        list[Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]], Field(max_length=32)
+    ] = Field(default_factory=list, description="Alert names; default: every alerting rule")
+    revision_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "revision"
+    namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
+
+
 class Metric(ApiModel):
     """One check: a provider (or a preset), a threshold and the limits that decide."""
 
@@ -124,18 +199,36 @@ class Metric(ApiModel):
     provider: Provider | None = None
     error_rate: ErrorRatePreset | None = None
     latency: LatencyPreset | None = None
+    alert_rules: AlertRulesSource | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Metric:
-        sources = [n for n in ("provider", "errorRate", "latency") if self._source(n) is not None]
+        names = ("provider", "errorRate", "latency", "alertRules")
+        sources = [n for n in names if self._source(n) is not None]
         if len(sources) != 1:
             raise ValueError(
-                "set exactly one of provider, errorRate, latency"
+                "set exactly one of provider, errorRate, latency, alertRules"
                 + (f" (found {', '.join(sources)})" if sources else "")
             )
-        if self.provider is not None and self.provider.job is not None:
+        if self.alert_rules is not None:
+            if self.threshold is not None or self.relative_to is not None or self.for_ is not None:
+                raise ValueError(
+                    "alertRules are judged by each rule's own expression and for; "
+                    "drop threshold, relativeTo and for"
+                )
+        elif self.provider is not None and self.provider.job is not None:
             if self.threshold is not None or self.relative_to is not None:
                 raise ValueError("a job metric is judged by the Job's outcome; drop threshold")
+        elif self.provider is not None and self.provider.web is not None:
+            web = self.provider.web
+            if self.relative_to is not None:
+                raise ValueError("a web metric cannot be relativeTo stable")
+            if web.equals is not None and self.threshold is not None:
+                raise ValueError("web: use either equals or a threshold, not both")
+            if web.json_path is not None and web.equals is None and self.threshold is None:
+                raise ValueError("web: jsonPath needs equals or a threshold (min/max)")
+            if web.json_path is None and self.threshold is not None:
+                raise ValueError("web: a threshold needs jsonPath (the value to compare)")
         elif self.provider is not None and self.threshold is None:
             raise ValueError("a prometheus metric needs a threshold (min and/or max)")
         if self.threshold is not None and self.relative_to is None:
@@ -146,13 +239,20 @@ class Metric(ApiModel):
         return self
 
     def _source(self, name: str) -> object:
-        return {"provider": self.provider, "errorRate": self.error_rate, "latency": self.latency}[
-            name
-        ]
+        return {
+            "provider": self.provider,
+            "errorRate": self.error_rate,
+            "latency": self.latency,
+            "alertRules": self.alert_rules,
+        }[name]
 
     @property
     def job(self) -> JobProvider | None:
         return self.provider.job if self.provider is not None else None
+
+    @property
+    def web(self) -> WebProvider | None:
+        return self.provider.web if self.provider is not None else None
 
     @property
     def effective_count(self) -> int | None:

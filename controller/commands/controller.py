@@ -13,6 +13,11 @@ import typer
 from controller.exitcodes import Exit
 
 
+class ServiceAddress(StrEnum):
+    dns = "dns"
+    pods = "pods"
+
+
 class LogFormat(StrEnum):
     auto = "auto"
     json = "json"
@@ -36,6 +41,13 @@ def controller(
             help="Prometheus for metrics that name no address (and for presets)",
         ),
     ] = "http://prometheus.monitoring:9090",
+    service_address: Annotated[
+        ServiceAddress,
+        typer.Option(
+            help="How web checks reach a Service: cluster DNS, or a ready pod's IP when the "
+            "controller runs outside the cluster network"
+        ),
+    ] = ServiceAddress.dns,
     leader_elect: Annotated[bool, typer.Option(help="Only the Lease holder reconciles")] = True,
     lease_namespace: Annotated[
         str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader Lease")
@@ -80,6 +92,7 @@ def controller(
         namespace=namespace,
         workers=workers,
         prometheus_url=prometheus_url,
+        service_address=service_address.value,
         leader_elect=leader_elect,
         lease_namespace=lease_namespace,
         lease_name=lease_name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,14 @@ from typer.testing import CliRunner
 from controller.analysis.alertrules import (
     AlertRule,
     RulesError,
+    judge_alert,
     load_rules,
+    presence_queries,
     scope,
     select_rules,
     would_fire,
 )
+from controller.analysis.values import QueryResult, Sample
 from controller.cli import app
 from tests.analysis.test_prometheus_real import load as load  # noqa: F401 - the fixture
 from tests.sandbox.workload_helpers import wait_until
@@ -204,3 +208,30 @@ def test_analyze_rules_backtests_the_seed_rules_for_one_revision(
         ],
     )
     assert result.exit_code == 2 and "no alerting rule named Nope" in result.output
+
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def test_an_alert_is_judged_pending_until_its_for_then_failed() -> None:
+    slow = rule("x > 2", name="SlowResponses", for_seconds=60)
+    firing = QueryResult("q", (Sample({"le": "+Inf"}, 2.7),))
+    quiet = QueryResult("q")
+    first = judge_alert("alerts/SlowResponses", slow, firing, breach_since=None, now=T0)
+    assert first.phase == "Pending" and first.breach_since == T0
+    later = T0 + timedelta(seconds=61)
+    fired = judge_alert("alerts/SlowResponses", slow, firing, breach_since=T0, now=later)
+    assert fired.phase == "Failed" and fired.value == "2.7"
+    assert "alert SlowResponses would fire" in fired.message and "held 61s" in fired.message
+    passed = judge_alert("alerts/SlowResponses", slow, quiet, breach_since=T0, now=later)
+    assert passed.phase == "Successful" and passed.breach_since is None
+    empty = judge_alert("a", slow, quiet, breach_since=None, now=T0, has_data=False)
+    assert empty.phase == "Inconclusive" and "none of its series" in empty.message
+
+
+def test_presence_queries_are_the_rules_selectors_alone_scoped() -> None:
+    [high] = select_rules(load_rules(SEED_RULES), ["HighErrorRate"])
+    assert presence_queries(high, CANARY) == [
+        'http_requests_total{code=~"5..",namespace="shop",revision="x7k2m9qpdr"}',
+        'http_requests_total{namespace="shop",revision="x7k2m9qpdr"}',
+    ]

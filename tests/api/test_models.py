@@ -266,3 +266,18 @@ def test_wrong_kind_and_api_version_are_named() -> None:
 def test_invalid_yaml_reports_line_and_column() -> None:
     found = problems("kind: Rollout\nspec: [unclosed\n")
     assert len(found) == 1 and found[0].startswith("invalid YAML: line 3")
+
+
+def test_a_template_that_exists_but_is_invalid_is_named_with_its_problem() -> None:
+    from controller.api import Rollout
+    from controller.validation import reference_problems
+
+    doc = load_documents(_rollout_yaml("canary: {steps: [{analysis: {templates: [{name: t}]}}]}"))
+    rollout = doc[0].model
+    assert isinstance(rollout, Rollout)
+    found = reference_problems(
+        rollout, templates=["other"], invalid={"t": "spec.metrics[0]: set exactly one provider"}
+    )
+    assert [p.message for p in found] == [
+        "AnalysisTemplate 't' is invalid: spec.metrics[0]: set exactly one provider"
+    ]

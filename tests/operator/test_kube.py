@@ -20,13 +20,14 @@ from controller.kube import (
     Gone,
     KindRef,
     Kube,
+    NamespaceTerminating,
     NotFound,
     RetryPolicy,
     Transient,
 )
 from controller.metrics import REGISTRY
 from sandbox.faultproxy import FaultProxy, Faults
-from tests.operator.helpers import core_api, custom_api
+from tests.operator.helpers import core_api, custom_api, wait_for
 
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
 FAST_RETRY = RetryPolicy(attempts=4, initial=0.01, maximum=0.05, jitter=0.0)
@@ -358,6 +359,30 @@ def test_events_are_recorded_and_aggregated(kube: Kube, namespace: str, kube_api
     other = kube.record_event(rollout, reason="Aborted", message="error rate 0.3", type="Warning")
     assert other["metadata"]["name"] != first["metadata"]["name"]
     assert len(kube.list_objects(EVENTS, namespace).items) == 2
+
+
+def test_creating_in_a_namespace_being_deleted_is_its_own_error_and_events_are_dropped(
+    kube: Kube, kube_api: Any
+) -> None:
+    core: Any = k8s.CoreV1Api(kube_api)
+    name = f"t-term-{time.monotonic_ns() % 10**8}"
+    core.create_namespace({"metadata": {"name": name}})
+    # A finalizer holds the namespace in Terminating for as long as the test needs.
+    held = {"metadata": {"name": "held", "finalizers": ["deployctl.io/test-hold"]}}
+    core.create_namespaced_config_map(name, held)
+    rollout = create_rollout(kube_api, name, "r")
+    core.delete_namespace(name)
+    wait_for(
+        lambda: core.read_namespace(name).status.phase == "Terminating",
+        timeout=30,
+        what="the namespace to be Terminating",
+    )
+    try:
+        with pytest.raises(NamespaceTerminating, match=f"namespace {name} is being deleted"):
+            kube.create_object(CONFIGMAPS, name, {"metadata": {"name": "new"}})
+        assert kube.record_event(rollout, reason="Aborted", message="x") == {}
+    finally:
+        core.patch_namespaced_config_map("held", name, {"metadata": {"finalizers": None}})
 
 
 def test_lease_update_needs_the_current_resource_version(kube: Kube, namespace: str) -> None:

@@ -1,0 +1,145 @@
+"""Judging an HTTP check's reply: status code first, then an optional value in the JSON.
+
+Pure: ``controller.analysis.web`` sends the request (httpx, retried with tenacity) and
+hands over a ``WebReply``; this module turns it into a ``Judgement``. The rules:
+
+- a status code outside ``successCodes`` (default: any 2xx) is **Failed**, with the
+  method, URL, code and an excerpt of the body as the evidence;
+- without ``jsonPath`` that is all: any success code is **Successful**;
+- with ``jsonPath`` the value found there is judged: against ``equals`` (compared as
+  text, so ``equals: "ok"`` and ``equals: "true"`` both read naturally) or against the
+  metric's ``threshold`` (``min``/``max``, numbers, with the metric's ``for``). A body
+  that is not JSON, or a path that is not there, is **Inconclusive**: missing data never
+  promotes.
+
+``jsonPath`` is a dotted path with list indexes, optionally starting with ``$``:
+``$.status``, ``checks[0].healthy``, ``data.latency_ms``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from controller.analysis.verdict import Judgement, evaluate
+from controller.api.analysis import Metric, WebProvider
+
+MAX_EXCERPT = 300
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class WebReply:
+    """What a check's request got back."""
+
+    method: str
+    url: str
+    status: int
+    body: str
+
+
+class PathError(ValueError):
+    """The reply has nothing at the path."""
+
+
+def lookup(document: Any, path: str) -> Any:
+    """The value at ``path`` in ``document``; PathError naming the step that is missing.
+
+    >>> lookup({"checks": [{"ok": True}]}, "$.checks[0].ok")
+    True
+    """
+    rest = path.strip()
+    rest = rest[1:] if rest.startswith("$") else rest
+    current = document
+    walked = "$"
+    for match in _STEP.finditer(rest):
+        key, index = match.group(1), match.group(2)
+        if key is not None:
+            if not isinstance(current, dict) or key not in current:
+                raise PathError(f"no {key!r} at {walked}")
+            current = current[key]
+            walked += f".{key}"
+        else:
+            position = int(index)
+            if not isinstance(current, list) or position >= len(current):
+                raise PathError(f"no [{position}] at {walked}")
+            current = current[position]
+            walked += f"[{position}]"
+    return current
+
+
+def excerpt(body: str) -> str:
+    flat = " ".join(body.split())
+    return flat if len(flat) <= MAX_EXCERPT else flat[:MAX_EXCERPT] + "..."
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def judge_reply(
+    metric: Metric,
+    web: WebProvider,
+    reply: WebReply,
+    *,
+    breach_since: datetime | None,
+    now: datetime,
+) -> Judgement:
+    """The verdict on one reply (see the module docstring)."""
+    name = metric.name
+    said = f"{reply.method} {reply.url} -> {reply.status}"
+    ok_codes = web.success_codes
+    code_ok = reply.status in ok_codes if ok_codes else 200 <= reply.status < 300
+    if not code_ok:
+        wanted = ", ".join(map(str, ok_codes)) if ok_codes else "2xx"
+        return Judgement(
+            "Failed",
+            str(reply.status),
+            f"{name}: {said} (wanted {wanted}): {excerpt(reply.body)}".rstrip(": "),
+        )
+    if web.json_path is None:
+        return Judgement("Successful", str(reply.status), f"{name}: {said}")
+    try:
+        value = lookup(json.loads(reply.body), web.json_path)
+    except json.JSONDecodeError:
+        return Judgement(
+            "Inconclusive", None, f"{name}: {said}, body is not JSON: {excerpt(reply.body)}"
+        )
+    except PathError as exc:
+        return Judgement("Inconclusive", None, f"{name}: {said}, {web.json_path}: {exc}")
+    text = _text(value)
+    if web.equals is not None:
+        message = f"{name}: {said}, {web.json_path} = {text!r} (want {web.equals!r})"
+        return Judgement("Successful" if text == web.equals else "Failed", text, message)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return Judgement(
+            "Inconclusive", text, f"{name}: {said}, {web.json_path} = {text!r} is not a number"
+        )
+    try:
+        number = float(value)
+    except ValueError:
+        return Judgement(
+            "Inconclusive", text, f"{name}: {said}, {web.json_path} = {text!r} is not a number"
+        )
+    assert metric.threshold is not None  # the model requires equals or a threshold
+    judged = evaluate(
+        name,
+        number,
+        metric.threshold,
+        for_=metric.effective_for,
+        breach_since=breach_since,
+        now=now,
+    )
+    return Judgement(
+        judged.phase,
+        judged.value,
+        f"{judged.message} ({said}, {web.json_path})",
+        judged.breach_since,
+    )

@@ -1,0 +1,65 @@
+"""Alert rules files read from ConfigMaps of the sandbox's kube-apiserver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from controller.analysis.alertrules import RulesError
+from controller.analysis.rulesource import ConfigMapRules
+from controller.kube import Kube
+from tests.analysis.test_alertrules import SEED_RULES
+
+
+@pytest.fixture
+def kube(control_plane: Any) -> Iterator[Kube]:
+    adapter = Kube(control_plane.api_client())
+    yield adapter
+    adapter.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rules_come_from_the_configmap_and_are_re_read_after_the_ttl(
+    kube, kube_api, namespace
+) -> None:
+    core: Any = k8s.CoreV1Api(kube_api)
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "alerts"}, "data": {"rules.yaml": SEED_RULES}}
+    )
+    clock = Clock()
+    source = ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name), ttl=15, clock=clock)
+    names = [r.name for r in source.rules(namespace, "alerts", None)]
+    assert names == ["HighErrorRate", "SlowResponses"]  # recording rules are not gates
+
+    trimmed = SEED_RULES.split("      - alert: SlowResponses")[0]
+    core.patch_namespaced_config_map("alerts", namespace, {"data": {"rules.yaml": trimmed}})
+    clock.now = 10  # within the TTL: the cached file
+    assert len(source.rules(namespace, "alerts", "rules.yaml")) == 2
+    clock.now = 16  # past it: read again
+    assert [r.name for r in source.rules(namespace, "alerts", "rules.yaml")] == ["HighErrorRate"]
+
+
+def test_a_configmap_that_cannot_serve_is_a_clear_error(kube, kube_api, namespace) -> None:
+    core: Any = k8s.CoreV1Api(kube_api)
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "two"}, "data": {"a.yaml": "x", "b.yaml": "y"}}
+    )
+    source = ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name))
+    with pytest.raises(RulesError, match=f"no ConfigMap {namespace}/missing"):
+        source.rules(namespace, "missing", None)
+    with pytest.raises(RulesError, match=r"has 2 keys \(a.yaml, b.yaml\); name the rules file"):
+        source.rules(namespace, "two", None)
+    with pytest.raises(RulesError, match="has no key 'c.yaml'"):
+        source.rules(namespace, "two", "c.yaml")
+    with pytest.raises(RulesError, match="top-level 'groups' list"):
+        source.rules(namespace, "two", "a.yaml")
