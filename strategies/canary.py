@@ -207,22 +207,14 @@ def reconcile_promotion(ctx: Context) -> bool:
         )
         _world(ctx)
         return True
-    hooks = common.post_promotion_hooks(ctx)
-    if hooks is not None and hooks.phase != "Successful":
-        failure = common.hook_failure(hooks)
-        if failure is not None:
-            common.abort(
-                ctx,
-                reason=r.POST_PROMOTION_HOOK_FAILED,
-                message=f"{failure}; traffic back on {_stable(ctx)}",
-                outcome="RolledBack",
-            )
-            return reconcile_aborted(ctx)
-        ctx.set_phase(
-            Phase.PROGRESSING,
-            r.HOOK_RUNNING,
-            f"all steps done; canary {canary} at full size; postPromotion hook(s) running",
-        )
+    hooks = common.post_promotion_gate(
+        ctx,
+        rollback=f"traffic back on {_stable(ctx)}",
+        waiting=f"all steps done; canary {canary} at full size; postPromotion hook(s) running",
+    )
+    if hooks == "failed":
+        return reconcile_aborted(ctx)
+    if hooks == "running":
         _world(ctx)
         return True
     previous = ctx.status.stable_revision

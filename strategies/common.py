@@ -381,6 +381,26 @@ def hook_failure(run: AnalysisRunStatus) -> str | None:
     return None
 
 
+def post_promotion_gate(ctx: Context, *, rollback: str, waiting: str) -> str:
+    """The postPromotion hooks' say for canary and rolling: "passed" (none, or all
+    succeeded), "failed" (aborted with the evidence; ``rollback`` says where traffic
+    goes) or "running" (phase set to ``waiting``)."""
+    hooks = post_promotion_hooks(ctx)
+    if hooks is None or hooks.phase == "Successful":
+        return "passed"
+    failure = hook_failure(hooks)
+    if failure is not None:
+        abort(
+            ctx,
+            reason=r.POST_PROMOTION_HOOK_FAILED,
+            message=f"{failure}; {rollback}",
+            outcome="RolledBack",
+        )
+        return "failed"
+    ctx.set_phase(Phase.PROGRESSING, r.HOOK_RUNNING, waiting)
+    return "running"
+
+
 def reconcile_on_abort(ctx: Context) -> bool:
     """onAbort hooks run once for each abort; their outcome goes in history."""
     names = _hook_names(ctx, HOOK_ON_ABORT)

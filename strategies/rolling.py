@@ -292,23 +292,15 @@ def reconcile_roll(ctx: Context) -> bool:
     new = ctx.state(ctx.revision)
     olds_left = any(n > 0 for rev, n in ctx.replicas.items() if rev != ctx.revision)
     if new.available >= wanted and not olds_left and index >= len(gates):
-        hooks = common.post_promotion_hooks(ctx)
-        if hooks is None or hooks.phase == "Successful":
-            return _promote(ctx)
-        failure = common.hook_failure(hooks)
-        if failure is not None:
-            common.abort(
-                ctx,
-                reason=r.POST_PROMOTION_HOOK_FAILED,
-                message=f"{failure}; rolling back to {ctx.status.stable_revision}",
-                outcome="RolledBack",
-            )
-            return reconcile_aborted(ctx)
-        ctx.set_phase(
-            Phase.PROGRESSING,
-            r.HOOK_RUNNING,
-            f"revision {ctx.revision} on all {wanted} pods; postPromotion hook(s) running",
+        hooks = common.post_promotion_gate(
+            ctx,
+            rollback=f"rolling back to {ctx.status.stable_revision}",
+            waiting=f"revision {ctx.revision} on all {wanted} pods; postPromotion hook(s) running",
         )
+        if hooks == "passed":
+            return _promote(ctx)
+        if hooks == "failed":
+            return reconcile_aborted(ctx)
         return True
     if changed:
         ctx.update(current_step_started_at=ctx.stamp)

@@ -333,6 +333,32 @@ def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[
     return args
 
 
+def _logged(
+    run: AnalysisRunStatus,
+    metric: Metric,
+    judgement: Judgement,
+    *,
+    now: datetime,
+    query: str | None = None,
+) -> AnalysisRunStatus:
+    """``record``, with the measurement and its evidence in the log."""
+    log.info(
+        "analysis measurement",
+        run=run.key,
+        metric=metric.name,
+        verdict=judgement.phase,
+        value=judgement.value,
+        evidence=judgement.message,
+    )
+    return record(run, metric, judgement, now=now, query=query)
+
+
+def _breach_since(run: AnalysisRunStatus, name: str) -> datetime | None:
+    """When the metric's current threshold breach began (for ``for``), if one is on."""
+    result = _result(run, name)
+    return parse_timestamp(result.breach_since) if result and result.breach_since else None
+
+
 class AnalysisEngine:
     """Measures every due metric of a run and returns the run's new status.
 
@@ -449,9 +475,7 @@ class AnalysisEngine:
         self, run: AnalysisRunStatus, item: BoundMetric, rule: AlertRule, *, now: datetime
     ) -> AnalysisRunStatus:
         metric = item.metric
-        result = _result(run, metric.name)
-        since_text = result.breach_since if result is not None else None
-        breach_since = parse_timestamp(since_text) if since_text else None
+        breach_since = _breach_since(run, metric.name)
         budget = min(metric.interval, self.retry_budget)
         outcome = self.measurer.measure(item.query, address=None, timeout=10.0, budget=budget)
         if isinstance(outcome, QueryFailure):
@@ -461,15 +485,7 @@ class AnalysisEngine:
             judgement = judge_alert(
                 metric.name, rule, outcome, breach_since=breach_since, now=now, has_data=has_data
             )
-        log.info(
-            "analysis measurement",
-            run=run.key,
-            metric=metric.name,
-            verdict=judgement.phase,
-            value=judgement.value,
-            evidence=judgement.message,
-        )
-        return record(run, metric, judgement, now=now, query=item.query)
+        return _logged(run, metric, judgement, now=now, query=item.query)
 
     def _any_series(self, queries: Sequence[str], *, budget: float) -> bool:
         """Whether any of ``queries`` returns a series (a failed query counts as none)."""
@@ -485,9 +501,7 @@ class AnalysisEngine:
         metric = item.metric
         web = metric.web
         assert web is not None
-        result = _result(run, metric.name)
-        since_text = result.breach_since if result is not None else None
-        breach_since = parse_timestamp(since_text) if since_text else None
+        breach_since = _breach_since(run, metric.name)
         if self.web is None:
             failure = QueryFailure(
                 kind="rejected", query="", message="this controller cannot send HTTP checks"
@@ -506,15 +520,7 @@ class AnalysisEngine:
         else:
             judgement = judge_reply(metric, web, reply, breach_since=breach_since, now=now)
             target = f"{reply.method} {reply.url}"
-        log.info(
-            "analysis measurement",
-            run=run.key,
-            metric=metric.name,
-            verdict=judgement.phase,
-            value=judgement.value,
-            evidence=judgement.message,
-        )
-        return record(run, metric, judgement, now=now, query=target)
+        return _logged(run, metric, judgement, now=now, query=target)
 
     def _check_job(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
@@ -549,14 +555,7 @@ class AnalysisEngine:
             running = result.model_copy(update={"job": check.name})
             results = [running if r.name == metric.name else r for r in run.metrics]
             return run.model_copy(update={"metrics": results})
-        log.info(
-            "analysis measurement",
-            run=run.key,
-            metric=metric.name,
-            verdict=judgement.phase,
-            evidence=judgement.message,
-        )
-        return record(run, metric, judgement, now=now)
+        return _logged(run, metric, judgement, now=now)
 
     def next_due(
         self,
@@ -580,9 +579,7 @@ class AnalysisEngine:
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
     ) -> AnalysisRunStatus:
         metric = item.metric
-        result = _result(run, metric.name)
-        since_text = result.breach_since if result is not None else None
-        breach_since = parse_timestamp(since_text) if since_text else None
+        breach_since = _breach_since(run, metric.name)
         ctx = context.with_args(item.args)
         template = metric_query(metric)
         try:
@@ -598,15 +595,7 @@ class AnalysisEngine:
                 query=template,
             )
         judgement = self._judge(metric, promql, stable_promql, breach_since=breach_since, now=now)
-        log.info(
-            "analysis measurement",
-            run=run.key,
-            metric=metric.name,
-            verdict=judgement.phase,
-            value=judgement.value,
-            evidence=judgement.message,
-        )
-        return record(run, metric, judgement, now=now, query=promql)
+        return _logged(run, metric, judgement, now=now, query=promql)
 
     def _judge(
         self,

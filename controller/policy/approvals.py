@@ -26,22 +26,22 @@ from dataclasses import dataclass
 from controller.api import Rollout
 from controller.api.policy import ApprovalRule, DeliveryPolicy
 from controller.requests import parse_request
+from controller.versions import image_tag, parse_version
 
 MajorChange = Callable[[Rollout], bool]
 
-_MAJOR = re.compile(r"^v?(\d+)(?:[.\-_+]|$)")
-
-
-def image_tag(image: str) -> str | None:
-    """'shop/checkout:1.4.2@sha256:ab' -> '1.4.2'; None without a tag."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else None
+# A tag that is not a whole semantic version may still name its major ("v2", "3-alpine").
+_MAJOR_ONLY = re.compile(r"^v?(\d+)(?:[.\-_+]|$)")
 
 
 def major_of(image: str) -> int | None:
+    """The major version of an image's tag: semver's reading (``controller.versions``)
+    of ``1.4.2`` / ``v2.0.0-rc.1``, else a leading number; None without either."""
     tag = image_tag(image)
-    match = _MAJOR.match(tag) if tag else None
+    version = parse_version(tag)
+    if version is not None:
+        return int(version.major)
+    match = _MAJOR_ONLY.match(tag) if tag else None
     return int(match.group(1)) if match else None
 
 

@@ -251,3 +251,18 @@ def error_rate_template(
         "metadata": {"name": name},
         "spec": {"metrics": [metric]},
     }
+
+
+def settled(cluster: Cluster, name: str, *, timeout: float = 60) -> dict[str, Any]:
+    """The rollout's status once it has seen its spec and come to rest (or failed)."""
+    return dict(
+        poll(
+            lambda: cluster.rollout(name),
+            lambda r: (
+                (r.get("status") or {}).get("observedGeneration") == r["metadata"]["generation"]
+                and (r.get("status") or {}).get("phase") in ("Healthy", "Degraded", "RolledBack")
+            ),
+            timeout=timeout,
+            what=f"{name} to settle",
+        )["status"]
+    )

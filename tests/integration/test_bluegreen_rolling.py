@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll
+from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll, settled
 
 REVISION = "deployctl.io/revision"
 
@@ -56,20 +56,6 @@ def replicas_of(cluster: Cluster, rollout: str) -> dict[str, int]:
         if labels.get("deployctl.io/rollout") == rollout:
             out[labels[REVISION]] = rs.spec.replicas or 0
     return out
-
-
-def settled(cluster: Cluster, name: str, *, timeout: float = 60) -> dict[str, Any]:
-    return dict(
-        poll(
-            lambda: cluster.rollout(name),
-            lambda r: (
-                (r.get("status") or {}).get("observedGeneration") == r["metadata"]["generation"]
-                and (r.get("status") or {}).get("phase") in ("Healthy", "Degraded", "RolledBack")
-            ),
-            timeout=timeout,
-            what=f"{name} to settle",
-        )["status"]
-    )
 
 
 def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(

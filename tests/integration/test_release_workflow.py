@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes import client as k8s
 
 from tests.analysis.test_alertrules import SEED_RULES
-from tests.integration.harness import Cluster, demo_rollout, poll
+from tests.integration.harness import Cluster, demo_rollout, poll, settled
 
 REVISION = "deployctl.io/revision"
 ROLLOUT = "deployctl.io/rollout"
@@ -56,20 +56,6 @@ def smoke_template(name: str, script: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"metrics": [{"name": "smoke", "provider": {"job": shell_job(script)}}]},
     }
-
-
-def settled(cluster: Cluster, name: str, *, timeout: float = 90) -> dict[str, Any]:
-    return dict(
-        poll(
-            lambda: cluster.rollout(name),
-            lambda r: (
-                (r.get("status") or {}).get("observedGeneration") == r["metadata"]["generation"]
-                and (r.get("status") or {}).get("phase") in ("Healthy", "Degraded", "RolledBack")
-            ),
-            timeout=timeout,
-            what=f"{name} to settle",
-        )["status"]
-    )
 
 
 def pods_of(cluster: Cluster, revision: str) -> list[Any]:
@@ -114,7 +100,7 @@ def test_failed_migration_stops_the_rollout_before_any_pod_and_runs_on_abort_onc
     cluster.apply_rollout(
         with_hooks(canary("shop", "v1", [{"setWeight": 50}]), preRollout=[migrate_ok])
     )
-    v1 = settled(cluster, "shop")["stableRevision"]
+    v1 = settled(cluster, "shop", timeout=90)["stableRevision"]
 
     failing = {
         "name": "migrate",
@@ -125,7 +111,7 @@ def test_failed_migration_stops_the_rollout_before_any_pod_and_runs_on_abort_onc
     cluster.apply_rollout(
         with_hooks(canary("shop", "v2", [{"setWeight": 50}]), preRollout=[failing], onAbort=[undo])
     )
-    status = settled(cluster, "shop")
+    status = settled(cluster, "shop", timeout=90)
     v2 = status["canaryRevision"]
     assert v2 and v2 != v1
     assert status["phase"] == "Degraded" and status["reason"] == "PreRolloutHookFailed", status
@@ -165,13 +151,13 @@ def test_smoke_test_job_in_a_canary_step_aborts_or_passes_it(
     cluster.create_template(smoke_template("smoke-bad", "echo 'POST /checkout -> 500'; exit 1"))
     start_controller()
     cluster.apply_rollout(canary("cart", "v1", [{"setWeight": 50}]))
-    v1 = settled(cluster, "cart")["stableRevision"]
+    v1 = settled(cluster, "cart", timeout=90)["stableRevision"]
 
     def steps(template: str) -> list[dict[str, Any]]:
         return [{"setWeight": 50}, {"analysis": {"templates": [{"name": template}]}}]
 
     cluster.apply_rollout(canary("cart", "v2", steps("smoke-bad")))
-    status = settled(cluster, "cart")
+    status = settled(cluster, "cart", timeout=90)
     assert status["phase"] == "Degraded" and status["reason"] == "AnalysisFailed", status
     assert "POST /checkout -> 500" in status["message"]
     assert status["stableRevision"] == v1 and status["currentStepIndex"] == 1
@@ -183,7 +169,7 @@ def test_smoke_test_job_in_a_canary_step_aborts_or_passes_it(
     )
 
     cluster.apply_rollout(canary("cart", "v3", steps("smoke-ok")))
-    status = settled(cluster, "cart")
+    status = settled(cluster, "cart", timeout=90)
     assert status["phase"] == "Healthy", status
     assert status["stableRevision"] not in (v1, None)
     smoke = [r for r in status["analysisRuns"] if r["key"] == "step-1"]
@@ -214,9 +200,9 @@ def test_failed_post_promotion_smoke_test_switches_blue_green_back(
         return with_hooks(rollout, postPromotion=[{"name": "smoke", "job": shell_job(smoke)}])
 
     cluster.apply_rollout(bluegreen("v1", "exit 0"))
-    v1 = settled(cluster, "pay")["stableRevision"]
+    v1 = settled(cluster, "pay", timeout=90)["stableRevision"]
     cluster.apply_rollout(bluegreen("v2", "echo 'GET /pay -> 503'; exit 1"))
-    status = settled(cluster, "pay")
+    status = settled(cluster, "pay", timeout=90)
     assert status["phase"] == "RolledBack", status
     assert status["reason"] == "PostPromotionHookFailed"
     assert "GET /pay -> 503" in status["message"]
@@ -249,10 +235,10 @@ def test_web_check_against_the_canary_passes_and_fails_on_a_status_code(
         {"analysis": {"templates": [{"name": "canary-root"}]}},
     ]
     cluster.apply_rollout(canary("web", "v1", steps))
-    v1 = settled(cluster, "web")["stableRevision"]
+    v1 = settled(cluster, "web", timeout=90)["stableRevision"]
 
     cluster.apply_rollout(canary("web", "v2", steps))
-    status = settled(cluster, "web")
+    status = settled(cluster, "web", timeout=90)
     assert status["phase"] == "Healthy" and status["stableRevision"] != v1, status
     v2 = status["stableRevision"]
     run = [r for r in status["analysisRuns"] if r["key"] == "step-1" and r["revision"] == v2]
@@ -264,7 +250,7 @@ def test_web_check_against_the_canary_passes_and_fails_on_a_status_code(
         {"name": "DEMO_ERROR_RATE", "value": "1"}
     )
     cluster.apply_rollout(broken)
-    status = settled(cluster, "web")
+    status = settled(cluster, "web", timeout=90)
     assert status["phase"] == "Degraded" and status["reason"] == "AnalysisFailed", status
     assert "-> 500 (wanted 200)" in status["message"]
     assert status["stableRevision"] == v2
@@ -323,7 +309,7 @@ def test_the_seed_alert_rules_gate_a_canary_from_a_configmap(
         return rollout
 
     cluster.apply_rollout(api("v1", "alert-gate"))
-    v1 = settled(cluster, "api")["stableRevision"]
+    v1 = settled(cluster, "api", timeout=90)["stableRevision"]
     traffic(cluster.namespace, service="api", rate_per_second=40)
 
     cluster.apply_rollout(api("v2", "alert-gate"))
@@ -343,7 +329,7 @@ def test_the_seed_alert_rules_gate_a_canary_from_a_configmap(
     assert status["stableRevision"] == v2
 
     cluster.apply_rollout(api("v4", "odd-gate"))
-    status = settled(cluster, "api")
+    status = settled(cluster, "api", timeout=90)
     assert status["phase"] == "Degraded", status
     assert "rule AlwaysOn" in status["message"] and "no series selector" in status["message"]
     assert status["stableRevision"] == v2
