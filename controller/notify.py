@@ -88,6 +88,9 @@ class Notification:
         return f"{self.namespace}/{self.rollout}"
 
 
+HOOK_PREFIX = "hook-"  # analysis runs of spec.hooks (hook-preRollout, ...)
+_DONE = ("Successful", "Failed", "Inconclusive", "Error")
+
 _EVENT_OUTCOMES: dict[str, NotificationEvent] = {
     "Promoted": "promoted",
     "Aborted": "aborted",
@@ -101,7 +104,8 @@ def detect_events(
     """The notifiable changes from ``before`` to ``after`` (status as read, as written).
 
     ``started``: a history entry appeared; ``promoted``/``aborted``/``rolledBack``: an
-    entry got that outcome; ``paused``: the phase became Paused, or its reason changed.
+    entry got that outcome; ``paused``: the phase became Paused, or its reason changed;
+    ``hookFinished``: a hook's Jobs (preRollout, postPromotion, onAbort) all finished.
     """
     old = before or RolloutStatus()
     seen = {(e.revision, e.started_at): e.outcome for e in old.history}
@@ -116,6 +120,14 @@ def detect_events(
         old.phase is not Phase.PAUSED or old.reason != after.reason
     ):
         events.append("paused")
+    finished = {(r.key, r.revision, r.started_at) for r in old.analysis_runs if r.phase in _DONE}
+    for run in after.analysis_runs:
+        if (
+            run.key.startswith(HOOK_PREFIX)
+            and run.phase in _DONE
+            and (run.key, run.revision, run.started_at) not in finished
+        ):
+            events.append("hookFinished")
     return tuple(dict.fromkeys(events))
 
 
@@ -124,7 +136,9 @@ def evidence_of(status: RolloutStatus) -> tuple[str, ...]:
     lines: list[str] = []
     for run in status.analysis_runs:
         for metric in run.metrics:
-            if metric.phase not in ("Failed", "Inconclusive", "Error"):
+            # A finished hook's outcome is news either way (a migration, a smoke test).
+            hook_done = run.key.startswith(HOOK_PREFIX) and metric.phase in _DONE
+            if metric.phase not in ("Failed", "Inconclusive", "Error") and not hook_done:
                 continue
             last = metric.measurements[-1] if metric.measurements else None
             value = f" last value {last.value} at {last.at}" if last and last.value else ""
@@ -205,6 +219,7 @@ _EMOJI = {
     "promoted": ":white_check_mark:",
     "aborted": ":x:",
     "rolledBack": ":rewind:",
+    "hookFinished": ":hook:",
 }
 _VERB = {
     "started": "started rolling out",
@@ -212,6 +227,7 @@ _VERB = {
     "promoted": "promoted",
     "aborted": "aborted",
     "rolledBack": "rolled back",
+    "hookFinished": "ran a hook for",
 }
 
 

@@ -24,7 +24,8 @@ MAX_ROLLING_ROWS = 24
 
 @dataclass(frozen=True)
 class PreviewRow:
-    index: int
+    index: int | None
+    """The step (status.currentStepIndex for canary); None for a hook's row."""
     action: str
     stable: int
     canary: int
@@ -46,11 +47,39 @@ def preview(rollout: Rollout) -> list[PreviewRow]:
     """The rows of ``deployctl plan`` for ``rollout``'s strategy."""
     strategy = rollout.spec.strategy
     if strategy.canary is not None:
-        return _canary(rollout, strategy.canary)
-    if strategy.blue_green is not None:
-        return _blue_green(rollout, strategy.blue_green)
-    assert strategy.rolling is not None
-    return _rolling(rollout, strategy.rolling)
+        rows = _canary(rollout, strategy.canary)
+    elif strategy.blue_green is not None:
+        rows = _blue_green(rollout, strategy.blue_green)
+    else:
+        assert strategy.rolling is not None
+        rows = _rolling(rollout, strategy.rolling)
+    return _with_hooks(rollout, rows)
+
+
+def _with_hooks(rollout: Rollout, rows: list[PreviewRow]) -> list[PreviewRow]:
+    """preRollout Jobs before the first pod of the new revision; postPromotion Jobs just
+    before the new revision becomes stable, where pods and traffic then stand."""
+    hooks = rollout.spec.hooks
+    if hooks is None:
+        return rows
+    out = list(rows)
+    if hooks.post_promotion and len(out) >= 2:
+        before = out[-2]
+        names = ", ".join(h.name for h in hooks.post_promotion)
+        row = PreviewRow(
+            None,
+            f"postPromotion jobs {names}",
+            before.stable,
+            before.canary,
+            before.weight,
+            before.analysis,
+        )
+        out.insert(len(out) - 1, row)
+    if hooks.pre_rollout:
+        names = ", ".join(h.name for h in hooks.pre_rollout)
+        replicas = rollout.spec.replicas
+        out.insert(0, PreviewRow(None, f"preRollout jobs {names}", replicas, 0, 0))
+    return out
 
 
 def _names(ref: AnalysisRef | None) -> tuple[str, ...]:
@@ -196,7 +225,7 @@ def _rolling(rollout: Rollout, spec: RollingStrategy) -> list[PreviewRow]:
         head, tail = rows[: MAX_ROLLING_ROWS - 6], rows[-5:]
         skipped = len(rows) - len(head) - len(tail)
         gap = PreviewRow(
-            index=head[-1].index + 1,
+            index=len(head),
             action=f"... {skipped} more passes ...",
             stable=tail[0].stable,
             canary=tail[0].canary,

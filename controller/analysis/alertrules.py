@@ -177,17 +177,34 @@ def scope(rule: AlertRule, matchers: Mapping[str, str]) -> str:
     return rewritten
 
 
+def _longest_range(expr: Any) -> timedelta:
+    longest = timedelta(0)
+
+    def visit(node: Any) -> bool:
+        nonlocal longest
+        if isinstance(node, promql_parser.MatrixSelector):
+            longest = max(longest, node.range)
+        return True
+
+    promql_parser.walk(expr, visit)
+    return longest
+
+
 def presence_queries(rule: AlertRule, matchers: Mapping[str, str]) -> list[str]:
-    """Each series selector of the rule alone, restricted by ``matchers``: whether the
-    revision has any of the rule's series at all. An alert that is not firing because
-    there is no data yet must not pass a canary (missing data never promotes)."""
+    """Each series selector of the rule alone, restricted by ``matchers`` and looking as
+    far back as the rule's longest range (``offset``): whether the revision has had any
+    of the rule's series for a whole window. An alert that is not firing because the
+    revision is too new for its rate windows must not pass a canary (missing data never
+    promotes): a 5xx counter that has not yet been scraped twice makes no rate at all."""
     parsed = promql_parser.parse(rule.expr)
+    window = _longest_range(parsed)
+    offset = f" offset {promql_parser.display_duration(window)}" if window else ""
     queries: list[str] = []
     for node in _selectors(parsed):
         bare = [m for m in node.matchers.matchers if not (node.name and m.name == "__name__")]
         parts = [_matcher_text(m.name, _OPS[str(m.op)], m.value) for m in bare]
         parts += [_matcher_text(k, "=", v) for k, v in matchers.items()]
-        text = f"{node.name or ''}{{{','.join(parts)}}}"
+        text = f"{node.name or ''}{{{','.join(parts)}}}{offset}"
         promql_parser.parse(text)  # our own output must parse
         if text not in queries:
             queries.append(text)

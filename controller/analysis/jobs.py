@@ -22,6 +22,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -41,6 +42,8 @@ JOB_HISTORY_LIMIT = 10
 # While a Job runs, look at it at least this often (Job events also wake the rollout).
 JOB_POLL_SECONDS = 5.0
 MAX_EVIDENCE = 600
+# How long a finished Job's verdict waits for its pod's final status to reach the cache.
+EVIDENCE_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class JobCheck:
     metric: str
     attempt: int
     provider: JobProvider
+    now: datetime | None = None
+    """When the check is made (not part of the Job's identity)."""
 
     @property
     def name(self) -> str:
@@ -130,6 +135,18 @@ def _condition(job: Obj, kind: str) -> Obj | None:
     return None
 
 
+def _recent(condition: Obj, now: datetime | None) -> bool:
+    """Whether ``condition`` changed less than EVIDENCE_WAIT seconds before ``now``."""
+    since = condition.get("lastTransitionTime")
+    if now is None or not since:
+        return False
+    try:
+        changed = datetime.fromisoformat(str(since).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (now - changed).total_seconds() < EVIDENCE_WAIT
+
+
 def _pod_evidence(pods: list[Obj]) -> str:
     """How the newest finished pod ended: exit code, reason, and its message (log tail)."""
     finished = [p for p in pods if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")]
@@ -178,6 +195,11 @@ class JobChecks:
             )
             return None
         pods = self.pods.list(check.namespace, labels={"job-name": check.name})
+        done = _condition(job, "Complete") or _condition(job, "Failed")
+        if done is not None and not _pod_evidence(pods) and _recent(done, check.now):
+            # The pod cache may lag the Job cache: wait (a pod event wakes the rollout)
+            # rather than lose the evidence, for a few seconds at most.
+            return None
         if _condition(job, "Complete") is not None:
             evidence = _pod_evidence(pods)
             message = f"{check.metric}: Job {check.name} succeeded" + (

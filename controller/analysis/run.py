@@ -547,6 +547,7 @@ class AnalysisEngine:
             metric=metric.name,
             attempt=attempt,
             provider=provider,
+            now=now,
         )
         judgement = self.jobs.check(check)
         if judgement is None:

@@ -43,13 +43,16 @@ OVERRIDE_REASON_ANNOTATION = "deployctl.io/override-reason"
 Exemption = Literal["hotfix", "security", "regression", "release-blocker"]
 EXEMPTION_KINDS: tuple[Exemption, ...] = ("hotfix", "security", "regression", "release-blocker")
 
-NotificationEvent = Literal["started", "paused", "promoted", "aborted", "rolledBack"]
+NotificationEvent = Literal[
+    "started", "paused", "promoted", "aborted", "rolledBack", "hookFinished"
+]
 NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
     "started",
     "paused",
     "promoted",
     "aborted",
     "rolledBack",
+    "hookFinished",
 )
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -260,7 +263,7 @@ class NotificationTarget(ApiModel):
     type: Literal["generic", "slack"] = "generic"
     url_from: UrlSource = Field(description="The URL is a secret: read from a Secret key")
     events: list[NotificationEvent] = Field(
-        default_factory=lambda: list(NOTIFICATION_EVENTS), min_length=1, max_length=5
+        default_factory=lambda: list(NOTIFICATION_EVENTS), min_length=1, max_length=6
     )
     timeout: Duration = Field(default=5.0, description="Per attempt")
     retries: Annotated[int, Field(ge=0, le=10)] = 3

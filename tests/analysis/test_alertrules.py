@@ -231,7 +231,11 @@ def test_an_alert_is_judged_pending_until_its_for_then_failed() -> None:
 
 def test_presence_queries_are_the_rules_selectors_alone_scoped() -> None:
     [high] = select_rules(load_rules(SEED_RULES), ["HighErrorRate"])
+    # As far back as the rule's rate window: a revision younger than that is not judged.
     assert presence_queries(high, CANARY) == [
-        'http_requests_total{code=~"5..",namespace="shop",revision="x7k2m9qpdr"}',
-        'http_requests_total{namespace="shop",revision="x7k2m9qpdr"}',
+        'http_requests_total{code=~"5..",namespace="shop",revision="x7k2m9qpdr"} offset 1m',
+        'http_requests_total{namespace="shop",revision="x7k2m9qpdr"} offset 1m',
+    ]
+    assert presence_queries(rule("up == 0"), CANARY) == [
+        'up{namespace="shop",revision="x7k2m9qpdr"}'
     ]

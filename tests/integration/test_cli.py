@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -250,23 +253,46 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
     listed = [r for r in json.loads(result.stdout) if r["namespace"] == ns]
     assert [(r["name"], r["phase"], r["stable"]) for r in listed] == [("shop", "Healthy", v2)]
 
-    # status --watch keeps redrawing until Ctrl-C, which ends it cleanly (exit 0).
+    # status --watch keeps redrawing until Ctrl-C, which ends it cleanly (exit 0). As on
+    # a terminal (TTY_COMPATIBLE), so that frames are drawn as they come: Ctrl-C is sent
+    # once two frames are seen (the watch loop is running), not after a guessed delay.
     watch = subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "status", "shop", "-n", ns, "--watch"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**env, "TTY_COMPATIBLE": "1"},
     )
-    try:
-        watch.wait(timeout=3)
-        raise AssertionError("status --watch ended by itself")
-    except subprocess.TimeoutExpired:
-        pass  # still watching, as it should
+    stdout = watch.stdout
+    assert stdout is not None
+    chunks: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for chunk in iter(lambda: stdout.read(64), ""):
+            chunks.put(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    seen = ""
+    deadline = time.monotonic() + 30
+    while seen.count("Rollout") < 2:  # the first line of each frame
+        assert watch.poll() is None, f"status --watch ended by itself: {seen[-500:]}"
+        assert time.monotonic() < deadline, f"no second frame in 30 s: {seen[-500:]}"
+        try:
+            seen += chunks.get(timeout=0.5)
+        except queue.Empty:
+            continue
     watch.send_signal(signal.SIGINT)
-    out, err = watch.communicate(timeout=15)
-    assert watch.returncode == 0, err
-    assert "Healthy" in out and v2 in out
+    code = watch.wait(timeout=15)
+    errors = watch.stderr.read() if watch.stderr else ""
+    if watch.stderr:
+        watch.stderr.close()
+    assert code == 0, errors
+    reader.join(timeout=5)
+    stdout.close()
+    while not chunks.empty():
+        seen += chunks.get()
+    assert "Healthy" in seen and v2 in seen
 
 
 def test_cli_exit_4_when_the_cluster_is_unreachable_or_forbidden(

@@ -133,7 +133,12 @@ def test_standby_takes_over_when_the_leader_stops_renewing(
 
     fault_proxy.set_faults(Faults(error_rate_500=1.0))  # a can no longer renew
     partitioned = time.monotonic()
-    wait_for(lambda: b.is_leader, timeout=LEASE + RENEW_DEADLINE + 3, what="b to take over")
+    # The callback that records the start runs just after is_leader turns true.
+    wait_for(
+        lambda: b.is_leader and "b" in leadership.started,
+        timeout=LEASE + RENEW_DEADLINE + 3,
+        what="b to take over",
+    )
     took = leadership.started["b"] - partitioned
     # The lease runs out LEASE after a's last renewal, plus b's retry period and jitter.
     assert took <= LEASE + 3 * RETRY + 0.5, f"takeover took {took:.2f} s"
@@ -163,7 +168,11 @@ def test_release_hands_over_at_once(
     stopping = time.monotonic()
     a.stop()  # graceful: stop leading, then release
     assert "a" in leadership.stopped
-    wait_for(lambda: b.is_leader, timeout=LEASE, what="b to take over after release")
+    wait_for(
+        lambda: b.is_leader and "b" in leadership.started,
+        timeout=LEASE,
+        what="b to take over after release",
+    )
     assert leadership.started["b"] - stopping < LEASE / 2, "no waiting out the lease"
     assert leadership.overlaps == []
 

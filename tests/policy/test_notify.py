@@ -281,6 +281,27 @@ def test_detect_events_and_targets() -> None:
     frozen = RolloutStatus(phase=Phase.PAUSED, reason="FrozenUntil")
     assert detect_events(None, frozen) == ("paused",)
 
+
+def test_a_finished_hook_is_notified_once_with_its_outcome_as_evidence() -> None:
+    def with_hook(phase: str, message: str) -> RolloutStatus:
+        run = {
+            "key": "hook-onAbort",
+            "revision": "b",
+            "startedAt": "t2",
+            "phase": phase,
+            "metrics": [{"name": "undo-migration", "phase": phase, "message": message}],
+        }
+        return RolloutStatus.model_validate({"phase": "Degraded", "analysisRuns": [run]})
+
+    running = with_hook("Running", "")
+    done = with_hook("Successful", "undo-migration: Job shop-undo-1 succeeded")
+    assert detect_events(running, done) == ("hookFinished",)
+    assert detect_events(done, done) == ()
+    note = notification_for(rollout(), done, "hookFinished", now=berlin(2026, 12, 7, 10, 3))
+    assert note.evidence == (
+        "hook-onAbort/undo-migration Successful: undo-migration: Job shop-undo-1 succeeded",
+    )
+
     spec = {
         "notifications": [
             {"name": "all", "urlFrom": {"secretKeyRef": {"name": "hooks", "key": "all"}}},

@@ -141,6 +141,8 @@ def test_watch_events_are_streamed_without_buffering(fault_proxy, kube_api, name
     for event in watcher.stream(
         core.list_namespaced_config_map, namespace, resource_version=version, timeout_seconds=30
     ):
+        if event["object"].metadata.name == "kube-root-ca.crt":
+            continue  # published by kube-controller-manager on its own schedule
         assert (event["type"], event["object"].metadata.name) == ("ADDED", "c")
         watcher.stop()
     creator.join()

@@ -74,3 +74,18 @@ def test_set_condition_keeps_the_transition_time_while_status_is_unchanged() -> 
     )
     assert same[0].last_transition_time == "2026-03-01T12:00:00Z" and same[0].reason == "B"
     assert flipped[0].last_transition_time == "2026-03-01T13:00:00Z"
+
+
+def test_hooks_appear_where_they_run() -> None:
+    from tests.strategies.test_hooks import STRATEGIES, with_hooks
+
+    for kind, strategy in STRATEGIES.items():
+        rows = preview(with_hooks(strategy, preRollout=["migrate"], postPromotion=["smoke"]))
+        assert rows[0].index is None and rows[0].action == "preRollout jobs migrate", kind
+        assert (rows[0].stable, rows[0].canary, rows[0].weight) == (4, 0, 0)
+        hook = rows[-2]
+        assert hook.index is None and hook.action == "postPromotion jobs smoke", kind
+        # Before the new revision becomes stable: the old one is still there to go back to
+        # for canary and blue-green; a rolling update has replaced every pod by then.
+        assert hook.canary == 4 and rows[-1].index is not None
+        assert json.loads(json.dumps(hook.to_dict()))["step"] is None

@@ -164,7 +164,9 @@ def play(rollout: Rollout, sequence: list[Move], check: Any) -> World:
 def settle_after_abort(world: World, revision: str) -> None:
     """An aborted rollout, left alone, ends with all pods and traffic on stable."""
     event(f"final phase {world.status.phase}")
-    if not world.status.aborted:
+    if not world.status.aborted or world.status.canary_revision != revision:
+        # Not aborted, or the template now names another revision (say, paused before
+        # the controller saw it): that is a new rollout starting, not one left alone.
         return
     world.broken, world.crashing, world.request = set(), set(), None
     world.set_spec(paused=False)
