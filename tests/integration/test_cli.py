@@ -294,6 +294,23 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         seen += chunks.get()
     assert "Healthy" in seen and v2 in seen
 
+    # The downgrade refused at the start is written when asked for on purpose.
+    result = cli(
+        "rollout",
+        "shop",
+        "-n",
+        ns,
+        "--image",
+        "app=deployctl/demo-app:0.9.0",
+        "--allow-downgrade",
+        "--reason",
+        "back to the last good release",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    written = cluster.rollout("shop")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert written == "deployctl/demo-app:0.9.0"
+
 
 def test_cli_exit_4_when_the_cluster_is_unreachable_or_forbidden(
     control_plane: Any, namespace: str, tmp_path: Path

@@ -213,10 +213,11 @@ def test_a_killed_controller_resumes_the_same_step_with_the_same_timer(
         timeout=30,
         what="the step after the pause",
     )
-    # The pause kept its original start: the next step began 8 s after the pause did.
+    # The pause kept its original start: the next step began 8 s after the pause did
+    # (stamps have 1 s resolution, plus the new controller's sync under load: < 11 s).
     # A restarted timer would have begun it 8 s after the restart: 11 s or more.
     next_started = _parse(at_50["currentStepStartedAt"])
-    assert 7.5 <= next_started - started_at < 10, next_started - started_at
+    assert 7.5 <= next_started - started_at < 11, next_started - started_at
     done = status_when(
         cluster,
         "k",

@@ -7,6 +7,8 @@ reading, not sampling noise.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from kubernetes import client as k8s
 
@@ -207,7 +209,9 @@ def test_prometheus_sees_per_revision_series(
 
     def both_revisions() -> dict[str, float] | None:
         found = {s.labels["revision"]: s.value for s in prometheus.query(query)}
-        return found if {"r1", "r2"} <= found.keys() else None
+        # NaN (0/0) until a revision's first requests are inside the rate window.
+        ready = {"r1", "r2"} <= found.keys() and all(math.isfinite(v) for v in found.values())
+        return found if ready else None
 
     ratios = wait_until(both_revisions, timeout=30, interval=0.5, what="per-revision error ratios")
     assert ratios["r1"] == 0
