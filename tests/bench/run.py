@@ -406,6 +406,14 @@ def bench_scale(cluster: Cluster, controller: Controller, results: Results) -> N
             v for k, v in controller.api_requests().items() if "lease" not in k and "watch" not in k
         )
 
+    # Each promotion keeps the old revision for scaleDownDelaySeconds, then writes status
+    # once more when it scales it down: idle starts after the last of those.
+    wait_for(
+        lambda: not any(s.get("scaleDownAt") for s in cluster.statuses(ns).values()),
+        timeout=300,
+        what="every old revision scaled down",
+        every=2,
+    )
     quiet_since = [time.monotonic(), busy_requests()]
 
     def settled() -> bool:
