@@ -131,7 +131,6 @@ class Operator:
                 services=self.services,
                 routes=self.routes,
                 policies=self.policies,
-                jobs=self.jobs,
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),

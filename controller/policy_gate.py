@@ -22,21 +22,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import ValidationError
 
 from controller.api import Rollout, RolloutStatus
 from controller.api.policy import DeliveryPolicy
+from controller.cache import Cache
 from controller.notify import Notifier, detect_events, notification_for, targets_for
 from controller.policy.evaluate import PolicyEvent, applicable_policies, evaluate
 from controller.policy.gates import gate_satisfied
 from controller.policy.hold import hold, record, release
 from controller.policy.overrides import parse_override
-
-if TYPE_CHECKING:
-    from controller.reconciler import Cache
 
 log = structlog.stdlib.get_logger(__name__)
 

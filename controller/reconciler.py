@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -36,6 +36,7 @@ from controller.api import reasons as R
 from controller.api.analysis import Metric, Provider
 from controller.api.revision import ROLLOUT_LABEL, replicaset_name, template_hash
 from controller.api.status import AnalysisRunStatus, parse_timestamp
+from controller.cache import Cache, Obj
 from controller.kube import Kube, merge_patch
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.observe import observe, service_names
@@ -43,23 +44,15 @@ from controller.policy_gate import Held, PolicyGate, held_events
 from controller.resources import replicaset_body, service_selector
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Plan, decide
-from strategies.common import HOOK_KEYS, HOOK_ON_ABORT, HOOK_POST_PROMOTION, HOOK_PRE_ROLLOUT
+from strategies.common import hooks_of
 
 log = structlog.stdlib.get_logger(__name__)
 
-Obj = dict[str, Any]
 
 # Look again at least this often while a rollout is in flight, in case an event was lost.
 SAFETY_RESYNC = 60.0
 # Status messages are for people; keep them readable in `kubectl describe`.
 MAX_MESSAGE = 1024
-
-
-class Cache(Protocol):
-    def get(self, namespace: str | None, name: str) -> Obj | None: ...
-    def list(
-        self, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
-    ) -> list[Obj]: ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +66,6 @@ class Caches:
     services: Cache
     routes: Cache | None = None
     policies: Cache | None = None
-    jobs: Cache | None = None
 
 
 @dataclass(frozen=True)
@@ -222,12 +214,7 @@ class Reconciler:
             if run.phase not in ("Running", "Pending") or (ref is None and hooks is None):
                 runs.append(run)
                 continue
-            context = QueryContext(
-                canary_hash=run.revision,
-                stable_hash=status.stable_revision,
-                rollout_name=rollout.metadata.name,
-                rollout_namespace=rollout.metadata.namespace,
-            )
+            context = query_context(rollout, status, run)
             if hooks is not None:
                 advanced = self.engine.advance_bound(run, hooks, context=context, now=now)
                 hook_events.extend(hook_outcomes(run, advanced))
@@ -262,14 +249,12 @@ class Reconciler:
             if hooks is not None:
                 due = next_due(run, [b.metric for b in hooks], now=now)
             elif ref is not None:
-                context = QueryContext(
-                    canary_hash=run.revision,
-                    stable_hash=status.stable_revision,
-                    rollout_name=rollout.metadata.name,
-                    rollout_namespace=rollout.metadata.namespace,
-                )
                 due = self.engine.next_due(
-                    run, templates=templates, ref=ref, now=now, context=context
+                    run,
+                    templates=templates,
+                    ref=ref,
+                    now=now,
+                    context=query_context(rollout, status, run),
                 )
             else:
                 continue
@@ -456,17 +441,20 @@ def analysis_ref(rollout: Rollout, key: str) -> AnalysisRef | None:
     return None
 
 
+def query_context(rollout: Rollout, status: RolloutStatus, run: AnalysisRunStatus) -> QueryContext:
+    """What a run's queries and checks are about: its revision against stable."""
+    return QueryContext(
+        canary_hash=run.revision,
+        stable_hash=status.stable_revision,
+        rollout_name=rollout.metadata.name,
+        rollout_namespace=rollout.metadata.namespace,
+    )
+
+
 def hook_metrics(rollout: Rollout, key: str) -> list[BoundMetric] | None:
     """The Jobs a hook run (``hook-preRollout``...) stands for, as job metrics; None if
     ``key`` is not a hook run or the spec no longer has those hooks."""
-    hooks = rollout.spec.hooks
-    if hooks is None or key not in HOOK_KEYS:
-        return None
-    chosen = {
-        HOOK_PRE_ROLLOUT: hooks.pre_rollout,
-        HOOK_POST_PROMOTION: hooks.post_promotion,
-        HOOK_ON_ABORT: hooks.on_abort,
-    }[key]
+    chosen = hooks_of(rollout, key)
     if not chosen:
         return None
     return [

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from controller.api import Rollout
 from controller.api import reasons as r
+from controller.api.rollout import Hook
 from controller.api.status import AnalysisRunStatus, Phase, parse_timestamp, timestamp
 from strategies.context import Context, Outcome
 
@@ -306,19 +308,22 @@ def last_measured(run: AnalysisRunStatus) -> str:
 HOOK_PRE_ROLLOUT = "hook-preRollout"
 HOOK_POST_PROMOTION = "hook-postPromotion"
 HOOK_ON_ABORT = "hook-onAbort"
-HOOK_KEYS = (HOOK_PRE_ROLLOUT, HOOK_POST_PROMOTION, HOOK_ON_ABORT)
 
 
-def _hook_names(ctx: Context, key: str) -> list[str]:
-    hooks = ctx.rollout.spec.hooks
+def hooks_of(rollout: Rollout, key: str) -> list[Hook]:
+    """The hooks a hook run key (``hook-preRollout``...) stands for; [] for other keys."""
+    hooks = rollout.spec.hooks
     if hooks is None:
         return []
-    chosen = {
+    return {
         HOOK_PRE_ROLLOUT: hooks.pre_rollout,
         HOOK_POST_PROMOTION: hooks.post_promotion,
         HOOK_ON_ABORT: hooks.on_abort,
-    }[key]
-    return [h.name for h in chosen]
+    }.get(key, [])
+
+
+def _hook_names(ctx: Context, key: str) -> list[str]:
+    return [h.name for h in hooks_of(ctx.rollout, key)]
 
 
 def hold_on_stable(ctx: Context) -> None:

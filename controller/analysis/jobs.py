@@ -30,10 +30,10 @@ import structlog
 from controller.analysis.verdict import Judgement
 from controller.api.revision import ROLLOUT_LABEL
 from controller.api.rollout import JobProvider
+from controller.cache import Cache, Obj
 
 log = structlog.stdlib.get_logger(__name__)
 
-Obj = dict[str, Any]
 
 FOR_REVISION_LABEL = "deployctl.io/for-revision"
 ANALYSIS_LABEL = "deployctl.io/analysis"
@@ -78,13 +78,6 @@ class JobCheck:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
         prefix = re.sub(r"[^a-z0-9-]", "-", f"{self.rollout}-{self.metric}".lower())[:52]
         return f"{prefix.strip('-')}-{digest}"
-
-
-class Cache(Protocol):
-    def get(self, namespace: str | None, name: str) -> Obj | None: ...
-    def list(
-        self, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
-    ) -> list[Obj]: ...
 
 
 class JobApi(Protocol):

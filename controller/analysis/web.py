@@ -21,7 +21,7 @@ Service addresses, ``--service-address``:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 import requests
 from tenacity import (
@@ -35,18 +35,11 @@ from tenacity import (
 from controller.analysis.values import QueryFailure
 from controller.analysis.webcheck import WebReply
 from controller.api.analysis import WebProvider
+from controller.cache import Cache, Obj
 
-Obj = dict[str, Any]
 ServiceAddressMode = Literal["dns", "pods"]
 MAX_BODY = 64 * 1024
 SecretReader = Callable[[str, str], Mapping[str, str]]
-
-
-class Cache(Protocol):
-    def get(self, namespace: str | None, name: str) -> Obj | None: ...
-    def list(
-        self, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
-    ) -> list[Obj]: ...
 
 
 class SecretProblem(Exception):
