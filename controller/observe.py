@@ -13,8 +13,8 @@ from typing import Any
 from controller.api import Rollout
 from controller.api.revision import REVISION_LABEL
 from controller.api.status import RolloutStatus
+from controller.kube.routes import backend_weights
 from controller.requests import parse_request
-from controller.resources import route_weights_by_service
 from strategies import Observed, Request, RevisionState
 
 # Waiting reasons after which a container will not come up by itself.
@@ -87,7 +87,7 @@ def observe(
     route_weights: dict[str, int] | None = None
     canary = rollout.spec.strategy.canary
     if route is not None and canary is not None and canary.stable_service:
-        by_service = route_weights_by_service(route)
+        by_service = backend_weights(route)
         route_weights = {}
         for backend, revision in (
             (canary.stable_service, status.stable_revision),

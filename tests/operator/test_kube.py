@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-import controller.kube as kube_module
+import controller.kube.transport as transport
 from controller.kube import (
     EVENTS,
     REPLICASETS,
@@ -187,7 +187,7 @@ def test_list_paginates_and_fills_kind(
 ) -> None:
     for index in range(5):
         make_configmap(kube_api, namespace, f"cm-{index}")
-    monkeypatch.setattr(kube_module, "_LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(transport, "_LIST_PAGE_SIZE", 2)
     listing = kube.list_objects(CONFIGMAPS, namespace)
     names = sorted(item["metadata"]["name"] for item in listing.items)
     assert [n for n in names if n.startswith("cm-")] == [f"cm-{i}" for i in range(5)]
