@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.api import Rollout
-from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL, replicaset_name
+from controller.api.revision import replicaset_name
+from controller.names import IMAGES_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL, TEMPLATE_ANNOTATION
 
-TEMPLATE_ANNOTATION = "deployctl.io/template"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "deployctl"}
 
 
@@ -41,7 +41,7 @@ def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[s
             "namespace": rollout.metadata.namespace,
             "labels": {**labels, **MANAGED_BY},
             "annotations": {
-                "deployctl.io/images": _images(template),
+                IMAGES_ANNOTATION: _images(template),
                 # The template exactly as the Rollout had it (before our labels), so that
                 # `deployctl undo` restores the same revision hash, not a look-alike.
                 TEMPLATE_ANNOTATION: json.dumps(

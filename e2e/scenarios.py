@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from controller.names import REVISION_LABEL
 from e2e.kind import demo_image
 from tests.integration.harness import GROUP, VERSION, Cluster, poll
 
@@ -215,4 +216,4 @@ def wait_new_revision(
 
 
 def revision_selector(cluster: Cluster, service: str) -> str | None:
-    return cluster.service_selector(service).get("deployctl.io/revision")
+    return cluster.service_selector(service).get(REVISION_LABEL)

@@ -55,12 +55,13 @@ from typing import IO, Any
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
+from controller.names import REVISION_LABEL
+from controller.times import micro_timestamp, timestamp
 from sandbox.demo_app import DEFAULT_PORT, die_with_parent, port_is_free, spawn_demo_app
 
 log = logging.getLogger(__name__)
 
 BEHAVIOUR_ENV = "SANDBOX_BEHAVIOUR"
-REVISION_LABEL = "deployctl.io/revision"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 MERGE_PATCH = "application/merge-patch+json"
 HOST_IP = "127.0.0.1"
@@ -105,16 +106,6 @@ def behaviour_of(pod: Mapping[str, Any]) -> Behaviour:
     if tag.endswith("-never-ready"):
         return Behaviour.NEVER_READY
     return Behaviour.NORMAL
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def micro_time(moment: dt.datetime) -> str:
-    # Always six fraction digits: the client drops a zero fraction and the server then
-    # rejects the MicroTime with 400.
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def utcnow() -> dt.datetime:
@@ -371,7 +362,7 @@ class NodeAgent:
     # -- node and lease ----------------------------------------------------------------
 
     def _node_status(self) -> JSON:
-        now = rfc3339(utcnow())
+        now = timestamp(utcnow())
 
         def condition(kind: str, status: str, reason: str, message: str) -> JSON:
             return {
@@ -443,7 +434,7 @@ class NodeAgent:
         self._node_uid = json.loads(response.data)["metadata"]["uid"]
 
     def _renew_lease(self) -> None:
-        now = micro_time(utcnow())
+        now = micro_timestamp(utcnow())
         spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": now}
         try:
             self.coordination.patch_namespaced_lease(
@@ -836,9 +827,9 @@ class NodeAgent:
 
     def _status_patch(self, state: _PodState) -> JSON:
         ready = "True" if state.ready else "False"
-        bound = rfc3339(state.bound_at)
-        changed = rfc3339(state.ready_changed_at or state.bound_at)
-        started = rfc3339(state.started_at or state.bound_at)
+        bound = timestamp(state.bound_at)
+        changed = timestamp(state.ready_changed_at or state.bound_at)
+        started = timestamp(state.started_at or state.bound_at)
 
         def condition(kind: str, status: str, since: str) -> JSON:
             entry: JSON = {"type": kind, "status": status, "lastTransitionTime": since}
@@ -852,7 +843,7 @@ class NodeAgent:
                 "exitCode": code,
                 "reason": "Completed" if code == 0 else "Error",
                 "startedAt": started,
-                "finishedAt": rfc3339(state.last_finished_at or utcnow()),
+                "finishedAt": timestamp(state.last_finished_at or utcnow()),
             }
             if state.termination_message:
                 terminated["message"] = state.termination_message
@@ -873,7 +864,7 @@ class NodeAgent:
                     "exitCode": 1,
                     "reason": "Error",
                     "startedAt": started,
-                    "finishedAt": rfc3339(state.last_finished_at),
+                    "finishedAt": timestamp(state.last_finished_at),
                 }
             }
         statuses = [

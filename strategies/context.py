@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from controller.api import Rollout
 from controller.api import reasons as r
@@ -23,20 +23,15 @@ from controller.api.status import (
     AnalysisRunStatus,
     HistoryEntry,
     Phase,
+    RevisionOutcome,
     RolloutStatus,
-    parse_timestamp,
-    timestamp,
 )
+from controller.names import CI_ANNOTATION_PREFIX, REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+from controller.times import parse_timestamp, timestamp
 from strategies.observed import Observed, Request, RevisionState
 from strategies.plan import Plan, PlanEvent
 
-REQUESTED_BY_ANNOTATION = "deployctl.io/requested-by"
-REASON_ANNOTATION = "deployctl.io/reason"
-CI_ANNOTATION_PREFIX = "deployctl.io/ci-"
-
 _STATUS_FIELDS = frozenset(RolloutStatus.model_fields)
-
-Outcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]
 
 
 @dataclass
@@ -192,7 +187,7 @@ class Context:
         )
         self.update(history=[*self.status.history, entry][-MAX_HISTORY:])
 
-    def history_finish(self, revision: str | None, outcome: Outcome, message: str) -> None:
+    def history_finish(self, revision: str | None, outcome: RevisionOutcome, message: str) -> None:
         """Close the newest still-progressing entry of ``revision`` with ``outcome``."""
         self._history_edit(
             revision,

@@ -57,9 +57,8 @@ from controller.api.status import (
     Measurement,
     MetricResult,
     Verdict,
-    parse_timestamp,
-    timestamp,
 )
+from controller.times import parse_timestamp, timestamp
 
 log = structlog.get_logger(__name__)
 

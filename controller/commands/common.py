@@ -43,7 +43,7 @@ Kubeconfig = Annotated[
         show_default=False,
     ),
 ]
-Context = Annotated[
+KubeContext = Annotated[
     str | None, typer.Option("--context", help="Kubeconfig context", show_default=False)
 ]
 Namespace = Annotated[

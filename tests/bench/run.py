@@ -46,7 +46,6 @@ GROUP, VERSION = "deployctl.io", "v1alpha1"
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 SCALE = int(os.environ.get("BENCH_SCALE", "1000"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
-REVISION = "deployctl.io/revision"
 
 
 def say(text: str) -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.names import REVISION_LABEL
 from tests.integration.harness import Cluster, demo_rollout, poll, settled
 from tests.integration.release_helpers import (
-    REVISION,
     canary,
     jobs_of,
     pods_of,
@@ -58,7 +58,7 @@ def test_failed_migration_stops_the_rollout_before_any_pod_and_runs_on_abort_onc
     assert status["stableRevision"] == v1
     assert pods_of(cluster, v2) == []  # the new revision never got a pod
     assert cluster.replicas_by_revision().get(v2, 0) == 0
-    assert cluster.service_selector("shop")[REVISION] == v1
+    assert cluster.service_selector("shop")[REVISION_LABEL] == v1
 
     # The onAbort hook runs, once, and its outcome reaches history and the Events.
     def on_abort_done(s: dict[str, Any]) -> bool:
@@ -146,4 +146,4 @@ def test_failed_post_promotion_smoke_test_switches_blue_green_back(
     assert status["reason"] == "PostPromotionHookFailed"
     assert "GET /pay -> 503" in status["message"]
     assert status["stableRevision"] == v1
-    assert cluster.service_selector("pay")[REVISION] == v1
+    assert cluster.service_selector("pay")[REVISION_LABEL] == v1

@@ -12,9 +12,9 @@ import time
 import urllib.request
 from typing import Any
 
+from controller.names import REVISION_LABEL
+from controller.times import parse_timestamp
 from tests.integration.harness import Cluster, demo_rollout, poll
-
-REVISION = "deployctl.io/revision"
 
 
 def canary(
@@ -45,7 +45,7 @@ def replicas_of(cluster: Cluster, rollout: str) -> dict[str, int]:
     for rs in cluster.apps.list_namespaced_replica_set(cluster.namespace).items:
         labels = rs.metadata.labels or {}
         if labels.get("deployctl.io/rollout") == rollout:
-            out[labels[REVISION]] = rs.spec.replicas or 0
+            out[labels[REVISION_LABEL]] = rs.spec.replicas or 0
     return out
 
 
@@ -241,9 +241,7 @@ def test_a_killed_controller_resumes_the_same_step_with_the_same_timer(
 
 
 def _parse(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return parse_timestamp(stamp).timestamp()
 
 
 def test_two_controllers_one_leader_and_the_standby_takes_over(
