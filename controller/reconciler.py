@@ -36,8 +36,8 @@ from controller.api import reasons as R
 from controller.api.analysis import Metric, Provider
 from controller.api.revision import replicaset_name, template_hash
 from controller.api.status import AnalysisRunStatus
-from controller.cache import Cache, Obj
-from controller.kube import Kube, merge_patch
+from controller.cache import Cache, KubeWrites, Obj
+from controller.kube import merge_patch
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.observe import observe
@@ -78,7 +78,7 @@ class ReconcileResult:
 class Reconciler:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeWrites,
         caches: Caches,
         *,
         engine: AnalysisEngine,
