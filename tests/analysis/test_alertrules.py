@@ -27,7 +27,7 @@ from controller.analysis.alertrules import (
 from controller.analysis.values import QueryResult, Sample
 from controller.cli import app
 from tests.analysis.test_prometheus_real import load as load  # noqa: F401 - the fixture
-from tests.sandbox.workload_helpers import wait_until
+from tests.waiting import wait_until
 
 SEED_RULES = """
 groups:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from controller.names import REVISION_LABEL
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll, settled
+from tests.integration.harness import Cluster, demo_rollout, error_rate_template, settled
+from tests.waiting import wait_until
 
 
 def bluegreen(version: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -84,9 +85,9 @@ def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(
     assert cluster.service_selector("pay")[REVISION_LABEL] == pay_v2
     post = [r for r in pay["analysisRuns"] if r["revision"] == pay_v2]
     assert post and post[-1]["phase"] == "Successful"
-    poll(
+    wait_until(
         lambda: replicas_of(cluster, "pay"),
-        lambda r: r.get(pay_v1, 0) == 0 and r.get(pay_v2) == 2,
+        ok=lambda r: r.get(pay_v1, 0) == 0 and r.get(pay_v2) == 2,
         timeout=30,
         what="blue v1 scaled down after scaleDownDelaySeconds",
     )
@@ -95,9 +96,9 @@ def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(
     assert cat["phase"] == "Degraded" and cat["reason"] == "AnalysisFailed", cat
     assert cat["stableRevision"] == cat_v1
     cat_v2 = cat["canaryRevision"]
-    poll(
+    wait_until(
         lambda: replicas_of(cluster, "cat"),
-        lambda r: r.get(cat_v1) == 4 and r.get(cat_v2, 0) == 0,
+        ok=lambda r: r.get(cat_v1) == 4 and r.get(cat_v2, 0) == 0,
         timeout=30,
         what="rolling v2 rolled back to v1 at full scale",
     )

@@ -27,7 +27,8 @@ from controller.kube import (
 )
 from controller.metrics import REGISTRY
 from sandbox.faultproxy import FaultProxy, Faults
-from tests.operator.helpers import core_api, custom_api, wait_for
+from tests.operator.helpers import core_api, custom_api
+from tests.waiting import wait_until
 
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
 FAST_RETRY = RetryPolicy(attempts=4, initial=0.01, maximum=0.05, jitter=0.0)
@@ -372,7 +373,7 @@ def test_creating_in_a_namespace_being_deleted_is_its_own_error_and_events_are_d
     core.create_namespaced_config_map(name, held)
     rollout = create_rollout(kube_api, name, "r")
     core.delete_namespace(name)
-    wait_for(
+    wait_until(
         lambda: core.read_namespace(name).status.phase == "Terminating",
         timeout=30,
         what="the namespace to be Terminating",
