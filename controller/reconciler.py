@@ -123,8 +123,6 @@ class Reconciler:
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
         self._apply(rollout, plan, revision=revision, log=bound)
-        if self.engine.jobs is not None:
-            self.engine.jobs.tidy(namespace, name)
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )

@@ -204,23 +204,30 @@ class Context:
 
     def history_note_once(self, revision: str | None, note: str) -> None:
         """Add ``note`` to the revision's newest entry, finished or not, unless it is there."""
-        history = list(self.status.history)
-        for index in range(len(history) - 1, -1, -1):
-            entry = history[index]
-            if entry.revision == revision:
-                if note not in entry.events:
-                    events = [*entry.events, note][-20:]
-                    history[index] = entry.model_copy(update={"events": events})
-                    self.update(history=history)
-                return
+        self._history_edit(
+            revision,
+            lambda e: e.model_copy(update={"events": [*e.events, note][-20:]}),
+            finished_too=True,
+            unless=lambda e: note in e.events,
+        )
 
-    def _history_edit(self, revision: str | None, edit: Callable[[HistoryEntry], Any]) -> None:
+    def _history_edit(
+        self,
+        revision: str | None,
+        edit: Callable[[HistoryEntry], HistoryEntry],
+        *,
+        finished_too: bool = False,
+        unless: Callable[[HistoryEntry], bool] = lambda _entry: False,
+    ) -> None:
+        """Edit the revision's newest entry (the newest still progressing, unless
+        ``finished_too``); nothing when there is none or ``unless`` holds for it."""
         history = list(self.status.history)
         for index in range(len(history) - 1, -1, -1):
             entry = history[index]
-            if entry.revision == revision and entry.outcome == "Progressing":
-                history[index] = edit(entry)
-                self.update(history=history)
+            if entry.revision == revision and (finished_too or entry.outcome == "Progressing"):
+                if not unless(entry):
+                    history[index] = edit(entry)
+                    self.update(history=history)
                 return
 
     # -- the result ---------------------------------------------------------------

@@ -13,7 +13,7 @@ A Job is owned by the Rollout (garbage-collected with it) and labelled with the
 rollout, the revision it checks and the analysis run; its name is derived from those
 and the attempt number, so a controller restarted mid-check finds its Job again instead
 of starting a second one. Finished Jobs beyond ``JOB_HISTORY_LIMIT`` per rollout are
-deleted, oldest first.
+deleted, oldest first, each time one of its Jobs gives its verdict (``tidy``).
 """
 
 from __future__ import annotations

@@ -39,8 +39,7 @@ from controller.analysis.alertrules import (
     AlertRule,
     RulesError,
     judge_alert,
-    presence_queries,
-    scope,
+    scoped,
     select_rules,
 )
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
@@ -251,6 +250,15 @@ def record(
     return _with_phase(run, results)
 
 
+def cannot_run(
+    run: AnalysisRunStatus, metric: Metric, why: str, *, now: datetime
+) -> AnalysisRunStatus:
+    """The run after ``metric`` turned out impossible to measure (a template problem, a
+    rules file that cannot be read, a provider this controller lacks): a permanent
+    Error saying ``why``, so the metric stops at once instead of waiting for data."""
+    return record(run, metric, Judgement("Error", None, why, permanent=True), now=now)
+
+
 def _with_phase(run: AnalysisRunStatus, results: list[MetricResult]) -> AnalysisRunStatus:
     phase = run_phase(results)
     if phase in ("Failed", "Inconclusive", "Error"):
@@ -419,18 +427,20 @@ class AnalysisEngine:
                 if not rules:
                     raise RulesError(f"ConfigMap {source.config_map} has no alerting rule")
                 matchers = {source.namespace_label: namespace, source.revision_label: revision}
-                expanded = [
-                    replace(
-                        item,
-                        metric=item.metric.model_copy(
-                            update={"name": f"{item.metric.name}/{rule.name}"}
-                        ),
-                        alert=rule,
-                        query=scope(rule, matchers),
-                        presence=tuple(presence_queries(rule, matchers)),
+                expanded = []
+                for rule in rules:
+                    queries = scoped(rule, matchers)
+                    expanded.append(
+                        replace(
+                            item,
+                            metric=item.metric.model_copy(
+                                update={"name": f"{item.metric.name}/{rule.name}"}
+                            ),
+                            alert=rule,
+                            query=queries.query,
+                            presence=queries.presence,
+                        )
                     )
-                    for rule in rules
-                ]
             except RulesError as exc:
                 out.append(replace(item, problem=f"{item.metric.name}: {exc}"))
                 continue
@@ -458,8 +468,7 @@ class AnalysisEngine:
                 continue
             if item.problem:
                 log.warning("analysis metric cannot run", run=run.key, error=item.problem)
-                failure = Judgement("Error", None, item.problem, permanent=True)
-                run = record(run, item.metric, failure, now=now)
+                run = cannot_run(run, item.metric, item.problem, now=now)
             elif item.alert is not None:
                 run = self._check_alert(run, item, item.alert, now=now)
             elif item.metric.job is not None:
@@ -500,14 +509,11 @@ class AnalysisEngine:
         metric = item.metric
         web = metric.web
         assert web is not None
-        breach_since = _breach_since(run, metric.name)
         if self.web is None:
-            failure = QueryFailure(
-                kind="rejected", query="", message="this controller cannot send HTTP checks"
+            return cannot_run(
+                run, metric, f"{metric.name}: this controller cannot send HTTP checks", now=now
             )
-            return record(
-                run, metric, judge_failure(metric.name, failure, breach_since=None), now=now
-            )
+        breach_since = _breach_since(run, metric.name)
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
@@ -527,15 +533,11 @@ class AnalysisEngine:
         metric = item.metric
         provider = metric.job
         assert provider is not None
-        result = _result(run, metric.name) or MetricResult(name=metric.name)
         if self.jobs is None:
-            failure = Judgement(
-                phase="Error",
-                value=None,
-                message=f"{metric.name}: this controller cannot run Jobs",
-                permanent=True,
+            return cannot_run(
+                run, metric, f"{metric.name}: this controller cannot run Jobs", now=now
             )
-            return record(run, metric, failure, now=now)
+        result = _result(run, metric.name) or MetricResult(name=metric.name)
         attempt = result.successful + result.failed + result.inconclusive + result.error
         check = JobCheck(
             namespace=str(context.rollout_namespace),
@@ -555,6 +557,8 @@ class AnalysisEngine:
             running = result.model_copy(update={"job": check.name})
             results = [running if r.name == metric.name else r for r in run.metrics]
             return run.model_copy(update={"metrics": results})
+        # A Job finished: the only moment the rollout's finished Jobs can exceed the limit.
+        self.jobs.tidy(check.namespace, check.rollout)
         return _logged(run, metric, judgement, now=now)
 
     def next_due(
