@@ -466,9 +466,10 @@ class AnalysisEngine:
         for item in bound:
             if item.metric.name not in due:
                 continue
-            if item.problem:
-                log.warning("analysis metric cannot run", run=run.key, error=item.problem)
-                run = cannot_run(run, item.metric, item.problem, now=now)
+            why_not = item.problem or self._lacking(item.metric)
+            if why_not:
+                log.warning("analysis metric cannot run", run=run.key, error=why_not)
+                run = cannot_run(run, item.metric, why_not, now=now)
             elif item.alert is not None:
                 run = self._check_alert(run, item, item.alert, now=now)
             elif item.metric.job is not None:
@@ -478,6 +479,14 @@ class AnalysisEngine:
             else:
                 run = self._measure(run, item, context=context, now=now)
         return run
+
+    def _lacking(self, metric: Metric) -> str:
+        """Why this engine cannot measure ``metric`` at all (no provider for it), or ""."""
+        if metric.job is not None and self.jobs is None:
+            return f"{metric.name}: this controller cannot run Jobs"
+        if metric.web is not None and self.web is None:
+            return f"{metric.name}: this controller cannot send HTTP checks"
+        return ""
 
     def _check_alert(
         self, run: AnalysisRunStatus, item: BoundMetric, rule: AlertRule, *, now: datetime
@@ -508,11 +517,7 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         web = metric.web
-        assert web is not None
-        if self.web is None:
-            return cannot_run(
-                run, metric, f"{metric.name}: this controller cannot send HTTP checks", now=now
-            )
+        assert web is not None and self.web is not None
         breach_since = _breach_since(run, metric.name)
         reply = self.web.fetch(
             web,
@@ -532,11 +537,7 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         provider = metric.job
-        assert provider is not None
-        if self.jobs is None:
-            return cannot_run(
-                run, metric, f"{metric.name}: this controller cannot run Jobs", now=now
-            )
+        assert provider is not None and self.jobs is not None
         result = _result(run, metric.name) or MetricResult(name=metric.name)
         attempt = result.successful + result.failed + result.inconclusive + result.error
         check = JobCheck(

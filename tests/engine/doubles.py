@@ -87,38 +87,26 @@ class RecordingKube:
         if error is not None:
             raise error
 
-    def create_replicaset(
-        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
-    ) -> Obj:
-        self._record(
-            "create_replicaset", ("create", body["metadata"]["name"], body["spec"]["replicas"])
-        )
+    # The signatures take what the reconciler passes; the options it does not pass are
+    # accepted as ``**_`` (see ``controller.cache.KubeWrites`` for the whole shape).
+
+    def create_replicaset(self, namespace: str, body: Mapping[str, Any], **_: Any) -> Obj:
+        call = ("create", body["metadata"]["name"], body["spec"]["replicas"])
+        self._record("create_replicaset", call)
         return copy.deepcopy(dict(body))
 
-    def scale_replicaset(
-        self, namespace: str, name: str, replicas: int, *, resource_version: str | None = None
-    ) -> Obj:
+    def scale_replicaset(self, namespace: str, name: str, replicas: int, **_: Any) -> Obj:
         self._record("scale_replicaset", ("scale", name, replicas))
         return {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}
 
     def delete_replicaset(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        uid: str | None = None,
-        propagation: str = "Background",
+        self, namespace: str, name: str, *, uid: str | None = None, **_: Any
     ) -> bool:
         self._record("delete_replicaset", ("delete", name, uid))
         return True
 
     def patch_service_selector(
-        self,
-        namespace: str,
-        name: str,
-        selector: Mapping[str, str | None],
-        *,
-        resource_version: str | None = None,
+        self, namespace: str, name: str, selector: Mapping[str, str | None], **_: Any
     ) -> Obj:
         self._record("patch_service_selector", ("select", name, selector.get(REVISION_LABEL)))
         return {"metadata": {"name": name}, "spec": {"selector": dict(selector)}}
@@ -151,12 +139,7 @@ class RecordingKube:
         return {"metadata": {"name": name, "namespace": namespace}, "status": dict(status)}
 
     def record_event(
-        self,
-        involved: Mapping[str, Any],
-        *,
-        reason: str,
-        message: str,
-        type: str = "Normal",
+        self, involved: Mapping[str, Any], *, reason: str, message: str, type: str = "Normal"
     ) -> Obj:
         self.messages.append(message)
         self._record("record_event", ("event", type, reason))
