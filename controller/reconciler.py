@@ -392,6 +392,9 @@ class Reconciler:
                 "message": message,
             }
         )
+        # Status first, as in a planned pass: a write refused with 409 re-runs the pass,
+        # and the Event is recorded only once the condition it announces is stored.
+        self._write_status(raw, new_status)
         if previous is None or previous.message != message or previous.status != "True":
             self.kube.record_event(raw, reason=R.INVALID_SPEC, message=message, type="Warning")
             log.warning(
@@ -400,7 +403,6 @@ class Reconciler:
                 rollout=raw["metadata"].get("name"),
                 problems=message,
             )
-        self._write_status(raw, new_status)
         return ReconcileResult()
 
     def _note_rollback(

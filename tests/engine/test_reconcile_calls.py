@@ -237,12 +237,25 @@ def test_a_status_write_that_fails_records_no_event() -> None:
 def test_an_invalid_spec_is_reported_once_and_nothing_else_is_touched() -> None:
     fixture = Fixture(rollout_object(canary_spec(STEPS), replicas=-1))
     result, calls = fixture.run()
-    # Unlike a planned pass, the InvalidSpec Event goes out before the status write.
-    assert calls == [("event", "Warning", "InvalidSpec"), ("status", "checkout")]
+    # As in a planned pass, the Event follows the status write that stores the condition.
+    assert calls == [("status", "checkout"), ("event", "Warning", "InvalidSpec")]
     assert fixture.kube.messages == ["spec.replicas: must be >= 0 (got -1)"]
     assert result.requeue_after is None  # a terminal error: no retry until the spec changes
     fixture.settle()
     assert fixture.run()[1] == []
+
+
+def test_an_invalid_spec_whose_status_write_fails_records_its_event_once() -> None:
+    fixture = Fixture(rollout_object(canary_spec(STEPS), replicas=-1))
+    fixture.kube.fail(
+        "patch_rollout_status",
+        Conflict("stale", verb="patch", resource="rollouts.deployctl.io/status", code=409),
+    )
+    with pytest.raises(Conflict):
+        fixture.run()
+    assert not [c for c in fixture.kube.calls if c[0] == "event"]
+    _result, calls = fixture.run()
+    assert calls == [("status", "checkout"), ("event", "Warning", "InvalidSpec")]
 
 
 def test_requeue_follows_the_pause_the_next_measurement_and_the_safety_resync() -> None:
