@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from controller.analysis.batch import Batches
 from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
 from controller.analysis.rulesource import ConfigMapRules
@@ -144,6 +145,8 @@ class Operator:
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
+                # The presets' queries of all runs measured at one moment go as one.
+                batches=Batches(),
                 jobs=JobChecks(kube, jobs=self.jobs, pods=self.pods, rollouts=self.rollouts),
                 rules=ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name)),
                 web=WebChecks(
