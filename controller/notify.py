@@ -42,6 +42,7 @@ from controller.api.policy import DeliveryPolicy, NotificationEvent, Notificatio
 from controller.api.status import Phase, timestamp
 from controller.logging import REDACTED
 from controller.requests import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+from strategies.runkeys import RunKey
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -88,7 +89,6 @@ class Notification:
         return f"{self.namespace}/{self.rollout}"
 
 
-HOOK_PREFIX = "hook-"  # analysis runs of spec.hooks (hook-preRollout, ...)
 _DONE = ("Successful", "Failed", "Inconclusive", "Error")
 
 _EVENT_OUTCOMES: dict[str, NotificationEvent] = {
@@ -123,12 +123,20 @@ def detect_events(
     finished = {(r.key, r.revision, r.started_at) for r in old.analysis_runs if r.phase in _DONE}
     for run in after.analysis_runs:
         if (
-            run.key.startswith(HOOK_PREFIX)
+            _is_hook(run.key)
             and run.phase in _DONE
             and (run.key, run.revision, run.started_at) not in finished
         ):
             events.append("hookFinished")
     return tuple(dict.fromkeys(events))
+
+
+def _is_hook(key: str) -> bool:
+    """Whether an analysis run is one of spec.hooks' (hook-preRollout, ...)."""
+    try:
+        return RunKey.parse(key).is_hook
+    except ValueError:
+        return False
 
 
 def evidence_of(status: RolloutStatus) -> tuple[str, ...]:
@@ -137,8 +145,9 @@ def evidence_of(status: RolloutStatus) -> tuple[str, ...]:
     for run in status.analysis_runs:
         for metric in run.metrics:
             # A finished hook's outcome is news either way (a migration, a smoke test).
-            hook_done = run.key.startswith(HOOK_PREFIX) and metric.phase in _DONE
-            if metric.phase not in ("Failed", "Inconclusive", "Error") and not hook_done:
+            hook_done = _is_hook(run.key) and metric.phase in _DONE
+            failing = metric.phase in ("Failed", "Inconclusive", "Error")
+            if not failing and not hook_done and not metric.unreachable_since:
                 continue
             last = metric.measurements[-1] if metric.measurements else None
             value = f" last value {last.value} at {last.at}" if last and last.value else ""

@@ -7,7 +7,8 @@ a table of contents:
 1. read the Rollout from the cache; a deleted one needs nothing;
 2. parse it; an invalid spec gets the InvalidSpec condition and an Event, and nothing in
    the cluster is touched;
-3. measure the analysis runs that are due (the strategy started them in status);
+3. measure the analysis runs that are due (the strategy started them in status; their
+   metrics are resolved once per pass, ``controller.bound_runs``);
 4. ask the strategy for a plan;
 5. apply the plan: scale up first, then move traffic (Services, HTTPRoute), then scale
    down, so that traffic never points at pods that are not there;
@@ -29,13 +30,12 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from controller.analysis.run import AnalysisEngine, BoundMetric, next_due
-from controller.analysis.templating import QueryContext
-from controller.api import AnalysisRef, AnalysisTemplate, Phase, Rollout, RolloutStatus
+from controller.analysis.run import AnalysisEngine, cannot_start, next_due
+from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
-from controller.api.analysis import Metric, Provider
 from controller.api.revision import ROLLOUT_LABEL, replicaset_name, template_hash
 from controller.api.status import AnalysisRunStatus, parse_timestamp
+from controller.bound_runs import BoundRuns, query_context
 from controller.cache import Cache, Obj
 from controller.kube import Kube, merge_patch
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
@@ -44,7 +44,7 @@ from controller.policy_gate import Held, PolicyGate, held_events
 from controller.resources import replicaset_body, service_selector
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Plan, decide
-from strategies.common import hooks_of
+from strategies.runkeys import RunKey
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -115,7 +115,8 @@ class Reconciler:
             return self._hold(raw, rollout, gate, log=bound)
         if gate is not None:
             status = gate.status
-        status, hook_events = self._measure(rollout, status, templates, now=now)
+        runs = BoundRuns(self.engine, rollout, templates)
+        status, hook_events = self._measure(rollout, status, runs, now=now)
         observed = self._observe(rollout, status)
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
@@ -139,9 +140,7 @@ class Reconciler:
             bound.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
             self.policy.notify(rollout, rollout.status, new_status, now=now)
-        return Outcome(
-            requeue_after=self._requeue_after(rollout, plan, new_status, templates, now=now)
-        )
+        return Outcome(requeue_after=self._requeue_after(plan, new_status, runs, now=now))
 
     def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> Outcome:
         """A new revision policy holds back: write why, change nothing in the cluster."""
@@ -196,68 +195,44 @@ class Reconciler:
     # ------------------------------------------------------------------ analysis
 
     def _measure(
-        self,
-        rollout: Rollout,
-        status: RolloutStatus,
-        templates: Mapping[str, AnalysisTemplate],
-        *,
-        now: datetime,
+        self, rollout: Rollout, status: RolloutStatus, runs: BoundRuns, *, now: datetime
     ) -> tuple[RolloutStatus, list[tuple[str, str, str]]]:
         """Take every due measurement of the runs the strategy has running; with the
         Events of hooks that finished."""
-        runs = []
+        measured = []
         changed = False
         hook_events: list[tuple[str, str, str]] = []
         for run in status.analysis_runs:
-            ref = analysis_ref(rollout, run.key)
-            hooks = hook_metrics(rollout, run.key)
-            if run.phase not in ("Running", "Pending") or (ref is None and hooks is None):
-                runs.append(run)
+            bound = runs.get(run, status) if run.phase in ("Running", "Pending") else None
+            if bound is None:
+                measured.append(run)
                 continue
-            context = query_context(rollout, status, run)
-            if hooks is not None:
-                advanced = self.engine.advance_bound(run, hooks, context=context, now=now)
-                hook_events.extend(hook_outcomes(run, advanced))
+            if bound.problem:
+                advanced = cannot_start(run, bound.problem)
             else:
-                assert ref is not None
-                advanced = self.engine.advance(
-                    run, templates=templates, ref=ref, context=context, now=now
-                )
+                context = query_context(rollout, status, run)
+                advanced = self.engine.advance_bound(run, bound.metrics, context=context, now=now)
+            if bound.key.is_hook:
+                hook_events.extend(hook_outcomes(run, advanced))
             _count_verdicts(run, advanced)
             changed = changed or advanced != run
-            runs.append(advanced)
+            measured.append(advanced)
         if not changed:
             return status, hook_events
-        return status.model_copy(update={"analysis_runs": runs}), hook_events
+        return status.model_copy(update={"analysis_runs": measured}), hook_events
 
     def _requeue_after(
-        self,
-        rollout: Rollout,
-        plan: Plan,
-        status: RolloutStatus,
-        templates: Mapping[str, AnalysisTemplate],
-        *,
-        now: datetime,
+        self, plan: Plan, status: RolloutStatus, runs: BoundRuns, *, now: datetime
     ) -> float | None:
         """The earliest of the strategy's timers and the next due measurement."""
         candidates = [plan.requeue_after] if plan.requeue_after is not None else []
         for run in status.analysis_runs:
             if run.phase not in ("Running", "Pending"):
                 continue
-            ref = analysis_ref(rollout, run.key)
-            hooks = hook_metrics(rollout, run.key)
-            if hooks is not None:
-                due = next_due(run, [b.metric for b in hooks], now=now)
-            elif ref is not None:
-                due = self.engine.next_due(
-                    run,
-                    templates=templates,
-                    ref=ref,
-                    now=now,
-                    context=query_context(rollout, status, run),
-                )
-            else:
+            bound = runs.get(run, status)
+            if bound is None or bound.problem:
                 continue
+            due = next_due(run, [b.metric for b in bound.metrics], now=now)
             if due is not None:
                 candidates.append((due - now).total_seconds())
         if status.phase in (Phase.PROGRESSING, Phase.PAUSED):
@@ -420,58 +395,11 @@ class Reconciler:
             ROLLBACK_LATENCY.observe(max(0.0, (now - max(failed_at)).total_seconds()))
 
 
-def analysis_ref(rollout: Rollout, key: str) -> AnalysisRef | None:
-    """The AnalysisRef an analysis run key stands for in this spec (None if gone)."""
-    spec = rollout.spec
-    if key == "background":
-        return spec.analysis
-    strategy = spec.strategy
-    if key.startswith("step-") and strategy.canary is not None:
-        index = int(key.removeprefix("step-"))
-        steps = strategy.canary.steps
-        return steps[index].analysis if 0 <= index < len(steps) else None
-    if strategy.blue_green is not None:
-        if key == "prePromotion":
-            return strategy.blue_green.pre_promotion_analysis
-        if key == "postPromotion":
-            return strategy.blue_green.post_promotion_analysis
-    if key.startswith("gate-") and strategy.rolling is not None:
-        percent = int(key.removeprefix("gate-"))
-        return next((g.analysis for g in strategy.rolling.gates if g.at_percent == percent), None)
-    return None
-
-
-def query_context(rollout: Rollout, status: RolloutStatus, run: AnalysisRunStatus) -> QueryContext:
-    """What a run's queries and checks are about: its revision against stable."""
-    return QueryContext(
-        canary_hash=run.revision,
-        stable_hash=status.stable_revision,
-        rollout_name=rollout.metadata.name,
-        rollout_namespace=rollout.metadata.namespace,
-    )
-
-
-def hook_metrics(rollout: Rollout, key: str) -> list[BoundMetric] | None:
-    """The Jobs a hook run (``hook-preRollout``...) stands for, as job metrics; None if
-    ``key`` is not a hook run or the spec no longer has those hooks."""
-    chosen = hooks_of(rollout, key)
-    if not chosen:
-        return None
-    return [
-        BoundMetric(
-            metric=Metric(name=hook.name, provider=Provider(job=hook.job), count=1),
-            template=key,
-            args={},
-        )
-        for hook in chosen
-    ]
-
-
 def hook_outcomes(
     before: AnalysisRunStatus, after: AnalysisRunStatus
 ) -> list[tuple[str, str, str]]:
     """An Event for each hook Job that finished in this pass, with its evidence."""
-    kind = after.key.removeprefix("hook-")
+    kind = RunKey.parse(after.key).hook
     was = {m.name: m.phase for m in before.metrics}
     events = []
     for metric in after.metrics:

@@ -32,9 +32,11 @@ from collections.abc import Callable
 from controller.api import BlueGreenStrategy
 from controller.api import reasons as r
 from controller.api.status import Phase
-from strategies import common
+from strategies import common, runkeys
 from strategies.context import Context
+from strategies.judge import judge_run
 from strategies.plan import Plan
+from strategies.runkeys import RunKey
 
 PREVIEW, PRE_PROMOTION, SCALE_UP, POST_PROMOTION = 0, 1, 2, 3
 
@@ -100,13 +102,14 @@ def reconcile_requests(ctx: Context) -> bool:
     ctx.consume(request)
     ctx.history_note(ctx.revision, f"{request.action} by {by} {_where(ctx)}")
     if stage == POST_PROMOTION:
-        ctx.stop_running("postPromotion")
-        ctx.drop_runs(lambda run: not (run.key == "postPromotion" and run.phase != "Successful"))
+        ctx.stop_running(runkeys.POST_PROMOTION)
+        post = str(runkeys.POST_PROMOTION)
+        ctx.drop_runs(lambda run: not (run.key == post and run.phase != "Successful"))
         ctx.event(r.PROMOTED, f"post-promotion analysis ended early by {by}")
         _finish(ctx)
         return True
     if request.action == "promoteFull" or _pre_run_phase(ctx) == "Inconclusive":
-        ctx.stop_running("prePromotion")
+        ctx.stop_running(runkeys.PRE_PROMOTION)
         ctx.event(r.PROMOTED_FULL, f"promotion to {ctx.revision} forced by {by} {_where(ctx)}")
         _enter(ctx, SCALE_UP)
         return False
@@ -171,8 +174,8 @@ def reconcile_pre_promotion(ctx: Context) -> bool:
         return False
     spec = _spec(ctx)
     if spec.pre_promotion_analysis is not None:
-        run = ctx.ensure_run("prePromotion", revision=ctx.revision, what="pre-promotion")
-        if _judge(ctx, key="prePromotion"):
+        run = ctx.ensure_run(runkeys.PRE_PROMOTION, revision=ctx.revision)
+        if _judge(ctx, runkeys.PRE_PROMOTION):
             return True
         if run.phase != "Successful":
             ctx.set_phase(
@@ -234,8 +237,8 @@ def reconcile_scale_up(ctx: Context) -> bool:
 def reconcile_post_promotion(ctx: Context) -> bool:
     """Stage 3: postPromotionAnalysis on live traffic; then the new revision is stable."""
     if _spec(ctx).post_promotion_analysis is not None:
-        run = ctx.ensure_run("postPromotion", revision=ctx.revision, what="post-promotion")
-        if _judge(ctx, key="postPromotion"):
+        run = ctx.ensure_run(runkeys.POST_PROMOTION, revision=ctx.revision)
+        if _judge(ctx, runkeys.POST_PROMOTION):
             return True
         if run.phase != "Successful":
             ctx.set_phase(Phase.PROGRESSING, r.ANALYSIS_RUNNING, "post-promotion analysis running")
@@ -286,7 +289,7 @@ def _enter(ctx: Context, stage: int) -> None:
 
 
 def _pre_run_phase(ctx: Context) -> str | None:
-    run = ctx.run("prePromotion", ctx.revision)
+    run = ctx.run(runkeys.PRE_PROMOTION, ctx.revision)
     return None if run is None else run.phase
 
 
@@ -301,25 +304,16 @@ def _world(ctx: Context) -> None:
         ctx.selectors[spec.preview_service] = ctx.revision
 
 
-def _judge(ctx: Context, *, key: str) -> bool:
-    """Failed: back to the old revision. Inconclusive: pause. True when decided."""
-    run = ctx.run(key, ctx.revision)
-    if run is None:
-        return False
-    evidence = f"{common.run_evidence(run)} [analysis {key}]"
-    if run.phase in common.FAILED:
-        _fail(ctx, reason=r.ANALYSIS_FAILED, message=f"{evidence} {_where(ctx)}")
-        return True
-    if run.phase == "Inconclusive":
-        ctx.set_phase(
-            Phase.PAUSED,
-            r.ANALYSIS_INCONCLUSIVE,
-            f"{evidence} {_where(ctx)}; `deployctl retry` to measure again or "
-            "`deployctl promote` to accept",
-        )
-        _world(ctx)
-        return True
-    return False
+def _judge(ctx: Context, key: RunKey) -> bool:
+    """The shared rule (``judge.judge_run``): before the switch the active Service never
+    moved; after it, a failure switches it back (``_fail``). Waiting holds as it is."""
+    return judge_run(
+        ctx,
+        ctx.run(key, ctx.revision),
+        where=_where(ctx),
+        fail=lambda message: _fail(ctx, reason=r.ANALYSIS_FAILED, message=message),
+        hold=lambda: _world(ctx),
+    )
 
 
 def _fail(ctx: Context, *, reason: str, message: str) -> None:

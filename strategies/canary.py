@@ -33,7 +33,9 @@ from controller.api.duration import format_duration
 from controller.api.status import Phase
 from strategies import common
 from strategies.context import Context
+from strategies.judge import judge_run
 from strategies.plan import Plan
+from strategies.runkeys import BACKGROUND, RunKey
 from strategies.traffic import canary_replicas, route_weights, stable_replicas
 
 Step = Callable[[Context], bool]
@@ -118,9 +120,10 @@ def reconcile_requests(ctx: Context) -> bool:
         return False
     ctx.consume(request)
     # Whatever was inconclusive is accepted by a promote; the background run restarts.
-    ctx.drop_runs(lambda run: not (run.key == "background" and run.phase == "Inconclusive"))
+    background = str(BACKGROUND)
+    ctx.drop_runs(lambda run: not (run.key == background and run.phase == "Inconclusive"))
     if request.action == "promoteFull":
-        ctx.stop_running(f"step-{index}")
+        ctx.stop_running(RunKey.step(index))
         ctx.history_note(ctx.revision, f"promoted to the end by {by} at step {index}")
         ctx.event(r.PROMOTED_FULL, f"promoted to the end by {by} at step {index}")
         ctx.update(current_step_index=len(steps), current_step_started_at=ctx.stamp)
@@ -175,8 +178,8 @@ def reconcile_background_analysis(ctx: Context) -> bool:
     if ctx.rollout.spec.analysis is None:
         return False
     canary = ctx.status.canary_revision or ctx.revision
-    ctx.ensure_run("background", revision=canary, what="background analysis")
-    return _judge(ctx, run_key="background")
+    ctx.ensure_run(BACKGROUND, revision=canary)
+    return _judge(ctx, BACKGROUND)
 
 
 def reconcile_steps(ctx: Context) -> bool:
@@ -219,7 +222,7 @@ def reconcile_promotion(ctx: Context) -> bool:
         return True
     previous = ctx.status.stable_revision
     message = f"revision {canary} promoted to stable after {len(_spec(ctx).steps)} step(s)"
-    ctx.stop_running("background")
+    ctx.stop_running(BACKGROUND)
     ctx.history_finish(canary, "Promoted", message)
     ctx.update(
         stable_revision=canary,
@@ -274,10 +277,10 @@ def _pause(ctx: Context, step: CanaryStep) -> bool:
 
 
 def _analysis(ctx: Context, step: CanaryStep) -> bool:
-    key = f"step-{_index(ctx)}"
+    key = RunKey.step(_index(ctx))
     canary = ctx.status.canary_revision or ctx.revision
     run = ctx.ensure_run(key, revision=canary, what=_describe(step))
-    if _judge(ctx, run_key=key):
+    if _judge(ctx, key):
         return False
     if run.phase == "Successful":
         ctx.event(r.ANALYSIS_SUCCESSFUL, f"analysis {key} passed {_where(ctx)}")
@@ -371,46 +374,17 @@ def _inconclusive_runs(ctx: Context) -> list[str]:
     ]
 
 
-def _judge(ctx: Context, *, run_key: str) -> bool:
-    """Abort on a failed run, pause on an inconclusive one; True when the pass is decided."""
-    run = ctx.run(run_key)
-    if run is None:
-        return False
-    if run.phase in common.FAILED:
-        common.abort(
-            ctx,
-            reason=r.ANALYSIS_FAILED,
-            message=f"{common.run_evidence(run)} {_where(ctx)} [analysis {run_key}]",
-            outcome="RolledBack",
-        )
-        return reconcile_aborted(ctx)
-    if run.phase == "Inconclusive":
-        hint = "`deployctl retry` to measure again or `deployctl promote` to accept"
-        if common.provider_outage(run):
-            # Prometheus was unreachable, not answering "no data": pause (never promote)
-            # and measure again by ourselves, so the rollout continues once it is back.
-            if ctx.wake_after(common.last_measured(run), common.OUTAGE_RETRY_SECONDS):
-                ctx.drop_runs(lambda x: not (x.key == run.key and x.revision == run.revision))
-                ctx.event(
-                    r.RETRIED,
-                    f"analysis {run_key}: the metrics provider was unreachable; measuring "
-                    f"again {_where(ctx)}",
-                )
-                ctx.wake_in(0.5)
-                _world(ctx)
-                return True
-            hint = (
-                f"the metrics provider was unreachable: measuring again every "
-                f"{common.OUTAGE_RETRY_SECONDS:g}s, or `deployctl promote` to accept"
-            )
-        ctx.set_phase(
-            Phase.PAUSED,
-            r.ANALYSIS_INCONCLUSIVE,
-            f"{common.run_evidence(run)} {_where(ctx)} [analysis {run_key}]; {hint}",
-        )
+def _judge(ctx: Context, key: RunKey) -> bool:
+    """The shared rule (``judge.judge_run``): a canary aborts to stable, or holds as it is."""
+
+    def fail(message: str) -> None:
+        common.abort(ctx, reason=r.ANALYSIS_FAILED, message=message, outcome="RolledBack")
+        reconcile_aborted(ctx)
+
+    def hold() -> None:
         _world(ctx)
-        return True
-    return False
+
+    return judge_run(ctx, ctx.run(key), where=_where(ctx), fail=fail, hold=hold)
 
 
 def _deadline(ctx: Context, what: str) -> bool:

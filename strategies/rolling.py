@@ -40,10 +40,12 @@ from dataclasses import dataclass
 
 from controller.api import RollingStrategy
 from controller.api import reasons as r
-from controller.api.status import Phase
+from controller.api.status import AnalysisRunStatus, Phase
 from strategies import common
 from strategies.context import Context
+from strategies.judge import judge_run
 from strategies.plan import Plan
+from strategies.runkeys import RunKey
 from strategies.traffic import share
 
 
@@ -215,7 +217,7 @@ def reconcile_requests(ctx: Context) -> bool:
             return False
         last = len(gates) if request.action == "promoteFull" else index + 1
         for skipped in gates[index:last]:
-            ctx.stop_running(f"gate-{skipped.at_percent}")
+            ctx.stop_running(RunKey.gate(skipped.at_percent))
         ctx.event(r.PROMOTED, f"gate(s) up to {gates[last - 1].at_percent}% passed by {by}")
         ctx.history_note(ctx.revision, f"{request.action} by {by} at gate {index}")
         ctx.update(current_step_index=last, current_step_started_at=ctx.stamp)
@@ -256,19 +258,9 @@ def reconcile_gates(ctx: Context) -> bool:
         available = ctx.state(ctx.revision).available
         if available < cap:
             return False
-        key = f"gate-{gate.at_percent}"
-        run = ctx.ensure_run(key, revision=ctx.revision, what=f"gate at {gate.at_percent}%")
-        evidence = f"{common.run_evidence(run)} at gate {gate.at_percent}% [analysis {key}]"
-        if run.phase in common.FAILED:
-            common.abort(ctx, reason=r.ANALYSIS_FAILED, message=evidence, outcome="RolledBack")
-            return reconcile_aborted(ctx)
-        if run.phase == "Inconclusive":
-            ctx.set_phase(
-                Phase.PAUSED,
-                r.ANALYSIS_INCONCLUSIVE,
-                f"{evidence}; `deployctl retry` to measure again or `deployctl promote`",
-            )
-            _move(ctx, grow=ctx.revision, target=cap)
+        key = RunKey.gate(gate.at_percent)
+        run = ctx.ensure_run(key, revision=ctx.revision)
+        if _judge(ctx, run, gate=gate.at_percent, cap=cap):
             return True
         if run.phase != "Successful":
             ctx.set_phase(
@@ -281,6 +273,20 @@ def reconcile_gates(ctx: Context) -> bool:
         ctx.event(r.ANALYSIS_SUCCESSFUL, f"gate {gate.at_percent}% passed")
         ctx.update(current_step_index=_index(ctx) + 1, current_step_started_at=ctx.stamp)
     return False
+
+
+def _judge(ctx: Context, run: AnalysisRunStatus, *, gate: int, cap: int) -> bool:
+    """The shared rule (``judge.judge_run``): roll back within the budget, or hold at the
+    gate's share."""
+
+    def fail(message: str) -> None:
+        common.abort(ctx, reason=r.ANALYSIS_FAILED, message=message, outcome="RolledBack")
+        reconcile_aborted(ctx)
+
+    def hold() -> None:
+        _move(ctx, grow=ctx.revision, target=cap)
+
+    return judge_run(ctx, run, where=f"at gate {gate}%", fail=fail, hold=hold)
 
 
 def reconcile_roll(ctx: Context) -> bool:

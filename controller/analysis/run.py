@@ -8,17 +8,26 @@ status is the only memory, so a controller restarted at any instant carries on.
 Limits, as in Argo Rollouts, decide a metric's phase after each measurement:
 
 - Failed        when failed > failureLimit
-- Inconclusive  when inconclusive > inconclusiveLimit
-- Error         when the query can never work (Prometheus rejected it, a template
-                problem), or consecutive errors > consecutiveErrorLimit
+- Inconclusive  when inconclusive > inconclusiveLimit (the provider answered: no data)
+- Error         when the query can never work (Prometheus rejected it, a template that
+                does not render, alert rules that cannot be read): waiting cannot cure it
 - Successful    when ``count`` measurements are decided within the limits and at least
                 one was Successful (a metric never passes on missing data alone)
 - Running       otherwise
 
-An Error measurement caused by Prometheus being unreachable, timing out or answering
-5xx has already been retried with backoff inside the interval by the provider; it is
-recorded as Error (``error``, ``consecutiveError``) *and counted as Inconclusive*,
-because missing data must pause a rollout (past inconclusiveLimit), never promote it.
+A provider that does not answer (connection refused, timeout, 5xx; the provider has
+already retried with backoff inside the interval) is an outage, not a verdict on the
+revision, and the metric's ``onProviderError`` decides, whatever the other limits are:
+
+- ``pause`` (default): the failure counts towards no limit; the metric stays Running
+  with ``unreachableSince`` set, so the strategy pauses the rollout
+  (``strategies.judge``) and this loop measures again at the metric's interval until
+  the provider answers; then ``unreachableSince`` is cleared and the run goes on. A
+  streak of such failures keeps one measurement in the bounded list (the latest), so the
+  evidence from before the outage is not pushed out.
+- ``abort``: the failures count towards ``consecutiveErrorLimit``; past it the metric is
+  Error, which aborts the rollout (Argo Rollouts' behaviour).
+
 A Pending measurement (a breach that has not yet held for ``for``) is not a decided
 measurement: it does not count towards ``count``, so a metric cannot pass mid-breach.
 
@@ -50,6 +59,7 @@ from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, 
 from controller.analysis.verdict import Judgement, evaluate, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
 from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
+from controller.api.duration import format_duration
 from controller.api.rollout import AnalysisRef
 from controller.api.status import (
     MAX_MEASUREMENTS,
@@ -176,7 +186,12 @@ def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool 
         return "Failed"
     if result.inconclusive > metric.inconclusive_limit:
         return "Inconclusive"
-    if permanent_error or result.consecutive_error > metric.consecutive_error_limit:
+    if permanent_error:
+        return "Error"
+    if (
+        metric.on_provider_error == "abort"
+        and result.consecutive_error > metric.consecutive_error_limit
+    ):
         return "Error"
     decided = result.successful + result.failed + result.inconclusive
     count = metric.effective_count
@@ -220,20 +235,37 @@ def record(
     elif phase == "Error":
         counts["error"] += 1
         counts["consecutive_error"] = result.consecutive_error + 1
-        if not judgement.permanent:
-            # Transient: retried already; now it is missing data (see module docstring).
-            counts["inconclusive"] += 1
+    # An outage under onProviderError: pause (see the module docstring): no limit counts
+    # it; the metric waits, measuring again at its interval.
+    waiting = phase == "Error" and not judgement.permanent and metric.on_provider_error == "pause"
+    unreachable_since = (result.unreachable_since or timestamp(now)) if waiting else None
     measurement = Measurement(
         value=judgement.value, phase=phase, at=timestamp(now), message=judgement.message
     )
-    measurements = [*result.measurements, measurement][-MAX_MEASUREMENTS:]
+    earlier = result.measurements
+    if waiting and result.unreachable_since and earlier and earlier[-1].phase == "Error":
+        earlier = earlier[:-1]  # one entry per outage: the latest attempt
+    measurements = [*earlier, measurement][-MAX_MEASUREMENTS:]
+    message = judgement.message
+    if waiting:
+        message = (
+            f"{judgement.message}; unreachable since {unreachable_since} "
+            f"({counts['consecutive_error']} attempt(s)), measuring again every "
+            f"{format_duration(metric.interval)} (onProviderError: pause)"
+        )
+    elif phase == "Error" and not judgement.permanent:
+        message = (
+            f"{judgement.message} ({counts['consecutive_error']} in a row; "
+            f"consecutiveErrorLimit {metric.consecutive_error_limit}, onProviderError: abort)"
+        )
     updated = result.model_copy(
         update={
             **counts,
+            "unreachable_since": unreachable_since,
             "breach_since": (
                 timestamp(judgement.breach_since) if judgement.breach_since is not None else None
             ),
-            "message": judgement.message,
+            "message": message,
             "measurements": measurements,
             "job": None,
             **({"query": short_query(query)} if query is not None else {}),
@@ -333,6 +365,12 @@ def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[
     return args
 
 
+def cannot_start(run: AnalysisRunStatus, problem: str) -> AnalysisRunStatus:
+    """The run in Error because its templates cannot be used (a permanent problem)."""
+    log.warning("analysis cannot start", run=run.key, error=problem)
+    return run.model_copy(update={"phase": "Error", "message": problem})
+
+
 def _logged(
     run: AnalysisRunStatus,
     metric: Metric,
@@ -390,15 +428,26 @@ class AnalysisEngine:
         context: QueryContext,
         now: datetime,
     ) -> AnalysisRunStatus:
+        """``bind`` then ``advance_bound``; a run whose templates cannot be bound is Error."""
         if run.phase in TERMINAL:
             return run
         try:
-            bound = resolve(templates, ref)
+            bound = self.bind(templates, ref, revision=run.revision, context=context)
         except TemplateError as exc:
-            log.warning("analysis cannot start", run=run.key, error=str(exc))
-            return run.model_copy(update={"phase": "Error", "message": str(exc)})
-        bound = self.expand_alert_rules(bound, revision=run.revision, context=context)
+            return cannot_start(run, str(exc))
         return self.advance_bound(run, bound, context=context, now=now)
+
+    def bind(
+        self,
+        templates: Mapping[str, AnalysisTemplate],
+        ref: AnalysisRef,
+        *,
+        revision: str,
+        context: QueryContext,
+    ) -> list[BoundMetric]:
+        """The run's metrics: templates resolved with their args, alert rules expanded
+        for ``revision``. Raises ``TemplateError`` when the templates cannot be used."""
+        return self.expand_alert_rules(resolve(templates, ref), revision=revision, context=context)
 
     def expand_alert_rules(
         self, bound: Sequence[BoundMetric], *, revision: str, context: QueryContext
@@ -557,24 +606,6 @@ class AnalysisEngine:
             results = [running if r.name == metric.name else r for r in run.metrics]
             return run.model_copy(update={"metrics": results})
         return _logged(run, metric, judgement, now=now)
-
-    def next_due(
-        self,
-        run: AnalysisRunStatus,
-        *,
-        templates: Mapping[str, AnalysisTemplate],
-        ref: AnalysisRef,
-        now: datetime,
-        context: QueryContext | None = None,
-    ) -> datetime | None:
-        """When to look again; None when the run is over or cannot start."""
-        try:
-            bound = resolve(templates, ref)
-        except TemplateError:
-            return None
-        if context is not None:
-            bound = self.expand_alert_rules(bound, revision=run.revision, context=context)
-        return next_due(run, [b.metric for b in bound], now=now)
 
     def _measure(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime

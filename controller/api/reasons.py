@@ -58,6 +58,9 @@ PAUSE_STEP: Final = "PauseStep"
 AWAITING_APPROVAL: Final = "AwaitingApproval"
 AWAITING_PROMOTION: Final = "AwaitingPromotion"
 ANALYSIS_INCONCLUSIVE: Final = "AnalysisInconclusive"
+# The metrics provider does not answer (connection refused, timeout, 5xx): the rollout
+# waits and measures again by itself (onProviderError: pause).
+ANALYSIS_PROVIDER_UNREACHABLE: Final = "AnalysisProviderUnreachable"
 
 # Delivery policy (controller/policy/): a new revision waits before it starts.
 FROZEN_UNTIL: Final = "FrozenUntil"

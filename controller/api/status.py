@@ -71,6 +71,11 @@ class MetricResult(StatusModel):
     inconclusive: int = 0
     error: int = 0
     consecutive_error: int = 0
+    unreachable_since: str | None = Field(
+        default=None,
+        description="With onProviderError: pause, when the provider stopped answering; "
+        "the metric waits and measures again at its interval until it answers",
+    )
     breach_since: str | None = Field(
         default=None, description="When the current threshold breach began (for `for`)"
     )
@@ -85,7 +90,9 @@ class MetricResult(StatusModel):
 class AnalysisRunStatus(StatusModel):
     """One run of a set of templates: a step's, the background's, pre/post-promotion's."""
 
-    key: str = Field(description="e.g. 'step-2', 'background', 'prePromotion'")
+    key: str = Field(
+        description="e.g. 'step-2', 'gate-50', 'background', 'prePromotion', 'hook-preRollout'"
+    )
     revision: str
     phase: Verdict = "Running"
     started_at: str

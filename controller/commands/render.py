@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from controller.versions import version_label
+from strategies.runkeys import RunKey
 
 REVISION_LABEL = "deployctl.io/revision"
 PHASE_COLOURS = {
@@ -112,6 +113,7 @@ def latest_measurements(status: Mapping[str, Any], revision: str | None) -> list
             out.append(
                 {
                     "run": run.get("key"),
+                    "about": describe_run(str(run.get("key", ""))),
                     "revision": run.get("revision"),
                     "metric": metric.get("name"),
                     "phase": metric.get("phase"),
@@ -121,10 +123,28 @@ def latest_measurements(status: Mapping[str, Any], revision: str | None) -> list
                     "successful": metric.get("successful", 0),
                     "failed": metric.get("failed", 0),
                     "inconclusive": metric.get("inconclusive", 0),
+                    "unreachableSince": metric.get("unreachableSince"),
                     "message": metric.get("message") or latest.get("message", ""),
                 }
             )
     return out
+
+
+def describe_run(key: str) -> str:
+    """An analysis run key as a person names it ("gate at 50%"); unknown keys as written."""
+    try:
+        return RunKey.parse(key).describe()
+    except ValueError:
+        return key
+
+
+def verdict_text(measurement: Mapping[str, Any]) -> str:
+    """A metric's verdict for the status view; a provider that does not answer says so."""
+    since = measurement.get("unreachableSince")
+    if since and measurement.get("phase") in ("Running", "Pending"):
+        return f"[yellow]Unreachable[/] since {since}"
+    colour = {"Successful": "green", "Failed": "red"}.get(str(measurement["phase"]), "yellow")
+    return f"[{colour}]{measurement['phase']}[/]"
 
 
 def replicas_by_revision(replicasets: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
@@ -213,12 +233,11 @@ def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
         for column in ("RUN", "REVISION", "METRIC", "VERDICT", "LATEST", "OK/FAIL/INCONCL."):
             metrics.add_column(column)
         for m in doc["measurements"]:
-            verdict_colour = {"Successful": "green", "Failed": "red"}.get(str(m["phase"]), "yellow")
             metrics.add_row(
-                str(m["run"]),
+                str(m["about"]),
                 str(m["revision"]),
                 str(m["metric"]),
-                f"[{verdict_colour}]{m['phase']}[/]",
+                verdict_text(m),
                 format_value(m["value"]),
                 f"{m['successful']}/{m['failed']}/{m['inconclusive']}",
             )
@@ -338,7 +357,7 @@ class Narrator:
             if m["at"]:
                 once(
                     ("m", m["run"], m["metric"], m["at"]),
-                    f"measured {m['metric']} ({m['run']}): {format_value(m['value'])} -> "
+                    f"measured {m['metric']} ({m['about']}): {format_value(m['value'])} -> "
                     f"{m['verdict']}",
                 )
         return out

@@ -134,7 +134,7 @@ def test_narrator_tells_each_measurement_once() -> None:
     rollout = _rollout(1, observedGeneration=1, phase="Progressing", analysisRuns=[run])
     narrator = Narrator("new", generation=1)
     first = narrator.lines(rollout)
-    assert any("measured error-rate (step-1): 0.3 -> Failed" in line for line in first)
+    assert any("measured error-rate (step 1 analysis): 0.3 -> Failed" in line for line in first)
     assert narrator.lines(rollout) == []
 
 
