@@ -33,17 +33,18 @@ from pydantic import ValidationError
 from controller.analysis.run import AnalysisEngine, cannot_start, next_due
 from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
-from controller.api.revision import ROLLOUT_LABEL, replicaset_name, template_hash
+from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL, replicaset_name, template_hash
 from controller.api.status import AnalysisRunStatus, parse_timestamp
 from controller.bound_runs import BoundRuns, query_context
 from controller.cache import Cache, Obj
 from controller.kube import Kube, merge_patch
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.observe import observe, service_names
+from controller.own_writes import OwnWrites
 from controller.policy_gate import Held, PolicyGate, held_events
-from controller.resources import replicaset_body, service_selector
+from controller.resources import replicaset_body, route_weights_by_service, service_selector
 from controller.validation import Problem, problems_of, reference_problems
-from strategies import Plan, decide
+from strategies import Observed, Plan, decide
 from strategies.runkeys import RunKey
 
 log = structlog.stdlib.get_logger(__name__)
@@ -88,6 +89,7 @@ class Reconciler:
         self.engine = engine
         self.clock = clock
         self.policy = policy
+        self.own_writes = OwnWrites()
 
     # ------------------------------------------------------------------ the pass
 
@@ -117,7 +119,7 @@ class Reconciler:
             status = gate.status
         runs = BoundRuns(self.engine, rollout, templates)
         status, hook_events = self._measure(rollout, status, runs, now=now)
-        observed = self._observe(rollout, status)
+        observed = self._observe(rollout, status, now=now)
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
@@ -175,9 +177,9 @@ class Reconciler:
             out[str(template.metadata.name)] = template
         return out, invalid
 
-    def _observe(self, rollout: Rollout, status: RolloutStatus) -> Any:
+    def _observe(self, rollout: Rollout, status: RolloutStatus, *, now: datetime) -> Observed:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
-        owned = self.caches.replicasets.list(namespace, labels={ROLLOUT_LABEL: name})
+        owned = self._replicasets(namespace, name)
         pods = self.caches.pods.list(namespace, labels={ROLLOUT_LABEL: name})
         services = {
             svc_name: svc
@@ -189,7 +191,13 @@ class Reconciler:
         if canary is not None and canary.traffic_routing is not None and self.caches.routes:
             route = self.caches.routes.get(namespace, canary.traffic_routing.gateway_api.http_route)
         return observe(
-            rollout, status=status, replicasets=owned, pods=pods, services=services, route=route
+            rollout,
+            status=status,
+            replicasets=owned,
+            pods=pods,
+            services=services,
+            route=route,
+            now=now,
         )
 
     # ------------------------------------------------------------------ analysis
@@ -244,8 +252,8 @@ class Reconciler:
     def _apply(self, rollout: Rollout, plan: Plan, *, revision: str, log: Any) -> None:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         existing = {
-            rs["metadata"]["labels"].get("deployctl.io/revision"): rs
-            for rs in self.caches.replicasets.list(namespace, labels={ROLLOUT_LABEL: name})
+            rs["metadata"]["labels"].get(REVISION_LABEL): rs
+            for rs in self._replicasets(namespace, name)
         }
         owner = self.caches.rollouts.get(namespace, name) or rollout.to_dict()
         scale_downs: list[tuple[Obj, int]] = []
@@ -254,12 +262,13 @@ class Reconciler:
             if rs is None:
                 if replicas > 0 and rev == revision:
                     body = replicaset_body(rollout, revision=rev, replicas=replicas)
-                    self.kube.create_replicaset(namespace, body, owner=owner)
+                    created = self.kube.create_replicaset(namespace, body, owner=owner)
+                    self.own_writes.remember(created, created=True)
                     log.info("created replicaset", replicaset=replicaset_name(name, rev))
                 continue
             current = int(rs.get("spec", {}).get("replicas", 0))
             if replicas > current:
-                self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
+                self._scale(namespace, rs, replicas)
             elif replicas < current:
                 scale_downs.append((rs, replicas))
         for rev, rs in existing.items():
@@ -267,11 +276,26 @@ class Reconciler:
                 scale_downs.append((rs, 0))
         self._route_traffic(rollout, plan)
         for rs, replicas in scale_downs:
-            self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
+            self._scale(namespace, rs, replicas)
         self._prune(rollout, existing, plan)
 
+    def _replicasets(self, namespace: str, rollout: str) -> list[Obj]:
+        """The rollout's ReplicaSets as cached, with our own newer writes laid over."""
+        labels = {ROLLOUT_LABEL: rollout}
+        cached = self.caches.replicasets.list(namespace, labels=labels)
+        return self.own_writes.view(namespace, cached, labels=labels)
+
+    def _scale(self, namespace: str, rs: Obj, replicas: int) -> None:
+        self.own_writes.remember(
+            self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
+        )
+
     def _route_traffic(self, rollout: Rollout, plan: Plan) -> None:
+        """Service selectors and HTTPRoute weights, in an order that never sends traffic
+        to a Service without its pods: a Service gaining weight (or keeping it) gets its
+        new selector before the route changes, one losing weight only after."""
         namespace = str(rollout.metadata.namespace)
+        selectors: dict[str, dict[str, str]] = {}
         for service_name, rev in plan.service_selectors.items():
             service = self.caches.services.get(namespace, service_name)
             if service is None:
@@ -279,14 +303,34 @@ class Reconciler:
             wanted = service_selector(rollout, rev)
             current = service.get("spec", {}).get("selector") or {}
             if any(current.get(k) != v for k, v in wanted.items()):
+                selectors[service_name] = wanted
+        route = self._route_weights(rollout, plan)
+        losing: set[str] = set()
+        if route is not None:
+            route_name, cached, by_service = route
+            now = route_weights_by_service(cached)
+            losing = {svc for svc in selectors if by_service.get(svc, 0) < now.get(svc, 0)}
+        for service_name, wanted in selectors.items():
+            if service_name not in losing:
                 self.kube.patch_service_selector(namespace, service_name, wanted)
+        if route is not None:
+            route_name, cached, by_service = route
+            self.kube.set_httproute_weights(namespace, route_name, by_service, route=cached)
+        for service_name in sorted(losing):
+            self.kube.patch_service_selector(namespace, service_name, selectors[service_name])
+
+    def _route_weights(
+        self, rollout: Rollout, plan: Plan
+    ) -> tuple[str, Obj, dict[str, int]] | None:
+        """(route name, cached route, weight per backend Service) when the plan routes."""
+        namespace = str(rollout.metadata.namespace)
         canary = rollout.spec.strategy.canary
         if plan.route_weights is None or canary is None or canary.traffic_routing is None:
-            return
+            return None
         route_name = canary.traffic_routing.gateway_api.http_route
         route = self.caches.routes.get(namespace, route_name) if self.caches.routes else None
         if route is None:
-            return
+            return None
         stable_rev = plan.status.stable_revision
         canary_rev = plan.status.canary_revision
         canary_weight = (
@@ -297,7 +341,7 @@ class Reconciler:
             str(canary.stable_service): 100 - canary_weight,
             str(canary.canary_service): canary_weight,
         }
-        self.kube.set_httproute_weights(namespace, route_name, by_service, route=route)
+        return route_name, route, by_service
 
     def _prune(self, rollout: Rollout, existing: Mapping[str | None, Obj], plan: Plan) -> None:
         """Delete scaled-down old ReplicaSets beyond revisionHistoryLimit, oldest first."""
@@ -319,6 +363,7 @@ class Reconciler:
                 rs["metadata"]["name"],
                 uid=rs["metadata"].get("uid"),
             )
+            self.own_writes.forget(str(rollout.metadata.namespace), rs["metadata"]["name"])
 
     # ------------------------------------------------------------------ status
 

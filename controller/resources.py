@@ -51,7 +51,7 @@ def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[s
         },
         "spec": {
             "replicas": replicas,
-            "minReadySeconds": 0,
+            "minReadySeconds": rollout.spec.min_ready_seconds,
             "selector": {"matchLabels": selector},
             "template": template,
         },

@@ -119,12 +119,24 @@ def reconcile_requests(ctx: Context) -> bool:
 
 
 def reconcile_aborted(ctx: Context) -> bool:
-    """Aborted or rolled back: active on the old revision at full size, new one at 0."""
+    """Aborted or rolled back: active on the old revision at full size, new one at 0.
+
+    After the switch (``promotedAt`` set) the active Service goes back only to an old
+    revision that is fully available; until then (pods lost meanwhile) it stays on the
+    new one and the old one is scaled up. ``promotedAt`` is cleared once it is back.
+    """
     if not ctx.status.aborted:
         return False
-    stable = _stable(ctx)
-    ctx.replicas[stable] = ctx.replicas_wanted
+    stable, wanted = _stable(ctx), ctx.replicas_wanted
+    ctx.replicas[stable] = wanted
     common.keep_previous(ctx)
+    if ctx.status.promoted_at is not None and ctx.status.canary_revision == ctx.revision:
+        if ctx.state(stable).available < wanted:
+            ctx.replicas[ctx.revision] = max(ctx.state(ctx.revision).desired, wanted)
+            for service in common.services(ctx):
+                ctx.selectors[service] = ctx.revision
+            return True
+        ctx.update(promoted_at=None)
     for service in common.services(ctx):
         ctx.selectors[service] = stable
     return True
@@ -317,18 +329,21 @@ def _judge(ctx: Context, key: RunKey) -> bool:
 
 
 def _fail(ctx: Context, *, reason: str, message: str) -> None:
-    """Abort; after the switch the active Service goes back at once: RolledBack."""
+    """Abort; after the switch the active Service goes back (the old revision is still
+    up, so at once unless it lost pods): RolledBack."""
     switched = _stage(ctx) == POST_PROMOTION
+    back = ""
+    if switched:
+        stable, active = _stable(ctx), _spec(ctx).active_service
+        back = f"{active} switched back to {stable}"
+        if ctx.state(stable).available < ctx.replicas_wanted:
+            back = f"{active} switches back to {stable} once all its pods are available"
     common.abort(
-        ctx,
-        reason=reason,
-        message=message
-        + (f"; {_spec(ctx).active_service} switched back to {_stable(ctx)}" if switched else ""),
-        outcome="RolledBack",
+        ctx, reason=reason, message=message + (f"; {back}" if back else ""), outcome="RolledBack"
     )
     if switched:
         ctx.update(phase=Phase.ROLLED_BACK)
-        ctx.event(r.ROLLED_BACK, f"{_spec(ctx).active_service} switched back to {_stable(ctx)}")
+        ctx.event(r.ROLLED_BACK, back)
     reconcile_aborted(ctx)
 
 

@@ -47,6 +47,7 @@ def plan_canary(ctx: Context) -> Plan:
         common.reconcile_pause_clock,
         common.reconcile_first_deploy,
         common.reconcile_spec_paused,
+        reconcile_stable_short,
         common.reconcile_stable,
         reconcile_new_revision,
         reconcile_requests,
@@ -65,6 +66,38 @@ def plan_canary(ctx: Context) -> Plan:
 
 
 # -- the reconcile steps, in order ----------------------------------------------------
+
+
+def reconcile_stable_short(ctx: Context) -> bool:
+    """The template moved on (a newer revision, or back to stable) from a canary that
+    carries traffic stable cannot take back yet (dynamicStableScale shrank it): the
+    canary keeps its pods and that share while stable grows back; what comes next starts
+    once stable can carry all the traffic. Traffic never lands on pods that are not there.
+    """
+    status = ctx.status
+    canary, stable = status.canary_revision, status.stable_revision
+    if canary is None or stable is None or canary in (ctx.revision, stable):
+        return False
+    weight = _weight_stable_cannot_carry(ctx, stable)
+    if weight == 0 or status.weight == 0:
+        return False
+    wanted = ctx.replicas_wanted
+    ctx.update(weight=weight)
+    ctx.replicas[stable] = wanted
+    ctx.replicas[canary] = max(ctx.state(canary).desired, 1)
+    common.keep_previous(ctx)
+    for service in common.services(ctx):
+        ctx.selectors[service] = _service_target(ctx, service)
+    if _spec(ctx).traffic_routing is not None:
+        ctx.route_weights = route_weights(stable=stable, canary=canary, weight=weight)
+    ctx.set_phase(
+        Phase.PROGRESSING,
+        r.WAITING_FOR_REPLICAS,
+        f"stable {stable}: {ctx.state(stable).available}/{wanted} pods available; canary "
+        f"{canary} keeps {weight}% of traffic until stable can carry it, then "
+        f"{ctx.revision} {'is stable again' if ctx.revision == stable else 'starts'}",
+    )
+    return True
 
 
 def reconcile_new_revision(ctx: Context) -> bool:
@@ -91,6 +124,9 @@ def reconcile_requests(ctx: Context) -> bool:
         )
         return False
     if request.action == "retry":
+        if ctx.status.aborted and _weight_stable_cannot_carry(ctx, _stable(ctx)) > 0:
+            # Step 0 carries no traffic: retry once stable has taken all of it back.
+            return False
         if ctx.status.aborted:
             ctx.consume(request)
             common.retry(ctx, by=request.by)
@@ -137,15 +173,15 @@ def reconcile_requests(ctx: Context) -> bool:
 def reconcile_aborted(ctx: Context) -> bool:
     """An aborted canary: all traffic on stable, canary at 0, until retry or new revision.
 
-    With dynamicStableScale the stable revision may have shrunk; the canary keeps its
-    pods and its share of traffic until stable is fully available again.
+    Traffic goes back only onto stable pods that are available: while stable is short
+    (it shrank with dynamicStableScale, or pods are not Ready yet) the canary keeps its
+    pods and the share of traffic stable cannot carry yet.
     """
     if not ctx.status.aborted:
         return False
     spec, wanted = _spec(ctx), ctx.replicas_wanted
     stable, canary = _stable(ctx), ctx.status.canary_revision
-    stable_ready = ctx.state(stable).available >= wanted
-    weight = 0 if stable_ready or not spec.dynamic_stable_scale else ctx.status.weight
+    weight = _weight_stable_cannot_carry(ctx, stable)
     ctx.update(weight=weight)
     ctx.replicas[stable] = wanted
     if weight and canary:
@@ -156,6 +192,17 @@ def reconcile_aborted(ctx: Context) -> bool:
     if spec.traffic_routing is not None:
         ctx.route_weights = route_weights(stable=stable, canary=canary, weight=weight)
     return True
+
+
+def _weight_stable_cannot_carry(ctx: Context, stable: str) -> int:
+    """The canary's weight after an abort: what it carries now, less what stable's
+    available pods can take back (0 once stable is fully available)."""
+    wanted, weight = ctx.replicas_wanted, ctx.status.weight
+    available = ctx.state(stable).available
+    if available >= wanted or not wanted:
+        return 0
+    carried = 100 * available // wanted  # stable's share that its pods can serve
+    return max(0, min(weight, 100 - carried))
 
 
 def reconcile_crash_loop(ctx: Context) -> bool:

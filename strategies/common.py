@@ -111,7 +111,9 @@ def reconcile_pause_clock(ctx: Context) -> bool:
 
 
 def reconcile_spec_paused(ctx: Context) -> bool:
-    """spec.paused on a rollout in flight: hold the world exactly as observed."""
+    """spec.paused on a rollout in flight: hold still. ReplicaSets keep their size;
+    Services and the route are left as they are (not rewritten from a cache that may
+    not yet show the last pass's changes)."""
     if not ctx.rollout.spec.paused or ctx.revision == ctx.status.stable_revision:
         return False
     if ctx.status.aborted and ctx.revision == ctx.status.canary_revision:
@@ -123,11 +125,6 @@ def reconcile_spec_paused(ctx: Context) -> bool:
     ctx.replicas.update(
         {rev: s.desired for rev, s in ctx.observed.revisions.items() if s.desired > 0}
     )
-    ctx.selectors.update(
-        {svc: rev for svc, rev in ctx.observed.service_selectors.items() if rev is not None}
-    )
-    if ctx.observed.route_weights is not None:
-        ctx.route_weights = dict(ctx.observed.route_weights)
     ctx.set_phase(Phase.PAUSED, r.PAUSED, "spec.paused is set: nothing advances until unset")
     return True
 
@@ -193,13 +190,19 @@ def reconcile_stable(ctx: Context) -> bool:
 
 
 def keep_previous(ctx: Context) -> None:
-    """Keep the revision replaced by the last promotion up until its scale-down time."""
+    """Keep the revision replaced by the last promotion up until its scale-down time, and
+    beyond it while the stable revision is not fully available (it is the capacity
+    users would otherwise lose)."""
     previous, due = ctx.status.previous_revision, ctx.status.scale_down_at
     if previous is None or previous in (ctx.status.stable_revision, ctx.status.canary_revision):
         return
     if due is not None and ctx.elapsed(due) < 0:
         ctx.replicas[previous] = ctx.replicas_wanted
         ctx.wake_in(-ctx.elapsed(due))
+        return
+    stable = ctx.state(ctx.status.stable_revision)
+    if ctx.state(previous).desired > 0 and stable.available < ctx.replicas_wanted:
+        ctx.replicas[previous] = ctx.state(previous).desired
         return
     ctx.update(previous_revision=None, scale_down_at=None)
     if ctx.state(previous).desired > 0:

@@ -240,6 +240,9 @@ class Context:
 
     def plan(self) -> Plan:
         """Freeze the pass into a Plan: counters and conditions follow phase and reason."""
+        if self.observed.next_available_in is not None:
+            # A Ready pod passes minReadySeconds then: availability changes, look again.
+            self.wake_in(self.observed.next_available_in)
         revisions = self.observed.revisions.values()
         self.update(
             observed_generation=self.rollout.metadata.generation,

@@ -17,7 +17,16 @@ Action = Literal["promote", "promoteFull", "abort", "retry", "approve"]
 
 @dataclass(frozen=True)
 class RevisionState:
-    """One ReplicaSet, by its revision hash: what it was asked for and what it has."""
+    """One ReplicaSet, by its revision hash: what it was asked for and what it has.
+
+    Counted as the Deployment controller counts (``controller.observe`` builds it from
+    the pods): ``current`` and ``ready`` are the revision's pods that are not
+    terminating (and Ready); ``available`` those Ready for minReadySeconds, **at most
+    ``desired``**: pods of a ReplicaSet being scaled down are going away whatever their
+    state. ``synced`` is False while the ReplicaSet controller has not yet observed the
+    ReplicaSet's current spec (``status.observedGeneration < metadata.generation``); a
+    strategy makes no scale-down that spends availability until it has.
+    """
 
     revision: str
     desired: int = 0
@@ -26,6 +35,7 @@ class RevisionState:
     available: int = 0
     restarts: int = 0
     crash_looping: bool = False
+    synced: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class Observed:
     route_weights: Mapping[str, int] | None = None
     """Revision -> backendRef weight on the HTTPRoute; None without traffic routing."""
     request: Request | None = None
+    next_available_in: float | None = None
+    """Seconds until a Ready pod passes minReadySeconds and becomes available (a timer)."""
 
     def state(self, revision: str | None) -> RevisionState:
         """The revision's ReplicaSet, or an empty one when it does not exist (yet)."""

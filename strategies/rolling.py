@@ -44,6 +44,7 @@ from controller.api.status import AnalysisRunStatus, Phase
 from strategies import common
 from strategies.context import Context
 from strategies.judge import judge_run
+from strategies.observed import RevisionState
 from strategies.plan import Plan
 from strategies.runkeys import RunKey
 from strategies.traffic import share
@@ -82,10 +83,23 @@ def surge_and_unavailable(
 
 @dataclass(frozen=True)
 class Pods:
-    """A ReplicaSet's desired and available pod counts."""
+    """A ReplicaSet as the arithmetic sees it: desired pods (its spec), available pods
+    and pods not terminating (``current``), as ``controller.observe`` counts them."""
 
     desired: int
     available: int
+    current: int = 0
+
+    @property
+    def counted(self) -> int:
+        """Available pods that will stay: never more than ``desired`` (a shrinking
+        ReplicaSet's extra pods are going away, whatever their state)."""
+        return min(self.desired, self.available)
+
+    @property
+    def footprint(self) -> int:
+        """Pods it has or is about to have: its extra pods are still there until deleted."""
+        return max(self.desired, self.current)
 
 
 def rolling_update(
@@ -96,14 +110,18 @@ def rolling_update(
     unavailable: int,
     new: Pods,
     old: Sequence[tuple[str, Pods]],
+    synced: bool = True,
 ) -> tuple[int, dict[str, int]]:
     """One pass: (new desired, {old revision: desired}) moving ``new`` toward ``target``.
 
-    ``old`` is in scale-down order (the first loses pods first). Old revisions keep at
-    least ``replicas - target`` pods between them, so a gate holding ``new`` at
-    ``target`` leaves the rest serving. Unavailable old pods go first: they cost no
-    availability. Available ones go only while the total available stays at or above
-    ``replicas - unavailable``.
+    As the Deployment controller: the pods that exist or are about to (``footprint``)
+    stay at or below ``replicas + surge``; the available pods that will stay
+    (``counted``) stay at or above ``replicas - unavailable``. ``old`` is in scale-down
+    order (the first loses pods first). Old revisions keep at least ``replicas -
+    target`` pods between them, so a gate holding ``new`` at ``target`` leaves the rest
+    serving. Unavailable old pods go first: they cost no availability. ``synced`` False
+    (a ReplicaSet controller has not yet acted on a spec we wrote) makes no scale-down
+    at all this pass: the pods in view may not be the ones that will stay.
 
     >>> rolling_update(replicas=4, target=4, surge=1, unavailable=1,
     ...                new=Pods(0, 0), old=[("a", Pods(4, 4))])
@@ -111,27 +129,36 @@ def rolling_update(
     >>> rolling_update(replicas=4, target=2, surge=1, unavailable=1,
     ...                new=Pods(2, 2), old=[("a", Pods(3, 3))])
     (2, {'a': 2})
+
+    Status lags: the old ReplicaSet was just cut from 8 to 6 but its 8 pods are all still
+    there and Ready. It counts 6 available (not 8) and 8 pods towards the surge (not 6),
+    so with 2 new pods not yet Ready nothing more may go and nothing more may come:
+
+    >>> rolling_update(replicas=8, target=8, surge=2, unavailable=0,
+    ...                new=Pods(2, 0, 2), old=[("a", Pods(6, 8, 8))])
+    (2, {'a': 6})
     """
-    available = new.available + sum(p.available for _, p in old)
+    available = new.counted + sum(p.counted for _, p in old)
     budget = available - (replicas - unavailable)
 
     def shrink(pods: Pods, wanted: int) -> int:
         """Pods to remove (up to ``wanted``): unavailable ones free, the rest from budget."""
         nonlocal budget
-        free = max(0, pods.desired - pods.available)
+        if not synced:
+            return 0
+        free = max(0, pods.desired - pods.counted)
         take = max(0, min(pods.desired, wanted, free + max(budget, 0)))
         budget -= max(0, take - free)
         return take
 
-    old_total = sum(p.desired for _, p in old)
     new_desired = new.desired
     if new_desired > target:
         # Above its target (a lower gate, fewer replicas): shrink it like an old revision.
         new_desired -= shrink(new, new_desired - target)
     else:
-        room = replicas + surge - (new_desired + old_total)
+        room = replicas + surge - (new.footprint + sum(p.footprint for _, p in old))
         new_desired = min(target, new_desired + max(room, 0))
-    excess = old_total - max(0, replicas - target)
+    excess = sum(p.desired for _, p in old) - max(0, replicas - target)
     out: dict[str, int] = {}
     for revision, pods in old:
         take = shrink(pods, excess)
@@ -352,18 +379,34 @@ def _move(ctx: Context, *, grow: str, target: int) -> bool:
     )
     stable = ctx.status.stable_revision
     others = sorted(
-        (rev for rev, s in ctx.observed.revisions.items() if rev != grow and s.desired > 0),
+        # Revisions already at 0 whose pods are not yet gone still count towards the surge.
+        (
+            rev
+            for rev, s in ctx.observed.revisions.items()
+            if rev != grow and (s.desired > 0 or s.current > 0)
+        ),
         # The stable revision goes last: it is what we fall back on.
         key=lambda rev: (rev == stable, rev),
     )
     grown = ctx.state(grow)
+
+    def pods(state: RevisionState) -> Pods:
+        return Pods(state.desired, state.available, state.current)
+
+    involved = [grown, *(ctx.state(rev) for rev in others)]
+    synced = all(state.synced for state in involved)
+    if not synced:
+        # A ReplicaSet controller has not yet acted on what we asked: its pods are not
+        # yet the ones that will stay. Look again shortly (its status update wakes us).
+        ctx.wake_in(1.0)
     new_desired, old = rolling_update(
         replicas=wanted,
         target=target,
         surge=surge,
         unavailable=unavailable,
-        new=Pods(grown.desired, grown.available),
-        old=[(rev, Pods(ctx.state(rev).desired, ctx.state(rev).available)) for rev in others],
+        new=pods(grown),
+        old=[(rev, pods(ctx.state(rev))) for rev in others],
+        synced=synced,
     )
     ctx.replicas[grow] = new_desired
     ctx.replicas.update(old)
