@@ -16,9 +16,13 @@ Rules worth knowing:
   (route weights, status.weight) only once those pods are available.
 * A ``promote`` request ends the current step (a pause, an approval, an analysis);
   ``promoteFull`` skips to the end; ``approve`` ends an approval step and records who.
-* Failed (or errored) analysis aborts with the metric's message as evidence;
-  inconclusive analysis pauses (never advances, never aborts) until ``retry`` (run
-  the analysis again) or ``promote`` (accept and go on).
+* What an analysis verdict does is ``judge.py``'s rule, the same in every strategy:
+  Failed (or errored) aborts with the metric's message as evidence; Inconclusive
+  pauses until ``retry`` or ``promote``; a provider that does not answer pauses and
+  the rollout goes on by itself once it answers.
+* Traffic goes back to stable (abort, a newer revision, the template reverted, retry)
+  only onto stable pods that are available: with dynamicStableScale the canary keeps
+  the share stable cannot carry yet while stable grows back.
 * Every manual request is consumed exactly once, even when it does not apply (an
   event then says why it was ignored).
 """

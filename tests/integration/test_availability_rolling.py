@@ -1,9 +1,9 @@
 """Rolling updates as users feel them: Ready pods watched through whole rollouts.
 
-Sixteen Rollouts at once (sizes 1, 3, 8 and 20 replicas; maxSurge/maxUnavailable 0/1,
-25%/0, 1/0 and 50%/50%) are rolled to a new version by the real controller process,
-while ``tests.integration.podwatch`` records every change to their pods from the
-apiserver and replays them in order. On **every** state the cluster went through, each
+Seventeen Rollouts at once (sizes 1, 3, 8 and 20 replicas with maxSurge/maxUnavailable
+0/1, 25%/0, 1/0 and 50%/50%, and 8 with 2/1) are rolled to a new version by the real
+controller process, while ``tests.integration.podwatch`` records every change to their
+pods from the apiserver and replays them in order. On **every** state the cluster went through, each
 Rollout must have
 
 - at least ``replicas - maxUnavailable`` pods Ready and not terminating, and
@@ -61,7 +61,7 @@ CASES = [
     Case(f"r{size}-{label(surge)}-{label(unavailable)}", size, surge, unavailable)
     for size in SIZES
     for surge, unavailable in SETTINGS
-]
+] + [Case("r8-2-1", 8, 2, 1)]  # where the first release overshot its surge (12 of 10 pods)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Reliability tests reuse the operator integration fixtures (``cluster``,
-``start_controller``); ``outage_sandbox`` gives a pinned sandbox whose controller asks a
-Prometheus of the test's own (to stop and start). ``DEPLOYCTL_RELIABILITY=large`` runs
+``start_controller``); ``outage_sandbox`` gives a pinned sandbox and Prometheus servers of
+the test's own (to stop and start). ``DEPLOYCTL_RELIABILITY=large`` runs
 the large setting."""
 
 from __future__ import annotations
@@ -22,12 +22,18 @@ LARGE = os.environ.get("DEPLOYCTL_RELIABILITY", "").lower() == "large"
 @pytest.fixture
 def outage_sandbox(
     control_plane: Any, kube_api: Any, tmp_path: Path
-) -> Iterator[tuple[Pinned, PrometheusServer]]:
-    prometheus = PrometheusServer(tmp_path / "prometheus", file_sd_dir=tmp_path / "sd")
-    prometheus.start()
+) -> Iterator[tuple[Pinned, PrometheusServer, PrometheusServer]]:
+    """A pinned sandbox and two Prometheus servers of the test's own (to stop and start):
+    the controller's default, and another that templates name by address."""
+    servers = [
+        PrometheusServer(tmp_path / name, file_sd_dir=tmp_path / "sd") for name in ("p1", "p2")
+    ]
     try:
-        url = prometheus.url
+        for server in servers:
+            server.start()
+        url = servers[0].url
         with pinned_sandbox(control_plane, kube_api, tmp_path, prometheus_url=url) as box:
-            yield box, prometheus
+            yield box, servers[0], servers[1]
     finally:
-        prometheus.stop()
+        for server in servers:
+            server.stop()

@@ -1,15 +1,19 @@
-"""A Prometheus outage in the middle of analysis, under every strategy.
+"""Prometheus outages in the middle of analysis, under every strategy.
 
-Seven Rollouts wait on an analysis measured against a Prometheus of the test's own: a
-canary step, a blue-green pre-promotion analysis and a rolling gate at 50%, each once
-with ``inconclusiveLimit: 0`` and once with 30 (above ``consecutiveErrorLimit``, the case
-that used to roll back), plus one canary whose template says ``onProviderError: abort``.
-The query (``vector(1) >= 0``) always answers while Prometheus is up, so what the test
-sees is the outage only. ``run_outage`` stops Prometheus once every analysis is under way
-and checks, while it is down, that the six pause (AnalysisProviderUnreachable, the
-status and ``deployctl status`` saying so), that none becomes Healthy or moves on,
-and that the abort one aborts; then it starts Prometheus again and every paused
-rollout finishes by itself.
+Two Prometheus servers of the test's own, stopped together: one for 30 s, one for 3
+minutes. Against the short one (the controller's ``--prometheus-url``), seven Rollouts
+wait on an analysis: a canary step, a blue-green pre-promotion analysis and a rolling
+gate at 50%, each once with ``inconclusiveLimit: 0`` and once with 30 (above
+``consecutiveErrorLimit``, the case that used to roll back), plus one canary whose
+template says ``onProviderError: abort``. Against the long one (the template's
+``address``), the three strategies once more. The query (``vector(1)``) always answers
+while a Prometheus is up, so what the test sees is the outage only.
+
+``run_outages`` stops both once every analysis is under way and checks, while they are
+down, that every pausing Rollout pauses (AnalysisProviderUnreachable, its status and
+``deployctl status`` saying so) and stays paused, that none becomes Healthy or changes
+its stable revision, and that the abort one aborts saying why; each group finishes by
+itself once its Prometheus is back (the short group while the long one is still down).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,34 +34,44 @@ from tests.integration.harness import GROUP, VERSION, demo_rollout, poll
 from tests.integration.pinned import Pinned, pin
 
 COUNT = 20  # measurements a run needs (one a second): the window to stop Prometheus in
+SHORT, LONG = 30.0, 180.0
+UNREACHABLE = ("Paused", "AnalysisProviderUnreachable")
 
 
 @dataclass(frozen=True)
 class Member:
     name: str
     kind: str  # canary, bluegreen, rolling
-    template: str  # low, high, abort
+    template: str  # low, high, abort (short outage); long (long outage)
 
     @property
     def key(self) -> str:
         return {"canary": "step-1", "bluegreen": "prePromotion", "rolling": "gate-50"}[self.kind]
 
-
-MEMBERS = [
-    Member(f"{kind[:2]}-{template}", kind, template)
-    for kind in ("canary", "bluegreen", "rolling")
-    for template in ("low", "high")
-] + [Member("ca-abort", "canary", "abort")]
+    @property
+    def pauses(self) -> bool:
+        return self.template != "abort"
 
 
-def template(name: str) -> dict[str, Any]:
+KINDS = ("canary", "bluegreen", "rolling")
+SHORT_GROUP = [Member(f"{k[:2]}-{t}", k, t) for k in KINDS for t in ("low", "high")] + [
+    Member("ca-abort", "canary", "abort")
+]
+LONG_GROUP = [Member(f"{k[:2]}-long", k, "long") for k in KINDS]
+MEMBERS = SHORT_GROUP + LONG_GROUP
+
+
+def template(name: str, *, long_address: str) -> dict[str, Any]:
+    prometheus: dict[str, Any] = {"query": "vector(1)"}
+    if name == "long":
+        prometheus["address"] = long_address
     metric: dict[str, Any] = {
         "name": "alive",
         "interval": "1s",
         "count": COUNT,
-        "inconclusiveLimit": 0 if name == "low" else 30,
+        "inconclusiveLimit": 30 if name == "high" else 0,
         "threshold": {"min": 0},
-        "provider": {"prometheus": {"query": "vector(1)"}},
+        "provider": {"prometheus": prometheus},
     }
     if name == "abort":
         metric.update(onProviderError="abort", consecutiveErrorLimit=2)
@@ -86,17 +99,15 @@ def body(member: Member, version: str, node: str) -> dict[str, Any]:
     )
 
 
-def run_of(status: dict[str, Any], member: Member, revision: str) -> dict[str, Any] | None:
-    runs = status.get("analysisRuns") or []
-    return next((r for r in runs if r["key"] == member.key and r["revision"] == revision), None)
-
-
-def measured(run: dict[str, Any] | None) -> int:
-    metrics = (run or {}).get("metrics") or [{}]
-    return int(metrics[0].get("successful", 0))
+def measured(status: dict[str, Any], member: Member, revision: str) -> int:
+    for run in status.get("analysisRuns") or []:
+        if run["key"] == member.key and run["revision"] == revision:
+            return int(((run.get("metrics") or [{}])[0]).get("successful", 0))
+    return 0
 
 
 def cli_status(box: Pinned, kubeconfig: str, name: str) -> dict[str, Any]:
+    """``deployctl status NAME -o json``, as a person or a script would ask."""
     result = subprocess.run(
         [sys.executable, "-m", "controller.cli", "status", name, "-n", box.namespace, "-o", "json"],
         capture_output=True,
@@ -108,9 +119,9 @@ def cli_status(box: Pinned, kubeconfig: str, name: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
-def deploy(box: Pinned) -> None:
-    for name in ("low", "high", "abort"):
-        box.cluster.create_template(template(name))
+def deploy(box: Pinned, *, long_address: str) -> None:
+    for name in ("low", "high", "abort", "long"):
+        box.cluster.create_template(template(name, long_address=long_address))
     for member in MEMBERS:
         if member.kind == "bluegreen":
             box.cluster.create_service(member.name, {"app": member.name})
@@ -124,91 +135,21 @@ def deploy(box: Pinned) -> None:
         )
 
 
-def run_outage(
-    box: Pinned, prometheus: PrometheusServer, *, kubeconfig: str, seconds: float
-) -> dict[str, Any]:
-    """The scenario above with Prometheus down for ``seconds``; returns figures."""
-    cluster = box.cluster
-    new: dict[str, str] = {}
-    stable = {m.name: cluster.status(m.name)["stableRevision"] for m in MEMBERS}
-    for member in MEMBERS:
-        spec = body(member, "v2", box.fast)
-        new[member.name] = template_hash(PodTemplateSpec.model_validate(spec["spec"]["template"]))
-        cluster.apply_rollout(spec)
-
-    def statuses() -> dict[str, dict[str, Any]]:
-        return {m.name: cluster.status(m.name) for m in MEMBERS}
-
-    # Stop Prometheus once every analysis has measured, or as soon as one is halfway
-    # (a slower one then meets the outage at its first measurement).
-    def under_way(now: dict[str, dict[str, Any]]) -> bool:
-        counts = [measured(run_of(now[m.name], m, new[m.name])) for m in MEMBERS]
-        return min(counts) >= 1 or max(counts) >= COUNT // 2
-
-    poll(statuses, under_way, timeout=180, what="every analysis under way")
-    prometheus.stop()
-    down_at = time.monotonic()
-    pausing = [m for m in MEMBERS if m.template != "abort"]
-    watcher = OutageWatch(cluster, pausing, stable).start()
-
-    def paused(s: dict[str, Any]) -> bool:
-        return s.get("phase") == "Paused" and s.get("reason") == "AnalysisProviderUnreachable"
-
-    try:
-        poll(
-            statuses,
-            lambda now: all(paused(now[m.name]) for m in pausing),
-            timeout=60,
-            what="every rollout paused by the outage",
-        )
-        # Once paused, paused for the rest of the outage, whatever inconclusiveLimit says.
-        watcher.expect_paused = True
-        aborted = poll(
-            lambda: cluster.status("ca-abort"),
-            lambda s: s.get("phase") == "Degraded",
-            timeout=60,
-            what="the onProviderError: abort canary to abort",
-        )
-        assert aborted["reason"] == "AnalysisFailed", aborted
-        assert "onProviderError: abort" in aborted["message"], aborted["message"]
-        assert aborted["stableRevision"] == stable["ca-abort"]
-        shown = cli_status(box, kubeconfig, "ca-low")
-        assert shown["reason"] == "AnalysisProviderUnreachable", shown
-        assert "continues by itself" in shown["message"], shown["message"]
-        assert any(m.get("unreachableSince") for m in shown["measurements"]), shown
-        while time.monotonic() - down_at < seconds:
-            time.sleep(0.5)  # the outage lasting, not synchronisation
-    finally:
-        watcher.stop()
-    assert watcher.samples > 0 and not watcher.violations, watcher.violations[:10]
-    prometheus.start()
-    back_at = time.monotonic()
-    finished: Callable[[dict[str, dict[str, Any]]], bool] = lambda now: all(  # noqa: E731
-        now[m.name].get("phase") == "Healthy" and now[m.name].get("stableRevision") == new[m.name]
-        for m in pausing
-    )
-    poll(statuses, finished, timeout=120 + COUNT, what="every paused rollout finished")
-    return {
-        "outage_seconds": round(back_at - down_at),
-        "finished_after_seconds": round(time.monotonic() - back_at),
-        "status_samples_while_down": watcher.samples,
-    }
-
-
 @dataclass
 class OutageWatch:
-    """Reads the pausing rollouts' status every quarter second while Prometheus is down:
-    none may become Healthy or change its stable revision; once ``expect_paused`` is
-    set, each must stay Paused with AnalysisProviderUnreachable."""
+    """Reads the pausing Rollouts' status every quarter second while their Prometheus is
+    down: none may become Healthy or change its stable revision; once a member is in
+    ``settled`` it must stay Paused with AnalysisProviderUnreachable."""
 
     cluster: Any
-    members: list[Member]
     stable: dict[str, str]
-    expect_paused: bool = False
+    watching: set[str]
+    settled: set[str] = field(default_factory=set)
     samples: int = 0
     violations: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> OutageWatch:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -220,20 +161,117 @@ class OutageWatch:
         if self._thread is not None:
             self._thread.join(10)
 
+    def release(self, names: set[str]) -> None:
+        """Their Prometheus is back: stop watching them."""
+        with self._lock:
+            self.watching -= names
+            self.settled -= names
+
     def _run(self) -> None:
         while not self._stop.wait(0.25):
-            for member in self.members:
+            with self._lock:
+                names, settled = sorted(self.watching), set(self.settled)
+            for name in names:
                 try:
-                    status = self.cluster.status(member.name)
+                    status = self.cluster.status(name)
                 except Exception as exc:  # noqa: BLE001 - a failed read is no evidence
-                    self.violations.append(f"{member.name}: status not read: {exc!r}")
+                    self.violations.append(f"{name}: status not read: {exc!r}")
                     continue
                 self.samples += 1
-                name, phase, reason = member.name, status.get("phase"), status.get("reason")
+                phase, reason = status.get("phase"), status.get("reason")
                 if status.get("stableRevision") != self.stable[name]:
                     self.violations.append(f"{name}: stable became {status['stableRevision']}")
                 if phase == "Healthy":
-                    self.violations.append(f"{name}: Healthy while Prometheus was down")
-                waiting = (phase, reason) == ("Paused", "AnalysisProviderUnreachable")
-                if self.expect_paused and not waiting:
+                    self.violations.append(f"{name}: Healthy while its Prometheus was down")
+                if name in settled and (phase, reason) != UNREACHABLE:
                     self.violations.append(f"{name}: {phase} {reason}: {status.get('message')}")
+
+
+def run_outages(
+    box: Pinned, short: PrometheusServer, long: PrometheusServer, *, kubeconfig: str
+) -> dict[str, Any]:
+    """The scenario above; returns the figures to print."""
+    cluster = box.cluster
+    stable = {m.name: cluster.status(m.name)["stableRevision"] for m in MEMBERS}
+    new: dict[str, str] = {}
+    for member in MEMBERS:
+        spec = body(member, "v2", box.fast)
+        new[member.name] = template_hash(PodTemplateSpec.model_validate(spec["spec"]["template"]))
+        cluster.apply_rollout(spec)
+
+    def statuses(group: list[Member]) -> dict[str, dict[str, Any]]:
+        return {m.name: cluster.status(m.name) for m in group}
+
+    def paused(group: list[Member]) -> None:
+        poll(
+            lambda: statuses(group),
+            lambda now: all(
+                (now[m.name].get("phase"), now[m.name].get("reason")) == UNREACHABLE for m in group
+            ),
+            timeout=60,
+            what=f"{', '.join(m.name for m in group)} paused by the outage",
+        )
+
+    def finished(group: list[Member]) -> float:
+        started = time.monotonic()
+        poll(
+            lambda: statuses(group),
+            lambda now: all(
+                now[m.name].get("phase") == "Healthy"
+                and now[m.name].get("stableRevision") == new[m.name]
+                for m in group
+            ),
+            timeout=120 + COUNT,
+            what="every paused rollout to finish",
+        )
+        return round(time.monotonic() - started)
+
+    # Stop both once every analysis has measured, or as soon as one is halfway (a slower
+    # one then meets the outage at its first measurement).
+    def under_way(now: dict[str, dict[str, Any]]) -> bool:
+        counts = [measured(now[m.name], m, new[m.name]) for m in MEMBERS]
+        return min(counts) >= 1 or max(counts) >= COUNT // 2
+
+    poll(lambda: statuses(MEMBERS), under_way, timeout=180, what="every analysis under way")
+    short.stop()
+    long.stop()
+    down_at = time.monotonic()
+    pausing = [m for m in MEMBERS if m.pauses]
+    watch = OutageWatch(cluster, stable, {m.name for m in pausing}).start()
+    try:
+        paused(pausing)
+        watch.settled = {m.name for m in pausing}
+        aborted = poll(
+            lambda: cluster.status("ca-abort"),
+            lambda s: s.get("phase") == "Degraded",
+            timeout=60,
+            what="the onProviderError: abort canary to abort",
+        )
+        assert aborted["reason"] == "AnalysisFailed", aborted
+        assert "onProviderError: abort" in aborted["message"], aborted["message"]
+        assert aborted["stableRevision"] == stable["ca-abort"]
+        shown = cli_status(box, kubeconfig, "ca-low")
+        assert (shown["phase"], shown["reason"]) == UNREACHABLE, shown
+        assert "continues by itself" in shown["message"], shown["message"]
+        assert any(m.get("unreachableSince") for m in shown["measurements"]), shown
+
+        short_group = [m for m in SHORT_GROUP if m.pauses]
+        while time.monotonic() - down_at < SHORT:
+            time.sleep(0.5)  # the outage lasting, not synchronisation
+        watch.release({m.name for m in short_group})
+        short.start()
+        short_back = finished(short_group)
+        # The long outage goes on: that group is still paused, untouched by the other.
+        while time.monotonic() - down_at < LONG:
+            time.sleep(0.5)  # the outage lasting, not synchronisation
+    finally:
+        watch.stop()
+    assert watch.samples > 0 and not watch.violations, watch.violations[:10]
+    long.start()
+    long_back = finished(LONG_GROUP)
+    return {
+        "short_group_finished_after_s": short_back,
+        "long_group_finished_after_s": long_back,
+        "long_outage_s": round(time.monotonic() - down_at - long_back),
+        "status_samples_while_down": watch.samples,
+    }
