@@ -129,6 +129,9 @@ EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
 JOBS = KindRef("batch", "v1", "jobs", "Job")
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
+SELF_SUBJECT_ACCESS_REVIEWS = KindRef(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False
+)
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -713,12 +716,16 @@ class Kube:
         kind: KindRef,
         namespace: str | None = None,
         label_selector: str | None = None,
+        *,
+        field_selector: str | None = None,
     ) -> Listing:
         """All objects of ``kind`` (paginated), with the list's resourceVersion."""
         items: list[Obj] = []
         query: dict[str, str] = {"limit": str(_LIST_PAGE_SIZE)}
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         resource_version = ""
         while True:
             page = self._request("list", kind, method="GET", namespace=namespace, query=query)
@@ -741,6 +748,7 @@ class Kube:
         *,
         resource_version: str,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_seconds: int = 300,
     ) -> WatchStream:
         """Open a watch from ``resource_version`` (bookmarks on); raises on open failure.
@@ -755,6 +763,8 @@ class Kube:
         }
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         response = self._send(
             "watch",
             kind,
@@ -1188,6 +1198,34 @@ class Kube:
         """A ConfigMap's data (alert rules files named by ``alertRules``)."""
         obj = self._request("get", CONFIGMAPS, method="GET", namespace=namespace, name=name)
         return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+
+    def may(
+        self, verb: str, kind: KindRef, namespace: str | None, name: str | None = None
+    ) -> tuple[bool, str]:
+        """May these credentials ``verb`` ``kind`` (a SelfSubjectAccessReview)? With the
+        authorizer's reason, for telling a person why an action is not offered."""
+        attributes: dict[str, str] = {
+            "verb": verb,
+            "group": kind.group,
+            "resource": kind.plural,
+        }
+        if namespace:
+            attributes["namespace"] = namespace
+        if name:
+            attributes["name"] = name
+        review = self._request(
+            "create",
+            SELF_SUBJECT_ACCESS_REVIEWS,
+            method="POST",
+            body={
+                "apiVersion": SELF_SUBJECT_ACCESS_REVIEWS.api_version,
+                "kind": SELF_SUBJECT_ACCESS_REVIEWS.kind,
+                "spec": {"resourceAttributes": attributes},
+            },
+        )
+        status = review.get("status") or {}
+        reason = str(status.get("reason") or status.get("evaluationError") or "")
+        return bool(status.get("allowed")), reason
 
     # --- policy ------------------------------------------------------------------
 
