@@ -242,12 +242,15 @@ def _section(title: str, body: Markup) -> Markup:
 
 def _summary(view: Mapping[str, Any]) -> Markup:
     phase = str(view["phase"])
+    steps = view["steps"]
+    at = next((s for s in steps if s["state"] in ("current", "aborted")), None)
+    step = f"{at['index'] + 1} of {len(steps)}: {at['text']}" if at else view["step"]
     facts = el(
         "dl",
         el("dt", "Strategy"),
         el("dd", view["strategy"]),
         el("dt", "Step"),
-        el("dd", view["step"]),
+        el("dd", step),
         el("dt", "Weight"),
         el("dd", view["weight"], id="weight"),
         el("dt", "Stable"),
