@@ -6,6 +6,7 @@ import doctest
 import json
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from controller.dashboard import html as html_module
 from controller.dashboard.actions import Offer, state_offers
@@ -17,7 +18,7 @@ from tests.dashboard.samples import CANARY, REPLICASETS, STABLE, TEMPLATE, rollo
 NOW = datetime(2026, 12, 4, 5, 30, tzinfo=UTC)
 
 
-def view_of(obj: dict | None = None, **kwargs):
+def view_of(obj: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     return rollout_view(
         obj or rollout(),
         replicasets=REPLICASETS,
@@ -64,6 +65,7 @@ def test_a_rolled_back_canary_shows_the_breach_the_for_window_and_the_rollback()
     assert metric["threshold"]["max"] == 0.05 and metric["threshold"]["text"] == "max 0.05"
     assert metric["forSeconds"] == 4.0
     breach = seconds_of("2026-12-04T05:25:37Z")
+    assert breach is not None
     assert metric["breachAt"] == breach
     # The window from the first breach to where it would count, clipped to the breach.
     assert metric["windows"] == [[breach, breach + 4]]
