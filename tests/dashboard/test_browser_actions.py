@@ -39,7 +39,8 @@ def shop(version: str) -> dict[str, Any]:
 
 
 def grant_read_only(api: Any, namespace: str, user: str) -> None:
-    rbac = k8s.RbacAuthorizationV1Api(api)
+    # Plain dict bodies; the generated models would only get in the way.
+    rbac: Any = k8s.RbacAuthorizationV1Api(api)
     rbac.create_namespaced_role(
         namespace, {"metadata": {"name": "rollout-viewer"}, "rules": READ_ONLY_RULES}
     )

@@ -6,6 +6,7 @@ import doctest
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from controller.dashboard import html as html_module
@@ -140,3 +141,15 @@ def test_actions_follow_the_rollout_state() -> None:
     waiting = rollout(aborted=None, phase="Paused", reason="AwaitingApproval", message="2 of 2")
     offers = {a: (possible, why) for a, _label, possible, why in state_offers(waiting)}
     assert offers["approve"] == (True, "grant: 2 of 2")
+
+
+def test_the_bundled_chart_library_is_the_version_pinned_in_web() -> None:
+    """``make dashboard-assets`` copies what web/package-lock.json pins; the committed copy
+    must be that version (and its licence ships beside it)."""
+    root = Path(__file__).resolve().parents[2]
+    lock = json.loads((root / "web" / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/uplot"]["version"]
+    vendor = root / "controller" / "dashboard" / "static" / "vendor"
+    header = (vendor / "uPlot.iife.min.js").read_text()[:200]
+    assert f"(v{pinned})" in header
+    assert "MIT License" in (vendor / "uPlot.LICENSE.txt").read_text()
