@@ -539,10 +539,10 @@ def run(*, keep: bool, rate: float, workdir: Path, dashboard: str | None = None)
         lease = DASHBOARD_LEASE_NAMESPACE if dashboard is not None else None
         stack = start_stack(exits, workdir, lease_namespace=lease)
         prepare_namespace(stack)
+        stable = first_deploy(stack)
         if dashboard is not None:
             page = start_dashboard(exits, stack, workdir, dashboard)
             say(f"[bold]dashboard:[/bold] {page}  (open it in a browser; it updates live)")
-        stable = first_deploy(stack)
         traffic = TrafficGenerator(
             stack.api, namespace=NAMESPACE, service=APP, rate_per_second=rate
         ).start()
