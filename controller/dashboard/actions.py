@@ -164,9 +164,12 @@ class Actions:
             if action in ("pause", "resume"):
                 rollout = set_paused(session, name, action == "pause", ack_timeout=self.ack_timeout)
             elif action == "undo":
+                from controller.commands.rollout import revision_of
+
                 written = request_undo(session, name)
-                target = (written.get("metadata") or {}).get("annotations", {})
-                return Outcome(True, f"undo requested ({target.get('deployctl.io/reason', '')})")
+                return Outcome(
+                    True, f"{namespace}/{name}: undo to revision {revision_of(written)} requested"
+                )
             else:
                 rollout = send_request(session, name, action, ack_timeout=self.ack_timeout)
         except CliError as exc:

@@ -240,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
     dashboard: DashboardServer
     server_version = "deployctl-dashboard"
     sys_version = ""
+    # A client that neither sends its request nor reads its stream for this long is
+    # dropped: a stalled tab cannot hold a thread (and its subscription) forever.
+    timeout = 60
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("dashboard request", line=format % args)
@@ -326,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._json(200, view)
             else:
                 self._page(404, "Not found", f"nothing at {urlsplit(self.path).path}")
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
             return  # the browser went away mid-answer
 
     def _list_page(self) -> None:
@@ -490,8 +493,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b": heartbeat\n\n")
                     self.wfile.flush()
                 changed = subscription.wait(dash.heartbeat)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError, Closed):
-            pass
+        except (OSError, Closed):
+            pass  # the page went away (closed, reset, or stalled past the timeout)
         finally:
             subscription.close()
 
