@@ -294,6 +294,9 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ GET
 
     def do_HEAD(self) -> None:
+        if self._segments()[:1] == ["stream"]:
+            self._send(405, "", "text/plain")  # a stream has no head to give
+            return
         self.do_GET()
 
     def do_GET(self) -> None:

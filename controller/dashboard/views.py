@@ -26,7 +26,6 @@ from controller.commands.render import (
     history_rows,
     pending_approval,
     status_document,
-    strategy_name,
     summary_row,
 )
 from controller.dashboard.charts import metric_chart, seconds_of
@@ -390,7 +389,3 @@ def event_rows(events: Sequence[Obj]) -> list[dict[str, Any]]:
     ]
     rows.sort(key=lambda r: str(r["last"]), reverse=True)
     return rows[:MAX_EVENTS]
-
-
-def strategy_of(rollout: Obj) -> str:
-    return strategy_name(rollout.get("spec") or {})
