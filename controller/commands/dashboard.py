@@ -16,8 +16,8 @@ from typing import Annotated
 import typer
 
 from controller.commands.common import (
-    Context,
     Kubeconfig,
+    KubeContext,
     Namespace,
     connect,
     fail,
@@ -51,7 +51,7 @@ def dashboard(
         bool, typer.Option("--read-only", help="Show only; offer no actions")
     ] = False,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Serve a web dashboard of the Rollouts: steps, traffic, measurements against their

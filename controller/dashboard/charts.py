@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from controller.analysis.run import BoundMetric
-from controller.api.status import parse_timestamp
 from controller.commands.render import format_value
+from controller.times import parse_timestamp
 
 BREACH_VERDICTS = frozenset({"Failed", "Pending"})
 

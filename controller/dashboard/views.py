@@ -20,7 +20,6 @@ from controller.analysis.run import BoundMetric, resolve
 from controller.analysis.templating import TemplateError
 from controller.api import AnalysisTemplate, Rollout
 from controller.api import reasons as R
-from controller.api.revision import REVISION_LABEL
 from controller.commands.render import (
     age,
     history_rows,
@@ -29,13 +28,13 @@ from controller.commands.render import (
     summary_row,
 )
 from controller.dashboard.charts import metric_chart, seconds_of
+from controller.names import ANALYSIS_LABEL, FOR_REVISION_LABEL, REVISION_LABEL
 from controller.reconciler import analysis_ref, hook_metrics
 
 Obj = Mapping[str, Any]
 PHASES = ("Progressing", "Paused", "Healthy", "Degraded", "RolledBack")
 HOLD_REASONS = frozenset({R.FROZEN_UNTIL, R.OUTSIDE_WINDOW, R.AWAITING_GATE, R.AWAITING_APPROVAL})
 MAX_EVENTS = 50
-ANALYSIS_JOB_LABEL = "deployctl.io/analysis"
 
 
 def list_rows(
@@ -342,8 +341,8 @@ def hooks(status: Mapping[str, Any], jobs: Sequence[Obj]) -> list[dict[str, Any]
         out.append(
             {
                 "name": meta.get("name"),
-                "run": labels.get(ANALYSIS_JOB_LABEL, ""),
-                "revision": labels.get("deployctl.io/for-revision", ""),
+                "run": labels.get(ANALYSIS_LABEL, ""),
+                "revision": labels.get(FOR_REVISION_LABEL, ""),
                 "state": state,
                 "detail": detail,
                 "startedAt": job_status.get("startTime") or meta.get("creationTimestamp"),

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.api.revision import ROLLOUT_LABEL
 from controller.cache import Cache
 from controller.informer import DELETED, Informer
 from controller.kube import ANALYSIS_TEMPLATES, EVENTS, JOBS, REPLICASETS, ROLLOUTS, Kube
+from controller.names import ROLLOUT_LABEL
 
 Obj = dict[str, Any]
 LIST_TOPIC = "list"

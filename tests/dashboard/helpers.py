@@ -16,12 +16,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.waiting import wait_until
+
+__all__ = ["browser", "dashboard_process", "full_page", "save_screenshot", "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -141,20 +145,6 @@ def browser(tmp_path: Path, *, width: int = 1280, height: int = 1800) -> Iterato
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait_until(
-    check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last: {value!r}"[:3000])
 
 
 def save_screenshot(driver: Any, tmp_path: Path, name: str) -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes import client as k8s
 
 from tests.dashboard.helpers import browser, dashboard_process, wait_until
-from tests.integration.harness import Cluster, demo_rollout, poll
+from tests.integration.harness import Cluster, demo_rollout
 
 LEASE = "deployctl-dashboard-actions"
 STEPS = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
@@ -98,8 +98,11 @@ def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
         ]
     )
     cluster.apply_rollout(shop("v1"))
-    poll(
-        lambda: cluster.status("shop"), lambda s: s.get("phase") == "Healthy", timeout=90, what="v1"
+    wait_until(
+        lambda: cluster.status("shop"),
+        ok=lambda s: s.get("phase") == "Healthy",
+        timeout=90,
+        what="v1 Healthy",
     )
     grant_read_only(kube_api, ns, "alice")
     alice = control_plane.user_kubeconfig("alice", tmp_path / "alice.kubeconfig")
@@ -115,9 +118,9 @@ def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
     ):
         driver.get(f"{admin.url}/rollouts/{ns}/shop")
         cluster.apply_rollout(shop("v2"))
-        poll(
+        wait_until(
             lambda: cluster.status("shop"),
-            lambda s: s.get("currentStepIndex") == 1 and s.get("phase") == "Paused",
+            ok=lambda s: s.get("currentStepIndex") == 1 and s.get("phase") == "Paused",
             timeout=60,
             what="v2 waiting at its first indefinite pause",
         )
@@ -132,9 +135,9 @@ def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
         # Promote: past the first indefinite pause, to the second.
         outcome = confirm(driver, "promote")
         assert "promoted" in outcome, outcome
-        promoted = poll(
+        promoted = wait_until(
             lambda: cluster.status("shop"),
-            lambda s: s.get("currentStepIndex") == 3 and s.get("weight") == 50,
+            ok=lambda s: s.get("currentStepIndex") == 3 and s.get("weight") == 50,
             timeout=60,
             what="the rollout at its second pause with weight 50",
         )
@@ -154,9 +157,9 @@ def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
 
         outcome = confirm(driver, "abort")
         assert "aborted" in outcome, outcome
-        aborted = poll(
+        aborted = wait_until(
             lambda: cluster.status("shop"),
-            lambda s: s.get("aborted") is True and s.get("weight", 0) == 0,
+            ok=lambda s: s.get("aborted") is True and s.get("weight", 0) == 0,
             timeout=60,
             what="the rollout aborted, all traffic back on stable",
         )

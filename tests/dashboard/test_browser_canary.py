@@ -21,7 +21,7 @@ from tests.dashboard.helpers import (
     save_screenshot,
     wait_until,
 )
-from tests.integration.harness import Cluster, demo_rollout, poll
+from tests.integration.harness import Cluster, demo_rollout
 
 LEASE = "deployctl-dashboard-test"
 STEPS = [
@@ -124,16 +124,16 @@ def test_a_broken_canary_rolls_back_before_your_eyes(
     small = {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
     cluster.apply_rollout(demo_rollout("cart", version="v7", replicas=1, strategy=small))
     cluster.apply_rollout(demo_rollout("search", version="v3", replicas=2, strategy=small))
-    poll(
+    wait_until(
         lambda: cluster.status("search"),
-        lambda s: s.get("phase") == "Healthy",
+        ok=lambda s: s.get("phase") == "Healthy",
         timeout=90,
         what="search Healthy",
     )
     cluster.apply_rollout(demo_rollout("search", version="v4", replicas=2, strategy=small))
-    poll(
+    wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("phase") == "Healthy",
+        ok=lambda s: s.get("phase") == "Healthy",
         timeout=90,
         what="v1 Healthy",
     )
