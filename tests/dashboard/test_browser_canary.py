@@ -1,7 +1,7 @@
 """A broken canary, watched live in a real browser (headless Chromium, one session).
 
 The operator runs as a real process with leader election, real Prometheus scrapes real
-demo-app pods, traffic flows. A v2 that starts failing 30% of requests 10 s after it
+demo-app pods, traffic flows. A v2 that starts failing 30% of requests 20 s after it
 starts is rolled back by its analysis step while its page is open: without a reload the
 page shows the error-rate line going from below the threshold to above it (drawn: the
 threshold's red pixels, the line's, the rollback's), the rollback, the weight back at
@@ -149,12 +149,12 @@ def test_a_broken_canary_rolls_back_before_your_eyes(
                 driver.execute_script("return document.getElementById('live').textContent")
                 == "live"
             ),
-            timeout=30,
+            timeout=60,
             what="the page's live stream",
         )
-        # v2 breaks 10 s after its pods start; the page is not reloaded from here on.
+        # v2 breaks 20 s after its pods start; the page is not reloaded from here on.
         cluster.apply_rollout(
-            canary("v2", {"DEMO_ERROR_RATE": "0.3", "DEMO_ERRORS_AFTER_SECONDS": "10"})
+            canary("v2", {"DEMO_ERROR_RATE": "0.3", "DEMO_ERRORS_AFTER_SECONDS": "20"})
         )
         wait_until(
             lambda: driver.execute_script(
@@ -163,7 +163,7 @@ def test_a_broken_canary_rolls_back_before_your_eyes(
                 "document.getElementById('weight').textContent === '0%' && "
                 "!!document.querySelector('.chart[data-metric=\"error-rate\"]')"
             ),
-            timeout=150,
+            timeout=300,
             what="the page to show the rollback",
         )
         assert int(driver.execute_script("return document.body.dataset.updates")) >= 3
