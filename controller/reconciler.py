@@ -33,16 +33,19 @@ from pydantic import ValidationError
 from controller.analysis.run import AnalysisEngine, cannot_start, next_due
 from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
-from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL, replicaset_name, template_hash
-from controller.api.status import AnalysisRunStatus, parse_timestamp
+from controller.api.revision import replicaset_name, template_hash
+from controller.api.status import AnalysisRunStatus
 from controller.bound_runs import BoundRuns, query_context
-from controller.cache import Cache, Obj
-from controller.kube import Kube, merge_patch
+from controller.cache import Cache, KubeWrites, Obj
+from controller.kube import merge_patch
+from controller.kube.routes import backend_weights
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
-from controller.observe import observe, service_names
+from controller.names import REVISION_LABEL, ROLLOUT_LABEL
+from controller.observe import observe
 from controller.own_writes import OwnWrites
 from controller.policy_gate import Held, PolicyGate, held_events
-from controller.resources import replicaset_body, route_weights_by_service, service_selector
+from controller.resources import replicaset_body, service_selector
+from controller.times import parse_timestamp
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Observed, Plan, decide
 from strategies.runkeys import RunKey
@@ -70,14 +73,14 @@ class Caches:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReconcileResult:
     requeue_after: float | None = None
 
 
 class Reconciler:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeWrites,
         caches: Caches,
         *,
         engine: AnalysisEngine,
@@ -93,11 +96,11 @@ class Reconciler:
 
     # ------------------------------------------------------------------ the pass
 
-    def reconcile(self, key: str) -> Outcome:
+    def reconcile(self, key: str) -> ReconcileResult:
         namespace, _, name = key.partition("/")
         raw = self.caches.rollouts.get(namespace, name)
         if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
-            return Outcome()
+            return ReconcileResult()
         now = self.clock()
         bound = log.bind(namespace=namespace, rollout=name)
         rollout, problems = self._parse(raw)
@@ -124,8 +127,6 @@ class Reconciler:
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
         self._apply(rollout, plan, revision=revision, log=bound)
-        if self.engine.jobs is not None:
-            self.engine.jobs.tidy(namespace, name)
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )
@@ -142,9 +143,9 @@ class Reconciler:
             bound.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
             self.policy.notify(rollout, rollout.status, new_status, now=now)
-        return Outcome(requeue_after=self._requeue_after(plan, new_status, runs, now=now))
+        return ReconcileResult(requeue_after=self._requeue_after(plan, new_status, runs, now=now))
 
-    def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> Outcome:
+    def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> ReconcileResult:
         """A new revision policy holds back: write why, change nothing in the cluster."""
         self._write_status(raw, held.status)
         for type_, reason, message in held_events(rollout.status, held):
@@ -152,7 +153,7 @@ class Reconciler:
             log.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
             self.policy.notify(rollout, rollout.status, held.status, now=self.clock())
-        return Outcome(requeue_after=held.requeue_after)
+        return ReconcileResult(requeue_after=held.requeue_after)
 
     # ------------------------------------------------------------------ reading
 
@@ -183,7 +184,7 @@ class Reconciler:
         pods = self.caches.pods.list(namespace, labels={ROLLOUT_LABEL: name})
         services = {
             svc_name: svc
-            for svc_name in service_names(rollout)
+            for svc_name in rollout.spec.strategy.service_names
             if (svc := self.caches.services.get(namespace, svc_name)) is not None
         }
         route = None
@@ -308,7 +309,7 @@ class Reconciler:
         losing: set[str] = set()
         if route is not None:
             route_name, cached, by_service = route
-            now = route_weights_by_service(cached)
+            now = backend_weights(cached)
             losing = {svc for svc in selectors if by_service.get(svc, 0) < now.get(svc, 0)}
         for service_name, wanted in selectors.items():
             if service_name not in losing:
@@ -384,7 +385,7 @@ class Reconciler:
                 resource_version=raw["metadata"].get("resourceVersion"),
             )
 
-    def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> Outcome:
+    def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> ReconcileResult:
         """Report an invalid spec; touch nothing else, keep every other status field."""
         message = "; ".join(str(p) for p in problems)[:MAX_MESSAGE]
         try:
@@ -412,6 +413,9 @@ class Reconciler:
                 "message": message,
             }
         )
+        # Status first, as in a planned pass: a write refused with 409 re-runs the pass,
+        # and the Event is recorded only once the condition it announces is stored.
+        self._write_status(raw, new_status)
         if previous is None or previous.message != message or previous.status != "True":
             self.kube.record_event(raw, reason=R.INVALID_SPEC, message=message, type="Warning")
             log.warning(
@@ -420,8 +424,7 @@ class Reconciler:
                 rollout=raw["metadata"].get("name"),
                 problems=message,
             )
-        self._write_status(raw, new_status)
-        return Outcome()
+        return ReconcileResult()
 
     def _note_rollback(
         self, old: RolloutStatus | None, new: RolloutStatus, *, now: datetime
