@@ -582,6 +582,11 @@ class Kube:
         # Never the configuration: it holds the bearer token.
         return f"Kube(host={self._api.configuration.host!r})"
 
+    @property
+    def server(self) -> str:
+        """The API server's URL as configured (no request is sent)."""
+        return str(self._api.configuration.host)
+
     # ------------------------------------------------------------------ plumbing
 
     def _request(
