@@ -492,6 +492,9 @@ class WebChecks:
         remaining = deadline - began
         if remaining <= 0:
             raise _DeadlinePassed()
+        # The socket's timeout bounds the TCP connect (before there is a socket to shut);
+        # the watchdog bounds everything after. Whichever fires at the deadline, the
+        # outcome is "no reply within the deadline".
         conn = self._connection(target, address, remaining)
         expired = threading.Event()
 
@@ -524,7 +527,7 @@ class WebChecks:
             text = _decoded(raw, encoding).decode(charset, "replace")
             return reply.status, text, self.clock() - began
         except Exception:
-            if expired.is_set():
+            if expired.is_set() or self.clock() >= deadline:
                 raise _DeadlinePassed() from None
             raise
         finally:

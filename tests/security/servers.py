@@ -52,13 +52,14 @@ class _Echo(BaseHTTPRequestHandler):
         body: bytes
         extra: dict[str, str] = {}
         code = 200
-        if self.path.startswith("/status/"):
-            code = int(self.path.rsplit("/", 1)[1])
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/status/"):
+            code = int(path.rsplit("/", 1)[1])
             body = json.dumps({"error": "denied", "you_sent": headers}).encode()
-        elif self.path == "/gzip-bomb":
+        elif path == "/gzip-bomb":
             body = gzip.compress(b"\0" * (50 * 1024 * 1024), compresslevel=9)
             extra["Content-Encoding"] = "gzip"
-        elif self.path == "/big":
+        elif path == "/big":
             body = b"x" * (5 * 1024 * 1024)
         else:
             body = json.dumps({"status": "ok", "headers": headers}).encode()

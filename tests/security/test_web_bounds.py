@@ -197,6 +197,7 @@ def test_credentials_in_the_url_are_used_and_masked() -> None:
         m = metric({"url": url})
         outcome = fetch(checks, m)
         assert server.seen.requests[-1]["Authorization"].startswith("Basic ")
+    assert isinstance(outcome, WebReply) and outcome.status == 500
     text = shown(m, outcome)
     assert SECRET not in text
     assert (
