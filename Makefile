@@ -10,7 +10,9 @@ CLUSTER ?= sandbox
 # pytest workers; each starts its own sandbox, files stay whole on one worker.
 TEST_WORKERS ?= 3
 
-.PHONY: help venv cluster lint test test-unit demo e2e bench crds clean
+LOCKS := requirements/runtime.lock requirements/dev.lock
+
+.PHONY: help venv cluster lint test test-unit demo e2e bench crds clean lock audit
 
 help:
 	@echo "make demo   - build/start the local sandbox and roll out a bad then a good version"
@@ -19,11 +21,15 @@ help:
 	@echo "make crds   - regenerate manifests/crds/ from the pydantic models"
 	@echo "make e2e    - the scenarios on a kind cluster (skips without Docker/kind)"
 	@echo "make bench  - benchmarks; results go to docs/benchmarks.md"
+	@echo "make lock   - re-resolve requirements/*.lock from pyproject.toml (uv)"
+	@echo "make audit  - known vulnerabilities in the locked dependencies (pip-audit)"
 
-$(STAMP): pyproject.toml
+# Exactly the locked versions, each checked against its hash; then the project itself
+# without resolving anything (its dependencies are all in the lock).
+$(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q --require-hashes -r requirements/dev.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -42,8 +48,20 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m "not cluster and not prometheus"
 
-test: venv cluster lint
+test: venv cluster lint audit
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+
+# One universal resolution (every platform, Python 3.11+) with hashes; the dev set is
+# constrained by the runtime lock, so both agree on every shared package.
+lock: venv
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--generate-hashes --no-header -q -o requirements/runtime.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes --no-header -q -c requirements/runtime.lock -o requirements/dev.lock
+
+# Skips with one line (exit 0) where the advisory database cannot be reached.
+audit: venv
+	$(PY) requirements/audit.py
 
 demo: venv
 ifeq ($(CLUSTER),kind)

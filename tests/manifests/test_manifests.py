@@ -221,7 +221,12 @@ def test_dockerfile_builds_a_slim_non_root_image() -> None:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     stages = [ln for ln in lines if ln.startswith("FROM ")]
     assert len(stages) == 2 and stages[0].endswith(" AS builder"), stages
-    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
+    # The base pinned by digest; the packages from the lock, hashes checked.
+    assert re.search(
+        r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.M
+    )
+    assert "pip install --require-hashes -r requirements/runtime.lock" in text
+    assert "pip install --no-deps ." in text
     final = text[text.rindex("\nFROM ") :]
     assert "COPY --from=builder /opt/deployctl /opt/deployctl" in final
     # Nothing is installed in the final stage: no compilers, no package manager runs.
