@@ -129,6 +129,23 @@ EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
 JOBS = KindRef("batch", "v1", "jobs", "Job")
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
+ADMISSION_POLICIES = KindRef(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicy",
+    namespaced=False,
+)
+ADMISSION_BINDINGS = KindRef(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicybindings",
+    "ValidatingAdmissionPolicyBinding",
+    namespaced=False,
+)
+SELF_SUBJECT_REVIEWS = KindRef(
+    "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False
+)
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -1195,6 +1212,39 @@ class Kube:
         return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
 
     # --- policy ------------------------------------------------------------------
+
+    def admission_problem(self, policies: tuple[str, ...], bindings: tuple[str, ...]) -> str | None:
+        """None when every named ValidatingAdmissionPolicy exists and every named binding
+        denies (``validationActions`` has Deny); otherwise what is missing, in words."""
+        for name in policies:
+            try:
+                self._request("get", ADMISSION_POLICIES, method="GET", name=name)
+            except NotFound:
+                return f"ValidatingAdmissionPolicy {name} is not installed (or not served)"
+        for name in bindings:
+            try:
+                binding = self._request("get", ADMISSION_BINDINGS, method="GET", name=name)
+            except NotFound:
+                return f"ValidatingAdmissionPolicyBinding {name} is not installed"
+            actions = (binding.get("spec") or {}).get("validationActions") or []
+            if "Deny" not in actions:
+                return f"ValidatingAdmissionPolicyBinding {name} does not deny (only {actions})"
+        return None
+
+    def whoami(self) -> str | None:
+        """The user name the API server knows this client by (SelfSubjectReview, 1.28+);
+        None where the cluster does not say."""
+        try:
+            review = self._request(
+                "create",
+                SELF_SUBJECT_REVIEWS,
+                method="POST",
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            )
+        except KubeError:
+            return None
+        name = ((review.get("status") or {}).get("userInfo") or {}).get("username")
+        return str(name) if name else None
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded; for webhook URLs. Never log what it returns."""

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from controller.admission import ApprovalAdmission
 from controller.analysis.addresses import AddressPolicy, IPAddress, normalise
 from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
@@ -159,6 +160,7 @@ class Operator:
                 rollouts=self.rollouts,
                 controller_namespace=self.controller_namespace,
                 notifier=self.notifier,
+                approvals_verified=ApprovalAdmission(kube).verified,
             ),
         )
         self.server = HealthServer(config.probe_host, config.probe_port)
