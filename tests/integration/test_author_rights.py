@@ -42,8 +42,11 @@ def test_hooks_run_as_their_own_service_account_and_references_stay_in_the_names
             {"name": "migrate", "job": named},
             {"name": "warm", "job": shell_job("sleep 2; echo ok")},
         ]
+        # A first deploy has nothing to migrate from: hooks run from the second revision.
+        cluster.apply_rollout(canary("hooked", "v1", [{"setWeight": 50}]))
+        settled(cluster, "hooked", timeout=120)
         cluster.apply_rollout(
-            with_hooks(canary("hooked", "v1", [{"setWeight": 50}]), preRollout=hooks)
+            with_hooks(canary("hooked", "v2", [{"setWeight": 50}]), preRollout=hooks)
         )
         # Finished hook Jobs are tidied away: collect them while the hooks run.
         seen: dict[str, Any] = {}

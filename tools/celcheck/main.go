@@ -78,7 +78,8 @@ func compile(policy *admissionregistrationv1.ValidatingAdmissionPolicy) (validat
 	validationFilter := compiler.CompileCondition(checks, withAuthz, environment.StoredExpressions)
 	messageFilter := compiler.CompileCondition(messages, forMessages, environment.StoredExpressions)
 	// Compile errors surface when the validator runs, as errors of every case.
-	return validating.NewValidator(validationFilter, nil, nil, messageFilter, policy.Spec.FailurePolicy, nil), nil
+	noAudit := compiler.CompileCondition([]cel.ExpressionAccessor{}, withAuthz, environment.StoredExpressions)
+	return validating.NewValidator(validationFilter, nil, noAudit, messageFilter, policy.Spec.FailurePolicy, nil), nil
 }
 
 func load(paths []string) (map[string]*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
