@@ -71,6 +71,7 @@ from controller.analysis.values import QueryFailure
 from controller.analysis.webcheck import WebReply
 from controller.api.analysis import MAX_WEB_SECONDS, WebProvider
 from controller.cache import Cache, Obj
+from controller.kube.errors import Forbidden, KubeError, NotFound
 from controller.redact import CREDENTIAL_NAME, redact_url
 
 log = structlog.stdlib.get_logger(__name__)
@@ -249,16 +250,15 @@ class WebChecks:
             where = f"Secret {namespace}/{ref.name}"
             try:
                 data = self.secrets(namespace, ref.name)
-            except Exception as exc:  # noqa: BLE001 - mapped to a message below
-                code = getattr(exc, "code", None)
-                if code == 403:
-                    raise SecretProblem(
-                        f"header {header.name}: the controller may not read {where}; grant "
-                        "its ServiceAccount `get` on that Secret with a Role and RoleBinding "
-                        "in this namespace (docs/analysis.md)"
-                    ) from None
-                if code == 404:
-                    raise SecretProblem(f"header {header.name}: no {where}") from None
+            except Forbidden:
+                raise SecretProblem(
+                    f"header {header.name}: the controller may not read {where}; grant "
+                    "its ServiceAccount `get` on that Secret with a Role and RoleBinding "
+                    "in this namespace (docs/analysis.md)"
+                ) from None
+            except NotFound:
+                raise SecretProblem(f"header {header.name}: no {where}") from None
+            except (KubeError, ValueError) as exc:  # ValueError: undecodable data
                 raise SecretProblem(
                     f"header {header.name}: cannot read {where}: {type(exc).__name__}"
                 ) from None

@@ -118,6 +118,16 @@ def _text(value: Any) -> str:
     return json.dumps(value)
 
 
+def _number(value: Any) -> float | None:
+    """A JSON number, or a string holding one; None for anything else (true is not 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def judge_reply(
     metric: Metric,
     web: WebProvider,
@@ -156,13 +166,8 @@ def judge_reply(
     if web.equals is not None:
         message = f"{name}: {said}, {web.json_path} = {text!r} (want {web.equals!r})"
         return Judgement("Successful" if raw == web.equals else "Failed", text, message)
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return Judgement(
-            "Inconclusive", text, f"{name}: {said}, {web.json_path} = {text!r} is not a number"
-        )
-    try:
-        number = float(value)
-    except ValueError:
+    number = _number(value)
+    if number is None:
         return Judgement(
             "Inconclusive", text, f"{name}: {said}, {web.json_path} = {text!r} is not a number"
         )

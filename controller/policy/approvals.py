@@ -30,7 +30,8 @@ from dataclasses import dataclass, replace
 
 from controller.api import Rollout
 from controller.api.policy import ApprovalRule, DeliveryPolicy
-from controller.requests import REQUESTED_BY_ANNOTATION, parse_request
+from controller.names import REQUESTED_BY_ANNOTATION
+from controller.requests import parse_request
 from controller.versions import image_tag, parse_version
 
 MajorChange = Callable[[Rollout], bool]

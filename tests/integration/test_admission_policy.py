@@ -27,7 +27,8 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from tests.integration.harness import GROUP, VERSION, demo_rollout, poll
+from tests.integration.harness import GROUP, VERSION, demo_rollout
+from tests.waiting import wait_until
 
 ADMISSION = Path(__file__).resolve().parents[2] / "manifests" / "admission"
 LEADS = "sre-leads"
@@ -163,7 +164,9 @@ def test_the_api_server_vouches_for_approvers_and_requesters(
         admin.delete_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts", "checkout")
         return False
 
-    poll(create_as_bob_under_alices_name, bool, timeout=60, what="the admission policy in force")
+    wait_until(
+        create_as_bob_under_alices_name, ok=bool, timeout=60, what="the admission policy in force"
+    )
     created = {
         **rollout,
         "metadata": {"name": "checkout", "annotations": {"deployctl.io/requested-by": "alice"}},

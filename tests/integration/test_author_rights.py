@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.harness import SANDBOX_WEB, Cluster, poll, settled
+from tests.integration.harness import SANDBOX_WEB, Cluster, settled
 from tests.integration.release_helpers import canary, jobs_of, shell_job, with_hooks
 from tests.integration.web_helpers import (
     checked_rollout,
@@ -21,6 +21,7 @@ from tests.integration.web_helpers import (
     other_namespace,
     web_template,
 )
+from tests.waiting import wait_until
 
 
 def test_hooks_run_as_their_own_service_account_and_references_stay_in_the_namespace(
@@ -56,7 +57,9 @@ def test_hooks_run_as_their_own_service_account_and_references_stay_in_the_names
                 seen[job.metadata.labels.get("deployctl.io/metric")] = job
             return seen
 
-        jobs = poll(hook_jobs, lambda found: len(found) == 2, timeout=60, what="both hook Jobs")
+        jobs = wait_until(
+            hook_jobs, ok=lambda found: len(found) == 2, timeout=60, what="both hook Jobs"
+        )
         assert all(j.metadata.namespace == ns for j in jobs.values())
         accounts = {name: job.spec.template.spec.service_account_name for name, job in jobs.items()}
         # The real Job controller makes the pods from these templates; the API server's
@@ -79,9 +82,9 @@ def test_hooks_run_as_their_own_service_account_and_references_stay_in_the_names
         )
         cluster.apply_rollout(checked_rollout("foreign-template", "v1", "gate"))
         stable = deploy_v1_then_v2(cluster, {"foreign-secret": "secret-header"})
-        foreign = poll(
+        foreign = wait_until(
             lambda: cluster.status("foreign-template"),
-            lambda s: "unknown AnalysisTemplate" in str(s.get("message")),
+            ok=lambda s: "unknown AnalysisTemplate" in str(s.get("message")),
             timeout=60,
             what="foreign-template refused",
         )

@@ -10,7 +10,8 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from tests.integration.harness import Cluster, demo_rollout, poll, settled
+from tests.integration.harness import Cluster, demo_rollout, settled
+from tests.waiting import wait_until
 
 
 def web_template(name: str, web: Mapping[str, Any], **metric: Any) -> dict[str, Any]:
@@ -70,7 +71,8 @@ def measured(cluster: Cluster, name: str, stable: str, *, timeout: float = 120) 
                         return dict(result)
         return None
 
-    return dict(poll(metric, lambda m: m is not None, timeout=timeout, what=f"{name} measured"))
+    found: dict[str, Any] = wait_until(metric, timeout=timeout, what=f"{name} measured")
+    return found
 
 
 @contextmanager
