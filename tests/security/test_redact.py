@@ -71,3 +71,40 @@ def test_scrub_masks_known_values_raw_and_json_escaped() -> None:
         assert "quotes" not in scrub(body, [value]), body
     assert scrub(f"x {value} y", [value]) == f"x {REDACTED} y"
     assert scrub("a short one: ab", ["ab"]) == "a short one: ab"
+
+
+def test_notifications_carry_masked_messages_and_evidence() -> None:
+    from datetime import UTC, datetime
+
+    from controller.api import RolloutStatus
+    from controller.notify import generic_payload, notification_for
+    from tests.policy.helpers import rollout
+
+    status = RolloutStatus.model_validate(
+        {
+            "phase": "Degraded",
+            "message": "probe: GET https://probe:hunter22@api.example/x?access_token=tok9 -> 500",
+            "analysisRuns": [
+                {
+                    "key": "step-1",
+                    "revision": "abc",
+                    "startedAt": "2026-12-03T12:00:00Z",
+                    "phase": "Failed",
+                    "metrics": [
+                        {
+                            "name": "probe",
+                            "phase": "Failed",
+                            "message": 'probe: -> 401: {"api_key": "k-77777"}',
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    note = notification_for(
+        rollout(), status, "aborted", now=datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    )
+    sent = json.dumps(generic_payload(note))
+    for secret in ("hunter22", "tok9", "k-77777"):
+        assert secret not in sent
+    assert REDACTED in note.message and REDACTED in note.evidence[0]
