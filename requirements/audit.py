@@ -39,7 +39,8 @@ def main() -> int:
         code, report, stderr = audit(service)
         if report is None:
             last = (stderr.strip().splitlines() or ["no output"])[-1]
-            why.append(f"{service}: {last[:160]}")
+            # "requests.exceptions.ConnectionError: HTTPSConnectionPool(...)" -> the type.
+            why.append(f"{service}: {last.split(':', 1)[0].rsplit('.', 1)[-1][:80]}")
             continue
         dependencies = list(report.get("dependencies") or [])  # type: ignore[call-overload]
         skipped = [d for d in dependencies if d.get("skip_reason")]
