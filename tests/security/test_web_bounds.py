@@ -43,7 +43,7 @@ def secrets(data: Mapping[str, str]) -> Any:
 
 
 def fetch(
-    checks: WebChecks, m: Metric, *, budget: float = 5.0, namespace: str = "shop"
+    checks: WebChecks, m: Metric, *, budget: float = 30.0, namespace: str = "shop"
 ) -> WebReply | QueryFailure:
     assert m.web is not None
     return checks.fetch(m.web, namespace=namespace, budget=budget)
