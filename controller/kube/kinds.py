@@ -81,6 +81,9 @@ ADMISSION_BINDINGS = KindRef(
 SELF_SUBJECT_REVIEWS = KindRef(
     "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False
 )
+SELF_SUBJECT_ACCESS_REVIEWS = KindRef(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False
+)
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
