@@ -95,13 +95,13 @@ crds: venv
 	$(PY) -m controller.docgen docs/reference.md
 
 # uPlot (charts) is bundled into the package: this copies the version pinned in
-# web/package-lock.json into controller/dashboard/static/vendor/, where it is committed,
+# controller/dashboard/web/package-lock.json into controller/dashboard/static/vendor/ (committed),
 # so neither the tests nor a pip install need npm.
 dashboard-assets:
-	cd web && npm ci --no-audit --no-fund
-	cp web/node_modules/uplot/dist/uPlot.iife.min.js web/node_modules/uplot/dist/uPlot.min.css \
+	cd controller/dashboard/web && npm ci --no-audit --no-fund
+	cp controller/dashboard/web/node_modules/uplot/dist/uPlot.iife.min.js controller/dashboard/web/node_modules/uplot/dist/uPlot.min.css \
 		controller/dashboard/static/vendor/
-	cp web/node_modules/uplot/LICENSE controller/dashboard/static/vendor/uPlot.LICENSE.txt
+	cp controller/dashboard/web/node_modules/uplot/LICENSE controller/dashboard/static/vendor/uPlot.LICENSE.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
