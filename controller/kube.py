@@ -56,6 +56,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.watch.watch import iter_resp_lines as _untyped_iter_resp_lines
 
+from controller.limits import truncate
 from controller.metrics import API_REQUESTS
 
 Obj = dict[str, Any]
@@ -72,7 +73,6 @@ log = structlog.stdlib.get_logger(__name__)
 
 COMPONENT = "deployctl"
 MERGE_PATCH = "application/merge-patch+json"
-MAX_EVENT_MESSAGE = 1024
 _EVENT_CACHE_SIZE = 4096
 _LIST_PAGE_SIZE = 500
 
@@ -1023,9 +1023,7 @@ class Kube:
         """
         meta = involved.get("metadata") or {}
         namespace = str(meta.get("namespace") or "default")
-        text = (
-            message if len(message) <= MAX_EVENT_MESSAGE else message[: MAX_EVENT_MESSAGE - 1] + "…"
-        )
+        text = truncate(message)
         digest = hashlib.sha256(
             "\x00".join([str(meta.get("uid", meta.get("name"))), type, reason, text]).encode()
         ).hexdigest()[:16]
@@ -1184,10 +1182,12 @@ class Kube:
         items = list(listing.get("items") or [])
         return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
 
-    def read_configmap(self, namespace: str, name: str) -> dict[str, str]:
-        """A ConfigMap's data (alert rules files named by ``alertRules``)."""
+    def read_configmap_version(self, namespace: str, name: str) -> tuple[str, dict[str, str]]:
+        """A ConfigMap's ``resourceVersion`` and data (alert rules files named by
+        ``alertRules``), so that what was parsed can be kept per version."""
         obj = self._request("get", CONFIGMAPS, method="GET", namespace=namespace, name=name)
-        return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+        data = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+        return str((obj.get("metadata") or {}).get("resourceVersion", "")), data
 
     # --- policy ------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import structlog
 
 from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
-from controller.analysis.rulesource import ConfigMapRules
+from controller.analysis.rulesource import ConfigMapData, ConfigMapRules
 from controller.analysis.run import AnalysisEngine
 from controller.analysis.web import ServiceAddressMode, WebChecks
 from controller.api.revision import ROLLOUT_LABEL
@@ -135,7 +135,9 @@ class Operator:
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
                 jobs=JobChecks(kube, jobs=self.jobs, pods=self.pods, rollouts=self.rollouts),
-                rules=ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name)),
+                rules=ConfigMapRules(
+                    lambda ns, name: ConfigMapData(*kube.read_configmap_version(ns, name))
+                ),
                 web=WebChecks(
                     secrets=kube.read_secret,
                     services=self.services,

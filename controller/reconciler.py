@@ -38,6 +38,7 @@ from controller.api.revision import ROLLOUT_LABEL, replicaset_name, template_has
 from controller.api.status import AnalysisRunStatus, parse_timestamp
 from controller.cache import Cache, Obj
 from controller.kube import Kube, merge_patch
+from controller.limits import PASS_MEASURING, truncate
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.observe import observe, service_names
 from controller.policy_gate import Held, PolicyGate, held_events
@@ -51,8 +52,6 @@ log = structlog.stdlib.get_logger(__name__)
 
 # Look again at least this often while a rollout is in flight, in case an event was lost.
 SAFETY_RESYNC = 60.0
-# Status messages are for people; keep them readable in `kubectl describe`.
-MAX_MESSAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -208,6 +207,9 @@ class Reconciler:
         runs = []
         changed = False
         hook_events: list[tuple[str, str, str]] = []
+        # One budget for the whole pass: a Rollout with many slow metrics hands its
+        # worker back; the metrics still due are measured on the next pass.
+        stop_by = self.engine.monotonic() + PASS_MEASURING.value
         for run in status.analysis_runs:
             ref = analysis_ref(rollout, run.key)
             hooks = hook_metrics(rollout, run.key)
@@ -216,12 +218,14 @@ class Reconciler:
                 continue
             context = query_context(rollout, status, run)
             if hooks is not None:
-                advanced = self.engine.advance_bound(run, hooks, context=context, now=now)
+                advanced = self.engine.advance_bound(
+                    run, hooks, context=context, now=now, stop_by=stop_by
+                )
                 hook_events.extend(hook_outcomes(run, advanced))
             else:
                 assert ref is not None
                 advanced = self.engine.advance(
-                    run, templates=templates, ref=ref, context=context, now=now
+                    run, templates=templates, ref=ref, context=context, now=now, stop_by=stop_by
                 )
             _count_verdicts(run, advanced)
             changed = changed or advanced != run
@@ -366,7 +370,7 @@ class Reconciler:
 
     def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> Outcome:
         """Report an invalid spec; touch nothing else, keep every other status field."""
-        message = "; ".join(str(p) for p in problems)[:MAX_MESSAGE]
+        message = truncate("; ".join(str(p) for p in problems))
         try:
             status = RolloutStatus.model_validate(raw.get("status") or {})
         except ValidationError:

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client as k8s
 
 from controller.analysis.alertrules import RulesError
-from controller.analysis.rulesource import ConfigMapRules
+from controller.analysis.rulesource import ConfigMapData, ConfigMapRules
 from controller.kube import Kube
 from tests.analysis.test_alertrules import SEED_RULES
 
@@ -19,6 +19,10 @@ def kube(control_plane: Any) -> Iterator[Kube]:
     adapter = Kube(control_plane.api_client())
     yield adapter
     adapter.close()
+
+
+def reader(kube: Kube) -> Any:
+    return lambda ns, name: ConfigMapData(*kube.read_configmap_version(ns, name))
 
 
 class Clock:
@@ -37,7 +41,7 @@ def test_rules_come_from_the_configmap_and_are_re_read_after_the_ttl(
         namespace, {"metadata": {"name": "alerts"}, "data": {"rules.yaml": SEED_RULES}}
     )
     clock = Clock()
-    source = ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name), ttl=15, clock=clock)
+    source = ConfigMapRules(reader(kube), ttl=15, clock=clock)
     names = [r.name for r in source.rules(namespace, "alerts", None)]
     assert names == ["HighErrorRate", "SlowResponses"]  # recording rules are not gates
 
@@ -54,7 +58,7 @@ def test_a_configmap_that_cannot_serve_is_a_clear_error(kube, kube_api, namespac
     core.create_namespaced_config_map(
         namespace, {"metadata": {"name": "two"}, "data": {"a.yaml": "x", "b.yaml": "y"}}
     )
-    source = ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name))
+    source = ConfigMapRules(reader(kube))
     with pytest.raises(RulesError, match=f"no ConfigMap {namespace}/missing"):
         source.rules(namespace, "missing", None)
     with pytest.raises(RulesError, match=r"has 2 keys \(a.yaml, b.yaml\); name the rules file"):
