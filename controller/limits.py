@@ -42,6 +42,8 @@ class Limit:
             return f"{int(self.value)} bytes"
         if self.unit == "count":
             return f"{int(self.value)}"
+        if self.unit == "s" and self.value >= 86400 and self.value % 86400 == 0:
+            return f"{int(self.value // 86400)} days"
         return f"{self.value:g} {self.unit}"
 
     def __str__(self) -> str:

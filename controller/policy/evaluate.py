@@ -31,6 +31,7 @@ from controller.api import Rollout
 from controller.api import reasons as r
 from controller.api.policy import DeliveryPolicy, Exemption, Freeze
 from controller.api.status import timestamp
+from controller.limits import FREEZE_CHAIN, FREEZE_HORIZON
 from controller.policy.approvals import (
     ApprovalState,
     MajorChange,
@@ -132,9 +133,15 @@ def _frozen(
     period: FreezePeriod, *, override: Override | None, refused: str, events: list[PolicyEvent]
 ) -> PolicyDecision:
     until = period.end
+    bound = "at least " if period.at_least else ""
+    followed = (
+        f" (chained freezes followed as far as {FREEZE_CHAIN} / {FREEZE_HORIZON})"
+        if period.at_least
+        else ""
+    )
     message = (
-        f"frozen until {until.isoformat()} by {period.describe()} in policy {period.policy}"
-        + _override_hint(override, refused, period.exemptions)
+        f"frozen until {bound}{until.isoformat()} by {period.describe()} in policy "
+        f"{period.policy}{followed}" + _override_hint(override, refused, period.exemptions)
     )
     return PolicyDecision(
         verdict="Wait",
