@@ -1191,6 +1191,19 @@ class Kube:
 
     # --- policy ------------------------------------------------------------------
 
+    def read_secret_annotated(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """A Secret's annotations and decoded data; for webhook URLs, whose Secret says
+        which namespaces' policies may use it. Never log the data."""
+        obj = self._request("get", SECRETS, method="GET", namespace=namespace, name=name)
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        data = obj.get("data") or {}
+        return {str(k): str(v) for k, v in annotations.items()}, {
+            str(key): base64.b64decode(str(value)).decode("utf-8", "replace")
+            for key, value in data.items()
+        }
+
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded; for webhook URLs. Never log what it returns."""
         obj = self._request("get", SECRETS, method="GET", namespace=namespace, name=name)

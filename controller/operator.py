@@ -120,7 +120,9 @@ class Operator:
         # The cluster-wide default policy, and the Secrets holding webhook URLs, live in
         # the controller's own namespace (the namespaced install: the one it watches).
         self.controller_namespace = ns or config.lease_namespace
-        self.notifier = Notifier(secret_resolver(lambda ns, name: kube.read_secret(ns, name)))
+        self.notifier = Notifier(
+            secret_resolver(lambda ns, name: kube.read_secret_annotated(ns, name))
+        )
         self.reconciler = Reconciler(
             kube,
             Caches(

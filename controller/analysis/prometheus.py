@@ -54,7 +54,6 @@ from tenacity import (
 )
 from urllib3.util.retry import Retry
 
-from controller.analysis.bounded_http import BodyRefused, BoundedSession, DeadlineExceeded
 from controller.analysis.values import (
     QueryFailure,
     QueryOutcome,
@@ -65,6 +64,7 @@ from controller.analysis.values import (
     Series,
     short_query,
 )
+from controller.bounded_http import BodyRefused, BoundedSession, DeadlineExceeded
 from controller.limits import PROMETHEUS_BODY, RANGE_BODY, STATUS_MESSAGE, Limit, truncate
 
 DEFAULT_ADDRESS = "http://127.0.0.1:9090"

@@ -1,8 +1,9 @@
 """HTTP with one deadline per call and a capped, decompressed-in-steps body.
 
 Used by the Prometheus provider (``controller.analysis.prometheus`` hands a
-``BoundedSession`` to prometheus-api-client): a metric's ``address`` may point anywhere,
-so the server at the other end may be hostile. Plain ``requests`` bounds each socket
+``BoundedSession`` to prometheus-api-client) and the webhook notifier
+(``controller.notify``): a metric's ``address`` or a webhook URL may point anywhere, so
+the server at the other end may be hostile. Plain ``requests`` bounds each socket
 operation, not a call: a server that sends one byte every few seconds holds a worker
 for as long as it likes, and a 200 KiB gzip body inflates to hundreds of MiB before the
 caller sees a byte. Here:
