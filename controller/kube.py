@@ -129,6 +129,7 @@ EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
 JOBS = KindRef("batch", "v1", "jobs", "Job")
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
+NAMESPACES = KindRef("", "v1", "namespaces", "Namespace", namespaced=False)
 
 
 def object_key(obj: Mapping[str, Any]) -> str:

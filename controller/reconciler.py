@@ -6,7 +6,8 @@ a table of contents:
 
 1. read the Rollout from the cache; a deleted one needs nothing;
 2. parse it; an invalid spec gets the InvalidSpec condition and an Event, and nothing in
-   the cluster is touched;
+   the cluster is touched. So does a Rollout naming a Service or HTTPRoute that does not
+   consent to it, or pods that would run as the controller (``controller.tenancy``);
 3. measure the analysis runs that are due (the strategy started them in status);
 4. ask the strategy for a plan;
 5. apply the plan: scale up first, then move traffic (Services, HTTPRoute), then scale
@@ -42,7 +43,14 @@ from controller.limits import PASS_MEASURING, truncate
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.observe import observe, service_names
 from controller.policy_gate import Held, PolicyGate, held_events
-from controller.resources import replicaset_body, service_selector
+from controller.resources import replicaset_body
+from controller.tenancy import (
+    ControllerIdentity,
+    consent_problems,
+    identity_problems,
+    revision_selector,
+    shared_objects,
+)
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Plan, decide
 from strategies.common import hooks_of
@@ -81,12 +89,14 @@ class Reconciler:
         engine: AnalysisEngine,
         clock: Callable[[], datetime],
         policy: PolicyGate | None = None,
+        identity: ControllerIdentity | None = None,
     ) -> None:
         self.kube = kube
         self.caches = caches
         self.engine = engine
         self.clock = clock
         self.policy = policy
+        self.identity = identity
 
     # ------------------------------------------------------------------ the pass
 
@@ -104,9 +114,12 @@ class Reconciler:
         ref_problems = reference_problems(rollout, templates=templates, invalid=invalid_templates)
         if ref_problems:
             return self._invalid(raw, list(ref_problems), now=now)
+        tenancy = self._tenancy_problems(rollout, templates)
+        if tenancy:
+            return self._invalid(raw, tenancy, now=now)
         revision = template_hash(rollout.spec.template)
         bound = bound.bind(revision=revision)
-        status = rollout.status or RolloutStatus()
+        status = _valid_again(rollout.status or RolloutStatus(), rollout, now=now)
         gate = (
             self.policy.check(rollout, status, revision=revision, now=now) if self.policy else None
         )
@@ -174,6 +187,22 @@ class Reconciler:
                 continue
             out[str(template.metadata.name)] = template
         return out, invalid
+
+    def _tenancy_problems(
+        self, rollout: Rollout, templates: Mapping[str, AnalysisTemplate]
+    ) -> list[Problem]:
+        """Shared objects that do not consent; pods that would run as the controller."""
+        namespace = str(rollout.metadata.namespace)
+        objects: dict[tuple[str, str], Obj] = {}
+        for _path, kind, name in shared_objects(rollout):
+            cache = self.caches.services if kind == "Service" else self.caches.routes
+            found = cache.get(namespace, name) if cache is not None else None
+            if found is not None:
+                objects[(kind, name)] = found
+        used = {t.name for ref in rollout.spec.analysis_refs() for t in ref.templates}
+        return consent_problems(rollout, objects) + identity_problems(
+            rollout, self.identity, [templates[n] for n in sorted(used) if n in templates]
+        )
 
     def _observe(self, rollout: Rollout, status: RolloutStatus) -> Any:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
@@ -305,7 +334,8 @@ class Reconciler:
             service = self.caches.services.get(namespace, service_name)
             if service is None:
                 continue
-            wanted = service_selector(rollout, rev)
+            # Only our key: the rest of the selector belongs to the Service's owner.
+            wanted = revision_selector(rev)
             current = service.get("spec", {}).get("selector") or {}
             if any(current.get(k) != v for k, v in wanted.items()):
                 self.kube.patch_service_selector(namespace, service_name, wanted)
@@ -422,6 +452,28 @@ class Reconciler:
         ]
         if failed_at:
             ROLLBACK_LATENCY.observe(max(0.0, (now - max(failed_at)).total_seconds()))
+
+
+def _valid_again(status: RolloutStatus, rollout: Rollout, *, now: datetime) -> RolloutStatus:
+    """``status`` with an InvalidSpec condition from an earlier spec turned False."""
+    stale = any(
+        c.type == R.ConditionType.INVALID_SPEC and c.status == "True" for c in status.conditions
+    )
+    if not stale:
+        return status
+    conditions = R.set_condition(
+        status.conditions,
+        R.ConditionType.INVALID_SPEC,
+        status="False",
+        reason=R.SPEC_VALID,
+        message="",
+        now=now,
+        generation=rollout.metadata.generation,
+    )
+    update: dict[str, Any] = {"conditions": conditions}
+    if status.reason == R.INVALID_SPEC:
+        update.update(reason="", message="")
+    return status.model_copy(update=update)
 
 
 def analysis_ref(rollout: Rollout, key: str) -> AnalysisRef | None:

@@ -74,7 +74,7 @@ def own_prometheus(file_sd_dir: Path, tmp_path: Path) -> Any:
 def test_prometheus_down_for_30s_pauses_inconclusive_then_continues(
     cluster: Cluster, start_controller: Any, traffic: Any, own_prometheus: Any
 ) -> None:
-    cluster.create_service("shop", {"app": "shop"})
+    cluster.create_service("shop", {"app": "shop"}, rollout="shop")
     cluster.create_template(error_rate_template("errors", interval="1s", count=3))
     steps = [
         {"setWeight": 50},
