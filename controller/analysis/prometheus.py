@@ -132,7 +132,7 @@ def query(
 ) -> QueryResult:
     """An instant query at ``at`` (default: now). Raises ``AnalysisError`` subclasses."""
     timeout = min(timeout, max(budget, 0.1))
-    params: dict[str, str] = {"timeout": f"{timeout:g}s"}
+    params: dict[str, str] = {"timeout": _prometheus_duration(timeout)}
     if at is not None:
         params["time"] = f"{at.timestamp():.3f}"
 
@@ -157,7 +157,7 @@ def query_range(
 ) -> RangeResult:
     """A range query (the backtest's history). Raises ``AnalysisError`` subclasses."""
     timeout = min(timeout, max(budget, 0.1))
-    params = {"timeout": f"{timeout:g}s"}
+    params = {"timeout": _prometheus_duration(timeout)}
 
     def call(client: PrometheusConnect, attempt_timeout: float) -> Any:
         return client.custom_query_range(
@@ -312,6 +312,11 @@ def _attempt(
         raise UnexpectedResponse(f"unreadable answer from {shown}: {detail}") from None
     finally:
         client.close()
+
+
+def _prometheus_duration(seconds: float) -> str:
+    """Seconds as Prometheus reads a duration: whole units only, so milliseconds."""
+    return f"{max(1, int(seconds * 1000))}ms"
 
 
 def _root_cause(exc: BaseException) -> str:
