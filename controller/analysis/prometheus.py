@@ -247,7 +247,6 @@ def _with_retries(
     shown = redact_url(address)
     started = time.monotonic()
     budget = max(budget, 0.1)
-    deadline = started + budget
     retrying = Retrying(
         retry=retry_if_exception_type(_Retryable),
         stop=stop_after_delay(budget) | stop_after_attempt(MAX_ATTEMPTS),
@@ -262,7 +261,11 @@ def _with_retries(
                 # Never let one attempt outlive the budget the caller gave us.
                 remaining = budget - (time.monotonic() - started)
                 attempt_timeout = max(0.1, min(timeout, remaining))
-                session = BoundedSession(deadline=deadline, body_limit=body_limit)
+                # The attempt's own deadline (at least 0.1 s, as its timeout), so the last
+                # attempt fails for its own reason, not because the budget ran out.
+                session = BoundedSession(
+                    deadline=time.monotonic() + attempt_timeout, body_limit=body_limit
+                )
                 return _attempt(address, shown, promql, call, attempt_timeout, session)
     except RetryError as exc:
         last = exc.last_attempt.exception()
