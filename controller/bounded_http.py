@@ -123,7 +123,8 @@ class _Watchdog:
                     self._calls.discard(call)
                     call.expire()
                 wake = min((c.deadline for c in self._calls), default=None)
-                self._cond.wait(None if wake is None else max(0.0, wake - now))
+                # Bounded, so a far (or infinite) deadline never overflows the wait.
+                self._cond.wait(60.0 if wake is None else min(60.0, max(0.0, wake - now)))
 
 
 _WATCHDOG = _Watchdog()

@@ -56,7 +56,7 @@ MEASUREMENT_DEADLINE = Limit(
     "s",
     "One measurement of one metric, every Prometheus request of it included (the canary "
     "and stable queries, an alert rule's presence queries, retries): at most the metric's "
-    "interval, and never more than this",
+    "interval and the controller's retry budget (10 s), and never more than this",
     "the measurement is Inconclusive (an Error counted as missing data), the analysis "
     "goes on at the next interval",
 )

@@ -543,18 +543,24 @@ class Notifier:
             return
         body = json.dumps(payload_for(target, n)).encode()
         attempts = 0
+        last_error = ""
         deadline = time.monotonic() + self._deadline
 
         def attempt() -> None:
-            nonlocal attempts
+            nonlocal attempts, last_error
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DeliveryError(
-                    f"gave up: the delivery took its whole budget ({NOTIFICATION_DELIVERY})",
+                    f"{last_error}; stopped after {attempts} attempt(s): the delivery's "
+                    f"{self._deadline:g} s are spent ({NOTIFICATION_DELIVERY})",
                     transient=False,
                 )
             attempts += 1
-            self._send(url, body, min(target.timeout, left))
+            try:
+                self._send(url, body, min(target.timeout, left))
+            except DeliveryError as exc:
+                last_error = str(exc)
+                raise
 
         def wait(state: tenacity.RetryCallState) -> float:
             # Backoff never sleeps past the delivery's deadline.

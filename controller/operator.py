@@ -191,10 +191,7 @@ class Operator:
         self.elector: LeaderElector | None = None
         self._workers: list[threading.Thread] = []
         self._workers_lock = threading.Lock()
-        # worker name -> (key, monotonic start) of the reconcile it is running; its own
-        # lock: _stop_workers holds _workers_lock while the workers finish.
-        self._busy: dict[str, tuple[str, float]] = {}
-        self._busy_lock = threading.Lock()
+        self.progress = WorkerProgress(stuck_after=config.stuck_after)
         self._stop = threading.Event()
         self.exit_code = 0
         self._wire_handlers()
@@ -366,26 +363,8 @@ class Operator:
         self._stop.set()
 
     def workers_progress(self) -> bool:
-        """Liveness: every started worker is alive and none has spent ``stuck_after`` in
-        one reconcile (logged, naming the Rollout, when it fails)."""
-        workers = list(self._workers)
-        with self._busy_lock:
-            busy = dict(self._busy)
-        dead = [w.name for w in workers if not w.is_alive()]
-        now = time.monotonic()
-        stuck = {
-            name: (key, now - since)
-            for name, (key, since) in busy.items()
-            if now - since > self.config.stuck_after
-        }
-        if dead or stuck:
-            log.error(
-                "workers make no progress",
-                dead=dead,
-                stuck={name: f"{key} for {seconds:.0f}s" for name, (key, seconds) in stuck.items()},
-                limit=str(WORKER_STUCK),
-            )
-        return not dead and not stuck
+        """Liveness: every started worker is alive and none is stuck in one reconcile."""
+        return self.progress.healthy(list(self._workers))
 
     def _work(self) -> None:
         name = threading.current_thread().name
@@ -395,13 +374,11 @@ class Operator:
                 if self.queue.shutting_down:
                     return
                 continue
-            with self._busy_lock:
-                self._busy[name] = (key, time.monotonic())
+            self.progress.begin(name, key)
             try:
                 self._process(key)
             finally:
-                with self._busy_lock:
-                    self._busy.pop(name, None)
+                self.progress.end(name)
                 self.queue.done(key)
 
     def _process(self, key: str) -> None:
@@ -443,6 +420,52 @@ class Operator:
         )
         for phase in (*PHASES, "Unknown"):
             ROLLOUTS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
+
+
+class WorkerProgress:
+    """Which reconcile each worker runs and since when, for ``/healthz``.
+
+    Unhealthy when a worker thread died or one reconcile has run longer than
+    ``stuck_after`` (logged, naming the Rollout). Its own lock: the operator holds its
+    workers' lock while they finish on shutdown.
+    """
+
+    def __init__(self, *, stuck_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stuck_after = stuck_after
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._busy: dict[str, tuple[str, float]] = {}
+
+    def begin(self, worker: str, key: str) -> None:
+        with self._lock:
+            self._busy[worker] = (key, self.clock())
+
+    def end(self, worker: str) -> None:
+        with self._lock:
+            self._busy.pop(worker, None)
+
+    def stuck(self) -> dict[str, tuple[str, float]]:
+        """worker -> (key, seconds) for reconciles running longer than ``stuck_after``."""
+        now = self.clock()
+        with self._lock:
+            busy = dict(self._busy)
+        return {
+            worker: (key, now - since)
+            for worker, (key, since) in busy.items()
+            if now - since > self.stuck_after
+        }
+
+    def healthy(self, workers: list[threading.Thread]) -> bool:
+        dead = [w.name for w in workers if not w.is_alive()]
+        stuck = self.stuck()
+        if dead or stuck:
+            log.error(
+                "workers make no progress",
+                dead=dead,
+                stuck={w: f"{key} for {seconds:.0f}s" for w, (key, seconds) in stuck.items()},
+                limit=str(WORKER_STUCK),
+            )
+        return not dead and not stuck
 
 
 def _requires(rollout: Obj) -> str | None:
