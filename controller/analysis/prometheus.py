@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -49,9 +50,9 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 from urllib3.util.retry import Retry
 
 from controller.analysis.values import (
@@ -249,7 +250,7 @@ def _with_retries(
     budget = max(budget, 0.1)
     retrying = Retrying(
         retry=retry_if_exception_type(_Retryable),
-        stop=stop_after_delay(budget) | stop_after_attempt(MAX_ATTEMPTS),
+        stop=_BudgetSpent(budget) | stop_after_attempt(MAX_ATTEMPTS),
         wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
         reraise=False,
     )
@@ -274,11 +275,26 @@ def _with_retries(
         raise PrometheusUnavailable(
             f"Prometheus at {shown} unavailable: {truncate(str(last), 300)} "
             f"(after {attempts} attempt(s) in {elapsed:.1f}s; the measurement's budget "
-            f"is {budget:g}s)",
+            f"is {_tenths(budget):g}s)",
             attempts=attempts,
             status_code=status,
         ) from None
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+class _BudgetSpent(stop_base):
+    """Stop when too little of the budget is left for another attempt to mean anything
+    (after the coming backoff): a sliver of a second would only replace the real reason
+    (a timeout, a refused connection) with "no answer in 0.1 s"."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.least = min(0.5, budget / 4)
+
+    def __call__(self, retry_state: Any) -> bool:
+        sleep = retry_state.upcoming_sleep or 0.0
+        elapsed = retry_state.seconds_since_start or 0.0
+        return bool(self.budget - elapsed - sleep < self.least)
 
 
 def _attempt(
@@ -291,7 +307,7 @@ def _attempt(
     try:
         return call(client, timeout)
     except DeadlineExceeded as exc:
-        raise _Retryable(f"no complete answer within {exc.seconds:.1f}s") from None
+        raise _Retryable(f"no complete answer within {_tenths(exc.seconds)}s") from None
     except BodyRefused as exc:
         raise UnexpectedResponse(f"Prometheus at {shown}: {exc}") from None
     except requests.exceptions.Timeout:
@@ -315,6 +331,11 @@ def _attempt(
         raise UnexpectedResponse(f"unreadable answer from {shown}: {detail}") from None
     finally:
         client.close()
+
+
+def _tenths(seconds: float) -> float:
+    """Seconds rounded up to a tenth: a budget of 4.9996 s reads as the 5 s it was."""
+    return math.ceil(round(seconds * 10, 3)) / 10
 
 
 def _prometheus_duration(seconds: float) -> str:
