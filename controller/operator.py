@@ -39,7 +39,6 @@ from controller.analysis.prometheus import PrometheusMeasurer
 from controller.analysis.rulesource import ConfigMapData, ConfigMapRules
 from controller.analysis.run import AnalysisEngine
 from controller.analysis.web import ServiceAddressMode, WebChecks
-from controller.api.revision import ROLLOUT_LABEL
 from controller.cache import Cache, UnionCache
 from controller.informer import SYNC, Informer
 from controller.kube import (
@@ -68,6 +67,7 @@ from controller.metrics import (
     RECONCILE_TOTAL,
     ROLLOUTS_BY_PHASE,
 )
+from controller.names import ROLLOUT_LABEL
 from controller.notify import Notifier, secret_resolver
 from controller.policy_gate import PolicyGate
 from controller.queue import WorkQueue

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.api import AnalysisTemplate, Rollout
-from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL
+from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.validation import Problem
 
 CONSENT_ANNOTATION = "deployctl.io/rollout"

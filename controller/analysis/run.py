@@ -64,8 +64,6 @@ from controller.api.status import (
     Measurement,
     MetricResult,
     Verdict,
-    parse_timestamp,
-    timestamp,
 )
 from controller.limits import (
     MEASUREMENT_DEADLINE,
@@ -73,6 +71,7 @@ from controller.limits import (
     RULES_PER_METRIC,
     truncate,
 )
+from controller.times import parse_timestamp, timestamp
 
 log = structlog.get_logger(__name__)
 
@@ -268,6 +267,15 @@ def record(
     return _with_phase(run, results)
 
 
+def cannot_run(
+    run: AnalysisRunStatus, metric: Metric, why: str, *, now: datetime
+) -> AnalysisRunStatus:
+    """The run after ``metric`` turned out impossible to measure (a template problem, a
+    rules file that cannot be read, a provider this controller lacks): a permanent
+    Error saying ``why``, so the metric stops at once instead of waiting for data."""
+    return record(run, metric, Judgement("Error", None, why, permanent=True), now=now)
+
+
 def _with_phase(run: AnalysisRunStatus, results: list[MetricResult]) -> AnalysisRunStatus:
     phase = run_phase(results)
     if phase in ("Failed", "Inconclusive", "Error"):
@@ -454,7 +462,7 @@ class AnalysisEngine:
                 matchers = {source.namespace_label: namespace, source.revision_label: revision}
                 expanded = []
                 for rule in rules:
-                    query, presence = scoped(rule, matchers)
+                    queries = scoped(rule, matchers)
                     expanded.append(
                         replace(
                             item,
@@ -462,8 +470,8 @@ class AnalysisEngine:
                                 update={"name": f"{item.metric.name}/{rule.name}"}
                             ),
                             alert=rule,
-                            query=query,
-                            presence=presence,
+                            query=queries.query,
+                            presence=queries.presence,
                         )
                     )
             except RulesError as exc:
@@ -506,10 +514,10 @@ class AnalysisEngine:
                 )
                 break
             due.discard(item.metric.name)
-            if item.problem:
-                log.warning("analysis metric cannot run", run=run.key, error=item.problem)
-                failure = Judgement("Error", None, item.problem, permanent=True)
-                run = record(run, item.metric, failure, now=now)
+            why_not = item.problem or self._lacking(item.metric)
+            if why_not:
+                log.warning("analysis metric cannot run", run=run.key, error=why_not)
+                run = cannot_run(run, item.metric, why_not, now=now)
             elif item.alert is not None:
                 run = self._check_alert(run, item, item.alert, now=now)
             elif item.metric.job is not None:
@@ -519,6 +527,14 @@ class AnalysisEngine:
             else:
                 run = self._measure(run, item, context=context, now=now)
         return run
+
+    def _lacking(self, metric: Metric) -> str:
+        """Why this engine cannot measure ``metric`` at all (no provider for it), or ""."""
+        if metric.job is not None and self.jobs is None:
+            return f"{metric.name}: this controller cannot run Jobs"
+        if metric.web is not None and self.web is None:
+            return f"{metric.name}: this controller cannot send HTTP checks"
+        return ""
 
     def _check_alert(
         self, run: AnalysisRunStatus, item: BoundMetric, rule: AlertRule, *, now: datetime
@@ -555,15 +571,8 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         web = metric.web
-        assert web is not None
+        assert web is not None and self.web is not None
         breach_since = _breach_since(run, metric.name)
-        if self.web is None:
-            failure = QueryFailure(
-                kind="rejected", query="", message="this controller cannot send HTTP checks"
-            )
-            return record(
-                run, metric, judge_failure(metric.name, failure, breach_since=None), now=now
-            )
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
@@ -582,16 +591,8 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         provider = metric.job
-        assert provider is not None
+        assert provider is not None and self.jobs is not None
         result = _result(run, metric.name) or MetricResult(name=metric.name)
-        if self.jobs is None:
-            failure = Judgement(
-                phase="Error",
-                value=None,
-                message=f"{metric.name}: this controller cannot run Jobs",
-                permanent=True,
-            )
-            return record(run, metric, failure, now=now)
         attempt = result.successful + result.failed + result.inconclusive + result.error
         check = JobCheck(
             namespace=str(context.rollout_namespace),
@@ -611,6 +612,8 @@ class AnalysisEngine:
             running = result.model_copy(update={"job": check.name})
             results = [running if r.name == metric.name else r for r in run.metrics]
             return run.model_copy(update={"metrics": results})
+        # A Job finished: the only moment the rollout's finished Jobs can exceed the limit.
+        self.jobs.tidy(check.namespace, check.rollout)
         return _logged(run, metric, judgement, now=now)
 
     def next_due(

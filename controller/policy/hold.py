@@ -20,9 +20,10 @@ from datetime import datetime
 
 from controller.api import reasons as r
 from controller.api.reasons import ConditionType, set_condition
-from controller.api.status import MAX_HISTORY, Phase, RolloutStatus, timestamp
+from controller.api.status import MAX_HISTORY, Phase, RolloutStatus
 from controller.limits import truncate
 from controller.policy.evaluate import PolicyDecision
+from controller.times import timestamp
 
 MAX_NOTES = 20
 HOLD_REASONS = frozenset({r.FROZEN_UNTIL, r.OUTSIDE_WINDOW, r.AWAITING_APPROVAL, r.AWAITING_GATE})

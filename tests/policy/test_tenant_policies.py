@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from controller.api import cron
 from controller.api import reasons as r
 from controller.api.status import RolloutStatus
-from controller.policy import cron
 from controller.policy.evaluate import evaluate
 from controller.policy.overrides import parse_override
 from controller.policy_gate import Held, PolicyGate

@@ -39,9 +39,9 @@ from tests.integration.harness import (
     Cluster,
     ControllerProcess,
     demo_rollout,
-    poll,
     running_controller,
 )
+from tests.waiting import wait_until
 
 STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
 _VERSIONS = itertools.count(2)
@@ -200,7 +200,7 @@ def canary(name: str, version: str, **spec: Any) -> dict[str, Any]:
 
 
 def status_when(cluster: Cluster, name: str, ok: Any, *, what: str, timeout: float = 90) -> Any:
-    return poll(lambda: cluster.status(name), ok, timeout=timeout, what=what)
+    return wait_until(lambda: cluster.status(name), ok=ok, timeout=timeout, what=what)
 
 
 def settled_on(cluster: Cluster, name: str) -> str:
@@ -275,7 +275,7 @@ def analysis_message(cluster: Cluster, name: str, needle: str) -> str:
         texts = [m.get("message", "") for r in runs for m in r.get("metrics") or []]
         return next((t for t in texts if needle in t), "")
 
-    return str(poll(message, bool, timeout=90, what=f"{name}: a measurement saying {needle!r}"))
+    return str(wait_until(message, timeout=90, what=f"{name}: a measurement saying {needle!r}"))
 
 
 # --------------------------------------------------------------------------- the findings
@@ -447,9 +447,9 @@ def test_a_service_of_another_team_is_not_steered(
     canary_rev = status_when(
         cluster, "thief", lambda s: s.get("canaryRevision"), what="thief's canary"
     )["canaryRevision"]
-    poll(
+    wait_until(
         lambda: cluster.service_selector("pay"),
-        lambda s: s == {**selector, "deployctl.io/revision": canary_rev},
+        ok=lambda s: s == {**selector, "deployctl.io/revision": canary_rev},
         timeout=60,
         what="only deployctl.io/revision added to the pay Service",
     )
@@ -581,13 +581,13 @@ def test_a_hanging_webhook_delays_only_its_own_namespace(
         for index in range(3):  # several deliveries queue behind the hanging one
             first_deploy(cluster, canary(f"noisy-{index}", "v1"))
         web_rolls_out(healthy)
-        poll(
+        wait_until(
             lambda: [
                 h["event"]
                 for h in hostile.hooks
                 if h["rollout"] == {"namespace": healthy.namespace, "name": "web"}
             ],
-            lambda events: "promoted" in events,
+            ok=lambda events: "promoted" in events,
             timeout=30,
             what="the other team's promotion notified while the hanging webhook hangs",
         )
@@ -596,7 +596,9 @@ def test_a_hanging_webhook_delays_only_its_own_namespace(
             f"secret {own.namespace}/platform-{cluster.namespace} key url may not be used by "
             f"DeliveryPolicies of namespace {healthy.namespace}"
         )
-        poll(controller.log_text, lambda log: refusal in log, timeout=30, what="the refusal")
+        wait_until(
+            controller.log_text, ok=lambda log: refusal in log, timeout=30, what="the refusal"
+        )
         # One "started" and one "promoted" went to the bound channel, none to the other.
         sent = [h for h in hostile.hooks if h["rollout"]["namespace"] == healthy.namespace]
         assert len(sent) == len({(h["event"], h["revision"]) for h in sent})
