@@ -293,7 +293,9 @@ def test_a_tarpit_prometheus_holds_no_worker_past_the_deadline(
     for name in names:
         cluster.apply_rollout(with_analysis(name, "v2", "tarpit"))
     seen = analysis_message(cluster, names[0], "no complete answer")
-    assert f"Prometheus at {hostile.tarpit} unavailable: no complete answer within 5.0s" in seen
+    # Within the 5 s budget: what the query got of it (a loaded machine starts it late).
+    assert f"Prometheus at {hostile.tarpit} unavailable: no complete answer within " in seen
+    assert "(after 1 attempt(s) in " in seen and "the measurement's budget is 5s)" in seen
     web_rolls_out(healthy)
     paused = status_when(
         cluster,
