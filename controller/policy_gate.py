@@ -32,7 +32,7 @@ namespace may use only the Secrets bound to its namespace (``controller.notify``
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -84,6 +84,7 @@ class PolicyGate:
         controller_namespace: str,
         notifier: Notifier | None = None,
         namespaces: Cache | None = None,
+        approvals_verified: Callable[[], bool] = lambda: False,
     ) -> None:
         self.policies = policies
         self.rollouts = rollouts
@@ -93,6 +94,8 @@ class PolicyGate:
         self._lock = threading.Lock()
         # (namespace, name) -> (resourceVersion, the model or None when invalid)
         self._parsed: dict[tuple[str, str], tuple[str, DeliveryPolicy | None]] = {}
+        # Whether the API server vouches for approvers' names (controller.admission).
+        self.approvals_verified = approvals_verified
 
     def _all_policies(self) -> list[DeliveryPolicy]:
         """Every valid policy the cache holds, each validated once per resourceVersion."""
@@ -150,6 +153,7 @@ class PolicyGate:
             now=now,
             override=parse_override(rollout.metadata),
             namespace_labels=self.namespace_labels(str(rollout.metadata.namespace)),
+            approvals_verified=self.approvals_verified(),
         )
         if not decision.allowed:
             return Held(

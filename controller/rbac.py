@@ -6,7 +6,8 @@ This is the single source of the operator's RBAC. ``manifests/`` spells it out a
 
 - every API call the operator's code makes (derived from ``controller/kube/`` and the
   modules ``controller.operator`` imports) is in this list, and nothing else is;
-- the manifests grant exactly this list, without wildcards and without secrets;
+- the manifests grant exactly this list, without wildcards and without secrets (the
+  admission-policy reads by ``resourceNames``);
 - the table in ``docs/install.md`` is the one ``python -m controller.rbac`` prints.
 
 The CLI (``deployctl rollout``, ``promote``...) is not covered: it runs with the
@@ -42,6 +43,9 @@ class Scope(StrEnum):
     """Only the operator's own namespace (the leader Lease): always a Role."""
     CLUSTER = "cluster"
     """Cluster-scoped objects, cluster-wide install only: in the ClusterRole."""
+    ADMISSION = "admission"
+    """Cluster-scoped objects of deployctl's admission policy, by name: a ClusterRole
+    shipped with the policy itself (``manifests/admission/``), in either install."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,20 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(_DEPLOYCTL, "deliverypolicies", "watch", OWN, "cluster-wide policy changes"),
     Permission("", "namespaces", "list", CLUSTER, "informer: Namespace labels (namespaceSelector)"),
     Permission("", "namespaces", "watch", CLUSTER, "informer: Namespace label changes"),
+    Permission(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        "get",
+        Scope.ADMISSION,
+        "is the approval admission policy installed? (else approvals say unverified)",
+    ),
+    Permission(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        "get",
+        Scope.ADMISSION,
+        "is it bound with Deny?",
+    ),
 )
 
 
@@ -141,6 +159,7 @@ def markdown_table() -> str:
             Scope.WATCHED: "watched namespaces",
             Scope.OWN: "own namespace",
             Scope.CLUSTER: "cluster (cluster-wide install)",
+            Scope.ADMISSION: "cluster (by name)",
         }[perm.scope]
         group = f"`{perm.group}`" if perm.group else "core"
         lines.append(f"| {group} | `{perm.resource}` | {perm.verb} | {where} | {perm.why} |")

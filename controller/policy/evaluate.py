@@ -181,6 +181,7 @@ def evaluate(
     override: Override | None,
     major_change: MajorChange = major_version_changed,
     namespace_labels: NamespaceLabels = None,
+    approvals_verified: bool = False,
 ) -> PolicyDecision:
     """Whether the new revision of ``rollout`` may start at ``now`` under ``policies``.
 
@@ -188,6 +189,8 @@ def evaluate(
     its selectors again here, so passing a namespace's whole list is also correct. A
     policy with ``overrideApproval`` whose freeze or window is overridden adds an
     approval rule of its own: the override waits for ``deployctl approve``.
+    ``approvals_verified``: whether the API server vouches for approvers' names (see
+    ``controller.policy.approvals``); approval messages say "unverified" otherwise.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -201,9 +204,11 @@ def evaluate(
     def needs_approval(name: str) -> None:
         policy = by_name.get(name)
         if policy is not None and policy.spec.override_approval is not None:
+            # Four eyes: whoever asked for the override may not approve it as well.
             rule = ApprovalRule(
                 name="override",
                 groups=policy.spec.override_approval.groups,
+                require_different_approver=True,
                 message="an override of this policy needs an approval",
             )
             override_rules[name] = (f"{policy.metadata.name or '?'}/override", rule)
@@ -265,7 +270,9 @@ def evaluate(
 
     # 3. Approvals.
     rules = matching_rules(rollout, active, major_change=major_change)
-    approval = policy_approval(rollout, [*rules, *override_rules.values()])
+    approval = policy_approval(
+        rollout, [*rules, *override_rules.values()], verified=approvals_verified
+    )
     if approval.pending:
         return PolicyDecision(
             verdict="NeedsApproval",
@@ -276,7 +283,7 @@ def evaluate(
             approval=approval,
         )
     if approval.granted:
-        text = f"{approval.message()} at {timestamp(now)}"
+        text = approval.message(at=timestamp(now))
         notes.append(text)
         events.append(PolicyEvent("Normal", r.APPROVED, text))
     return PolicyDecision(

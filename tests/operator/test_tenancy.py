@@ -199,7 +199,7 @@ def test_truncation_marks_what_was_cut_and_the_limits_table_is_documented() -> N
     cut = truncate("e" * 200_000)
     assert len(cut) == 1024 and cut.endswith("… [truncated 199002 chars]")
     assert truncate("short") == "short"
-    doc = (ROOT / "docs" / "limits.md").read_text()
+    doc = (ROOT / "docs" / "security.md").read_text()
     assert markdown_table() in doc, (
-        "docs/limits.md is out of date: paste `python -m controller.limits`"
+        "docs/security.md is out of date: paste `python -m controller.limits`"
     )

@@ -130,9 +130,15 @@ def test_an_override_of_a_freeze_needs_an_approval_when_the_policy_says_so() -> 
     author = rollout(annotations=annotations)
     decision = evaluate(author, [policy(spec)], now=NOW, override=parse_override(author.metadata))
     assert decision.reason == r.AWAITING_APPROVAL
-    assert decision.message == (
+    assert decision.message.startswith(
         "waiting for `deployctl approve` from sre-leads (policy release/override)"
     )
+    own = '{"action": "approve", "id": "a0", "by": "dev@example.com"}'
+    self_approved = rollout(annotations={**annotations, "deployctl.io/request": own})
+    decision = evaluate(
+        self_approved, [policy(spec)], now=NOW, override=parse_override(self_approved.metadata)
+    )
+    assert not decision.allowed  # the author of the override cannot approve it too
     approve = '{"action": "approve", "id": "a1", "by": "lead@example.com"}'
     approved = rollout(annotations={**annotations, "deployctl.io/request": approve})
     decision = evaluate(
