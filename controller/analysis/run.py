@@ -33,12 +33,20 @@ measurement: it does not count towards ``count``, so a metric cannot pass mid-br
 
 The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
 Successful. A run that is not Running takes no more measurements.
+
+Budgets (``controller.limits``): one measurement, every request of it included (the
+canary and stable queries, an alert rule's presence queries), shares one deadline of
+the metric's interval at most (and never more than ``measurementDeadline``); a pass
+stops starting measurements after ``passMeasuring`` seconds (``stop_by``) and measures
+the longest-waiting metrics first, so a Rollout with many slow metrics hands its worker
+back and the rest are measured on the next pass.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -68,6 +76,12 @@ from controller.api.status import (
     MetricResult,
     Verdict,
 )
+from controller.limits import (
+    MEASUREMENT_DEADLINE,
+    MEASUREMENT_MESSAGE,
+    RULES_PER_METRIC,
+    truncate,
+)
 from controller.times import parse_timestamp, timestamp
 
 log = structlog.get_logger(__name__)
@@ -87,8 +101,8 @@ DEFAULT_RETRY_BUDGET = 10.0
 class Measurer(Protocol):
     """Asks a metrics backend one query; returns a value, never raises.
 
-    ``budget`` bounds the whole call, retries included (the engine passes at most the
-    metric's interval). The Prometheus-backed one is
+    ``budget`` bounds the whole call, retries included (the engine passes what is left
+    of the measurement's deadline). The Prometheus-backed one is
     ``controller.analysis.prometheus.PrometheusMeasurer``.
     """
 
@@ -239,7 +253,10 @@ def record(
     waiting = phase == "Error" and not judgement.permanent and metric.on_provider_error == "pause"
     unreachable_since = (result.unreachable_since or timestamp(now)) if waiting else None
     measurement = Measurement(
-        value=judgement.value, phase=phase, at=timestamp(now), message=judgement.message
+        value=judgement.value,
+        phase=phase,
+        at=timestamp(now),
+        message=truncate(judgement.message, MEASUREMENT_MESSAGE.int),
     )
     earlier = result.measurements
     if waiting and result.unreachable_since and earlier and earlier[-1].phase == "Error":
@@ -264,7 +281,7 @@ def record(
             "breach_since": (
                 timestamp(judgement.breach_since) if judgement.breach_since is not None else None
             ),
-            "message": message,
+            "message": truncate(message),
             "measurements": measurements,
             "job": None,
             **({"query": short_query(query)} if query is not None else {}),
@@ -376,7 +393,7 @@ def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[
 def cannot_start(run: AnalysisRunStatus, problem: str) -> AnalysisRunStatus:
     """The run in Error because its templates cannot be used (a permanent problem)."""
     log.warning("analysis cannot start", run=run.key, error=problem)
-    return run.model_copy(update={"phase": "Error", "message": problem})
+    return run.model_copy(update={"phase": "Error", "message": truncate(problem)})
 
 
 def _logged(
@@ -441,12 +458,22 @@ class AnalysisEngine:
         web: WebRunner | None = None,
         rules: RulesSource | None = None,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.measurer = measurer
         self.jobs = jobs
         self.web = web
         self.rules = rules
         self.retry_budget = retry_budget
+        self.monotonic = monotonic
+
+    def _deadline(self, metric: Metric) -> float:
+        """When one measurement of ``metric`` must be over (a ``monotonic`` instant)."""
+        seconds = min(metric.interval, self.retry_budget, MEASUREMENT_DEADLINE.value)
+        return self.monotonic() + seconds
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self.monotonic())
 
     def advance(
         self,
@@ -456,6 +483,7 @@ class AnalysisEngine:
         ref: AnalysisRef,
         context: QueryContext,
         now: datetime,
+        stop_by: float | None = None,
     ) -> AnalysisRunStatus:
         """``bind`` then ``advance_bound``; a run whose templates cannot be bound is Error."""
         if run.phase in TERMINAL:
@@ -464,7 +492,7 @@ class AnalysisEngine:
             bound = self.bind(templates, ref, revision=run.revision, context=context)
         except TemplateError as exc:
             return cannot_start(run, str(exc))
-        return self.advance_bound(run, bound, context=context, now=now)
+        return self.advance_bound(run, bound, context=context, now=now, stop_by=stop_by)
 
     def bind(
         self,
@@ -497,6 +525,11 @@ class AnalysisEngine:
                 )
                 if not rules:
                     raise RulesError(f"ConfigMap {source.config_map} has no alerting rule")
+                if len(rules) > RULES_PER_METRIC.value:
+                    raise RulesError(
+                        f"ConfigMap {source.config_map} has {len(rules)} alerting rules "
+                        f"({RULES_PER_METRIC}); name the ones to judge with alertRules.rules"
+                    )
                 matchers = {source.namespace_label: namespace, source.revision_label: revision}
                 expanded = []
                 for rule in rules:
@@ -525,8 +558,13 @@ class AnalysisEngine:
         *,
         context: QueryContext,
         now: datetime,
+        stop_by: float | None = None,
     ) -> AnalysisRunStatus:
-        """``advance`` for metrics already resolved (a hook's Jobs have no template)."""
+        """``advance`` for metrics already resolved (a hook's Jobs have no template).
+
+        ``stop_by`` (a ``monotonic`` instant): start no measurement after it; the metrics
+        still due stay due for the next pass. The longest-waiting are measured first.
+        """
         if run.phase in TERMINAL:
             return run
         metrics = [b.metric for b in bound]
@@ -534,9 +572,19 @@ class AnalysisEngine:
         if missing:
             run = run.model_copy(update={"metrics": [*run.metrics, *missing]})
         due = set(due_metrics(run, metrics, now=now))
-        for item in bound:
-            if item.metric.name not in due:
-                continue
+        waiting = sorted(
+            (item for item in bound if item.metric.name in due),
+            key=lambda item: _due_at(run, item.metric) or now,
+        )
+        for item in waiting:
+            if stop_by is not None and self.monotonic() >= stop_by:
+                log.info(
+                    "measurement budget of this pass spent; the rest wait for the next pass",
+                    run=run.key,
+                    waiting=len(due),
+                )
+                break
+            due.discard(item.metric.name)
             why_not = item.problem or self._lacking(item.metric)
             if why_not:
                 log.warning("analysis metric cannot run", run=run.key, error=why_not)
@@ -572,21 +620,27 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         breach_since = _breach_since(run, metric.name)
-        budget = min(metric.interval, self.retry_budget)
-        outcome = self.measurer.measure(item.query, address=None, timeout=10.0, budget=budget)
+        deadline = self._deadline(metric)
+        outcome = self.measurer.measure(
+            item.query, address=None, timeout=10.0, budget=self._left(deadline)
+        )
         if isinstance(outcome, QueryFailure):
             judgement = judge_failure(metric.name, outcome, breach_since=breach_since)
         else:
-            has_data = bool(outcome.samples) or self._any_series(item.presence, budget=budget)
+            has_data = bool(outcome.samples) or self._any_series(item.presence, deadline=deadline)
             judgement = judge_alert(
                 metric.name, rule, outcome, breach_since=breach_since, now=now, has_data=has_data
             )
         return _logged(run, metric, judgement, now=now, query=item.query)
 
-    def _any_series(self, queries: Sequence[str], *, budget: float) -> bool:
+    def _any_series(self, queries: Sequence[str], *, deadline: float) -> bool:
         """Whether any of ``queries`` returns a series (a failed query counts as none)."""
         for query in queries:
-            answer = self.measurer.measure(query, address=None, timeout=10.0, budget=budget)
+            if self._left(deadline) <= 0:
+                return False  # the measurement's deadline passed: no evidence of data
+            answer = self.measurer.measure(
+                query, address=None, timeout=10.0, budget=self._left(deadline)
+            )
             if isinstance(answer, QueryResult) and answer.samples:
                 return True
         return False
@@ -601,7 +655,7 @@ class AnalysisEngine:
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
-            budget=min(metric.interval, self.retry_budget),
+            budget=self._left(self._deadline(metric)),
         )
         if isinstance(reply, QueryFailure):
             judgement = judge_failure(metric.name, reply, breach_since=breach_since)
@@ -675,14 +729,16 @@ class AnalysisEngine:
         provider = metric.provider.prometheus if metric.provider is not None else None
         address = provider.address if provider is not None else None
         timeout = provider.timeout if provider is not None else 10.0
-        budget = min(metric.interval, self.retry_budget)
-        canary = self.measurer.measure(promql, address=address, timeout=timeout, budget=budget)
+        deadline = self._deadline(metric)
+        canary = self.measurer.measure(
+            promql, address=address, timeout=timeout, budget=self._left(deadline)
+        )
         if isinstance(canary, QueryFailure):
             return judge_failure(metric.name, canary, breach_since=breach_since)
         stable: QueryResult | None = None
         if stable_promql is not None:
             answer = self.measurer.measure(
-                stable_promql, address=address, timeout=timeout, budget=budget
+                stable_promql, address=address, timeout=timeout, budget=self._left(deadline)
             )
             if isinstance(answer, QueryFailure):
                 return judge_failure(metric.name, answer, breach_since=breach_since)

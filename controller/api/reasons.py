@@ -82,6 +82,7 @@ PRE_ROLLOUT_HOOK_FAILED: Final = "PreRolloutHookFailed"
 POST_PROMOTION_HOOK_FAILED: Final = "PostPromotionHookFailed"
 ROLLED_BACK: Final = "RolledBack"
 INVALID_SPEC: Final = "InvalidSpec"
+SPEC_VALID: Final = "SpecValid"
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 

@@ -74,15 +74,27 @@ def rollout_object(
     }
 
 
+# Shared objects consent to the Rollout (controller.tenancy); without it nothing is written.
+CONSENT = {"deployctl.io/rollout": NAME}
+
+
 def service_object(name: str, revision: str | None = None) -> Obj:
     selector = {"app": NAME, **({REVISION_LABEL: revision} if revision else {})}
-    return {"metadata": {"name": name, "namespace": NS}, "spec": {"selector": selector}}
+    return {
+        "metadata": {"name": name, "namespace": NS, "annotations": dict(CONSENT)},
+        "spec": {"selector": selector},
+    }
 
 
 def route_object(weights: Mapping[str, int] | None = None) -> Obj:
     weights = weights or {STABLE_SVC: 100, CANARY_SVC: 0}
     return {
-        "metadata": {"name": ROUTE, "namespace": NS, "resourceVersion": "1"},
+        "metadata": {
+            "name": ROUTE,
+            "namespace": NS,
+            "resourceVersion": "1",
+            "annotations": dict(CONSENT),
+        },
         "spec": {
             "rules": [{"backendRefs": [{"name": s, "weight": w} for s, w in weights.items()]}]
         },

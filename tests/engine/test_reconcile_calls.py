@@ -374,3 +374,25 @@ def test_blue_green_switches_the_active_service_then_scales_the_old_revision_dow
         ("status", "checkout"),
         ("event", "Normal", "ScaledDown"),
     ]
+
+
+def test_a_service_without_consent_is_never_written_and_the_rollout_says_why() -> None:
+    fixture = Fixture(rollout_object(canary_spec(STEPS)))
+    stable = fixture.services.get(NS, STABLE_SVC)
+    assert stable is not None
+    del stable["metadata"]["annotations"]  # another team's Service
+    fixture.services.put(stable)
+    calls = fixture.pass_and_settle()
+    assert calls == [("status", "checkout"), ("event", "Warning", "InvalidSpec")]
+    assert fixture.status["reason"] == "InvalidSpec"
+    assert (
+        f"`kubectl -n {NS} annotate service {STABLE_SVC} deployctl.io/rollout=checkout`"
+        in fixture.status["message"]
+    )
+    # Consent given: the pass goes on and the InvalidSpec condition turns False.
+    stable["metadata"]["annotations"] = {"deployctl.io/rollout": "checkout"}
+    fixture.services.put(stable)
+    calls = fixture.pass_and_settle()
+    assert calls[0][0] == "create" and ("select", STABLE_SVC, fixture.revision) in calls
+    conditions = {c["type"]: c for c in fixture.status["conditions"]}
+    assert conditions["InvalidSpec"]["status"] == "False"

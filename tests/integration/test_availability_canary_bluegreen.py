@@ -107,7 +107,8 @@ def create_route(custom: Any, namespace: str, name: str) -> None:
     body = {
         "apiVersion": f"{GATEWAY[0]}/{GATEWAY[1]}",
         "kind": "HTTPRoute",
-        "metadata": {"name": name},
+        # The consent annotation: the Rollout of that name may set this route's weights.
+        "metadata": {"name": name, "annotations": {"deployctl.io/rollout": name}},
         "spec": {"parentRefs": [{"name": "sandbox-gateway"}], "rules": [{"backendRefs": refs}]},
     }
     custom.create_namespaced_custom_object(GATEWAY[0], GATEWAY[1], namespace, GATEWAY[2], body)
@@ -121,9 +122,9 @@ def fleet(
     with pinned_sandbox(control_plane, kube_api, workdir, prometheus_url=prometheus.url) as box:
         cluster, custom = box.cluster, k8s.CustomObjectsApi(kube_api)
         for name in REPLICAS:
-            cluster.create_service(name, {"app": name})
+            cluster.create_service(name, {"app": name}, rollout=name)
         for name in ROUTED:
-            cluster.create_service(f"{name}-canary", {"app": name})
+            cluster.create_service(f"{name}-canary", {"app": name}, rollout=name)
             create_route(custom, box.namespace, name)
         # A post-promotion check that passes and keeps running: the time to abort in.
         metric = {

@@ -125,7 +125,7 @@ def deploy(box: Pinned, *, long_address: str) -> None:
         box.cluster.create_template(template(name, long_address=long_address))
     for member in MEMBERS:
         if member.kind == "bluegreen":
-            box.cluster.create_service(member.name, {"app": member.name})
+            box.cluster.create_service(member.name, {"app": member.name}, rollout=member.name)
         box.cluster.apply_rollout(body(member, "v1", box.fast))
     for member in MEMBERS:
         wait_until(
