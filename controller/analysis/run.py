@@ -8,17 +8,26 @@ status is the only memory, so a controller restarted at any instant carries on.
 Limits, as in Argo Rollouts, decide a metric's phase after each measurement:
 
 - Failed        when failed > failureLimit
-- Inconclusive  when inconclusive > inconclusiveLimit
-- Error         when the query can never work (Prometheus rejected it, a template
-                problem), or consecutive errors > consecutiveErrorLimit
+- Inconclusive  when inconclusive > inconclusiveLimit (the provider answered: no data)
+- Error         when the query can never work (Prometheus rejected it, a template that
+                does not render, alert rules that cannot be read): waiting cannot cure it
 - Successful    when ``count`` measurements are decided within the limits and at least
                 one was Successful (a metric never passes on missing data alone)
 - Running       otherwise
 
-An Error measurement caused by Prometheus being unreachable, timing out or answering
-5xx has already been retried with backoff inside the interval by the provider; it is
-recorded as Error (``error``, ``consecutiveError``) *and counted as Inconclusive*,
-because missing data must pause a rollout (past inconclusiveLimit), never promote it.
+A provider that does not answer (connection refused, timeout, 5xx; the provider has
+already retried with backoff inside the interval) is an outage, not a verdict on the
+revision, and the metric's ``onProviderError`` decides, whatever the other limits are:
+
+- ``pause`` (default): the failure counts towards no limit; the metric stays Running
+  with ``unreachableSince`` set, so the strategy pauses the rollout
+  (``strategies.judge``) and this loop measures again at the metric's interval until
+  the provider answers; then ``unreachableSince`` is cleared and the run goes on. A
+  streak of such failures keeps one measurement in the bounded list (the latest), so the
+  evidence from before the outage is not pushed out.
+- ``abort``: the failures count towards ``consecutiveErrorLimit``; past it the metric is
+  Error, which aborts the rollout (Argo Rollouts' behaviour).
+
 A Pending measurement (a breach that has not yet held for ``for``) is not a decided
 measurement: it does not count towards ``count``, so a metric cannot pass mid-breach.
 
@@ -36,11 +45,21 @@ that the pass that started the run has registered it for the batch of that momen
 
 The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
 Successful. A run that is not Running takes no more measurements.
+
+Budgets (``controller.limits``): one measurement, every request of it included (the
+canary and stable queries, an alert rule's presence queries), shares one deadline of
+the metric's interval at most (and never more than ``measurementDeadline``); a pass
+stops starting measurements after ``passMeasuring`` seconds (``stop_by``) and measures
+the longest-waiting metrics first, so a Rollout with many slow metrics hands its worker
+back and the rest are measured on the next pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -67,6 +86,7 @@ from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, 
 from controller.analysis.verdict import Judgement, evaluate, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
 from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
+from controller.api.duration import format_duration
 from controller.api.rollout import AnalysisRef
 from controller.api.status import (
     MAX_MEASUREMENTS,
@@ -74,6 +94,12 @@ from controller.api.status import (
     Measurement,
     MetricResult,
     Verdict,
+)
+from controller.limits import (
+    MEASUREMENT_DEADLINE,
+    MEASUREMENT_MESSAGE,
+    RULES_PER_METRIC,
+    truncate,
 )
 from controller.times import parse_timestamp, timestamp
 
@@ -98,8 +124,8 @@ BATCH_FIRST_DELAY = 1.0
 class Measurer(Protocol):
     """Asks a metrics backend one query; returns a value, never raises.
 
-    ``budget`` bounds the whole call, retries included (the engine passes at most the
-    metric's interval). The Prometheus-backed one is
+    ``budget`` bounds the whole call, retries included (the engine passes what is left
+    of the measurement's deadline). The Prometheus-backed one is
     ``controller.analysis.prometheus.PrometheusMeasurer``.
     """
 
@@ -186,9 +212,12 @@ def next_due(
         if result is not None and result.job is not None and result.phase not in TERMINAL:
             times.append(now + timedelta(seconds=JOB_POLL_SECONDS))
         elif (at := _due_at(run, metric)) is not None:
-            if at <= now and waiting_for_first_data(run, metric, now=now):
+            if at < now and waiting_for_first_data(run, metric, now=now):
+                # Asked (or due) since ``at`` without data: the next poll on the grid
+                # at, at + 0.5 s, ... (a run not asked yet is due at once).
+                polls = math.floor((now - at).total_seconds() / FIRST_DATA_POLL) + 1
                 end = _first_due(run, metric) + timedelta(seconds=metric.interval)
-                at = min(now + timedelta(seconds=FIRST_DATA_POLL), end)
+                at = min(at + timedelta(seconds=polls * FIRST_DATA_POLL), end)
             times.append(at)
     return min(times) if times else None
 
@@ -216,7 +245,12 @@ def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool 
         return "Failed"
     if result.inconclusive > metric.inconclusive_limit:
         return "Inconclusive"
-    if permanent_error or result.consecutive_error > metric.consecutive_error_limit:
+    if permanent_error:
+        return "Error"
+    if (
+        metric.on_provider_error == "abort"
+        and result.consecutive_error > metric.consecutive_error_limit
+    ):
         return "Error"
     decided = result.successful + result.failed + result.inconclusive
     count = metric.effective_count
@@ -260,20 +294,40 @@ def record(
     elif phase == "Error":
         counts["error"] += 1
         counts["consecutive_error"] = result.consecutive_error + 1
-        if not judgement.permanent:
-            # Transient: retried already; now it is missing data (see module docstring).
-            counts["inconclusive"] += 1
+    # An outage under onProviderError: pause (see the module docstring): no limit counts
+    # it; the metric waits, measuring again at its interval.
+    waiting = phase == "Error" and not judgement.permanent and metric.on_provider_error == "pause"
+    unreachable_since = (result.unreachable_since or timestamp(now)) if waiting else None
     measurement = Measurement(
-        value=judgement.value, phase=phase, at=timestamp(now), message=judgement.message
+        value=judgement.value,
+        phase=phase,
+        at=timestamp(now),
+        message=truncate(judgement.message, MEASUREMENT_MESSAGE.int),
     )
-    measurements = [*result.measurements, measurement][-MAX_MEASUREMENTS:]
+    earlier = result.measurements
+    if waiting and result.unreachable_since and earlier and earlier[-1].phase == "Error":
+        earlier = earlier[:-1]  # one entry per outage: the latest attempt
+    measurements = [*earlier, measurement][-MAX_MEASUREMENTS:]
+    message = judgement.message
+    if waiting:
+        message = (
+            f"{judgement.message}; unreachable since {unreachable_since} "
+            f"({counts['consecutive_error']} attempt(s)), measuring again every "
+            f"{format_duration(metric.interval)} (onProviderError: pause)"
+        )
+    elif phase == "Error" and not judgement.permanent:
+        message = (
+            f"{judgement.message} ({counts['consecutive_error']} in a row; "
+            f"consecutiveErrorLimit {metric.consecutive_error_limit}, onProviderError: abort)"
+        )
     updated = result.model_copy(
         update={
             **counts,
+            "unreachable_since": unreachable_since,
             "breach_since": (
                 timestamp(judgement.breach_since) if judgement.breach_since is not None else None
             ),
-            "message": judgement.message,
+            "message": truncate(message),
             "measurements": measurements,
             "job": None,
             **({"query": short_query(query)} if query is not None else {}),
@@ -382,6 +436,12 @@ def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[
     return args
 
 
+def cannot_start(run: AnalysisRunStatus, problem: str) -> AnalysisRunStatus:
+    """The run in Error because its templates cannot be used (a permanent problem)."""
+    log.warning("analysis cannot start", run=run.key, error=problem)
+    return run.model_copy(update={"phase": "Error", "message": truncate(problem)})
+
+
 def _logged(
     run: AnalysisRunStatus,
     metric: Metric,
@@ -400,6 +460,27 @@ def _logged(
         evidence=judgement.message,
     )
     return record(run, metric, judgement, now=now, query=query)
+
+
+def _crashed(metric: Metric, exc: BaseException) -> Judgement:
+    """A provider raised (a bug): an Error measurement, and a log line with where.
+
+    Only the exception's type and the frames' places are logged: its message and the
+    frames' local variables may hold what was being sent (a header read from a Secret).
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    log.error(
+        "analysis provider crashed; recorded as an error",
+        metric=metric.name,
+        error=type(exc).__name__,
+        at=[f"{f.filename}:{f.lineno} in {f.name}" for f in frames[-5:]],
+    )
+    return Judgement(
+        "Error",
+        None,
+        f"{metric.name}: the check could not be made ({type(exc).__name__}); "
+        "see the controller's log",
+    )
 
 
 def _breach_since(run: AnalysisRunStatus, name: str) -> datetime | None:
@@ -424,6 +505,7 @@ class AnalysisEngine:
         rules: RulesSource | None = None,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
         batches: Batches | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.measurer = measurer
         self.jobs = jobs
@@ -431,6 +513,15 @@ class AnalysisEngine:
         self.rules = rules
         self.retry_budget = retry_budget
         self.batches = batches
+        self.monotonic = monotonic
+
+    def _deadline(self, metric: Metric) -> float:
+        """When one measurement of ``metric`` must be over (a ``monotonic`` instant)."""
+        seconds = min(metric.interval, self.retry_budget, MEASUREMENT_DEADLINE.value)
+        return self.monotonic() + seconds
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self.monotonic())
 
     def advance(
         self,
@@ -440,16 +531,29 @@ class AnalysisEngine:
         ref: AnalysisRef,
         context: QueryContext,
         now: datetime,
+        stop_by: float | None = None,
     ) -> AnalysisRunStatus:
+        """``bind`` then ``advance_bound``; a run whose templates cannot be bound is Error."""
         if run.phase in TERMINAL:
             return run
         try:
-            bound = self._batched(resolve(templates, ref))
+            bound = self.bind(templates, ref, revision=run.revision, context=context)
         except TemplateError as exc:
-            log.warning("analysis cannot start", run=run.key, error=str(exc))
-            return run.model_copy(update={"phase": "Error", "message": str(exc)})
-        bound = self.expand_alert_rules(bound, revision=run.revision, context=context)
-        return self.advance_bound(run, bound, context=context, now=now)
+            return cannot_start(run, str(exc))
+        return self.advance_bound(run, bound, context=context, now=now, stop_by=stop_by)
+
+    def bind(
+        self,
+        templates: Mapping[str, AnalysisTemplate],
+        ref: AnalysisRef,
+        *,
+        revision: str,
+        context: QueryContext,
+    ) -> list[BoundMetric]:
+        """The run's metrics: templates resolved with their args, alert rules expanded
+        for ``revision``. Raises ``TemplateError`` when the templates cannot be used."""
+        bound = self._batched(resolve(templates, ref))
+        return self.expand_alert_rules(bound, revision=revision, context=context)
 
     def _batched(self, bound: list[BoundMetric]) -> list[BoundMetric]:
         """With batching, a preset metric's first measurement waits for the batch of the
@@ -487,6 +591,11 @@ class AnalysisEngine:
                 )
                 if not rules:
                     raise RulesError(f"ConfigMap {source.config_map} has no alerting rule")
+                if len(rules) > RULES_PER_METRIC.value:
+                    raise RulesError(
+                        f"ConfigMap {source.config_map} has {len(rules)} alerting rules "
+                        f"({RULES_PER_METRIC}); name the ones to judge with alertRules.rules"
+                    )
                 matchers = {source.namespace_label: namespace, source.revision_label: revision}
                 expanded = []
                 for rule in rules:
@@ -515,8 +624,13 @@ class AnalysisEngine:
         *,
         context: QueryContext,
         now: datetime,
+        stop_by: float | None = None,
     ) -> AnalysisRunStatus:
-        """``advance`` for metrics already resolved (a hook's Jobs have no template)."""
+        """``advance`` for metrics already resolved (a hook's Jobs have no template).
+
+        ``stop_by`` (a ``monotonic`` instant): start no measurement after it; the metrics
+        still due stay due for the next pass. The longest-waiting are measured first.
+        """
         if run.phase in TERMINAL:
             return run
         metrics = [b.metric for b in bound]
@@ -524,22 +638,40 @@ class AnalysisEngine:
         if missing:
             run = run.model_copy(update={"metrics": [*run.metrics, *missing]})
         due = set(due_metrics(run, metrics, now=now))
-        for item in bound:
-            if item.metric.name not in due:
-                continue
+        waiting = sorted(
+            (item for item in bound if item.metric.name in due),
+            key=lambda item: _due_at(run, item.metric) or now,
+        )
+        for item in waiting:
+            if stop_by is not None and self.monotonic() >= stop_by:
+                log.info(
+                    "measurement budget of this pass spent; the rest wait for the next pass",
+                    run=run.key,
+                    waiting=len(due),
+                )
+                break
+            due.discard(item.metric.name)
             why_not = item.problem or self._lacking(item.metric)
             if why_not:
                 log.warning("analysis metric cannot run", run=run.key, error=why_not)
                 run = cannot_run(run, item.metric, why_not, now=now)
-            elif item.alert is not None:
-                run = self._check_alert(run, item, item.alert, now=now)
-            elif item.metric.job is not None:
-                run = self._check_job(run, item, context=context, now=now)
-            elif item.metric.web is not None:
-                run = self._check_web(run, item, context=context, now=now)
-            else:
-                run = self._measure(run, item, context=context, now=now)
+                continue
+            try:
+                run = self._measure_one(run, item, context=context, now=now)
+            except Exception as exc:  # noqa: BLE001 - providers return measurements
+                run = record(run, item.metric, _crashed(item.metric, exc), now=now)
         return run
+
+    def _measure_one(
+        self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
+    ) -> AnalysisRunStatus:
+        if item.alert is not None:
+            return self._check_alert(run, item, item.alert, now=now)
+        if item.metric.job is not None:
+            return self._check_job(run, item, context=context, now=now)
+        if item.metric.web is not None:
+            return self._check_web(run, item, context=context, now=now)
+        return self._measure(run, item, context=context, now=now)
 
     def _lacking(self, metric: Metric) -> str:
         """Why this engine cannot measure ``metric`` at all (no provider for it), or ""."""
@@ -554,21 +686,27 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         breach_since = _breach_since(run, metric.name)
-        budget = min(metric.interval, self.retry_budget)
-        outcome = self.measurer.measure(item.query, address=None, timeout=10.0, budget=budget)
+        deadline = self._deadline(metric)
+        outcome = self.measurer.measure(
+            item.query, address=None, timeout=10.0, budget=self._left(deadline)
+        )
         if isinstance(outcome, QueryFailure):
             judgement = judge_failure(metric.name, outcome, breach_since=breach_since)
         else:
-            has_data = bool(outcome.samples) or self._any_series(item.presence, budget=budget)
+            has_data = bool(outcome.samples) or self._any_series(item.presence, deadline=deadline)
             judgement = judge_alert(
                 metric.name, rule, outcome, breach_since=breach_since, now=now, has_data=has_data
             )
         return _logged(run, metric, judgement, now=now, query=item.query)
 
-    def _any_series(self, queries: Sequence[str], *, budget: float) -> bool:
+    def _any_series(self, queries: Sequence[str], *, deadline: float) -> bool:
         """Whether any of ``queries`` returns a series (a failed query counts as none)."""
         for query in queries:
-            answer = self.measurer.measure(query, address=None, timeout=10.0, budget=budget)
+            if self._left(deadline) <= 0:
+                return False  # the measurement's deadline passed: no evidence of data
+            answer = self.measurer.measure(
+                query, address=None, timeout=10.0, budget=self._left(deadline)
+            )
             if isinstance(answer, QueryResult) and answer.samples:
                 return True
         return False
@@ -583,7 +721,7 @@ class AnalysisEngine:
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
-            budget=min(metric.interval, self.retry_budget),
+            budget=self._left(self._deadline(metric)),
         )
         if isinstance(reply, QueryFailure):
             judgement = judge_failure(metric.name, reply, breach_since=breach_since)
@@ -623,27 +761,7 @@ class AnalysisEngine:
         self.jobs.tidy(check.namespace, check.rollout)
         return _logged(run, metric, judgement, now=now)
 
-    def next_due(
-        self,
-        run: AnalysisRunStatus,
-        *,
-        templates: Mapping[str, AnalysisTemplate],
-        ref: AnalysisRef,
-        now: datetime,
-        context: QueryContext | None = None,
-    ) -> datetime | None:
-        """When to look again; None when the run is over or cannot start. With batching,
-        registers each preset metric's next measurement for the batch of its moment."""
-        try:
-            bound = self._batched(resolve(templates, ref))
-        except TemplateError:
-            return None
-        if context is not None:
-            bound = self.expand_alert_rules(bound, revision=run.revision, context=context)
-            self._expect(run, bound, context=context, now=now)
-        return next_due(run, [b.metric for b in bound], now=now)
-
-    def _expect(
+    def expect(
         self,
         run: AnalysisRunStatus,
         bound: Sequence[BoundMetric],
@@ -651,6 +769,8 @@ class AnalysisEngine:
         context: QueryContext,
         now: datetime,
     ) -> None:
+        """With batching: registers each preset metric's next measurement of ``run`` for
+        the batch of its moment (the pass calls this when it computes its requeue time)."""
         if self.batches is None or run.phase in TERMINAL:
             return
         for item in bound:
@@ -710,12 +830,14 @@ class AnalysisEngine:
         now: datetime,
     ) -> Judgement:
         address, timeout = _where(metric)
-        budget = min(metric.interval, self.retry_budget)
+        deadline = self._deadline(metric)
         key = self._batch_key(metric)
 
         def ask(query: str, scope: int) -> QueryOutcome:
             def send(text: str) -> QueryOutcome:
-                return self.measurer.measure(text, address=address, timeout=timeout, budget=budget)
+                return self.measurer.measure(
+                    text, address=address, timeout=timeout, budget=self._left(deadline)
+                )
 
             if self.batches is None or key is None or scope >= len(scopes):
                 return send(query)

@@ -3,7 +3,9 @@
 A metric is measured every ``interval``; each measurement is judged against
 ``threshold`` (``min``/``max``, or relative to the stable revision). ``failureLimit``
 and ``inconclusiveLimit`` say how many bad measurements are tolerated, as in Argo
-Rollouts. There is no expression language to evaluate: conditions are numbers.
+Rollouts; ``onProviderError`` says what a provider that does not answer does (pause the
+rollout until it answers, the default, or abort past ``consecutiveErrorLimit``). There
+is no expression language to evaluate: conditions are numbers.
 
 The ``errorRate`` and ``latency`` presets write the PromQL for the conventional metric
 names (``http_requests_total``, ``http_request_duration_seconds``) so most users never
@@ -23,6 +25,8 @@ from controller.api.duration import Duration
 from controller.api.rollout import JobProvider
 
 Query = Annotated[str, Field(min_length=1, max_length=8192)]
+MAX_WEB_SECONDS = 60.0
+"""The longest a web check may take, retries included (``controller.analysis.web``)."""
 
 
 class PrometheusProvider(ApiModel):
@@ -89,6 +93,12 @@ class WebProvider(ApiModel):
             raise ValueError("web: a body needs method: POST")
         if self.equals is not None and self.json_path is None:
             raise ValueError("web: equals needs jsonPath")
+        if not 0 < self.timeout <= MAX_WEB_SECONDS:
+            raise ValueError(
+                f"web: timeout must be more than 0s and at most {MAX_WEB_SECONDS:g}s: one "
+                "check must not hold a controller worker longer (the metric's interval "
+                "bounds it too)"
+            )
         return self
 
 
@@ -198,7 +208,17 @@ class Metric(ApiModel):
     )
     failure_limit: Annotated[int, Field(ge=0, le=1000)] = 0
     inconclusive_limit: Annotated[int, Field(ge=0, le=1000)] = 0
-    consecutive_error_limit: Annotated[int, Field(ge=0, le=1000)] = 4
+    consecutive_error_limit: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=4,
+        description="With onProviderError: abort, provider errors in a row tolerated "
+        "before the metric is Error (and the rollout aborts)",
+    )
+    on_provider_error: Literal["pause", "abort"] = Field(
+        default="pause",
+        description="When the provider does not answer (connection refused, timeout, 5xx): "
+        "pause the rollout and measure again at each interval until it answers (pause), "
+        "or count the errors towards consecutiveErrorLimit and abort past it (abort)",
+    )
     for_: Duration | None = Field(
         default=None,
         alias="for",

@@ -32,6 +32,8 @@ from controller.kube.errors import (
 )
 from controller.kube.events import COMPONENT, MAX_EVENT_MESSAGE
 from controller.kube.kinds import (
+    ADMISSION_BINDINGS,
+    ADMISSION_POLICIES,
     ANALYSIS_TEMPLATES,
     CONFIGMAPS,
     DELIVERY_POLICIES,
@@ -39,10 +41,13 @@ from controller.kube.kinds import (
     HTTPROUTES,
     JOBS,
     LEASES,
+    NAMESPACES,
     PODS,
     REPLICASETS,
     ROLLOUTS,
     SECRETS,
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEWS,
     SERVICES,
     KindRef,
     Obj,
@@ -60,6 +65,8 @@ from controller.times import parse_timestamp as parse_time
 from controller.times import timestamp as format_time
 
 __all__ = [
+    "ADMISSION_BINDINGS",
+    "ADMISSION_POLICIES",
     "ANALYSIS_TEMPLATES",
     "COMPONENT",
     "CONFIGMAPS",
@@ -70,11 +77,14 @@ __all__ = [
     "LEASES",
     "MAX_EVENT_MESSAGE",
     "MERGE_PATCH",
+    "NAMESPACES",
     "NO_RETRY",
     "PODS",
     "REPLICASETS",
     "ROLLOUTS",
     "SECRETS",
+    "SELF_SUBJECT_ACCESS_REVIEWS",
+    "SELF_SUBJECT_REVIEWS",
     "SERVICES",
     "AlreadyExists",
     "Conflict",

@@ -208,9 +208,9 @@ def test_an_engine_measuring_many_runs_sends_one_query_per_moment(
         # As the operator's passes do: every run's next measurement is registered (at
         # the end of its previous pass) before any of them is measured.
         for rev, run in runs.items():
-            engine.next_due(
-                run, templates=templates, ref=REF, now=now, context=context(namespace, rev)
-            )
+            ctx = context(namespace, rev)
+            bound = engine.bind(templates, REF, revision=rev, context=ctx)
+            engine.expect(run, bound, context=ctx, now=now)
         for rev, run in runs.items():
             runs[rev] = engine.advance(
                 run, templates=templates, ref=REF, context=context(namespace, rev), now=now

@@ -23,6 +23,10 @@ from kubernetes import client as k8s
 from tests.waiting import wait_until
 
 GROUP, VERSION = "deployctl.io", "v1alpha1"
+SANDBOX_WEB = ["--web-allow-cidrs", "127.0.0.0/8"]
+"""The sandbox's pods live on 127.x.y.z, which web checks may not reach by default
+(loopback): a controller whose checks reach them is started with this allowance. The API
+server on 127.0.0.1 stays refused (a /32 rule is more specific than 127.0.0.0/8)."""
 
 
 class ControllerProcess:
@@ -160,11 +164,16 @@ class Cluster:
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.rollout(name).get("status") or {})
 
-    def create_service(self, name: str, selector: Mapping[str, str]) -> None:
+    def create_service(
+        self, name: str, selector: Mapping[str, str], *, rollout: str | None
+    ) -> None:
+        """A Service; ``rollout`` names the Rollout that may manage it (the consent
+        annotation), None: no Rollout may."""
+        annotations = {"deployctl.io/rollout": rollout} if rollout else {}
         self.core.create_namespaced_service(
             self.namespace,
             {
-                "metadata": {"name": name},
+                "metadata": {"name": name, "annotations": annotations},
                 "spec": {"selector": dict(selector), "ports": [{"port": 8080}]},
             },
         )
