@@ -54,7 +54,16 @@ SECTIONS = set(os.environ.get("BENCH_SECTIONS", "rollback,cli,scale,analysis").s
 PROFILE = os.environ.get("BENCH_PROFILE", "1") not in ("0", "", "false")
 REPORT = Path(os.environ.get("BENCH_REPORT", str(ROOT / "docs" / "benchmarks.md")))
 KEEP = os.environ.get("BENCH_KEEP")
-LEASE = ["--lease-namespace", "deployctl-system"]
+# A long lease: the bench shares a loaded machine with the sandbox, and an apiserver slow
+# to answer a renewal would end the controller (by design) and with it the run.
+LEASE = [
+    "--lease-namespace",
+    "deployctl-system",
+    "--lease-duration",
+    "60",
+    "--renew-deadline",
+    "45",
+]
 
 
 @contextmanager
