@@ -15,6 +15,7 @@ import random
 import statistics
 from statistics import NormalDist
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -254,4 +255,38 @@ def test_raising_the_canary_never_turns_a_fail_into_a_pass(
     higher = [value + extra for value, extra in zip(canary, raises, strict=False)]
     after = judge_samples("m", higher, stable, compare)
     if before.verdict == "Failed":
+        assert after.verdict == "Failed", (before.message, after.message)
+
+
+def test_very_large_samples_are_thinned_for_the_shift_only() -> None:
+    """2500 x 2000 pairwise differences exceed the bound: the estimate uses evenly
+    spaced order statistics and stays close to the full median; the test uses all."""
+    canary, stable = _sample(13, 2500, 1.2), _sample(14, 2000, 1.0)
+    full = float(np.median(np.subtract.outer(canary, stable)))
+    result = judge_samples("latency", canary, stable, Compare())
+    evidence = result.evidence
+    assert (evidence.canary_count, evidence.comparison_count) == (2500, 2000)
+    assert evidence.shift == pytest.approx(full, rel=0.01)
+    assert evidence.shift is not None and evidence.shift_low is not None
+    assert evidence.shift_high is not None
+    assert evidence.shift_low < evidence.shift < evidence.shift_high
+
+
+@PROPERTY
+@given(
+    stable=values,
+    scale=st.floats(min_value=1.0, max_value=4.0),
+    raises=st.lists(st.floats(min_value=0, max_value=1e6), min_size=60, max_size=60),
+    tolerance=st.sampled_from([0.0, 0.1, 0.25]),
+)
+def test_raising_a_slower_copy_of_stable_never_turns_a_fail_into_a_pass(
+    stable: list[float], scale: float, raises: list[float], tolerance: float
+) -> None:
+    """The same property where failures are common: the canary is stable, slowed."""
+    compare = Compare(confidence=0.9, tolerance=tolerance, min_samples=5)
+    canary = [value * scale for value in stable]
+    before = judge_samples("m", canary, stable, compare)
+    higher = [value + extra for value, extra in zip(canary, raises, strict=False)]
+    if before.verdict == "Failed":
+        after = judge_samples("m", higher, stable, compare)
         assert after.verdict == "Failed", (before.message, after.message)
