@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from controller.api import Rollout
 from strategies import Request, decide
-from strategies.rolling import surge_and_unavailable
-from strategies.traffic import share
+from strategies.scaling import surge_and_unavailable
+from strategies.traffic import share, share_targets
 from tests.strategies.world import World, make_rollout
 
 # DEPLOYCTL_PROPERTY_EXAMPLES=5000 for a longer hunt than the default run's.
@@ -87,6 +87,12 @@ def canary_rollouts(draw: st.DrawFn) -> Rollout:
     if routed:
         spec["trafficRouting"] = {"gatewayAPI": {"httpRoute": "r"}}
         spec["dynamicStableScale"] = draw(st.booleans())
+    else:
+        spec["stableScale"] = draw(st.sampled_from(["share", "share", "full"]))
+        surge, unavailable = draw(
+            st.sampled_from([("25%", "25%"), (1, 0), (0, 1), ("50%", 0), (2, "10%"), (0, "40%")])
+        )
+        spec["maxSurge"], spec["maxUnavailable"] = surge, unavailable
     return make_rollout(
         {"canary": spec},
         replicas=draw(st.integers(0, 12)),
@@ -201,13 +207,44 @@ def check_canary(world: World, plan: Any) -> None:
     # The stable revision keeps what the spec promises (all of it without dynamic scaling).
     if spec.paused and status.reason == "Paused":
         return
+    index = status.current_step_index or 0
+    allowed = max([s.set_weight or 0 for s in canary.steps[: index + 1]], default=0)
+    if status.canary_revision is None or index >= len(canary.steps):
+        allowed = 100
+    if by_share(world):
+        check_share(world, plan, allowed)
+        return
     promised = share(100 - on_canary, replicas) if canary.dynamic_stable_scale else replicas
     assert plan.replicas.get(stable, 0) >= promised
     if status.canary_revision is not None and not status.aborted:
-        index = status.current_step_index or 0
-        allowed = max([s.set_weight or 0 for s in canary.steps[: index + 1]], default=0)
-        assert status.weight <= allowed
+        if canary.traffic_routing is not None:
+            assert status.weight <= allowed
         assert on_canary <= allowed
+
+
+def by_share(world: World) -> bool:
+    canary = world.rollout.spec.strategy.canary
+    return canary is not None and canary.traffic_routing is None and canary.stable_scale == "share"
+
+
+def check_share(world: World, plan: Any, allowed: int) -> None:
+    """By replica share: the stable never shrinks below its share of the weight being
+    set, the canary never grows past its share, and an aborted canary only shrinks."""
+    status, replicas = plan.status, world.rollout.spec.replicas
+    stable, canary = status.stable_revision, status.canary_revision
+    before = world.plans[-2].replicas if len(world.plans) >= 2 else {}
+    canary_pods, stable_pods = share_targets(allowed, replicas)
+    if status.aborted or canary is None or canary == stable:
+        stable_pods = replicas  # going back: the stable only grows
+    if stable is not None and stable != canary:
+        was = before.get(stable, 0)
+        assert plan.replicas.get(stable, 0) >= min(was, stable_pods), (was, plan.replicas)
+    if canary is not None and canary != stable:
+        now, was = plan.replicas.get(canary, 0), before.get(canary, 0)
+        if status.aborted:
+            assert now <= was
+        else:
+            assert now <= max(canary_pods, was), (canary_pods, was, plan.replicas)
 
 
 def check_blue_green(world: World, plan: Any) -> None:
