@@ -19,6 +19,7 @@ from strategies import Request, decide
 from strategies.scaling import surge_and_unavailable
 from strategies.traffic import share, share_targets
 from tests.strategies.world import World, make_rollout
+from tests.strategies.world import canary as canary_spec
 
 # DEPLOYCTL_PROPERTY_EXAMPLES=5000 for a longer hunt than the default run's.
 SETTINGS = settings(
@@ -141,10 +142,17 @@ def rolling_rollouts(draw: st.DrawFn) -> Rollout:
     )
 
 
-def play(rollout: Rollout, sequence: list[Move], check: Any) -> World:
-    """Run the sequence, checking idempotence and ``check`` after every pass."""
+def play(
+    rollout: Rollout, sequence: list[Move], check: Any, *, resize: tuple[int, int] | None = None
+) -> World:
+    """Run the sequence, checking idempotence and ``check`` after every pass; with
+    ``resize`` (pass, replicas) ``spec.replicas`` changes before that pass, as
+    ``kubectl scale`` or an HorizontalPodAutoscaler would."""
     world = World.settled(rollout)
     for index, move in enumerate(sequence):
+        if resize is not None and index == resize[0]:
+            world.resized_from = world.rollout.spec.replicas
+            world.set_spec(replicas=resize[1])
         world.set_spec(paused=move.paused)
         world.default_verdict = move.verdict
         world.broken = {move.revision} if move.broken else set()
@@ -239,6 +247,8 @@ def check_share(world: World, plan: Any, allowed: int) -> None:
     if stable is not None and stable != canary:
         was = before.get(stable, 0)
         assert plan.replicas.get(stable, 0) >= min(was, stable_pods), (was, plan.replicas)
+        # Nor does it grow past its share (an HPA's larger size goes to both sides).
+        assert plan.replicas.get(stable, 0) <= max(was, stable_pods), (was, plan.replicas)
     if canary is not None and canary != stable:
         now, was = plan.replicas.get(canary, 0), before.get(canary, 0)
         if status.aborted:
@@ -268,7 +278,56 @@ def check_rolling(world: World, plan: Any) -> None:
         rolling.max_surge, rolling.max_unavailable, replicas=spec.replicas
     )
     available = sum(s.available for s in world.revisions.values())
-    assert available >= spec.replicas - unavailable
+    # Scaled up mid-way, the new pods are not available at once: the floor is the
+    # smaller size's until then.
+    before = spec.replicas if world.resized_from is None else world.resized_from
+    floor = min(spec.replicas, before) - unavailable
+    assert available >= floor
+
+
+resizes = st.tuples(st.integers(0, 39), st.integers(0, 24))
+
+
+@SETTINGS
+@given(
+    rollout=st.one_of(canary_rollouts(), blue_green_rollouts(), rolling_rollouts()),
+    sequence=st.lists(moves, max_size=40),
+    resize=resizes,
+)
+def test_a_replica_change_at_any_pass_keeps_every_promise(
+    rollout: Rollout, sequence: list[Move], resize: tuple[int, int]
+) -> None:
+    """kubectl scale or an HPA changes spec.replicas at any moment: each strategy's
+    promises hold at the new size, and an aborted rollout still settles on stable."""
+    strategy = rollout.spec.strategy
+    check = (
+        check_canary
+        if strategy.canary is not None
+        else check_blue_green
+        if strategy.blue_green is not None
+        else check_rolling
+    )
+    world = play(rollout, sequence, check, resize=resize)
+    settle_after_abort(world, sequence[-1].revision if sequence else "old")
+
+
+def test_scaled_mid_canary_by_replica_share_the_step_keeps_its_share() -> None:
+    """10 to 20 replicas at setWeight 10: 1 canary / 9 stable becomes 2 / 18, never
+    the stable first; back to 5: one canary pod of 5 (the nearest share, at least one)."""
+    world = World.settled(
+        make_rollout(canary_spec([{"setWeight": 10}, {"pause": {}}]), replicas=10)
+    )
+    plan = world.run_until(lambda p: p.status.current_step_index == 1)
+    assert plan.replicas == {"new": 1, "old": 9} and plan.status.weight == 10
+    world.set_spec(replicas=20)
+    plan = world.step()
+    assert plan.replicas == {"new": 2, "old": 18}
+    plan = world.step()
+    assert plan.status.weight == 10 and plan.status.current_step_index == 1
+    assert plan.status.selector == "app=shop"
+    world.set_spec(replicas=5)
+    plan = world.run_until(lambda p: p.replicas == {"new": 1, "old": 4})
+    assert plan.status.weight == 20
 
 
 @SETTINGS
