@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.api import Rollout
-from controller.api.revision import REVISION_LABEL
-from controller.api.status import RolloutStatus, parse_timestamp
+from controller.api.status import RolloutStatus
+from controller.kube.routes import backend_weights
+from controller.names import REVISION_LABEL
 from controller.requests import parse_request
-from controller.resources import route_weights_by_service
-from strategies import Observed, Request, RevisionState
+from controller.times import parse_timestamp
+from strategies import Observed, RevisionState
 
 # Waiting reasons after which a container will not come up by itself.
 CRASH_REASONS = frozenset(
@@ -28,17 +29,6 @@ CRASH_REASONS = frozenset(
 CRASH_RESTARTS = 3
 
 Obj = Mapping[str, Any]
-
-
-def service_names(rollout: Rollout) -> list[str]:
-    strategy = rollout.spec.strategy
-    if strategy.canary is not None:
-        names = [strategy.canary.stable_service, strategy.canary.canary_service]
-    elif strategy.blue_green is not None:
-        names = [strategy.blue_green.active_service, strategy.blue_green.preview_service]
-    else:
-        names = []
-    return [n for n in names if n]
 
 
 @dataclass
@@ -153,14 +143,14 @@ def observe(
 ) -> Observed:
     """The snapshot a strategy decides on. ``services`` maps name -> cached Service."""
     selectors: dict[str, str | None] = {}
-    for name in service_names(rollout):
+    for name in rollout.spec.strategy.service_names:
         service = services.get(name)
         if service is not None:
             selectors[name] = (service.get("spec", {}).get("selector") or {}).get(REVISION_LABEL)
     route_weights: dict[str, int] | None = None
     canary = rollout.spec.strategy.canary
     if route is not None and canary is not None and canary.stable_service:
-        by_service = route_weights_by_service(route)
+        by_service = backend_weights(route)
         route_weights = {}
         for backend, revision in (
             (canary.stable_service, status.stable_revision),
@@ -168,14 +158,12 @@ def observe(
         ):
             if revision and backend and backend in by_service:
                 route_weights[revision] = route_weights.get(revision, 0) + by_service[backend]
-    manual = parse_request(rollout.metadata.annotations)
-    request = Request(action=manual.action, id=manual.id, by=manual.by) if manual else None
     counts = _count_pods(pods, now=now, min_ready_seconds=rollout.spec.min_ready_seconds)
     waits = [c.next_available_in for c in counts.values() if c.next_available_in is not None]
     return Observed(
         revisions=_states(replicasets, counts),
         service_selectors=selectors,
         route_weights=route_weights,
-        request=request,
+        request=parse_request(rollout.metadata.annotations),
         next_available_in=min(waits) if waits else None,
     )

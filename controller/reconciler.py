@@ -6,7 +6,8 @@ a table of contents:
 
 1. read the Rollout from the cache; a deleted one needs nothing;
 2. parse it; an invalid spec gets the InvalidSpec condition and an Event, and nothing in
-   the cluster is touched;
+   the cluster is touched. So does a Rollout naming a Service or HTTPRoute that does not
+   consent to it, or pods that would run as the controller (``controller.tenancy``);
 3. measure the analysis runs that are due (the strategy started them in status; their
    metrics are resolved once per pass, ``controller.bound_runs``);
 4. ask the strategy for a plan;
@@ -33,16 +34,27 @@ from pydantic import ValidationError
 from controller.analysis.run import AnalysisEngine, cannot_start, next_due
 from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
-from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL, replicaset_name, template_hash
-from controller.api.status import AnalysisRunStatus, parse_timestamp
+from controller.api.revision import replicaset_name, template_hash
+from controller.api.status import AnalysisRunStatus
 from controller.bound_runs import BoundRuns, query_context
-from controller.cache import Cache, Obj
-from controller.kube import Kube, merge_patch
+from controller.cache import Cache, KubeWrites, Obj
+from controller.kube import merge_patch
+from controller.kube.routes import backend_weights
+from controller.limits import PASS_MEASURING, truncate
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
-from controller.observe import observe, service_names
+from controller.names import REVISION_LABEL, ROLLOUT_LABEL
+from controller.observe import observe
 from controller.own_writes import OwnWrites
 from controller.policy_gate import Held, PolicyGate, held_events
-from controller.resources import replicaset_body, route_weights_by_service, service_selector
+from controller.resources import replicaset_body
+from controller.tenancy import (
+    ControllerIdentity,
+    consent_problems,
+    identity_problems,
+    revision_selector,
+    shared_objects,
+)
+from controller.times import parse_timestamp
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Observed, Plan, decide
 from strategies.runkeys import RunKey
@@ -52,8 +64,6 @@ log = structlog.stdlib.get_logger(__name__)
 
 # Look again at least this often while a rollout is in flight, in case an event was lost.
 SAFETY_RESYNC = 60.0
-# Status messages are for people; keep them readable in `kubectl describe`.
-MAX_MESSAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -70,19 +80,20 @@ class Caches:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReconcileResult:
     requeue_after: float | None = None
 
 
 class Reconciler:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeWrites,
         caches: Caches,
         *,
         engine: AnalysisEngine,
         clock: Callable[[], datetime],
         policy: PolicyGate | None = None,
+        identity: ControllerIdentity | None = None,
     ) -> None:
         self.kube = kube
         self.caches = caches
@@ -90,14 +101,15 @@ class Reconciler:
         self.clock = clock
         self.policy = policy
         self.own_writes = OwnWrites()
+        self.identity = identity
 
     # ------------------------------------------------------------------ the pass
 
-    def reconcile(self, key: str) -> Outcome:
+    def reconcile(self, key: str) -> ReconcileResult:
         namespace, _, name = key.partition("/")
         raw = self.caches.rollouts.get(namespace, name)
         if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
-            return Outcome()
+            return ReconcileResult()
         now = self.clock()
         bound = log.bind(namespace=namespace, rollout=name)
         rollout, problems = self._parse(raw)
@@ -107,9 +119,12 @@ class Reconciler:
         ref_problems = reference_problems(rollout, templates=templates, invalid=invalid_templates)
         if ref_problems:
             return self._invalid(raw, list(ref_problems), now=now)
+        tenancy = self._tenancy_problems(rollout, templates)
+        if tenancy:
+            return self._invalid(raw, tenancy, now=now)
         revision = template_hash(rollout.spec.template)
         bound = bound.bind(revision=revision)
-        status = rollout.status or RolloutStatus()
+        status = _valid_again(rollout.status or RolloutStatus(), rollout, now=now)
         gate = (
             self.policy.check(rollout, status, revision=revision, now=now) if self.policy else None
         )
@@ -124,8 +139,6 @@ class Reconciler:
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
         self._apply(rollout, plan, revision=revision, log=bound)
-        if self.engine.jobs is not None:
-            self.engine.jobs.tidy(namespace, name)
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )
@@ -142,9 +155,9 @@ class Reconciler:
             bound.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
             self.policy.notify(rollout, rollout.status, new_status, now=now)
-        return Outcome(requeue_after=self._requeue_after(plan, new_status, runs, now=now))
+        return ReconcileResult(requeue_after=self._requeue_after(plan, new_status, runs, now=now))
 
-    def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> Outcome:
+    def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> ReconcileResult:
         """A new revision policy holds back: write why, change nothing in the cluster."""
         self._write_status(raw, held.status)
         for type_, reason, message in held_events(rollout.status, held):
@@ -152,7 +165,7 @@ class Reconciler:
             log.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
             self.policy.notify(rollout, rollout.status, held.status, now=self.clock())
-        return Outcome(requeue_after=held.requeue_after)
+        return ReconcileResult(requeue_after=held.requeue_after)
 
     # ------------------------------------------------------------------ reading
 
@@ -177,13 +190,29 @@ class Reconciler:
             out[str(template.metadata.name)] = template
         return out, invalid
 
+    def _tenancy_problems(
+        self, rollout: Rollout, templates: Mapping[str, AnalysisTemplate]
+    ) -> list[Problem]:
+        """Shared objects that do not consent; pods that would run as the controller."""
+        namespace = str(rollout.metadata.namespace)
+        objects: dict[tuple[str, str], Obj] = {}
+        for _path, kind, name in shared_objects(rollout):
+            cache = self.caches.services if kind == "Service" else self.caches.routes
+            found = cache.get(namespace, name) if cache is not None else None
+            if found is not None:
+                objects[(kind, name)] = found
+        used = {t.name for ref in rollout.spec.analysis_refs() for t in ref.templates}
+        return consent_problems(rollout, objects) + identity_problems(
+            rollout, self.identity, [templates[n] for n in sorted(used) if n in templates]
+        )
+
     def _observe(self, rollout: Rollout, status: RolloutStatus, *, now: datetime) -> Observed:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         owned = self._replicasets(namespace, name)
         pods = self.caches.pods.list(namespace, labels={ROLLOUT_LABEL: name})
         services = {
             svc_name: svc
-            for svc_name in service_names(rollout)
+            for svc_name in rollout.spec.strategy.service_names
             if (svc := self.caches.services.get(namespace, svc_name)) is not None
         }
         route = None
@@ -210,6 +239,9 @@ class Reconciler:
         measured = []
         changed = False
         hook_events: list[tuple[str, str, str]] = []
+        # One budget for the whole pass: a Rollout with many slow metrics hands its
+        # worker back; the metrics still due are measured on the next pass.
+        stop_by = self.engine.monotonic() + PASS_MEASURING.value
         for run in status.analysis_runs:
             bound = runs.get(run, status) if run.phase in ("Running", "Pending") else None
             if bound is None:
@@ -219,7 +251,9 @@ class Reconciler:
                 advanced = cannot_start(run, bound.problem)
             else:
                 context = query_context(rollout, status, run)
-                advanced = self.engine.advance_bound(run, bound.metrics, context=context, now=now)
+                advanced = self.engine.advance_bound(
+                    run, bound.metrics, context=context, now=now, stop_by=stop_by
+                )
             if bound.key.is_hook:
                 hook_events.extend(hook_outcomes(run, advanced))
             _count_verdicts(run, advanced)
@@ -300,7 +334,8 @@ class Reconciler:
             service = self.caches.services.get(namespace, service_name)
             if service is None:
                 continue
-            wanted = service_selector(rollout, rev)
+            # Only our key: the rest of the selector belongs to the Service's owner.
+            wanted = revision_selector(rev)
             current = service.get("spec", {}).get("selector") or {}
             if any(current.get(k) != v for k, v in wanted.items()):
                 selectors[service_name] = wanted
@@ -308,7 +343,7 @@ class Reconciler:
         losing: set[str] = set()
         if route is not None:
             route_name, cached, by_service = route
-            now = route_weights_by_service(cached)
+            now = backend_weights(cached)
             losing = {svc for svc in selectors if by_service.get(svc, 0) < now.get(svc, 0)}
         for service_name, wanted in selectors.items():
             if service_name not in losing:
@@ -384,9 +419,9 @@ class Reconciler:
                 resource_version=raw["metadata"].get("resourceVersion"),
             )
 
-    def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> Outcome:
+    def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> ReconcileResult:
         """Report an invalid spec; touch nothing else, keep every other status field."""
-        message = "; ".join(str(p) for p in problems)[:MAX_MESSAGE]
+        message = truncate("; ".join(str(p) for p in problems))
         try:
             status = RolloutStatus.model_validate(raw.get("status") or {})
         except ValidationError:
@@ -412,6 +447,9 @@ class Reconciler:
                 "message": message,
             }
         )
+        # Status first, as in a planned pass: a write refused with 409 re-runs the pass,
+        # and the Event is recorded only once the condition it announces is stored.
+        self._write_status(raw, new_status)
         if previous is None or previous.message != message or previous.status != "True":
             self.kube.record_event(raw, reason=R.INVALID_SPEC, message=message, type="Warning")
             log.warning(
@@ -420,8 +458,7 @@ class Reconciler:
                 rollout=raw["metadata"].get("name"),
                 problems=message,
             )
-        self._write_status(raw, new_status)
-        return Outcome()
+        return ReconcileResult()
 
     def _note_rollback(
         self, old: RolloutStatus | None, new: RolloutStatus, *, now: datetime
@@ -438,6 +475,28 @@ class Reconciler:
         ]
         if failed_at:
             ROLLBACK_LATENCY.observe(max(0.0, (now - max(failed_at)).total_seconds()))
+
+
+def _valid_again(status: RolloutStatus, rollout: Rollout, *, now: datetime) -> RolloutStatus:
+    """``status`` with an InvalidSpec condition from an earlier spec turned False."""
+    stale = any(
+        c.type == R.ConditionType.INVALID_SPEC and c.status == "True" for c in status.conditions
+    )
+    if not stale:
+        return status
+    conditions = R.set_condition(
+        status.conditions,
+        R.ConditionType.INVALID_SPEC,
+        status="False",
+        reason=R.SPEC_VALID,
+        message="",
+        now=now,
+        generation=rollout.metadata.generation,
+    )
+    update: dict[str, Any] = {"conditions": conditions}
+    if status.reason == R.INVALID_SPEC:
+        update.update(reason="", message="")
+    return status.model_copy(update=update)
 
 
 def hook_outcomes(

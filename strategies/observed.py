@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
-Action = Literal["promote", "promoteFull", "abort", "retry", "approve"]
+from controller.requests import Request
+
+__all__ = ["Observed", "Request", "RevisionState"]
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,6 @@ class RevisionState:
 
 
 @dataclass(frozen=True)
-class Request:
-    """A manual request. Its ``id`` makes it exactly-once: see ``status.lastHandledRequest``.
-
-    The reconciler reads it from the ``deployctl.io/request`` annotation with
-    ``controller.requests.parse_request`` and passes the same three fields here.
-    """
-
-    action: Action
-    id: str
-    by: str = ""
-
-
-@dataclass(frozen=True)
 class Observed:
     """Everything a strategy may look at besides the Rollout itself."""
 
@@ -61,6 +49,7 @@ class Observed:
     route_weights: Mapping[str, int] | None = None
     """Revision -> backendRef weight on the HTTPRoute; None without traffic routing."""
     request: Request | None = None
+    """The pending manual request (``controller.requests.parse_request``), if any."""
     next_available_in: float | None = None
     """Seconds until a Ready pod passes minReadySeconds and becomes available (a timer)."""
 

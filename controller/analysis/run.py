@@ -33,11 +33,20 @@ measurement: it does not count towards ``count``, so a metric cannot pass mid-br
 
 The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
 Successful. A run that is not Running takes no more measurements.
+
+Budgets (``controller.limits``): one measurement, every request of it included (the
+canary and stable queries, an alert rule's presence queries), shares one deadline of
+the metric's interval at most (and never more than ``measurementDeadline``); a pass
+stops starting measurements after ``passMeasuring`` seconds (``stop_by``) and measures
+the longest-waiting metrics first, so a Rollout with many slow metrics hands its worker
+back and the rest are measured on the next pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -48,8 +57,7 @@ from controller.analysis.alertrules import (
     AlertRule,
     RulesError,
     judge_alert,
-    presence_queries,
-    scope,
+    scoped,
     select_rules,
 )
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
@@ -67,9 +75,14 @@ from controller.api.status import (
     Measurement,
     MetricResult,
     Verdict,
-    parse_timestamp,
-    timestamp,
 )
+from controller.limits import (
+    MEASUREMENT_DEADLINE,
+    MEASUREMENT_MESSAGE,
+    RULES_PER_METRIC,
+    truncate,
+)
+from controller.times import parse_timestamp, timestamp
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +101,8 @@ DEFAULT_RETRY_BUDGET = 10.0
 class Measurer(Protocol):
     """Asks a metrics backend one query; returns a value, never raises.
 
-    ``budget`` bounds the whole call, retries included (the engine passes at most the
-    metric's interval). The Prometheus-backed one is
+    ``budget`` bounds the whole call, retries included (the engine passes what is left
+    of the measurement's deadline). The Prometheus-backed one is
     ``controller.analysis.prometheus.PrometheusMeasurer``.
     """
 
@@ -240,7 +253,10 @@ def record(
     waiting = phase == "Error" and not judgement.permanent and metric.on_provider_error == "pause"
     unreachable_since = (result.unreachable_since or timestamp(now)) if waiting else None
     measurement = Measurement(
-        value=judgement.value, phase=phase, at=timestamp(now), message=judgement.message
+        value=judgement.value,
+        phase=phase,
+        at=timestamp(now),
+        message=truncate(judgement.message, MEASUREMENT_MESSAGE.int),
     )
     earlier = result.measurements
     if waiting and result.unreachable_since and earlier and earlier[-1].phase == "Error":
@@ -265,7 +281,7 @@ def record(
             "breach_since": (
                 timestamp(judgement.breach_since) if judgement.breach_since is not None else None
             ),
-            "message": message,
+            "message": truncate(message),
             "measurements": measurements,
             "job": None,
             **({"query": short_query(query)} if query is not None else {}),
@@ -282,6 +298,15 @@ def record(
     if _result(run, metric.name) is None:
         results.append(updated)
     return _with_phase(run, results)
+
+
+def cannot_run(
+    run: AnalysisRunStatus, metric: Metric, why: str, *, now: datetime
+) -> AnalysisRunStatus:
+    """The run after ``metric`` turned out impossible to measure (a template problem, a
+    rules file that cannot be read, a provider this controller lacks): a permanent
+    Error saying ``why``, so the metric stops at once instead of waiting for data."""
+    return record(run, metric, Judgement("Error", None, why, permanent=True), now=now)
 
 
 def _with_phase(run: AnalysisRunStatus, results: list[MetricResult]) -> AnalysisRunStatus:
@@ -368,7 +393,7 @@ def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[
 def cannot_start(run: AnalysisRunStatus, problem: str) -> AnalysisRunStatus:
     """The run in Error because its templates cannot be used (a permanent problem)."""
     log.warning("analysis cannot start", run=run.key, error=problem)
-    return run.model_copy(update={"phase": "Error", "message": problem})
+    return run.model_copy(update={"phase": "Error", "message": truncate(problem)})
 
 
 def _logged(
@@ -389,6 +414,27 @@ def _logged(
         evidence=judgement.message,
     )
     return record(run, metric, judgement, now=now, query=query)
+
+
+def _crashed(metric: Metric, exc: BaseException) -> Judgement:
+    """A provider raised (a bug): an Error measurement, and a log line with where.
+
+    Only the exception's type and the frames' places are logged: its message and the
+    frames' local variables may hold what was being sent (a header read from a Secret).
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    log.error(
+        "analysis provider crashed; recorded as an error",
+        metric=metric.name,
+        error=type(exc).__name__,
+        at=[f"{f.filename}:{f.lineno} in {f.name}" for f in frames[-5:]],
+    )
+    return Judgement(
+        "Error",
+        None,
+        f"{metric.name}: the check could not be made ({type(exc).__name__}); "
+        "see the controller's log",
+    )
 
 
 def _breach_since(run: AnalysisRunStatus, name: str) -> datetime | None:
@@ -412,12 +458,22 @@ class AnalysisEngine:
         web: WebRunner | None = None,
         rules: RulesSource | None = None,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.measurer = measurer
         self.jobs = jobs
         self.web = web
         self.rules = rules
         self.retry_budget = retry_budget
+        self.monotonic = monotonic
+
+    def _deadline(self, metric: Metric) -> float:
+        """When one measurement of ``metric`` must be over (a ``monotonic`` instant)."""
+        seconds = min(metric.interval, self.retry_budget, MEASUREMENT_DEADLINE.value)
+        return self.monotonic() + seconds
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self.monotonic())
 
     def advance(
         self,
@@ -427,6 +483,7 @@ class AnalysisEngine:
         ref: AnalysisRef,
         context: QueryContext,
         now: datetime,
+        stop_by: float | None = None,
     ) -> AnalysisRunStatus:
         """``bind`` then ``advance_bound``; a run whose templates cannot be bound is Error."""
         if run.phase in TERMINAL:
@@ -435,7 +492,7 @@ class AnalysisEngine:
             bound = self.bind(templates, ref, revision=run.revision, context=context)
         except TemplateError as exc:
             return cannot_start(run, str(exc))
-        return self.advance_bound(run, bound, context=context, now=now)
+        return self.advance_bound(run, bound, context=context, now=now, stop_by=stop_by)
 
     def bind(
         self,
@@ -468,19 +525,26 @@ class AnalysisEngine:
                 )
                 if not rules:
                     raise RulesError(f"ConfigMap {source.config_map} has no alerting rule")
-                matchers = {source.namespace_label: namespace, source.revision_label: revision}
-                expanded = [
-                    replace(
-                        item,
-                        metric=item.metric.model_copy(
-                            update={"name": f"{item.metric.name}/{rule.name}"}
-                        ),
-                        alert=rule,
-                        query=scope(rule, matchers),
-                        presence=tuple(presence_queries(rule, matchers)),
+                if len(rules) > RULES_PER_METRIC.value:
+                    raise RulesError(
+                        f"ConfigMap {source.config_map} has {len(rules)} alerting rules "
+                        f"({RULES_PER_METRIC}); name the ones to judge with alertRules.rules"
                     )
-                    for rule in rules
-                ]
+                matchers = {source.namespace_label: namespace, source.revision_label: revision}
+                expanded = []
+                for rule in rules:
+                    queries = scoped(rule, matchers)
+                    expanded.append(
+                        replace(
+                            item,
+                            metric=item.metric.model_copy(
+                                update={"name": f"{item.metric.name}/{rule.name}"}
+                            ),
+                            alert=rule,
+                            query=queries.query,
+                            presence=queries.presence,
+                        )
+                    )
             except RulesError as exc:
                 out.append(replace(item, problem=f"{item.metric.name}: {exc}"))
                 continue
@@ -494,8 +558,13 @@ class AnalysisEngine:
         *,
         context: QueryContext,
         now: datetime,
+        stop_by: float | None = None,
     ) -> AnalysisRunStatus:
-        """``advance`` for metrics already resolved (a hook's Jobs have no template)."""
+        """``advance`` for metrics already resolved (a hook's Jobs have no template).
+
+        ``stop_by`` (a ``monotonic`` instant): start no measurement after it; the metrics
+        still due stay due for the next pass. The longest-waiting are measured first.
+        """
         if run.phase in TERMINAL:
             return run
         metrics = [b.metric for b in bound]
@@ -503,43 +572,75 @@ class AnalysisEngine:
         if missing:
             run = run.model_copy(update={"metrics": [*run.metrics, *missing]})
         due = set(due_metrics(run, metrics, now=now))
-        for item in bound:
-            if item.metric.name not in due:
+        waiting = sorted(
+            (item for item in bound if item.metric.name in due),
+            key=lambda item: _due_at(run, item.metric) or now,
+        )
+        for item in waiting:
+            if stop_by is not None and self.monotonic() >= stop_by:
+                log.info(
+                    "measurement budget of this pass spent; the rest wait for the next pass",
+                    run=run.key,
+                    waiting=len(due),
+                )
+                break
+            due.discard(item.metric.name)
+            why_not = item.problem or self._lacking(item.metric)
+            if why_not:
+                log.warning("analysis metric cannot run", run=run.key, error=why_not)
+                run = cannot_run(run, item.metric, why_not, now=now)
                 continue
-            if item.problem:
-                log.warning("analysis metric cannot run", run=run.key, error=item.problem)
-                failure = Judgement("Error", None, item.problem, permanent=True)
-                run = record(run, item.metric, failure, now=now)
-            elif item.alert is not None:
-                run = self._check_alert(run, item, item.alert, now=now)
-            elif item.metric.job is not None:
-                run = self._check_job(run, item, context=context, now=now)
-            elif item.metric.web is not None:
-                run = self._check_web(run, item, context=context, now=now)
-            else:
-                run = self._measure(run, item, context=context, now=now)
+            try:
+                run = self._measure_one(run, item, context=context, now=now)
+            except Exception as exc:  # noqa: BLE001 - providers return measurements
+                run = record(run, item.metric, _crashed(item.metric, exc), now=now)
         return run
+
+    def _measure_one(
+        self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
+    ) -> AnalysisRunStatus:
+        if item.alert is not None:
+            return self._check_alert(run, item, item.alert, now=now)
+        if item.metric.job is not None:
+            return self._check_job(run, item, context=context, now=now)
+        if item.metric.web is not None:
+            return self._check_web(run, item, context=context, now=now)
+        return self._measure(run, item, context=context, now=now)
+
+    def _lacking(self, metric: Metric) -> str:
+        """Why this engine cannot measure ``metric`` at all (no provider for it), or ""."""
+        if metric.job is not None and self.jobs is None:
+            return f"{metric.name}: this controller cannot run Jobs"
+        if metric.web is not None and self.web is None:
+            return f"{metric.name}: this controller cannot send HTTP checks"
+        return ""
 
     def _check_alert(
         self, run: AnalysisRunStatus, item: BoundMetric, rule: AlertRule, *, now: datetime
     ) -> AnalysisRunStatus:
         metric = item.metric
         breach_since = _breach_since(run, metric.name)
-        budget = min(metric.interval, self.retry_budget)
-        outcome = self.measurer.measure(item.query, address=None, timeout=10.0, budget=budget)
+        deadline = self._deadline(metric)
+        outcome = self.measurer.measure(
+            item.query, address=None, timeout=10.0, budget=self._left(deadline)
+        )
         if isinstance(outcome, QueryFailure):
             judgement = judge_failure(metric.name, outcome, breach_since=breach_since)
         else:
-            has_data = bool(outcome.samples) or self._any_series(item.presence, budget=budget)
+            has_data = bool(outcome.samples) or self._any_series(item.presence, deadline=deadline)
             judgement = judge_alert(
                 metric.name, rule, outcome, breach_since=breach_since, now=now, has_data=has_data
             )
         return _logged(run, metric, judgement, now=now, query=item.query)
 
-    def _any_series(self, queries: Sequence[str], *, budget: float) -> bool:
+    def _any_series(self, queries: Sequence[str], *, deadline: float) -> bool:
         """Whether any of ``queries`` returns a series (a failed query counts as none)."""
         for query in queries:
-            answer = self.measurer.measure(query, address=None, timeout=10.0, budget=budget)
+            if self._left(deadline) <= 0:
+                return False  # the measurement's deadline passed: no evidence of data
+            answer = self.measurer.measure(
+                query, address=None, timeout=10.0, budget=self._left(deadline)
+            )
             if isinstance(answer, QueryResult) and answer.samples:
                 return True
         return False
@@ -549,19 +650,12 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         web = metric.web
-        assert web is not None
+        assert web is not None and self.web is not None
         breach_since = _breach_since(run, metric.name)
-        if self.web is None:
-            failure = QueryFailure(
-                kind="rejected", query="", message="this controller cannot send HTTP checks"
-            )
-            return record(
-                run, metric, judge_failure(metric.name, failure, breach_since=None), now=now
-            )
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
-            budget=min(metric.interval, self.retry_budget),
+            budget=self._left(self._deadline(metric)),
         )
         if isinstance(reply, QueryFailure):
             judgement = judge_failure(metric.name, reply, breach_since=breach_since)
@@ -576,16 +670,8 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         provider = metric.job
-        assert provider is not None
+        assert provider is not None and self.jobs is not None
         result = _result(run, metric.name) or MetricResult(name=metric.name)
-        if self.jobs is None:
-            failure = Judgement(
-                phase="Error",
-                value=None,
-                message=f"{metric.name}: this controller cannot run Jobs",
-                permanent=True,
-            )
-            return record(run, metric, failure, now=now)
         attempt = result.successful + result.failed + result.inconclusive + result.error
         check = JobCheck(
             namespace=str(context.rollout_namespace),
@@ -605,6 +691,8 @@ class AnalysisEngine:
             running = result.model_copy(update={"job": check.name})
             results = [running if r.name == metric.name else r for r in run.metrics]
             return run.model_copy(update={"metrics": results})
+        # A Job finished: the only moment the rollout's finished Jobs can exceed the limit.
+        self.jobs.tidy(check.namespace, check.rollout)
         return _logged(run, metric, judgement, now=now)
 
     def _measure(
@@ -641,14 +729,16 @@ class AnalysisEngine:
         provider = metric.provider.prometheus if metric.provider is not None else None
         address = provider.address if provider is not None else None
         timeout = provider.timeout if provider is not None else 10.0
-        budget = min(metric.interval, self.retry_budget)
-        canary = self.measurer.measure(promql, address=address, timeout=timeout, budget=budget)
+        deadline = self._deadline(metric)
+        canary = self.measurer.measure(
+            promql, address=address, timeout=timeout, budget=self._left(deadline)
+        )
         if isinstance(canary, QueryFailure):
             return judge_failure(metric.name, canary, breach_since=breach_since)
         stable: QueryResult | None = None
         if stable_promql is not None:
             answer = self.measurer.measure(
-                stable_promql, address=address, timeout=timeout, budget=budget
+                stable_promql, address=address, timeout=timeout, budget=self._left(deadline)
             )
             if isinstance(answer, QueryFailure):
                 return judge_failure(metric.name, answer, breach_since=breach_since)

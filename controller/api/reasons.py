@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final, Literal
 
-from controller.api.status import Condition, timestamp
+from controller.api.status import Condition
+from controller.times import timestamp
 
 
 class ConditionType:
@@ -81,6 +82,7 @@ PRE_ROLLOUT_HOOK_FAILED: Final = "PreRolloutHookFailed"
 POST_PROMOTION_HOOK_FAILED: Final = "PostPromotionHookFailed"
 ROLLED_BACK: Final = "RolledBack"
 INVALID_SPEC: Final = "InvalidSpec"
+SPEC_VALID: Final = "SpecValid"
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 

@@ -3,18 +3,25 @@
 Status is the controller's only memory. A controller killed at any instant and
 restarted carries on from these fields alone, so every timer (step start, pause,
 scale-down deadline) is stored as a timestamp here, never kept in process memory.
-Lists are bounded: measurements per metric and history entries keep the newest.
+Lists are bounded: measurements per metric and history entries keep the newest. Text is
+bounded too: every message is written cut to ``statusMessage`` characters (a measurement's
+evidence to ``measurementMessage``) with a marker saying how much was cut, however long
+the text a provider, a check or a policy produced (``controller.limits``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PlainSerializer
 
 from controller.api.common import ApiModel
+from controller.limits import MEASUREMENT_MESSAGE, truncate
+
+# Status times are written and read by ``controller.times``; importable from here too.
+from controller.times import parse_timestamp as parse_timestamp
+from controller.times import timestamp as timestamp
 
 MAX_MEASUREMENTS = 10
 MAX_HISTORY = 20
@@ -29,6 +36,20 @@ class Phase(StrEnum):
 
 
 Verdict = Literal["Successful", "Failed", "Inconclusive", "Error", "Running", "Pending"]
+
+# Cut on the way out (``to_wire``): whatever produced the text, status stays small enough
+# to be written (a status patch over the apiserver's size limit would fail every pass).
+Message = Annotated[
+    str, PlainSerializer(lambda text: truncate(str(text)), return_type=str, when_used="always")
+]
+Evidence = Annotated[
+    str,
+    PlainSerializer(
+        lambda text: truncate(str(text), MEASUREMENT_MESSAGE.int),
+        return_type=str,
+        when_used="always",
+    ),
+]
 
 
 class StatusModel(ApiModel):
@@ -51,7 +72,7 @@ class Condition(StatusModel):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str = ""
-    message: str = ""
+    message: Message = ""
     last_transition_time: str | None = None
     observed_generation: int | None = None
 
@@ -60,7 +81,7 @@ class Measurement(StatusModel):
     value: str | None = Field(default=None, description="As measured; 'NaN'/'' when missing")
     phase: Verdict
     at: str
-    message: str = ""
+    message: Evidence = ""
 
 
 class MetricResult(StatusModel):
@@ -81,7 +102,7 @@ class MetricResult(StatusModel):
     )
     query: str = ""
     job: str | None = Field(default=None, description="A job metric's Job now running")
-    message: str = ""
+    message: Message = ""
     measurements: Annotated[list[Measurement], Field(max_length=MAX_MEASUREMENTS)] = Field(
         default_factory=list
     )
@@ -97,29 +118,31 @@ class AnalysisRunStatus(StatusModel):
     phase: Verdict = "Running"
     started_at: str
     metrics: list[MetricResult] = Field(default_factory=list)
-    message: str = ""
+    message: Message = ""
+
+
+RevisionOutcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]
+"""How a revision's rollout ended; its history entry says "Progressing" until then."""
 
 
 class HistoryEntry(StatusModel):
     revision: str
     images: dict[str, str] = Field(default_factory=dict)
     strategy: str = ""
-    requested_by: str = ""
-    reason: str = ""
+    requested_by: Message = ""
+    reason: Message = ""
     ci: dict[str, str] = Field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
-    outcome: Literal["Progressing", "Promoted", "RolledBack", "Aborted", "Superseded"] = (
-        "Progressing"
-    )
-    message: str = ""
-    events: list[str] = Field(default_factory=list, description="Policy decisions, approvals")
+    outcome: Literal["Progressing", RevisionOutcome] = "Progressing"
+    message: Message = ""
+    events: list[Message] = Field(default_factory=list, description="Policy decisions, approvals")
 
 
 class RolloutStatus(StatusModel):
     phase: Phase | None = None
     reason: str = ""
-    message: str = ""
+    message: Message = ""
     observed_generation: int | None = None
     current_step_index: int | None = None
     current_step_started_at: str | None = None
@@ -165,18 +188,3 @@ class RolloutStatus(StatusModel):
     history: Annotated[list[HistoryEntry], Field(max_length=MAX_HISTORY)] = Field(
         default_factory=list
     )
-
-
-def timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with whole seconds, as every status time is written."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(value: str) -> datetime:
-    """The inverse of ``timestamp``; also reads offsets and fractions other writers use."""
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

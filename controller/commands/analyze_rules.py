@@ -16,8 +16,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from controller.exitcodes import Exit
+from controller.times import timestamp
 
 
 def backtest_rules(
@@ -109,12 +111,12 @@ def backtest_rules(
             )
         )
     else:
-        table = Table(title=f"alert rules for revision {canary_hash} in {namespace}")
+        table = Table(title=Text(f"alert rules for revision {canary_hash} in {namespace}"))
         for column in ("RULE", "FOR", "WOULD HAVE FIRED", "LONGEST HELD", "PEAK"):
             table.add_column(column)
         for name, _query, for_s, f in results:
             table.add_row(
-                name,
+                Text(name),
                 f"{for_s:g}s",
                 _iso(f.fired_at) or "never",
                 f"{f.longest_seconds:g}s",
@@ -123,7 +125,7 @@ def backtest_rules(
         console = Console()
         console.print(table)
         for name, query, _for_s, _f in results:
-            console.print(f"{name}: {query}", highlight=False, soft_wrap=True)
+            console.print(Text(f"{name}: {query}"), highlight=False, soft_wrap=True)
     if any(f.fired_at is not None for *_rest, f in results):
         raise typer.Exit(Exit.ROLLED_BACK)
 
@@ -131,4 +133,4 @@ def backtest_rules(
 def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(datetime.fromtimestamp(moment, UTC))

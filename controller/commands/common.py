@@ -13,7 +13,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -43,7 +43,7 @@ Kubeconfig = Annotated[
         show_default=False,
     ),
 ]
-Context = Annotated[
+KubeContext = Annotated[
     str | None, typer.Option("--context", help="Kubeconfig context", show_default=False)
 ]
 Namespace = Annotated[
@@ -136,6 +136,17 @@ class Session:
     kube: Kube
     namespace: str
     user: str
+    """Who is asking as far as the client can tell (CI actor or local user, kubeconfig)."""
+    _who: str | None = field(default=None, init=False, repr=False)
+
+    def who(self) -> str:
+        """The name written as approver or requester: the user name the API server knows
+        us by (SelfSubjectReview, Kubernetes 1.28+), which deployctl's admission policy
+        compares with; else ``user``. Asked once per command, only by commands that
+        write a name."""
+        if self._who is None:
+            self._who = self.kube.whoami() or self.user
+        return self._who
 
     def close(self) -> None:
         self.kube.close()
@@ -204,7 +215,8 @@ class ControllerState:
 
 def controller_state(session: Session, *, now: datetime | None = None) -> ControllerState:
     """Is a controller holding its leader Lease? (What ``--wait`` and requests rely on.)"""
-    from controller.kube import Forbidden, NotFound, parse_time
+    from controller.kube import Forbidden, NotFound
+    from controller.times import parse_timestamp
 
     namespace = os.environ.get(CONTROLLER_NAMESPACE_ENV, DEFAULT_CONTROLLER_NAMESPACE)
     name = os.environ.get(CONTROLLER_LEASE_ENV, DEFAULT_CONTROLLER_LEASE)
@@ -221,7 +233,7 @@ def controller_state(session: Session, *, now: datetime | None = None) -> Contro
     duration = float(spec.get("leaseDurationSeconds") or 15)
     if not holder or not renewed:
         return ControllerState(False, f"Lease {namespace}/{name} is not held")
-    age = ((now or datetime.now(UTC)) - parse_time(str(renewed))).total_seconds()
+    age = ((now or datetime.now(UTC)) - parse_timestamp(str(renewed))).total_seconds()
     # Twice the duration: a leader between renewals, or a clock a little off, is alive.
     if age > 2 * duration:
         return ControllerState(

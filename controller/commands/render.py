@@ -15,10 +15,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from controller.names import REVISION_LABEL
+from controller.times import parse_timestamp
 from controller.versions import version_label
 from strategies.runkeys import RunKey
 
-REVISION_LABEL = "deployctl.io/revision"
 PHASE_COLOURS = {
     "Healthy": "green",
     "Progressing": "cyan",
@@ -46,7 +47,7 @@ def age(timestamp: str | None, *, now: datetime | None = None) -> str:
     if not timestamp:
         return "-"
     try:
-        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        then = parse_timestamp(timestamp)
     except ValueError:
         return "-"
     seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
@@ -84,6 +85,13 @@ def summary_row(rollout: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def plain(value: object) -> Text:
+    """``value`` as text that is never read as rich markup: names, messages, annotations
+    and images come from the cluster, and ``[link=...]`` or ``[/x]`` in them must show
+    as written (markup in data would restyle the output or crash it)."""
+    return Text(str(value))
+
+
 def list_table(rollouts: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> Table:
     table = Table(box=None, pad_edge=False)
     columns = ["name", "strategy", "phase", "step", "weight", "stable", "canary", "age"]
@@ -93,10 +101,10 @@ def list_table(rollouts: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -
         table.add_column(column.upper())
     for rollout in rollouts:
         row = summary_row(rollout)
-        cells = [row[c] for c in columns]
+        cells = [plain(row[c]) for c in columns]
         colour = PHASE_COLOURS.get(row["phase"])
-        index = columns.index("phase")
-        cells[index] = f"[{colour}]{cells[index]}[/]" if colour else cells[index]
+        if colour:
+            cells[columns.index("phase")].stylize(colour)
         table.add_row(*cells)
     return table
 
@@ -138,13 +146,14 @@ def describe_run(key: str) -> str:
         return key
 
 
-def verdict_text(measurement: Mapping[str, Any]) -> str:
-    """A metric's verdict for the status view; a provider that does not answer says so."""
+def verdict_text(measurement: Mapping[str, Any]) -> Text:
+    """A metric's verdict for the status view; a provider that does not answer says so.
+    The phase and time are data, so they are styled, never read as markup."""
     since = measurement.get("unreachableSince")
     if since and measurement.get("phase") in ("Running", "Pending"):
-        return f"[yellow]Unreachable[/] since {since}"
+        return Text.assemble(("Unreachable", "yellow"), f" since {since}")
     colour = {"Successful": "green", "Failed": "red"}.get(str(measurement["phase"]), "yellow")
-    return f"[{colour}]{measurement['phase']}[/]"
+    return Text(str(measurement["phase"]), style=colour)
 
 
 def replicas_by_revision(replicasets: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
@@ -196,17 +205,20 @@ def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("Rollout", f"{doc['namespace']}/{doc['name']}  ({doc['strategy']})")
+    head.add_row("Rollout", plain(f"{doc['namespace']}/{doc['name']}  ({doc['strategy']})"))
     head.add_row(
-        "Phase", f"[{colour}]{doc['phase']}[/]" + (f"  {doc['reason']}" if doc["reason"] else "")
+        "Phase",
+        Text.assemble((str(doc["phase"]), colour), f"  {doc['reason']}" if doc["reason"] else ""),
     )
     if doc["message"]:
-        head.add_row("Message", Text(str(doc["message"])))
-    head.add_row("Step", f"{doc['step']}   weight {doc['weight']}")
-    head.add_row("Stable", doc["stable"])
-    head.add_row("Canary", doc["canary"])
+        head.add_row("Message", plain(doc["message"]))
+    head.add_row("Step", plain(f"{doc['step']}   weight {doc['weight']}"))
+    head.add_row("Stable", plain(doc["stable"]))
+    head.add_row("Canary", plain(doc["canary"]))
     if doc["pendingApproval"]:
-        head.add_row("Approval", f"[yellow]pending[/]: {doc['pendingApproval']}")
+        head.add_row(
+            "Approval", Text.assemble(("pending", "yellow"), f": {doc['pendingApproval']}")
+        )
     parts: list[RenderableType] = [head]
     if doc["replicas"]:
         replicas = Table(title="Replicas", title_justify="left", box=None)
@@ -221,7 +233,7 @@ def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
                 else "old"
             )
             replicas.add_row(
-                revision,
+                plain(revision),
                 role,
                 str(counts["desired"]),
                 str(counts["ready"]),
@@ -234,11 +246,11 @@ def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
             metrics.add_column(column)
         for m in doc["measurements"]:
             metrics.add_row(
-                str(m["about"]),
-                str(m["revision"]),
-                str(m["metric"]),
+                plain(m["about"]),
+                plain(m["revision"]),
+                plain(m["metric"]),
                 verdict_text(m),
-                format_value(m["value"]),
+                plain(format_value(m["value"])),
                 f"{m['successful']}/{m['failed']}/{m['inconclusive']}",
             )
         parts.append(metrics)
@@ -265,9 +277,7 @@ def history_rows(rollout: Mapping[str, Any]) -> list[dict[str, Any]]:
         duration = ""
         if started and finished:
             try:
-                span = datetime.fromisoformat(finished.replace("Z", "+00:00")) - (
-                    datetime.fromisoformat(started.replace("Z", "+00:00"))
-                )
+                span = parse_timestamp(finished) - parse_timestamp(started)
                 duration = duration_text(span.total_seconds())
             except ValueError:
                 duration = ""
@@ -311,14 +321,14 @@ def history_table(rows: list[dict[str, Any]]) -> Table:
         colour = {"Promoted": "green", "RolledBack": "red", "Aborted": "red"}.get(outcome)
         table.add_row(
             str(row["number"]),
-            str(row["revision"]),
-            row["version"] or "-",
-            ",".join(f"{k}={v}" for k, v in row["images"].items()),
-            str(row["strategy"]),
-            str(row["requestedBy"]) or "-",
-            str(row["reason"]) or "-",
-            f"[{colour}]{outcome}[/]" if colour else outcome,
-            row["duration"] or "-",
+            plain(row["revision"]),
+            plain(row["version"] or "-"),
+            plain(",".join(f"{k}={v}" for k, v in row["images"].items())),
+            plain(row["strategy"]),
+            plain(row["requestedBy"] or "-"),
+            plain(row["reason"] or "-"),
+            Text(outcome, style=colour or ""),
+            plain(row["duration"] or "-"),
         )
     return table
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from controller.requests import REQUEST_ANNOTATION, new_request
+from controller.names import REQUEST_ANNOTATION
+from controller.requests import new_request
 from sandbox.faultproxy import FaultProxy
 from sandbox.node_agent import NodeAgent
 from tests.integration.harness import Cluster, ControllerProcess, running_controller

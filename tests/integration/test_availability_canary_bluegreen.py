@@ -35,9 +35,10 @@ from controller.api.revision import template_hash
 from controller.api.rollout import PodTemplateSpec
 from strategies.scaling import surge_and_unavailable
 from strategies.traffic import share
-from tests.integration.harness import GROUP, VERSION, demo_rollout, poll
+from tests.integration.harness import GROUP, VERSION, demo_rollout
 from tests.integration.pinned import Pinned, pin, pinned_sandbox
 from tests.integration.podwatch import GATEWAY, Recorder, View
+from tests.waiting import wait_until
 
 ROUTED = {"cd": 8, "cp": 8, "cn": 8}  # dynamic stable scale: abort, promote, newer
 REPLICA_SHARE = {"cs": 4}
@@ -94,7 +95,9 @@ class Fleet:
 
     def wait(self, name: str, ok: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
         return dict(
-            poll(lambda: self.box.cluster.status(name), ok, timeout=300, what=f"{name}: {what}")
+            wait_until(
+                lambda: self.box.cluster.status(name), ok=ok, timeout=300, what=f"{name}: {what}"
+            )
         )
 
 
@@ -106,7 +109,8 @@ def create_route(custom: Any, namespace: str, name: str) -> None:
     body = {
         "apiVersion": f"{GATEWAY[0]}/{GATEWAY[1]}",
         "kind": "HTTPRoute",
-        "metadata": {"name": name},
+        # The consent annotation: the Rollout of that name may set this route's weights.
+        "metadata": {"name": name, "annotations": {"deployctl.io/rollout": name}},
         "spec": {"parentRefs": [{"name": "sandbox-gateway"}], "rules": [{"backendRefs": refs}]},
     }
     custom.create_namespaced_custom_object(GATEWAY[0], GATEWAY[1], namespace, GATEWAY[2], body)
@@ -120,9 +124,9 @@ def fleet(
     with pinned_sandbox(control_plane, kube_api, workdir, prometheus_url=prometheus.url) as box:
         cluster, custom = box.cluster, k8s.CustomObjectsApi(kube_api)
         for name in REPLICAS:
-            cluster.create_service(name, {"app": name})
+            cluster.create_service(name, {"app": name}, rollout=name)
         for name in ROUTED:
-            cluster.create_service(f"{name}-canary", {"app": name})
+            cluster.create_service(f"{name}-canary", {"app": name}, rollout=name)
             create_route(custom, box.namespace, name)
         # A post-promotion check that passes and keeps running: the time to abort in.
         metric = {
@@ -194,9 +198,9 @@ def scenario(fleet: Fleet, node: str) -> None:
     box.cluster.core.delete_namespaced_pod(lost, box.namespace)
     # Abort once the loss is old news (its replacement exists), not in the same
     # millisecond: a watch-fed cache cannot be asked to beat that race.
-    poll(
+    wait_until(
         old_pods,
-        lambda pods: sum(1 for p in pods if not p.metadata.deletion_timestamp) >= 3,
+        ok=lambda pods: sum(1 for p in pods if not p.metadata.deletion_timestamp) >= 3,
         timeout=60,
         what="a replacement for bb's lost pod",
     )
@@ -228,16 +232,16 @@ def scenario(fleet: Fleet, node: str) -> None:
         "aborted, traffic back",
     )
     fleet.wait("bb", lambda s: bool(s.get("aborted")) and "promotedAt" not in s, "switched back")
-    poll(
+    wait_until(
         lambda: box.cluster.service_selector("bb").get("deployctl.io/revision"),
-        lambda revision: revision == stable,
+        ok=lambda revision: revision == stable,
         timeout=60,
         what="bb's active Service back on the old revision",
     )
     # Everything at rest: no rollout still scaling down an old revision.
-    poll(
+    wait_until(
         lambda: box.cluster.replicas_by_revision(),
-        lambda replicas: sum(replicas.values()) == sum(REPLICAS.values()),
+        ok=lambda replicas: sum(replicas.values()) == sum(REPLICAS.values()),
         timeout=120,
         what="every old revision scaled down",
     )
@@ -246,7 +250,7 @@ def scenario(fleet: Fleet, node: str) -> None:
 def watched(fleet: Fleet, node: str) -> None:
     with Recorder(fleet.box.api, fleet.box.namespace, routes=True) as recorder:
         scenario(fleet, node)
-        poll(recorder.caught_up, bool, timeout=60, what="the recording to catch up")
+        wait_until(recorder.caught_up, ok=bool, timeout=60, what="the recording to catch up")
     assert not recorder.errors, recorder.errors
     problems: list[str] = []
     weights_seen: set[int] = set()

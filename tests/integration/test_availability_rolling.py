@@ -28,9 +28,10 @@ import pytest
 from controller.api.revision import template_hash
 from controller.api.rollout import PodTemplateSpec
 from strategies.scaling import surge_and_unavailable
-from tests.integration.harness import demo_rollout, poll
+from tests.integration.harness import demo_rollout
 from tests.integration.pinned import Pinned, pin, pinned_sandbox
 from tests.integration.podwatch import Recorder
+from tests.waiting import wait_until
 
 SIZES = (1, 3, 8, 20)
 SETTINGS: tuple[tuple[int | str, int | str], ...] = ((0, 1), ("25%", 0), (1, 0), ("50%", "50%"))
@@ -91,9 +92,9 @@ class Fleet:
             cluster.apply_rollout(body)
         for case in CASES:
             revision = self.revisions[case.name]
-            poll(
+            wait_until(
                 lambda: cluster.status(case.name),  # noqa: B023 - polled at once
-                lambda s: (
+                ok=lambda s: (
                     s.get("phase") == "Healthy"
                     and s.get("stableRevision") == revision  # noqa: B023
                     and s.get("availableReplicas") == case.replicas  # noqa: B023
@@ -111,9 +112,9 @@ def fleet(control_plane: Any, kube_api: Any, tmp_path_factory: Any) -> Iterator[
         for case in CASES:
             box.cluster.apply_rollout(fleet.body(case, box.fast))
         for case in CASES:
-            poll(
+            wait_until(
                 lambda: box.cluster.status(case.name),  # noqa: B023 - polled at once
-                lambda s: s.get("phase") == "Healthy",
+                ok=lambda s: s.get("phase") == "Healthy",
                 timeout=300,
                 what=f"{case.name} v1 Healthy",
             )
@@ -124,7 +125,7 @@ def watched_roll(fleet: Fleet, node: str) -> dict[str, tuple[int, int]]:
     """Roll every Rollout on, recording; (fewest serving, most pods) per Rollout."""
     with Recorder(fleet.sandbox.api, fleet.sandbox.namespace) as recorder:
         fleet.roll(node)
-        poll(recorder.caught_up, bool, timeout=60, what="the recording to catch up")
+        wait_until(recorder.caught_up, ok=bool, timeout=60, what="the recording to catch up")
     assert not recorder.errors, recorder.errors
     seen = {case.name: (case.replicas, 0) for case in CASES}
     violations: list[str] = []

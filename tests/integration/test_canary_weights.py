@@ -20,10 +20,12 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from controller.requests import REQUEST_ANNOTATION, new_request
+from controller.names import REQUEST_ANNOTATION
+from controller.requests import new_request
 from strategies.scaling import surge_and_unavailable
-from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout, poll
+from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout
 from tests.integration.podwatch import Recorder, View
+from tests.waiting import wait_until
 
 # name -> (replicas, maxSurge, maxUnavailable)
 SIZES: dict[str, tuple[int, int | str, int | str]] = {
@@ -40,6 +42,10 @@ STEPS: list[dict[str, Any]] = [
     {"pause": {}},
 ]
 REQUESTS_PER_MEASURE = 200
+
+
+def poll(get: Any, ok: Any, *, timeout: float, what: str) -> Any:
+    return wait_until(get, ok=ok, timeout=timeout, what=what)
 
 
 def rollout(name: str, version: str, replicas: int, surge: Any, unavailable: Any) -> dict[str, Any]:
@@ -100,7 +106,7 @@ def test_replica_share_weights_are_the_measured_split_within_the_budget(
     cluster: Cluster, start_controller: Any, traffic: Any, kube_api: k8s.ApiClient
 ) -> None:
     for name in SIZES:
-        cluster.create_service(name, {"app": name})
+        cluster.create_service(name, {"app": name}, rollout=None)
     start_controller()
     stable: dict[str, str] = {}
     for name, (replicas, surge, unavailable) in SIZES.items():
@@ -151,7 +157,7 @@ def test_kubectl_scale_mid_canary_keeps_the_share_and_the_stable_within_it(
 ) -> None:
     name = "sc"
     custom = k8s.CustomObjectsApi(kube_api)
-    cluster.create_service(name, {"app": name})
+    cluster.create_service(name, {"app": name}, rollout=None)
     start_controller()
     cluster.apply_rollout(rollout(name, "v1", 10, "25%", "25%"))
     v1 = poll(

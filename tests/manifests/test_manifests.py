@@ -29,6 +29,8 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
 }
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -67,7 +69,7 @@ def test_every_document_parses_and_has_the_required_fields(path: Path) -> None:
     for doc in documents(path):
         assert isinstance(doc, dict), f"{path}: a document is not a mapping"
         assert doc.get("apiVersion") and doc.get("kind"), f"{path}: apiVersion/kind missing"
-        if doc["kind"] == "Kustomization":
+        if doc["kind"] in ("Kustomization", "Component"):
             continue
         meta = doc.get("metadata") or {}
         assert NAME.match(str(meta.get("name", ""))), f"{path}: bad metadata.name {meta}"
@@ -80,7 +82,7 @@ def test_every_document_parses_and_has_the_required_fields(path: Path) -> None:
 @pytest.mark.parametrize("path", kustomizations(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_kustomization_resources_exist(path: Path) -> None:
     (kustomization,) = documents(path)
-    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["kind"] in ("Kustomization", "Component")
     for resource in kustomization.get("resources", []):
         target = (path.parent / resource).resolve()
         assert target.exists(), f"{path}: resource {resource} does not exist"
@@ -124,22 +126,57 @@ def test_cluster_install_renders_everything() -> None:
         ("RoleBinding", "deployctl-leader-election"),
         ("Deployment", "deployctl-controller"),
         ("Service", "deployctl-controller-metrics"),
+        ("ValidatingAdmissionPolicy", "deployctl.io-identity"),
+        ("ValidatingAdmissionPolicyBinding", "deployctl.io-identity"),
+        ("ValidatingAdmissionPolicy", "deployctl.io-approval-rules"),
+        ("ValidatingAdmissionPolicyBinding", "deployctl.io-approval-rules"),
+        ("ValidatingAdmissionPolicyBinding", "deployctl.io-approval-rules-cluster"),
+        ("ClusterRole", "deployctl-admission-reader"),
+        ("ClusterRoleBinding", "deployctl-admission-reader"),
     }
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not any(a.startswith("--namespace") for a in args), "cluster install watches all"
 
 
-def test_namespaced_install_has_a_role_and_watches_its_namespace() -> None:
+def test_namespaced_install_runs_in_its_own_namespace_and_watches_another() -> None:
     docs = render(ROOT / "manifests" / "namespaced")
-    kinds = {kind for kind, _ in kinds_of(docs)}
-    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    # The only cluster-wide grant: reading the admission policy's own objects by name.
+    cluster_rbac = {k for k in kinds_of(docs) if k[0] in ("ClusterRole", "ClusterRoleBinding")}
+    assert cluster_rbac == {
+        ("ClusterRole", "deployctl-admission-reader"),
+        ("ClusterRoleBinding", "deployctl-admission-reader"),
+    }
     assert ("Role", "deployctl-controller") in kinds_of(docs)
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    own = deployment["metadata"]["namespace"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert "--namespace=$(POD_NAMESPACE)" in container["args"]
-    # $(POD_NAMESPACE) is expanded by the kubelet only from a variable of the container.
-    assert "POD_NAMESPACE" in {e["name"] for e in container["env"]}
+    env = {e["name"]: e for e in container["env"]}
+    watched = env["DEPLOYCTL_WATCH_NAMESPACE"]["value"]
+    assert watched != own, "the operator must not live among the Rollouts it serves"
+    assert env["POD_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "spec.serviceAccountName"
+    )
+    (role,) = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "deployctl-controller"
+    ]
+    assert role["metadata"]["namespace"] == watched
+    (binding,) = [
+        d
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "deployctl-controller"
+    ]
+    assert binding["metadata"]["namespace"] == watched
+    assert binding["subjects"][0]["namespace"] == own
+    # Secrets: read in its own namespace only, and only the one holding webhook URLs.
+    (leader,) = [
+        d
+        for d in docs
+        if d["metadata"]["name"] == "deployctl-leader-election" and d["kind"] == "Role"
+    ]
+    assert leader["metadata"]["namespace"] == own
+    (secrets,) = [r for r in leader["rules"] if "secrets" in r["resources"]]
+    assert secrets["resourceNames"] == ["deployctl-webhooks"] and secrets["verbs"] == ["get"]
 
 
 def test_e2e_prometheus_renders() -> None:
@@ -221,7 +258,12 @@ def test_dockerfile_builds_a_slim_non_root_image() -> None:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     stages = [ln for ln in lines if ln.startswith("FROM ")]
     assert len(stages) == 2 and stages[0].endswith(" AS builder"), stages
-    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
+    # The base pinned by digest; the packages from the lock, hashes checked.
+    assert re.search(
+        r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.M
+    )
+    assert "pip install --require-hashes -r requirements/runtime.lock" in text
+    assert "pip install --no-deps ." in text
     final = text[text.rindex("\nFROM ") :]
     assert "COPY --from=builder /opt/deployctl /opt/deployctl" in final
     # Nothing is installed in the final stage: no compilers, no package manager runs.

@@ -30,8 +30,9 @@ from typing import Any
 from controller.api.revision import template_hash
 from controller.api.rollout import PodTemplateSpec
 from sandbox.prometheus import PrometheusServer
-from tests.integration.harness import GROUP, VERSION, demo_rollout, poll
+from tests.integration.harness import GROUP, VERSION, demo_rollout
 from tests.integration.pinned import Pinned, pin
+from tests.waiting import wait_until
 
 COUNT = 20  # measurements a run needs (one a second): the window to stop Prometheus in
 SHORT, LONG = 30.0, 180.0
@@ -124,12 +125,12 @@ def deploy(box: Pinned, *, long_address: str) -> None:
         box.cluster.create_template(template(name, long_address=long_address))
     for member in MEMBERS:
         if member.kind == "bluegreen":
-            box.cluster.create_service(member.name, {"app": member.name})
+            box.cluster.create_service(member.name, {"app": member.name}, rollout=member.name)
         box.cluster.apply_rollout(body(member, "v1", box.fast))
     for member in MEMBERS:
-        poll(
+        wait_until(
             lambda: box.cluster.status(member.name),  # noqa: B023 - polled at once
-            lambda s: s.get("phase") == "Healthy",
+            ok=lambda s: s.get("phase") == "Healthy",
             timeout=180,
             what=f"{member.name} v1",
         )
@@ -203,9 +204,9 @@ def run_outages(
         return {m.name: cluster.status(m.name) for m in group}
 
     def paused(group: list[Member]) -> None:
-        poll(
+        wait_until(
             lambda: statuses(group),
-            lambda now: all(
+            ok=lambda now: all(
                 (now[m.name].get("phase"), now[m.name].get("reason")) == UNREACHABLE for m in group
             ),
             timeout=60,
@@ -214,9 +215,9 @@ def run_outages(
 
     def finished(group: list[Member]) -> float:
         started = time.monotonic()
-        poll(
+        wait_until(
             lambda: statuses(group),
-            lambda now: all(
+            ok=lambda now: all(
                 now[m.name].get("phase") == "Healthy"
                 and now[m.name].get("stableRevision") == new[m.name]
                 for m in group
@@ -232,7 +233,9 @@ def run_outages(
         counts = [measured(now[m.name], m, new[m.name]) for m in MEMBERS]
         return min(counts) >= 1 or max(counts) >= COUNT // 2
 
-    poll(lambda: statuses(MEMBERS), under_way, timeout=180, what="every analysis under way")
+    wait_until(
+        lambda: statuses(MEMBERS), ok=under_way, timeout=180, what="every analysis under way"
+    )
     short.stop()
     long.stop()
     down_at = time.monotonic()
@@ -241,9 +244,9 @@ def run_outages(
     try:
         paused(pausing)
         watch.settled = {m.name for m in pausing}
-        aborted = poll(
+        aborted = wait_until(
             lambda: cluster.status("ca-abort"),
-            lambda s: s.get("phase") == "Degraded",
+            ok=lambda s: s.get("phase") == "Degraded",
             timeout=60,
             what="the onProviderError: abort canary to abort",
         )

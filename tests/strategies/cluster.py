@@ -28,10 +28,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.api import Rollout
-from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL
 from controller.api.status import MetricResult, RolloutStatus, timestamp
+from controller.names import REQUEST_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL
 from controller.observe import observe
-from controller.requests import REQUEST_ANNOTATION, ManualRequest
 from strategies import Plan, Request, decide
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -295,8 +294,7 @@ class LaggingCluster:
         ]
         annotations = dict(self.rollout.metadata.annotations)
         if self.request is not None:
-            request = ManualRequest(self.request.action, self.request.id, self.request.by)
-            annotations[REQUEST_ANNOTATION] = request.to_annotation()
+            annotations[REQUEST_ANNOTATION] = self.request.to_annotation()
         rollout = self.rollout.model_copy(
             update={
                 "metadata": self.rollout.metadata.model_copy(update={"annotations": annotations})

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from controller.api import reasons as r
-from controller.api.revision import REVISION_LABEL
 from controller.api.status import Phase
+from controller.names import REVISION_LABEL
 from controller.observe import revision_states
 from strategies import Request
 from strategies.scaling import surge_and_unavailable
