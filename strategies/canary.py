@@ -628,9 +628,11 @@ def _share_world(ctx: Context, *, canary: str | None, stable: str, weight: int) 
         for rev, state in ctx.observed.revisions.items()
         if rev in targets or state.desired > 0 or state.current > 0
     }
-    synced = all(state.synced for state in involved.values())
+    # No availability is spent while a ReplicaSet controller has not acted on what we
+    # asked, nor while one is still deleting pods of a smaller spec (not settled): the
+    # Ready pods in view may be ones that are going away. Look again shortly.
+    synced = all(state.synced and state.settled for state in involved.values())
     if not synced:
-        # A ReplicaSet controller has not yet acted on what we asked: look again shortly.
         ctx.wake_in(1.0)
     desired = converge(
         replicas=wanted,
