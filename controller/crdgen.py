@@ -52,6 +52,8 @@ class CrdSpec:
     short_names: tuple[str, ...]
     printer_columns: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     status_model: type[BaseModel] | None = None
+    # The scale subresource (kubectl scale, an HorizontalPodAutoscaler): its JSON paths.
+    scale: dict[str, str] | None = None
     categories: tuple[str, ...] = ("deployctl",)
 
 
@@ -140,6 +142,8 @@ def crd(spec: CrdSpec) -> dict[str, Any]:
     }
     if spec.status_model is not None:
         version["subresources"] = {"status": {}}
+        if spec.scale is not None:
+            version["subresources"]["scale"] = dict(spec.scale)
     if spec.printer_columns:
         version["additionalPrinterColumns"] = list(spec.printer_columns)
     return {
@@ -178,6 +182,11 @@ def crd_specs() -> list[CrdSpec]:
             plural="rollouts",
             short_names=("ro", "dro"),
             status_model=RolloutStatus,
+            scale={
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
             printer_columns=(
                 _column("Desired", ".spec.replicas", "integer"),
                 _column("Phase", ".status.phase"),

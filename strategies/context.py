@@ -249,6 +249,10 @@ class Context:
         self.update(
             observed_generation=self.rollout.metadata.generation,
             replicas=sum(s.current for s in revisions),
+            selector=",".join(
+                f"{key}={value}"
+                for key, value in sorted(self.rollout.spec.selector.match_labels.items())
+            ),
             ready_replicas=sum(s.ready for s in revisions),
             available_replicas=sum(s.available for s in revisions),
             updated_replicas=self.state(self.revision).current,

@@ -104,12 +104,32 @@ class TrafficRouting(ApiModel):
 
 
 class CanaryStrategy(ApiModel):
+    """Steps of setWeight / pause / analysis / approval, then promotion.
+
+    Without ``trafficRouting`` a weight is a share of the pods (``setWeight: 10`` on 10
+    replicas: 1 canary and 9 stable pods), moved within ``maxSurge`` / ``maxUnavailable``
+    (Argo Rollouts' defaults, 25% each); ``stableScale: full`` keeps the stable at full
+    size and adds the canary's pods on top instead.
+    """
+
     stable_service: ObjectName | None = None
     canary_service: ObjectName | None = None
     traffic_routing: TrafficRouting | None = None
     steps: Annotated[list[CanaryStep], Field(max_length=MAX_STEPS)] = Field(default_factory=list)
-    max_surge: IntOrPercent = "25%"
-    max_unavailable: IntOrPercent = 0
+    max_surge: IntOrPercent = Field(
+        default="25%",
+        description="Pods above replicas while a replica-share canary moves (int or percent)",
+    )
+    max_unavailable: IntOrPercent = Field(
+        default="25%",
+        description="Available pods below replicas while a replica-share canary moves",
+    )
+    stable_scale: Literal["share", "full"] = Field(
+        default="share",
+        description="Without trafficRouting: 'share' (stable = replicas - canary, so the "
+        "weight is the canary's share of the pods) or 'full' (stable keeps all replicas, "
+        "the canary is added on top)",
+    )
     scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86_400)] = 30
     dynamic_stable_scale: bool = Field(
         default=False,
@@ -144,6 +164,13 @@ class CanaryStrategy(ApiModel):
                 )
         if self.dynamic_stable_scale and self.traffic_routing is None:
             raise ValueError("dynamicStableScale needs trafficRouting")
+        if self.stable_scale == "full" and self.traffic_routing is not None:
+            raise ValueError(
+                "stableScale: full applies to canaries without trafficRouting; with "
+                "trafficRouting the stable keeps all its pods unless dynamicStableScale"
+            )
+        if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0: nothing could move")
         if self.stable_service is not None and self.stable_service == self.canary_service:
             raise ValueError("stableService and canaryService must be different Services")
         return self
