@@ -7,14 +7,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CLUSTER ?= sandbox
+# Kubernetes release of the sandbox control plane: 1.37 (newest supported) or 1.20 (oldest).
+KUBERNETES ?= 1.37
+export DEPLOYCTL_KUBERNETES := $(KUBERNETES)
 # pytest workers; each starts its own sandbox, files stay whole on one worker.
 TEST_WORKERS ?= 3
+# Extra pytest arguments, e.g. PYTEST_ARGS="-m compat" (what .ci/run uses on 1.20).
+PYTEST_ARGS ?=
 
 .PHONY: help venv cluster lint test test-unit demo e2e bench crds clean
 
 help:
 	@echo "make demo   - build/start the local sandbox and roll out a bad then a good version"
 	@echo "make test   - lint and run every test (sets up the virtualenv and sandbox itself)"
+	@echo "             KUBERNETES=1.20 runs the sandbox on the oldest supported release"
 	@echo "make lint   - ruff, mypy and the import layers"
 	@echo "make crds   - regenerate manifests/crds/ from the pydantic models"
 	@echo "make e2e    - the scenarios on a kind cluster (skips without Docker/kind)"
@@ -28,10 +34,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Installs the system prerequisites (apt, when root), builds kube-apiserver and
-# kube-controller-manager from Debian's source package once and caches them.
+# Installs the system prerequisites (apt, when root), builds the control plane of
+# $(KUBERNETES) once and caches it: 1.37 from Go modules, 1.20 from Debian's source.
 cluster: venv
-	$(PY) -m sandbox.build
+	$(PY) -m sandbox.build --kubernetes $(KUBERNETES)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -43,7 +49,7 @@ test-unit: venv
 	$(VENV)/bin/pytest -m "not cluster and not prometheus"
 
 test: venv cluster lint
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: venv
 ifeq ($(CLUSTER),kind)
