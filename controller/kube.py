@@ -947,6 +947,29 @@ class Kube:
             return False
         return True
 
+    def job_pod_rejections(self, namespace: str, job: str) -> list[str]:
+        """Why the apiserver refused to create ``job``'s pods, newest first.
+
+        The Job controller records each refusal (Pod Security admission, quota, a missing
+        ServiceAccount) only as a ``FailedCreate`` Event on the Job, never in its status.
+        """
+        selector = f"involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"
+        try:
+            listing = self._request(
+                "list", EVENTS, method="GET", namespace=namespace, query={"fieldSelector": selector}
+            )
+        except Forbidden as exc:
+            # An install from before this permission: the Job then waits for its deadline,
+            # as it always did, instead of failing the check.
+            log.warning("cannot list events to explain a Job without pods", error=str(exc))
+            return []
+        items = sorted(
+            listing.get("items") or [],
+            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+            reverse=True,
+        )
+        return [str(e.get("message") or "") for e in items if e.get("message")]
+
     # ------------------------------------------------------------------ services / routes
 
     def patch_service_selector(

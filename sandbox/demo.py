@@ -87,6 +87,18 @@ class DemoFailed(RuntimeError):
     """The story did not happen as told; the message says where it diverged."""
 
 
+# What the `restricted` Pod Security level asks of a pod (docs/release-workflow.md).
+RESTRICTED_POD: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 def rollout_body(version: str, *, error_rate: float = 0.0) -> dict[str, Any]:
     env = [{"name": "DEMO_VERSION", "value": version}]
     if error_rate:
@@ -107,9 +119,15 @@ def rollout_body(version: str, *, error_rate: float = 0.0) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": {"app": APP}},
                 "spec": {
+                    "securityContext": RESTRICTED_POD,
                     "containers": [
-                        {"name": "app", "image": f"deployctl/demo-app:{version}", "env": env}
-                    ]
+                        {
+                            "name": "app",
+                            "image": f"deployctl/demo-app:{version}",
+                            "env": env,
+                            "securityContext": RESTRICTED_CONTAINER,
+                        }
+                    ],
                 },
             },
             "strategy": {
@@ -244,7 +262,7 @@ def start_stack(exits: ExitStack, workdir: Path) -> Stack:
         raise DemoFailed(
             f"{exc}\nRun `make cluster` (or `make demo`, which runs it) first."
         ) from None
-    with timed("control plane: etcd, kube-apiserver, kube-controller-manager"):
+    with timed(f"control plane {binaries.version}: etcd, kube-apiserver, kube-controller-manager"):
         plane = ControlPlane(workdir / "cluster", binaries=binaries, watch_cache=True)
         plane.start()
         exits.callback(plane.stop)
@@ -300,7 +318,10 @@ def _stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def prepare_namespace(stack: Stack) -> None:
-    stack.core.create_namespace({"metadata": {"name": NAMESPACE}})
+    # Where Pod Security admission exists (1.25+), the demo runs under its strictest
+    # level: the demo app's pods comply (RESTRICTED_POD); 1.20 ignores the label.
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    stack.core.create_namespace({"metadata": {"name": NAMESPACE, "labels": labels}})
     for name in (APP, f"{APP}-stable", f"{APP}-canary"):
         stack.core.create_namespaced_service(
             NAMESPACE,
