@@ -524,6 +524,8 @@ def run(*, keep: bool, rate: float, workdir: Path) -> int:
     with ExitStack() as exits:
         stack = start_stack(exits, workdir)
         prepare_namespace(stack)
+        if stack.plane.minor >= (1, 25):
+            say(f"namespace {NAMESPACE} enforces the restricted Pod Security level")
         stable = first_deploy(stack)
         traffic = TrafficGenerator(
             stack.api, namespace=NAMESPACE, service=APP, rate_per_second=rate

@@ -171,3 +171,9 @@ def test_the_1_20_build_runs_make_with_go_1_19_first_on_path(tmp_path, monkeypat
         build_debian.check_go119(wrong)
     with pytest.raises(BuildError, match="golang-go"):
         build_debian.check_go119(tmp_path / "absent" / "go")
+
+
+def test_every_file_ci_runs_on_the_oldest_release_exists():
+    from tests.conftest import COMPAT_FILES, TESTS
+
+    assert sorted(name for name in COMPAT_FILES if not (TESTS / name).is_file()) == []
