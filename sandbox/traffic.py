@@ -46,6 +46,9 @@ GATEWAY_VERSIONS = ("v1", "v1beta1")
 GATEWAY_API_DIR = Path(__file__).resolve().parent / "crds" / "gateway-api"
 GATEWAY_API_CRDS: tuple[Path, ...] = tuple(sorted(GATEWAY_API_DIR.glob("*.yaml")))
 HTTPROUTE_CRD_NAME = f"httproutes.{GATEWAY_GROUP}"
+# They rely on CEL validation rules, so Kubernetes 1.25 or later (a 1.20 apiserver also
+# rejects their `default: ""` values as null: measured).
+GATEWAY_API_MIN_KUBERNETES = (1, 25)
 NO_BACKEND = "no-backend"  # the code counted when a backend has no Ready pod
 CONNECT_ERROR = "error"  # the code counted when a pod did not answer
 
