@@ -12,6 +12,7 @@ import typer
 from controller.commands.analyze import analyze
 from controller.commands.control import abort, approve, pause, promote, resume, retry, undo
 from controller.commands.controller import controller
+from controller.commands.dashboard import dashboard
 from controller.commands.files import plan, validate
 from controller.commands.rollout import rollout
 from controller.commands.view import history, list_rollouts, status
@@ -42,6 +43,7 @@ app.command("validate")(validate)
 app.command("plan")(plan)
 app.command("analyze")(analyze)
 app.command("controller")(controller)
+app.command("dashboard")(dashboard)
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from controller.commands.common import (
-    Context,
     Kubeconfig,
+    KubeContext,
     Namespace,
     Output,
     OutputOpt,
@@ -30,20 +30,18 @@ from controller.commands.common import (
     require_controller,
 )
 from controller.exitcodes import Exit
+from controller.names import REQUEST_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL, TEMPLATE_ANNOTATION
 
 Name = Annotated[str, typer.Argument(help="The Rollout", show_default=False)]
 AckTimeout = Annotated[
     float, typer.Option("--ack-timeout", help="Seconds to wait for the controller to act")
 ]
-REVISION_LABEL = "deployctl.io/revision"
-ROLLOUT_LABEL = "deployctl.io/rollout"
-TEMPLATE_ANNOTATION = "deployctl.io/template"
 
 
 def send_request(session: Session, name: str, action: str, *, ack_timeout: float) -> dict[str, Any]:
     """Write the request annotation; wait until status.lastHandledRequest carries its id."""
     from controller.kube import Conflict
-    from controller.requests import REQUEST_ANNOTATION, new_request
+    from controller.requests import new_request
 
     request = new_request(action, by=session.user)  # type: ignore[arg-type]
     for _attempt in range(5):
@@ -133,7 +131,7 @@ def promote(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Move past the current step (a pause, an approval), or with --full to the end."""
@@ -155,7 +153,7 @@ def abort(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Send all traffic back to stable and scale the canary to zero."""
@@ -177,7 +175,7 @@ def retry(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Start an aborted revision again from its first step."""
@@ -199,7 +197,7 @@ def approve(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Grant a pending approval (a policy rule or an approval step), recorded with who."""
@@ -228,24 +226,29 @@ def _set_paused(
     session = connect(kubeconfig, context, namespace)
     try:
         require_controller(session)
-        current = get_rollout(session, name)
-        written = session.kube.patch_rollout(
-            session.namespace,
-            name,
-            {"spec": {"paused": paused}},
-            resource_version=current["metadata"]["resourceVersion"],
-        )
-        generation = int(written["metadata"].get("generation") or 0)
-        rollout = wait_until(
-            session,
-            name,
-            lambda r: int((r.get("status") or {}).get("observedGeneration") or 0) >= generation,
-            timeout=ack_timeout,
-            what="the controller to observe spec.paused",
-        )
+        rollout = set_paused(session, name, paused, ack_timeout=ack_timeout)
         report(rollout, f"{session.namespace}/{name} {'paused' if paused else 'resumed'}", output)
     finally:
         session.close()
+
+
+def set_paused(session: Session, name: str, paused: bool, *, ack_timeout: float) -> dict[str, Any]:
+    """Write ``spec.paused``; wait until the controller has observed that generation."""
+    current = get_rollout(session, name)
+    written = session.kube.patch_rollout(
+        session.namespace,
+        name,
+        {"spec": {"paused": paused}},
+        resource_version=current["metadata"]["resourceVersion"],
+    )
+    generation = int(written["metadata"].get("generation") or 0)
+    return wait_until(
+        session,
+        name,
+        lambda r: int((r.get("status") or {}).get("observedGeneration") or 0) >= generation,
+        timeout=ack_timeout,
+        what="the controller to observe spec.paused",
+    )
 
 
 @handle_errors
@@ -254,7 +257,7 @@ def pause(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Hold the rollout where it is (spec.paused=true); timers stop."""
@@ -275,7 +278,7 @@ def resume(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Continue a paused rollout (spec.paused=false); timers resume where they stopped."""
@@ -356,7 +359,7 @@ def undo(
     timeout: Annotated[str, typer.Option("--timeout", help="With --wait")] = "30m",
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Go back to an earlier revision's pod template (default: the previous promoted one).
@@ -364,44 +367,15 @@ def undo(
     The revision already ran in production, so it is fast-tracked to 100% (a one-shot
     promote --full sent with the change) unless --with-steps is given.
     """
-    from controller.commands.rollout import (
-        finish_wait,
-        parse_duration_seconds,
-        provenance,
-        revision_of,
-        validate_rollout,
-    )
-    from controller.kube import merge_patch
-    from controller.requests import REQUEST_ANNOTATION, new_request
+    from controller.commands.rollout import finish_wait, parse_duration_seconds, revision_of
 
     timeout_seconds = parse_duration_seconds(timeout)
     session = connect(kubeconfig, context, namespace)
     try:
         require_controller(session)
         started = time.monotonic()
-        current = get_rollout(session, name)
-        target = pick_revision(current, to_revision)
-        desired = copy.deepcopy(current)
-        desired.pop("status", None)
-        desired["spec"]["template"] = template_of_revision(session, name, target)
-        desired["metadata"]["annotations"] = {
-            **(desired["metadata"].get("annotations") or {}),
-            **provenance(session, reason=reason or f"undo to revision {target}"),
-        }
-        if not with_steps:
-            # Consumed exactly once by the pass that sees the new template; when the
-            # target is the stable revision it is consumed as "nothing in progress".
-            fast_track = new_request("promoteFull", by=session.user)
-            desired["metadata"]["annotations"][REQUEST_ANNOTATION] = fast_track.to_annotation()
-        validate_rollout(desired)
-        written = session.kube.patch_rollout(
-            session.namespace,
-            name,
-            {
-                "metadata": {"annotations": desired["metadata"]["annotations"]},
-                "spec": merge_patch(current.get("spec") or {}, desired["spec"]),
-            },
-            resource_version=current["metadata"]["resourceVersion"],
+        written = request_undo(
+            session, name, to_revision=to_revision, reason=reason, with_steps=with_steps
         )
         revision = revision_of(written)
         if not wait:
@@ -418,3 +392,43 @@ def undo(
         )
     finally:
         session.close()
+
+
+def request_undo(
+    session: Session,
+    name: str,
+    *,
+    to_revision: str | None = None,
+    reason: str | None = None,
+    with_steps: bool = False,
+) -> dict[str, Any]:
+    """Write an earlier revision's pod template (with provenance and, unless
+    ``with_steps``, a one-shot promoteFull request); returns the written Rollout."""
+    from controller.commands.rollout import provenance, validate_rollout
+    from controller.kube import merge_patch
+    from controller.requests import new_request
+
+    current = get_rollout(session, name)
+    target = pick_revision(current, to_revision)
+    desired = copy.deepcopy(current)
+    desired.pop("status", None)
+    desired["spec"]["template"] = template_of_revision(session, name, target)
+    desired["metadata"]["annotations"] = {
+        **(desired["metadata"].get("annotations") or {}),
+        **provenance(session, reason=reason or f"undo to revision {target}"),
+    }
+    if not with_steps:
+        # Consumed exactly once by the pass that sees the new template; when the
+        # target is the stable revision it is consumed as "nothing in progress".
+        fast_track = new_request("promoteFull", by=session.user)
+        desired["metadata"]["annotations"][REQUEST_ANNOTATION] = fast_track.to_annotation()
+    validate_rollout(desired)
+    return session.kube.patch_rollout(
+        session.namespace,
+        name,
+        {
+            "metadata": {"annotations": desired["metadata"]["annotations"]},
+            "spec": merge_patch(current.get("spec") or {}, desired["spec"]),
+        },
+        resource_version=current["metadata"]["resourceVersion"],
+    )

@@ -21,7 +21,8 @@ import yaml
 from kubernetes import client as k8s
 
 from controller.validation import parse_document
-from tests.integration.harness import Cluster, demo_rollout, poll
+from tests.integration.harness import Cluster, demo_rollout
+from tests.waiting import wait_until
 
 CEL = (1, 25)
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 50}]
@@ -151,9 +152,9 @@ def test_without_cel_the_controller_still_reports_invalid_spec(
     for name in ("two-strategies", "same-active-and-preview", "decreasing-weights"):
         cluster.apply_rollout(named(name))  # stored: 1.20 knows no validation rules
     for name in ("two-strategies", "same-active-and-preview", "decreasing-weights"):
-        status = poll(
+        status = wait_until(
             lambda: cluster.status(name),  # noqa: B023 - polled before the next turn
-            lambda s: any(
+            ok=lambda s: any(
                 c["type"] == "InvalidSpec" and c["status"] == "True"
                 for c in s.get("conditions", [])
             ),

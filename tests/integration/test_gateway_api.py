@@ -15,7 +15,8 @@ from typing import Any
 from kubernetes import client as k8s
 
 from sandbox.traffic import GATEWAY_GROUP
-from tests.integration.harness import Cluster, demo_rollout, poll
+from tests.integration.harness import Cluster, demo_rollout
+from tests.waiting import wait_until
 
 STEPS: list[dict[str, Any]] = [
     {"setWeight": 20},
@@ -112,9 +113,9 @@ def test_a_canary_moves_the_weights_of_a_published_httproute(
             cluster.create_service(name, {"app": "shop"})
         start_controller()
         cluster.apply_rollout(shop("v1"))
-        v1 = poll(
+        v1 = wait_until(
             lambda: cluster.status("shop"),
-            lambda s: s.get("phase") == "Healthy",
+            ok=lambda s: s.get("phase") == "Healthy",
             timeout=90,
             what="v1 Healthy",
         )["stableRevision"]
@@ -129,7 +130,7 @@ def test_a_canary_moves_the_weights_of_a_published_httproute(
             status = cluster.status("shop")
             return status.get("phase") == "Healthy" and status.get("stableRevision") != v1
 
-        poll(lambda: promoted(), bool, timeout=120, what="v2 promoted through the HTTPRoute")
+        wait_until(promoted, timeout=120, what="v2 promoted through the HTTPRoute")
         assert {(80, 20), (40, 60)} <= seen, seen  # each step's weights, as the CRD stored them
         final = weights(route_now())
         assert final == {"shop-stable": 100, "shop-canary": 0}, final

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.harness import Cluster, poll, settled
+from tests.integration.harness import Cluster, settled
 from tests.integration.release_helpers import canary, jobs_of, shell_job, with_hooks
+from tests.waiting import wait_until
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 # What `restricted` requires of a pod, as docs/release-workflow.md gives it.
@@ -142,5 +143,5 @@ def test_a_hook_whose_pods_are_rejected_fails_at_once_with_the_reason(
             and "violates PodSecurity" in (e.message or "")
         ]
 
-    events = poll(rejection_events, bool, timeout=30, what="an Event saying why")
+    events = wait_until(rejection_events, timeout=30, what="an Event saying why")
     assert any(e.startswith(("HookFailed:", "PreRolloutHookFailed:")) for e in events), events
