@@ -539,6 +539,23 @@ def test_the_admission_policy_decides_as_documented(
         pytest.skip("the API server does not serve ValidatingAdmissionPolicy (Kubernetes 1.30+)")
     admin: Any = k8s.CustomObjectsApi(kube_api)
     placed: list[tuple[str, str]] = []  # each case's namespace and Rollout name
+
+    # A test before this one may have just deleted the policies; the API server stops
+    # enforcing them a moment later, and the old states below need them gone.
+    def not_in_force() -> bool:
+        body = rollout_body("probe", approve("nobody"))
+        where = case_namespaces[json.dumps(None)]
+        try:
+            admin.create_namespaced_custom_object(
+                GROUP, VERSION, where, "rollouts", body, dry_run="All"
+            )
+        except k8s.ApiException as exc:
+            if exc.status != 403:
+                raise
+            return False
+        return True
+
+    wait_until(not_in_force, ok=bool, timeout=60, what="no admission policy in force yet")
     for index, (_, _, _, old, _, spec, _) in enumerate(CASES):
         where = case_namespaces[json.dumps(spec, sort_keys=True)]
         placed.append((where, f"case-{index}"))

@@ -47,7 +47,8 @@ def gateway_objects(namespace: str) -> list[tuple[str, dict[str, Any]]]:
     route = {
         "apiVersion": f"{GATEWAY_GROUP}/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": "shop"},
+        # Consent: the Rollout shop may change this route's weights.
+        "metadata": {"name": "shop", "annotations": {"deployctl.io/rollout": "shop"}},
         "spec": {
             "parentRefs": [{"name": "edge"}],
             "hostnames": ["shop.example.com"],
@@ -110,7 +111,7 @@ def test_a_canary_moves_the_weights_of_a_published_httproute(
         # The published CRD defaulted what was left out (the backends' group and kind).
         assert route_now()["spec"]["rules"][0]["backendRefs"][0]["kind"] == "Service"
         for name in ("shop-stable", "shop-canary"):
-            cluster.create_service(name, {"app": "shop"})
+            cluster.create_service(name, {"app": "shop"}, rollout="shop")
         start_controller()
         cluster.apply_rollout(shop("v1"))
         v1 = wait_until(

@@ -81,7 +81,7 @@ def test_compliant_hooks_job_analysis_and_pods_run_under_restricted(
 ) -> None:
     cluster = restricted
     for service in ("shop", "shop-canary"):
-        cluster.create_service(service, {"app": "shop"})
+        cluster.create_service(service, {"app": "shop"}, rollout="shop")
     cluster.create_template(
         {
             "apiVersion": "deployctl.io/v1alpha1",
@@ -114,7 +114,7 @@ def test_a_hook_whose_pods_are_rejected_fails_at_once_with_the_reason(
 ) -> None:
     cluster = restricted
     for service in ("cart", "cart-canary"):
-        cluster.create_service(service, {"app": "cart"})
+        cluster.create_service(service, {"app": "cart"}, rollout="cart")
     start_controller()
     cluster.apply_rollout(compliant_canary("cart", "v1", [{"setWeight": 50}]))
     v1 = settled(cluster, "cart", timeout=120)["stableRevision"]
