@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from controller.api import API_GROUP, API_VERSION, AnalysisTemplate, Rollout
+from controller.api.common import CEL_KEY
 from controller.api.policy import DeliveryPolicy
 from controller.api.status import RolloutStatus
 
@@ -39,6 +40,9 @@ _KEEP = {
     "format",
     "x-kubernetes-int-or-string",
     "x-kubernetes-preserve-unknown-fields",
+    # CEL rules the models declare (controller.api.common.cel): the apiserver enforces
+    # the cross-field checks at admission; older apiservers drop the key.
+    CEL_KEY,
 }
 
 
@@ -128,7 +132,12 @@ def _model_schema(spec: CrdSpec) -> dict[str, Any]:
         status = openapi_schema(spec.status_model)
         status["x-kubernetes-preserve-unknown-fields"] = True
         props["status"] = status
-    schema["required"] = [r for r in schema.get("required", []) if r in ("spec",)]
+    required = [r for r in schema.get("required", []) if r in ("spec",)]
+    # An empty list is dropped by the apiserver; kept here it would read as a change of
+    # the (atomic) versions list to every server-side apply after the first.
+    schema.pop("required", None)
+    if required:
+        schema["required"] = required
     schema.pop("x-kubernetes-preserve-unknown-fields", None)
     return schema
 

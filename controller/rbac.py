@@ -102,6 +102,13 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("", "events", "create", W, "Events on the Rollout: steps, verdicts, rollbacks"),
     Permission("", "events", "patch", W, "count repeats of the same Event"),
     Permission("", "events", "get", W, "re-read an Event recorded before a restart"),
+    Permission(
+        "",
+        "events",
+        "list",
+        W,
+        "a check Job without pods: the Job controller's FailedCreate Events say why",
+    ),
     Permission("coordination.k8s.io", "leases", "get", OWN, "leader election: read the Lease"),
     Permission("coordination.k8s.io", "leases", "create", OWN, "leader election: first start"),
     Permission("coordination.k8s.io", "leases", "update", OWN, "leader election: renew, release"),

@@ -11,9 +11,9 @@ Backends are chosen by smooth weighted round-robin (as nginx does) and pods roun
 not at random: a 90/10 route gives 10 % to the canary over every ten requests, so tests
 and the demo measure the canary's own error rate, not sampling noise.
 
-Used by ``tests.fixtures_workloads`` (the ``traffic`` factory) and the demo. The HTTPRoute
-CRD it reads is shipped as ``HTTPROUTE_CRD`` (``sandbox/crds/gateway-httproute.yaml``);
-install it with ``ControlPlane.install_crds([HTTPROUTE_CRD])``.
+Used by ``tests.fixtures_workloads`` (the ``traffic`` factory) and the demo. The Gateway
+API CRDs it reads are the published standard-channel ones (``sandbox/crds/gateway-api/``,
+``GATEWAY_API_CRDS``); install them with ``ControlPlane.install_crds(GATEWAY_API_CRDS)``.
 """
 
 from __future__ import annotations
@@ -39,9 +39,16 @@ from sandbox.demo_app import DEFAULT_PORT
 log = logging.getLogger(__name__)
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
-# Newest first: the sandbox CRD serves both; a real cluster may have only one of them.
+# Newest first: the published CRD serves both; a real cluster may have only one of them.
 GATEWAY_VERSIONS = ("v1", "v1beta1")
-HTTPROUTE_CRD = Path(__file__).resolve().parent / "crds" / "gateway-httproute.yaml"
+# Gateway API v1 standard channel as published (GatewayClass, Gateway, HTTPRoute,
+# ReferenceGrant), unmodified: see sandbox/crds/gateway-api/README.md.
+GATEWAY_API_DIR = Path(__file__).resolve().parent / "crds" / "gateway-api"
+GATEWAY_API_CRDS: tuple[Path, ...] = tuple(sorted(GATEWAY_API_DIR.glob("*.yaml")))
+HTTPROUTE_CRD_NAME = f"httproutes.{GATEWAY_GROUP}"
+# They rely on CEL validation rules, so Kubernetes 1.25 or later (a 1.20 apiserver also
+# rejects their `default: ""` values as null: measured).
+GATEWAY_API_MIN_KUBERNETES = (1, 25)
 NO_BACKEND = "no-backend"  # the code counted when a backend has no Ready pod
 CONNECT_ERROR = "error"  # the code counted when a pod did not answer
 

@@ -20,7 +20,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from controller.api.common import ApiModel, Arg, ObjectMeta, ObjectName
+from controller.api.common import (
+    ApiModel,
+    Arg,
+    CelRule,
+    ObjectMeta,
+    ObjectName,
+    cel,
+    exactly_one,
+)
 from controller.api.duration import Duration
 from controller.api.rollout import JobProvider
 
@@ -49,6 +57,8 @@ class HeaderSource(ApiModel):
 class WebHeader(ApiModel):
     """A request header; its value given, or read from a Secret in the Rollout's namespace."""
 
+    model_config = cel(exactly_one(("value", "valueFrom"), "set exactly one of value, valueFrom"))
+
     name: Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")]
     value: Annotated[str, Field(max_length=8192)] | None = None
     value_from: HeaderSource | None = None
@@ -66,6 +76,20 @@ class WebProvider(ApiModel):
     """An HTTP check: GET/POST to a URL or to a Service, judged on the status code and,
     optionally, on a value in the JSON reply (``jsonPath`` with ``equals`` or the
     metric's threshold)."""
+
+    model_config = cel(
+        exactly_one(("url", "service"), "web: set exactly one of url, service"),
+        CelRule(
+            "!has(self.body) || (has(self.method) && self.method == 'POST')",
+            "web: a body needs method: POST",
+            field_path=".body",
+        ),
+        CelRule(
+            "!has(self.equals) || has(self.jsonPath)",
+            "web: equals needs jsonPath",
+            field_path=".equals",
+        ),
+    )
 
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
     service: ObjectName | None = Field(
@@ -105,6 +129,12 @@ class WebProvider(ApiModel):
 class Provider(ApiModel):
     """Where a measurement comes from: exactly one of prometheus, job, web."""
 
+    model_config = cel(
+        exactly_one(
+            ("prometheus", "job", "web"), "set exactly one provider: prometheus, job or web"
+        )
+    )
+
     prometheus: PrometheusProvider | None = None
     job: JobProvider | None = None
     web: WebProvider | None = None
@@ -122,6 +152,17 @@ class Provider(ApiModel):
 
 class Threshold(ApiModel):
     """Bounds a measurement must stay within. Absolute (min/max) or relative to stable."""
+
+    model_config = cel(
+        CelRule(
+            "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "min must not be greater than max",
+        ),
+        CelRule(
+            "has(self.min) || has(self.max) || has(self.maxIncrease) || has(self.maxRatio)",
+            "set at least one of min, max, maxIncrease, maxRatio",
+        ),
+    )
 
     min: float | None = None
     max: float | None = None
@@ -199,6 +240,26 @@ class AlertRulesSource(ApiModel):
 
 class Metric(ApiModel):
     """One check: a provider (or a preset), a threshold and the limits that decide."""
+
+    model_config = cel(
+        exactly_one(
+            ("provider", "errorRate", "latency", "alertRules"),
+            "set exactly one of provider, errorRate, latency, alertRules",
+        ),
+        CelRule(
+            # `for` is a CEL keyword: the apiserver exposes the field as __for__.
+            "!has(self.alertRules) || !(has(self.threshold) || has(self.relativeTo)"
+            " || has(self.__for__))",
+            "alertRules are judged by each rule's own expression and for; "
+            "drop threshold, relativeTo and for",
+        ),
+        CelRule(
+            "!has(self.threshold) || has(self.relativeTo)"
+            " || !(has(self.threshold.maxIncrease) || has(self.threshold.maxRatio))",
+            "maxIncrease/maxRatio need relativeTo: stable",
+            field_path=".threshold",
+        ),
+    )
 
     name: ObjectName
     interval: Duration = 30.0

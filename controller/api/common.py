@@ -8,9 +8,11 @@ immutable instances (the controller never edits what it read; it builds new valu
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "deployctl.io"
@@ -82,3 +84,43 @@ IntOrPercent = Annotated[
 
 def is_dns_subdomain(value: str) -> bool:
     return len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+
+
+CEL_KEY = "x-kubernetes-validations"
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """A CRD validation rule (CEL) repeating a cross-field check the model makes in Python.
+
+    The apiserver evaluates it with ``self`` bound to the object the model describes and,
+    when it is false, rejects the write with ``message`` at the object's field path
+    (plus ``field_path``, e.g. ``.steps``, when given). Clusters without CEL (before
+    1.25) drop the rule; the controller's own validation still says InvalidSpec there.
+    """
+
+    rule: str
+    message: str
+    field_path: str | None = None
+
+    def to_schema(self) -> dict[str, str]:
+        out = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        return out
+
+
+def exactly_one(fields: Sequence[str], message: str) -> CelRule:
+    """The CEL for "exactly one of these optional fields is set"."""
+    present = ", ".join(f"has(self.{name})" for name in fields)
+    return CelRule(rule=f"[{present}].filter(x, x).size() == 1", message=message)
+
+
+def cel(*rules: CelRule) -> ConfigDict:
+    """A model_config carrying CEL rules; ``controller.crdgen`` copies them into the CRD.
+
+    Rules sit in the model next to the validator they repeat, so the two are changed
+    together.
+    """
+    schemas: list[JsonValue] = [dict(rule.to_schema()) for rule in rules]
+    return ConfigDict(json_schema_extra={CEL_KEY: schemas})

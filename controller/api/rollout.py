@@ -18,10 +18,13 @@ from controller.api.common import (
     DNS_LABEL,
     ApiModel,
     Arg,
+    CelRule,
     IntOrPercent,
     ObjectMeta,
     ObjectName,
     OpenModel,
+    cel,
+    exactly_one,
 )
 from controller.api.duration import Duration
 from controller.api.status import RolloutStatus
@@ -57,6 +60,13 @@ class ApprovalStep(ApiModel):
 
 class CanaryStep(ApiModel):
     """Exactly one of setWeight, pause, analysis, approval."""
+
+    model_config = cel(
+        exactly_one(
+            ("setWeight", "pause", "analysis", "approval"),
+            "a step takes exactly one of setWeight, pause, analysis, approval",
+        )
+    )
 
     set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
     pause: Pause | None = None
@@ -111,6 +121,30 @@ class CanaryStrategy(ApiModel):
     (Argo Rollouts' defaults, 25% each); ``stableScale: full`` keeps the stable at full
     size and adds the canary's pods on top instead.
     """
+
+    model_config = cel(
+        CelRule(
+            "!has(self.steps) || self.steps.map(s, has(s.setWeight), s.setWeight).isSorted()",
+            "setWeight must not decrease from one step to the next (use abort to go back)",
+            field_path=".steps",
+        ),
+        CelRule(
+            "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))",
+            "trafficRouting needs stableService and canaryService: the HTTPRoute's "
+            "backendRefs point at those Services",
+        ),
+        CelRule(
+            "!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)",
+            "dynamicStableScale needs trafficRouting",
+            field_path=".dynamicStableScale",
+        ),
+        CelRule(
+            "!has(self.stableService) || !has(self.canaryService)"
+            " || self.stableService != self.canaryService",
+            "stableService and canaryService must be different Services",
+            field_path=".canaryService",
+        ),
+    )
 
     stable_service: ObjectName | None = None
     canary_service: ObjectName | None = None
@@ -177,6 +211,14 @@ class CanaryStrategy(ApiModel):
 
 
 class BlueGreenStrategy(ApiModel):
+    model_config = cel(
+        CelRule(
+            "!has(self.previewService) || self.previewService != self.activeService",
+            "activeService and previewService must be different Services",
+            field_path=".previewService",
+        )
+    )
+
     active_service: ObjectName
     preview_service: ObjectName | None = None
     auto_promotion_enabled: bool = True
@@ -201,6 +243,21 @@ class RollingGate(ApiModel):
 
 
 class RollingStrategy(ApiModel):
+    model_config = cel(
+        CelRule(
+            "!has(self.maxSurge) || !has(self.maxUnavailable)"
+            " || !(string(self.maxSurge) in ['0', '0%'])"
+            " || !(string(self.maxUnavailable) in ['0', '0%'])",
+            "maxSurge and maxUnavailable cannot both be 0: nothing could move",
+        ),
+        CelRule(
+            "!has(self.gates) || (self.gates.map(g, g.atPercent).isSorted()"
+            " && self.gates.all(g, self.gates.exists_one(h, h.atPercent == g.atPercent)))",
+            "gates must have strictly increasing atPercent values",
+            field_path=".gates",
+        ),
+    )
+
     max_surge: IntOrPercent = "25%"
     max_unavailable: IntOrPercent = "25%"
     gates: Annotated[list[RollingGate], Field(max_length=MAX_STEPS)] = Field(default_factory=list)
@@ -221,6 +278,13 @@ def _is_zero(value: int | str) -> bool:
 
 class Strategy(ApiModel):
     """Exactly one of canary, blueGreen, rolling."""
+
+    model_config = cel(
+        exactly_one(
+            ("canary", "blueGreen", "rolling"),
+            "strategy takes exactly one of canary, blueGreen, rolling",
+        )
+    )
 
     canary: CanaryStrategy | None = None
     blue_green: BlueGreenStrategy | None = None

@@ -20,10 +20,17 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from kubernetes import client as k8s
 
 from controller.kube.bodies import owned
-from controller.kube.errors import AlreadyExists, KubeError, NamespaceTerminating, NotFound
+from controller.kube.errors import (
+    AlreadyExists,
+    Forbidden,
+    KubeError,
+    NamespaceTerminating,
+    NotFound,
+)
 from controller.kube.events import EventCounts, event_name, event_text, new_event
 from controller.kube.kinds import (
     ADMISSION_BINDINGS,
@@ -46,6 +53,8 @@ from controller.kube.kubeconfig import client_from_kubeconfig, client_in_cluster
 from controller.kube.routes import reweighted
 from controller.kube.transport import DEFAULT_RETRY, NO_RETRY, RetryPolicy, Transport
 from controller.times import timestamp
+
+log = structlog.stdlib.get_logger(__name__)
 
 
 class Kube(Transport):
@@ -183,6 +192,29 @@ class Kube(Transport):
     def delete_job(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
         """Delete a finished Job and its pods; False if it was already gone."""
         return self._delete(JOBS, namespace, name, uid=uid)
+
+    def job_pod_rejections(self, namespace: str, job: str) -> list[str]:
+        """Why the apiserver refused to create ``job``'s pods, newest first.
+
+        The Job controller records each refusal (Pod Security admission, quota, a missing
+        ServiceAccount) only as a ``FailedCreate`` Event on the Job, never in its status.
+        """
+        selector = f"involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"
+        try:
+            listing = self._request(
+                "list", EVENTS, method="GET", namespace=namespace, query={"fieldSelector": selector}
+            )
+        except Forbidden as exc:
+            # An install from before this permission: the Job then waits for its deadline,
+            # as it always did, instead of failing the check.
+            log.warning("cannot list events to explain a Job without pods", error=str(exc))
+            return []
+        items = sorted(
+            listing.get("items") or [],
+            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+            reverse=True,
+        )
+        return [str(e.get("message") or "") for e in items if e.get("message")]
 
     # ------------------------------------------------------------------ services / routes
 

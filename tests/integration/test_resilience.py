@@ -78,12 +78,10 @@ def test_one_controller_handles_superseded_crashing_stuck_and_invalid_rollouts(
     cluster.apply_rollout(canary("stuck", "v1", QUICK, deadline=5))
     stable = {name: healthy(cluster, name) for name in ("sup", "crash", "stuck")}
 
-    # An invalid spec (active and preview the same Service: only the model can tell).
-    invalid = demo_rollout(
-        "bad",
-        version="v1",
-        strategy={"blueGreen": {"activeService": "same", "previewService": "same"}},
-    )
+    # An invalid spec that only the model can tell (the CRD's schema and CEL rules let it
+    # through): a selector that does not match the pod template's labels.
+    invalid = demo_rollout("bad", version="v1", strategy={"canary": {"steps": QUICK}})
+    invalid["spec"]["selector"] = {"matchLabels": {"app": "other"}}
     cluster.apply_rollout(invalid)
 
     cluster.apply_rollout(canary("sup", "v2", PAUSE_FOREVER, replicas=4))
@@ -100,8 +98,8 @@ def test_one_controller_handles_superseded_crashing_stuck_and_invalid_rollouts(
         timeout=30,
         what="InvalidSpec on bad",
     )
-    assert "activeService and previewService must be different" in bad["message"]
-    assert "blueGreen" in bad["message"]  # the field path
+    assert "selector.matchLabels must match template.metadata.labels" in bad["message"]
+    assert "app=other" in bad["message"]
     assert replicas_of(cluster, "bad") == {}
     assert any(e.involved_object.name == "bad" for e in cluster.events("InvalidSpec"))
 

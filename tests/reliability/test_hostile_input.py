@@ -256,12 +256,11 @@ def test_bad_specs_through_the_apiserver_leave_everything_else_running(
             timeout=30,
             what=f"InvalidSpec on {name}",
         )
-    # An invalid edit of a running Rollout: the model (not the schema) refuses it.
+    # An invalid edit of a running Rollout: the model (not the schema or its CEL rules)
+    # refuses it.
     broken_edit = copy.deepcopy(live)
     broken_edit["spec"]["template"]["spec"]["containers"][0]["image"] = "deployctl/demo-app:v2"
-    broken_edit["spec"]["strategy"] = {
-        "blueGreen": {"activeService": "same", "previewService": "same"}
-    }
+    broken_edit["spec"]["selector"] = {"matchLabels": {"app": "other"}}
     cluster.apply_rollout(broken_edit)
     invalid = wait_until(
         lambda: cluster.status("live"),
