@@ -2,9 +2,10 @@
 
 ``deployctl controller`` builds an ``Operator`` and calls ``run``. Informers keep local
 caches of Rollouts, AnalysisTemplates, the ReplicaSets and pods we own (by label),
-Services and HTTPRoutes; every watch event only enqueues a ``namespace/name`` key.
-Workers take keys and run one reconcile each (never two workers on one key); errors
-requeue with per-key backoff, timers requeue after the delay the reconcile returned.
+Services and the traffic routers' objects; every watch event only enqueues a
+``namespace/name`` key. Workers take keys and run one reconcile each (never two
+workers on one key); errors requeue with per-key backoff, timers requeue after the
+delay the reconcile returned.
 Only the leader runs workers; a standby keeps its caches warm for a fast takeover.
 
 Shutdown (SIGTERM): stop taking keys, finish the in-flight reconciles, release the lease
@@ -34,12 +35,15 @@ from controller.informer import Informer
 from controller.kube import (
     ANALYSIS_TEMPLATES,
     DELIVERY_POLICIES,
+    DESTINATION_RULES,
     HTTPROUTES,
+    INGRESSES,
     JOBS,
     PODS,
     REPLICASETS,
     ROLLOUTS,
     SERVICES,
+    VIRTUAL_SERVICES,
     KindRef,
     Kube,
     KubeError,
@@ -114,6 +118,17 @@ class Operator:
         self.routes: Informer | None = None
         if self._has_httproutes():
             self.routes = Informer(kube, HTTPROUTES, namespace=ns)
+        # The other traffic routers' objects: Istio's where its CRDs are installed, and
+        # Ingresses (built in) for the NGINX canary.
+        self.virtualservices: Informer | None = None
+        self.destinationrules: Informer | None = None
+        if self._has_crd(VIRTUAL_SERVICES, "Istio CRDs not installed; no istio routing"):
+            self.virtualservices = Informer(kube, VIRTUAL_SERVICES, namespace=ns)
+            if self._has_crd(DESTINATION_RULES, "Istio DestinationRule CRD not installed"):
+                self.destinationrules = Informer(kube, DESTINATION_RULES, namespace=ns)
+        self.ingresses: Informer | None = None
+        if self._has_crd(INGRESSES, "cannot list Ingresses; no nginx routing"):
+            self.ingresses = Informer(kube, INGRESSES, namespace=ns)
         self.policies: Informer | None = None
         if self._has_crd(DELIVERY_POLICIES, "DeliveryPolicy CRD not installed; no policy"):
             self.policies = Informer(kube, DELIVERY_POLICIES, namespace=ns)
@@ -131,6 +146,9 @@ class Operator:
                 services=self.services,
                 routes=self.routes,
                 policies=self.policies,
+                virtualservices=self.virtualservices,
+                destinationrules=self.destinationrules,
+                ingresses=self.ingresses,
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
@@ -193,11 +211,14 @@ class Operator:
             self.jobs,
             self.services,
         ]
-        return (
-            found
-            + ([self.routes] if self.routes else [])
-            + ([self.policies] if self.policies else [])
+        optional = (
+            self.routes,
+            self.virtualservices,
+            self.destinationrules,
+            self.ingresses,
+            self.policies,
         )
+        return found + [informer for informer in optional if informer is not None]
 
     def _wire_handlers(self) -> None:
         self.rollouts.add_handler(self._enqueue_rollout)
@@ -205,8 +226,10 @@ class Operator:
             self.policies.add_handler(self._enqueue_policy_scope)
         for owned in (self.replicasets, self.pods, self.jobs):
             owned.add_handler(self._enqueue_owner)
-        for shared in (self.templates, self.services) + ((self.routes,) if self.routes else ()):
-            shared.add_handler(self._enqueue_namespace)
+        routers = (self.routes, self.virtualservices, self.destinationrules, self.ingresses)
+        for shared in (self.templates, self.services, *routers):
+            if shared is not None:
+                shared.add_handler(self._enqueue_namespace)
 
     def _enqueue_rollout(self, _type: str, obj: Obj) -> None:
         key = object_key(obj)
@@ -230,7 +253,8 @@ class Operator:
             self.queue.add(f"{meta.get('namespace')}/{owner}")
 
     def _enqueue_namespace(self, _type: str, obj: Obj) -> None:
-        """A template, Service or route changed: look again at its namespace's rollouts."""
+        """A template, Service or router object changed: look again at its namespace's
+        rollouts (one that named a missing object may now go on)."""
         namespace = obj.get("metadata", {}).get("namespace")
         for key in self.rollouts.keys(namespace):
             self.queue.add(key)

@@ -5,12 +5,15 @@ says *which* rollout, the caches say *what* it looks like now). ``reconcile`` re
 a table of contents:
 
 1. read the Rollout from the cache; a deleted one needs nothing;
-2. parse it; an invalid spec gets the InvalidSpec condition and an Event, and nothing in
+2. parse it; an invalid spec (a missing AnalysisTemplate, a traffic router's object
+   missing or misshapen) gets the InvalidSpec condition and an Event, and nothing in
    the cluster is touched;
 3. measure the analysis runs that are due (the strategy started them in status);
 4. ask the strategy for a plan;
-5. apply the plan: scale up first, then move traffic (Services, HTTPRoute), then scale
-   down, so that traffic never points at pods that are not there;
+5. apply the plan: scale up first, then move traffic (Services, then the traffic router:
+   weights, header and mirror routes), then scale down, so that traffic never points at
+   pods that are not there (an abort takes every route off the canary before its pods
+   go);
 6. write status once (only if it changed), then record the plan's Events;
 7. return when to look again: the earliest of the strategy's timers and the next due
    measurement.
@@ -43,6 +46,7 @@ from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.observe import observe
 from controller.policy_gate import Held, PolicyGate, held_events
 from controller.resources import replicaset_body, service_selector
+from controller.routers import Router, RouterCaches, TrafficTarget, router_for
 from controller.times import parse_timestamp
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Plan, decide
@@ -68,6 +72,20 @@ class Caches:
     services: Cache
     routes: Cache | None = None
     policies: Cache | None = None
+    virtualservices: Cache | None = None
+    destinationrules: Cache | None = None
+    ingresses: Cache | None = None
+    """The traffic routers' objects (HTTPRoutes are ``routes``); None where the CRD is
+    not installed."""
+
+    @property
+    def router_caches(self) -> RouterCaches:
+        return RouterCaches(
+            httproutes=self.routes,
+            virtualservices=self.virtualservices,
+            destinationrules=self.destinationrules,
+            ingresses=self.ingresses,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,10 @@ class Reconciler:
         ref_problems = reference_problems(rollout, templates=templates, invalid=invalid_templates)
         if ref_problems:
             return self._invalid(raw, list(ref_problems), now=now)
+        router = router_for(rollout, caches=self.caches.router_caches, kube=self.kube, owner=raw)
+        router_problems = router.problems() if router is not None else []
+        if router_problems:
+            return self._invalid(raw, router_problems, now=now)
         revision = template_hash(rollout.spec.template)
         bound = bound.bind(revision=revision)
         status = rollout.status or RolloutStatus()
@@ -118,11 +140,11 @@ class Reconciler:
         if gate is not None:
             status = gate.status
         status, hook_events = self._measure(rollout, status, templates, now=now)
-        observed = self._observe(rollout, status)
+        observed = self._observe(rollout, status, router)
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
-        self._apply(rollout, plan, revision=revision, log=bound)
+        self._apply(rollout, plan, router, revision=revision, log=bound)
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )
@@ -176,7 +198,7 @@ class Reconciler:
             out[str(template.metadata.name)] = template
         return out, invalid
 
-    def _observe(self, rollout: Rollout, status: RolloutStatus) -> Any:
+    def _observe(self, rollout: Rollout, status: RolloutStatus, router: Router | None) -> Any:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         owned = self.caches.replicasets.list(namespace, labels={ROLLOUT_LABEL: name})
         pods = self.caches.pods.list(namespace, labels={ROLLOUT_LABEL: name})
@@ -185,12 +207,13 @@ class Reconciler:
             for svc_name in rollout.spec.strategy.service_names
             if (svc := self.caches.services.get(namespace, svc_name)) is not None
         }
-        route = None
-        canary = rollout.spec.strategy.canary
-        if canary is not None and canary.traffic_routing is not None and self.caches.routes:
-            route = self.caches.routes.get(namespace, canary.traffic_routing.gateway_api.http_route)
         return observe(
-            rollout, status=status, replicasets=owned, pods=pods, services=services, route=route
+            rollout,
+            status=status,
+            replicasets=owned,
+            pods=pods,
+            services=services,
+            router_weights=router.weights() if router is not None else None,
         )
 
     # ------------------------------------------------------------------ analysis
@@ -266,7 +289,9 @@ class Reconciler:
 
     # ------------------------------------------------------------------ applying
 
-    def _apply(self, rollout: Rollout, plan: Plan, *, revision: str, log: Any) -> None:
+    def _apply(
+        self, rollout: Rollout, plan: Plan, router: Router | None, *, revision: str, log: Any
+    ) -> None:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         existing = {
             rs["metadata"]["labels"].get(REVISION_LABEL): rs
@@ -290,12 +315,12 @@ class Reconciler:
         for rev, rs in existing.items():
             if rev not in plan.replicas and int(rs.get("spec", {}).get("replicas", 0)) > 0:
                 scale_downs.append((rs, 0))
-        self._route_traffic(rollout, plan)
+        self._route_traffic(rollout, plan, router)
         for rs, replicas in scale_downs:
             self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
         self._prune(rollout, existing, plan)
 
-    def _route_traffic(self, rollout: Rollout, plan: Plan) -> None:
+    def _route_traffic(self, rollout: Rollout, plan: Plan, router: Router | None) -> None:
         namespace = str(rollout.metadata.namespace)
         for service_name, rev in plan.service_selectors.items():
             service = self.caches.services.get(namespace, service_name)
@@ -305,24 +330,20 @@ class Reconciler:
             current = service.get("spec", {}).get("selector") or {}
             if any(current.get(k) != v for k, v in wanted.items()):
                 self.kube.patch_service_selector(namespace, service_name, wanted)
-        canary = rollout.spec.strategy.canary
-        if plan.route_weights is None or canary is None or canary.traffic_routing is None:
+        if router is None or plan.route_weights is None:
             return
-        route_name = canary.traffic_routing.gateway_api.http_route
-        route = self.caches.routes.get(namespace, route_name) if self.caches.routes else None
-        if route is None:
-            return
-        stable_rev = plan.status.stable_revision
-        canary_rev = plan.status.canary_revision
-        canary_weight = (
-            plan.route_weights.get(canary_rev, 0) if canary_rev and canary_rev != stable_rev else 0
+        stable = plan.status.stable_revision or template_hash(rollout.spec.template)
+        canary = plan.status.canary_revision
+        in_flight = canary if canary and canary != stable else None
+        router.apply(
+            TrafficTarget(
+                stable=stable,
+                canary=in_flight,
+                canary_weight=plan.route_weights.get(in_flight, 0) if in_flight else 0,
+                header_routes=plan.header_routes,
+                mirror_routes=plan.mirror_routes,
+            )
         )
-        # The model guarantees both Services exist when trafficRouting is set.
-        by_service = {
-            str(canary.stable_service): 100 - canary_weight,
-            str(canary.canary_service): canary_weight,
-        }
-        self.kube.set_httproute_weights(namespace, route_name, by_service, route=route)
 
     def _prune(self, rollout: Rollout, existing: Mapping[str | None, Obj], plan: Plan) -> None:
         """Delete scaled-down old ReplicaSets beyond revisionHistoryLimit, oldest first."""
