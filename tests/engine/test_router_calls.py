@@ -31,13 +31,13 @@ from tests.engine.fixture import (
 )
 
 STEPS: list[dict[str, Any]] = [{"setWeight": 25}, {"pause": {}}]
-HEADER = {
+HEADER: dict[str, Any] = {
     "setHeaderRoute": {
         "name": "beta",
         "match": [{"headerName": "X-Beta", "headerValue": {"exact": "yes"}}],
     }
 }
-MIRROR = {
+MIRROR: dict[str, Any] = {
     "setMirrorRoute": {
         "name": "shadow",
         "percentage": 40,
@@ -152,7 +152,12 @@ def test_nginx_canary_ingress_is_created_then_annotated_and_zeroed_before_scale_
 
 
 def test_nginx_header_route_sets_and_removes_the_canary_by_header_annotations() -> None:
-    steps = [{"setWeight": 10}, HEADER, {"pause": {}}, {"setHeaderRoute": {"name": "beta"}}]
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 10},
+        HEADER,
+        {"pause": {}},
+        {"setHeaderRoute": {"name": "beta"}},
+    ]
     fixture = Fixture(
         rollout_object(canary_spec(steps, routed="nginx", managed=("beta",))),
         ingresses=(ingress_object(),),
@@ -178,7 +183,7 @@ def test_nginx_header_route_sets_and_removes_the_canary_by_header_annotations() 
 
 
 def test_gateway_api_header_and_mirror_rules_come_and_go_with_their_steps() -> None:
-    steps = [{"setWeight": 20}, HEADER, MIRROR, {"pause": {}}]
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, HEADER, MIRROR, {"pause": {}}]
     fixture = Fixture(
         rollout_object(canary_spec(steps, routed=True, managed=("beta", "shadow"))),
         route=route_object(),
@@ -209,7 +214,7 @@ def test_gateway_api_header_and_mirror_rules_come_and_go_with_their_steps() -> N
 
 
 def test_istio_header_and_mirror_routes_go_first_and_leave_on_abort_before_scale_down() -> None:
-    steps = [{"setWeight": 20}, MIRROR, HEADER, {"pause": {}}]
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, MIRROR, HEADER, {"pause": {}}]
     fixture = Fixture(
         rollout_object(canary_spec(steps, routed="istio", managed=("beta", "shadow"))),
         virtualservices=(virtualservice_object(),),
