@@ -29,7 +29,7 @@ import pytest
 from sandbox.demo_app import DEFAULT_PORT, spawn_demo_app, wait_healthy
 from sandbox.node_agent import LoopbackIPs, NodeAgent, write_file_sd
 from sandbox.prometheus import PrometheusServer
-from sandbox.traffic import HTTPROUTE_CRD, TrafficGenerator
+from sandbox.traffic import HTTPROUTE_CRD, ISTIO_CRDS, TrafficGenerator
 
 # Standalone demo apps live in 127.2/16, apart from the node agent's pod IPs (127.1/16).
 _STANDALONE_IPS = LoopbackIPs(block=2, port=DEFAULT_PORT, probe=True)
@@ -85,6 +85,12 @@ def node_agent(
 def httproute_crd(control_plane: Any) -> str:
     (name,) = control_plane.install_crds([HTTPROUTE_CRD])
     return str(name)
+
+
+@pytest.fixture(scope="session")
+def istio_crds(control_plane: Any) -> list[str]:
+    """Istio's VirtualService and DestinationRule CRDs, as published (sandbox/crds/istio)."""
+    return [str(name) for name in control_plane.install_crds(ISTIO_CRDS)]
 
 
 @dataclass(frozen=True)
