@@ -31,6 +31,8 @@ from controller.kube.errors import (
 )
 from controller.kube.events import COMPONENT, MAX_EVENT_MESSAGE
 from controller.kube.kinds import (
+    ADMISSION_BINDINGS,
+    ADMISSION_POLICIES,
     ANALYSIS_TEMPLATES,
     CONFIGMAPS,
     DELIVERY_POLICIES,
@@ -45,6 +47,7 @@ from controller.kube.kinds import (
     ROLLOUTS,
     SECRETS,
     SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEWS,
     SERVICES,
     VIRTUAL_SERVICES,
     KindRef,
@@ -62,6 +65,8 @@ from controller.times import parse_timestamp as parse_time
 from controller.times import timestamp as format_time
 
 __all__ = [
+    "ADMISSION_BINDINGS",
+    "ADMISSION_POLICIES",
     "ANALYSIS_TEMPLATES",
     "COMPONENT",
     "CONFIGMAPS",
@@ -80,6 +85,7 @@ __all__ = [
     "ROLLOUTS",
     "SECRETS",
     "SELF_SUBJECT_ACCESS_REVIEWS",
+    "SELF_SUBJECT_REVIEWS",
     "SERVICES",
     "VIRTUAL_SERVICES",
     "AlreadyExists",
