@@ -25,6 +25,8 @@ from tests.integration.harness import Cluster, demo_rollout
 from tests.waiting import wait_until
 
 TOLERANCE = 0.04
+# Shared objects consent to the Rollout that changes them (controller.tenancy).
+CONSENT = {"deployctl.io/rollout": "shop"}
 MIN_REQUESTS = 400
 REQUESTS = (
     RequestClass("plain", weight=4),
@@ -97,7 +99,7 @@ def test_istio_host_level_canary_with_header_and_mirror_routes_then_abort(
     cluster: Cluster, start_controller: Any, traffic: Any, istio_crds: list[str]
 ) -> None:
     for name in ("shop-stable", "shop-canary"):
-        cluster.create_service(name, {"app": "shop"})
+        cluster.create_service(name, {"app": "shop"}, rollout="shop")
     cluster.custom.create_namespaced_custom_object(
         ISTIO_GROUP,
         "v1",
@@ -106,7 +108,7 @@ def test_istio_host_level_canary_with_header_and_mirror_routes_then_abort(
         {
             "apiVersion": f"{ISTIO_GROUP}/v1",
             "kind": "VirtualService",
-            "metadata": {"name": "shop"},
+            "metadata": {"name": "shop", "annotations": CONSENT},
             "spec": {
                 "hosts": ["shop.example"],
                 "http": [
@@ -179,7 +181,7 @@ def test_istio_host_level_canary_with_header_and_mirror_routes_then_abort(
 def test_istio_subset_canary_moves_the_split_by_revision_labels(
     cluster: Cluster, start_controller: Any, traffic: Any, istio_crds: list[str]
 ) -> None:
-    cluster.create_service("shop", {"app": "shop"})
+    cluster.create_service("shop", {"app": "shop"}, rollout="shop")
     for kind, body in (
         (
             "destinationrules",
@@ -215,7 +217,7 @@ def test_istio_subset_canary_moves_the_split_by_revision_labels(
             {
                 "apiVersion": f"{ISTIO_GROUP}/v1",
                 "kind": "DestinationRule" if kind == "destinationrules" else "VirtualService",
-                "metadata": {"name": "shop"},
+                "metadata": {"name": "shop", "annotations": CONSENT},
                 "spec": body,
             },
         )
@@ -274,7 +276,7 @@ def test_nginx_canary_ingress_weight_and_header_route(
     cluster: Cluster, start_controller: Any, traffic: Any
 ) -> None:
     for name in ("shop-stable", "shop-canary"):
-        cluster.create_service(name, {"app": "shop"})
+        cluster.create_service(name, {"app": "shop"}, rollout="shop")
     networking: Any = k8s.NetworkingV1Api(cluster.api)
     backend = {"service": {"name": "shop-stable", "port": {"number": 8080}}}
     networking.create_namespaced_ingress(
@@ -282,7 +284,7 @@ def test_nginx_canary_ingress_weight_and_header_route(
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
-            "metadata": {"name": "shop"},
+            "metadata": {"name": "shop", "annotations": CONSENT},
             "spec": {
                 "ingressClassName": "nginx",
                 "rules": [
@@ -363,7 +365,7 @@ def test_gateway_api_header_and_mirror_rules(
     cluster: Cluster, start_controller: Any, traffic: Any, httproute_crd: str
 ) -> None:
     for name in ("shop-stable", "shop-canary"):
-        cluster.create_service(name, {"app": "shop"})
+        cluster.create_service(name, {"app": "shop"}, rollout="shop")
     cluster.custom.create_namespaced_custom_object(
         "gateway.networking.k8s.io",
         "v1",
@@ -372,7 +374,7 @@ def test_gateway_api_header_and_mirror_rules(
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
-            "metadata": {"name": "shop"},
+            "metadata": {"name": "shop", "annotations": CONSENT},
             "spec": {
                 "parentRefs": [{"name": "sandbox-gateway"}],
                 "rules": [

@@ -13,6 +13,7 @@ import pytest
     [
         "strategies.traffic",
         "strategies.rolling",
+        "strategies.runkeys",
         "strategies.managed_routes",
         "controller.api.reasons",
     ],
