@@ -139,7 +139,9 @@ def test_thirty_percent_errors_fail(prometheus, demo_app, load) -> None:
 def test_latency_above_threshold_fails(prometheus, demo_app, load) -> None:
     rev = revision()
     load.start(demo_app({"DEMO_LATENCY_SECONDS": "0.3"}, labels=labels(rev)).url)
-    templ = preset_template(latency={"max": "100ms", "window": "5s"})
+    # One client at 0.3 s a request makes about 15 requests in 5 s: below the default
+    # minRequests (20), so this test asks for fewer.
+    templ = preset_template(latency={"max": "100ms", "window": "5s", "minRequests": 5})
     wait_for_data(prometheus, templ, context(rev))
     run = drive(AnalysisEngine(PrometheusMeasurer(prometheus.url)), templ, context(rev))
     assert run.phase == "Failed"
