@@ -63,6 +63,8 @@ class Permission:
 
 _DEPLOYCTL = "deployctl.io"
 _GATEWAY = "gateway.networking.k8s.io"
+_ISTIO = "networking.istio.io"
+_NETWORKING = "networking.k8s.io"
 W, OWN, CLUSTER = Scope.WATCHED, Scope.OWN, Scope.CLUSTER
 
 PERMISSIONS: tuple[Permission, ...] = (
@@ -97,8 +99,21 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("", "services", "patch", W, "point Service selectors at a revision"),
     Permission(_GATEWAY, "httproutes", "list", W, "informer (only if the CRD is installed)"),
     Permission(_GATEWAY, "httproutes", "watch", W, "informer: route changes"),
-    Permission(_GATEWAY, "httproutes", "get", W, "fresh read before a weight change"),
-    Permission(_GATEWAY, "httproutes", "patch", W, "set canary/stable backend weights"),
+    Permission(
+        _GATEWAY, "httproutes", "patch", W, "canary/stable weights, header and mirror rules"
+    ),
+    Permission(_ISTIO, "virtualservices", "list", W, "informer (only if Istio's CRDs are there)"),
+    Permission(_ISTIO, "virtualservices", "watch", W, "informer: VirtualService changes"),
+    Permission(
+        _ISTIO, "virtualservices", "patch", W, "canary/stable weights, header and mirror routes"
+    ),
+    Permission(_ISTIO, "destinationrules", "list", W, "informer (only if Istio's CRDs are there)"),
+    Permission(_ISTIO, "destinationrules", "watch", W, "informer: DestinationRule changes"),
+    Permission(_ISTIO, "destinationrules", "patch", W, "the revision label of the two subsets"),
+    Permission(_NETWORKING, "ingresses", "list", W, "informer: stable and canary Ingresses"),
+    Permission(_NETWORKING, "ingresses", "watch", W, "informer: Ingress changes"),
+    Permission(_NETWORKING, "ingresses", "create", W, "the NGINX canary Ingress (owned)"),
+    Permission(_NETWORKING, "ingresses", "patch", W, "canary weight and header annotations"),
     Permission("", "events", "create", W, "Events on the Rollout: steps, verdicts, rollbacks"),
     Permission("", "events", "patch", W, "count repeats of the same Event"),
     Permission("", "events", "get", W, "re-read an Event recorded before a restart"),

@@ -13,7 +13,10 @@ canary is being scaled to full size before it becomes stable.
 Rules worth knowing:
 
 * A setWeight step first scales the canary for the new weight, and sets the weight
-  (route weights, status.weight) only once those pods are available.
+  (route weights, status.weight) only once those pods are available; a
+  setHeaderRoute / setMirrorRoute step is done once a canary pod is available, and
+  its route is then in force until a later step removes it, an abort, or promotion
+  (``managed_routes.py``).
 * By replica share (no trafficRouting, ``stableScale: share``) the weight is the
   canary's share of the pods: ``setWeight: w`` moves the canary toward
   ``round(w x replicas / 100)`` pods and the stable toward the rest, within
@@ -48,6 +51,7 @@ from controller.api.status import Phase
 from strategies import common
 from strategies.context import Context
 from strategies.judge import judge_run
+from strategies.managed_routes import describe as describe_route
 from strategies.plan import Plan
 from strategies.runkeys import BACKGROUND, RunKey
 from strategies.scaling import Pods, converge, surge_and_unavailable
@@ -433,11 +437,33 @@ def _approval(ctx: Context, step: CanaryStep) -> bool:
     return False
 
 
+def _set_managed_route(ctx: Context, step: CanaryStep) -> bool:
+    """setHeaderRoute / setMirrorRoute: in force from the moment the step is done
+    (``strategies.managed_routes``), which is once a canary pod can take the requests."""
+    route = step.managed_route
+    assert route is not None
+    canary = ctx.status.canary_revision or ctx.revision
+    available = ctx.state(canary).available
+    if not route.match or available >= 1:
+        ctx.event(r.ROUTE_SET, f"step {_index(ctx)}: {describe_route(route)}")
+        return True
+    if _deadline(ctx, f"canary {canary}: no pod available for {describe_route(route)}"):
+        return False
+    ctx.set_phase(
+        Phase.PROGRESSING,
+        r.WAITING_FOR_REPLICAS,
+        f"step {_index(ctx)} {step.kind} {route.name}: waiting for a canary pod",
+    )
+    return False
+
+
 _STEP_HANDLERS: dict[str, Callable[[Context, CanaryStep], bool]] = {
     "setWeight": _set_weight,
     "pause": _pause,
     "analysis": _analysis,
     "approval": _approval,
+    "setHeaderRoute": _set_managed_route,
+    "setMirrorRoute": _set_managed_route,
 }
 
 
@@ -488,6 +514,8 @@ def _describe(step: CanaryStep) -> str:
         return f"pause {format_duration(step.pause.duration)}"
     if step.analysis is not None:
         return "analysis " + ", ".join(t.name for t in step.analysis.templates)
+    if step.managed_route is not None:
+        return describe_route(step.managed_route)
     groups = step.approval.groups if step.approval else []
     return "approval" + (f" by {', '.join(groups)}" if groups else "")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from controller.api import AnalysisRef, BlueGreenStrategy, CanaryStrategy, RollingStrategy, Rollout
 from controller.api.duration import format_duration
+from strategies.managed_routes import describe as describe_route
 from strategies.rolling import rolling_update
 from strategies.scaling import Pods, surge_and_unavailable
 from strategies.traffic import (
@@ -124,6 +125,8 @@ def _canary(rollout: Rollout, spec: CanaryStrategy) -> list[PreviewRow]:
         elif step.analysis is not None:
             action = "analysis " + ", ".join(_names(step.analysis))
             running = background + _names(step.analysis)
+        elif step.managed_route is not None:
+            action = describe_route(step.managed_route)
         else:
             groups = step.approval.groups if step.approval else []
             action = "approval" + (f" by {', '.join(groups)}" if groups else "")

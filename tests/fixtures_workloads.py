@@ -35,6 +35,7 @@ from sandbox.traffic import (
     GATEWAY_API_CRDS,
     GATEWAY_API_MIN_KUBERNETES,
     HTTPROUTE_CRD_NAME,
+    ISTIO_CRDS,
     TrafficGenerator,
 )
 
@@ -98,6 +99,12 @@ def httproute_crd(control_plane: Any) -> str:
     names = control_plane.install_crds(GATEWAY_API_CRDS)
     assert HTTPROUTE_CRD_NAME in names, names
     return HTTPROUTE_CRD_NAME
+
+
+@pytest.fixture(scope="session")
+def istio_crds(control_plane: Any) -> list[str]:
+    """Istio's VirtualService and DestinationRule CRDs, as published (sandbox/crds/istio)."""
+    return [str(name) for name in control_plane.install_crds(ISTIO_CRDS)]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import pytest
         "strategies.rolling",
         "strategies.scaling",
         "strategies.runkeys",
+        "strategies.managed_routes",
         "controller.api.reasons",
     ],
 )
