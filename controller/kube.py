@@ -43,20 +43,20 @@ import json
 import random
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import structlog
 import tenacity
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.watch.watch import iter_resp_lines as _untyped_iter_resp_lines
 
-from controller.metrics import API_REQUESTS
+from controller.lazylog import lazy_logger
 
 Obj = dict[str, Any]
 
@@ -68,7 +68,18 @@ _list_contexts: Callable[..., tuple[list[dict[str, Any]], dict[str, Any]]] = (
     k8s_config.list_kube_config_contexts
 )
 
-log = structlog.stdlib.get_logger(__name__)
+# structlog and prometheus_client load on first use: the CLI's start does not pay for them.
+log = lazy_logger(__name__)
+RequestCounter = Callable[[str, str, str], None]
+"""Called once per HTTP attempt with (verb, resource, code)."""
+
+
+def count_in_registry(verb: str, resource: str, code: str) -> None:
+    """The operator's counter: ``deployctl_api_requests_total{verb,resource,code}``."""
+    from controller.metrics import API_REQUESTS
+
+    API_REQUESTS.labels(verb=verb, resource=resource, code=code).inc()
+
 
 COMPONENT = "deployctl"
 MERGE_PATCH = "application/merge-patch+json"
@@ -545,8 +556,10 @@ class Kube:
         instance: str = "",
         sleep: Callable[[float], None] = time.sleep,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+        count_request: RequestCounter = count_in_registry,
     ) -> None:
         self._api: Any = api_client
+        self._count_request = count_request
         self.retry = retry
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
@@ -566,7 +579,16 @@ class Kube:
             _load_kube_config(config_file=path, context=context, client_configuration=configuration)
         except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
             raise KubeconfigError(_kubeconfig_problem(path, exc)) from None
+        if not configuration.verify_ssl:
+            # insecure-skip-tls-verify: urllib3 would warn on every request; the caller
+            # says it once (see tls_verified).
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         return cls(k8s.ApiClient(configuration), **kwargs)
+
+    @property
+    def tls_verified(self) -> bool:
+        """False when the kubeconfig says insecure-skip-tls-verify."""
+        return bool(self._api.configuration.verify_ssl)
 
     @classmethod
     def in_cluster(cls, **kwargs: Any) -> Kube:
@@ -697,13 +719,13 @@ class Kube:
             )
         except (urllib3.exceptions.HTTPError, OSError, k8s.ApiException) as exc:
             # No HTTP status: connection refused/reset, TLS failure, timeout.
-            API_REQUESTS.labels(verb=verb, resource=resource_label, code="error").inc()
+            self._count_request(verb, resource_label, "error")
             raise Transient(
                 f"{_describe(verb, kind, namespace, name)}: no response ({type(exc).__name__})",
                 verb=verb,
                 resource=kind.resource,
             ) from exc
-        API_REQUESTS.labels(verb=verb, resource=resource_label, code=str(response.status)).inc()
+        self._count_request(verb, resource_label, str(response.status))
         return response
 
     # ------------------------------------------------------------------ list / watch / get
@@ -1108,12 +1130,21 @@ class Kube:
         )
 
     def create_lease(
-        self, namespace: str, name: str, spec: Mapping[str, Any], *, timeout: float | None = None
+        self,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        annotations: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Obj:
+        metadata: Obj = {"name": name, "namespace": namespace}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         body = {
             "apiVersion": LEASES.api_version,
             "kind": LEASES.kind,
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": metadata,
             "spec": dict(spec),
         }
         return self._request(
@@ -1133,13 +1164,18 @@ class Kube:
         spec: Mapping[str, Any],
         *,
         resource_version: str,
+        annotations: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Obj:
-        """Replace the Lease's spec; 409 ``Conflict`` if someone wrote it since we read it."""
+        """Replace the Lease's spec (and annotations, when given); 409 ``Conflict`` if
+        someone wrote it since we read it."""
+        metadata: Obj = {"name": name, "namespace": namespace, "resourceVersion": resource_version}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         body = {
             "apiVersion": LEASES.api_version,
             "kind": LEASES.kind,
-            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "metadata": metadata,
             "spec": dict(spec),
         }
         return self._request(

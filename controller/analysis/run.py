@@ -28,6 +28,7 @@ Successful. A run that is not Running takes no more measurements.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -44,7 +45,7 @@ from controller.analysis.alertrules import (
     select_rules,
 )
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
-from controller.analysis.presets import metric_for, metric_query, metric_threshold
+from controller.analysis.presets import metric_for, metric_query, metric_threshold, traffic_query
 from controller.analysis.templating import QueryContext, TemplateError, render
 from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, short_query
 from controller.analysis.verdict import Judgement, evaluate, judge_failure
@@ -596,7 +597,36 @@ class AnalysisEngine:
                 query=template,
             )
         judgement = self._judge(metric, promql, stable_promql, breach_since=breach_since, now=now)
+        if judgement.phase == "Inconclusive":
+            judgement = self._explain_no_data(metric, judgement, context=ctx)
         return _logged(run, metric, judgement, now=now, query=promql)
+
+    def _explain_no_data(
+        self, metric: Metric, judgement: Judgement, *, context: QueryContext
+    ) -> Judgement:
+        """Add how much traffic the revision had to a no-data verdict (presets only)."""
+        traffic = traffic_query(metric)
+        if traffic is None:
+            return judgement
+        query, window = traffic
+        try:
+            promql = render(query, context)
+        except TemplateError:
+            return judgement
+        budget = min(metric.interval, self.retry_budget)
+        answer = self.measurer.measure(promql, address=None, timeout=10.0, budget=budget)
+        if not isinstance(answer, QueryResult):
+            return judgement
+        finite = [s.value for s in answer.samples if math.isfinite(s.value)]
+        revision = context.canary_hash
+        if not finite:
+            why = (
+                f"no requests recorded for revision {revision} (no series: no traffic yet, "
+                "or its pods are not scraped)"
+            )
+        else:
+            why = f"revision {revision} served {sum(finite):.0f} requests in the last {window}"
+        return replace(judgement, message=f"{judgement.message}; {why}")
 
     def _judge(
         self,

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from controller.commands.console import console
 from controller.exitcodes import Exit
 
 if TYPE_CHECKING:  # the models load inside the commands: `deployctl --help` stays fast
@@ -101,7 +100,9 @@ def plan(
             )
         )
         return
-    console = Console()
+    from rich.table import Table
+
+    out = console()
     for rollout, rows in plans:
         table = Table(
             title=f"{rollout.metadata.name or 'rollout'} ({rollout.spec.strategy.name}, "
@@ -113,7 +114,7 @@ def plan(
             table.add_column(column)
         for item in data:
             table.add_row(*(_cell(item[c]) for c in columns))
-        console.print(table)
+        out.print(table)
 
 
 def _cell(value: object) -> str:
