@@ -136,6 +136,7 @@ class Operator:
                 PrometheusMeasurer(default_address=config.prometheus_url),
                 jobs=JobChecks(kube, jobs=self.jobs, pods=self.pods, rollouts=self.rollouts),
                 rules=ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name)),
+                secrets=kube.read_secret,
                 web=WebChecks(
                     secrets=kube.read_secret,
                     services=self.services,

@@ -16,7 +16,8 @@ Secrets: only ``get``, only in the operator's own namespace. DeliveryPolicy webh
 are credentials (a Slack webhook URL is its own token), kept in Secrets that the
 platform team creates next to the operator. ``resourceNames`` cannot be used: the
 names come from policies. Nothing here grants a Secret in an application's namespace: a
-web check whose header comes from a Secret works only once that team grants ``get`` on
+web check whose header comes from a Secret, or an AnalysisTemplate arg with
+``valueFrom.secretKeyRef``, works only once that team grants ``get`` on
 that one Secret (a Role with ``resourceNames`` in its namespace; docs/analysis.md).
 """
 

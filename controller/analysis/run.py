@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -44,14 +44,31 @@ from controller.analysis.alertrules import (
     scope,
     select_rules,
 )
+from controller.analysis.arguments import (
+    ArgValues,
+    SecretReader,
+    hide,
+    rollout_args,
+    template_args,
+    with_secrets,
+)
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
 from controller.analysis.presets import metric_for, metric_query, metric_threshold, traffic_query
-from controller.analysis.templating import QueryContext, TemplateError, render
+from controller.analysis.templating import (
+    QueryContext,
+    TemplateError,
+    render,
+    render_body,
+    render_header,
+    render_job,
+    render_url,
+)
 from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, short_query
 from controller.analysis.verdict import Judgement, evaluate, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
 from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
-from controller.api.rollout import AnalysisRef
+from controller.api.common import SecretKeyRef
+from controller.api.rollout import AnalysisRef, JobProvider
 from controller.api.status import (
     MAX_MEASUREMENTS,
     AnalysisRunStatus,
@@ -136,8 +153,8 @@ def _due_at(run: AnalysisRunStatus, metric: Metric) -> datetime | None:
         # A Job in flight is looked at on every pass (a cache read); see next_due.
         return parse_timestamp(run.started_at)
     if result is None or not result.measurements:
-        return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay)
-    return parse_timestamp(result.measurements[-1].at) + timedelta(seconds=metric.interval)
+        return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay_seconds)
+    return parse_timestamp(result.measurements[-1].at) + timedelta(seconds=metric.interval_seconds)
 
 
 def due_metrics(run: AnalysisRunStatus, metrics: Sequence[Metric], *, now: datetime) -> list[str]:
@@ -173,11 +190,11 @@ def next_due(
 
 def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool = False) -> Verdict:
     """The limits above, applied to a metric's counters."""
-    if result.failed > metric.failure_limit:
+    if result.failed > metric.failure_limit_value:
         return "Failed"
-    if result.inconclusive > metric.inconclusive_limit:
+    if result.inconclusive > metric.inconclusive_limit_value:
         return "Inconclusive"
-    if permanent_error or result.consecutive_error > metric.consecutive_error_limit:
+    if permanent_error or result.consecutive_error > metric.consecutive_error_limit_value:
         return "Error"
     decided = result.successful + result.failed + result.inconclusive
     count = metric.effective_count
@@ -281,6 +298,8 @@ class BoundMetric:
     query: str = ""
     presence: tuple[str, ...] = ()
     problem: str = ""
+    secrets: Mapping[str, SecretKeyRef] = field(default_factory=dict)
+    """Arguments whose values a Secret holds: read when measuring, never shown."""
 
 
 class RulesSource(Protocol):
@@ -292,13 +311,20 @@ class RulesSource(Protocol):
     def rules(self, namespace: str, config_map: str, key: str | None) -> list[AlertRule]: ...
 
 
-def resolve(templates: Mapping[str, AnalysisTemplate], ref: AnalysisRef) -> list[BoundMetric]:
-    """The metrics of every referenced template, each with its args resolved.
+def resolve(
+    templates: Mapping[str, AnalysisTemplate],
+    ref: AnalysisRef,
+    context: QueryContext | None = None,
+) -> list[BoundMetric]:
+    """The metrics of every referenced template, each with its args resolved and its
+    ``{{args.*}}`` fields (count, interval, limits) filled in.
 
     ``ref.args`` override the template's defaults. Raises ``TemplateError`` naming a
-    missing template, an argument without a value, or a metric name used twice.
+    missing template, an argument without a value, a field its argument does not fit,
+    or a metric name used twice. Secret-valued args are left for ``with_secrets``.
     """
-    given = {a.name: a.value for a in ref.args if a.value is not None}
+    ctx = context or QueryContext()
+    given = rollout_args(ref.args, ctx)
     bound: list[BoundMetric] = []
     seen: dict[str, str] = {}
     for template_ref in ref.templates:
@@ -306,7 +332,7 @@ def resolve(templates: Mapping[str, AnalysisTemplate], ref: AnalysisRef) -> list
         if template is None:
             known = ", ".join(sorted(templates)) or "none"
             raise TemplateError(f"unknown AnalysisTemplate {template_ref.name!r}; known: {known}")
-        args = template_args(template, given)
+        args = template_args(template_ref.name, template.spec.args, given, ctx)
         for metric in template.spec.metrics:
             if metric.name in seen:
                 raise TemplateError(
@@ -314,24 +340,26 @@ def resolve(templates: Mapping[str, AnalysisTemplate], ref: AnalysisRef) -> list
                     f"{seen[metric.name]!r} and {template_ref.name!r}; rename one"
                 )
             seen[metric.name] = template_ref.name
-            bound.append(BoundMetric(metric=metric, template=template_ref.name, args=args))
-    return bound
-
-
-def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[str, str]:
-    """The template's args: ``given`` values over its defaults; TemplateError if one lacks both."""
-    name = template.metadata.name or "?"
-    args: dict[str, str] = {}
-    for arg in template.spec.args:
-        value = given.get(arg.name, arg.value)
-        if value is None:
-            raise TemplateError(
-                f"AnalysisTemplate {name!r} needs argument {arg.name!r}, which has no "
-                "default and was not given; pass it in the analysis args "
-                f"(template args: {', '.join(a.name for a in template.spec.args)})"
+            from_secret = sorted(set(metric.placeholders().values()) & set(args.secrets))
+            if from_secret:
+                raise TemplateError(
+                    f"AnalysisTemplate {template_ref.name!r}: metric {metric.name}: "
+                    f"{', '.join(from_secret)} comes from a Secret; count, interval and the "
+                    "limits take plain values"
+                )
+            try:
+                concrete = metric.bind(args.values)
+            except ValueError as exc:
+                raise TemplateError(f"AnalysisTemplate {template_ref.name!r}: {exc}") from None
+            bound.append(
+                BoundMetric(
+                    metric=concrete,
+                    template=template_ref.name,
+                    args=dict(args.values),
+                    secrets=dict(args.secrets),
+                )
             )
-        args[arg.name] = value
-    return args
+    return bound
 
 
 def _logged(
@@ -360,6 +388,36 @@ def _breach_since(run: AnalysisRunStatus, name: str) -> datetime | None:
     return parse_timestamp(result.breach_since) if result and result.breach_since else None
 
 
+def _hidden(judgement: Judgement, hidden: Sequence[str]) -> Judgement:
+    """The judgement with Secret values masked in its evidence and value."""
+    if not hidden:
+        return judgement
+    value = hide(judgement.value, hidden) if judgement.value is not None else None
+    return replace(judgement, message=hide(judgement.message, hidden), value=value)
+
+
+def render_web(web: WebProvider, context: QueryContext) -> WebProvider:
+    """The HTTP check with its URL, header values and body filled in for ``context``."""
+    headers = [
+        h.model_copy(update={"value": render_header(h.value, context, header=h.name)})
+        if h.value is not None
+        else h
+        for h in web.headers
+    ]
+    update: dict[str, object] = {"headers": headers}
+    if web.url is not None:
+        update["url"] = render_url(web.url, context)
+    if web.body is not None:
+        update["body"] = render_body(web.body, context)
+    return web.model_copy(update=update)
+
+
+def render_job_provider(provider: JobProvider, context: QueryContext) -> JobProvider:
+    """The Job check with every string of its metadata and spec filled in."""
+    written = provider.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return JobProvider.model_validate(render_job(written, context))
+
+
 class AnalysisEngine:
     """Measures every due metric of a run and returns the run's new status.
 
@@ -374,12 +432,14 @@ class AnalysisEngine:
         jobs: JobRunner | None = None,
         web: WebRunner | None = None,
         rules: RulesSource | None = None,
+        secrets: SecretReader | None = None,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
     ):
         self.measurer = measurer
         self.jobs = jobs
         self.web = web
         self.rules = rules
+        self.secrets = secrets
         self.retry_budget = retry_budget
 
     def advance(
@@ -394,7 +454,7 @@ class AnalysisEngine:
         if run.phase in TERMINAL:
             return run
         try:
-            bound = resolve(templates, ref)
+            bound = resolve(templates, ref, context)
         except TemplateError as exc:
             log.warning("analysis cannot start", run=run.key, error=str(exc))
             return run.model_copy(update={"phase": "Error", "message": str(exc)})
@@ -477,7 +537,7 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         breach_since = _breach_since(run, metric.name)
-        budget = min(metric.interval, self.retry_budget)
+        budget = min(metric.interval_seconds, self.retry_budget)
         outcome = self.measurer.measure(item.query, address=None, timeout=10.0, budget=budget)
         if isinstance(outcome, QueryFailure):
             judgement = judge_failure(metric.name, outcome, breach_since=breach_since)
@@ -500,8 +560,8 @@ class AnalysisEngine:
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
     ) -> AnalysisRunStatus:
         metric = item.metric
-        web = metric.web
-        assert web is not None
+        written = metric.web
+        assert written is not None
         breach_since = _breach_since(run, metric.name)
         if self.web is None:
             failure = QueryFailure(
@@ -510,10 +570,15 @@ class AnalysisEngine:
             return record(
                 run, metric, judge_failure(metric.name, failure, breach_since=None), now=now
             )
+        try:
+            ctx, hidden = self._context(item, context)
+            web = render_web(written, ctx)
+        except TemplateError as exc:
+            return self._template_problem(run, item, exc, now=now, source=written.url or "")
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
-            budget=min(metric.interval, self.retry_budget),
+            budget=min(metric.interval_seconds, self.retry_budget),
         )
         if isinstance(reply, QueryFailure):
             judgement = judge_failure(metric.name, reply, breach_since=breach_since)
@@ -521,7 +586,36 @@ class AnalysisEngine:
         else:
             judgement = judge_reply(metric, web, reply, breach_since=breach_since, now=now)
             target = f"{reply.method} {reply.url}"
-        return _logged(run, metric, judgement, now=now, query=target)
+        return _logged(run, metric, _hidden(judgement, hidden), now=now, query=hide(target, hidden))
+
+    def _context(
+        self, item: BoundMetric, context: QueryContext
+    ) -> tuple[QueryContext, tuple[str, ...]]:
+        """The context with every argument (Secrets read now) and the values to hide."""
+        values, hidden = with_secrets(
+            ArgValues(item.args, item.secrets),
+            namespace=str(context.rollout_namespace),
+            reader=self.secrets,
+        )
+        return context.with_args(values), hidden
+
+    def _template_problem(
+        self,
+        run: AnalysisRunStatus,
+        item: BoundMetric,
+        exc: TemplateError,
+        *,
+        now: datetime,
+        source: str,
+    ) -> AnalysisRunStatus:
+        """A placeholder that cannot be filled: a permanent Error naming it."""
+        metric = item.metric
+        failure = QueryFailure(kind="rejected", query=source, message=str(exc))
+        judgement = judge_failure(
+            metric.name, failure, breach_since=_breach_since(run, metric.name)
+        )
+        log.warning("analysis metric cannot run", run=run.key, error=str(exc))
+        return record(run, metric, judgement, now=now, query=source)
 
     def _check_job(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
@@ -539,6 +633,11 @@ class AnalysisEngine:
             )
             return record(run, metric, failure, now=now)
         attempt = result.successful + result.failed + result.inconclusive + result.error
+        try:
+            ctx, hidden = self._context(item, context)
+            rendered = render_job_provider(provider, ctx)
+        except TemplateError as exc:
+            return self._template_problem(run, item, exc, now=now, source="job")
         check = JobCheck(
             namespace=str(context.rollout_namespace),
             rollout=str(context.rollout_name),
@@ -547,10 +646,12 @@ class AnalysisEngine:
             run_started_at=run.started_at,
             metric=metric.name,
             attempt=attempt,
-            provider=provider,
+            provider=rendered,
             now=now,
         )
         judgement = self.jobs.check(check)
+        if judgement is not None:
+            judgement = _hidden(judgement, hidden)
         if judgement is None:
             if result.job == check.name:
                 return run
@@ -570,7 +671,7 @@ class AnalysisEngine:
     ) -> datetime | None:
         """When to look again; None when the run is over or cannot start."""
         try:
-            bound = resolve(templates, ref)
+            bound = resolve(templates, ref, context)
         except TemplateError:
             return None
         if context is not None:
@@ -582,9 +683,9 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         breach_since = _breach_since(run, metric.name)
-        ctx = context.with_args(item.args)
         template = metric_query(metric)
         try:
+            ctx, hidden = self._context(item, context)
             promql = render(template, ctx)
             stable_promql = render(template, ctx.for_stable()) if metric.relative_to else None
         except TemplateError as exc:
@@ -599,7 +700,7 @@ class AnalysisEngine:
         judgement = self._judge(metric, promql, stable_promql, breach_since=breach_since, now=now)
         if judgement.phase == "Inconclusive":
             judgement = self._explain_no_data(metric, judgement, context=ctx)
-        return _logged(run, metric, judgement, now=now, query=promql)
+        return _logged(run, metric, _hidden(judgement, hidden), now=now, query=hide(promql, hidden))
 
     def _explain_no_data(
         self, metric: Metric, judgement: Judgement, *, context: QueryContext
@@ -613,7 +714,7 @@ class AnalysisEngine:
             promql = render(query, context)
         except TemplateError:
             return judgement
-        budget = min(metric.interval, self.retry_budget)
+        budget = min(metric.interval_seconds, self.retry_budget)
         answer = self.measurer.measure(promql, address=None, timeout=10.0, budget=budget)
         if not isinstance(answer, QueryResult):
             return judgement
@@ -640,7 +741,7 @@ class AnalysisEngine:
         provider = metric.provider.prometheus if metric.provider is not None else None
         address = provider.address if provider is not None else None
         timeout = provider.timeout if provider is not None else 10.0
-        budget = min(metric.interval, self.retry_budget)
+        budget = min(metric.interval_seconds, self.retry_budget)
         canary = self.measurer.measure(promql, address=address, timeout=timeout, budget=budget)
         if isinstance(canary, QueryFailure):
             return judge_failure(metric.name, canary, breach_since=breach_since)
