@@ -62,6 +62,7 @@ bench: venv cluster
 crds: venv
 	$(PY) -m controller.crdgen manifests/crds
 	$(PY) -m controller.docgen docs/reference.md
+	$(PY) -m controller.argo.docs docs/argo.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -82,6 +82,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "validate",
         "Check Rollouts and AnalysisTemplates; print every problem with its field path.",
     ),
+    "convert": (
+        "controller.commands.convert",
+        "convert",
+        "Rewrite Argo Rollouts manifests as deployctl ones; name what could not be converted.",
+    ),
     "plan": (
         "controller.commands.files",
         "plan",
