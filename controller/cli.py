@@ -147,7 +147,7 @@ app = typer.Typer(
     help="Progressive delivery for Kubernetes: canary, blue-green and rolling rollouts "
     "judged by Prometheus, with automatic rollback.\n\n\b\n" + HELP + "\n\n\b\n"
     "Shell completion (bash, zsh, fish, PowerShell): deployctl --install-completion\n"
-    "  or print it with --show-completion; see docs/reference.md.",
+    "  or print it with --show-completion; see the README.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -174,3 +175,25 @@ def test_a_terminal_gets_colour_and_its_width_unless_no_color(
     assert max(len(line) for line in visible.splitlines()) <= 100  # the terminal's width
     plain = _on_a_terminal(monkeypatch, "1")
     assert "\x1b[" not in plain and "Progressing" in plain
+
+
+def test_shell_completion_completes_commands_and_their_options() -> None:
+    def complete(words: str, index: int) -> list[str]:
+        env = {
+            **os.environ,
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(index),
+            "_DEPLOYCTL_COMPLETE": "complete_bash",
+        }
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "deployctl")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout.split()
+
+    # The installed command: completion is keyed off the program's name.
+    assert "convert" in complete("deployctl con", 1)
+    assert complete("deployctl status --out", 2) == ["--output"]
