@@ -16,8 +16,6 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from controller.versions import version_label
-
 REVISION_LABEL = "deployctl.io/revision"
 PHASE_COLOURS = {
     "Healthy": "green",
@@ -307,6 +305,8 @@ def format_value(value: Any) -> str:
 
 def history_rows(rollout: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``deployctl history``: numbered oldest first, as ``undo --to-revision N`` takes them."""
+    from controller.versions import version_label  # semver: only history needs it
+
     status = rollout.get("status") or {}
     rows = []
     for number, entry in enumerate(status.get("history") or [], start=1):
