@@ -136,7 +136,7 @@ class Session:
     """A connection to the cluster as the kubeconfig context says, and who we are.
 
     ``requests`` counts the HTTP requests sent, by (verb, resource, code): what a
-    command costs the apiserver (tests pin ``status`` at three).
+    command costs the apiserver (tests pin ``status`` at two, three with the Lease).
     """
 
     kube: Kube

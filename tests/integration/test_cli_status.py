@@ -117,3 +117,39 @@ def test_an_insecure_kubeconfig_is_said_once_in_one_line(
         "context 'sandbox')"
     )
     assert sum("certificate" in line for line in result.stderr.splitlines()) == 1
+
+
+def test_status_costs_the_apiserver_two_or_three_requests(
+    cluster: Cluster, control_plane: Any, monkeypatch: Any
+) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+    from controller.commands import view
+    from controller.commands.common import Session, connect
+
+    cluster.apply_rollout(
+        demo_rollout("shop", version="1.0.0", replicas=1, strategy={"canary": {}})
+    )
+    sessions: list[Session] = []
+    real = connect
+
+    def spy(*args: Any) -> Session:
+        session = real(*args)
+        sessions.append(session)
+        return session
+
+    monkeypatch.setattr(view, "connect", spy)
+    kubeconfig = str(control_plane.kubeconfig)
+    for output, lease in (("json", []), ("text", [("get", "leases")])):
+        sessions.clear()
+        result = CliRunner().invoke(
+            app,
+            ["status", "shop", "-n", cluster.namespace, "-o", output, "--kubeconfig", kubeconfig],
+        )
+        assert result.exit_code == 0, result.output
+        [session] = sessions
+        # The Rollout and its ReplicaSets (text: and the controller's Lease); no retries.
+        assert sorted(
+            (verb, resource) for verb, resource, _ in session.requests.elements()
+        ) == sorted([("get", "rollouts"), ("list", "replicasets"), *lease])
