@@ -1,5 +1,6 @@
-"""How a Rollout looks to a person (rich) and to a script (plain dicts): the status view,
-the progress lines ``--wait`` prints, and the evidence of an outcome.
+"""How a Rollout looks to a person (rich, loaded only for text) and to a script (plain
+dicts): the status view, the progress lines ``--wait`` prints, and the evidence of an
+outcome.
 
 Pure functions of the Rollout as read from the API: no I/O here except writing to the
 console handed in.
@@ -10,11 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # rich loads only for text output: `-o json` and `--wait` lines skip it
+    from rich.console import Group
+    from rich.table import Table
 
 REVISION_LABEL = "deployctl.io/revision"
 PHASE_COLOURS = {
@@ -83,6 +84,8 @@ def summary_row(rollout: Mapping[str, Any]) -> dict[str, str]:
 
 
 def list_table(rollouts: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     columns = ["name", "strategy", "phase", "step", "weight", "stable", "canary", "age"]
     if all_namespaces:
@@ -233,6 +236,10 @@ def status_view(
     now: datetime | None = None,
 ) -> Group:
     """The rich view ``deployctl status`` prints (and refreshes with ``--watch``)."""
+    from rich.console import Group, RenderableType
+    from rich.table import Table
+    from rich.text import Text
+
     doc = status_document(rollout, replicasets, now=now)
     colour = PHASE_COLOURS.get(doc["phase"], "white")
     head = Table.grid(padding=(0, 2))
@@ -343,6 +350,8 @@ def history_rows(rollout: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def history_table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in (
         "#",
