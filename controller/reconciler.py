@@ -159,7 +159,7 @@ class Reconciler:
         try:
             return Rollout.model_validate(raw), []
         except ValidationError as exc:
-            return None, list(problems_of(exc))
+            return None, list(problems_of(exc, kind="Rollout"))
 
     def _templates(self, namespace: str) -> tuple[dict[str, AnalysisTemplate], dict[str, str]]:
         """The namespace's valid templates by name, and the invalid ones' problems."""
@@ -171,7 +171,7 @@ class Reconciler:
             except ValidationError as exc:
                 # Reported by the reference check of each Rollout that uses it.
                 name = str((obj.get("metadata") or {}).get("name", ""))
-                invalid[name] = "; ".join(str(p) for p in problems_of(exc))
+                invalid[name] = "; ".join(str(p) for p in problems_of(exc, kind="AnalysisTemplate"))
                 continue
             out[str(template.metadata.name)] = template
         return out, invalid
