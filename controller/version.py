@@ -1,14 +1,12 @@
-"""deployctl's own version, and where a running controller publishes its version.
+"""deployctl's own version.
 
-The leader writes its version into an annotation of its leader Lease each time it
-renews, so ``deployctl version`` can report it with the one permission the CLI already
-uses to tell whether a controller runs (``get`` on that Lease; docs/install.md):
-no access to the operator's Deployment or pods is needed.
+The leader publishes it on its Lease (``controller.names.VERSION_ANNOTATION``) at each
+renewal, so ``deployctl version`` reports it with the one permission the CLI already
+uses to tell whether a controller runs (``get`` on that Lease; docs/install.md): no
+access to the operator's Deployment or pods is needed.
 """
 
 from __future__ import annotations
-
-VERSION_ANNOTATION = "deployctl.io/version"
 
 
 def client_version() -> str:

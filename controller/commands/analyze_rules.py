@@ -17,6 +17,7 @@ import typer
 
 from controller.commands.console import console
 from controller.exitcodes import Exit
+from controller.times import timestamp
 
 
 def backtest_rules(
@@ -132,4 +133,4 @@ def backtest_rules(
 def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(datetime.fromtimestamp(moment, UTC))

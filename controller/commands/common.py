@@ -45,7 +45,7 @@ Kubeconfig = Annotated[
         show_default=False,
     ),
 ]
-Context = Annotated[
+KubeContext = Annotated[
     str | None, typer.Option("--context", help="Kubeconfig context", show_default=False)
 ]
 Namespace = Annotated[
@@ -233,7 +233,8 @@ class ControllerState:
 
 def controller_state(session: Session, *, now: datetime | None = None) -> ControllerState:
     """Is a controller holding its leader Lease? (What ``--wait`` and requests rely on.)"""
-    from controller.kube import Forbidden, NotFound, parse_time
+    from controller.kube import Forbidden, NotFound
+    from controller.times import parse_timestamp
 
     namespace = os.environ.get(CONTROLLER_NAMESPACE_ENV, DEFAULT_CONTROLLER_NAMESPACE)
     name = os.environ.get(CONTROLLER_LEASE_ENV, DEFAULT_CONTROLLER_LEASE)
@@ -250,7 +251,7 @@ def controller_state(session: Session, *, now: datetime | None = None) -> Contro
     duration = float(spec.get("leaseDurationSeconds") or 15)
     if not holder or not renewed:
         return ControllerState(False, f"Lease {namespace}/{name} is not held")
-    age = ((now or datetime.now(UTC)) - parse_time(str(renewed))).total_seconds()
+    age = ((now or datetime.now(UTC)) - parse_timestamp(str(renewed))).total_seconds()
     # Twice the duration: a leader between renewals, or a clock a little off, is alive.
     if age > 2 * duration:
         return ControllerState(

@@ -21,13 +21,13 @@ CONTROLLER_CHECK_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
-class Outcome:
+class WaitOutcome:
     name: str  # Promoted, RolledBack, InvalidSpec, TimedOut, Superseded, NoController
     code: Exit
     message: str
 
 
-def judge(rollout: Mapping[str, Any], *, revision: str, generation: int) -> Outcome | None:
+def judge(rollout: Mapping[str, Any], *, revision: str, generation: int) -> WaitOutcome | None:
     """The outcome for ``revision`` if the status shows one, else None (keep waiting)."""
     status = rollout.get("status") or {}
     if int(status.get("observedGeneration") or 0) < generation:
@@ -41,14 +41,14 @@ def judge(rollout: Mapping[str, Any], *, revision: str, generation: int) -> Outc
     )
     if invalid or reason == "InvalidSpec":
         # The controller kept the running version; the new spec needs fixing.
-        return Outcome("InvalidSpec", Exit.USAGE, message or reason)
+        return WaitOutcome("InvalidSpec", Exit.USAGE, message or reason)
     if status.get("stableRevision") == revision and phase == "Healthy":
-        return Outcome("Promoted", Exit.OK, f"revision {revision} is stable and healthy")
+        return WaitOutcome("Promoted", Exit.OK, f"revision {revision} is stable and healthy")
     canary = status.get("canaryRevision")
     if canary == revision and (phase in ("Degraded", "RolledBack") or status.get("aborted")):
-        return Outcome("RolledBack", Exit.ROLLED_BACK, f"{reason}: {message}".strip(": "))
+        return WaitOutcome("RolledBack", Exit.ROLLED_BACK, f"{reason}: {message}".strip(": "))
     if canary not in (None, revision) and status.get("stableRevision") != revision:
-        return Outcome(
+        return WaitOutcome(
             "Superseded", Exit.ROLLED_BACK, f"revision {canary} replaced {revision} meanwhile"
         )
     return None
@@ -65,7 +65,7 @@ def follow(
     poll_interval: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[Outcome, dict[str, Any]]:
+) -> tuple[WaitOutcome, dict[str, Any]]:
     """Poll the Rollout until ``judge`` decides or ``timeout`` seconds pass."""
     narrator = Narrator(revision, generation)
     started = clock()
@@ -82,7 +82,7 @@ def follow(
         if now - started >= timeout:
             status = rollout.get("status") or {}
             return (
-                Outcome(
+                WaitOutcome(
                     "TimedOut",
                     Exit.TIMEOUT,
                     f"still {status.get('phase') or 'pending'} after {timeout:.0f} s"
@@ -95,7 +95,7 @@ def follow(
             state = controller_state(session)
             if not state.running:
                 return (
-                    Outcome(
+                    WaitOutcome(
                         "NoController", Exit.UNREACHABLE, f"the controller stopped: {state.detail}"
                     ),
                     rollout,
@@ -105,7 +105,7 @@ def follow(
 
 def outcome_document(
     rollout: Mapping[str, Any],
-    outcome: Outcome,
+    outcome: WaitOutcome,
     *,
     revision: str,
     seconds: float,

@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from controller.names import REVISION_LABEL
+from controller.times import parse_timestamp
+
 if TYPE_CHECKING:  # rich loads only for text output: `-o json` and `--wait` lines skip it
     from rich.console import Group
     from rich.table import Table
 
-REVISION_LABEL = "deployctl.io/revision"
 PHASE_COLOURS = {
     "Healthy": "green",
     "Progressing": "cyan",
@@ -45,7 +47,7 @@ def age(timestamp: str | None, *, now: datetime | None = None) -> str:
     if not timestamp:
         return "-"
     try:
-        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        then = parse_timestamp(timestamp)
     except ValueError:
         return "-"
     seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
@@ -128,7 +130,7 @@ def no_data(metric: Mapping[str, Any], *, now: datetime | None = None) -> dict[s
     count = max(streak, int(metric.get("inconclusive") or 0)) if at_least else streak
     seconds: int | None = None
     try:
-        began = datetime.fromisoformat(str(first.get("at")).replace("Z", "+00:00"))
+        began = parse_timestamp(str(first.get("at")))
         seconds = max(0, int(((now or datetime.now(UTC)) - began).total_seconds()))
     except ValueError:
         seconds = None
@@ -322,9 +324,7 @@ def history_rows(rollout: Mapping[str, Any]) -> list[dict[str, Any]]:
         duration = ""
         if started and finished:
             try:
-                span = datetime.fromisoformat(finished.replace("Z", "+00:00")) - (
-                    datetime.fromisoformat(started.replace("Z", "+00:00"))
-                )
+                span = parse_timestamp(finished) - parse_timestamp(started)
                 duration = duration_text(span.total_seconds())
             except ValueError:
                 duration = ""

@@ -18,8 +18,8 @@ from controller.commands.common import (
     CONTROLLER_NAMESPACE_ENV,
     DEFAULT_CONTROLLER_LEASE,
     DEFAULT_CONTROLLER_NAMESPACE,
-    Context,
     Kubeconfig,
+    KubeContext,
     Output,
     OutputOpt,
     connect,
@@ -27,7 +27,8 @@ from controller.commands.common import (
     handle_errors,
     print_document,
 )
-from controller.version import VERSION_ANNOTATION, client_version
+from controller.names import VERSION_ANNOTATION
+from controller.version import client_version
 
 
 def controller_version(kubeconfig: Any, context: str | None) -> dict[str, str]:
@@ -69,7 +70,7 @@ def version(
     ] = False,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
 ) -> None:
     """This client's version and, when the cluster answers, the controller's."""
     document: dict[str, Any] = {

@@ -21,13 +21,14 @@ from controller.analysis.alertrules import (
     load_rules,
     presence_queries,
     scope,
+    scoped,
     select_rules,
     would_fire,
 )
 from controller.analysis.values import QueryResult, Sample
 from controller.cli import app
 from tests.analysis.test_prometheus_real import load as load  # noqa: F401 - the fixture
-from tests.sandbox.workload_helpers import wait_until
+from tests.waiting import wait_until
 
 SEED_RULES = """
 groups:
@@ -243,7 +244,7 @@ def test_presence_queries_are_the_rules_selectors_alone_scoped() -> None:
 
 def test_evidence_names_the_series_else_the_rules_labels_else_says_none() -> None:
     [high] = select_rules(load_rules(SEED_RULES), ["HighErrorRate"])
-    assert high.labels == {"severity": "page"}
+    assert dict(high.labels) == {"severity": "page"}
     aggregated = QueryResult("q", (Sample({}, 0.2917),))
     later = T0 + timedelta(seconds=130)
     fired = judge_alert("alerts/HighErrorRate", high, aggregated, breach_since=T0, now=later)
@@ -253,3 +254,13 @@ def test_evidence_names_the_series_else_the_rules_labels_else_says_none() -> Non
     by_code = QueryResult("q", (Sample({"code": "500"}, 0.3),))
     named = judge_alert("a", rule("x > 1"), by_code, breach_since=None, now=T0)
     assert '{code="500"} = 0.3' in named.message
+
+
+def test_scoped_queries_are_parsed_once_per_rule_and_revision() -> None:
+    [high] = select_rules(load_rules(SEED_RULES), ["HighErrorRate"])
+    first = scoped(high, CANARY)
+    assert first.query == scope(high, CANARY)
+    assert first.presence == tuple(presence_queries(high, CANARY))
+    assert scoped(high, dict(CANARY)) is first  # the cached answer, not a second parse
+    other = scoped(high, {**CANARY, "revision": "other1"})
+    assert other is not first and 'revision="other1"' in other.query

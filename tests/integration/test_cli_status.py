@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll
+from tests.integration.harness import Cluster, demo_rollout, error_rate_template
+from tests.waiting import wait_until
 
 LEASE = "deployctl-status"
 
@@ -50,17 +51,17 @@ def test_status_explains_missing_data_without_a_terminal_and_version_asks_the_le
         "canary": {"steps": [{"setWeight": 50}, {"analysis": {"templates": [{"name": "errors"}]}}]}
     }
     cluster.apply_rollout(demo_rollout("shop", version="1.0.0", replicas=2, strategy=strategy))
-    poll(
+    wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("phase") == "Healthy",
+        ok=lambda s: s.get("phase") == "Healthy",
         timeout=60,
         what="the first revision to be healthy",
     )
     # No traffic at all: the canary's error ratio has no data, measurement after measurement.
     cluster.apply_rollout(demo_rollout("shop", version="1.1.0", replicas=2, strategy=strategy))
-    status = poll(
+    status = wait_until(
         lambda: cluster.status("shop"),
-        lambda s: any(
+        ok=lambda s: any(
             m.get("inconclusive", 0) >= 3
             for run in s.get("analysisRuns") or []
             for m in run.get("metrics") or []
