@@ -4,6 +4,8 @@
   anything (https://no-color.org).
 - Not on a terminal (CI logs, ``| tee``, ``make demo`` piped): no colour and no wrapping,
   so a long message or table row stays one line that grep and log viewers can read.
+  ``TTY_COMPATIBLE=1`` or ``FORCE_COLOR`` make a pipe count as a terminal, as rich (and
+  the CI systems that set them) mean them to.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def console(stream: TextIO | None = None) -> Console:
     from rich.console import Console
 
     out = stream if stream is not None else sys.stdout
-    if out.isatty():
+    # A terminal as rich sees one: a TTY, or TTY_COMPATIBLE=1 / FORCE_COLOR asking for it.
+    if Console(file=out).is_terminal:
         if no_color():
             # No colour and no bold either: plain text, at the terminal's width.
             return Console(file=out, no_color=True, color_system=None, highlight=False)

@@ -125,7 +125,9 @@ def _render(stream: io.TextIOBase | object) -> None:
     console(stream).print(status_view(DOC_ROLLOUT, [], now=NOW))  # type: ignore[arg-type]
 
 
-def test_without_a_terminal_no_colour_and_no_wrapping() -> None:
+def test_without_a_terminal_no_colour_and_no_wrapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    for asked in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(asked, raising=False)
     out = io.StringIO()
     _render(out)
     text = out.getvalue()
@@ -148,6 +150,7 @@ def _on_a_terminal(monkeypatch: pytest.MonkeyPatch, no_color: str | None) -> str
         monkeypatch.setenv("NO_COLOR", no_color)
     monkeypatch.setenv("TERM", "xterm-256color")
     monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
     monkeypatch.setenv("COLUMNS", "100")
     leader, follower = pty.openpty()
     with os.fdopen(follower, "w", closefd=True) as terminal:
@@ -197,3 +200,11 @@ def test_shell_completion_completes_commands_and_their_options() -> None:
     # The installed command: completion is keyed off the program's name.
     assert "convert" in complete("deployctl con", 1)
     assert complete("deployctl status --out", 2) == ["--output"]
+
+
+def test_a_pipe_that_asks_to_be_a_terminal_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    out = io.StringIO()
+    console(out).print("[red]x[/]")
+    assert "\x1b[" in out.getvalue()

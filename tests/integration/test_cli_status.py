@@ -36,12 +36,14 @@ def test_status_explains_missing_data_without_a_terminal_and_version_asks_the_le
 ) -> None:
     ns = cluster.namespace
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("COLUMNS", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE")
+        },
         "KUBECONFIG": str(control_plane.kubeconfig),
         "DEPLOYCTL_CONTROLLER_NAMESPACE": ns,
         "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
-        # Even asked for colour, a pipe gets none.
-        "FORCE_COLOR": "1",
     }
     start_controller(["--lease-namespace", ns, "--lease-name", LEASE, "--retry-period", "0.5"])
     template = error_rate_template("errors", interval="1s", count=None)
