@@ -107,6 +107,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "version",
         "This client's version and, when the cluster answers, the controller's.",
     ),
+    "dashboard": (
+        "controller.commands.dashboard",
+        "dashboard",
+        "Serve a web dashboard of the Rollouts: steps, traffic, measurements against their "
+        "thresholds, history and Events, live; with promote/abort/... as the CLI sends them.",
+    ),
     "controller": (
         "controller.commands.controller",
         "controller",

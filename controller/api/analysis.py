@@ -35,6 +35,8 @@ from controller.api.duration import Duration, DurationError, format_duration, pa
 from controller.api.rollout import JobProvider
 
 Query = Annotated[str, Field(min_length=1, max_length=8192)]
+MAX_WEB_SECONDS = 60.0
+"""The longest a web check may take, retries included (``controller.analysis.web``)."""
 
 # A whole value that is one argument, as Argo Rollouts allows for count, interval and the
 # limits: `count: "{{args.count}}"`. Filled in when the analysis starts (Metric.bind).
@@ -252,6 +254,12 @@ class WebProvider(ApiModel):
             raise ValueError("web: equals needs jsonPath")
         if self.json_path is not None:
             json_path_steps(self.json_path)
+        if not 0 < self.timeout <= MAX_WEB_SECONDS:
+            raise ValueError(
+                f"web: timeout must be more than 0s and at most {MAX_WEB_SECONDS:g}s: one "
+                "check must not hold a controller worker longer (the metric's interval "
+                "bounds it too)"
+            )
         return self
 
 

@@ -142,7 +142,18 @@ class Session:
     kube: Kube
     namespace: str
     user: str
+    """Who is asking as far as the client can tell (CI actor or local user, kubeconfig)."""
     requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    _who: str | None = field(default=None, init=False, repr=False)
+
+    def who(self) -> str:
+        """The name written as approver or requester: the user name the API server knows
+        us by (SelfSubjectReview, Kubernetes 1.28+), which deployctl's admission policy
+        compares with; else ``user``. Asked once per command, only by commands that
+        write a name."""
+        if self._who is None:
+            self._who = self.kube.whoami() or self.user
+        return self._who
 
     def close(self) -> None:
         self.kube.close()

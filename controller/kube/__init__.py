@@ -32,6 +32,8 @@ from controller.kube.errors import (
 )
 from controller.kube.events import COMPONENT, MAX_EVENT_MESSAGE
 from controller.kube.kinds import (
+    ADMISSION_BINDINGS,
+    ADMISSION_POLICIES,
     ANALYSIS_TEMPLATES,
     CONFIGMAPS,
     DELIVERY_POLICIES,
@@ -43,6 +45,8 @@ from controller.kube.kinds import (
     REPLICASETS,
     ROLLOUTS,
     SECRETS,
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEWS,
     SERVICES,
     KindRef,
     Obj,
@@ -60,6 +64,8 @@ from controller.times import parse_timestamp as parse_time
 from controller.times import timestamp as format_time
 
 __all__ = [
+    "ADMISSION_BINDINGS",
+    "ADMISSION_POLICIES",
     "ANALYSIS_TEMPLATES",
     "COMPONENT",
     "CONFIGMAPS",
@@ -75,6 +81,8 @@ __all__ = [
     "REPLICASETS",
     "ROLLOUTS",
     "SECRETS",
+    "SELF_SUBJECT_ACCESS_REVIEWS",
+    "SELF_SUBJECT_REVIEWS",
     "SERVICES",
     "AlreadyExists",
     "Conflict",

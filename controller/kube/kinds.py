@@ -64,6 +64,26 @@ EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
 JOBS = KindRef("batch", "v1", "jobs", "Job")
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
+ADMISSION_POLICIES = KindRef(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicy",
+    namespaced=False,
+)
+ADMISSION_BINDINGS = KindRef(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicybindings",
+    "ValidatingAdmissionPolicyBinding",
+    namespaced=False,
+)
+SELF_SUBJECT_REVIEWS = KindRef(
+    "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False
+)
+SELF_SUBJECT_ACCESS_REVIEWS = KindRef(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False
+)
 
 
 def object_key(obj: Mapping[str, Any]) -> str:

@@ -23,9 +23,11 @@ from typing import Any
 from kubernetes import client as k8s
 
 from controller.kube.bodies import owned
-from controller.kube.errors import AlreadyExists, NamespaceTerminating, NotFound
+from controller.kube.errors import AlreadyExists, KubeError, NamespaceTerminating, NotFound
 from controller.kube.events import EventCounts, event_name, event_text, new_event
 from controller.kube.kinds import (
+    ADMISSION_BINDINGS,
+    ADMISSION_POLICIES,
     CONFIGMAPS,
     EVENTS,
     HTTPROUTES,
@@ -34,6 +36,8 @@ from controller.kube.kinds import (
     REPLICASETS,
     ROLLOUTS,
     SECRETS,
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEWS,
     SERVICES,
     KindRef,
     Obj,
@@ -406,7 +410,64 @@ class Kube(Transport):
         obj = self._request("get", CONFIGMAPS, method="GET", namespace=namespace, name=name)
         return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
 
+    def may(
+        self, verb: str, kind: KindRef, namespace: str | None, name: str | None = None
+    ) -> tuple[bool, str]:
+        """May these credentials ``verb`` ``kind`` (a SelfSubjectAccessReview)? With the
+        authorizer's reason, for telling a person why an action is not offered."""
+        attributes: dict[str, str] = {"verb": verb, "group": kind.group, "resource": kind.plural}
+        if namespace:
+            attributes["namespace"] = namespace
+        if name:
+            attributes["name"] = name
+        review = self._request(
+            "create",
+            SELF_SUBJECT_ACCESS_REVIEWS,
+            method="POST",
+            body={
+                "apiVersion": SELF_SUBJECT_ACCESS_REVIEWS.api_version,
+                "kind": SELF_SUBJECT_ACCESS_REVIEWS.kind,
+                "spec": {"resourceAttributes": attributes},
+            },
+        )
+        status = review.get("status") or {}
+        reason = str(status.get("reason") or status.get("evaluationError") or "")
+        return bool(status.get("allowed")), reason
+
     # --- policy ------------------------------------------------------------------
+
+    def admission_problem(self, policies: tuple[str, ...], bindings: tuple[str, ...]) -> str | None:
+        """None when every named ValidatingAdmissionPolicy exists and every named binding
+        denies (``validationActions`` has Deny); otherwise what is missing, in words."""
+        for name in policies:
+            try:
+                self._request("get", ADMISSION_POLICIES, method="GET", name=name)
+            except NotFound:
+                return f"ValidatingAdmissionPolicy {name} is not installed (or not served)"
+        for name in bindings:
+            try:
+                binding = self._request("get", ADMISSION_BINDINGS, method="GET", name=name)
+            except NotFound:
+                return f"ValidatingAdmissionPolicyBinding {name} is not installed"
+            actions = (binding.get("spec") or {}).get("validationActions") or []
+            if "Deny" not in actions:
+                return f"ValidatingAdmissionPolicyBinding {name} does not deny (only {actions})"
+        return None
+
+    def whoami(self) -> str | None:
+        """The user name the API server knows this client by (SelfSubjectReview, 1.28+);
+        None where the cluster does not say."""
+        try:
+            review = self._request(
+                "create",
+                SELF_SUBJECT_REVIEWS,
+                method="POST",
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            )
+        except KubeError:
+            return None
+        name = ((review.get("status") or {}).get("userInfo") or {}).get("username")
+        return str(name) if name else None
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded; for webhook URLs. Never log what it returns."""

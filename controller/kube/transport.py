@@ -124,6 +124,11 @@ class Transport:
         # Never the configuration: it holds the bearer token.
         return f"{type(self).__name__}(host={self._api.configuration.host!r})"
 
+    @property
+    def server(self) -> str:
+        """The API server's URL as configured (no request is sent)."""
+        return str(self._api.configuration.host)
+
     # ------------------------------------------------------------------ sending
 
     def _request(
@@ -255,12 +260,16 @@ class Transport:
         kind: KindRef,
         namespace: str | None = None,
         label_selector: str | None = None,
+        *,
+        field_selector: str | None = None,
     ) -> Listing:
         """All objects of ``kind`` (paginated), with the list's resourceVersion."""
         items: list[Obj] = []
         query: dict[str, str] = {"limit": str(_LIST_PAGE_SIZE)}
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         resource_version = ""
         while True:
             page = self._request("list", kind, method="GET", namespace=namespace, query=query)
@@ -283,6 +292,7 @@ class Transport:
         *,
         resource_version: str,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_seconds: int = 300,
     ) -> WatchStream:
         """Open a watch from ``resource_version`` (bookmarks on); raises on open failure.
@@ -297,6 +307,8 @@ class Transport:
         }
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         response = self._send(
             "watch",
             kind,
