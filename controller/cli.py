@@ -111,7 +111,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "controller.commands.dashboard",
         "dashboard",
         "Serve a web dashboard of the Rollouts: steps, traffic, measurements against their "
-        "thresholds, history and Events, live; with promote/abort/... as the CLI sends them.",
+        "thresholds, history and Events, live; with promote, abort and the other actions as "
+        "the CLI sends them.",
     ),
     "controller": (
         "controller.commands.controller",
