@@ -11,7 +11,10 @@ Each context escapes in its own way (``render`` for PromQL, the rest below it):
   (letters, digits, ``.-:``); anywhere after it, it is percent-encoded whole (``/``,
   ``?``, ``&`` and ``#`` included), so a value is one path segment or one query value
   and can never add a parameter or change the path. A URL that is one placeholder takes
-  the value as the URL, which must then be an ``http(s)://`` URL without spaces.
+  the value as the URL, which must then be an ``http(s)://`` URL without spaces; a URL
+  that starts with one (Argo Rollouts' ``{{args.api-url}}?service={{args.service}}``)
+  takes that value as its base URL, checked the same way, and encodes the rest as
+  after the host.
 - JSON bodies (``render_body``): inside a JSON string a value is JSON-escaped; outside
   any string it must be a JSON number, ``true``, ``false`` or ``null``. A body that is
   not JSON (it does not start with ``{`` or ``[``) takes values as they are.
@@ -215,15 +218,16 @@ def _fill(text: str, context: QueryContext, encode: Callable[[str, str, int], st
 
 def render_url(url: str, context: QueryContext) -> str:
     """``url`` with placeholders filled for their part of the URL (module docstring)."""
-    whole = _PLACEHOLDER.fullmatch(url.strip())
-    if whole is not None:
-        rendered = _fill(url.strip(), context, lambda _n, value, _p: value)
-        if not _URL.match(rendered):
+    leading = _PLACEHOLDER.match(url.strip())
+    if leading is not None:
+        base = _fill(leading.group(0), context, lambda _n, value, _p: value)
+        if not _URL.match(base):
             raise TemplateError(
-                f"{{{{{whole.group(1)}}}}} must be an http:// or https:// URL without spaces "
-                f"(got {rendered!r})"
+                f"{{{{{leading.group(1)}}}}} must be an http:// or https:// URL without spaces "
+                f"(got {base!r})"
             )
-        return rendered
+        rest = url.strip()[leading.end() :]
+        return base + _fill(rest, context, lambda _n, value, _p: quote(value, safe=""))
     scheme_end = url.find("://")
     host_end = url.find("/", scheme_end + 3) if scheme_end >= 0 else -1
     host_end = len(url) if host_end < 0 else host_end

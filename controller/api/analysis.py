@@ -233,8 +233,9 @@ class WebProvider(ApiModel):
     @field_validator("url")
     @classmethod
     def _url(cls, url: str | None) -> str | None:
-        if url is None or PLACEHOLDER.fullmatch(url.strip()):
-            return url  # the whole URL is an argument: checked once filled in
+        if url is None or PLACEHOLDER.match(url.strip()):
+            # The URL, or its base, is an argument: checked once filled in.
+            return url
         if not re.match(r"^https?://[^\s]+$", PLACEHOLDER.sub("x", url)):
             raise ValueError(
                 f"url {url!r} must be an http:// or https:// URL without spaces "

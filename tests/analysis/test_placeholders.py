@@ -59,6 +59,12 @@ def ctx(**args: str) -> QueryContext:
             "https://api.example.com/v1/a%2F..%2Fb?q=x%26admin%3D1%23frag%20y",
         ),
         ("{{args.url}}", {"url": "https://kubernetes.default.svc/version"}, None),
+        # Argo Rollouts' spelling: the base URL is an argument, the rest is after the host.
+        (
+            "{{ args.api-url }}?service={{ args.service }}",
+            {"api-url": "http://metrics.shop.svc/api", "service": "a&b=c"},
+            "http://metrics.shop.svc/api?service=a%26b%3Dc",
+        ),
     ],
 )
 def test_urls_encode_each_value_for_its_part(url: str, args: dict[str, str], expected: Any) -> None:
@@ -70,6 +76,7 @@ def test_urls_encode_each_value_for_its_part(url: str, args: dict[str, str], exp
     [
         ("http://{{args.host}}/x", {"host": "evil.com/path@"}, "used in the URL's host"),
         ("{{args.url}}", {"url": "file:///etc/passwd"}, "must be an http:// or https:// URL"),
+        ("{{args.base}}/x", {"base": "gopher://x"}, "must be an http:// or https:// URL"),
         ("http://x/{{args.nope}}", {}, "unknown placeholder {{args.nope}}"),
     ],
 )
