@@ -245,6 +245,7 @@ def _print(
         )
         return
     from rich.table import Table
+    from rich.text import Text
 
     out = console()
     for name, report in reports:
@@ -265,11 +266,11 @@ def _print(
             else:
                 evidence = "within threshold throughout"
             table.add_row(
-                metric.name,
-                metric.outcome,
+                Text(metric.name),
+                Text(metric.outcome),
                 str(metric.measurements),
                 _when(event.at) if event is not None else "-",
-                evidence,
+                Text(evidence),  # Prometheus's words: never rich markup
                 str(len(metric.events)),
             )
         out.print(table)

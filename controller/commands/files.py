@@ -111,6 +111,7 @@ def plan(
         )
         return
     from rich.table import Table
+    from rich.text import Text
 
     out = console()
     for rollout, rows in plans:
@@ -123,7 +124,7 @@ def plan(
         for column in columns:
             table.add_column(column)
         for item in data:
-            table.add_row(*(_cell(item[c]) for c in columns))
+            table.add_row(*(Text(_cell(item[c])) for c in columns))
         out.print(table)
 
 

@@ -58,7 +58,13 @@ def status(
             out.print(status_view(rollout, _replicasets(session, name)))
             state = controller_state(session)
             if not state.running:
-                out.print(f"[yellow]warning:[/] no controller is running ({state.detail})")
+                from rich.text import Text
+
+                out.print(
+                    Text.assemble(
+                        ("warning:", "yellow"), f" no controller is running ({state.detail})"
+                    )
+                )
         else:
             from rich.live import Live
 
@@ -114,7 +120,7 @@ def history(
     namespace: Namespace = None,
 ) -> None:
     """Revisions, versions, strategy, who, why, outcome and duration, oldest first."""
-    from controller.commands.render import history_rows, history_table
+    from controller.commands.render import history_rows, history_table, plain
 
     session = connect(kubeconfig, context, namespace)
     try:
@@ -126,15 +132,15 @@ def history(
             return
         out = console()
         if requires:
-            out.print(f"promotion gate: requires {requires}")
+            out.print(plain(f"promotion gate: requires {requires}"))
         if not rows:
             out.print("no history yet")
             return
         out.print(history_table(rows))
         for row in rows:
             for event in row["events"]:
-                out.print(f"  #{row['number']}: {event}")
+                out.print(plain(f"  #{row['number']}: {event}"))
             if row["outcome"] in ("RolledBack", "Aborted") and row["message"]:
-                out.print(f"  #{row['number']} {row['outcome']}: {row['message']}")
+                out.print(plain(f"  #{row['number']} {row['outcome']}: {row['message']}"))
     finally:
         session.close()

@@ -64,6 +64,7 @@ EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
 JOBS = KindRef("batch", "v1", "jobs", "Job")
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
+NAMESPACES = KindRef("", "v1", "namespaces", "Namespace", namespaced=False)
 ADMISSION_POLICIES = KindRef(
     "admissionregistration.k8s.io",
     "v1",

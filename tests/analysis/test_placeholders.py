@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from controller.analysis.arguments import MASK, hide
-from controller.analysis.run import AnalysisEngine, resolve, start_run
+from controller.analysis.run import AnalysisEngine, next_due, resolve, start_run
 from controller.analysis.templating import (
     QueryContext,
     TemplateError,
@@ -292,7 +292,8 @@ def test_value_from_fills_args_and_a_secret_never_reaches_status() -> None:
     written = run.model_dump_json()
     assert "s3cr3t" not in written and MASK in written
     # Scheduling the next measurement reads no Secret.
-    engine.next_due(run, templates={"checks": checks}, ref=ref, now=at(1), context=CONTEXT)
+    bound = engine.bind({"checks": checks}, ref, revision="c4n4ry", context=CONTEXT)
+    next_due(run, [b.metric for b in bound], now=at(1))
     assert len(read) == 2
 
 
