@@ -7,8 +7,9 @@ other libraries' collectors. ``controller.server`` serves ``REGISTRY`` on ``/met
 Who writes what:
 
 - ``controller.kube``: ``API_REQUESTS`` (one count per HTTP attempt, retries included).
-- ``controller.queue``: ``QUEUE_DEPTH``, ``QUEUE_ADDS``, ``QUEUE_RETRIES``.
+- ``controller.queue``: ``QUEUE_DEPTH``, ``QUEUE_ADDS``, ``QUEUE_RETRIES``, ``QUEUE_WAIT``.
 - ``controller.informer``: ``INFORMER_RELISTS``, ``INFORMER_WATCH_RESTARTS``.
+- ``controller.operator``: ``ROLLOUT_EVENTS`` (queued, or an echo of our own write).
 - ``controller.leader``: ``LEADER``.
 - the reconciler: ``RECONCILE_TOTAL``, ``RECONCILE_DURATION``, ``RECONCILE_ERRORS``,
   ``ROLLOUTS_BY_PHASE``, ``ROLLBACK_LATENCY``; the analysis loop: ``ANALYSIS_VERDICTS``.
@@ -68,6 +69,13 @@ QUEUE_ADDS = Counter(
     ["queue"],
     registry=REGISTRY,
 )
+QUEUE_WAIT = Histogram(
+    "deployctl_workqueue_wait_seconds",
+    "Time a ready key waited in the work queue for a worker (client-go's queue duration).",
+    ["queue"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 QUEUE_RETRIES = Counter(
     "deployctl_workqueue_retries",
     "Rate-limited requeues (errors retried with per-key backoff).",
@@ -97,6 +105,13 @@ API_REQUESTS = Counter(
     "Kubernetes API requests (every attempt), by verb, resource and HTTP code "
     "('error' when no response arrived).",
     ["verb", "resource", "code"],
+    registry=REGISTRY,
+)
+ROLLOUT_EVENTS = Counter(
+    "deployctl_rollout_events",
+    "Rollout watch events, by what was done: queued for a pass, or skipped as the echo "
+    "of this controller's own status write.",
+    ["handled"],
     registry=REGISTRY,
 )
 INFORMER_RELISTS = Counter(

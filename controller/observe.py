@@ -115,9 +115,11 @@ def _states(
         if not revision:
             continue
         desired = int(rs.get("spec", {}).get("replicas", 0))
-        observed = (rs.get("status") or {}).get("observedGeneration")
+        rs_status = rs.get("status") or {}
+        observed = rs_status.get("observedGeneration")
         generation = meta.get("generation")
         count = counts.get(revision, _PodCounts())
+        synced = generation is None or (observed is not None and observed >= generation)
         states[revision] = RevisionState(
             revision=revision,
             desired=desired,
@@ -126,7 +128,8 @@ def _states(
             available=min(desired, count.available),
             restarts=count.restarts,
             crash_looping=count.crashing,
-            synced=generation is None or (observed is not None and observed >= generation),
+            synced=synced,
+            settled=synced and int(rs_status.get("replicas") or 0) == desired,
         )
     return states
 

@@ -27,7 +27,6 @@ import os
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -38,13 +37,14 @@ import structlog
 
 from controller.admission import ApprovalAdmission
 from controller.analysis.addresses import AddressPolicy, IPAddress, normalise
+from controller.analysis.batch import Batches
 from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
 from controller.analysis.rulesource import ConfigMapData, ConfigMapRules
 from controller.analysis.run import AnalysisEngine
 from controller.analysis.web import ServiceAddressMode, WebChecks
 from controller.cache import Cache, UnionCache
-from controller.informer import SYNC, Informer
+from controller.informer import DELETED, MODIFIED, SYNC, Informer
 from controller.kube import (
     ANALYSIS_TEMPLATES,
     DELIVERY_POLICIES,
@@ -69,6 +69,7 @@ from controller.metrics import (
     RECONCILE_DURATION,
     RECONCILE_ERRORS,
     RECONCILE_TOTAL,
+    ROLLOUT_EVENTS,
     ROLLOUTS_BY_PHASE,
 )
 from controller.names import ROLLOUT_LABEL
@@ -82,6 +83,7 @@ from controller.tenancy import ControllerIdentity
 log = structlog.stdlib.get_logger(__name__)
 
 Obj = dict[str, Any]
+REQUIRES_INDEX = "requires"
 PHASES = ("Progressing", "Paused", "Healthy", "Degraded", "RolledBack")
 
 
@@ -130,10 +132,19 @@ class Operator:
         ns = config.namespace
         self.rollouts = Informer(kube, ROLLOUTS, namespace=ns)
         self.templates = Informer(kube, ANALYSIS_TEMPLATES, namespace=ns)
-        self.replicasets = Informer(kube, REPLICASETS, namespace=ns, label_selector=ROLLOUT_LABEL)
-        self.pods = Informer(kube, PODS, namespace=ns, label_selector=ROLLOUT_LABEL)
+        # What a pass lists of its own (ReplicaSets, pods, check Jobs) is found by the
+        # rollout label's index, not by a scan of every cached object.
+        by_rollout = (ROLLOUT_LABEL,)
+        self.replicasets = Informer(
+            kube, REPLICASETS, namespace=ns, label_selector=ROLLOUT_LABEL, index_labels=by_rollout
+        )
+        self.pods = Informer(
+            kube, PODS, namespace=ns, label_selector=ROLLOUT_LABEL, index_labels=by_rollout
+        )
         # Check Jobs (job metrics, hooks) the controller created, labelled like its pods.
-        self.jobs = Informer(kube, JOBS, namespace=ns, label_selector=ROLLOUT_LABEL)
+        self.jobs = Informer(
+            kube, JOBS, namespace=ns, label_selector=ROLLOUT_LABEL, index_labels=by_rollout
+        )
         self.services = Informer(kube, SERVICES, namespace=ns)
         self.routes: Informer | None = None
         if self._has_httproutes():
@@ -173,6 +184,8 @@ class Operator:
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
+                # The presets' queries of all runs measured at one moment go as one.
+                batches=Batches(),
                 jobs=JobChecks(kube, jobs=self.jobs, pods=self.pods, rollouts=self.rollouts),
                 rules=ConfigMapRules(
                     lambda ns, name: ConfigMapData(*kube.read_configmap_version(ns, name))
@@ -247,6 +260,7 @@ class Operator:
         return found + [informer for informer in optional if informer is not None]
 
     def _wire_handlers(self) -> None:
+        self.rollouts.add_index(REQUIRES_INDEX, _requires)
         self.rollouts.add_handler(self._enqueue_rollout)
         for policies in (self.policies, self.own_policies):
             if policies is not None:
@@ -258,12 +272,19 @@ class Operator:
         for shared in (self.templates, self.services) + ((self.routes,) if self.routes else ()):
             shared.add_handler(self._enqueue_namespace)
 
-    def _enqueue_rollout(self, _type: str, obj: Obj) -> None:
+    def _enqueue_rollout(self, event_type: str, obj: Obj) -> None:
         key = object_key(obj)
-        self.queue.add(key)
-        # Rollouts gated on this one (spec.requires) may now be free to start. Keys only:
-        # this runs on every status write of every rollout, so nothing is copied.
-        for other in self.rollouts.keys(where=lambda o: _requires(o) == key):
+        if event_type == DELETED:
+            self.reconciler.status_writes.forget(obj)
+        if event_type == MODIFIED and self.reconciler.status_writes.is_echo(obj):
+            # Only our own status write coming back: the pass that wrote it knew all this.
+            ROLLOUT_EVENTS.labels(handled="echo").inc()
+        else:
+            ROLLOUT_EVENTS.labels(handled="queued").inc()
+            self.queue.add(key)
+        # Rollouts gated on this one (spec.requires) may now be free to start: found by
+        # index, since this runs on every change of every rollout.
+        for other in self.rollouts.keys_by_index(REQUIRES_INDEX, key):
             self.queue.add(other)
 
     def _enqueue_policy_scope(self, _type: str, obj: Obj) -> None:
@@ -396,27 +417,27 @@ class Operator:
 
     def _process(self, key: str) -> None:
         started = time.monotonic()
-        namespace, _, name = key.partition("/")
-        bound = log.bind(namespace=namespace, rollout=name)
         try:
             outcome = self.reconciler.reconcile(key)
         except Transient as exc:
             delay = self.queue.add_rate_limited(key)
             RECONCILE_ERRORS.labels(kind="transient").inc()
             RECONCILE_TOTAL.labels(result="error").inc()
-            bound.info("requeued after a transient API error", error=str(exc), retry_in=delay)
+            _bound(key).info("requeued after a transient API error", error=str(exc), retry_in=delay)
         except Permanent as exc:
             # A 4xx from the apiserver (e.g. our RBAC is missing a verb): retrying at
             # full speed helps nobody, but the cause may be fixed, so back off.
             delay = self.queue.add_rate_limited(key)
             RECONCILE_ERRORS.labels(kind="permanent").inc()
             RECONCILE_TOTAL.labels(result="error").inc()
-            bound.warning("reconcile failed", error=str(exc), retry_in=delay)
+            _bound(key).warning("reconcile failed", error=str(exc), retry_in=delay)
         except Exception:
             delay = self.queue.add_rate_limited(key)
             RECONCILE_ERRORS.labels(kind="unexpected").inc()
             RECONCILE_TOTAL.labels(result="error").inc()
-            bound.exception("reconcile crashed; other rollouts are unaffected", retry_in=delay)
+            _bound(key).exception(
+                "reconcile crashed; other rollouts are unaffected", retry_in=delay
+            )
         else:
             self.queue.forget(key)
             if outcome.requeue_after is not None:
@@ -428,11 +449,19 @@ class Operator:
             RECONCILE_DURATION.observe(time.monotonic() - started)
 
     def _update_phase_gauge(self) -> None:
-        counts = Counter(
-            str((obj.get("status") or {}).get("phase") or "Unknown") for obj in self.rollouts.list()
-        )
+        counts = self.rollouts.count(_phase)
         for phase in (*PHASES, "Unknown"):
             ROLLOUTS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
+
+
+def _bound(key: str) -> Any:
+    """The log with the rollout's namespace and name (bound only when a pass logs)."""
+    namespace, _, name = key.partition("/")
+    return log.bind(namespace=namespace, rollout=name)
+
+
+def _phase(rollout: Obj) -> str:
+    return str((rollout.get("status") or {}).get("phase") or "Unknown")
 
 
 class WorkerProgress:
@@ -505,7 +534,8 @@ def apiserver_addresses(
     return frozenset(found)
 
 
-def _requires(rollout: Obj) -> str | None:
+def _requires(rollout: Obj) -> tuple[str, ...]:
+    """The Rollout key this one's promotion gate waits for (spec.requires), if any."""
     requires = (rollout.get("spec") or {}).get("requires") or {}
     value = requires.get("rollout")
-    return str(value) if value else None
+    return (str(value),) if value else ()

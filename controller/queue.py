@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from controller.metrics import QUEUE_ADDS, QUEUE_DEPTH, QUEUE_RETRIES, QUEUE_WAITING
+from controller.metrics import QUEUE_ADDS, QUEUE_DEPTH, QUEUE_RETRIES, QUEUE_WAIT, QUEUE_WAITING
 
 DEFAULT_BASE_DELAY = 0.05
 DEFAULT_MAX_DELAY = 60.0
@@ -58,6 +58,8 @@ class WorkQueue:
         self._queue: deque[str] = deque()
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
+        # When each key in _queue became ready, for the time it waits for a worker.
+        self._ready_since: dict[str, float] = {}
         # Delayed keys: the dict holds each key's current deadline, the heap orders them;
         # heap entries whose deadline no longer matches the dict are stale and skipped.
         self._waiting: dict[str, float] = {}
@@ -65,10 +67,12 @@ class WorkQueue:
         self._seq = itertools.count()
         self._failures: dict[str, int] = {}
         self._shutting_down = False
+        self._draining = 0  # shutdown(drain=True) calls waiting for in-flight keys
         self._depth = QUEUE_DEPTH.labels(queue=name)
         self._waiting_gauge = QUEUE_WAITING.labels(queue=name)
         self._adds = QUEUE_ADDS.labels(queue=name)
         self._retries = QUEUE_RETRIES.labels(queue=name)
+        self._wait = QUEUE_WAIT.labels(queue=name)
 
     # ------------------------------------------------------------------ producers
 
@@ -130,6 +134,9 @@ class WorkQueue:
                 self._promote_due_locked()
                 if self._queue:
                     key = self._queue.popleft()
+                    ready_since = self._ready_since.pop(key, None)
+                    if ready_since is not None:
+                        self._wait.observe(max(0.0, self._now() - ready_since))
                     self._processing.add(key)
                     self._dirty.discard(key)
                     self._update_gauges()
@@ -148,10 +155,13 @@ class WorkQueue:
             self._processing.discard(key)
             if key in self._dirty and not self._shutting_down:
                 self._queue.append(key)
+                self._ready_since[key] = self._now()
                 self._cond.notify()
             self._update_gauges()
-            # shutdown(drain=True) waits for the processing set to empty.
-            self._cond.notify_all()
+            if self._draining:
+                # shutdown(drain=True) waits for the processing set to empty. Only then:
+                # waking every idle worker on each done() was a thundering herd.
+                self._cond.notify_all()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,12 +176,16 @@ class WorkQueue:
             self._cond.notify_all()
             if not drain:
                 return not self._processing
-            while self._processing:
-                remaining = None if end is None else end - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
+            self._draining += 1
+            try:
+                while self._processing:
+                    remaining = None if end is None else end - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                return True
+            finally:
+                self._draining -= 1
 
     def wake(self) -> None:
         """Make blocked ``get()`` calls re-check deadlines (after advancing a fake clock)."""
@@ -210,6 +224,7 @@ class WorkQueue:
         if key in self._processing:
             return  # done() queues it again, so no second worker ever gets it
         self._queue.append(key)
+        self._ready_since[key] = self._now()
         self._update_gauges()
         self._cond.notify()
 

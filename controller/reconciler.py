@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from controller.analysis.run import AnalysisEngine, cannot_start, next_due
 from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
-from controller.api.revision import replicaset_name, template_hash
+from controller.api.revision import replicaset_name
 from controller.api.status import AnalysisRunStatus
 from controller.bound_runs import BoundRuns, query_context
 from controller.cache import Cache, KubeWrites, Obj
@@ -45,8 +45,10 @@ from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.observe import observe
 from controller.own_writes import OwnWrites
+from controller.parsed import ParsedObjects
 from controller.policy_gate import Held, PolicyGate, held_events
 from controller.resources import replicaset_body
+from controller.status_writes import StatusWrites
 from controller.tenancy import (
     ControllerIdentity,
     consent_problems,
@@ -55,7 +57,7 @@ from controller.tenancy import (
     shared_objects,
 )
 from controller.times import parse_timestamp
-from controller.validation import Problem, problems_of, reference_problems
+from controller.validation import Problem, reference_problems
 from strategies import Observed, Plan, decide
 from strategies.runkeys import RunKey
 
@@ -93,6 +95,8 @@ class Reconciler:
         engine: AnalysisEngine,
         clock: Callable[[], datetime],
         policy: PolicyGate | None = None,
+        status_writes: StatusWrites | None = None,
+        parsed: ParsedObjects | None = None,
         identity: ControllerIdentity | None = None,
     ) -> None:
         self.kube = kube
@@ -100,6 +104,10 @@ class Reconciler:
         self.engine = engine
         self.clock = clock
         self.policy = policy
+        # Our own status writes: read back before the cache has them, echoes recognised.
+        self.status_writes = status_writes or StatusWrites()
+        # Models parsed once per object version (controller.parsed).
+        self.parsed = parsed or ParsedObjects()
         self.own_writes = OwnWrites()
         self.identity = identity
 
@@ -110,6 +118,7 @@ class Reconciler:
         raw = self.caches.rollouts.get(namespace, name)
         if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
             return ReconcileResult()
+        raw = self.status_writes.latest(raw)
         now = self.clock()
         bound = log.bind(namespace=namespace, rollout=name)
         rollout, problems = self._parse(raw)
@@ -122,7 +131,7 @@ class Reconciler:
         tenancy = self._tenancy_problems(rollout, templates)
         if tenancy:
             return self._invalid(raw, tenancy, now=now)
-        revision = template_hash(rollout.spec.template)
+        revision = self.parsed.revision(raw, rollout)
         bound = bound.bind(revision=revision)
         status = _valid_again(rollout.status or RolloutStatus(), rollout, now=now)
         gate = (
@@ -147,7 +156,7 @@ class Reconciler:
         self._note_rollback(rollout.status, new_status, now=now)
         # Status first: if the write fails the pass is retried, and the Events, written
         # only after it, are not recorded twice for one step.
-        self._write_status(raw, new_status)
+        self._write_status(raw, new_status, rollout=rollout, revision=revision)
         policy_events = [(e.type, e.reason, e.message) for e in gate.events] if gate else []
         plan_events = [(e.type, e.reason, e.message) for e in plan.events]
         for type_, reason, message in policy_events + hook_events + plan_events:
@@ -170,22 +179,19 @@ class Reconciler:
     # ------------------------------------------------------------------ reading
 
     def _parse(self, raw: Obj) -> tuple[Rollout | None, list[Problem]]:
-        try:
-            return Rollout.model_validate(raw), []
-        except ValidationError as exc:
-            return None, list(problems_of(exc, kind="Rollout"))
+        rollout, problems = self.parsed.rollout(raw)
+        return rollout, list(problems)
 
     def _templates(self, namespace: str) -> tuple[dict[str, AnalysisTemplate], dict[str, str]]:
         """The namespace's valid templates by name, and the invalid ones' problems."""
         out: dict[str, AnalysisTemplate] = {}
         invalid: dict[str, str] = {}
         for obj in self.caches.templates.list(namespace):
-            try:
-                template = AnalysisTemplate.model_validate(obj)
-            except ValidationError as exc:
+            template, problems = self.parsed.template(obj)
+            if template is None:
                 # Reported by the reference check of each Rollout that uses it.
                 name = str((obj.get("metadata") or {}).get("name", ""))
-                invalid[name] = "; ".join(str(p) for p in problems_of(exc, kind="AnalysisTemplate"))
+                invalid[name] = "; ".join(str(p) for p in problems)
                 continue
             out[str(template.metadata.name)] = template
         return out, invalid
@@ -275,6 +281,8 @@ class Reconciler:
             if bound is None or bound.problem:
                 continue
             due = next_due(run, [b.metric for b in bound.metrics], now=now)
+            context = query_context(runs.rollout, status, run)
+            self.engine.expect(run, bound.metrics, context=context, now=now)
             if due is not None:
                 candidates.append((due - now).total_seconds())
         if status.phase in (Phase.PROGRESSING, Phase.PAUSED):
@@ -402,22 +410,42 @@ class Reconciler:
 
     # ------------------------------------------------------------------ status
 
-    def _write_status(self, raw: Obj, status: RolloutStatus) -> None:
+    def _write_status(
+        self,
+        raw: Obj,
+        status: RolloutStatus,
+        *,
+        rollout: Rollout | None = None,
+        revision: str | None = None,
+    ) -> None:
+        """Patch the status (if it changed); ``rollout`` (parsed from ``raw``, with its
+        ``revision``) makes the written version known to the parse cache."""
         old = raw.get("status") or {}
         new = status.to_wire()
         if old == new:
             return
         patch = merge_patch(old, new)
         if patch:
-            # Conditional on the version this pass read: a pass planned from a cache that
-            # had not yet seen our previous write (or a write by a controller just killed)
-            # gets 409 and is re-run on fresh state, instead of writing a step twice.
-            self.kube.patch_rollout_status(
-                raw["metadata"]["namespace"],
-                raw["metadata"]["name"],
-                patch,
-                resource_version=raw["metadata"].get("resourceVersion"),
-            )
+            self.status_writes.sending(raw, new)
+            try:
+                # Conditional on the version this pass read: a pass planned from a cache
+                # that had not yet seen our previous write (or a write by a controller
+                # just killed) gets 409 and is re-run on fresh state, instead of writing
+                # a step twice.
+                written = self.kube.patch_rollout_status(
+                    raw["metadata"]["namespace"],
+                    raw["metadata"]["name"],
+                    patch,
+                    resource_version=raw["metadata"].get("resourceVersion"),
+                )
+            except BaseException:
+                self.status_writes.failed(raw)
+                raise
+            self.status_writes.sent(raw, written)
+            if rollout is not None and revision is not None:
+                self.parsed.remember(
+                    written, rollout.model_copy(update={"status": status}), revision=revision
+                )
 
     def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> ReconcileResult:
         """Report an invalid spec; touch nothing else, keep every other status field."""

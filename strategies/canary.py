@@ -22,7 +22,8 @@ Rules worth knowing:
   the rollout goes on by itself once it answers.
 * Traffic goes back to stable (abort, a newer revision, the template reverted, retry)
   only onto stable pods that are available: with dynamicStableScale the canary keeps
-  the share stable cannot carry yet while stable grows back.
+  the share stable cannot carry yet while stable grows back, and all of it until
+  stable's ReplicaSet has settled (the pods of its smaller spec are gone).
 * Every manual request is consumed exactly once, even when it does not apply (an
   event then says why it was ignored).
 """
@@ -200,9 +201,17 @@ def reconcile_aborted(ctx: Context) -> bool:
 
 def _weight_stable_cannot_carry(ctx: Context, stable: str) -> int:
     """The canary's weight after an abort: what it carries now, less what stable's
-    available pods can take back (0 once stable is fully available)."""
+    available pods can take back (0 once stable is fully available).
+
+    Nothing moves back while stable's ReplicaSet is not settled: a stable just shrunk
+    for the canary's weight and grown straight back may still be losing pods to the
+    smaller spec, and the pod cache can show them Ready after they were deleted.
+    """
     wanted, weight = ctx.replicas_wanted, ctx.status.weight
-    available = ctx.state(stable).available
+    state = ctx.state(stable)
+    if not state.settled:
+        return weight
+    available = state.available
     if available >= wanted or not wanted:
         return 0
     carried = 100 * available // wanted  # stable's share that its pods can serve

@@ -26,7 +26,12 @@ class RevisionState:
     ``desired``**: pods of a ReplicaSet being scaled down are going away whatever their
     state. ``synced`` is False while the ReplicaSet controller has not yet observed the
     ReplicaSet's current spec (``status.observedGeneration < metadata.generation``); a
-    strategy makes no scale-down that spends availability until it has.
+    strategy makes no scale-down that spends availability until it has. ``settled`` is
+    True once it is synced and has counted exactly ``desired`` pods that are not
+    terminating (``status.replicas``): until then the Ready pods seen in the cache may
+    be ones it is deleting for an earlier, smaller spec (a stable scaled down for a
+    canary's weight and straight back up when that canary is aborted or superseded), so
+    no traffic is moved onto them.
     """
 
     revision: str
@@ -37,6 +42,7 @@ class RevisionState:
     restarts: int = 0
     crash_looping: bool = False
     synced: bool = True
+    settled: bool = True
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,18 @@ revision, and the metric's ``onProviderError`` decides, whatever the other limit
 A Pending measurement (a breach that has not yet held for ``for``) is not a decided
 measurement: it does not count towards ``count``, so a metric cannot pass mid-breach.
 
+The first verdict comes as soon as the data is there, not an interval later: until a
+Prometheus metric has its first measurement, an answer with no data is not recorded
+while the metric's first interval lasts; the metric is asked again every
+``FIRST_DATA_POLL`` seconds instead (``next_due``). Only after a whole interval without
+data is "no data" recorded (Inconclusive), as before. The presets' ``minRequests`` makes
+a window with too few requests no data, so an early verdict is never one on two samples.
+
+With ``batches`` (the operator's engine), the presets' queries of every run measured at
+the same moment are one query (``controller.analysis.batch``); a preset metric's first
+measurement is then taken a second after its run started (``BATCH_FIRST_DELAY``), so
+that the pass that started the run has registered it for the batch of that moment.
+
 The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
 Successful. A run that is not Running takes no more measurements.
 
@@ -69,8 +81,15 @@ from controller.analysis.arguments import (
     template_args,
     with_secrets,
 )
+from controller.analysis.batch import Batches, BatchKey
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
-from controller.analysis.presets import metric_for, metric_query, metric_threshold, traffic_query
+from controller.analysis.presets import (
+    grouped_query,
+    metric_for,
+    metric_query,
+    metric_threshold,
+    traffic_query,
+)
 from controller.analysis.templating import (
     QueryContext,
     TemplateError,
@@ -114,6 +133,10 @@ _RANK: Mapping[str, int] = {
     "Successful": 1,
 }
 DEFAULT_RETRY_BUDGET = 10.0
+# While a metric waits for its first data, how often it is asked again (see above).
+FIRST_DATA_POLL = 0.5
+# A batched metric's first measurement, after its run started: the next batch's moment.
+BATCH_FIRST_DELAY = 1.0
 
 
 class Measurer(Protocol):
@@ -207,8 +230,31 @@ def next_due(
         if result is not None and result.job is not None and result.phase not in TERMINAL:
             times.append(now + timedelta(seconds=JOB_POLL_SECONDS))
         elif (at := _due_at(run, metric)) is not None:
+            if at < now and waiting_for_first_data(run, metric, now=now):
+                # Asked (or due) since ``at`` without data: the next poll on the grid
+                # at, at + 0.5 s, ... (a run not asked yet is due at once).
+                polls = math.floor((now - at).total_seconds() / FIRST_DATA_POLL) + 1
+                end = _first_due(run, metric) + timedelta(seconds=metric.interval_seconds)
+                at = min(at + timedelta(seconds=polls * FIRST_DATA_POLL), end)
             times.append(at)
     return min(times) if times else None
+
+
+def _first_due(run: AnalysisRunStatus, metric: Metric) -> datetime:
+    return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay_seconds)
+
+
+def waiting_for_first_data(run: AnalysisRunStatus, metric: Metric, *, now: datetime) -> bool:
+    """A Prometheus metric with nothing measured yet, within its first interval: an answer
+    with no data is not recorded then, and the metric is asked again soon."""
+    if metric.provider is not None and metric.provider.prometheus is None:
+        return False  # job and web checks decide on their first answer
+    if metric.alert_rules is not None:
+        return False
+    result = _result(run, metric.name)
+    if result is not None and (result.measurements or result.phase in TERMINAL):
+        return False
+    return now < _first_due(run, metric) + timedelta(seconds=metric.interval_seconds)
 
 
 def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool = False) -> Verdict:
@@ -518,6 +564,7 @@ class AnalysisEngine:
         rules: RulesSource | None = None,
         secrets: SecretReader | None = None,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
+        batches: Batches | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ):
         self.measurer = measurer
@@ -526,6 +573,7 @@ class AnalysisEngine:
         self.rules = rules
         self.secrets = secrets
         self.retry_budget = retry_budget
+        self.batches = batches
         self.monotonic = monotonic
 
     def _deadline(self, metric: Metric) -> float:
@@ -565,9 +613,25 @@ class AnalysisEngine:
     ) -> list[BoundMetric]:
         """The run's metrics: templates resolved with their args, alert rules expanded
         for ``revision``. Raises ``TemplateError`` when the templates cannot be used."""
-        return self.expand_alert_rules(
-            resolve(templates, ref, context), revision=revision, context=context
-        )
+        bound = self._batched(resolve(templates, ref, context))
+        return self.expand_alert_rules(bound, revision=revision, context=context)
+
+    def _batched(self, bound: list[BoundMetric]) -> list[BoundMetric]:
+        """With batching, a preset metric's first measurement waits for the batch of the
+        second after its run started (``BATCH_FIRST_DELAY``)."""
+        if self.batches is None:
+            return bound
+        return [
+            replace(
+                item,
+                metric=item.metric.model_copy(
+                    update={"initial_delay": item.metric.initial_delay_seconds + BATCH_FIRST_DELAY}
+                ),
+            )
+            if grouped_query(item.metric) is not None
+            else item
+            for item in bound
+        ]
 
     def expand_alert_rules(
         self, bound: Sequence[BoundMetric], *, revision: str, context: QueryContext
@@ -799,6 +863,33 @@ class AnalysisEngine:
         self.jobs.tidy(check.namespace, check.rollout)
         return _logged(run, metric, judgement, now=now)
 
+    def expect(
+        self,
+        run: AnalysisRunStatus,
+        bound: Sequence[BoundMetric],
+        *,
+        context: QueryContext,
+        now: datetime,
+    ) -> None:
+        """With batching: registers each preset metric's next measurement of ``run`` for
+        the batch of its moment (the pass calls this when it computes its requeue time)."""
+        if self.batches is None or run.phase in TERMINAL:
+            return
+        for item in bound:
+            key = self._batch_key(item.metric)
+            due = _due_at(run, item.metric)
+            if key is None or due is None:
+                continue
+            for scope in _scopes(item.metric, context):
+                self.batches.expect(key, scope, due=max(due, now))
+
+    def _batch_key(self, metric: Metric) -> BatchKey | None:
+        grouped = grouped_query(metric) if self.batches is not None else None
+        if grouped is None:
+            return None
+        address, timeout = _where(metric)
+        return BatchKey(grouped, address, timeout)
+
     def _measure(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
     ) -> AnalysisRunStatus:
@@ -818,7 +909,16 @@ class AnalysisEngine:
                 now=now,
                 query=template,
             )
-        judgement = self._judge(metric, promql, stable_promql, breach_since=breach_since, now=now)
+        judgement = self._judge(
+            metric,
+            promql,
+            stable_promql,
+            scopes=_scopes(metric, ctx),
+            breach_since=breach_since,
+            now=now,
+        )
+        if judgement.phase == "Inconclusive" and waiting_for_first_data(run, metric, now=now):
+            return run  # no data yet: asked again soon, nothing recorded (module docstring)
         if judgement.phase == "Inconclusive":
             judgement = self._explain_no_data(metric, judgement, context=ctx)
         return _logged(run, metric, _hidden(judgement, hidden), now=now, query=hide(promql, hidden))
@@ -856,23 +956,36 @@ class AnalysisEngine:
         promql: str,
         stable_promql: str | None,
         *,
+        scopes: Sequence[tuple[str, str]],
         breach_since: datetime | None,
         now: datetime,
     ) -> Judgement:
-        provider = metric.provider.prometheus if metric.provider is not None else None
-        address = provider.address if provider is not None else None
-        timeout = provider.timeout if provider is not None else 10.0
+        address, timeout = _where(metric)
         deadline = self._deadline(metric)
-        canary = self.measurer.measure(
-            promql, address=address, timeout=timeout, budget=self._left(deadline)
-        )
+        key = self._batch_key(metric)
+
+        def ask(query: str, scope: int) -> QueryOutcome:
+            def send(text: str) -> QueryOutcome:
+                return self.measurer.measure(
+                    text, address=address, timeout=timeout, budget=self._left(deadline)
+                )
+
+            if self.batches is None or key is None or scope >= len(scopes):
+                return send(query)
+            outcome = self.batches.measure(key, scopes[scope], now=now, send=send)
+            if isinstance(outcome, QueryFailure) and outcome.permanent:
+                # Prometheus refused or garbled the grouped query, not necessarily this
+                # run's: the run asks alone, so its verdict is the one it would get alone.
+                return send(query)
+            # The evidence names the run's own query, not the grouped one it was part of.
+            return replace(outcome, query=query)
+
+        canary = ask(promql, 0)
         if isinstance(canary, QueryFailure):
             return judge_failure(metric.name, canary, breach_since=breach_since)
         stable: QueryResult | None = None
         if stable_promql is not None:
-            answer = self.measurer.measure(
-                stable_promql, address=address, timeout=timeout, budget=self._left(deadline)
-            )
+            answer = ask(stable_promql, 1)
             if isinstance(answer, QueryFailure):
                 return judge_failure(metric.name, answer, breach_since=breach_since)
             stable = answer
@@ -886,3 +999,24 @@ class AnalysisEngine:
             relative=metric.relative_to == "stable",
             stable=stable,
         )
+
+
+def _where(metric: Metric) -> tuple[str | None, float]:
+    """The Prometheus address (None: the controller's default) and timeout of a metric."""
+    provider = metric.provider.prometheus if metric.provider is not None else None
+    if provider is None:
+        return None, 10.0
+    return provider.address, provider.timeout
+
+
+def _scopes(metric: Metric, context: QueryContext) -> tuple[tuple[str, str], ...]:
+    """The (namespace, revision) a preset's query is about: the canary, then stable for
+    ``relativeTo: stable``; () when they are not known (the query then goes alone)."""
+    namespace, canary = context.rollout_namespace, context.canary_hash
+    if not namespace or not canary:
+        return ()
+    if metric.relative_to == "stable":
+        if not context.stable_hash:
+            return ((namespace, canary),)
+        return ((namespace, canary), (namespace, context.stable_hash))
+    return ((namespace, canary),)

@@ -321,6 +321,11 @@ class ErrorRatePreset(ApiModel):
     revision_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "revision"
     namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
     window: Duration = 60.0
+    min_requests: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        default=20,
+        description="Requests the window must hold before its ratio is judged; fewer is "
+        "no data (a ratio over a handful of requests is noise, in both directions)",
+    )
 
 
 class LatencyPreset(ApiModel):
@@ -334,6 +339,11 @@ class LatencyPreset(ApiModel):
     revision_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "revision"
     namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
     window: Duration = 60.0
+    min_requests: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        default=20,
+        description="Requests (histogram observations) the window must hold before its "
+        "quantile is judged; fewer is no data",
+    )
 
 
 class AlertRulesSource(ApiModel):

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import urllib3
 from kubernetes.watch.watch import iter_resp_lines as _untyped_iter_resp_lines
 
@@ -68,7 +69,7 @@ class WatchStream:
 
     def _parse(self, line: str) -> tuple[str, Obj]:
         try:
-            event = json.loads(line)
+            event = orjson.loads(line)
             event_type = str(event["type"])
             obj = event["object"]
         except (ValueError, KeyError, TypeError) as exc:

@@ -12,7 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,9 @@ def test_thirty_percent_errors_fail(prometheus, demo_app, load) -> None:
 def test_latency_above_threshold_fails(prometheus, demo_app, load) -> None:
     rev = revision()
     load.start(demo_app({"DEMO_LATENCY_SECONDS": "0.3"}, labels=labels(rev)).url)
-    templ = preset_template(latency={"max": "100ms", "window": "5s"})
+    # One client at 0.3 s a request makes about 15 requests in 5 s: below the default
+    # minRequests (20), so this test asks for fewer.
+    templ = preset_template(latency={"max": "100ms", "window": "5s", "minRequests": 5})
     wait_for_data(prometheus, templ, context(rev))
     run = drive(AnalysisEngine(PrometheusMeasurer(prometheus.url)), templ, context(rev))
     assert run.phase == "Failed"
@@ -156,43 +158,60 @@ def test_no_traffic_is_inconclusive(prometheus, demo_app) -> None:
     assert "no data" in run.message
 
 
-def test_prometheus_stopped_mid_analysis_is_error_then_inconclusive(
-    tmp_path: Path, file_sd_dir: Path, demo_app, load
+@pytest.mark.parametrize("on_provider_error", ["pause", "abort"])
+def test_prometheus_stopped_mid_analysis_pauses_or_aborts_as_the_metric_says(
+    tmp_path: Path, file_sd_dir: Path, demo_app, load, on_provider_error: str
 ) -> None:
+    """A real Prometheus stopped after one good measurement. ``pause`` (the default): the
+    metric stays Running with ``unreachableSince``, one entry for the outage, whatever
+    ``inconclusiveLimit`` is; ``abort``: Error past ``consecutiveErrorLimit``. The clock
+    is the test's, stepped by the interval: each pass measures once, however slow the
+    machine is."""
     rev = revision()
     load.start(demo_app(labels=labels(rev)).url)
     templ = template(
         {
             "name": "check",
             "interval": "1s",
+            "count": 10,
             "inconclusiveLimit": 1,
+            "consecutiveErrorLimit": 2,
+            "onProviderError": on_provider_error,
             "errorRate": {"window": "5s"},
             "for": "0s",
         }
     )
     ctx = context(rev)
-    engine = AnalysisEngine(PrometheusMeasurer("http://unused"), retry_budget=1.0)
+    now = datetime.now(UTC)
+
+    def advance(run: AnalysisRunStatus) -> AnalysisRunStatus:
+        return engine.advance(run, templates={"http-health": templ}, ref=REF, context=ctx, now=now)
+
     with PrometheusServer(tmp_path / "own", file_sd_dir=file_sd_dir) as own:
         engine = AnalysisEngine(PrometheusMeasurer(own.url), retry_budget=1.0)
         wait_for_data(own, templ, ctx)
-        run = start_run(key="bg", revision=rev, metrics=[], now=datetime.now(UTC))
-        run = engine.advance(
-            run, templates={"http-health": templ}, ref=REF, context=ctx, now=datetime.now(UTC)
-        )
+        run = advance(start_run(key="bg", revision=rev, metrics=[], now=now))
         assert [m.phase for m in run.metrics[0].measurements] == ["Successful"]
-    seen: list[str] = []
-    end = time.monotonic() + 20
-    while run.phase == "Running":
-        assert time.monotonic() < end
-        run = engine.advance(
-            run, templates={"http-health": templ}, ref=REF, context=ctx, now=datetime.now(UTC)
-        )
-        seen.append(run.phase)
-        time.sleep(0.1)  # poll interval, see drive()
-    phases = [m.phase for m in run.metrics[0].measurements]
-    assert phases == ["Successful", "Error", "Error"]
-    assert run.phase == "Inconclusive" and "Successful" not in seen
-    assert "unavailable" in run.message and "attempt" in run.message
+    phases: list[str] = []
+    for _ in range(5):
+        now += timedelta(seconds=1)
+        run = advance(run)
+        phases.append(run.phase)
+        if run.phase != "Running":
+            break
+    metric = run.metrics[0]
+    if on_provider_error == "pause":
+        assert phases == ["Running"] * 5 and metric.unreachable_since is not None
+        assert (metric.consecutive_error, metric.inconclusive) == (5, 0)
+        # One entry for the whole outage: the evidence from before it stays.
+        assert [m.phase for m in metric.measurements] == ["Successful", "Error"]
+        assert "unreachable since" in metric.message and "5 attempt(s)" in metric.message
+        assert "onProviderError: pause" in metric.message
+    else:
+        assert phases == ["Running", "Running", "Error"] and metric.unreachable_since is None
+        assert [m.phase for m in metric.measurements] == ["Successful", "Error", "Error", "Error"]
+        assert "consecutiveErrorLimit 2, onProviderError: abort" in run.message
+    assert "unavailable" in metric.measurements[-1].message
 
 
 def test_malformed_query_is_rejected_once_with_prometheus_message(prometheus) -> None:

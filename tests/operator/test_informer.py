@@ -107,21 +107,66 @@ def test_sees_adds_updates_and_deletes(
     assert informer.resource_version.isdigit()
 
 
-def test_cache_hands_out_copies(
+def test_cache_replaces_objects_and_never_edits_one_a_reader_holds(
     control_plane: Any, kube_api: k8s.ApiClient, namespace: str, started: list[Informer]
 ) -> None:
-    core_api(kube_api).create_namespaced_config_map(
-        namespace, {"metadata": {"name": "cm"}, "data": {"v": "1"}}
-    )
+    core = core_api(kube_api)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}, "data": {"v": "1"}})
     informer = Informer(Kube(control_plane.api_client()), CONFIGMAPS, namespace=namespace)
     started.append(informer.start())
     assert informer.wait_for_sync(10)
-    mine = informer.get(namespace, "cm")
-    assert mine is not None
-    mine["data"]["v"] = "mutated"
-    informer.list()[0]["data"] = {}
-    again = informer.get(namespace, "cm")
-    assert again is not None and again["data"] == {"v": "1"}
+    held = informer.get(namespace, "cm")
+    assert held is not None
+    core.patch_namespaced_config_map("cm", namespace, {"data": {"v": "2"}})
+    wait_until(
+        lambda: (informer.get(namespace, "cm") or {}).get("data") == {"v": "2"},
+        timeout=10,
+        what="the new version cached",
+    )
+    # The snapshot a reader took is whole and unchanged: the cache swapped in a new dict.
+    assert held["data"] == {"v": "1"}
+    assert informer.get(namespace, "cm") is not held
+
+
+def labelled(name: str, **labels: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": labels}, "data": {"gate": labels.get("g", "")}}
+
+
+def test_indexes_follow_adds_relabels_and_deletes(
+    control_plane: Any, kube_api: k8s.ApiClient, namespace: str, started: list[Informer]
+) -> None:
+    """Lookups by an indexed label and by an index function answer as a scan would,
+    through creates, a relabel and a delete seen by the watch."""
+    core = core_api(kube_api)
+    core.create_namespaced_config_map(namespace, labelled("a1", owner="a", g="x"))
+    informer = Informer(
+        Kube(control_plane.api_client()), CONFIGMAPS, namespace=namespace, index_labels=("owner",)
+    )
+    informer.add_index("gate", lambda o: [g] if (g := (o.get("data") or {}).get("gate")) else [])
+    started.append(informer.start())
+    assert informer.wait_for_sync(10)
+    core.create_namespaced_config_map(namespace, labelled("a2", owner="a"))
+    core.create_namespaced_config_map(namespace, labelled("b1", owner="b", g="x"))
+
+    def by_owner(owner: str) -> list[str]:
+        return [o["metadata"]["name"] for o in informer.list(namespace, labels={"owner": owner})]
+
+    wait_until(lambda: by_owner("b") == ["b1"], timeout=10, what="b1 indexed")
+    assert by_owner("a") == ["a1", "a2"]
+    assert informer.list("elsewhere", labels={"owner": "a"}) == []
+    assert informer.keys_by_index("gate", "x") == (f"{namespace}/a1", f"{namespace}/b1")
+    core.patch_namespaced_config_map(
+        "a2", namespace, {"metadata": {"labels": {"owner": "b"}}, "data": {"gate": "x"}}
+    )
+    wait_until(lambda: by_owner("b") == ["a2", "b1"], timeout=10, what="a2 relabelled")
+    assert by_owner("a") == ["a1"]
+    assert len(informer.keys_by_index("gate", "x")) == 3
+    core.delete_namespaced_config_map("a1", namespace)
+    wait_until(lambda: by_owner("a") == [], timeout=10, what="a1 gone from the index")
+    assert informer.keys_by_index("gate", "x") == (f"{namespace}/a2", f"{namespace}/b1")
+    # Other objects of the namespace (the cluster's kube-root-ca.crt) are in keys() too.
+    assert {f"{namespace}/a2", f"{namespace}/b1"} <= set(informer.keys(namespace))
+    assert f"{namespace}/a1" not in informer.keys(namespace)
 
 
 def test_resumes_after_cut_streams_without_relisting(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -237,3 +238,34 @@ def test_route_weights_are_read_and_rewritten_only_when_they_differ() -> None:
     ]
     assert backend_weights(route) == {"stable": 90, "canary": 1, "other": 5}  # not edited
     assert reweighted(route, {"stable": 90, "canary": 1}) is None
+
+
+def test_kubeconfig_credentials_are_refreshed_at_most_once_a_second() -> None:
+    """The loader's refresh hook (it copies the whole configuration) runs once per period,
+    and the hook it installs when it runs is the one called next time."""
+    from controller.kube.kubeconfig import _at_most_every
+
+    clock = [100.0]
+    calls: list[str] = []
+
+    class Configuration:
+        refresh_api_key_hook: Any = None
+
+    def loader_hook(configuration: Any) -> None:
+        calls.append("first")
+
+        def reinstalled(again: Any) -> None:
+            calls.append("reinstalled")
+            again.refresh_api_key_hook = reinstalled
+
+        configuration.refresh_api_key_hook = reinstalled
+
+    configuration = Configuration()
+    configuration.refresh_api_key_hook = _at_most_every(1.0, loader_hook, now=lambda: clock[0])
+    for _ in range(5):
+        configuration.refresh_api_key_hook(configuration)
+    assert calls == ["first"]
+    clock[0] += 1.0
+    configuration.refresh_api_key_hook(configuration)
+    configuration.refresh_api_key_hook(configuration)
+    assert calls == ["first", "reinstalled"]

@@ -300,10 +300,12 @@ def test_a_tarpit_prometheus_holds_no_worker_past_the_deadline(
     paused = status_when(
         cluster,
         names[-1],
-        lambda s: s.get("reason") == "AnalysisInconclusive",
-        what="the last tarpit Rollout paused on missing data",
+        lambda s: s.get("reason") == "AnalysisProviderUnreachable",
+        what="the last tarpit Rollout paused: its provider does not answer",
     )
-    assert paused["phase"] == "Paused"
+    # A provider that never answers is an outage (onProviderError: pause): the Rollout
+    # waits, measured again at the metric's interval, and no worker is held meanwhile.
+    assert paused["phase"] == "Paused" and "paused until the provider answers" in paused["message"]
     probes = controller.metrics_url()
     with urllib.request.urlopen(f"{probes}/healthz?verbose", timeout=10) as reply:
         assert "[+]workers ok" in reply.read().decode()

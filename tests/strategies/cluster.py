@@ -64,8 +64,10 @@ class ReplicaSet:
     acted_generation: int = 0
     changed_at: int = 0
     status_available: int = 0
-    status_history: list[tuple[int, int, int]] = field(default_factory=list)
-    """(tick, observedGeneration, availableReplicas) as the controller wrote them."""
+    status_replicas: int = 0
+    status_history: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """(tick, observedGeneration, availableReplicas, replicas) as the controller wrote
+    them; replicas counts the pods it has that are not terminating."""
 
 
 @dataclass
@@ -114,7 +116,12 @@ class LaggingCluster:
         cluster = cls(rollout=rollout, lags=lags, check=check)
         replicas = rollout.spec.replicas
         cluster.replicasets["old"] = ReplicaSet(
-            "old", replicas, observed_generation=1, acted_generation=1, status_available=replicas
+            "old",
+            replicas,
+            observed_generation=1,
+            acted_generation=1,
+            status_available=replicas,
+            status_replicas=replicas,
         )
         for _ in range(replicas):
             cluster._create_pod("old", ready_now=True)
@@ -195,10 +202,11 @@ class LaggingCluster:
         available = sum(
             1 for p in self.pods if p.revision == rs.revision and p.ready_since is not None
         )  # counts terminating pods too, as a status written before they went does
-        rs.status_history.append((self.tick, rs.acted_generation, available))
+        existing = sum(1 for p in self.pods if p.revision == rs.revision and not p.terminating)
+        rs.status_history.append((self.tick, rs.acted_generation, available, existing))
         due = [h for h in rs.status_history if self.tick - h[0] >= self.lags.status_lag]
         if due:
-            _, rs.observed_generation, rs.status_available = due[-1]
+            _, rs.observed_generation, rs.status_available, rs.status_replicas = due[-1]
 
     def _create_pod(self, revision: str, *, ready_now: bool = False) -> None:
         self._seq += 1
@@ -234,6 +242,7 @@ class LaggingCluster:
             rs.revision: {
                 "observedGeneration": rs.observed_generation,
                 "availableReplicas": rs.status_available,
+                "replicas": rs.status_replicas,
             }
             for rs in self.replicasets.values()
         }

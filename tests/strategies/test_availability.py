@@ -78,6 +78,17 @@ def test_status_not_yet_observed_for_the_generation_is_not_synced() -> None:
     assert [states[x].synced for x in "abc"] == [False, False, True]
 
 
+def test_a_replicaset_is_settled_once_synced_with_exactly_its_pods() -> None:
+    def counted(replicas: int, existing: int, *, observed: int = 2) -> dict[str, Any]:
+        rs: dict[str, Any] = replicaset("a", replicas, observed=observed)
+        rs["status"]["replicas"] = existing
+        return rs
+
+    cases = [counted(8, 8), counted(8, 2), counted(8, 8, observed=1), replicaset("a", 0)]
+    settled = [revision_states([rs], [], now=T0)["a"].settled for rs in cases]
+    assert settled == [True, False, False, True]
+
+
 ROLLING_CASES = [
     (8, "25%", 0),
     (8, 1, 0),
@@ -222,3 +233,28 @@ def test_the_previous_revision_stays_while_the_new_stable_is_short() -> None:
     for _ in range(5):
         plan = cluster.step("new")
     assert plan.replicas == {"new": 2} and cluster.serving("new") == 2
+
+
+@pytest.mark.parametrize("action", ["newer", "abort"])
+def test_no_traffic_back_onto_stable_pods_its_replicaset_is_still_deleting(action: str) -> None:
+    """At 75% stable is cut to 2 of 8 and the ReplicaSet controller deletes 6 pods at
+    once; a newer revision (or an abort) arrives while the pod cache is two ticks behind
+    and still shows the 6 Ready. Stable is grown back to 8 at once, so capping at the
+    spec no longer discounts them: traffic waits until the ReplicaSet has settled at
+    its new size, then moves back as its pods come back."""
+    lags = Lags(rs_lag=0, status_lag=0, ready_after=2, terminate_after=3, cache_lag=2)
+    rollout = routed_dynamic([{"setWeight": 75}, {"pause": {}}], replicas=8)
+    cluster = LaggingCluster.settled(rollout, lags, check_canary)
+    for _ in range(30):
+        plan = cluster.step("new")
+        if plan.status.weight == 75:
+            break
+    assert plan.replicas["old"] == 2 and cluster.route == {"s": 25, "c": 75}
+    revision = "newer" if action == "newer" else "new"
+    if action == "abort":
+        cluster.request = Request("abort", "a1", "sre")
+    for _ in range(30):  # check_canary holds after every pass and every change
+        cluster.step(revision)
+        if cluster.route == {"s": 100, "c": 0}:
+            break
+    assert cluster.route == {"s": 100, "c": 0} and cluster.serving("old") == 8

@@ -1,0 +1,138 @@
+"""One Prometheus query for every revision measured at the same moment with the same
+preset: queries grow with the number of distinct presets, not with the number of
+Rollouts.
+
+A preset's query (``errorRate``, ``latency``) differs between runs only by namespace and
+revision, so ``controller.analysis.presets.grouped_query`` can ask it for all of them at
+once, ``sum by (namespace, revision)``, one series per revision. ``Batches`` sends that
+query for every (namespace, revision) that is due to be measured around now, and fans the
+answer out: each run gets its own series (or none: no data) as if it had asked alone.
+
+How revisions join a batch:
+
+- the reconciler's workers measure runs one pass at a time; each pass that computes when
+  a run is next due also registers that due time here (``expect``), so the first worker
+  to measure a preset after a moment has come asks for every revision due by then (and
+  within the next ``tick``), not just its own;
+- every worker that needs the same preset within ``tick`` (0.5 s) of that answer reads
+  it instead of asking Prometheus; a revision the answer did not cover (registered too
+  late) asks again, for itself and every other revision then due;
+- one query per preset is in flight at a time: a worker that needs one meanwhile waits
+  for it (and usually finds itself covered) instead of sending its own.
+
+A failed batch is each covered run's failure, never a pass: the failure value is fanned
+out like a result, and no run is judged on another's data. When the failure is Prometheus
+refusing or garbling the grouped query (permanent), the engine has each run ask its own
+query instead, so a run's verdict is never worse than the one it would get alone. A
+``send`` that raises fails only its caller; the runs waiting on it ask again. Clock-free:
+``now`` comes from the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.analysis.presets import GroupedQuery
+from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, Sample
+
+# How long an answer serves other runs, and so how often one preset is asked at most.
+DEFAULT_TICK = 0.5
+# A registration not renewed for this long belongs to a run that has ended.
+FORGET_AFTER = 120.0
+
+Scope = tuple[str, str]  # (namespace, revision)
+Send = Callable[[str], QueryOutcome]
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """What makes two measurements share a query: the grouped preset and where it goes."""
+
+    grouped: GroupedQuery
+    address: str | None
+    timeout: float
+
+
+@dataclass
+class _Batch:
+    due: dict[Scope, float] = field(default_factory=dict)  # scope -> due (unix seconds)
+    answer: QueryOutcome | None = None
+    covered: frozenset[Scope] = frozenset()
+    taken_at: float = float("-inf")
+    in_flight: bool = False
+
+
+class Batches:
+    """Shared grouped queries, per ``BatchKey``; thread-safe."""
+
+    def __init__(self, *, tick: float = DEFAULT_TICK) -> None:
+        self.tick = tick
+        self._cond = threading.Condition()
+        self._batches: dict[BatchKey, _Batch] = {}
+        self.queries = 0  # grouped queries sent (for tests and /metrics)
+
+    def expect(self, key: BatchKey, scope: Scope, *, due: datetime) -> None:
+        """``scope`` will be measured with ``key`` at ``due``: include it in the batch then."""
+        with self._cond:
+            self._batches.setdefault(key, _Batch()).due[scope] = due.timestamp()
+
+    def measure(self, key: BatchKey, scope: Scope, *, now: datetime, send: Send) -> QueryOutcome:
+        """``scope``'s own answer from a batch taken at most ``tick`` before ``now``, or
+        from one sent now (through ``send``, given the grouped query) for it and every
+        revision due by ``now + tick``."""
+        at = now.timestamp()
+        with self._cond:
+            batch = self._batches.setdefault(key, _Batch())
+            batch.due.setdefault(scope, at)
+            while True:
+                if batch.answer is not None and scope in batch.covered:
+                    if at - batch.taken_at < self.tick:
+                        batch.due.pop(scope, None)
+                        return _fan_out(key.grouped, batch.answer, scope)
+                if not batch.in_flight:
+                    break
+                self._cond.wait()
+            batch.in_flight = True
+            for gone in [s for s, due in batch.due.items() if due < at - FORGET_AFTER]:
+                del batch.due[gone]
+            covered = frozenset(s for s, due in batch.due.items() if due <= at + self.tick)
+            covered |= {scope}
+        answer: QueryOutcome | None = None
+        try:
+            namespaces = sorted({namespace for namespace, _ in covered})
+            revisions = sorted({revision for _, revision in covered})
+            answer = send(key.grouped.query(namespaces, revisions))
+        finally:
+            with self._cond:
+                batch.in_flight = False
+                if answer is not None:
+                    self.queries += 1
+                    batch.answer, batch.covered, batch.taken_at = answer, covered, at
+                    for served in covered:
+                        batch.due.pop(served, None)
+                self._cond.notify_all()
+        return _fan_out(key.grouped, answer, scope)
+
+    def pending(self, key: BatchKey) -> int:
+        """Revisions registered for ``key`` and not yet measured (for tests)."""
+        with self._cond:
+            batch = self._batches.get(key)
+            return len(batch.due) if batch else 0
+
+
+def _fan_out(grouped: GroupedQuery, answer: QueryOutcome, scope: Scope) -> QueryOutcome:
+    """``scope``'s part of a grouped answer: its one series without the grouping labels
+    (so evidence reads as for a query of its own), none for no data, or the failure."""
+    if isinstance(answer, QueryFailure):
+        return answer
+    namespace, revision = scope
+    mine = tuple(
+        Sample(labels={}, value=sample.value)
+        for sample in answer.samples
+        if sample.labels.get(grouped.namespace_label) == namespace
+        and sample.labels.get(grouped.revision_label) == revision
+    )
+    return QueryResult(query=answer.query, samples=mine, at=answer.at)
