@@ -302,6 +302,7 @@ def test_no_data_from_a_preset_says_how_much_traffic_the_revision_had() -> None:
     preset = template({"name": "errors", "interval": "10s", "errorRate": {"window": "1m"}})
     ref = AnalysisRef.model_validate({"templates": [{"name": "http-health"}]})
     context = QueryContext(canary_hash="abc", stable_hash="def", rollout_namespace="shop")
+    # Past the first interval: no data then is recorded (before it, asked again quietly).
     # The ratio is empty (0/0); the traffic query says the revision had no requests.
     idle = ScriptedMeasurer(iter([QueryResult("q"), value(0.0)]))
     run = AnalysisEngine(idle).advance(
@@ -309,7 +310,7 @@ def test_no_data_from_a_preset_says_how_much_traffic_the_revision_had() -> None:
         templates={"http-health": preset},
         ref=ref,
         context=context,
-        now=at(0),
+        now=at(60),
     )
     assert idle.queries[1] == (
         'sum(increase(http_requests_total{namespace="shop",revision="abc"}[1m]))'
@@ -323,7 +324,7 @@ def test_no_data_from_a_preset_says_how_much_traffic_the_revision_had() -> None:
         templates={"http-health": preset},
         ref=ref,
         context=context,
-        now=at(0),
+        now=at(60),
     )
     assert "no requests recorded for revision abc (no series" in run.metrics[0].message
 
@@ -335,7 +336,7 @@ def test_a_custom_query_without_data_asks_nothing_more() -> None:
         templates={"http-health": TEMPLATE},
         ref=AnalysisRef.model_validate({"templates": [{"name": "http-health"}]}),
         context=CONTEXT,
-        now=at(0),
+        now=at(60),
     )
     assert len(measurer.queries) == 1
     assert run.metrics[0].message == "error-rate: no data (empty result)"
