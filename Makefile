@@ -99,6 +99,7 @@ bench: venv cluster
 crds: venv
 	$(PY) -m controller.crdgen manifests/crds
 	$(PY) -m controller.docgen docs/reference.md
+	$(PY) -m controller.argo.docs docs/argo.md
 
 # uPlot (charts) is bundled into the package: this copies the version pinned in
 # controller/dashboard/web/package-lock.json into controller/dashboard/static/vendor/ (committed),

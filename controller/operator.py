@@ -208,6 +208,7 @@ class Operator:
                 rules=ConfigMapRules(
                     lambda ns, name: ConfigMapData(*kube.read_configmap_version(ns, name))
                 ),
+                secrets=kube.read_secret,
                 web=WebChecks(
                     secrets=kube.read_secret,
                     services=self.services,

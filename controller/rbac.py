@@ -19,8 +19,9 @@ platform team creates next to the operator. The cluster-wide install cannot use
 ``resourceNames`` (the names come from policies); the namespaced install narrows it to
 the one Secret ``deployctl-webhooks`` (its kustomization patches the Role). Nothing
 here grants a Secret in an application's namespace: a web check whose header comes
-from a Secret works only once that team grants ``get`` on that one Secret (a Role with
-``resourceNames`` in its namespace; docs/analysis.md).
+from a Secret, or an AnalysisTemplate arg with ``valueFrom.secretKeyRef``, works only
+once that team grants ``get`` on that one Secret (a Role with ``resourceNames`` in its
+namespace; docs/analysis.md).
 
 Namespaces: list and watch, cluster-wide install only (``CLUSTER``): a policy's
 ``namespaceSelector`` matches the labels of the Namespace object.

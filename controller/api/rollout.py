@@ -44,6 +44,16 @@ class AnalysisRef(ApiModel):
     templates: Annotated[list[TemplateRef], Field(min_length=1, max_length=16)]
     args: list[Arg] = Field(default_factory=list, max_length=64)
 
+    @model_validator(mode="after")
+    def _no_secrets(self) -> AnalysisRef:
+        for arg in self.args:
+            if arg.value_from is not None and arg.value_from.secret_key_ref is not None:
+                raise ValueError(
+                    f"arg {arg.name}: a Rollout's args cannot read Secrets; declare the arg "
+                    "with valueFrom.secretKeyRef in the AnalysisTemplate"
+                )
+        return self
+
 
 class Pause(ApiModel):
     """Wait ``duration``; without one, wait for ``deployctl promote``."""

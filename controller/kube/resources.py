@@ -53,7 +53,14 @@ from controller.kube.kinds import (
     Obj,
 )
 from controller.kube.kubeconfig import client_from_kubeconfig, client_in_cluster
-from controller.kube.transport import DEFAULT_RETRY, NO_RETRY, RetryPolicy, Transport
+from controller.kube.transport import (
+    DEFAULT_RETRY,
+    NO_RETRY,
+    RequestCounter,
+    RetryPolicy,
+    Transport,
+    count_in_registry,
+)
 from controller.times import timestamp
 
 log = structlog.stdlib.get_logger(__name__)
@@ -72,6 +79,7 @@ class Kube(Transport):
         instance: str = "",
         sleep: Callable[[float], None] = time.sleep,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+        count_request: RequestCounter = count_in_registry,
     ) -> None:
         super().__init__(
             api_client,
@@ -79,6 +87,7 @@ class Kube(Transport):
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
             sleep=sleep,
+            count_request=count_request,
         )
         self.instance = instance
         self._utcnow = utcnow
@@ -360,12 +369,21 @@ class Kube(Transport):
         )
 
     def create_lease(
-        self, namespace: str, name: str, spec: Mapping[str, Any], *, timeout: float | None = None
+        self,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        annotations: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Obj:
+        metadata: Obj = {"name": name, "namespace": namespace}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         body = {
             "apiVersion": LEASES.api_version,
             "kind": LEASES.kind,
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": metadata,
             "spec": dict(spec),
         }
         return self._request(
@@ -385,13 +403,18 @@ class Kube(Transport):
         spec: Mapping[str, Any],
         *,
         resource_version: str,
+        annotations: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Obj:
-        """Replace the Lease's spec; 409 ``Conflict`` if someone wrote it since we read it."""
+        """Replace the Lease's spec (and annotations, when given); 409 ``Conflict`` if
+        someone wrote it since we read it."""
+        metadata: Obj = {"name": name, "namespace": namespace, "resourceVersion": resource_version}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         body = {
             "apiVersion": LEASES.api_version,
             "kind": LEASES.kind,
-            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "metadata": metadata,
             "spec": dict(spec),
         }
         return self._request(

@@ -97,7 +97,7 @@ BAD_ROLLOUT_VALUES: list[tuple[tuple[Any, ...], st.SearchStrategy[Any]]] = [
 BAD_TEMPLATE_VALUES: list[tuple[tuple[Any, ...], st.SearchStrategy[Any]]] = [
     (("spec", "metrics"), st.just([])),
     (("spec", "metrics", 0, "interval"), st.sampled_from(["0s", "-1m", "forever", "1e309s"])),
-    (("spec", "metrics", 0, "count"), st.integers(max_value=0)),
+    (("spec", "metrics", 0, "count"), st.integers(max_value=-1)),  # 0: no limit, as in Argo
     (("spec", "metrics", 0, "failureLimit"), st.integers(max_value=-1)),
     (("spec", "metrics", 0, "provider"), st.just({}) | st.just({"prometheus": {}})),
     (("spec", "metrics", 0, "name"), st.sampled_from(["", "Bad Name", "x" * 200])),
