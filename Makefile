@@ -7,8 +7,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CLUSTER ?= sandbox
+# Kubernetes release of the sandbox control plane: 1.37 (newest supported) or 1.20 (oldest).
+KUBERNETES ?= 1.37
+export DEPLOYCTL_KUBERNETES := $(KUBERNETES)
 # pytest workers; each starts its own sandbox, files stay whole on one worker.
 TEST_WORKERS ?= 3
+# Extra pytest arguments, e.g. PYTEST_ARGS="-m compat" (what .ci/run uses on 1.20).
+PYTEST_ARGS ?=
 # `make demo DASHBOARD=1` also serves the dashboard at DASHBOARD_ADDRESS and prints it.
 DASHBOARD ?=
 DASHBOARD_ADDRESS ?= 127.0.0.1:3100
@@ -21,6 +26,7 @@ help:
 	@echo "make demo   - build/start the local sandbox and roll out a bad then a good version"
 	@echo "              (make demo DASHBOARD=1: with the web dashboard, its address printed)"
 	@echo "make test   - lint and run every test (sets up the virtualenv and sandbox itself)"
+	@echo "             KUBERNETES=1.20 runs the sandbox on the oldest supported release"
 	@echo "make lint   - ruff, mypy and the import layers"
 	@echo "make crds   - regenerate manifests/crds/ from the pydantic models"
 	@echo "make e2e    - the scenarios on a kind cluster (skips without Docker/kind)"
@@ -38,10 +44,10 @@ $(STAMP): pyproject.toml $(LOCKS)
 
 venv: $(STAMP)
 
-# Installs the system prerequisites (apt, when root), builds kube-apiserver and
-# kube-controller-manager from Debian's source package once and caches them.
+# Installs the system prerequisites (apt, when root), builds the control plane of
+# $(KUBERNETES) once and caches it: 1.37 from Go modules, 1.20 from Debian's source.
 cluster: venv
-	$(PY) -m sandbox.build
+	$(PY) -m sandbox.build --kubernetes $(KUBERNETES)
 
 # The dashboard's browser tests drive Debian's Chromium through chromedriver; installed
 # here when root, otherwise those tests skip with one line saying how to get them.
@@ -62,7 +68,7 @@ test-unit: venv
 	$(VENV)/bin/pytest -m "not cluster and not prometheus"
 
 test: venv cluster browser lint audit
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # One universal resolution (every platform, Python 3.11+) with hashes; the dev set is
 # constrained by the runtime lock, so both agree on every shared package.
@@ -93,6 +99,7 @@ bench: venv cluster
 crds: venv
 	$(PY) -m controller.crdgen manifests/crds
 	$(PY) -m controller.docgen docs/reference.md
+	$(PY) -m controller.argo.docs docs/argo.md
 
 # uPlot (charts) is bundled into the package: this copies the version pinned in
 # controller/dashboard/web/package-lock.json into controller/dashboard/static/vendor/ (committed),

@@ -82,6 +82,8 @@ def query_context(rollout: Rollout, status: RolloutStatus, run: AnalysisRunStatu
         stable_hash=status.stable_revision,
         rollout_name=rollout.metadata.name,
         rollout_namespace=rollout.metadata.namespace,
+        # valueFrom.fieldRef reads the Rollout; built only for a template that asks.
+        rollout_fields=rollout.to_dict,
     )
 
 

@@ -4,8 +4,8 @@
   the implementation; the reconciler and the analysis providers (check Jobs, HTTP
   checks) depend only on this shape, so they never import the Kubernetes client and
   never GET per pass.
-- ``KubeWrites``: the writes of one pass (ReplicaSets, Service selectors, HTTPRoute
-  weights, the status, Events). ``controller.kube.Kube`` is the implementation.
+- ``KubeWrites``: the writes of one pass (ReplicaSets, Service selectors, the traffic
+  routers' objects, the status, Events). ``controller.kube.Kube`` is the implementation.
 
 The fast tests of the reconciler (``tests/engine``) put dict-backed caches and a
 recording double at these two seams and compare the calls of one pass.
@@ -55,13 +55,26 @@ class KubeWrites(Protocol):
         resource_version: str | None = None,
     ) -> Obj: ...
 
-    def set_httproute_weights(
-        self,
-        namespace: str,
-        name: str,
-        weights: Mapping[str, int],
-        *,
-        route: Mapping[str, Any] | None = None,
+    # The traffic routers' writes (``controller.routers.base.RouterWrites``).
+
+    def patch_httproute(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def patch_virtualservice(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def patch_destinationrule(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def create_ingress(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None: ...
+
+    def patch_ingress(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
     ) -> Obj: ...
 
     def patch_rollout_status(

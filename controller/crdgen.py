@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from controller.api import API_GROUP, API_VERSION, AnalysisTemplate, Rollout
+from controller.api.common import CEL_KEY
 from controller.api.policy import DeliveryPolicy
 from controller.api.status import RolloutStatus
 
@@ -39,6 +40,9 @@ _KEEP = {
     "format",
     "x-kubernetes-int-or-string",
     "x-kubernetes-preserve-unknown-fields",
+    # CEL rules the models declare (controller.api.common.cel): the apiserver enforces
+    # the cross-field checks at admission; older apiservers drop the key.
+    CEL_KEY,
 }
 
 
@@ -52,6 +56,8 @@ class CrdSpec:
     short_names: tuple[str, ...]
     printer_columns: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     status_model: type[BaseModel] | None = None
+    # The scale subresource (kubectl scale, an HorizontalPodAutoscaler): its JSON paths.
+    scale: dict[str, str] | None = None
     categories: tuple[str, ...] = ("deployctl",)
 
 
@@ -126,7 +132,12 @@ def _model_schema(spec: CrdSpec) -> dict[str, Any]:
         status = openapi_schema(spec.status_model)
         status["x-kubernetes-preserve-unknown-fields"] = True
         props["status"] = status
-    schema["required"] = [r for r in schema.get("required", []) if r in ("spec",)]
+    required = [r for r in schema.get("required", []) if r in ("spec",)]
+    # An empty list is dropped by the apiserver; kept here it would read as a change of
+    # the (atomic) versions list to every server-side apply after the first.
+    schema.pop("required", None)
+    if required:
+        schema["required"] = required
     schema.pop("x-kubernetes-preserve-unknown-fields", None)
     return schema
 
@@ -140,6 +151,8 @@ def crd(spec: CrdSpec) -> dict[str, Any]:
     }
     if spec.status_model is not None:
         version["subresources"] = {"status": {}}
+        if spec.scale is not None:
+            version["subresources"]["scale"] = dict(spec.scale)
     if spec.printer_columns:
         version["additionalPrinterColumns"] = list(spec.printer_columns)
     return {
@@ -178,6 +191,11 @@ def crd_specs() -> list[CrdSpec]:
             plural="rollouts",
             short_names=("ro", "dro"),
             status_model=RolloutStatus,
+            scale={
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
             printer_columns=(
                 _column("Desired", ".spec.replicas", "integer"),
                 _column("Phase", ".status.phase"),

@@ -38,7 +38,9 @@ import structlog
 
 from controller.kube import KubeError, NotFound, Obj
 from controller.metrics import LEADER
+from controller.names import VERSION_ANNOTATION
 from controller.times import micro_timestamp
+from controller.version import client_version
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -51,7 +53,13 @@ class LeaseClient(Protocol):
     def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> Obj: ...
 
     def create_lease(
-        self, namespace: str, name: str, spec: Mapping[str, Any], *, timeout: float | None = None
+        self,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        annotations: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Obj: ...
 
     def update_lease(
@@ -61,6 +69,7 @@ class LeaseClient(Protocol):
         spec: Mapping[str, Any],
         *,
         resource_version: str,
+        annotations: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Obj: ...
 
@@ -116,6 +125,8 @@ class LeaderElector:
         self._release_on_stop = True
         self._thread: threading.Thread | None = None
         self._log = log.bind(lease=f"{namespace}/{name}", identity=identity)
+        # Published for `deployctl version`: whoever may read the Lease sees the leader's.
+        self._annotations = {VERSION_ANNOTATION: client_version()}
 
     # ------------------------------------------------------------------ state
 
@@ -257,6 +268,7 @@ class LeaderElector:
                 self.name,
                 renewed,
                 resource_version=lease["metadata"]["resourceVersion"],
+                annotations=self._annotations,
                 timeout=self._timeout,
             )
         except KubeError as exc:
@@ -277,7 +289,13 @@ class LeaderElector:
             "leaseTransitions": 0,
         }
         try:
-            created = self.kube.create_lease(self.namespace, self.name, spec, timeout=self._timeout)
+            created = self.kube.create_lease(
+                self.namespace,
+                self.name,
+                spec,
+                annotations=self._annotations,
+                timeout=self._timeout,
+            )
         except KubeError as exc:
             self._log.debug("creating the lease failed", error=str(exc))
             self._contact_if_answered(exc, now)

@@ -22,6 +22,8 @@ Annotations
 - ``OVERRIDE_REASON_ANNOTATION``: why a frozen change may go ahead anyway.
 - ``TEMPLATE_ANNOTATION``, ``IMAGES_ANNOTATION``: on a ReplicaSet, the pod template it was
   made from (``deployctl undo`` restores exactly it) and its images, for people.
+- ``VERSION_ANNOTATION``: on the leader Lease, the leading controller's version
+  (``deployctl version`` reads it).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ CI_ANNOTATION_PREFIX = "deployctl.io/ci-"
 OVERRIDE_REASON_ANNOTATION = "deployctl.io/override-reason"
 TEMPLATE_ANNOTATION = "deployctl.io/template"
 IMAGES_ANNOTATION = "deployctl.io/images"
+VERSION_ANNOTATION = "deployctl.io/version"
 
 Action = Literal["promote", "promoteFull", "abort", "retry", "approve"]
 """What a manual request asks for."""

@@ -2,8 +2,9 @@
 
 The reconciler calls ``observe`` once per pass. It reads only cached objects: the
 ReplicaSets and pods labelled with the rollout, the Services the strategy names, and the
-HTTPRoute when traffic routing is used. The result is a ``strategies.Observed``, whose
-pod counts follow the Deployment controller's rules (``revision_states``).
+stable and canary weights the traffic router reads back (``controller.routers``). The
+result is a ``strategies.Observed``, whose pod counts follow the Deployment controller's
+rules (``revision_states``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 from controller.api import Rollout
 from controller.api.status import RolloutStatus
-from controller.kube.routes import backend_weights
 from controller.names import REVISION_LABEL
 from controller.requests import parse_request
 from controller.times import parse_timestamp
@@ -141,26 +141,25 @@ def observe(
     replicasets: Iterable[Obj],
     pods: Iterable[Obj],
     services: Mapping[str, Obj],
-    route: Obj | None,
+    router_weights: Mapping[str, int] | None,
     now: datetime,
 ) -> Observed:
-    """The snapshot a strategy decides on. ``services`` maps name -> cached Service."""
+    """The snapshot a strategy decides on. ``services`` maps name -> cached Service;
+    ``router_weights`` is ``{"stable": w, "canary": w}`` as the router reads them."""
     selectors: dict[str, str | None] = {}
     for name in rollout.spec.strategy.service_names:
         service = services.get(name)
         if service is not None:
             selectors[name] = (service.get("spec", {}).get("selector") or {}).get(REVISION_LABEL)
     route_weights: dict[str, int] | None = None
-    canary = rollout.spec.strategy.canary
-    if route is not None and canary is not None and canary.stable_service:
-        by_service = backend_weights(route)
+    if router_weights is not None:
         route_weights = {}
-        for backend, revision in (
-            (canary.stable_service, status.stable_revision),
-            (canary.canary_service, status.canary_revision),
+        for role, revision in (
+            ("stable", status.stable_revision),
+            ("canary", status.canary_revision),
         ):
-            if revision and backend and backend in by_service:
-                route_weights[revision] = route_weights.get(revision, 0) + by_service[backend]
+            if revision and role in router_weights:
+                route_weights[revision] = route_weights.get(revision, 0) + router_weights[role]
     counts = _count_pods(pods, now=now, min_ready_seconds=rollout.spec.min_ready_seconds)
     waits = [c.next_available_in for c in counts.values() if c.next_available_in is not None]
     return Observed(

@@ -2,9 +2,10 @@
 
 ``deployctl controller`` builds an ``Operator`` and calls ``run``. Informers keep local
 caches of Rollouts, AnalysisTemplates, the ReplicaSets and pods we own (by label),
-Services and HTTPRoutes; every watch event only enqueues a ``namespace/name`` key.
-Workers take keys and run one reconcile each (never two workers on one key); errors
-requeue with per-key backoff, timers requeue after the delay the reconcile returned.
+Services and the traffic routers' objects; every watch event only enqueues a
+``namespace/name`` key. Workers take keys and run one reconcile each (never two
+workers on one key); errors requeue with per-key backoff, timers requeue after the
+delay the reconcile returned.
 Only the leader runs workers; a standby keeps its caches warm for a fast takeover.
 
 The controller's own namespace (``lease_namespace``: the Lease, the cluster-wide
@@ -48,13 +49,16 @@ from controller.informer import DELETED, MODIFIED, SYNC, Informer
 from controller.kube import (
     ANALYSIS_TEMPLATES,
     DELIVERY_POLICIES,
+    DESTINATION_RULES,
     HTTPROUTES,
+    INGRESSES,
     JOBS,
     NAMESPACES,
     PODS,
     REPLICASETS,
     ROLLOUTS,
     SERVICES,
+    VIRTUAL_SERVICES,
     KindRef,
     Kube,
     KubeError,
@@ -149,6 +153,17 @@ class Operator:
         self.routes: Informer | None = None
         if self._has_httproutes():
             self.routes = Informer(kube, HTTPROUTES, namespace=ns)
+        # The other traffic routers' objects: Istio's where its CRDs are installed, and
+        # Ingresses (built in) for the NGINX canary.
+        self.virtualservices: Informer | None = None
+        self.destinationrules: Informer | None = None
+        if self._has_crd(VIRTUAL_SERVICES, "Istio CRDs not installed; no istio routing"):
+            self.virtualservices = Informer(kube, VIRTUAL_SERVICES, namespace=ns)
+            if self._has_crd(DESTINATION_RULES, "Istio DestinationRule CRD not installed"):
+                self.destinationrules = Informer(kube, DESTINATION_RULES, namespace=ns)
+        self.ingresses: Informer | None = None
+        if self._has_crd(INGRESSES, "cannot list Ingresses; no nginx routing"):
+            self.ingresses = Informer(kube, INGRESSES, namespace=ns)
         # The cluster-wide default policy, and the Secrets holding webhook URLs, live in
         # the controller's own namespace.
         self.controller_namespace = config.lease_namespace
@@ -181,6 +196,9 @@ class Operator:
                 services=self.services,
                 routes=self.routes,
                 policies=policy_cache,
+                virtualservices=self.virtualservices,
+                destinationrules=self.destinationrules,
+                ingresses=self.ingresses,
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
@@ -190,6 +208,7 @@ class Operator:
                 rules=ConfigMapRules(
                     lambda ns, name: ConfigMapData(*kube.read_configmap_version(ns, name))
                 ),
+                secrets=kube.read_secret,
                 web=WebChecks(
                     secrets=kube.read_secret,
                     services=self.services,
@@ -255,7 +274,15 @@ class Operator:
             self.jobs,
             self.services,
         ]
-        optional = (self.routes, self.policies, self.own_policies, self.namespaces)
+        optional = (
+            self.routes,
+            self.virtualservices,
+            self.destinationrules,
+            self.ingresses,
+            self.policies,
+            self.own_policies,
+            self.namespaces,
+        )
         return found + [informer for informer in optional if informer is not None]
 
     def _wire_handlers(self) -> None:
@@ -268,8 +295,10 @@ class Operator:
             self.namespaces.add_handler(self._enqueue_labelled_namespace)
         for owned in (self.replicasets, self.pods, self.jobs):
             owned.add_handler(self._enqueue_owner)
-        for shared in (self.templates, self.services) + ((self.routes,) if self.routes else ()):
-            shared.add_handler(self._enqueue_namespace)
+        routers = (self.routes, self.virtualservices, self.destinationrules, self.ingresses)
+        for shared in (self.templates, self.services, *routers):
+            if shared is not None:
+                shared.add_handler(self._enqueue_namespace)
 
     def _enqueue_rollout(self, event_type: str, obj: Obj) -> None:
         key = object_key(obj)
@@ -307,7 +336,8 @@ class Operator:
             self.queue.add(f"{meta.get('namespace')}/{owner}")
 
     def _enqueue_namespace(self, _type: str, obj: Obj) -> None:
-        """A template, Service or route changed: look again at its namespace's rollouts."""
+        """A template, Service or router object changed: look again at its namespace's
+        rollouts (one that named a missing object may now go on)."""
         namespace = obj.get("metadata", {}).get("namespace")
         for key in self.rollouts.keys(namespace):
             self.queue.add(key)

@@ -81,7 +81,8 @@ def _validate(model: Callable[[Mapping[str, Any]], M], raw: Mapping[str, Any]) -
     try:
         return model(raw), ()
     except ValidationError as exc:
-        return None, tuple(problems_of(exc))
+        # The kind names Argo Rollouts' fields in the messages (controller.argo).
+        return None, tuple(problems_of(exc, kind=str(raw.get("kind") or "")))
 
 
 class ParsedObjects:

@@ -19,8 +19,9 @@ platform team creates next to the operator. The cluster-wide install cannot use
 ``resourceNames`` (the names come from policies); the namespaced install narrows it to
 the one Secret ``deployctl-webhooks`` (its kustomization patches the Role). Nothing
 here grants a Secret in an application's namespace: a web check whose header comes
-from a Secret works only once that team grants ``get`` on that one Secret (a Role with
-``resourceNames`` in its namespace; docs/analysis.md).
+from a Secret, or an AnalysisTemplate arg with ``valueFrom.secretKeyRef``, works only
+once that team grants ``get`` on that one Secret (a Role with ``resourceNames`` in its
+namespace; docs/analysis.md).
 
 Namespaces: list and watch, cluster-wide install only (``CLUSTER``): a policy's
 ``namespaceSelector`` matches the labels of the Namespace object.
@@ -63,6 +64,8 @@ class Permission:
 
 _DEPLOYCTL = "deployctl.io"
 _GATEWAY = "gateway.networking.k8s.io"
+_ISTIO = "networking.istio.io"
+_NETWORKING = "networking.k8s.io"
 W, OWN, CLUSTER = Scope.WATCHED, Scope.OWN, Scope.CLUSTER
 
 PERMISSIONS: tuple[Permission, ...] = (
@@ -97,11 +100,31 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("", "services", "patch", W, "point Service selectors at a revision"),
     Permission(_GATEWAY, "httproutes", "list", W, "informer (only if the CRD is installed)"),
     Permission(_GATEWAY, "httproutes", "watch", W, "informer: route changes"),
-    Permission(_GATEWAY, "httproutes", "get", W, "fresh read before a weight change"),
-    Permission(_GATEWAY, "httproutes", "patch", W, "set canary/stable backend weights"),
+    Permission(
+        _GATEWAY, "httproutes", "patch", W, "canary/stable weights, header and mirror rules"
+    ),
+    Permission(_ISTIO, "virtualservices", "list", W, "informer (only if Istio's CRDs are there)"),
+    Permission(_ISTIO, "virtualservices", "watch", W, "informer: VirtualService changes"),
+    Permission(
+        _ISTIO, "virtualservices", "patch", W, "canary/stable weights, header and mirror routes"
+    ),
+    Permission(_ISTIO, "destinationrules", "list", W, "informer (only if Istio's CRDs are there)"),
+    Permission(_ISTIO, "destinationrules", "watch", W, "informer: DestinationRule changes"),
+    Permission(_ISTIO, "destinationrules", "patch", W, "the revision label of the two subsets"),
+    Permission(_NETWORKING, "ingresses", "list", W, "informer: stable and canary Ingresses"),
+    Permission(_NETWORKING, "ingresses", "watch", W, "informer: Ingress changes"),
+    Permission(_NETWORKING, "ingresses", "create", W, "the NGINX canary Ingress (owned)"),
+    Permission(_NETWORKING, "ingresses", "patch", W, "canary weight and header annotations"),
     Permission("", "events", "create", W, "Events on the Rollout: steps, verdicts, rollbacks"),
     Permission("", "events", "patch", W, "count repeats of the same Event"),
     Permission("", "events", "get", W, "re-read an Event recorded before a restart"),
+    Permission(
+        "",
+        "events",
+        "list",
+        W,
+        "a check Job without pods: the Job controller's FailedCreate Events say why",
+    ),
     Permission("coordination.k8s.io", "leases", "get", OWN, "leader election: read the Lease"),
     Permission("coordination.k8s.io", "leases", "create", OWN, "leader election: first start"),
     Permission("coordination.k8s.io", "leases", "update", OWN, "leader election: renew, release"),

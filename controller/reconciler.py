@@ -5,14 +5,18 @@ says *which* rollout, the caches say *what* it looks like now). ``reconcile`` re
 a table of contents:
 
 1. read the Rollout from the cache; a deleted one needs nothing;
-2. parse it; an invalid spec gets the InvalidSpec condition and an Event, and nothing in
-   the cluster is touched. So does a Rollout naming a Service or HTTPRoute that does not
-   consent to it, or pods that would run as the controller (``controller.tenancy``);
+2. parse it; an invalid spec (a missing AnalysisTemplate, a traffic router's object
+   missing or misshapen) gets the InvalidSpec condition and an Event, and nothing in
+   the cluster is touched. So does a Rollout naming a Service or routing object that
+   does not consent to it, or pods that would run as the controller
+   (``controller.tenancy``);
 3. measure the analysis runs that are due (the strategy started them in status; their
    metrics are resolved once per pass, ``controller.bound_runs``);
 4. ask the strategy for a plan;
-5. apply the plan: scale up first, then move traffic (Services, HTTPRoute), then scale
-   down, so that traffic never points at pods that are not there;
+5. apply the plan: scale up first, then move traffic (Services, then the traffic router:
+   weights, header and mirror routes), then scale down, so that traffic never points at
+   pods that are not there (an abort takes every route off the canary before its pods
+   go);
 6. write status once (only if it changed), then record the plan's Events;
 7. return when to look again: the earliest of the strategy's timers and the next due
    measurement.
@@ -34,12 +38,11 @@ from pydantic import ValidationError
 from controller.analysis.run import AnalysisEngine, cannot_start, next_due
 from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
-from controller.api.revision import replicaset_name
+from controller.api.revision import replicaset_name, template_hash
 from controller.api.status import AnalysisRunStatus
 from controller.bound_runs import BoundRuns, query_context
 from controller.cache import Cache, KubeWrites, Obj
 from controller.kube import merge_patch
-from controller.kube.routes import backend_weights
 from controller.limits import PASS_MEASURING, truncate
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.names import REVISION_LABEL, ROLLOUT_LABEL
@@ -48,6 +51,8 @@ from controller.own_writes import OwnWrites
 from controller.parsed import ParsedObjects
 from controller.policy_gate import Held, PolicyGate, held_events
 from controller.resources import replicaset_body
+from controller.routers import CANARY, STABLE, Router, RouterCaches, TrafficTarget, router_for
+from controller.routers.base import canary_weight_of
 from controller.status_writes import StatusWrites
 from controller.tenancy import (
     ControllerIdentity,
@@ -79,6 +84,20 @@ class Caches:
     services: Cache
     routes: Cache | None = None
     policies: Cache | None = None
+    virtualservices: Cache | None = None
+    destinationrules: Cache | None = None
+    ingresses: Cache | None = None
+    """The traffic routers' objects (HTTPRoutes are ``routes``); None where the CRD is
+    not installed."""
+
+    @property
+    def router_caches(self) -> RouterCaches:
+        return RouterCaches(
+            httproutes=self.routes,
+            virtualservices=self.virtualservices,
+            destinationrules=self.destinationrules,
+            ingresses=self.ingresses,
+        )
 
 
 @dataclass(frozen=True)
@@ -128,9 +147,11 @@ class Reconciler:
         ref_problems = reference_problems(rollout, templates=templates, invalid=invalid_templates)
         if ref_problems:
             return self._invalid(raw, list(ref_problems), now=now)
-        tenancy = self._tenancy_problems(rollout, templates)
-        if tenancy:
-            return self._invalid(raw, tenancy, now=now)
+        router = router_for(rollout, caches=self.caches.router_caches, kube=self.kube, owner=raw)
+        problems = router.problems() if router is not None else []
+        problems += self._tenancy_problems(rollout, templates)
+        if problems:
+            return self._invalid(raw, problems, now=now)
         revision = self.parsed.revision(raw, rollout)
         bound = bound.bind(revision=revision)
         status = _valid_again(rollout.status or RolloutStatus(), rollout, now=now)
@@ -143,11 +164,11 @@ class Reconciler:
             status = gate.status
         runs = BoundRuns(self.engine, rollout, templates)
         status, hook_events = self._measure(rollout, status, runs, now=now)
-        observed = self._observe(rollout, status, now=now)
+        observed = self._observe(rollout, status, router, now=now)
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
-        self._apply(rollout, plan, revision=revision, log=bound)
+        self._apply(rollout, plan, router, revision=revision, log=bound)
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )
@@ -201,9 +222,16 @@ class Reconciler:
     ) -> list[Problem]:
         """Shared objects that do not consent; pods that would run as the controller."""
         namespace = str(rollout.metadata.namespace)
+        caches: dict[str, Cache | None] = {
+            "Service": self.caches.services,
+            "HTTPRoute": self.caches.routes,
+            "VirtualService": self.caches.virtualservices,
+            "DestinationRule": self.caches.destinationrules,
+            "Ingress": self.caches.ingresses,
+        }
         objects: dict[tuple[str, str], Obj] = {}
         for _path, kind, name in shared_objects(rollout):
-            cache = self.caches.services if kind == "Service" else self.caches.routes
+            cache = caches[kind]
             found = cache.get(namespace, name) if cache is not None else None
             if found is not None:
                 objects[(kind, name)] = found
@@ -212,7 +240,9 @@ class Reconciler:
             rollout, self.identity, [templates[n] for n in sorted(used) if n in templates]
         )
 
-    def _observe(self, rollout: Rollout, status: RolloutStatus, *, now: datetime) -> Observed:
+    def _observe(
+        self, rollout: Rollout, status: RolloutStatus, router: Router | None, *, now: datetime
+    ) -> Observed:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         owned = self._replicasets(namespace, name)
         pods = self.caches.pods.list(namespace, labels={ROLLOUT_LABEL: name})
@@ -221,17 +251,13 @@ class Reconciler:
             for svc_name in rollout.spec.strategy.service_names
             if (svc := self.caches.services.get(namespace, svc_name)) is not None
         }
-        route = None
-        canary = rollout.spec.strategy.canary
-        if canary is not None and canary.traffic_routing is not None and self.caches.routes:
-            route = self.caches.routes.get(namespace, canary.traffic_routing.gateway_api.http_route)
         return observe(
             rollout,
             status=status,
             replicasets=owned,
             pods=pods,
             services=services,
-            route=route,
+            router_weights=router.weights() if router is not None else None,
             now=now,
         )
 
@@ -291,7 +317,9 @@ class Reconciler:
 
     # ------------------------------------------------------------------ applying
 
-    def _apply(self, rollout: Rollout, plan: Plan, *, revision: str, log: Any) -> None:
+    def _apply(
+        self, rollout: Rollout, plan: Plan, router: Router | None, *, revision: str, log: Any
+    ) -> None:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         existing = {
             rs["metadata"]["labels"].get(REVISION_LABEL): rs
@@ -316,7 +344,7 @@ class Reconciler:
         for rev, rs in existing.items():
             if rev not in plan.replicas and int(rs.get("spec", {}).get("replicas", 0)) > 0:
                 scale_downs.append((rs, 0))
-        self._route_traffic(rollout, plan)
+        self._route_traffic(rollout, plan, router)
         for rs, replicas in scale_downs:
             self._scale(namespace, rs, replicas)
         self._prune(rollout, existing, plan)
@@ -332,10 +360,11 @@ class Reconciler:
             self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
         )
 
-    def _route_traffic(self, rollout: Rollout, plan: Plan) -> None:
-        """Service selectors and HTTPRoute weights, in an order that never sends traffic
-        to a Service without its pods: a Service gaining weight (or keeping it) gets its
-        new selector before the route changes, one losing weight only after."""
+    def _route_traffic(self, rollout: Rollout, plan: Plan, router: Router | None) -> None:
+        """Service selectors and the router's weights and routes, in an order that never
+        sends traffic to a Service without its pods: a Service gaining weight (or keeping
+        it) gets its new selector before the router changes, one losing weight only
+        after."""
         namespace = str(rollout.metadata.namespace)
         selectors: dict[str, dict[str, str]] = {}
         for service_name, rev in plan.service_selectors.items():
@@ -347,44 +376,46 @@ class Reconciler:
             current = service.get("spec", {}).get("selector") or {}
             if any(current.get(k) != v for k, v in wanted.items()):
                 selectors[service_name] = wanted
-        route = self._route_weights(rollout, plan)
+        target = self._traffic_target(rollout, plan) if router is not None else None
         losing: set[str] = set()
-        if route is not None:
-            route_name, cached, by_service = route
-            now = backend_weights(cached)
-            losing = {svc for svc in selectors if by_service.get(svc, 0) < now.get(svc, 0)}
+        if router is not None and target is not None:
+            losing = self._losing_weight(rollout, router, target) & set(selectors)
         for service_name, wanted in selectors.items():
             if service_name not in losing:
                 self.kube.patch_service_selector(namespace, service_name, wanted)
-        if route is not None:
-            route_name, cached, by_service = route
-            self.kube.set_httproute_weights(namespace, route_name, by_service, route=cached)
+        if router is not None and target is not None:
+            router.apply(target)
         for service_name in sorted(losing):
             self.kube.patch_service_selector(namespace, service_name, selectors[service_name])
 
-    def _route_weights(
-        self, rollout: Rollout, plan: Plan
-    ) -> tuple[str, Obj, dict[str, int]] | None:
-        """(route name, cached route, weight per backend Service) when the plan routes."""
-        namespace = str(rollout.metadata.namespace)
-        canary = rollout.spec.strategy.canary
-        if plan.route_weights is None or canary is None or canary.traffic_routing is None:
+    def _traffic_target(self, rollout: Rollout, plan: Plan) -> TrafficTarget | None:
+        """Where the router should send traffic; None when the plan does not route."""
+        if plan.route_weights is None:
             return None
-        route_name = canary.traffic_routing.gateway_api.http_route
-        route = self.caches.routes.get(namespace, route_name) if self.caches.routes else None
-        if route is None:
-            return None
-        stable_rev = plan.status.stable_revision
-        canary_rev = plan.status.canary_revision
-        canary_weight = (
-            plan.route_weights.get(canary_rev, 0) if canary_rev and canary_rev != stable_rev else 0
+        stable = plan.status.stable_revision or template_hash(rollout.spec.template)
+        canary = plan.status.canary_revision
+        in_flight = canary if canary and canary != stable else None
+        return TrafficTarget(
+            stable=stable,
+            canary=in_flight,
+            canary_weight=plan.route_weights.get(in_flight, 0) if in_flight else 0,
+            header_routes=plan.header_routes,
+            mirror_routes=plan.mirror_routes,
         )
-        # The model guarantees both Services exist when trafficRouting is set.
-        by_service = {
-            str(canary.stable_service): 100 - canary_weight,
-            str(canary.canary_service): canary_weight,
+
+    def _losing_weight(self, rollout: Rollout, router: Router, target: TrafficTarget) -> set[str]:
+        """The stable / canary Services whose weight the target lowers."""
+        now = router.weights()
+        canary = rollout.spec.strategy.canary
+        if now is None or canary is None:
+            return set()
+        wanted = {STABLE: 100 - canary_weight_of(target), CANARY: canary_weight_of(target)}
+        roles = {canary.stable_service: STABLE, canary.canary_service: CANARY}
+        return {
+            str(service)
+            for service, role in roles.items()
+            if service and wanted[role] < now.get(role, 0)
         }
-        return route_name, route, by_service
 
     def _prune(self, rollout: Rollout, existing: Mapping[str | None, Obj], plan: Plan) -> None:
         """Delete scaled-down old ReplicaSets beyond revisionHistoryLimit, oldest first."""

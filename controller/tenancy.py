@@ -4,7 +4,8 @@ Called by the reconciler before it applies a plan; a problem found here is an
 InvalidSpec (condition and Event naming the object and what to do), and nothing in the
 cluster is touched.
 
-**Consent.** The Services and the HTTPRoute a Rollout names are shared objects: anyone
+**Consent.** The Services and the routing objects (HTTPRoute, VirtualService,
+DestinationRule, stable Ingress) a Rollout names are shared objects: anyone
 who can write a Rollout could otherwise point another team's Service at their own pods.
 So deployctl changes one only when it consents: it carries the annotation
 ``deployctl.io/rollout`` naming the Rollout (several names, comma-separated, for objects
@@ -32,11 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.api import AnalysisTemplate, Rollout
+from controller.api.rollout import TrafficRouting
 from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.validation import Problem
 
 CONSENT_ANNOTATION = "deployctl.io/rollout"
-"""On a Service or HTTPRoute: the Rollout(s) that may change it (comma-separated)."""
+"""On a Service or routing object: the Rollout(s) that may change it (comma-separated)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class ControllerIdentity:
 
 
 def shared_objects(rollout: Rollout) -> list[tuple[str, str, str]]:
-    """(field path, kind, name) of every Service and HTTPRoute the Rollout names."""
+    """(field path, kind, name) of every Service and routing object the Rollout names."""
     strategy = rollout.spec.strategy
     found: list[tuple[str, str, str]] = []
     if strategy.canary is not None:
@@ -64,13 +66,7 @@ def shared_objects(rollout: Rollout) -> list[tuple[str, str, str]]:
             if name:
                 found.append((f"{base}.{field}", "Service", name))
         if canary.traffic_routing is not None:
-            found.append(
-                (
-                    f"{base}.trafficRouting.gatewayAPI.httpRoute",
-                    "HTTPRoute",
-                    canary.traffic_routing.gateway_api.http_route,
-                )
-            )
+            found += _routing_objects(canary.traffic_routing, f"{base}.trafficRouting")
     if strategy.blue_green is not None:
         bg = strategy.blue_green
         base = "spec.strategy.blueGreen"
@@ -80,6 +76,35 @@ def shared_objects(rollout: Rollout) -> list[tuple[str, str, str]]:
         ):
             if name:
                 found.append((f"{base}.{field}", "Service", name))
+    return found
+
+
+def _routing_objects(routing: TrafficRouting, base: str) -> list[tuple[str, str, str]]:
+    """The objects a traffic router writes to (or, for NGINX, copies a route from)."""
+    if routing.gateway_api is not None:
+        return [(f"{base}.gatewayAPI.httpRoute", "HTTPRoute", routing.gateway_api.http_route)]
+    found: list[tuple[str, str, str]] = []
+    if routing.istio is not None:
+        istio = routing.istio
+        single = istio.virtual_service is not None
+        for index, ref in enumerate(istio.all_virtual_services):
+            where = "virtualService" if single else f"virtualServices[{index}]"
+            found.append((f"{base}.istio.{where}.name", "VirtualService", ref.name))
+        if istio.destination_rule is not None:
+            found.append(
+                (
+                    f"{base}.istio.destinationRule.name",
+                    "DestinationRule",
+                    istio.destination_rule.name,
+                )
+            )
+    if routing.nginx is not None:
+        # The stable Ingress is not written, but its routes are copied into the canary
+        # Ingress: taking part of another team's host needs that team's consent too.
+        single = routing.nginx.stable_ingress is not None
+        for index, name in enumerate(routing.nginx.ingresses):
+            where = "stableIngress" if single else f"stableIngresses[{index}]"
+            found.append((f"{base}.nginx.{where}", "Ingress", name))
     return found
 
 

@@ -8,6 +8,7 @@ written in YAML (``spec.strategy.canary.steps[2].setWeight``) and what is allowe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,24 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from controller.api import AnalysisTemplate, Rollout
-from controller.api.common import GROUP_VERSION
+from controller.api.common import (
+    ARG_NAME_PATTERN,
+    DNS_LABEL,
+    FIELD_PATH_PATTERN,
+    GROUP_VERSION,
+    SECRET_KEY_PATTERN,
+)
+from controller.argo.fields import hint as argo_hint
+from controller.argo.fields import lookup as lookup_argo
 
 MODELS: Mapping[str, type[BaseModel]] = {"Rollout": Rollout, "AnalysisTemplate": AnalysisTemplate}
+ARGO_KINDS: Mapping[str, str] = {
+    "ClusterAnalysisTemplate": "Argo Rollouts' ClusterAnalysisTemplate: `deployctl convert` "
+    "makes it an AnalysisTemplate to apply in each namespace; see docs/argo.md",
+    "AnalysisRun": "Argo Rollouts' AnalysisRun: deployctl keeps analysis runs in the "
+    "Rollout's status",
+    "Experiment": "Argo Rollouts' Experiment: not supported by deployctl; see docs/argo.md",
+}
 
 
 @dataclass(frozen=True)
@@ -58,11 +74,42 @@ def _path(loc: Sequence[int | str]) -> str:
     return out
 
 
+# Each pattern of the models, said in words (a test checks that none is missing).
+PATTERN_WORDS: Mapping[str, str] = {
+    DNS_LABEL: "a DNS label: lowercase letters, digits and '-', starting and ending with a "
+    "letter or digit (at most 63 characters)",
+    r"^https?://[^\s]+$": "an http:// or https:// URL without spaces",
+    r"^/[^\s]*$": "a path starting with '/', without spaces",
+    r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$": "an HTTP header name: letters, digits and "
+    "!#$%&'*+.^_`|~- (at most 128)",
+    SECRET_KEY_PATTERN: "a Secret key: letters, digits, '-', '_' and '.'",
+    r"^[a-z0-9.-]+$": "a Kubernetes name: lowercase letters, digits, '.' and '-'",
+    r"^(100|[1-9]?[0-9])%$": "a whole percentage from 0% to 100%, e.g. '25%'",
+    r"^[a-zA-Z_:][a-zA-Z0-9_:]*$": "a Prometheus metric name: letters, digits, '_' and ':', "
+    "not starting with a digit",
+    r"^[a-zA-Z_][a-zA-Z0-9_]*$": "a Prometheus label name: letters, digits and '_', not "
+    "starting with a digit",
+    ARG_NAME_PATTERN: "letters, digits, '_' and '-', starting with a letter or '_'",
+    FIELD_PATH_PATTERN: "a field path such as metadata.name, metadata.labels['app'] or "
+    "spec.template.spec.containers[0].image",
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "namespace/name, "
+    "e.g. staging/checkout",
+}
+
+
+def shown_value(value: Any) -> str:
+    """A value as YAML writes it: null, true, 3, "text"."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _message(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict | list) else f" (got {shown_value(got)})"
     if kind == "extra_forbidden":
         return "unknown field; check the spelling against docs/reference.md"
     if kind == "missing":
@@ -78,7 +125,9 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}{shown}"
     if kind == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern')}{shown}"
+        pattern = str(ctx.get("pattern"))
+        words = PATTERN_WORDS.get(pattern)
+        return f"must be {words}{shown}" if words else f"must match {pattern}{shown}"
     if kind in ("too_long", "too_short"):
         return str(error["msg"]).replace("List", "list").replace("String", "string")
     text = str(error["msg"])
@@ -87,12 +136,40 @@ def _message(error: Mapping[str, Any]) -> str:
     return f"{text}{shown}" if kind.endswith("_type") or kind.endswith("_parsing") else text
 
 
-def problems_of(error: ValidationError, *, document: str = "") -> tuple[Problem, ...]:
-    """pydantic's errors as Problems, de-duplicated (unions report one error per arm)."""
+def problems_of(
+    error: ValidationError, *, document: str = "", kind: str = ""
+) -> tuple[Problem, ...]:
+    """pydantic's errors as Problems, de-duplicated (unions report one error per arm).
+
+    With ``kind``, an unknown field that Argo Rollouts has is explained from the field
+    table (renamed, converted, not supported: which feature), a required field whose
+    Argo spelling is present is not reported twice, and the real cause comes first:
+    unknown and unsupported fields before what is missing because of them.
+    """
     seen: dict[tuple[str, str], None] = {}
+    renamed: set[str] = set()
     for item in error.errors(include_url=False):
-        seen[(_path(item["loc"]), _message(item))] = None
-    return tuple(Problem(path, message, document) for path, message in seen)
+        path = _path(item["loc"])
+        message = _message(item)
+        if item["type"] == "extra_forbidden" and kind:
+            row = lookup_argo(kind, path)
+            if row is not None and row.status not in ("same", "partial"):
+                message = argo_hint(row)
+                if row.status == "renamed":
+                    renamed.add(path.rsplit(".", 1)[0] + "." + row.ours)
+        seen[(path, message)] = None
+    found = [
+        (path, message)
+        for path, message in seen
+        if not (message == "required field is missing" and path in renamed)
+    ]
+    # Unknown fields first: a missing gatewayAPI is a consequence of an unsupported router.
+    found.sort(key=lambda item: 0 if _is_unknown(item[1]) else 1)
+    return tuple(Problem(path, message, document) for path, message in found)
+
+
+def _is_unknown(message: str) -> bool:
+    return message.startswith(("unknown field", "not supported", "Argo Rollouts'"))
 
 
 def parse_document(raw: Any, *, label: str = "") -> Parsed:
@@ -107,14 +184,32 @@ def parse_document(raw: Any, *, label: str = "") -> Parsed:
     )
     document = label or f"{kind or 'document'}/{name or '?'}"
     model = MODELS.get(kind)
-    if model is None:
-        allowed = ", ".join(MODELS)
+    api_version = str(raw.get("apiVersion", ""))
+    if api_version.startswith("argoproj.io/"):
         return Parsed(
             kind,
             name,
             raw,
             None,
-            (Problem("kind", f"unknown kind {kind!r}; allowed: {allowed}", document),),
+            (
+                Problem(
+                    "apiVersion",
+                    f"this is an Argo Rollouts manifest ({api_version} {kind}); "
+                    "`deployctl convert -f FILE` rewrites it for deployctl (see docs/argo.md)",
+                    document,
+                ),
+            ),
+        )
+    if model is None:
+        allowed = ", ".join(MODELS)
+        argo_kind = ARGO_KINDS.get(kind)
+        hint = f" ({argo_kind})" if argo_kind else ""
+        return Parsed(
+            kind,
+            name,
+            raw,
+            None,
+            (Problem("kind", f"unknown kind {kind!r}; allowed: {allowed}{hint}", document),),
         )
     if raw.get("apiVersion") != GROUP_VERSION:
         return Parsed(
@@ -130,10 +225,36 @@ def parse_document(raw: Any, *, label: str = "") -> Parsed:
                 ),
             ),
         )
+    unnamed: tuple[Problem, ...] = ()
+    if not name:
+        unnamed = (
+            Problem(
+                "metadata.name",
+                f"required: every {kind} needs a name (it names its ReplicaSets, Jobs and "
+                "Events; nothing is called 'rollout' by default)",
+                document,
+            ),
+        )
     try:
-        return Parsed(kind, name, raw, model.model_validate(raw), ())
+        validated = model.model_validate(raw)
     except ValidationError as exc:
-        return Parsed(kind, name, raw, None, problems_of(exc, document=document))
+        return Parsed(
+            kind, name, raw, None, unnamed + problems_of(exc, document=document, kind=kind)
+        )
+    if unnamed:
+        return Parsed(kind, name, raw, None, unnamed)
+    return Parsed(kind, name, raw, validated, ())
+
+
+def is_other_kind(doc: Parsed) -> bool:
+    """A document of another API (a Service, a Deployment): neither ours nor Argo's."""
+    api_version = str(doc.raw.get("apiVersion", ""))
+    return (
+        bool(doc.kind)
+        and doc.kind not in MODELS
+        and doc.kind not in ARGO_KINDS
+        and not api_version.startswith(("deployctl.io/", "argoproj.io/"))
+    )
 
 
 def load_documents(text: str, *, source: str = "") -> list[Parsed]:

@@ -1,14 +1,24 @@
-"""Build and cache the real Kubernetes control plane used by the sandbox.
+"""Build and cache the real Kubernetes control planes the sandbox runs.
 
-``python -m sandbox.build`` (what ``make cluster`` runs) installs the system prerequisites
-with apt when root, fetches Debian's ``kubernetes`` source package through a private apt
-configuration (the system's apt setup is never touched), swaps two vendored Go libraries
-that crash under Go 1.19, builds ``kube-apiserver`` and ``kube-controller-manager`` with
-upstream's ``make`` and caches the binaries under
-``${DEPLOYCTL_CACHE:-~/.cache/deployctl}/kubernetes-<version>/bin/``.
+Two releases are supported, chosen with ``--kubernetes`` or ``$DEPLOYCTL_KUBERNETES``
+(what ``make cluster KUBERNETES=...`` sets):
+
+- **1.37** (the default, the newest we support): kube-apiserver, kube-controller-manager,
+  kubectl and etcd 3.6 built with Go >= 1.26 from Go modules through the Go module proxy
+  (``sandbox.build_gomod``);
+- **1.20** (the oldest we support): kube-apiserver and kube-controller-manager built with
+  Debian's Go 1.19 from Debian bookworm's ``kubernetes`` source package
+  (``sandbox.build_debian``); etcd is Debian's ``etcd-server``.
+
+``python -m sandbox.build`` (what ``make cluster`` runs) installs the Debian prerequisites
+with apt when root, builds once and caches the binaries under
+``${DEPLOYCTL_CACHE:-~/.cache/deployctl}/kubernetes-<version>/bin/`` with a
+``manifest.json`` written last (its presence is what "built" means). A per-release file
+lock serialises concurrent builds of the same release; a cached release is found without
+waiting for anyone's lock.
 
 ``find_binaries()`` is how ``sandbox.controlplane`` (and so the test fixtures and the demo)
-locates what this built, plus the system's ``etcd``.
+locates what this built.
 """
 
 from __future__ import annotations
@@ -23,39 +33,67 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-# Debian packages the build and the sandbox need. Order is the order shown to users.
-PREREQUISITES: tuple[str, ...] = (
-    "golang-go",
-    "etcd-server",
-    "rsync",
-    "dpkg-dev",
-    "openssl",
-    "golang-github-modern-go-reflect2-dev",
-    "golang-github-json-iterator-go-dev",
-    "prometheus",
-)
+from sandbox import build_debian, build_gomod
+from sandbox.buildsteps import BuildError, Progress, run_logged, tail
 
-# Vendored trees replaced by Debian's newer copies: reflect2 1.0.1 / json-iterator 1.1.10
-# segfault in map iteration when compiled with Go 1.19.
-VENDOR_REPLACEMENTS: tuple[tuple[str, str], ...] = (
-    ("github.com/modern-go/reflect2", "/usr/share/gocode/src/github.com/modern-go/reflect2"),
-    ("github.com/json-iterator/go", "/usr/share/gocode/src/github.com/json-iterator/go"),
-)
+__all__ = ["BinariesMissing", "BuildError", "Paths", "find_binaries", "build", "main"]
 
-COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager")
+KUBERNETES_ENV = "DEPLOYCTL_KUBERNETES"
+DEFAULT_KUBERNETES = "1.37"
+OLDEST_KUBERNETES = "1.20"
+
+
+@dataclass(frozen=True)
+class Release:
+    """A supported Kubernetes minor release and what its cached build must hold."""
+
+    minor: str
+    components: tuple[str, ...]
+    packages: tuple[str, ...]  # Debian packages the build (or the sandbox) needs
+    how: str  # one line for the user
+    # A cached build made with another toolchain is not this release's build (v1.20 built
+    # by a Go newer than 1.19 is not what we test as the oldest release).
+    go_version_prefix: str = ""
+    # The lock file's name; v1.20 keeps the one every earlier checkout takes, so that a
+    # checkout from before versions and this one never build in build/ at the same time.
+    lock_name: str = ""
+
+
+RELEASES: Mapping[str, Release] = {
+    "1.37": Release(
+        minor="1.37",
+        components=("kube-apiserver", "kube-controller-manager", "kubectl", "etcd"),
+        packages=("openssl", "prometheus"),
+        how=f"Go modules: k8s.io/kubernetes {build_gomod.KUBERNETES_VERSION}, "
+        f"etcd {build_gomod.ETCD_VERSION}",
+        lock_name=".build-1.37.lock",
+    ),
+    "1.20": Release(
+        minor="1.20",
+        components=("kube-apiserver", "kube-controller-manager"),
+        packages=(
+            "golang-go",
+            "etcd-server",
+            "rsync",
+            "dpkg-dev",
+            "openssl",
+            "golang-github-modern-go-reflect2-dev",
+            "golang-github-json-iterator-go-dev",
+            "prometheus",
+        ),
+        how="Debian's kubernetes source package with Debian's Go 1.19",
+        go_version_prefix="go1.19",
+        lock_name=".build.lock",
+    ),
+}
+# What the oldest release's cache must hold; kept for callers that predate versions.
+COMPONENTS: tuple[str, ...] = RELEASES[OLDEST_KUBERNETES].components
 MANIFEST_NAME = "manifest.json"
-LOG_TAIL_LINES = 25
-# A long step prints a heartbeat so a 4-minute build never looks hung.
-HEARTBEAT_SECONDS = 30.0
-
-
-class BuildError(Exception):
-    """A build step failed; the message is what the user sees."""
 
 
 class BinariesMissing(RuntimeError):
@@ -69,12 +107,23 @@ class Paths:
     apiserver: Path
     controller_manager: Path
     etcd: Path
-    version: str
+    version: str  # e.g. v1.37.2
+    kubectl: Path | None = None  # built with the current releases only
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        """(1, 37) for v1.37.2."""
+        return minor_tuple(self.version)
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """Written last by a successful build; its presence is what "cached" means."""
+    """Written last by a successful build; its presence is what "cached" means.
+
+    ``source`` is what tells this format apart: checkouts from before versions read
+    manifests strictly, so they skip these directories instead of starting a 1.37
+    apiserver with 1.20 flags while both share one cache.
+    """
 
     debian_version: str
     kubernetes_version: str
@@ -82,6 +131,32 @@ class Manifest:
     built_at: str
     build_seconds: float
     binary_sizes: Mapping[str, int]
+    source: str = ""
+    step_seconds: Mapping[str, float] = field(default_factory=dict)
+    etcd_version: str = ""
+
+
+def minor_tuple(version: str) -> tuple[int, int]:
+    """(1, 37) for "v1.37.2", "1.37" or "1.37.2"; ValueError for anything else."""
+    parts = version.strip().removeprefix("v").split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"not a Kubernetes version: {version!r}") from None
+
+
+def selected_release(version: str | None = None) -> Release:
+    """The release ``version`` names (default: ``$DEPLOYCTL_KUBERNETES``, else 1.37)."""
+    wanted = version or os.environ.get(KUBERNETES_ENV) or DEFAULT_KUBERNETES
+    supported = ", ".join(RELEASES)
+    try:
+        major, minor = minor_tuple(wanted)
+    except ValueError:
+        raise ValueError(f"unknown Kubernetes version {wanted!r}; supported: {supported}") from None
+    release = RELEASES.get(f"{major}.{minor}")
+    if release is None:
+        raise ValueError(f"Kubernetes {wanted} is not supported by the sandbox; use {supported}")
+    return release
 
 
 def cache_root() -> Path:
@@ -107,115 +182,71 @@ def _read_manifest(directory: Path) -> Manifest | None:
     return manifest
 
 
-def _cached_build(root: Path) -> tuple[Path, Manifest] | None:
+def _cached_build(root: Path, release: Release) -> tuple[Path, Manifest] | None:
     found: list[tuple[Path, Manifest]] = []
     for directory in root.glob("kubernetes-*"):
         manifest = _read_manifest(directory)
-        if manifest is not None and set(manifest.binary_sizes) >= set(COMPONENTS):
+        if manifest is None or not set(manifest.binary_sizes) >= set(release.components):
+            continue
+        if not _go_version_of(manifest).startswith(release.go_version_prefix):
+            continue
+        try:
+            built_minor = minor_tuple(manifest.kubernetes_version)
+        except ValueError:
+            continue
+        if built_minor == minor_tuple(release.minor):
             found.append((directory, manifest))
     if not found:
         return None
     return max(found, key=lambda item: item[1].built_at)
 
 
-def find_binaries() -> Paths:
-    """Locate the cached kube-apiserver and kube-controller-manager and the system etcd.
+def _go_version_of(manifest: Manifest) -> str:
+    # Older manifests hold the whole `go version` line.
+    return manifest.go_version.removeprefix("go version ").strip()
 
-    Raises ``BinariesMissing`` naming the fix (``make cluster``) when anything is absent.
-    """
-    root = cache_root()
-    cached = _cached_build(root)
-    if cached is None:
-        raise BinariesMissing(
-            f"kube-apiserver and kube-controller-manager are not built in {root}: "
-            "run `make cluster` (or `python -m sandbox.build`) first"
-        )
-    directory, manifest = cached
+
+def _system_etcd() -> Path:
     etcd = shutil.which("etcd") or shutil.which("etcd", path="/usr/bin:/usr/sbin")
     if etcd is None:
         raise BinariesMissing(
-            "etcd is not installed (Debian package etcd-server): run `make cluster`, "
-            "which installs it when run as root"
+            "etcd is not installed (Debian package etcd-server): run "
+            "`make cluster KUBERNETES=1.20`, which installs it when run as root"
         )
+    return Path(etcd)
+
+
+def find_binaries(version: str | None = None) -> Paths:
+    """Locate the cached control plane of ``version`` (default: ``$DEPLOYCTL_KUBERNETES``,
+    else 1.37).
+
+    Raises ``BinariesMissing`` naming the fix (``make cluster``) when anything is absent.
+    """
+    try:
+        release = selected_release(version)
+    except ValueError as exc:
+        raise BinariesMissing(str(exc)) from None
+    root = cache_root()
+    cached = _cached_build(root, release)
+    if cached is None:
+        option = "" if release.minor == DEFAULT_KUBERNETES else f" KUBERNETES={release.minor}"
+        raise BinariesMissing(
+            f"the Kubernetes {release.minor} control plane ({', '.join(release.components)}) "
+            f"is not built in {root}: run `make cluster{option}` "
+            f"(or `python -m sandbox.build --kubernetes {release.minor}`) first"
+        )
+    directory, manifest = cached
+    bin_dir = directory / "bin"
     return Paths(
-        apiserver=directory / "bin" / "kube-apiserver",
-        controller_manager=directory / "bin" / "kube-controller-manager",
-        etcd=Path(etcd),
+        apiserver=bin_dir / "kube-apiserver",
+        controller_manager=bin_dir / "kube-controller-manager",
+        etcd=bin_dir / "etcd" if "etcd" in manifest.binary_sizes else _system_etcd(),
         version=manifest.kubernetes_version,
+        kubectl=bin_dir / "kubectl" if "kubectl" in manifest.binary_sizes else None,
     )
 
 
-# --------------------------------------------------------------------------- steps
-
-
-class Progress:
-    """Numbered step lines with elapsed times, and the total at the end."""
-
-    def __init__(self, total_steps: int, out: TextIO) -> None:
-        self._total_steps = total_steps
-        self._index = 0
-        self._out = out
-        self.started = time.monotonic()
-
-    def say(self, text: str) -> None:
-        print(text, file=self._out, flush=True)
-
-    @contextlib.contextmanager
-    def step(self, title: str) -> Iterator[None]:
-        self._index += 1
-        self.say(f"==> [{self._index}/{self._total_steps}] {title}")
-        began = time.monotonic()
-        yield
-        self.say(f"    done in {time.monotonic() - began:.1f} s")
-
-
-def _tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return "(no log written)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _run_logged(
-    step: str,
-    cmd: Sequence[str],
-    *,
-    log: Path,
-    progress: Progress,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> None:
-    """Run ``cmd`` with its output appended to ``log``; raise BuildError on failure."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    began = time.monotonic()
-    with log.open("a") as sink:
-        sink.write(f"\n$ {' '.join(cmd)}\n")
-        sink.flush()
-        try:
-            proc = subprocess.Popen(
-                list(cmd),
-                cwd=cwd,
-                env=dict(env) if env is not None else None,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        except OSError as exc:
-            raise BuildError(f"step '{step}' could not start {cmd[0]}: {exc}") from exc
-        while True:
-            try:
-                code = proc.wait(timeout=HEARTBEAT_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                last = _tail(log, 1).strip()[:90]
-                progress.say(f"    ... {time.monotonic() - began:.0f} s: {last}")
-    if code != 0:
-        raise BuildError(
-            f"step '{step}' failed: {cmd[0]} exited with {code}.\n"
-            f"Last lines of its log:\n{_tail(log)}\n"
-            f"Full log: {log}"
-        )
+# --------------------------------------------------------------------------- prerequisites
 
 
 def _is_root() -> bool:
@@ -235,9 +266,9 @@ def _os_release() -> dict[str, str]:
     return values
 
 
-def _missing_packages() -> list[str]:
+def _missing_packages(packages: Sequence[str]) -> list[str]:
     missing = []
-    for package in PREREQUISITES:
+    for package in packages:
         result = subprocess.run(
             ["dpkg-query", "-W", "-f=${Status}", package],
             capture_output=True,
@@ -254,22 +285,23 @@ def _apt_lists_empty() -> bool:
     return not any(lists.glob("*_Packages*"))
 
 
-def check_prerequisites(progress: Progress, *, logs: Path) -> None:
-    """Debian with the build tools installed; install them with apt when root."""
-    release = _os_release()
-    if release.get("ID") != "debian" or not shutil.which("dpkg-query"):
+def check_prerequisites(release: Release, progress: Progress, *, logs: Path) -> None:
+    """Debian with the release's packages installed; install them with apt when root."""
+    os_release = _os_release()
+    if os_release.get("ID") != "debian" or not shutil.which("dpkg-query"):
         raise BuildError(
-            "the sandbox control plane is built from Debian's kubernetes source package and "
-            f"needs Debian (bookworm); this is {release.get('PRETTY_NAME', 'not Debian')}. "
+            "the sandbox control plane is built and run with Debian's packages (openssl, "
+            "prometheus, and for Kubernetes 1.20 the kubernetes source package) and "
+            f"needs Debian (bookworm); this is {os_release.get('PRETTY_NAME', 'not Debian')}. "
             "Use `make e2e` (kind) elsewhere."
         )
-    if release.get("VERSION_CODENAME") != "bookworm":
+    if os_release.get("VERSION_CODENAME") != "bookworm":
         progress.say(
-            f"    warning: measured on Debian bookworm, this is {release.get('PRETTY_NAME')}"
+            f"    warning: measured on Debian bookworm, this is {os_release.get('PRETTY_NAME')}"
         )
-    missing = _missing_packages()
+    missing = _missing_packages(release.packages)
     if not missing:
-        progress.say("    all prerequisites installed")
+        progress.say(f"    all prerequisites installed ({' '.join(release.packages)})")
         return
     command = "apt-get install -y " + " ".join(missing)
     if not _is_root():
@@ -286,160 +318,21 @@ def check_prerequisites(progress: Progress, *, logs: Path) -> None:
     # Only refresh the package lists when they are absent or too stale to find a package:
     # an update costs time and network on every fresh machine otherwise.
     if _apt_lists_empty():
-        _run_logged("apt-get update", update, log=log, progress=progress, env=env)
+        run_logged("apt-get update", update, log=log, progress=progress, env=env)
     try:
-        _run_logged("apt-get install", install, log=log, progress=progress, env=env)
+        run_logged("apt-get install", install, log=log, progress=progress, env=env)
     except BuildError:
-        tail = _tail(log, 60)
-        if "Unable to locate package" not in tail and "no installation candidate" not in tail:
+        last = tail(log, 60)
+        if "Unable to locate package" not in last and "no installation candidate" not in last:
             raise
-        _run_logged("apt-get update", update, log=log, progress=progress, env=env)
-        _run_logged("apt-get install", install, log=log, progress=progress, env=env)
-    still = _missing_packages()
+        run_logged("apt-get update", update, log=log, progress=progress, env=env)
+        run_logged("apt-get install", install, log=log, progress=progress, env=env)
+    still = _missing_packages(release.packages)
     if still:
         raise BuildError(f"apt-get reported success but {', '.join(still)} is still missing")
 
 
-def _deb_src_sources(target: Path) -> None:
-    """Write deb-src variants of the system's Debian sources into ``target``."""
-    target.mkdir(parents=True, exist_ok=True)
-    for old in target.iterdir():
-        old.unlink()
-    written = 0
-    for source in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-        lines = source.read_text().splitlines()
-        converted = [
-            "Types: deb-src" if line.strip().startswith("Types:") else line for line in lines
-        ]
-        (target / source.name).write_text("\n".join(converted) + "\n")
-        written += 1
-    legacy = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.list")]
-    for source in legacy:
-        if not source.is_file():
-            continue
-        entries = [
-            "deb-src " + line.strip()[4:]
-            for line in source.read_text().splitlines()
-            if line.strip().startswith("deb ")
-        ]
-        if entries:
-            (target / f"{source.stem}-src.list").write_text("\n".join(entries) + "\n")
-            written += 1
-    if written == 0:
-        raise BuildError("no apt sources found in /etc/apt to derive a deb-src entry from")
-
-
-def fetch_source(work: Path, progress: Progress, *, logs: Path) -> Path:
-    """Download and unpack Debian's kubernetes source package; return the tree."""
-    apt_dir = work / "apt"
-    for sub in ("sources.list.d", "lists/partial", "cache/archives/partial"):
-        (apt_dir / sub).mkdir(parents=True, exist_ok=True)
-    empty_list = apt_dir / "sources.list"
-    empty_list.write_text("")
-    _deb_src_sources(apt_dir / "sources.list.d")
-    # Every path apt would read or write for sources is redirected into our directory,
-    # so the system's lists and configuration stay exactly as they are.
-    options = [
-        "-o",
-        f"Dir::Etc::SourceList={empty_list}",
-        "-o",
-        f"Dir::Etc::SourceParts={apt_dir / 'sources.list.d'}",
-        "-o",
-        f"Dir::State::Lists={apt_dir / 'lists'}",
-        "-o",
-        f"Dir::Cache={apt_dir / 'cache'}",
-    ]
-    if _is_root():
-        # Downloads land in our cache dir, which the unprivileged _apt user cannot write.
-        options += ["-o", "APT::Sandbox::User=root"]
-    log = logs / "fetch-source.log"
-    _run_logged(
-        "apt-get update (deb-src)",
-        ["apt-get", *options, "update"],
-        log=log,
-        progress=progress,
-    )
-    downloads = work / "src"
-    downloads.mkdir(parents=True, exist_ok=True)
-    for stale in downloads.glob("kubernetes-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-    _run_logged(
-        "apt-get source kubernetes",
-        ["apt-get", *options, "source", "--download-only", "kubernetes"],
-        log=log,
-        progress=progress,
-        cwd=downloads,
-    )
-    dscs = sorted(downloads.glob("kubernetes_*.dsc"), key=lambda p: p.stat().st_mtime)
-    if not dscs:
-        raise BuildError(f"apt-get source left no kubernetes .dsc in {downloads}; log: {log}")
-    dsc = dscs[-1]
-    debian_version = dsc.name.removeprefix("kubernetes_").removesuffix(".dsc")
-    tree = downloads / f"kubernetes-{debian_version}"
-    # Full extraction (with Debian's patches, which include security fixes).
-    _run_logged(
-        "dpkg-source -x",
-        ["dpkg-source", "--no-check", "-x", dsc.name, tree.name],
-        log=log,
-        progress=progress,
-        cwd=downloads,
-    )
-    progress.say(f"    kubernetes {debian_version} unpacked in {tree}")
-    return tree
-
-
-def replace_vendored(tree: Path, progress: Progress, *, logs: Path) -> None:
-    """Swap the vendored reflect2/json-iterator for Debian's Go 1.19-safe copies."""
-    for vendored, debian_copy in VENDOR_REPLACEMENTS:
-        source = Path(debian_copy)
-        if not source.is_dir():
-            raise BuildError(
-                f"{debian_copy} is missing: install golang-github-modern-go-reflect2-dev "
-                "and golang-github-json-iterator-go-dev (`make cluster` as root does)"
-            )
-        target = tree / "vendor" / vendored
-        _run_logged(
-            f"replace vendor/{vendored}",
-            ["rsync", "-a", "--delete", "--exclude", "*_test.go", f"{source}/", f"{target}/"],
-            log=logs / "vendor.log",
-            progress=progress,
-        )
-        progress.say(f"    vendor/{vendored} <- {debian_copy}")
-
-
-def build_component(
-    tree: Path, component: str, *, progress: Progress, gocache: Path, logs: Path
-) -> Path:
-    """Run upstream ``make WHAT=cmd/<component>``; return the built binary."""
-    # hack/lib/golang.sh pins GOCACHE to _output/local/go/cache; pointing that at our
-    # persistent cache makes a rebuild from a fresh tree take about a minute, not four.
-    gocache.mkdir(parents=True, exist_ok=True)
-    go_dir = tree / "_output" / "local" / "go"
-    go_dir.mkdir(parents=True, exist_ok=True)
-    link = go_dir / "cache"
-    if not link.is_symlink():
-        if link.exists():
-            shutil.rmtree(link)
-        link.symlink_to(gocache)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
-    _run_logged(
-        f"make WHAT=cmd/{component}",
-        ["make", f"WHAT=cmd/{component}"],
-        log=logs / f"build-{component}.log",
-        progress=progress,
-        cwd=tree,
-        env=env,
-    )
-    binary = tree / "_output" / "bin" / component
-    if not binary.is_file():
-        raise BuildError(f"make succeeded but {binary} does not exist")
-    return binary
-
-
-def _go_version() -> str:
-    result = subprocess.run(["go", "version"], capture_output=True, text=True, check=False)
-    return result.stdout.strip()
+# --------------------------------------------------------------------------- install
 
 
 def _kubernetes_version(binary: Path) -> str:
@@ -448,26 +341,48 @@ def _kubernetes_version(binary: Path) -> str:
 
 
 def install_binaries(
-    tree: Path, built: Mapping[str, Path], *, root: Path, build_seconds: float
+    built: Mapping[str, Path],
+    *,
+    root: Path,
+    debian_version: str,
+    go_version: str,
+    source: str,
+    progress: Progress,
+    etcd_version: str = "",
 ) -> Path:
-    """Copy binaries into the cache and write the manifest last (atomic rename)."""
-    debian_version = tree.name.removeprefix("kubernetes-")
-    target = root / f"kubernetes-{debian_version}"
+    """Copy binaries into ``root/kubernetes-<version>/bin`` and write the manifest last.
+
+    Every file lands by an atomic rename, the manifest after the binaries, so an
+    interrupted install is never mistaken for a build.
+    """
+    version = _kubernetes_version(built["kube-apiserver"])
+    try:
+        minor_tuple(version)
+    except ValueError:
+        raise BuildError(
+            f"the built kube-apiserver reports version {version!r}; not caching it"
+        ) from None
+    target = root / f"kubernetes-{version.removeprefix('v')}"
     bin_dir = target / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
+    # A rebuild into an existing directory: it is not "built" until the new manifest lands.
+    (target / MANIFEST_NAME).unlink(missing_ok=True)
     sizes: dict[str, int] = {}
-    for name, source in built.items():
+    for name, binary in built.items():
         partial = bin_dir / f".{name}.partial"
-        shutil.copy2(source, partial)
+        shutil.copy2(binary, partial)
         partial.replace(bin_dir / name)
         sizes[name] = (bin_dir / name).stat().st_size
     manifest = Manifest(
         debian_version=debian_version,
-        kubernetes_version=_kubernetes_version(bin_dir / "kube-apiserver"),
-        go_version=_go_version(),
+        kubernetes_version=version,
+        go_version=go_version,
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        build_seconds=round(build_seconds, 1),
+        build_seconds=round(time.monotonic() - progress.started, 1),
         binary_sizes=sizes,
+        source=source,
+        step_seconds=dict(progress.timings),
+        etcd_version=etcd_version,
     )
     partial_manifest = target / f".{MANIFEST_NAME}.partial"
     partial_manifest.write_text(json.dumps(asdict(manifest), indent=2) + "\n")
@@ -476,67 +391,147 @@ def install_binaries(
 
 
 @contextlib.contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    """Serialise concurrent `make cluster` runs (e.g. two terminals) on one cache."""
+def _build_lock(root: Path, release: Release, progress: Progress) -> Iterator[None]:
+    """Serialise concurrent builds of one release (e.g. two terminals) on one cache."""
     root.mkdir(parents=True, exist_ok=True)
-    with (root / ".build.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with (root / release.lock_name).open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress.say(f"    another build of Kubernetes {release.minor} is running; waiting")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
-def build(*, force: bool, keep_source: bool, out: TextIO) -> Path:
-    """Run every step; return the cache directory holding the binaries."""
-    root = cache_root()
+# --------------------------------------------------------------------------- the builds
+
+
+def _build_debian(release: Release, root: Path, progress: Progress, *, keep_source: bool) -> Path:
     work = root / "build"
     logs = work / "logs"
-    progress = Progress(6, out)
+    if logs.exists():
+        shutil.rmtree(logs)
+    with progress.step("check Debian's Go 1.19 (/usr/lib/go-1.19/bin/go)"):
+        go_version = build_debian.check_go119()
+        progress.say(f"    {build_debian.GO_119}: {go_version}")
+    with progress.step("fetch Debian's kubernetes source package (private apt config)"):
+        tree = build_debian.fetch_source(work, progress, logs=logs)
+    with progress.step("replace vendored reflect2 and json-iterator (Go 1.19 fix)"):
+        build_debian.replace_vendored(tree, progress, logs=logs)
+    built: dict[str, Path] = {}
+    env = build_debian.go119_env()
+    for component in release.components:
+        with progress.step(f"build {component} (upstream make, Go 1.19)"):
+            built[component] = build_debian.build_component(
+                tree, component, progress=progress, gocache=work / "gocache", logs=logs, env=env
+            )
+    with progress.step("install binaries into the cache"):
+        target = install_binaries(
+            built,
+            root=root,
+            debian_version=tree.name.removeprefix("kubernetes-"),
+            go_version=go_version,
+            source=release.how,
+            progress=progress,
+        )
+        if not keep_source:
+            # 300 MB of source plus generated files; the Go cache is kept for rebuilds.
+            shutil.rmtree(tree)
+        progress.say(f"    {target / 'bin'}")
+    return target
+
+
+def _build_gomod(release: Release, root: Path, progress: Progress) -> Path:
+    version = build_gomod.KUBERNETES_VERSION
+    work = root / "build" / f"kubernetes-{version}"
+    logs = work / "logs"
+    if logs.exists():
+        shutil.rmtree(logs)
+    with progress.step("find Go (>= 1.26) and the Go module proxy"):
+        toolchain = build_gomod.find_go(root / "go")
+        progress.say(f"    {toolchain.go}: {toolchain.version}, GOPROXY={toolchain.proxy}")
+    with progress.step(f"resolve k8s.io/kubernetes {version} (wrapper module, staging pins)"):
+        module, release_date = build_gomod.prepare_kubernetes_module(
+            toolchain, work, progress=progress, logs=logs
+        )
+    ldflags = build_gomod.version_ldflags(version, release_date or "1970-01-01T00:00:00Z")
+    built: dict[str, Path] = {}
+    for name, package in build_gomod.KUBERNETES_COMMANDS.items():
+        with progress.step(f"build {name} (go build)"):
+            built[name] = build_gomod.go_build(
+                toolchain, module, name, package, ldflags=ldflags, progress=progress, logs=logs
+            )
+    with progress.step(f"build etcd {build_gomod.ETCD_VERSION} (go.etcd.io/etcd/server/v3)"):
+        etcd_module = build_gomod.prepare_etcd_module(toolchain, work, progress=progress, logs=logs)
+        name, package = build_gomod.ETCD_COMMAND
+        built[name] = build_gomod.go_build(
+            toolchain, etcd_module, name, package, ldflags="-s -w", progress=progress, logs=logs
+        )
+    with progress.step("install binaries into the cache"):
+        target = install_binaries(
+            built,
+            root=root,
+            debian_version="",
+            go_version=toolchain.version,
+            source=release.how,
+            progress=progress,
+            etcd_version=build_gomod.ETCD_VERSION,
+        )
+        progress.say(f"    {target / 'bin'}")
+    return target
+
+
+def build(*, version: str | None = None, force: bool, keep_source: bool, out: TextIO) -> Path:
+    """Run every step for one release; return the cache directory holding its binaries."""
+    try:
+        release = selected_release(version)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    root = cache_root()
+    steps = 4 + len(release.components) + (1 if release.minor == OLDEST_KUBERNETES else 0)
+    progress = Progress(steps, out)
+    progress.say(f"Kubernetes {release.minor}: {release.how}")
     with progress.step("check Debian and prerequisites"):
-        check_prerequisites(progress, logs=logs)
-    with _build_lock(root):
-        cached = _cached_build(root)
-        if cached is not None and not force:
-            directory, manifest = cached
-            progress.say(
-                f"cached: kubernetes {manifest.kubernetes_version} "
-                f"(Debian {manifest.debian_version}) in {directory / 'bin'}"
-            )
-            return directory
-        if logs.exists():
-            shutil.rmtree(logs)
-        with progress.step("fetch Debian's kubernetes source package (private apt config)"):
-            tree = fetch_source(work, progress, logs=logs)
-        with progress.step("replace vendored reflect2 and json-iterator (Go 1.19 fix)"):
-            replace_vendored(tree, progress, logs=logs)
-        built: dict[str, Path] = {}
-        for component in COMPONENTS:
-            with progress.step(f"build {component} (upstream make)"):
-                built[component] = build_component(
-                    tree, component, progress=progress, gocache=work / "gocache", logs=logs
-                )
-        with progress.step("install binaries into the cache"):
-            target = install_binaries(
-                tree, built, root=root, build_seconds=time.monotonic() - progress.started
-            )
-            if not keep_source:
-                # 300 MB of source plus generated files; the Go cache is kept for rebuilds.
-                shutil.rmtree(tree)
-            progress.say(f"    {target / 'bin'}")
-        return target
+        check_prerequisites(release, progress, logs=root / "build" / "logs")
+    cached = None if force else _cached_build(root, release)
+    if cached is None:
+        with _build_lock(root, release, progress):
+            # Someone else may have finished the build while we waited for the lock.
+            cached = None if force else _cached_build(root, release)
+            if cached is None:
+                if release.minor == OLDEST_KUBERNETES:
+                    return _build_debian(release, root, progress, keep_source=keep_source)
+                return _build_gomod(release, root, progress)
+    directory, manifest = cached
+    progress.say(
+        f"cached: kubernetes {manifest.kubernetes_version} "
+        f"({manifest.source or 'Debian ' + manifest.debian_version}) in {directory / 'bin'}"
+    )
+    return directory
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.build",
-        description="Build and cache kube-apiserver and kube-controller-manager for the sandbox.",
+        description="Build and cache the sandbox's Kubernetes control plane.",
+    )
+    parser.add_argument(
+        "--kubernetes",
+        metavar="VERSION",
+        help=f"{' or '.join(RELEASES)}; default ${KUBERNETES_ENV}, else {DEFAULT_KUBERNETES}",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even when cached")
     parser.add_argument(
-        "--keep-source", action="store_true", help="keep the unpacked source tree after building"
+        "--keep-source",
+        action="store_true",
+        help="1.20: keep the unpacked source tree after building",
     )
     args = parser.parse_args(argv)
     began = time.monotonic()
     try:
-        build(force=args.force, keep_source=args.keep_source, out=sys.stdout)
+        build(
+            version=args.kubernetes, force=args.force, keep_source=args.keep_source, out=sys.stdout
+        )
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         print(f"failed after {time.monotonic() - began:.1f} s", file=sys.stderr)

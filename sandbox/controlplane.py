@@ -1,9 +1,11 @@
 """Start and stop a real Kubernetes control plane (etcd + kube-apiserver + controller-manager).
 
-The binaries come from ``sandbox.build`` (``make cluster``). ``ControlPlane`` runs them on
-free loopback ports in a temporary directory with TLS, bearer-token auth, RBAC and a short
-etcd compaction interval (so that 410 Gone is reachable), writes a kubeconfig and hands out
-``kubernetes.client.ApiClient`` objects. Used by the pytest plugin
+The binaries come from ``sandbox.build`` (``make cluster``): Kubernetes 1.37 by default,
+1.20 with ``ControlPlane(version="1.20")`` or ``$DEPLOYCTL_KUBERNETES=1.20``. ``ControlPlane``
+runs them on free loopback ports in a temporary directory with TLS, bearer-token auth,
+RBAC (and, on 1.37, Pod Security Admission and TokenRequest-only ServiceAccount tokens)
+and a short etcd compaction interval (so that 410 Gone is reachable), writes a kubeconfig
+and hands out ``kubernetes.client.ApiClient`` objects. Used by the pytest plugin
 ``tests.fixtures_cluster``, by the demo and by anything that needs "a cluster" locally.
 
 Every process it starts dies with it: each child gets ``PR_SET_PDEATHSIG(SIGKILL)``, and
@@ -39,7 +41,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from sandbox.build import BinariesMissing, Paths, find_binaries
+from sandbox.build import DEFAULT_KUBERNETES, BinariesMissing, Paths, find_binaries, minor_tuple
 
 ADMIN_USER = "admin"
 # Users without any group: RBAC denies them everything until a test grants something.
@@ -49,6 +51,11 @@ CONTEXT_NAME = "sandbox"
 KCM_USER = "system:kube-controller-manager"
 # v1 Endpoints reject loopback addresses, and our pods live on 127.x.y.z.
 DEFAULT_CONTROLLERS = "*,-endpoint,-endpointslice,-endpointslicemirroring"
+# Releases from 1.24 on dropped the insecure ports and stopped creating a token Secret per
+# ServiceAccount (tokens come from the TokenRequest API); from 1.25 Pod Security
+# Admission is on.
+TOKEN_REQUEST_ONLY = (1, 24)
+POD_SECURITY = (1, 25)
 SERVICE_CIDR = "10.0.0.0/24"
 _PR_SET_PDEATHSIG = 1
 # Temporary workdirs are named <prefix><owner pid>-<random> so stale ones can be swept.
@@ -313,7 +320,14 @@ class ControlPlane:
         start_timeout: float = 60.0,
         stop_timeout: float = 10.0,
         binaries: Paths | None = None,
+        version: str | None = None,
     ) -> None:
+        if binaries is not None and version is not None:
+            if minor_tuple(binaries.version) != minor_tuple(version):
+                raise ControlPlaneError(
+                    f"binaries are Kubernetes {binaries.version}, but version {version} was asked"
+                )
+        self.version = version
         self._requested_workdir = workdir
         self.etcd_compaction_interval = etcd_compaction_interval
         self.watch_cache = watch_cache
@@ -380,6 +394,35 @@ class ControlPlane:
     def running(self) -> bool:
         return bool(self._components) and all(c.process.poll() is None for c in self._components)
 
+    @property
+    def binaries(self) -> Paths:
+        """What this control plane runs: found (``version``, else the default) on start."""
+        if self._binaries is None:
+            self._binaries = find_binaries(self.version)
+        return self._binaries
+
+    @property
+    def kubernetes_version(self) -> str:
+        """The apiserver's version, e.g. ``v1.37.2``."""
+        return self.binaries.version
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        """(1, 37) for v1.37.2: what tests and callers branch on."""
+        return self.binaries.minor
+
+    @property
+    def kubectl(self) -> Path | None:
+        """A kubectl for this cluster: the one built with it, else a newer build's, else PATH."""
+        if self.binaries.kubectl is not None:
+            return self.binaries.kubectl
+        with contextlib.suppress(BinariesMissing):
+            newer = find_binaries(DEFAULT_KUBERNETES)
+            if newer.kubectl is not None:
+                return newer.kubectl
+        found = shutil.which("kubectl")
+        return Path(found) if found else None
+
     def pids(self) -> dict[str, int]:
         """Process ids of the components this instance started, by component name."""
         return {c.name: c.process.pid for c in self._components}
@@ -413,7 +456,7 @@ class ControlPlane:
             if self._components:
                 return self
             began = time.monotonic()
-            binaries = self._binaries or find_binaries()
+            binaries = self.binaries
             self._prepare_workdir()
             _install_exit_hooks()
             with _LIVE_LOCK:
@@ -529,19 +572,19 @@ class ControlPlane:
                 f"--cluster-signing-cert-file={pki.ca_cert}",
                 f"--cluster-signing-key-file={pki.ca_key}",
                 "--leader-elect=false",
-                "--port=0",
+                *(["--port=0"] if binaries.minor < TOKEN_REQUEST_ONLY else []),
                 "--secure-port=0",
                 "-v=1",
             ],
         )
-        # The ServiceAccount admission plugin (1.20) rejects pods until the namespace's
-        # default ServiceAccount has its token Secret, so "ready" means exactly that.
+        # The ServiceAccount admission plugin rejects pods until the namespace's default
+        # ServiceAccount exists and, before 1.24, has its token Secret: "ready" means that.
         self._wait_http(
             apiserver,
             f"{self.server}/api/v1/namespaces/default/serviceaccounts/default",
             deadline=deadline,
             context=ssl_context,
-            accept=lambda body: bool(json.loads(body).get("secrets")),
+            accept=_service_account_ready(binaries.minor),
         )
 
     def _apiserver_args(self) -> list[str]:
@@ -554,7 +597,6 @@ class ControlPlane:
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             f"--secure-port={ports.apiserver}",
-            "--insecure-port=0",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={pki.serving_cert}",
             f"--tls-private-key-file={pki.serving_key}",
@@ -571,6 +613,13 @@ class ControlPlane:
             "--profiling=false",
             "-v=1",
         ]
+        minor = self.binaries.minor
+        if minor < TOKEN_REQUEST_ONLY:
+            args.append("--insecure-port=0")
+        if minor >= POD_SECURITY:
+            # On by default; named so that the sandbox says what it tests. Namespaces
+            # choose their level with pod-security.kubernetes.io/enforce labels.
+            args.append("--enable-admission-plugins=PodSecurity")
         if self.watch_cache is False:
             args.append("--watch-cache=false")
         elif isinstance(self.watch_cache, Mapping):
@@ -655,6 +704,12 @@ class ControlPlane:
         return names
 
 
+def _service_account_ready(minor: tuple[int, int]) -> Callable[[bytes], bool]:
+    if minor >= TOKEN_REQUEST_ONLY:
+        return lambda _body: True
+    return lambda body: bool(json.loads(body).get("secrets"))
+
+
 def _create_or_replace_crd(api: Any, name: str, document: dict[str, Any]) -> None:
     try:
         api.create_custom_resource_definition(document)
@@ -700,15 +755,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, help="keep state here (default: a temp dir removed on exit)"
     )
+    parser.add_argument(
+        "--kubernetes",
+        metavar="VERSION",
+        help="1.37 or 1.20; default $DEPLOYCTL_KUBERNETES, else 1.37",
+    )
     args = parser.parse_args(argv)
-    plane = ControlPlane(args.workdir)
+    plane = ControlPlane(args.workdir, version=args.kubernetes)
     try:
         plane.start()
     except (ControlPlaneError, BinariesMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"ready in {plane.startup_seconds:.1f} s: {plane.server}")
+    version = plane.kubernetes_version
+    print(f"Kubernetes {version} ready in {plane.startup_seconds:.1f} s: {plane.server}")
     print(f"export KUBECONFIG={plane.kubeconfig}")
+    if plane.kubectl is not None:
+        print(f"kubectl: {plane.kubectl}")
     print("Ctrl-C stops etcd, kube-apiserver and kube-controller-manager.", flush=True)
     try:
         threading.Event().wait()

@@ -92,6 +92,18 @@ class DemoFailed(RuntimeError):
     """The story did not happen as told; the message says where it diverged."""
 
 
+# What the `restricted` Pod Security level asks of a pod (docs/release-workflow.md).
+RESTRICTED_POD: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 def rollout_body(version: str, *, error_rate: float = 0.0) -> dict[str, Any]:
     env = [{"name": "DEMO_VERSION", "value": version}]
     if error_rate:
@@ -112,9 +124,15 @@ def rollout_body(version: str, *, error_rate: float = 0.0) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": {"app": APP}},
                 "spec": {
+                    "securityContext": RESTRICTED_POD,
                     "containers": [
-                        {"name": "app", "image": f"deployctl/demo-app:{version}", "env": env}
-                    ]
+                        {
+                            "name": "app",
+                            "image": f"deployctl/demo-app:{version}",
+                            "env": env,
+                            "securityContext": RESTRICTED_CONTAINER,
+                        }
+                    ],
                 },
             },
             "strategy": {
@@ -249,7 +267,7 @@ def start_stack(exits: ExitStack, workdir: Path, *, lease_namespace: str | None 
         raise DemoFailed(
             f"{exc}\nRun `make cluster` (or `make demo`, which runs it) first."
         ) from None
-    with timed("control plane: etcd, kube-apiserver, kube-controller-manager"):
+    with timed(f"control plane {binaries.version}: etcd, kube-apiserver, kube-controller-manager"):
         plane = ControlPlane(workdir / "cluster", binaries=binaries, watch_cache=True)
         plane.start()
         exits.callback(plane.stop)
@@ -336,7 +354,10 @@ def _stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def prepare_namespace(stack: Stack) -> None:
-    stack.core.create_namespace({"metadata": {"name": NAMESPACE}})
+    # Where Pod Security admission exists (1.25+), the demo runs under its strictest
+    # level: the demo app's pods comply (RESTRICTED_POD); 1.20 ignores the label.
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    stack.core.create_namespace({"metadata": {"name": NAMESPACE, "labels": labels}})
     for name in (APP, f"{APP}-stable", f"{APP}-canary"):
         stack.core.create_namespaced_service(
             NAMESPACE,
@@ -541,6 +562,8 @@ def run(*, keep: bool, rate: float, workdir: Path, dashboard: str | None = None)
         lease = DASHBOARD_LEASE_NAMESPACE if dashboard is not None else None
         stack = start_stack(exits, workdir, lease_namespace=lease)
         prepare_namespace(stack)
+        if stack.plane.minor >= (1, 25):
+            say(f"namespace {NAMESPACE} enforces the restricted Pod Security level")
         stable = first_deploy(stack)
         if dashboard is not None:
             page = start_dashboard(exits, stack, workdir, dashboard)

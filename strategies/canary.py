@@ -13,7 +13,19 @@ canary is being scaled to full size before it becomes stable.
 Rules worth knowing:
 
 * A setWeight step first scales the canary for the new weight, and sets the weight
-  (route weights, status.weight) only once those pods are available.
+  (route weights, status.weight) only once those pods are available; a
+  setHeaderRoute / setMirrorRoute step is done once a canary pod is available, and
+  its route is then in force until a later step removes it, an abort, or promotion
+  (``managed_routes.py``).
+* By replica share (no trafficRouting, ``stableScale: share``) the weight is the
+  canary's share of the pods: ``setWeight: w`` moves the canary toward
+  ``round(w x replicas / 100)`` pods and the stable toward the rest, within
+  maxSurge / maxUnavailable (``scaling.converge``), and the step is done once both
+  are there and available. ``status.weight`` is the share the available pods give
+  the canary, as users get it. An abort, a newer revision and the template going back
+  to stable move the pods back the same way: the stable grows first and the canary
+  shrinks within the budget. A change of ``replicas`` keeps the step's share of the new
+  size (10 to 20 replicas at 10%: 1 / 9 becomes 2 / 18).
 * A ``promote`` request ends the current step (a pause, an approval, an analysis);
   ``promoteFull`` skips to the end; ``approve`` ends an approval step and records who.
 * What an analysis verdict does is ``judge.py``'s rule, the same in every strategy:
@@ -39,9 +51,17 @@ from controller.api.status import Phase
 from strategies import common
 from strategies.context import Context
 from strategies.judge import judge_run
+from strategies.managed_routes import describe as describe_route
 from strategies.plan import Plan
 from strategies.runkeys import BACKGROUND, RunKey
-from strategies.traffic import canary_replicas, route_weights, stable_replicas
+from strategies.scaling import Pods, converge, surge_and_unavailable
+from strategies.traffic import (
+    canary_replicas,
+    replica_share_percent,
+    route_weights,
+    share_targets,
+    stable_replicas,
+)
 
 Step = Callable[[Context], bool]
 
@@ -79,6 +99,8 @@ def reconcile_stable_short(ctx: Context) -> bool:
     canary keeps its pods and that share while stable grows back; what comes next starts
     once stable can carry all the traffic. Traffic never lands on pods that are not there.
     """
+    if _by_share(ctx):
+        return _share_back_to_stable(ctx)
     status = ctx.status
     canary, stable = status.canary_revision, status.stable_revision
     if canary is None or stable is None or canary in (ctx.revision, stable):
@@ -129,7 +151,11 @@ def reconcile_requests(ctx: Context) -> bool:
         )
         return False
     if request.action == "retry":
-        if ctx.status.aborted and _weight_stable_cannot_carry(ctx, _stable(ctx)) > 0:
+        if (
+            ctx.status.aborted
+            and not _by_share(ctx)
+            and _weight_stable_cannot_carry(ctx, _stable(ctx)) > 0
+        ):
             # Step 0 carries no traffic: retry once stable has taken all of it back.
             return False
         if ctx.status.aborted:
@@ -186,6 +212,13 @@ def reconcile_aborted(ctx: Context) -> bool:
         return False
     spec, wanted = _spec(ctx), ctx.replicas_wanted
     stable, canary = _stable(ctx), ctx.status.canary_revision
+    if _by_share(ctx):
+        _share_world(ctx, canary=canary, stable=stable, weight=0)
+        for service in common.services(ctx):
+            ctx.selectors[service] = (
+                stable if ctx.status.weight == 0 else _service_target(ctx, service)
+            )
+        return True
     weight = _weight_stable_cannot_carry(ctx, stable)
     ctx.update(weight=weight)
     ctx.replicas[stable] = wanted
@@ -261,6 +294,12 @@ def reconcile_promotion(ctx: Context) -> bool:
     canary, wanted = ctx.status.canary_revision or ctx.revision, ctx.replicas_wanted
     available = ctx.state(canary).available
     if available < wanted:
+        moved = False
+        if _by_share(ctx):
+            _share_world(ctx, canary=canary, stable=_stable(ctx), weight=100)
+            moved = _share_moved(ctx)
+        if moved:
+            ctx.update(current_step_started_at=ctx.stamp)
         if _deadline(ctx, f"canary {canary}: {available}/{wanted} pods available for promotion"):
             return True
         ctx.set_phase(
@@ -284,14 +323,16 @@ def reconcile_promotion(ctx: Context) -> bool:
     message = f"revision {canary} promoted to stable after {len(_spec(ctx).steps)} step(s)"
     ctx.stop_running(BACKGROUND)
     ctx.history_finish(canary, "Promoted", message)
-    ctx.update(
-        stable_revision=canary,
-        canary_revision=None,
-        weight=100,
-        previous_revision=previous,
-        scale_down_at=ctx.later(_spec(ctx).scale_down_delay_seconds),
-    )
-    ctx.event(r.PROMOTED, f"{message}; {previous} kept for {_spec(ctx).scale_down_delay_seconds}s")
+    ctx.update(stable_revision=canary, canary_revision=None, weight=100)
+    if _by_share(ctx):
+        # By replica share the old stable gave its pods up on the way to 100%: nothing
+        # is kept to switch back to (as Argo Rollouts' basic canary).
+        ctx.update(previous_revision=None, scale_down_at=None)
+        ctx.event(r.PROMOTED, f"{message}; {previous} scaled down")
+        return common.reconcile_stable(ctx)
+    delay = _spec(ctx).scale_down_delay_seconds
+    ctx.update(previous_revision=previous, scale_down_at=ctx.later(delay))
+    ctx.event(r.PROMOTED, f"{message}; {previous} kept for {delay}s")
     return common.reconcile_stable(ctx)
 
 
@@ -301,10 +342,12 @@ def reconcile_promotion(ctx: Context) -> bool:
 def _set_weight(ctx: Context, step: CanaryStep) -> bool:
     weight = step.set_weight or 0
     canary = ctx.status.canary_revision or ctx.revision
+    if _by_share(ctx):
+        return _set_share(ctx, weight, canary)
     needed = _canary_pods(ctx, weight)
     available = ctx.state(canary).available
     if available >= needed:
-        ctx.update(weight=weight)
+        ctx.update(weight=weight if _routed(ctx) else _full_share(ctx, canary, pods=needed))
         ctx.event(
             r.WEIGHT_SET,
             f"step {_index(ctx)}: weight {weight}% with {available} canary pod(s) available",
@@ -316,6 +359,38 @@ def _set_weight(ctx: Context, step: CanaryStep) -> bool:
         Phase.PROGRESSING,
         r.WAITING_FOR_REPLICAS,
         f"step {_index(ctx)} setWeight {weight}: canary {available}/{needed} pods available",
+    )
+    return False
+
+
+def _set_share(ctx: Context, weight: int, canary: str) -> bool:
+    """setWeight by replica share: done once the canary and the stable are at their
+    counts for ``weight`` with those pods available."""
+    stable = _stable(ctx)
+    pods, stable_pods = share_targets(weight, ctx.replicas_wanted)
+    if _share_world(ctx, canary=canary, stable=stable, weight=weight):
+        ctx.event(
+            r.WEIGHT_SET,
+            f"step {_index(ctx)}: {pods} canary and {stable_pods} stable pod(s) available, "
+            f"{ctx.status.weight}% of the traffic (setWeight {weight})",
+        )
+        return True
+    available = f"{ctx.state(canary).available}/{pods}"
+    if _share_moved(ctx):
+        # The deadline is for progress, as a rolling update's: a move of many pods
+        # within the budget takes many passes, each one a step forward.
+        ctx.update(current_step_started_at=ctx.stamp)
+    if _deadline(
+        ctx,
+        f"canary {canary}: {available} pods available, stable "
+        f"{ctx.state(stable).available}/{stable_pods}, for {weight}%",
+    ):
+        return False
+    ctx.set_phase(
+        Phase.PROGRESSING,
+        r.WAITING_FOR_REPLICAS,
+        f"step {_index(ctx)} setWeight {weight}: canary {available}, "
+        f"stable {ctx.state(stable).available}/{stable_pods} pods available",
     )
     return False
 
@@ -362,11 +437,33 @@ def _approval(ctx: Context, step: CanaryStep) -> bool:
     return False
 
 
+def _set_managed_route(ctx: Context, step: CanaryStep) -> bool:
+    """setHeaderRoute / setMirrorRoute: in force from the moment the step is done
+    (``strategies.managed_routes``), which is once a canary pod can take the requests."""
+    route = step.managed_route
+    assert route is not None
+    canary = ctx.status.canary_revision or ctx.revision
+    available = ctx.state(canary).available
+    if not route.match or available >= 1:
+        ctx.event(r.ROUTE_SET, f"step {_index(ctx)}: {describe_route(route)}")
+        return True
+    if _deadline(ctx, f"canary {canary}: no pod available for {describe_route(route)}"):
+        return False
+    ctx.set_phase(
+        Phase.PROGRESSING,
+        r.WAITING_FOR_REPLICAS,
+        f"step {_index(ctx)} {step.kind} {route.name}: waiting for a canary pod",
+    )
+    return False
+
+
 _STEP_HANDLERS: dict[str, Callable[[Context, CanaryStep], bool]] = {
     "setWeight": _set_weight,
     "pause": _pause,
     "analysis": _analysis,
     "approval": _approval,
+    "setHeaderRoute": _set_managed_route,
+    "setMirrorRoute": _set_managed_route,
 }
 
 
@@ -417,6 +514,8 @@ def _describe(step: CanaryStep) -> str:
         return f"pause {format_duration(step.pause.duration)}"
     if step.analysis is not None:
         return "analysis " + ", ".join(t.name for t in step.analysis.templates)
+    if step.managed_route is not None:
+        return describe_route(step.managed_route)
     groups = step.approval.groups if step.approval else []
     return "approval" + (f" by {', '.join(groups)}" if groups else "")
 
@@ -466,6 +565,22 @@ def _world(ctx: Context) -> None:
     """Replicas, selectors and route weights for the canary as it stands this pass."""
     spec, wanted = _spec(ctx), ctx.replicas_wanted
     stable, canary = _stable(ctx), ctx.status.canary_revision or ctx.revision
+    if _by_share(ctx):
+        _share_world(ctx, canary=canary, stable=stable, weight=_share_weight(ctx))
+        for service in common.services(ctx):
+            ctx.selectors[service] = _service_target(ctx, service)
+        return
+    if not _routed(ctx):
+        # stableScale: full: the stable keeps every pod, the canary's come on top.
+        pods = canary_replicas(_share_weight(ctx), wanted, routed=False)
+        ctx.replicas[stable] = wanted
+        ctx.replicas[canary] = wanted if _index(ctx) >= len(spec.steps) else pods
+        common.keep_previous(ctx)
+        for service in common.services(ctx):
+            ctx.selectors[service] = _service_target(ctx, service)
+        if not ctx.status.aborted:
+            ctx.update(weight=_full_share(ctx, canary, pods=ctx.replicas[canary]))
+        return
     weight, steps, index = ctx.status.weight, spec.steps, _index(ctx)
     # Pods for the weight being set now (scaled before traffic moves), else the current one.
     target = weight
@@ -489,3 +604,124 @@ def _service_target(ctx: Context, service: str) -> str:
     if service == spec.canary_service:
         return ctx.status.canary_revision or _stable(ctx)
     return _stable(ctx)
+
+
+# -- by replica share ------------------------------------------------------------------
+
+
+def _routed(ctx: Context) -> bool:
+    return _spec(ctx).traffic_routing is not None
+
+
+def _full_share(ctx: Context, canary: str, *, pods: int) -> int:
+    """With ``stableScale: full``: the share the canary's available pods (at most
+    ``pods``) get beside the stable's."""
+    stable = ctx.state(_stable(ctx))
+    serving = min(ctx.state(canary).available, pods)
+    return replica_share_percent(serving, min(stable.available, ctx.replicas_wanted))
+
+
+def _by_share(ctx: Context) -> bool:
+    """Traffic follows the pods and the stable gives up the canary's share of them."""
+    spec = _spec(ctx)
+    return spec.traffic_routing is None and spec.stable_scale == "share"
+
+
+def _share_weight(ctx: Context) -> int:
+    """The weight the pods head for: the setWeight step being worked on, else the last
+    one done (0 before the first), 100 once every step is done, 0 after an abort."""
+    if ctx.status.aborted:
+        return 0
+    steps, index = _spec(ctx).steps, _index(ctx)
+    if index >= len(steps):
+        return 100
+    return max((s.set_weight or 0 for s in steps[: index + 1]), default=0)
+
+
+def _share_world(ctx: Context, *, canary: str | None, stable: str, weight: int) -> bool:
+    """Move the pods one pass toward ``weight`` percent on ``canary`` by replica share
+    (every other revision toward 0), set status.weight to the share the available pods
+    give the canary, and say whether the counts are reached with their pods available.
+    """
+    spec, wanted = _spec(ctx), ctx.replicas_wanted
+    canary_pods, stable_pods = share_targets(weight, wanted)
+    if canary is None or canary == stable:
+        canary, canary_pods, stable_pods = None, 0, wanted
+    targets = {stable: stable_pods, **({canary: canary_pods} if canary else {})}
+    surge, unavailable = surge_and_unavailable(
+        spec.max_surge, spec.max_unavailable, replicas=wanted
+    )
+    involved = {
+        rev: state
+        for rev, state in ctx.observed.revisions.items()
+        if rev in targets or state.desired > 0 or state.current > 0
+    }
+    # No availability is spent while a ReplicaSet controller has not acted on what we
+    # asked, nor while one is still deleting pods of a smaller spec (not settled): the
+    # Ready pods in view may be ones that are going away. Look again shortly.
+    synced = all(state.synced and state.settled for state in involved.values())
+    if not synced:
+        ctx.wake_in(1.0)
+    desired = converge(
+        replicas=wanted,
+        # One replica split between two revisions needs a second pod whatever the surge.
+        surge=surge + max(0, canary_pods + stable_pods - wanted),
+        unavailable=unavailable,
+        targets=targets,
+        pods={rev: Pods(s.desired, s.available, s.current) for rev, s in involved.items()},
+        order=[stable, *([canary] if canary else [])],
+        synced=synced,
+    )
+    ctx.replicas.update(desired)
+    common.keep_previous(ctx)
+
+    def serving(rev: str) -> int:
+        return min(ctx.state(rev).available, ctx.replicas.get(rev, 0))
+
+    on_canary = serving(canary) if canary else 0
+    others = sum(serving(rev) for rev in ctx.replicas if rev != canary)
+    ctx.update(weight=replica_share_percent(on_canary, others))
+    kept = ctx.status.previous_revision  # kept for its scale-down delay by its own rule
+    at_targets = all(ctx.replicas.get(rev, 0) == n for rev, n in targets.items()) and not any(
+        n for rev, n in ctx.replicas.items() if rev not in targets and rev != kept
+    )
+    available = all(ctx.state(rev).available >= n for rev, n in targets.items())
+    return at_targets and available
+
+
+def _share_moved(ctx: Context) -> bool:
+    """Whether this pass's plan changes any ReplicaSet's size."""
+    revisions = set(ctx.observed.revisions) | set(ctx.replicas)
+    return any(ctx.replicas.get(rev, 0) != ctx.state(rev).desired for rev in revisions)
+
+
+def _share_back_to_stable(ctx: Context) -> bool:
+    """The template went back to stable while a canary by replica share had taken part
+    of the pods: the stable grows back within the budget before the canary goes (the
+    canary's pods serve meanwhile); once the stable is whole, ``reconcile_stable``."""
+    status = ctx.status
+    stable = status.stable_revision
+    if stable is None or ctx.revision != stable:
+        return False
+    wanted = ctx.replicas_wanted
+    leftovers = [
+        rev for rev, s in ctx.observed.revisions.items() if rev != stable and s.desired > 0
+    ]
+    if not leftovers or ctx.state(stable).available >= wanted:
+        return False
+    superseded = status.canary_revision
+    if superseded is not None and superseded != stable:
+        message = f"revision {superseded} superseded: the template is back to stable {stable}"
+        ctx.history_finish(superseded, "Superseded", message)
+        ctx.event(r.SUPERSEDED, message)
+        ctx.drop_runs(lambda run: run.revision == stable)
+        ctx.update(canary_revision=None, aborted=False, aborted_at=None)
+    _share_world(ctx, canary=None, stable=stable, weight=0)
+    for service in common.services(ctx):
+        ctx.selectors[service] = stable
+    ctx.set_phase(
+        Phase.PROGRESSING,
+        r.WAITING_FOR_REPLICAS,
+        f"back to stable {stable}: {ctx.state(stable).available}/{wanted} pods available",
+    )
+    return True

@@ -28,8 +28,9 @@ from controller.api.status import (
 )
 from controller.names import CI_ANNOTATION_PREFIX, REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
 from controller.times import parse_timestamp, timestamp
+from strategies.managed_routes import in_force
 from strategies.observed import Observed, Request, RevisionState
-from strategies.plan import Plan, PlanEvent
+from strategies.plan import HeaderRoute, MirrorRoute, Plan, PlanEvent
 from strategies.runkeys import RunKey
 
 _STATUS_FIELDS = frozenset(RolloutStatus.model_fields)
@@ -249,11 +250,16 @@ class Context:
         self.update(
             observed_generation=self.rollout.metadata.generation,
             replicas=sum(s.current for s in revisions),
+            selector=",".join(
+                f"{key}={value}"
+                for key, value in sorted(self.rollout.spec.selector.match_labels.items())
+            ),
             ready_replicas=sum(s.ready for s in revisions),
             available_replicas=sum(s.available for s in revisions),
             updated_replicas=self.state(self.revision).current,
         )
         self._set_conditions()
+        headers, mirrors = self._managed_routes()
         return Plan(
             replicas={rev: n for rev, n in sorted(self.replicas.items()) if n > 0},
             service_selectors=dict(sorted(self.selectors.items())),
@@ -263,6 +269,25 @@ class Context:
             status=self.status,
             requeue_after=round(min(self.timers), 3) if self.timers else None,
             events=tuple(self.events),
+            header_routes=headers,
+            mirror_routes=mirrors,
+        )
+
+    def _managed_routes(self) -> tuple[tuple[HeaderRoute, ...], tuple[MirrorRoute, ...]]:
+        """Header and mirror routes in force, wherever the router is written this pass
+        (``strategies.managed_routes``: none once aborted or without a canary)."""
+        canary = self.rollout.spec.strategy.canary
+        if self.route_weights is None or canary is None:
+            return (), ()
+        status = self.status
+        in_flight = status.canary_revision
+        if in_flight == status.stable_revision:
+            in_flight = None
+        return in_force(
+            canary,
+            index=status.current_step_index or 0,
+            canary=in_flight,
+            aborted=bool(status.aborted),
         )
 
     def _set_conditions(self) -> None:

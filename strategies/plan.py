@@ -1,8 +1,9 @@
 """What a strategy wants: the desired world, the new status and when to look again.
 
 ``strategies.decide`` returns a ``Plan``; the reconciler applies it (scale ReplicaSets,
-patch Service selectors and HTTPRoute weights, emit the events, write the status once,
-requeue after ``requeue_after``). A Plan is a value: two equal inputs give equal Plans.
+patch Service selectors, set route weights and header/mirror routes through the
+router, emit the events, write the status once, requeue after ``requeue_after``). A
+Plan is a value: two equal inputs give equal Plans.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from controller.api.rollout import SetHeaderRoute, SetMirrorRoute
 from controller.api.status import RolloutStatus
 
 
@@ -21,6 +23,24 @@ class PlanEvent:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class HeaderRoute:
+    """Requests matching ``route.match`` go to ``revision`` (the canary), whatever the
+    weights."""
+
+    route: SetHeaderRoute
+    revision: str
+
+
+@dataclass(frozen=True)
+class MirrorRoute:
+    """A copy of ``route.percentage`` (default 100) percent of the requests matching
+    ``route.match`` goes to ``revision`` (the canary); they are served as before."""
+
+    route: SetMirrorRoute
+    revision: str
 
 
 @dataclass(frozen=True)
@@ -36,3 +56,7 @@ class Plan:
     requeue_after: float | None
     """Seconds until the earliest timer fires (pause, deadline, scale-down, promotion)."""
     events: tuple[PlanEvent, ...] = ()
+    header_routes: tuple[HeaderRoute, ...] = ()
+    """Header routes in force, in the order of ``trafficRouting.managedRoutes``."""
+    mirror_routes: tuple[MirrorRoute, ...] = ()
+    """Mirror routes in force, in the order of ``trafficRouting.managedRoutes``."""

@@ -15,8 +15,16 @@ from typing import Any
 
 from controller.api import AnalysisRef, BlueGreenStrategy, CanaryStrategy, RollingStrategy, Rollout
 from controller.api.duration import format_duration
-from strategies.rolling import Pods, rolling_update, surge_and_unavailable
-from strategies.traffic import canary_replicas, share, stable_replicas
+from strategies.managed_routes import describe as describe_route
+from strategies.rolling import rolling_update
+from strategies.scaling import Pods, surge_and_unavailable
+from strategies.traffic import (
+    canary_replicas,
+    replica_share_percent,
+    share,
+    share_targets,
+    stable_replicas,
+)
 
 MAX_ROLLING_ROWS = 24
 """A rolling update of many pods takes many passes; longer previews are elided."""
@@ -86,6 +94,19 @@ def _names(ref: AnalysisRef | None) -> tuple[str, ...]:
     return tuple(t.name for t in ref.templates) if ref is not None else ()
 
 
+def _canary_pods(spec: CanaryStrategy, weight: int, replicas: int) -> tuple[int, int, int]:
+    """(canary pods, stable pods, the canary's share of the traffic) at ``weight``: by
+    replica share the share the pods give (``setWeight 33`` of 10: 3 pods, 30%)."""
+    if spec.traffic_routing is not None:
+        stable = stable_replicas(weight, replicas, dynamic=spec.dynamic_stable_scale)
+        return canary_replicas(weight, replicas, routed=True), stable, weight
+    if spec.stable_scale == "full":
+        canary = canary_replicas(weight, replicas, routed=False)
+        return canary, replicas, replica_share_percent(canary, replicas)
+    canary, stable = share_targets(weight, replicas)
+    return canary, stable, replica_share_percent(canary, stable)
+
+
 def _canary(rollout: Rollout, spec: CanaryStrategy) -> list[PreviewRow]:
     replicas, routed = rollout.spec.replicas, spec.traffic_routing is not None
     background = tuple(f"{name} (background)" for name in _names(rollout.spec.analysis))
@@ -104,38 +125,41 @@ def _canary(rollout: Rollout, spec: CanaryStrategy) -> list[PreviewRow]:
         elif step.analysis is not None:
             action = "analysis " + ", ".join(_names(step.analysis))
             running = background + _names(step.analysis)
+        elif step.managed_route is not None:
+            action = describe_route(step.managed_route)
         else:
             groups = step.approval.groups if step.approval else []
             action = "approval" + (f" by {', '.join(groups)}" if groups else "")
+        canary, stable, share_ = _canary_pods(spec, weight, replicas)
         rows.append(
             PreviewRow(
                 index=index,
                 action=action,
-                stable=stable_replicas(weight, replicas, dynamic=spec.dynamic_stable_scale),
-                canary=canary_replicas(weight, replicas, routed=routed),
-                weight=weight,
+                stable=stable,
+                canary=canary,
+                weight=share_,
                 analysis=running,
             )
         )
     end = len(spec.steps)
+    by_share = not routed and spec.stable_scale == "share"
     rows.append(
         PreviewRow(
             index=end,
             action=f"scale canary to {replicas}",
-            stable=stable_replicas(weight, replicas, dynamic=spec.dynamic_stable_scale),
+            stable=0 if by_share else _canary_pods(spec, weight, replicas)[1],
             canary=replicas,
-            weight=weight,
+            weight=100 if by_share else weight,
             analysis=background,
         )
     )
+    done = (
+        "old revision already scaled down"
+        if by_share
+        else f"old revision scaled down after {spec.scale_down_delay_seconds}s"
+    )
     rows.append(
-        PreviewRow(
-            index=end + 1,
-            action=f"promote; old revision scaled down after {spec.scale_down_delay_seconds}s",
-            stable=0,
-            canary=replicas,
-            weight=100,
-        )
+        PreviewRow(index=end + 1, action=f"promote; {done}", stable=0, canary=replicas, weight=100)
     )
     return rows
 

@@ -2,11 +2,8 @@
 maxSurge / maxUnavailable, counting only available pods, with optional analysis gates.
 
 Called by ``strategies.decide`` for Rollouts with ``strategy.rolling`` and by
-``preview.py``. The arithmetic (``resolve``, ``surge_and_unavailable``,
-``rolling_update``) is pure and table-tested; ``plan_rolling`` is the table of contents.
-
-Rounding is Kubernetes': a percentage maxSurge rounds up, a percentage maxUnavailable
-rounds down, and when both come to 0 maxUnavailable becomes 1 so something can move.
+``preview.py``. The arithmetic (``rolling_update``, on ``scaling.py``'s budget) is pure
+and table-tested; ``plan_rolling`` is the table of contents.
 
 Worked example, replicas 4, maxSurge 25% (= 1), maxUnavailable 25% (= 1), pods
 becoming available one pass after they are asked for:
@@ -36,7 +33,6 @@ the last change (``currentStepStartedAt``) the rollout is rolled back.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from controller.api import RollingStrategy
 from controller.api import reasons as r
@@ -47,59 +43,8 @@ from strategies.judge import judge_run
 from strategies.observed import RevisionState
 from strategies.plan import Plan
 from strategies.runkeys import RunKey
+from strategies.scaling import Budget, Pods, surge_and_unavailable
 from strategies.traffic import share
-
-
-def resolve(value: int | str, total: int, *, round_up: bool) -> int:
-    """An int-or-percent against ``total``, rounded the Kubernetes way.
-
-    >>> resolve("25%", 10, round_up=True), resolve("25%", 10, round_up=False)
-    (3, 2)
-    >>> resolve(3, 10, round_up=True), resolve("1%", 10, round_up=True)
-    (3, 1)
-    """
-    if isinstance(value, int):
-        return value
-    percent = int(value.rstrip("%"))
-    return (percent * total + 99) // 100 if round_up else (percent * total) // 100
-
-
-def surge_and_unavailable(
-    max_surge: int | str, max_unavailable: int | str, *, replicas: int
-) -> tuple[int, int]:
-    """(surge, unavailable) in pods; never both 0.
-
-    >>> surge_and_unavailable("25%", "25%", replicas=10)
-    (3, 2)
-    >>> surge_and_unavailable("0%", "10%", replicas=5)
-    (0, 1)
-    """
-    surge = resolve(max_surge, replicas, round_up=True)
-    unavailable = resolve(max_unavailable, replicas, round_up=False)
-    if surge == 0 and unavailable == 0:
-        unavailable = 1
-    return surge, unavailable
-
-
-@dataclass(frozen=True)
-class Pods:
-    """A ReplicaSet as the arithmetic sees it: desired pods (its spec), available pods
-    and pods not terminating (``current``), as ``controller.observe`` counts them."""
-
-    desired: int
-    available: int
-    current: int = 0
-
-    @property
-    def counted(self) -> int:
-        """Available pods that will stay: never more than ``desired`` (a shrinking
-        ReplicaSet's extra pods are going away, whatever their state)."""
-        return min(self.desired, self.available)
-
-    @property
-    def footprint(self) -> int:
-        """Pods it has or is about to have: its extra pods are still there until deleted."""
-        return max(self.desired, self.current)
 
 
 def rolling_update(
@@ -138,30 +83,23 @@ def rolling_update(
     ...                new=Pods(2, 0, 2), old=[("a", Pods(6, 8, 8))])
     (2, {'a': 6})
     """
-    available = new.counted + sum(p.counted for _, p in old)
-    budget = available - (replicas - unavailable)
-
-    def shrink(pods: Pods, wanted: int) -> int:
-        """Pods to remove (up to ``wanted``): unavailable ones free, the rest from budget."""
-        nonlocal budget
-        if not synced:
-            return 0
-        free = max(0, pods.desired - pods.counted)
-        take = max(0, min(pods.desired, wanted, free + max(budget, 0)))
-        budget -= max(0, take - free)
-        return take
-
+    budget = Budget(
+        replicas=replicas,
+        surge=surge,
+        unavailable=unavailable,
+        pods=[new, *(p for _, p in old)],
+        synced=synced,
+    )
     new_desired = new.desired
     if new_desired > target:
         # Above its target (a lower gate, fewer replicas): shrink it like an old revision.
-        new_desired -= shrink(new, new_desired - target)
+        new_desired -= budget.shrink(new, new_desired - target)
     else:
-        room = replicas + surge - (new.footprint + sum(p.footprint for _, p in old))
-        new_desired = min(target, new_desired + max(room, 0))
+        new_desired += budget.grow(target - new_desired)
     excess = sum(p.desired for _, p in old) - max(0, replicas - target)
     out: dict[str, int] = {}
     for revision, pods in old:
-        take = shrink(pods, excess)
+        take = budget.shrink(pods, excess)
         excess -= take
         out[revision] = pods.desired - take
     return new_desired, out

@@ -1,12 +1,20 @@
 """Replica and traffic arithmetic for canaries: pure functions, no state.
 
-Called by ``canary.py`` and ``preview.py``. Two ways to send a share of traffic to a
+Called by ``canary.py`` and ``preview.py``. Three ways to send a share of traffic to a
 canary:
 
-* **by replica share** (no ``trafficRouting``): the Services select both revisions'
-  pods, so the canary's share of requests is its share of pods. The stable revision
-  stays fully scaled (users were promised ``replicas`` stable pods); the canary gets
-  ``ceil(weight x replicas / 100)`` more pods on top.
+* **by replica share** (no ``trafficRouting``; the default, ``stableScale: share``): a
+  Service selecting the application's pods sends each revision its share of the pods,
+  so ``setWeight: w`` means ``round(w x replicas / 100)`` canary pods and the rest
+  stable, the rollout keeping ``replicas`` pods in all (``share_targets``). While the
+  weight is strictly between 0 and 100 each side keeps at least one pod (one replica:
+  one pod each, the only split one replica has). The pods move toward those counts
+  within maxSurge / maxUnavailable (``scaling.converge``), so the stable never drops
+  below its share of the weight being set, nor the rollout below
+  ``replicas - maxUnavailable`` available pods.
+* **by replica share with ``stableScale: full``**: the stable keeps all ``replicas``
+  pods and the canary gets ``ceil(w x replicas / 100)`` more on top; its share of the
+  traffic is then ``canary / (replicas + canary)``, less than ``w`` (status says so).
 * **by HTTPRoute weights** (``trafficRouting.gatewayAPI``): the route sends exactly
   ``weight`` percent to the canary Service, so the canary needs only enough pods to
   carry that share, with a floor of one pod so that it can be analysed before it
@@ -15,17 +23,19 @@ canary:
 
 Worked examples (replicas = 10):
 
-=======  =============  ======  ============  ======================
-weight   routed         canary  stable        note
-=======  =============  ======  ============  ======================
-0        no             0       10            no canary pods yet
-10       no             1       10            1 of 11 pods ~ 9%
-33       no             4       10            ceil(3.3)
-0        yes            1       10            dark canary, 0% traffic
-5        yes            1       10            ceil(0.5)
-50       yes, dynamic   5       5             stable carries 50%
-90       yes, dynamic   9       1             ceil(1.0)
-=======  =============  ======  ============  ======================
+=======  ===============  ======  ======  ===================================
+weight   mode             canary  stable  canary's share of the traffic
+=======  ===============  ======  ======  ===================================
+10       share            1       9       10%
+33       share            3       7       30% (3.3 rounds to 3)
+5        share            1       9       10% (at least one pod)
+95       share            9       1       90% (stable keeps one pod)
+80       full             8       10      44% (8 of 18 pods)
+0        routed           1       10      0%: a dark canary, analysed first
+5        routed           1       10      5% (ceil(0.5))
+50       routed, dynamic  5       5       50%
+90       routed, dynamic  9       1       90% (ceil(1.0))
+=======  ===============  ======  ======  ===================================
 """
 
 from __future__ import annotations
@@ -40,8 +50,35 @@ def share(weight: int, replicas: int) -> int:
     return (weight * replicas + 99) // 100
 
 
+def share_targets(weight: int, replicas: int) -> tuple[int, int]:
+    """(canary, stable) pods for ``weight`` percent of the traffic by replica share.
+
+    The canary gets ``w x replicas / 100`` rounded (a half pod goes to the stable),
+    so every weight is within half a pod of its share; at least one pod each while the
+    weight is strictly between 0 and 100, which keeps it within one pod.
+
+    >>> share_targets(10, 10), share_targets(33, 10), share_targets(80, 5)
+    ((1, 9), (3, 7), (4, 1))
+    >>> share_targets(5, 10), share_targets(95, 10), share_targets(50, 3)
+    ((1, 9), (9, 1), (1, 2))
+    >>> share_targets(10, 20), share_targets(0, 4), share_targets(100, 4), share_targets(30, 1)
+    ((2, 18), (0, 4), (4, 0), (1, 1))
+    """
+    if replicas <= 0:
+        return 0, 0
+    if weight <= 0:
+        return 0, replicas
+    if weight >= 100:
+        return replicas, 0
+    if replicas == 1:
+        return 1, 1
+    canary = min(max((weight * replicas + 49) // 100, 1), replicas - 1)
+    return canary, replicas - canary
+
+
 def canary_replicas(weight: int, replicas: int, *, routed: bool) -> int:
-    """Pods the canary needs to carry ``weight`` percent of the traffic.
+    """Pods the canary needs to carry ``weight`` percent of the traffic beside a stable
+    at full size (routed, or by replica share with ``stableScale: full``).
 
     >>> canary_replicas(10, 10, routed=False), canary_replicas(0, 10, routed=False)
     (1, 0)
@@ -57,7 +94,7 @@ def canary_replicas(weight: int, replicas: int, *, routed: bool) -> int:
 
 
 def stable_replicas(weight: int, replicas: int, *, dynamic: bool) -> int:
-    """Pods the stable revision keeps while the canary carries ``weight`` percent.
+    """Pods the stable revision keeps while a routed canary carries ``weight`` percent.
 
     ``weight`` must be the traffic the canary carries *now* (status.weight), not the
     weight it is heading for: stable shrinks only after traffic has left it.
@@ -86,11 +123,14 @@ def route_weights(*, stable: str, canary: str | None, weight: int) -> dict[str, 
     return {stable: 100 - weight, canary: weight}
 
 
-def replica_share_percent(canary: int, stable: int) -> int:
-    """The traffic share a canary gets by replica count alone, rounded down.
+def replica_share_percent(canary: int, others: int) -> int:
+    """The share of traffic a canary gets by replica count: its pods over all the pods
+    serving, in percent, rounded to the nearest (a half up).
 
-    >>> replica_share_percent(1, 10), replica_share_percent(5, 5), replica_share_percent(0, 0)
-    (9, 50, 0)
+    >>> replica_share_percent(1, 9), replica_share_percent(8, 10), replica_share_percent(1, 2)
+    (10, 44, 33)
+    >>> replica_share_percent(2, 1), replica_share_percent(5, 5), replica_share_percent(0, 0)
+    (67, 50, 0)
     """
-    total = canary + stable
-    return (100 * canary) // total if total else 0
+    total = canary + others
+    return (200 * canary + total) // (2 * total) if total else 0

@@ -10,7 +10,9 @@ Fixtures:
   ``tests.fixtures_cluster``, running each pod as a real demo-app process. Started only
   when a test asks for it, so unit-only runs need no cluster. Its tests are marked
   ``cluster`` automatically.
-- ``httproute_crd`` (session): installs the sandbox's Gateway API HTTPRoute CRD.
+- ``httproute_crd`` (session): installs the published Gateway API standard CRDs
+  (GatewayClass, Gateway, HTTPRoute, ReferenceGrant); the HTTPRoute CRD's name. Skips
+  on clusters older than those CRDs support (1.25, where CEL arrived).
 - ``demo_app`` (factory): standalone demo-app processes on free loopback addresses,
   registered in file_sd with the given labels, stopped after the test.
 - ``traffic`` (factory): started ``TrafficGenerator``s, stopped after the test.
@@ -29,7 +31,13 @@ import pytest
 from sandbox.demo_app import DEFAULT_PORT, spawn_demo_app, wait_healthy
 from sandbox.node_agent import LoopbackIPs, NodeAgent, write_file_sd
 from sandbox.prometheus import PrometheusServer
-from sandbox.traffic import HTTPROUTE_CRD, TrafficGenerator
+from sandbox.traffic import (
+    GATEWAY_API_CRDS,
+    GATEWAY_API_MIN_KUBERNETES,
+    HTTPROUTE_CRD_NAME,
+    ISTIO_CRDS,
+    TrafficGenerator,
+)
 
 # Standalone demo apps live in 127.2/16, apart from the node agent's pod IPs (127.1/16).
 _STANDALONE_IPS = LoopbackIPs(block=2, port=DEFAULT_PORT, probe=True)
@@ -83,8 +91,20 @@ def node_agent(
 
 @pytest.fixture(scope="session")
 def httproute_crd(control_plane: Any) -> str:
-    (name,) = control_plane.install_crds([HTTPROUTE_CRD])
-    return str(name)
+    if control_plane.minor < GATEWAY_API_MIN_KUBERNETES:
+        pytest.skip(
+            f"the published Gateway API CRDs need Kubernetes 1.25+ (CEL validation); this "
+            f'is {control_plane.kubernetes_version}, which also rejects their `default: ""`'
+        )
+    names = control_plane.install_crds(GATEWAY_API_CRDS)
+    assert HTTPROUTE_CRD_NAME in names, names
+    return HTTPROUTE_CRD_NAME
+
+
+@pytest.fixture(scope="session")
+def istio_crds(control_plane: Any) -> list[str]:
+    """Istio's VirtualService and DestinationRule CRDs, as published (sandbox/crds/istio)."""
+    return [str(name) for name in control_plane.install_crds(ISTIO_CRDS)]
 
 
 @dataclass(frozen=True)

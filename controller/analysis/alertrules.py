@@ -40,7 +40,7 @@ from typing import Any
 import promql_parser
 import yaml
 
-from controller.analysis.values import QueryResult
+from controller.analysis.values import QueryResult, Sample
 from controller.analysis.verdict import Judgement, fmt
 from controller.api.duration import DurationError, parse_duration
 from controller.limits import RULE_EXPRESSION, RULES_FILE, RULES_PER_FILE, YAML_ALIASES
@@ -59,6 +59,8 @@ class AlertRule:
     expr: str
     for_seconds: float
     group: str
+    # (name, value) pairs, sorted: a rule is hashable (scoped() caches by it).
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 # libyaml where PyYAML has it: an order of magnitude faster on a large file.
@@ -122,7 +124,17 @@ def load_rules(text: str, *, source: str = "rules") -> list[AlertRule]:
                 for_seconds = parse_duration(raw.get("for", "0s"))
             except DurationError as exc:
                 raise RulesError(f"{source}: rule {name}: for: {exc}") from None
-            rules.append(AlertRule(name, str(raw["expr"]), for_seconds, group_name))
+            given = raw.get("labels")
+            labels: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+            rules.append(
+                AlertRule(
+                    name,
+                    str(raw["expr"]),
+                    for_seconds,
+                    group_name,
+                    tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+                )
+            )
     return rules
 
 
@@ -350,7 +362,7 @@ def judge_alert(
     value = fmt(worst.value)
     since = breach_since or now
     held = (now - since).total_seconds()
-    where = worst.describe() if worst.labels else ""
+    where = _series_name(worst, rule)
     if held >= rule.for_seconds:
         return Judgement(
             "Failed",
@@ -366,3 +378,13 @@ def judge_alert(
         f"{rule.for_seconds:g}s",
         since,
     )
+
+
+def _series_name(sample: Sample, rule: AlertRule) -> str:
+    """What fired: the series' labels; for an expression that aggregated them all away,
+    the labels the rule itself adds (as its alert would carry), else "(no labels)"."""
+    if sample.labels:
+        return sample.describe()
+    if rule.labels:
+        return "rule labels " + Sample(labels=dict(rule.labels), value=sample.value).describe()
+    return "(no labels)"

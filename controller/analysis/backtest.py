@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from controller.analysis.arguments import template_args
 from controller.analysis.presets import metric_for, metric_query, metric_threshold
-from controller.analysis.run import TERMINAL, record, start_run, template_args
+from controller.analysis.run import TERMINAL, record, start_run
 from controller.analysis.templating import QueryContext, TemplateError, render
 from controller.analysis.values import QueryFailure, RangeOutcome, RangeResult, Sample
 from controller.analysis.verdict import evaluate
@@ -201,10 +202,21 @@ def backtest(
     step: float,
 ) -> BacktestReport:
     """Fetch each metric's history and replay it. Raises ``TemplateError`` for bad args."""
-    ctx = context.with_args(template_args(template, args))
+    name = template.metadata.name or "?"
+    resolved = template_args(name, template.spec.args, args, context)
+    if resolved.secrets:
+        raise TemplateError(
+            f"AnalysisTemplate {name!r}: {', '.join(resolved.secrets)} come(s) from a Secret; "
+            "pass the value with --arg NAME=VALUE to backtest"
+        )
+    ctx = context.with_args(resolved.values)
     times = step_times(start, end, step)
     reports = []
-    for metric in template.spec.metrics:
+    for written in template.spec.metrics:
+        try:
+            metric = written.bind(resolved.values)
+        except ValueError as exc:
+            raise TemplateError(f"AnalysisTemplate {name!r}: {exc}") from None
         if metric.job is not None or metric.web is not None or metric.alert_rules is not None:
             # A Job or an HTTP check has no history; alert rules: `deployctl analyze --rules`.
             continue

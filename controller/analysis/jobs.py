@@ -42,6 +42,9 @@ JOB_POLL_SECONDS = 5.0
 MAX_EVIDENCE = 600
 # How long a finished Job's verdict waits for its pod's final status to reach the cache.
 EVIDENCE_WAIT = 10.0
+# A refusal that no retry of the Job controller can overcome: the namespace's Pod Security
+# level rejects the pod template itself (the apiserver's wording, 1.25 and later).
+POD_SECURITY_REJECTION = "violates PodSecurity"
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class JobApi(Protocol):
         self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
     ) -> Obj | None: ...
     def delete_job(self, namespace: str, name: str, *, uid: str | None = None) -> bool: ...
+    def job_pod_rejections(self, namespace: str, job: str) -> list[str]: ...
 
 
 def job_body(check: JobCheck) -> Obj:
@@ -187,6 +191,10 @@ class JobChecks:
             return None
         pods = self.pods.list(check.namespace, labels={"job-name": check.name})
         done = _condition(job, "Complete") or _condition(job, "Failed")
+        if done is None and not pods:
+            rejected = self._rejected(check)
+            if rejected is not None:
+                return rejected
         if done is not None and not _pod_evidence(pods) and _recent(done, check.now):
             # The pod cache may lag the Job cache: wait (a pod event wakes the rollout)
             # rather than lose the evidence, for a few seconds at most.
@@ -208,6 +216,23 @@ class JobChecks:
                 message += f"; {evidence}"
             return Judgement(phase="Failed", value="1", message=message)
         return None
+
+    def _rejected(self, check: JobCheck) -> Judgement | None:
+        """Failed at once when admission refuses the Job's pods for good.
+
+        Without this the Job would sit without pods until activeDeadlineSeconds, the Job
+        controller retrying a pod the namespace's Pod Security level will never admit.
+        """
+        reasons = self.api.job_pod_rejections(check.namespace, check.name)
+        refusal = next((r for r in reasons if POD_SECURITY_REJECTION in r), None)
+        if refusal is None:
+            return None
+        message = (
+            f"{check.metric}: Job {check.name} cannot run: its pods were rejected by "
+            f"Pod Security admission ({refusal[-MAX_EVIDENCE:]}); set the securityContext "
+            "the namespace's level requires in the Job template"
+        )
+        return Judgement(phase="Failed", value="1", message=message)
 
     def tidy(self, namespace: str, rollout: str, *, keep: int = JOB_HISTORY_LIMIT) -> int:
         """Delete this rollout's finished check Jobs beyond ``keep``, oldest first."""

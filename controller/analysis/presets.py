@@ -139,6 +139,27 @@ def _alternatives(values: Iterable[str]) -> str:
     return escape_string("|".join(sorted(set(escaped))))
 
 
+def traffic_query(metric: Metric) -> tuple[str, str] | None:
+    """For a preset: (the query counting the canary's requests over the preset's window,
+    the window as written); None for other metrics, whose queries we cannot read.
+
+    Asked only when a measurement found no data, so that ``deployctl status`` can say
+    why: "the canary served 0 requests in the last 1m" is a different problem from "no
+    series at all" (the pods are not scraped, or the labels are wrong).
+    """
+    preset: ErrorRatePreset | LatencyPreset | None = metric.error_rate or metric.latency
+    if preset is None:
+        return None
+    scope = _scope(preset.namespace_label, preset.revision_label)
+    window = format_duration(preset.window)
+    series = (
+        preset.requests_metric
+        if isinstance(preset, ErrorRatePreset)
+        else f"{preset.histogram_metric}_count"
+    )
+    return f"sum(increase({series}{{{scope}}}[{window}]))", window
+
+
 def metric_query(metric: Metric) -> str:
     """The query template of any metric: the provider's query or the preset's."""
     if metric.error_rate is not None:

@@ -60,7 +60,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -73,6 +73,14 @@ from controller.analysis.alertrules import (
     scoped,
     select_rules,
 )
+from controller.analysis.arguments import (
+    ArgValues,
+    SecretReader,
+    hide,
+    rollout_args,
+    template_args,
+    with_secrets,
+)
 from controller.analysis.batch import Batches, BatchKey
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
 from controller.analysis.presets import (
@@ -80,14 +88,24 @@ from controller.analysis.presets import (
     metric_for,
     metric_query,
     metric_threshold,
+    traffic_query,
 )
-from controller.analysis.templating import QueryContext, TemplateError, render
+from controller.analysis.templating import (
+    QueryContext,
+    TemplateError,
+    render,
+    render_body,
+    render_header,
+    render_job,
+    render_url,
+)
 from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, short_query
 from controller.analysis.verdict import Judgement, evaluate, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
 from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
+from controller.api.common import SecretKeyRef
 from controller.api.duration import format_duration
-from controller.api.rollout import AnalysisRef
+from controller.api.rollout import AnalysisRef, JobProvider
 from controller.api.status import (
     MAX_MEASUREMENTS,
     AnalysisRunStatus,
@@ -181,8 +199,8 @@ def _due_at(run: AnalysisRunStatus, metric: Metric) -> datetime | None:
         # A Job in flight is looked at on every pass (a cache read); see next_due.
         return parse_timestamp(run.started_at)
     if result is None or not result.measurements:
-        return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay)
-    return parse_timestamp(result.measurements[-1].at) + timedelta(seconds=metric.interval)
+        return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay_seconds)
+    return parse_timestamp(result.measurements[-1].at) + timedelta(seconds=metric.interval_seconds)
 
 
 def due_metrics(run: AnalysisRunStatus, metrics: Sequence[Metric], *, now: datetime) -> list[str]:
@@ -216,14 +234,14 @@ def next_due(
                 # Asked (or due) since ``at`` without data: the next poll on the grid
                 # at, at + 0.5 s, ... (a run not asked yet is due at once).
                 polls = math.floor((now - at).total_seconds() / FIRST_DATA_POLL) + 1
-                end = _first_due(run, metric) + timedelta(seconds=metric.interval)
+                end = _first_due(run, metric) + timedelta(seconds=metric.interval_seconds)
                 at = min(at + timedelta(seconds=polls * FIRST_DATA_POLL), end)
             times.append(at)
     return min(times) if times else None
 
 
 def _first_due(run: AnalysisRunStatus, metric: Metric) -> datetime:
-    return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay)
+    return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay_seconds)
 
 
 def waiting_for_first_data(run: AnalysisRunStatus, metric: Metric, *, now: datetime) -> bool:
@@ -236,20 +254,20 @@ def waiting_for_first_data(run: AnalysisRunStatus, metric: Metric, *, now: datet
     result = _result(run, metric.name)
     if result is not None and (result.measurements or result.phase in TERMINAL):
         return False
-    return now < _first_due(run, metric) + timedelta(seconds=metric.interval)
+    return now < _first_due(run, metric) + timedelta(seconds=metric.interval_seconds)
 
 
 def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool = False) -> Verdict:
     """The limits above, applied to a metric's counters."""
-    if result.failed > metric.failure_limit:
+    if result.failed > metric.failure_limit_value:
         return "Failed"
-    if result.inconclusive > metric.inconclusive_limit:
+    if result.inconclusive > metric.inconclusive_limit_value:
         return "Inconclusive"
     if permanent_error:
         return "Error"
     if (
         metric.on_provider_error == "abort"
-        and result.consecutive_error > metric.consecutive_error_limit
+        and result.consecutive_error > metric.consecutive_error_limit_value
     ):
         return "Error"
     decided = result.successful + result.failed + result.inconclusive
@@ -313,12 +331,12 @@ def record(
         message = (
             f"{judgement.message}; unreachable since {unreachable_since} "
             f"({counts['consecutive_error']} attempt(s)), measuring again every "
-            f"{format_duration(metric.interval)} (onProviderError: pause)"
+            f"{format_duration(metric.interval_seconds)} (onProviderError: pause)"
         )
     elif phase == "Error" and not judgement.permanent:
         message = (
             f"{judgement.message} ({counts['consecutive_error']} in a row; "
-            f"consecutiveErrorLimit {metric.consecutive_error_limit}, onProviderError: abort)"
+            f"consecutiveErrorLimit {metric.consecutive_error_limit_value}, onProviderError: abort)"
         )
     updated = result.model_copy(
         update={
@@ -383,6 +401,8 @@ class BoundMetric:
     query: str = ""
     presence: tuple[str, ...] = ()
     problem: str = ""
+    secrets: Mapping[str, SecretKeyRef] = field(default_factory=dict)
+    """Arguments whose values a Secret holds: read when measuring, never shown."""
 
 
 class RulesSource(Protocol):
@@ -394,13 +414,20 @@ class RulesSource(Protocol):
     def rules(self, namespace: str, config_map: str, key: str | None) -> list[AlertRule]: ...
 
 
-def resolve(templates: Mapping[str, AnalysisTemplate], ref: AnalysisRef) -> list[BoundMetric]:
-    """The metrics of every referenced template, each with its args resolved.
+def resolve(
+    templates: Mapping[str, AnalysisTemplate],
+    ref: AnalysisRef,
+    context: QueryContext | None = None,
+) -> list[BoundMetric]:
+    """The metrics of every referenced template, each with its args resolved and its
+    ``{{args.*}}`` fields (count, interval, limits) filled in.
 
     ``ref.args`` override the template's defaults. Raises ``TemplateError`` naming a
-    missing template, an argument without a value, or a metric name used twice.
+    missing template, an argument without a value, a field its argument does not fit,
+    or a metric name used twice. Secret-valued args are left for ``with_secrets``.
     """
-    given = {a.name: a.value for a in ref.args if a.value is not None}
+    ctx = context or QueryContext()
+    given = rollout_args(ref.args, ctx)
     bound: list[BoundMetric] = []
     seen: dict[str, str] = {}
     for template_ref in ref.templates:
@@ -408,7 +435,7 @@ def resolve(templates: Mapping[str, AnalysisTemplate], ref: AnalysisRef) -> list
         if template is None:
             known = ", ".join(sorted(templates)) or "none"
             raise TemplateError(f"unknown AnalysisTemplate {template_ref.name!r}; known: {known}")
-        args = template_args(template, given)
+        args = template_args(template_ref.name, template.spec.args, given, ctx)
         for metric in template.spec.metrics:
             if metric.name in seen:
                 raise TemplateError(
@@ -416,24 +443,26 @@ def resolve(templates: Mapping[str, AnalysisTemplate], ref: AnalysisRef) -> list
                     f"{seen[metric.name]!r} and {template_ref.name!r}; rename one"
                 )
             seen[metric.name] = template_ref.name
-            bound.append(BoundMetric(metric=metric, template=template_ref.name, args=args))
-    return bound
-
-
-def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[str, str]:
-    """The template's args: ``given`` values over its defaults; TemplateError if one lacks both."""
-    name = template.metadata.name or "?"
-    args: dict[str, str] = {}
-    for arg in template.spec.args:
-        value = given.get(arg.name, arg.value)
-        if value is None:
-            raise TemplateError(
-                f"AnalysisTemplate {name!r} needs argument {arg.name!r}, which has no "
-                "default and was not given; pass it in the analysis args "
-                f"(template args: {', '.join(a.name for a in template.spec.args)})"
+            from_secret = sorted(set(metric.placeholders().values()) & set(args.secrets))
+            if from_secret:
+                raise TemplateError(
+                    f"AnalysisTemplate {template_ref.name!r}: metric {metric.name}: "
+                    f"{', '.join(from_secret)} comes from a Secret; count, interval and the "
+                    "limits take plain values"
+                )
+            try:
+                concrete = metric.bind(args.values)
+            except ValueError as exc:
+                raise TemplateError(f"AnalysisTemplate {template_ref.name!r}: {exc}") from None
+            bound.append(
+                BoundMetric(
+                    metric=concrete,
+                    template=template_ref.name,
+                    args=dict(args.values),
+                    secrets=dict(args.secrets),
+                )
             )
-        args[arg.name] = value
-    return args
+    return bound
 
 
 def cannot_start(run: AnalysisRunStatus, problem: str) -> AnalysisRunStatus:
@@ -489,6 +518,36 @@ def _breach_since(run: AnalysisRunStatus, name: str) -> datetime | None:
     return parse_timestamp(result.breach_since) if result and result.breach_since else None
 
 
+def _hidden(judgement: Judgement, hidden: Sequence[str]) -> Judgement:
+    """The judgement with Secret values masked in its evidence and value."""
+    if not hidden:
+        return judgement
+    value = hide(judgement.value, hidden) if judgement.value is not None else None
+    return replace(judgement, message=hide(judgement.message, hidden), value=value)
+
+
+def render_web(web: WebProvider, context: QueryContext) -> WebProvider:
+    """The HTTP check with its URL, header values and body filled in for ``context``."""
+    headers = [
+        h.model_copy(update={"value": render_header(h.value, context, header=h.name)})
+        if h.value is not None
+        else h
+        for h in web.headers
+    ]
+    update: dict[str, object] = {"headers": headers}
+    if web.url is not None:
+        update["url"] = render_url(web.url, context)
+    if web.body is not None:
+        update["body"] = render_body(web.body, context)
+    return web.model_copy(update=update)
+
+
+def render_job_provider(provider: JobProvider, context: QueryContext) -> JobProvider:
+    """The Job check with every string of its metadata and spec filled in."""
+    written = provider.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return JobProvider.model_validate(render_job(written, context))
+
+
 class AnalysisEngine:
     """Measures every due metric of a run and returns the run's new status.
 
@@ -503,6 +562,7 @@ class AnalysisEngine:
         jobs: JobRunner | None = None,
         web: WebRunner | None = None,
         rules: RulesSource | None = None,
+        secrets: SecretReader | None = None,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
         batches: Batches | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -511,13 +571,14 @@ class AnalysisEngine:
         self.jobs = jobs
         self.web = web
         self.rules = rules
+        self.secrets = secrets
         self.retry_budget = retry_budget
         self.batches = batches
         self.monotonic = monotonic
 
     def _deadline(self, metric: Metric) -> float:
         """When one measurement of ``metric`` must be over (a ``monotonic`` instant)."""
-        seconds = min(metric.interval, self.retry_budget, MEASUREMENT_DEADLINE.value)
+        seconds = min(metric.interval_seconds, self.retry_budget, MEASUREMENT_DEADLINE.value)
         return self.monotonic() + seconds
 
     def _left(self, deadline: float) -> float:
@@ -552,7 +613,7 @@ class AnalysisEngine:
     ) -> list[BoundMetric]:
         """The run's metrics: templates resolved with their args, alert rules expanded
         for ``revision``. Raises ``TemplateError`` when the templates cannot be used."""
-        bound = self._batched(resolve(templates, ref))
+        bound = self._batched(resolve(templates, ref, context))
         return self.expand_alert_rules(bound, revision=revision, context=context)
 
     def _batched(self, bound: list[BoundMetric]) -> list[BoundMetric]:
@@ -564,7 +625,7 @@ class AnalysisEngine:
             replace(
                 item,
                 metric=item.metric.model_copy(
-                    update={"initial_delay": item.metric.initial_delay + BATCH_FIRST_DELAY}
+                    update={"initial_delay": item.metric.initial_delay_seconds + BATCH_FIRST_DELAY}
                 ),
             )
             if grouped_query(item.metric) is not None
@@ -715,9 +776,14 @@ class AnalysisEngine:
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
     ) -> AnalysisRunStatus:
         metric = item.metric
-        web = metric.web
-        assert web is not None and self.web is not None
+        written = metric.web
+        assert written is not None and self.web is not None
         breach_since = _breach_since(run, metric.name)
+        try:
+            ctx, hidden = self._context(item, context)
+            web = render_web(written, ctx)
+        except TemplateError as exc:
+            return self._template_problem(run, item, exc, now=now, source=written.url or "")
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
@@ -729,7 +795,36 @@ class AnalysisEngine:
         else:
             judgement = judge_reply(metric, web, reply, breach_since=breach_since, now=now)
             target = f"{reply.method} {reply.url}"
-        return _logged(run, metric, judgement, now=now, query=target)
+        return _logged(run, metric, _hidden(judgement, hidden), now=now, query=hide(target, hidden))
+
+    def _context(
+        self, item: BoundMetric, context: QueryContext
+    ) -> tuple[QueryContext, tuple[str, ...]]:
+        """The context with every argument (Secrets read now) and the values to hide."""
+        values, hidden = with_secrets(
+            ArgValues(item.args, item.secrets),
+            namespace=str(context.rollout_namespace),
+            reader=self.secrets,
+        )
+        return context.with_args(values), hidden
+
+    def _template_problem(
+        self,
+        run: AnalysisRunStatus,
+        item: BoundMetric,
+        exc: TemplateError,
+        *,
+        now: datetime,
+        source: str,
+    ) -> AnalysisRunStatus:
+        """A placeholder that cannot be filled: a permanent Error naming it."""
+        metric = item.metric
+        failure = QueryFailure(kind="rejected", query=source, message=str(exc))
+        judgement = judge_failure(
+            metric.name, failure, breach_since=_breach_since(run, metric.name)
+        )
+        log.warning("analysis metric cannot run", run=run.key, error=str(exc))
+        return record(run, metric, judgement, now=now, query=source)
 
     def _check_job(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
@@ -739,6 +834,11 @@ class AnalysisEngine:
         assert provider is not None and self.jobs is not None
         result = _result(run, metric.name) or MetricResult(name=metric.name)
         attempt = result.successful + result.failed + result.inconclusive + result.error
+        try:
+            ctx, hidden = self._context(item, context)
+            rendered = render_job_provider(provider, ctx)
+        except TemplateError as exc:
+            return self._template_problem(run, item, exc, now=now, source="job")
         check = JobCheck(
             namespace=str(context.rollout_namespace),
             rollout=str(context.rollout_name),
@@ -747,10 +847,12 @@ class AnalysisEngine:
             run_started_at=run.started_at,
             metric=metric.name,
             attempt=attempt,
-            provider=provider,
+            provider=rendered,
             now=now,
         )
         judgement = self.jobs.check(check)
+        if judgement is not None:
+            judgement = _hidden(judgement, hidden)
         if judgement is None:
             if result.job == check.name:
                 return run
@@ -793,9 +895,9 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         breach_since = _breach_since(run, metric.name)
-        ctx = context.with_args(item.args)
         template = metric_query(metric)
         try:
+            ctx, hidden = self._context(item, context)
             promql = render(template, ctx)
             stable_promql = render(template, ctx.for_stable()) if metric.relative_to else None
         except TemplateError as exc:
@@ -811,13 +913,42 @@ class AnalysisEngine:
             metric,
             promql,
             stable_promql,
-            scopes=_scopes(metric, context),
+            scopes=_scopes(metric, ctx),
             breach_since=breach_since,
             now=now,
         )
         if judgement.phase == "Inconclusive" and waiting_for_first_data(run, metric, now=now):
             return run  # no data yet: asked again soon, nothing recorded (module docstring)
-        return _logged(run, metric, judgement, now=now, query=promql)
+        if judgement.phase == "Inconclusive":
+            judgement = self._explain_no_data(metric, judgement, context=ctx)
+        return _logged(run, metric, _hidden(judgement, hidden), now=now, query=hide(promql, hidden))
+
+    def _explain_no_data(
+        self, metric: Metric, judgement: Judgement, *, context: QueryContext
+    ) -> Judgement:
+        """Add how much traffic the revision had to a no-data verdict (presets only)."""
+        traffic = traffic_query(metric)
+        if traffic is None:
+            return judgement
+        query, window = traffic
+        try:
+            promql = render(query, context)
+        except TemplateError:
+            return judgement
+        budget = min(metric.interval_seconds, self.retry_budget)
+        answer = self.measurer.measure(promql, address=None, timeout=10.0, budget=budget)
+        if not isinstance(answer, QueryResult):
+            return judgement
+        finite = [s.value for s in answer.samples if math.isfinite(s.value)]
+        revision = context.canary_hash
+        if not finite:
+            why = (
+                f"no requests recorded for revision {revision} (no series: no traffic yet, "
+                "or its pods are not scraped)"
+            )
+        else:
+            why = f"revision {revision} served {sum(finite):.0f} requests in the last {window}"
+        return replace(judgement, message=f"{judgement.message}; {why}")
 
     def _judge(
         self,

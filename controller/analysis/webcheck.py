@@ -13,7 +13,8 @@ module turns it into a ``Judgement``. The rules:
   promotes.
 
 ``jsonPath`` is a dotted path with list indexes, optionally starting with ``$``:
-``$.status``, ``checks[0].healthy``, ``data.latency_ms``.
+``$.status``, ``checks[0].healthy``, ``data.latency_ms``, or Argo Rollouts' spelling in
+braces, ``{$.data.ok}`` (``controller.api.analysis.json_path_steps``).
 
 Evidence is what goes into status, Events, notifications and ``deployctl status``, so it
 says only what judging needs: status code, time, the value at ``jsonPath`` (at most
@@ -26,19 +27,17 @@ their JSON-escaped form) and anything that looks like a credential
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from controller.analysis.verdict import Judgement, evaluate
-from controller.api.analysis import Metric, WebProvider
+from controller.api.analysis import Metric, WebProvider, json_path_steps
 from controller.redact import redact_url, scrub
 
 MAX_EXCERPT = 256
 MAX_VALUE = 256
 _REDACT_WINDOW = 4096
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -69,23 +68,23 @@ def lookup(document: Any, path: str) -> Any:
     >>> lookup({"checks": [{"ok": True}]}, "$.checks[0].ok")
     True
     """
-    rest = path.strip()
-    rest = rest[1:] if rest.startswith("$") else rest
+    try:
+        steps = json_path_steps(path)
+    except ValueError as exc:
+        raise PathError(str(exc)) from None
     current = document
     walked = "$"
-    for match in _STEP.finditer(rest):
-        key, index = match.group(1), match.group(2)
-        if key is not None:
-            if not isinstance(current, dict) or key not in current:
-                raise PathError(f"no {key!r} at {walked}")
-            current = current[key]
-            walked += f".{key}"
+    for step in steps:
+        if isinstance(step, str):
+            if not isinstance(current, dict) or step not in current:
+                raise PathError(f"no {step!r} at {walked}")
+            current = current[step]
+            walked += f".{step}"
         else:
-            position = int(index)
-            if not isinstance(current, list) or position >= len(current):
-                raise PathError(f"no [{position}] at {walked}")
-            current = current[position]
-            walked += f"[{position}]"
+            if not isinstance(current, list) or step >= len(current):
+                raise PathError(f"no [{step}] at {walked}")
+            current = current[step]
+            walked += f"[{step}]"
     return current
 
 

@@ -15,18 +15,139 @@ and SlowResponses (p90 above 2 s for 5m) alerting rules.
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Annotated, Literal
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import (
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
-from controller.api.common import ApiModel, Arg, ObjectMeta, ObjectName
-from controller.api.duration import Duration
+from controller.api.common import (
+    ApiModel,
+    Arg,
+    CelRule,
+    ObjectMeta,
+    ObjectName,
+    SecretKeyRef,
+    cel,
+    exactly_one,
+)
+from controller.api.duration import Duration, DurationError, format_duration, parse_duration
 from controller.api.rollout import JobProvider
 
 Query = Annotated[str, Field(min_length=1, max_length=8192)]
 MAX_WEB_SECONDS = 60.0
 """The longest a web check may take, retries included (``controller.analysis.web``)."""
+
+# A whole value that is one argument, as Argo Rollouts allows for count, interval and the
+# limits: `count: "{{args.count}}"`. Filled in when the analysis starts (Metric.bind).
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
+CONTEXT_PLACEHOLDERS = frozenset(
+    {"canary.hash", "stable.hash", "rollout.name", "rollout.namespace"}
+)
+ARG_PLACEHOLDER = re.compile(r"^\{\{\s*args\.([A-Za-z_][A-Za-z0-9_-]*)\s*\}\}$")
+
+
+def arg_placeholder(value: object) -> str | None:
+    """The argument name when ``value`` is exactly one ``{{args.NAME}}``, else None."""
+    if isinstance(value, str):
+        match = ARG_PLACEHOLDER.match(value.strip())
+        if match:
+            return match.group(1)
+    return None
+
+
+class _TemplatedDuration:
+    """A Duration, or an ``{{args.NAME}}`` placeholder kept as written until bound."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        def validate(value: object) -> float | str:
+            if arg_placeholder(value) is not None:
+                return str(value).strip()
+            try:
+                return parse_duration(value)
+            except DurationError as exc:
+                raise ValueError(f"{exc}, or an {{{{args.NAME}}}} placeholder") from None
+
+        def serialize(value: float | str) -> str:
+            return value if isinstance(value, str) else format_duration(value)
+
+        return core_schema.no_info_plain_validator_function(
+            validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                serialize, when_used="json"
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "x-kubernetes-int-or-string": True,
+            "description": "Duration (30s, 2m, 1h or seconds), or an {{args.NAME}} placeholder.",
+        }
+
+
+class _TemplatedInt:
+    """An integer within bounds, or an ``{{args.NAME}}`` placeholder kept until bound."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low
+        self.high = high
+
+    def check(self, value: object) -> int | str:
+        if arg_placeholder(value) is not None:
+            return str(value).strip()
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.strip().isdigit():
+            number = int(value.strip())  # int-or-string, as Argo Rollouts' schema
+        if number is None or not self.low <= number <= self.high:
+            raise ValueError(
+                f"must be a whole number from {self.low} to {self.high}, or an "
+                f"{{{{args.NAME}}}} placeholder (got {json.dumps(value, default=str)})"
+            )
+        return number
+
+    def __get_pydantic_core_schema__(
+        self, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(self.check)
+
+    def __get_pydantic_json_schema__(
+        self, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "x-kubernetes-int-or-string": True,
+            "description": f"{self.low}..{self.high}, or an {{{{args.NAME}}}} placeholder.",
+        }
+
+
+TemplatedDuration = Annotated[float | str, _TemplatedDuration]
+TEMPLATED_FIELDS = (
+    "interval",
+    "initial_delay",
+    "count",
+    "failure_limit",
+    "inconclusive_limit",
+    "consecutive_error_limit",
+)
+Limit = Annotated[int | str, _TemplatedInt(0, 1000)]
 
 
 class PrometheusProvider(ApiModel):
@@ -37,17 +158,14 @@ class PrometheusProvider(ApiModel):
     timeout: Duration = 10.0
 
 
-class SecretKeyRef(ApiModel):
-    name: ObjectName
-    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
-
-
 class HeaderSource(ApiModel):
     secret_key_ref: SecretKeyRef
 
 
 class WebHeader(ApiModel):
     """A request header; its value given, or read from a Secret in the Rollout's namespace."""
+
+    model_config = cel(exactly_one(("value", "valueFrom"), "set exactly one of value, valueFrom"))
 
     name: Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")]
     value: Annotated[str, Field(max_length=8192)] | None = None
@@ -62,12 +180,68 @@ class WebHeader(ApiModel):
         return self
 
 
+_JSON_PATH_STEP = re.compile(r"\.?([^.\[\]'\"\s{}$@*?]+)|\[(\d+)\]|\['([^']+)'\]|\[\"([^\"]+)\"\]")
+
+
+def json_path_steps(path: str) -> list[str | int]:
+    """The keys and indexes of a web check's ``jsonPath``; ValueError saying what is wrong.
+
+    Accepted: ``$.status``, ``checks[0].healthy``, ``data['the key']`` and Argo Rollouts'
+    kubectl-style ``{$.data.ok}`` (the braces are dropped). Wildcards and filters are not.
+
+    >>> json_path_steps("{$.checks[0].ok}")
+    ['checks', 0, 'ok']
+    """
+    text = path.strip()
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1].strip()
+    if text.startswith("$"):
+        text = text[1:]
+    steps: list[str | int] = []
+    position = 0
+    for match in _JSON_PATH_STEP.finditer(text):
+        if match.start() != position:
+            break
+        key = match.group(1) or match.group(3) or match.group(4)
+        steps.append(key if key is not None else int(match.group(2)))
+        position = match.end()
+    if position != len(text) or not steps:
+        rest = text[position:] or text
+        hint = (
+            "; wildcards and filters ([*], [?(...)], ..) are not supported"
+            if any(c in rest for c in "*?@") or ".." in rest
+            else ""
+        )
+        raise ValueError(
+            f"jsonPath {path!r} is not a path deployctl can follow at {rest!r}: use keys and "
+            f"list indexes such as $.data.ok or {{$.checks[0].healthy}}{hint}"
+        )
+    return steps
+
+
 class WebProvider(ApiModel):
     """An HTTP check: GET/POST to a URL or to a Service, judged on the status code and,
     optionally, on a value in the JSON reply (``jsonPath`` with ``equals`` or the
     metric's threshold)."""
 
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
+    model_config = cel(
+        exactly_one(("url", "service"), "web: set exactly one of url, service"),
+        CelRule(
+            "!has(self.body) || (has(self.method) && self.method == 'POST')",
+            "web: a body needs method: POST",
+            field_path=".body",
+        ),
+        CelRule(
+            "!has(self.equals) || has(self.jsonPath)",
+            "web: equals needs jsonPath",
+            field_path=".equals",
+        ),
+    )
+
+    url: Annotated[str, Field(min_length=1, max_length=2048)] | None = Field(
+        default=None,
+        description="http(s) URL; {{args.NAME}} placeholders are percent-encoded when filled",
+    )
     service: ObjectName | None = Field(
         default=None, description="A Service in the Rollout's namespace, e.g. the canaryService"
     )
@@ -83,6 +257,19 @@ class WebProvider(ApiModel):
     json_path: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     equals: Annotated[str, Field(max_length=1024)] | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is None or PLACEHOLDER.match(url.strip()):
+            # The URL, or its base, is an argument: checked once filled in.
+            return url
+        if not re.match(r"^https?://[^\s]+$", PLACEHOLDER.sub("x", url)):
+            raise ValueError(
+                f"url {url!r} must be an http:// or https:// URL without spaces "
+                "({{args.NAME}} placeholders allowed)"
+            )
+        return url
+
     @model_validator(mode="after")
     def _check(self) -> WebProvider:
         if (self.url is None) == (self.service is None):
@@ -93,6 +280,8 @@ class WebProvider(ApiModel):
             raise ValueError("web: a body needs method: POST")
         if self.equals is not None and self.json_path is None:
             raise ValueError("web: equals needs jsonPath")
+        if self.json_path is not None:
+            json_path_steps(self.json_path)
         if not 0 < self.timeout <= MAX_WEB_SECONDS:
             raise ValueError(
                 f"web: timeout must be more than 0s and at most {MAX_WEB_SECONDS:g}s: one "
@@ -104,6 +293,12 @@ class WebProvider(ApiModel):
 
 class Provider(ApiModel):
     """Where a measurement comes from: exactly one of prometheus, job, web."""
+
+    model_config = cel(
+        exactly_one(
+            ("prometheus", "job", "web"), "set exactly one provider: prometheus, job or web"
+        )
+    )
 
     prometheus: PrometheusProvider | None = None
     job: JobProvider | None = None
@@ -122,6 +317,17 @@ class Provider(ApiModel):
 
 class Threshold(ApiModel):
     """Bounds a measurement must stay within. Absolute (min/max) or relative to stable."""
+
+    model_config = cel(
+        CelRule(
+            "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "min must not be greater than max",
+        ),
+        CelRule(
+            "has(self.min) || has(self.max) || has(self.maxIncrease) || has(self.maxRatio)",
+            "set at least one of min, max, maxIncrease, maxRatio",
+        ),
+    )
 
     min: float | None = None
     max: float | None = None
@@ -255,17 +461,43 @@ class Compare(ApiModel):
 
 
 class Metric(ApiModel):
-    """One check: a provider (or a preset), a threshold and the limits that decide."""
+    """One check: a provider (or a preset), a threshold and the limits that decide.
+
+    ``interval``, ``initialDelay``, ``count`` and the limits may each be one
+    ``{{args.NAME}}`` placeholder (as in Argo Rollouts); ``bind`` fills them when the
+    analysis starts, and the ``*_seconds``/``*_value`` properties read the bound values.
+    """
+
+    model_config = cel(
+        exactly_one(
+            ("provider", "errorRate", "latency", "alertRules"),
+            "set exactly one of provider, errorRate, latency, alertRules",
+        ),
+        CelRule(
+            # `for` is a CEL keyword: the apiserver exposes the field as __for__.
+            "!has(self.alertRules) || !(has(self.threshold) || has(self.relativeTo)"
+            " || has(self.__for__))",
+            "alertRules are judged by each rule's own expression and for; "
+            "drop threshold, relativeTo and for",
+        ),
+        CelRule(
+            "!has(self.threshold) || has(self.relativeTo)"
+            " || !(has(self.threshold.maxIncrease) || has(self.threshold.maxRatio))",
+            "maxIncrease/maxRatio need relativeTo: stable",
+            field_path=".threshold",
+        ),
+    )
 
     name: ObjectName
-    interval: Duration = 30.0
-    initial_delay: Duration = 0.0
-    count: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
-        default=None, description="Measurements to take; unset: as long as the step runs"
+    interval: TemplatedDuration = 30.0
+    initial_delay: TemplatedDuration = 0.0
+    count: Annotated[int | str, _TemplatedInt(0, 10_000)] | None = Field(
+        default=None,
+        description="Measurements to take; unset or 0: as long as the step runs",
     )
-    failure_limit: Annotated[int, Field(ge=0, le=1000)] = 0
-    inconclusive_limit: Annotated[int, Field(ge=0, le=1000)] = 0
-    consecutive_error_limit: Annotated[int, Field(ge=0, le=1000)] = Field(
+    failure_limit: Limit = 0
+    inconclusive_limit: Limit = 0
+    consecutive_error_limit: Limit = Field(
         default=4,
         description="With onProviderError: abort, provider errors in a row tolerated "
         "before the metric is Error (and the rollout aborts)",
@@ -334,9 +566,67 @@ class Metric(ApiModel):
         if self.threshold is not None and self.relative_to is None:
             if self.threshold.max_increase is not None or self.threshold.max_ratio is not None:
                 raise ValueError("maxIncrease/maxRatio need relativeTo: stable")
-        if self.interval < 1:
+        if not isinstance(self.interval, str) and self.interval < 1:
             raise ValueError("interval must be at least 1s")
         return self
+
+    def placeholders(self) -> dict[str, str]:
+        """``{field alias: arg name}`` of the fields given as ``{{args.NAME}}``."""
+        out = {}
+        for name in TEMPLATED_FIELDS:
+            arg = arg_placeholder(getattr(self, name))
+            if arg is not None:
+                out[type(self).model_fields[name].alias or name] = arg
+        return out
+
+    def bind(self, args: Mapping[str, str]) -> Metric:
+        """This metric with its placeholder fields filled from ``args`` and checked as if
+        written so; ValueError naming the field and the argument otherwise."""
+        found = self.placeholders()
+        if not found:
+            return self
+        data = self.model_dump(by_alias=True, exclude_unset=True)
+        for alias, arg in found.items():
+            if arg not in args:
+                raise ValueError(f"{self.name}: {alias} needs argument {arg!r}, which has no value")
+            data[alias] = args[arg]
+            if arg_placeholder(args[arg]) is not None:
+                raise ValueError(f"{self.name}: {alias}: argument {arg!r} is itself a placeholder")
+        try:
+            return Metric.model_validate(data)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'metric'}: "
+                + str(e["msg"]).removeprefix("Value error, ")
+                for e in exc.errors(include_url=False)
+            )
+            raise ValueError(f"{self.name}: with its arguments filled in: {details}") from None
+
+    def _bound(self, name: str) -> Any:
+        value = getattr(self, name)
+        if isinstance(value, str):
+            raise ValueError(f"metric {self.name}: {name} is still {value!r} (not bound)")
+        return value
+
+    @property
+    def interval_seconds(self) -> float:
+        return float(self._bound("interval"))
+
+    @property
+    def initial_delay_seconds(self) -> float:
+        return float(self._bound("initial_delay"))
+
+    @property
+    def failure_limit_value(self) -> int:
+        return int(self._bound("failure_limit"))
+
+    @property
+    def inconclusive_limit_value(self) -> int:
+        return int(self._bound("inconclusive_limit"))
+
+    @property
+    def consecutive_error_limit_value(self) -> int:
+        return int(self._bound("consecutive_error_limit"))
 
     def _source(self, name: str) -> object:
         return {
@@ -359,7 +649,8 @@ class Metric(ApiModel):
         """``count``; a job metric runs once unless told otherwise (a smoke test, a check)."""
         if self.count is None and self.job is not None:
             return 1
-        return self.count
+        count = None if self.count is None else int(self._bound("count"))
+        return count or None  # 0: no limit, as in Argo Rollouts
 
     @property
     def effective_for(self) -> float:
@@ -387,7 +678,28 @@ class AnalysisTemplateSpec(ApiModel):
         dupes = sorted({n for n in arg_names if arg_names.count(n) > 1})
         if dupes:
             raise ValueError(f"arg names must be unique; repeated: {', '.join(dupes)}")
+        known = CONTEXT_PLACEHOLDERS | {f"args.{name}" for name in arg_names}
+        for metric in self.metrics:
+            for name in _placeholders_in(metric.model_dump(mode="json", by_alias=True)):
+                if name not in known:
+                    declared = ", ".join(arg_names) or "none"
+                    raise ValueError(
+                        f"metric {metric.name}: unknown placeholder {{{{{name}}}}}; declared "
+                        f"args: {declared}; always known: "
+                        + ", ".join(sorted(CONTEXT_PLACEHOLDERS))
+                    )
         return self
+
+
+def _placeholders_in(value: object) -> list[str]:
+    """Every placeholder name in the strings of a JSON value, in order."""
+    if isinstance(value, str):
+        return [m.group(1) for m in PLACEHOLDER.finditer(value)]
+    if isinstance(value, dict):
+        return [name for item in value.values() for name in _placeholders_in(item)]
+    if isinstance(value, list):
+        return [name for item in value for name in _placeholders_in(item)]
+    return []
 
 
 class AnalysisTemplate(ApiModel):

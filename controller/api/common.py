@@ -8,9 +8,11 @@ immutable instances (the controller never edits what it read; it builds new valu
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "deployctl.io"
@@ -61,11 +63,68 @@ class ObjectMeta(OpenModel):
     creation_timestamp: str | None = None
 
 
-class Arg(ApiModel):
-    """A named argument for an AnalysisTemplate; ``value`` may be left for the caller."""
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+ARG_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+# metadata.name, metadata.labels['app'], spec.template.spec.containers[0].image
+FIELD_PATH_PATTERN = (
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\]|\['[^'\]]+'\]|\[\"[^\"\]]+\"\])*$"
+)
 
-    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+
+class SecretKeyRef(ApiModel):
+    """One key of a Secret in the Rollout's namespace."""
+
+    name: ObjectName
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN)]
+
+
+class FieldRef(ApiModel):
+    """A field of the Rollout itself, as Argo Rollouts' ``fieldRef``."""
+
+    field_path: Annotated[str, Field(min_length=1, max_length=512, pattern=FIELD_PATH_PATTERN)]
+
+
+class ArgValueFrom(ApiModel):
+    """Where an argument's value comes from, resolved at each measurement (Argo Rollouts'
+    spelling): the stable or the new revision's hash, a field of the Rollout, or a
+    Secret (in an AnalysisTemplate only; its value is never shown in status or logs)."""
+
+    pod_template_hash_value: Literal["Stable", "Latest"] | None = None
+    field_ref: FieldRef | None = None
+    secret_key_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ArgValueFrom:
+        given = [
+            name
+            for name, value in (
+                ("podTemplateHashValue", self.pod_template_hash_value),
+                ("fieldRef", self.field_ref),
+                ("secretKeyRef", self.secret_key_ref),
+            )
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "valueFrom takes exactly one of podTemplateHashValue, fieldRef, secretKeyRef"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class Arg(ApiModel):
+    """A named argument for an AnalysisTemplate; ``value`` (or ``valueFrom``) may be left
+    for the caller."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=ARG_NAME_PATTERN)]
     value: Annotated[str, Field(max_length=1024)] | None = None
+    value_from: ArgValueFrom | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Arg:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"arg {self.name}: set value or valueFrom, not both")
+        return self
 
 
 IntOrPercent = Annotated[
@@ -82,3 +141,43 @@ IntOrPercent = Annotated[
 
 def is_dns_subdomain(value: str) -> bool:
     return len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+
+
+CEL_KEY = "x-kubernetes-validations"
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """A CRD validation rule (CEL) repeating a cross-field check the model makes in Python.
+
+    The apiserver evaluates it with ``self`` bound to the object the model describes and,
+    when it is false, rejects the write with ``message`` at the object's field path
+    (plus ``field_path``, e.g. ``.steps``, when given). Clusters without CEL (before
+    1.25) drop the rule; the controller's own validation still says InvalidSpec there.
+    """
+
+    rule: str
+    message: str
+    field_path: str | None = None
+
+    def to_schema(self) -> dict[str, str]:
+        out = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        return out
+
+
+def exactly_one(fields: Sequence[str], message: str) -> CelRule:
+    """The CEL for "exactly one of these optional fields is set"."""
+    present = ", ".join(f"has(self.{name})" for name in fields)
+    return CelRule(rule=f"[{present}].filter(x, x).size() == 1", message=message)
+
+
+def cel(*rules: CelRule) -> ConfigDict:
+    """A model_config carrying CEL rules; ``controller.crdgen`` copies them into the CRD.
+
+    Rules sit in the model next to the validator they repeat, so the two are changed
+    together.
+    """
+    schemas: list[JsonValue] = [dict(rule.to_schema()) for rule in rules]
+    return ConfigDict(json_schema_extra={CEL_KEY: schemas})

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, model_validator
 
-from controller.api.common import ApiModel, ObjectMeta, ObjectName
+from controller.api.common import ApiModel, CelRule, ObjectMeta, ObjectName, cel
 from controller.api.cron import CronError, CronSchedule
 from controller.api.duration import Duration
 from controller.api.rollout import LabelSelector
@@ -126,6 +126,19 @@ def parse_days(values: list[str]) -> frozenset[int]:
 
 class Freeze(ApiModel):
     """A period in which new rollouts wait, unless exempt (see ``exemptions``)."""
+
+    model_config = cel(
+        CelRule(
+            "(has(self.start) || has(self.end)) != (has(self.schedule) || has(self.duration))",
+            "give either start and end (one period) or schedule and duration (recurring), "
+            "not both and not neither",
+        ),
+        CelRule("has(self.start) == has(self.end)", "an absolute freeze needs both start and end"),
+        CelRule(
+            "has(self.schedule) == has(self.duration)",
+            "a recurring freeze needs both schedule and duration",
+        ),
+    )
 
     name: ObjectName
     reason: Text = Field(default="", description="Shown to people, e.g. 'Christmas release'")

@@ -18,10 +18,14 @@ from controller.api.common import (
     DNS_LABEL,
     ApiModel,
     Arg,
+    CelRule,
     IntOrPercent,
     ObjectMeta,
     ObjectName,
     OpenModel,
+    cel,
+    exactly_one,
+    is_dns_subdomain,
 )
 from controller.api.duration import Duration
 from controller.api.status import RolloutStatus
@@ -40,6 +44,16 @@ class AnalysisRef(ApiModel):
     templates: Annotated[list[TemplateRef], Field(min_length=1, max_length=16)]
     args: list[Arg] = Field(default_factory=list, max_length=64)
 
+    @model_validator(mode="after")
+    def _no_secrets(self) -> AnalysisRef:
+        for arg in self.args:
+            if arg.value_from is not None and arg.value_from.secret_key_ref is not None:
+                raise ValueError(
+                    f"arg {arg.name}: a Rollout's args cannot read Secrets; declare the arg "
+                    "with valueFrom.secretKeyRef in the AnalysisTemplate"
+                )
+        return self
+
 
 class Pause(ApiModel):
     """Wait ``duration``; without one, wait for ``deployctl promote``."""
@@ -55,13 +69,100 @@ class ApprovalStep(ApiModel):
     )
 
 
+class StringMatch(ApiModel):
+    """How a request's method, path or header value is compared: exactly one of
+    ``exact``, ``prefix`` or ``regex`` (Argo Rollouts' StringMatch)."""
+
+    exact: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    prefix: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    regex: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StringMatch:
+        present = [
+            name
+            for name, value in (
+                ("exact", self.exact),
+                ("prefix", self.prefix),
+                ("regex", self.regex),
+            )
+            if value is not None
+        ]
+        if len(present) != 1:
+            raise ValueError(
+                "a match takes exactly one of exact, prefix, regex"
+                + (f" (found {', '.join(present)})" if present else " (found none)")
+            )
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(
+                    f"regex {self.regex!r} is not a regular expression: {exc}"
+                ) from exc
+        return self
+
+
+# An HTTP header name (RFC 9110 token characters).
+HeaderName = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+]
+# A managed route's name: it names an Istio http route or a Gateway API rule too.
+RouteName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+
+class HeaderRoutingMatch(ApiModel):
+    """Requests whose header ``headerName`` matches ``headerValue``."""
+
+    header_name: HeaderName
+    header_value: StringMatch
+
+
+class SetHeaderRoute(ApiModel):
+    """Send every request matching one of ``match`` to the canary, whatever the weight;
+    without ``match``, remove the route of that name."""
+
+    name: RouteName
+    match: Annotated[list[HeaderRoutingMatch], Field(max_length=16)] = Field(default_factory=list)
+
+
+class RouteMatch(ApiModel):
+    """Requests matching every condition given (method, path and each header)."""
+
+    method: StringMatch | None = None
+    path: StringMatch | None = None
+    headers: Annotated[dict[HeaderName, StringMatch], Field(max_length=16)] = Field(
+        default_factory=dict
+    )
+
+
+class SetMirrorRoute(ApiModel):
+    """Copy ``percentage`` of the requests matching one of ``match`` to the canary (its
+    answers are dropped; the request is served as before); without ``match``, remove
+    the route of that name."""
+
+    name: RouteName
+    match: Annotated[list[RouteMatch], Field(max_length=16)] = Field(default_factory=list)
+    percentage: Annotated[int, Field(ge=0, le=100)] | None = None
+
+
 class CanaryStep(ApiModel):
-    """Exactly one of setWeight, pause, analysis, approval."""
+    """Exactly one of setWeight, pause, analysis, approval, setHeaderRoute, setMirrorRoute."""
+
+    model_config = cel(
+        exactly_one(
+            ("setWeight", "pause", "analysis", "approval", "setHeaderRoute", "setMirrorRoute"),
+            "a step takes exactly one of setWeight, pause, analysis, approval, "
+            "setHeaderRoute, setMirrorRoute",
+        )
+    )
 
     set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
     pause: Pause | None = None
     analysis: AnalysisRef | None = None
     approval: ApprovalStep | None = None
+    set_header_route: SetHeaderRoute | None = None
+    set_mirror_route: SetMirrorRoute | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryStep:
@@ -72,25 +173,39 @@ class CanaryStep(ApiModel):
                 ("pause", self.pause),
                 ("analysis", self.analysis),
                 ("approval", self.approval),
+                ("setHeaderRoute", self.set_header_route),
+                ("setMirrorRoute", self.set_mirror_route),
             )
             if value is not None
         ]
         if len(present) != 1:
             raise ValueError(
-                "a step takes exactly one of setWeight, pause, analysis, approval"
+                "a step takes exactly one of setWeight, pause, analysis, approval, "
+                "setHeaderRoute, setMirrorRoute"
                 + (f" (found {', '.join(present)})" if present else " (found none)")
             )
         return self
 
     @property
-    def kind(self) -> Literal["setWeight", "pause", "analysis", "approval"]:
+    def kind(
+        self,
+    ) -> Literal["setWeight", "pause", "analysis", "approval", "setHeaderRoute", "setMirrorRoute"]:
         if self.set_weight is not None:
             return "setWeight"
         if self.pause is not None:
             return "pause"
         if self.analysis is not None:
             return "analysis"
+        if self.set_header_route is not None:
+            return "setHeaderRoute"
+        if self.set_mirror_route is not None:
+            return "setMirrorRoute"
         return "approval"
+
+    @property
+    def managed_route(self) -> SetHeaderRoute | SetMirrorRoute | None:
+        """The header or mirror route this step sets (or removes), if it is such a step."""
+        return self.set_header_route or self.set_mirror_route
 
 
 class GatewayAPIRouting(ApiModel):
@@ -99,17 +214,204 @@ class GatewayAPIRouting(ApiModel):
     http_route: ObjectName
 
 
+class IstioVirtualService(ApiModel):
+    """A VirtualService whose http routes carry the stable and canary destinations."""
+
+    name: ObjectName
+    routes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=16)
+    ] = Field(
+        default_factory=list,
+        description="The http routes (by name) to set weights on; may be left out when "
+        "the VirtualService has a single http route",
+    )
+
+
+class IstioDestinationRule(ApiModel):
+    """Split by subsets: the controller writes the revision label into the subsets."""
+
+    name: ObjectName
+    canary_subset_name: RouteName
+    stable_subset_name: RouteName
+
+    @model_validator(mode="after")
+    def _check(self) -> IstioDestinationRule:
+        if self.canary_subset_name == self.stable_subset_name:
+            raise ValueError("canarySubsetName and stableSubsetName must be different subsets")
+        return self
+
+
+class IstioRouting(ApiModel):
+    """Shift traffic by an Istio VirtualService's route weights: between the stable and
+    canary Services (host-level), or between two subsets of a DestinationRule."""
+
+    virtual_service: IstioVirtualService | None = None
+    virtual_services: Annotated[list[IstioVirtualService], Field(max_length=8)] | None = None
+    destination_rule: IstioDestinationRule | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> IstioRouting:
+        if (self.virtual_service is None) == (self.virtual_services is None):
+            raise ValueError("istio takes exactly one of virtualService, virtualServices")
+        if self.virtual_services is not None and not self.virtual_services:
+            raise ValueError("virtualServices needs at least one VirtualService")
+        names = [vs.name for vs in self.all_virtual_services]
+        if len(set(names)) != len(names):
+            raise ValueError("virtualServices names a VirtualService twice")
+        return self
+
+    @property
+    def all_virtual_services(self) -> list[IstioVirtualService]:
+        if self.virtual_service is not None:
+            return [self.virtual_service]
+        return list(self.virtual_services or [])
+
+
+NGINX_PREFIX = "nginx.ingress.kubernetes.io"
+
+
+class NginxRouting(ApiModel):
+    """Shift traffic with a canary Ingress the controller clones from the stable one and
+    annotates (``canary: "true"``, ``canary-weight``) for the NGINX Ingress controller."""
+
+    stable_ingress: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    stable_ingresses: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=8)]
+        | None
+    ) = None
+    annotation_prefix: Annotated[str, Field(min_length=1, max_length=200)] = NGINX_PREFIX
+    additional_ingress_annotations: Annotated[dict[str, str], Field(max_length=32)] = Field(
+        default_factory=dict,
+        description="Annotations for the canary Ingress, prefixed with annotationPrefix "
+        "(e.g. canary-by-header: X-Canary)",
+    )
+    canary_ingress_annotations: Annotated[dict[str, str], Field(max_length=32)] = Field(
+        default_factory=dict, description="Annotations for the canary Ingress, as written"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> NginxRouting:
+        if (self.stable_ingress is None) == (self.stable_ingresses is None):
+            raise ValueError("nginx takes exactly one of stableIngress, stableIngresses")
+        names = self.ingresses
+        if not names:
+            raise ValueError("stableIngresses needs at least one Ingress")
+        if len(set(names)) != len(names):
+            raise ValueError("stableIngresses names an Ingress twice")
+        for name in names:
+            if not is_dns_subdomain(name):
+                raise ValueError(f"Ingress name {name!r} is not a valid object name")
+        return self
+
+    @property
+    def ingresses(self) -> list[str]:
+        if self.stable_ingress is not None:
+            return [self.stable_ingress]
+        return list(self.stable_ingresses or [])
+
+
+class ManagedRoute(ApiModel):
+    name: RouteName
+
+
 class TrafficRouting(ApiModel):
-    gateway_api: GatewayAPIRouting = Field(alias="gatewayAPI")
+    """Exactly one router (gatewayAPI, istio, nginx), and the header and mirror routes
+    (``managedRoutes``) that setHeaderRoute / setMirrorRoute steps may set, in order of
+    precedence."""
+
+    gateway_api: GatewayAPIRouting | None = Field(default=None, alias="gatewayAPI")
+    istio: IstioRouting | None = None
+    nginx: NginxRouting | None = None
+    managed_routes: Annotated[list[ManagedRoute], Field(max_length=16)] = Field(
+        default_factory=list
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TrafficRouting:
+        present = [
+            name
+            for name, value in (
+                ("gatewayAPI", self.gateway_api),
+                ("istio", self.istio),
+                ("nginx", self.nginx),
+            )
+            if value is not None
+        ]
+        if len(present) != 1:
+            raise ValueError(
+                "trafficRouting takes exactly one of gatewayAPI, istio, nginx"
+                + (f" (found {' and '.join(present)})" if present else " (found none)")
+            )
+        names = [route.name for route in self.managed_routes]
+        if len(set(names)) != len(names):
+            raise ValueError("managedRoutes names a route twice")
+        return self
+
+    @property
+    def router(self) -> Literal["gatewayAPI", "istio", "nginx"]:
+        if self.gateway_api is not None:
+            return "gatewayAPI"
+        if self.istio is not None:
+            return "istio"
+        return "nginx"
+
+    @property
+    def by_subsets(self) -> bool:
+        """Istio split between DestinationRule subsets rather than two Services."""
+        return self.istio is not None and self.istio.destination_rule is not None
 
 
 class CanaryStrategy(ApiModel):
+    """Steps of setWeight / pause / analysis / approval, then promotion.
+
+    Without ``trafficRouting`` a weight is a share of the pods (``setWeight: 10`` on 10
+    replicas: 1 canary and 9 stable pods), moved within ``maxSurge`` / ``maxUnavailable``
+    (Argo Rollouts' defaults, 25% each); ``stableScale: full`` keeps the stable at full
+    size and adds the canary's pods on top instead.
+    """
+
+    model_config = cel(
+        CelRule(
+            "!has(self.steps) || self.steps.map(s, has(s.setWeight), s.setWeight).isSorted()",
+            "setWeight must not decrease from one step to the next (use abort to go back)",
+            field_path=".steps",
+        ),
+        CelRule(
+            "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))",
+            "trafficRouting needs stableService and canaryService: the HTTPRoute's "
+            "backendRefs point at those Services",
+        ),
+        CelRule(
+            "!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)",
+            "dynamicStableScale needs trafficRouting",
+            field_path=".dynamicStableScale",
+        ),
+        CelRule(
+            "!has(self.stableService) || !has(self.canaryService)"
+            " || self.stableService != self.canaryService",
+            "stableService and canaryService must be different Services",
+            field_path=".canaryService",
+        ),
+    )
+
     stable_service: ObjectName | None = None
     canary_service: ObjectName | None = None
     traffic_routing: TrafficRouting | None = None
     steps: Annotated[list[CanaryStep], Field(max_length=MAX_STEPS)] = Field(default_factory=list)
-    max_surge: IntOrPercent = "25%"
-    max_unavailable: IntOrPercent = 0
+    max_surge: IntOrPercent = Field(
+        default="25%",
+        description="Pods above replicas while a replica-share canary moves (int or percent)",
+    )
+    max_unavailable: IntOrPercent = Field(
+        default="25%",
+        description="Available pods below replicas while a replica-share canary moves",
+    )
+    stable_scale: Literal["share", "full"] = Field(
+        default="share",
+        description="Without trafficRouting: 'share' (stable = replicas - canary, so the "
+        "weight is the canary's share of the pods) or 'full' (stable keeps all replicas, "
+        "the canary is added on top)",
+    )
     scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86_400)] = 30
     dynamic_stable_scale: bool = Field(
         default=False,
@@ -129,27 +431,86 @@ class CanaryStrategy(ApiModel):
                 )
             last = step.set_weight
         if self.traffic_routing is not None:
-            missing = [
-                name
-                for name, value in (
-                    ("stableService", self.stable_service),
-                    ("canaryService", self.canary_service),
-                )
-                if value is None
-            ]
-            if missing:
-                raise ValueError(
-                    f"trafficRouting needs {' and '.join(missing)}: the HTTPRoute's "
-                    "backendRefs point at those Services"
-                )
+            self._check_routing(self.traffic_routing)
+        for index, step in enumerate(self.steps):
+            if step.managed_route is not None:
+                self._check_managed_step(index, step)
         if self.dynamic_stable_scale and self.traffic_routing is None:
             raise ValueError("dynamicStableScale needs trafficRouting")
+        if self.stable_scale == "full" and self.traffic_routing is not None:
+            raise ValueError(
+                "stableScale: full applies to canaries without trafficRouting; with "
+                "trafficRouting the stable keeps all its pods unless dynamicStableScale"
+            )
+        if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0: nothing could move")
         if self.stable_service is not None and self.stable_service == self.canary_service:
             raise ValueError("stableService and canaryService must be different Services")
         return self
 
+    def _check_routing(self, routing: TrafficRouting) -> None:
+        missing = [
+            name
+            for name, value in (
+                ("stableService", self.stable_service),
+                ("canaryService", self.canary_service),
+            )
+            if value is None
+        ]
+        if routing.by_subsets:
+            # One Service in front of both revisions; the subsets tell them apart.
+            return
+        if missing:
+            what = {
+                "gatewayAPI": "the HTTPRoute's backendRefs",
+                "istio": "the VirtualService's destination hosts (or use destinationRule subsets)",
+                "nginx": "the stable Ingress's backend and the canary Ingress's",
+            }[routing.router]
+            raise ValueError(
+                f"trafficRouting needs {' and '.join(missing)}: {what} point at those Services"
+            )
+
+    def _check_managed_step(self, index: int, step: CanaryStep) -> None:
+        route = step.managed_route
+        assert route is not None
+        where = f"steps[{index}].{step.kind}"
+        routing = self.traffic_routing
+        if routing is None:
+            raise ValueError(f"{where} needs trafficRouting (a router to set the route on)")
+        if route.name not in {r.name for r in routing.managed_routes}:
+            raise ValueError(
+                f"{where} names route {route.name!r}, which is not listed in "
+                "trafficRouting.managedRoutes (list every route the steps set, in order of "
+                "precedence)"
+            )
+        if routing.router == "nginx":
+            if isinstance(route, SetMirrorRoute):
+                raise ValueError(
+                    f"{where}: the NGINX Ingress canary cannot mirror traffic; use gatewayAPI "
+                    "or istio for setMirrorRoute"
+                )
+            if len(route.match) > 1 or len(routing.managed_routes) > 1:
+                raise ValueError(
+                    f"{where}: the NGINX Ingress canary matches one header "
+                    "(canary-by-header), so one managed route with one match at most"
+                )
+        if routing.router == "gatewayAPI" and isinstance(route, SetMirrorRoute):
+            for match in route.match:
+                if match.method is not None and match.method.exact is None:
+                    raise ValueError(
+                        f"{where}: Gateway API matches an HTTP method exactly; use method.exact"
+                    )
+
 
 class BlueGreenStrategy(ApiModel):
+    model_config = cel(
+        CelRule(
+            "!has(self.previewService) || self.previewService != self.activeService",
+            "activeService and previewService must be different Services",
+            field_path=".previewService",
+        )
+    )
+
     active_service: ObjectName
     preview_service: ObjectName | None = None
     auto_promotion_enabled: bool = True
@@ -174,6 +535,21 @@ class RollingGate(ApiModel):
 
 
 class RollingStrategy(ApiModel):
+    model_config = cel(
+        CelRule(
+            "!has(self.maxSurge) || !has(self.maxUnavailable)"
+            " || !(string(self.maxSurge) in ['0', '0%'])"
+            " || !(string(self.maxUnavailable) in ['0', '0%'])",
+            "maxSurge and maxUnavailable cannot both be 0: nothing could move",
+        ),
+        CelRule(
+            "!has(self.gates) || (self.gates.map(g, g.atPercent).isSorted()"
+            " && self.gates.all(g, self.gates.exists_one(h, h.atPercent == g.atPercent)))",
+            "gates must have strictly increasing atPercent values",
+            field_path=".gates",
+        ),
+    )
+
     max_surge: IntOrPercent = "25%"
     max_unavailable: IntOrPercent = "25%"
     gates: Annotated[list[RollingGate], Field(max_length=MAX_STEPS)] = Field(default_factory=list)
@@ -194,6 +570,13 @@ def _is_zero(value: int | str) -> bool:
 
 class Strategy(ApiModel):
     """Exactly one of canary, blueGreen, rolling."""
+
+    model_config = cel(
+        exactly_one(
+            ("canary", "blueGreen", "rolling"),
+            "strategy takes exactly one of canary, blueGreen, rolling",
+        )
+    )
 
     canary: CanaryStrategy | None = None
     blue_green: BlueGreenStrategy | None = None

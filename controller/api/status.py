@@ -165,6 +165,11 @@ class RolloutStatus(StatusModel):
         description="The revision replaced by the last promotion, kept up until scaleDownAt",
     )
     replicas: int = 0
+    selector: str | None = Field(
+        default=None,
+        description="spec.selector as a label selector string (the scale subresource's "
+        "labelSelectorPath: an HPA finds the Rollout's pods by it)",
+    )
     ready_replicas: int = 0
     available_replicas: int = 0
     updated_replicas: int = 0

@@ -13,17 +13,14 @@ a query Prometheus rejects); 4 Prometheus unreachable.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from controller.commands.console import console
 from controller.exitcodes import Exit
 
 # The engine (pydantic models, PromQL templating, the Prometheus client) is imported
@@ -247,8 +244,10 @@ def _print(
             )
         )
         return
-    # A fixed width keeps the table readable in CI logs, where there is no terminal.
-    console = Console(width=int(os.environ.get("COLUMNS", "140")))
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
     for name, report in reports:
         table = Table(
             title=f"{name}: {_when(report.start)} .. {_when(report.end)}, "
@@ -274,4 +273,4 @@ def _print(
                 Text(evidence),  # Prometheus's words: never rich markup
                 str(len(metric.events)),
             )
-        console.print(table)
+        out.print(table)

@@ -14,10 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from controller.commands.console import console
 from controller.exitcodes import Exit
 from controller.times import timestamp
 
@@ -111,6 +109,9 @@ def backtest_rules(
             )
         )
     else:
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(title=Text(f"alert rules for revision {canary_hash} in {namespace}"))
         for column in ("RULE", "FOR", "WOULD HAVE FIRED", "LONGEST HELD", "PEAK"):
             table.add_column(column)
@@ -122,10 +123,10 @@ def backtest_rules(
                 f"{f.longest_seconds:g}s",
                 "-" if f.peak is None else f"{f.peak:.4g}",
             )
-        console = Console()
-        console.print(table)
+        out = console()
+        out.print(table)
         for name, query, _for_s, _f in results:
-            console.print(Text(f"{name}: {query}"), highlight=False, soft_wrap=True)
+            out.print(Text(f"{name}: {query}"), highlight=False, soft_wrap=True)
     if any(f.fired_at is not None for *_rest, f in results):
         raise typer.Exit(Exit.ROLLED_BACK)
 

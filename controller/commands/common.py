@@ -10,8 +10,10 @@ from __future__ import annotations
 import difflib
 import functools
 import getpass
+import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -131,12 +133,17 @@ def describe_kube_error(exc: Exception) -> tuple[str, Exit]:
 
 @dataclass
 class Session:
-    """A connection to the cluster as the kubeconfig context says, and who we are."""
+    """A connection to the cluster as the kubeconfig context says, and who we are.
+
+    ``requests`` counts the HTTP requests sent, by (verb, resource, code): what a
+    command costs the apiserver (tests pin ``status`` at two, three with the Lease).
+    """
 
     kube: Kube
     namespace: str
     user: str
     """Who is asking as far as the client can tell (CI actor or local user, kubeconfig)."""
+    requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     _who: str | None = field(default=None, init=False, repr=False)
 
     def who(self) -> str:
@@ -152,22 +159,44 @@ class Session:
         self.kube.close()
 
 
+_insecure_said = False
+
+
 def connect(kubeconfig: Path | None, context: str | None, namespace: str | None) -> Session:
     from controller.kube import Kube, RetryPolicy, kubeconfig_context
-    from controller.logging import configure_logging
+    from controller.lazylog import quiet
 
-    # The adapter logs its retries; a person at a terminal wants only the outcome.
-    configure_logging(fmt="console", level="error")
+    # The adapter logs its retries; a person at a terminal wants only the outcome. (Not
+    # configure_logging(): structlog would cost the command's start a tenth of a second.)
+    quiet("error")
+    for library in ("urllib3", "kubernetes"):
+        logging.getLogger(library).setLevel(logging.ERROR)
     path = str(kubeconfig) if kubeconfig is not None else None
     ctx = kubeconfig_context(path, context)
+    requests: Counter[tuple[str, str, str]] = Counter()
+
+    def count(verb: str, resource: str, code: str) -> None:
+        requests[(verb, resource, code)] += 1
+
     kube = Kube.from_kubeconfig(
         path,
         context,
         retry=RetryPolicy(attempts=3, initial=0.2, maximum=1.0),
         request_timeout=20.0,
         connect_timeout=3.0,
+        count_request=count,
     )
-    return Session(kube=kube, namespace=namespace or ctx.namespace, user=identity(ctx.user))
+    global _insecure_said
+    if not kube.tls_verified and not _insecure_said:
+        _insecure_said = True
+        typer.echo(
+            f"warning: not verifying the API server's certificate (insecure-skip-tls-verify in "
+            f"context {ctx.name or 'current'!r})",
+            err=True,
+        )
+    return Session(
+        kube=kube, namespace=namespace or ctx.namespace, user=identity(ctx.user), requests=requests
+    )
 
 
 def identity(kube_user: str, environ: Mapping[str, str] | None = None) -> str:

@@ -55,7 +55,8 @@ def dashboard(
     namespace: Namespace = None,
 ) -> None:
     """Serve a web dashboard of the Rollouts: steps, traffic, measurements against their
-    thresholds, history and Events, live; with promote/abort/... as the CLI sends them."""
+    thresholds, history and Events, live; with promote, abort and the other actions as
+    the CLI sends them."""
     from controller.dashboard.actions import Actions
     from controller.dashboard.server import DashboardServer, split_address
     from controller.dashboard.watches import Watches

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from controller.commands.console import console
 from controller.exitcodes import Exit
 
 if TYPE_CHECKING:  # the models load inside the commands: `deployctl --help` stays fast
@@ -52,19 +50,29 @@ def validate(
     ] = True,
 ) -> None:
     """Check Rollouts and AnalysisTemplates; print every problem with its field path."""
-    from controller.validation import validate_documents
+    from controller.validation import is_other_kind, validate_documents
 
-    docs = read_files(file)
+    everything = read_files(file)
+    # Services, Deployments... beside the Rollouts (a converted Argo file has them): not ours.
+    others = [d for d in everything if is_other_kind(d)]
+    docs = [d for d in everything if not is_other_kind(d)]
     problems = validate_documents(docs, check_references=check_references)
     if not docs:
-        typer.echo("error: no documents found", err=True)
+        typer.echo("error: no Rollout or AnalysisTemplate found", err=True)
         raise typer.Exit(Exit.ROLLED_BACK)
+    skipped = (
+        f" ({len(others)} other document(s) skipped: "
+        + ", ".join(sorted({f"{d.raw.get('apiVersion')} {d.kind}" for d in others}))
+        + ")"
+        if others
+        else ""
+    )
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     if problems:
-        typer.echo(f"{len(problems)} problem(s) in {len(docs)} document(s)", err=True)
+        typer.echo(f"{len(problems)} problem(s) in {len(docs)} document(s){skipped}", err=True)
         raise typer.Exit(Exit.ROLLED_BACK)
-    typer.echo(f"ok: {len(docs)} document(s) valid")
+    typer.echo(f"ok: {len(docs)} document(s) valid{skipped}")
 
 
 def plan(
@@ -102,10 +110,13 @@ def plan(
             )
         )
         return
-    console = Console()
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
     for rollout, rows in plans:
         table = Table(
-            title=f"{rollout.metadata.name or 'rollout'} ({rollout.spec.strategy.name}, "
+            title=f"{rollout.metadata.name} ({rollout.spec.strategy.name}, "
             f"{rollout.spec.replicas} replicas)"
         )
         data = [row.to_dict() for row in rows]
@@ -114,7 +125,7 @@ def plan(
             table.add_column(column)
         for item in data:
             table.add_row(*(Text(_cell(item[c])) for c in columns))
-        console.print(table)
+        out.print(table)
 
 
 def _cell(value: object) -> str:

@@ -1,5 +1,6 @@
-"""How a Rollout looks to a person (rich) and to a script (plain dicts): the status view,
-the progress lines ``--wait`` prints, and the evidence of an outcome.
+"""How a Rollout looks to a person (rich, loaded only for text) and to a script (plain
+dicts): the status view, the progress lines ``--wait`` prints, and the evidence of an
+outcome.
 
 Pure functions of the Rollout as read from the API: no I/O here except writing to the
 console handed in.
@@ -7,18 +8,19 @@ console handed in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from controller.names import REVISION_LABEL
 from controller.times import parse_timestamp
-from controller.versions import version_label
 from strategies.runkeys import RunKey
+
+if TYPE_CHECKING:  # rich loads only for text output: `-o json` and `--wait` lines skip it
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
 
 PHASE_COLOURS = {
     "Healthy": "green",
@@ -89,10 +91,14 @@ def plain(value: object) -> Text:
     """``value`` as text that is never read as rich markup: names, messages, annotations
     and images come from the cluster, and ``[link=...]`` or ``[/x]`` in them must show
     as written (markup in data would restyle the output or crash it)."""
+    from rich.text import Text
+
     return Text(str(value))
 
 
 def list_table(rollouts: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     columns = ["name", "strategy", "phase", "step", "weight", "stable", "canary", "age"]
     if all_namespaces:
@@ -109,7 +115,61 @@ def list_table(rollouts: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -
     return table
 
 
-def latest_measurements(status: Mapping[str, Any], revision: str | None) -> list[dict[str, Any]]:
+NO_DATA = ("Inconclusive", "Error")
+
+
+def no_data(metric: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any] | None:
+    """While a metric waits on missing data: since when, for how long, how many
+    measurements in a row found nothing, and the newest one's reason; else None.
+
+    Status keeps the newest measurements only, so when every kept one found nothing and
+    more were counted, ``since`` is the oldest kept and ``atLeast`` says so.
+    """
+    # Status is written without defaults (to_wire): no phase means Running.
+    if (metric.get("phase") or "Running") not in ("Running", "Inconclusive"):
+        return None
+    measurements = list(metric.get("measurements") or [])
+    streak = 0
+    for measurement in reversed(measurements):
+        if measurement.get("phase") not in NO_DATA:
+            break
+        streak += 1
+    if streak == 0:
+        return None
+    first, latest = measurements[-streak], measurements[-1]
+    at_least = streak == len(measurements) and int(metric.get("inconclusive") or 0) > streak
+    count = max(streak, int(metric.get("inconclusive") or 0)) if at_least else streak
+    seconds: int | None = None
+    try:
+        began = parse_timestamp(str(first.get("at")))
+        seconds = max(0, int(((now or datetime.now(UTC)) - began).total_seconds()))
+    except ValueError:
+        seconds = None
+    return {
+        "since": first.get("at"),
+        "seconds": seconds,
+        "measurements": count,
+        "atLeast": at_least,
+        "reason": str(latest.get("message") or ""),
+    }
+
+
+def no_data_line(entry: Mapping[str, Any]) -> str:
+    """``no data for 40s (since 12:00:03Z, 4 measurements in a row): <reason>``."""
+    gap = entry["noData"]
+    took = duration_text(gap["seconds"]) if gap["seconds"] is not None else "?"
+    more = "at least " if gap["atLeast"] else ""
+    text = (
+        f"{entry['metric']} ({entry['run']}): no data for {more}{took} "
+        f"(since {gap['since']}, {more}{gap['measurements']} measurement"
+        f"{'' if gap['measurements'] == 1 else 's'} in a row)"
+    )
+    return f"{text}: {gap['reason']}" if gap["reason"] else text
+
+
+def latest_measurements(
+    status: Mapping[str, Any], revision: str | None, *, now: datetime | None = None
+) -> list[dict[str, Any]]:
     """Each metric's newest measurement per analysis run of ``revision`` (all if None)."""
     out: list[dict[str, Any]] = []
     for run in status.get("analysisRuns") or []:
@@ -124,7 +184,7 @@ def latest_measurements(status: Mapping[str, Any], revision: str | None) -> list
                     "about": describe_run(str(run.get("key", ""))),
                     "revision": run.get("revision"),
                     "metric": metric.get("name"),
-                    "phase": metric.get("phase"),
+                    "phase": metric.get("phase") or "Running",
                     "value": latest.get("value"),
                     "verdict": latest.get("phase"),
                     "at": latest.get("at"),
@@ -133,6 +193,7 @@ def latest_measurements(status: Mapping[str, Any], revision: str | None) -> list
                     "inconclusive": metric.get("inconclusive", 0),
                     "unreachableSince": metric.get("unreachableSince"),
                     "message": metric.get("message") or latest.get("message", ""),
+                    "noData": no_data(metric, now=now),
                 }
             )
     return out
@@ -149,6 +210,8 @@ def describe_run(key: str) -> str:
 def verdict_text(measurement: Mapping[str, Any]) -> Text:
     """A metric's verdict for the status view; a provider that does not answer says so.
     The phase and time are data, so they are styled, never read as markup."""
+    from rich.text import Text
+
     since = measurement.get("unreachableSince")
     if since and measurement.get("phase") in ("Running", "Pending"):
         return Text.assemble(("Unreachable", "yellow"), f" since {since}")
@@ -172,7 +235,10 @@ def replicas_by_revision(replicasets: Sequence[Mapping[str, Any]]) -> dict[str, 
 
 
 def status_document(
-    rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]
+    rollout: Mapping[str, Any],
+    replicasets: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """``deployctl status -o json``: the summary, replicas per revision, the evidence."""
     status = rollout.get("status") or {}
@@ -183,7 +249,7 @@ def status_document(
         "reason": status.get("reason", ""),
         "message": status.get("message", ""),
         "replicas": replicas_by_revision(replicasets),
-        "measurements": latest_measurements(status, None),
+        "measurements": latest_measurements(status, None, now=now),
         "conditions": status.get("conditions") or [],
         "pendingApproval": pending,
     }
@@ -198,9 +264,18 @@ def pending_approval(rollout: Mapping[str, Any]) -> str | None:
     return None
 
 
-def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]) -> Group:
+def status_view(
+    rollout: Mapping[str, Any],
+    replicasets: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime | None = None,
+) -> Group:
     """The rich view ``deployctl status`` prints (and refreshes with ``--watch``)."""
-    doc = status_document(rollout, replicasets)
+    from rich.console import Group, RenderableType
+    from rich.table import Table
+    from rich.text import Text
+
+    doc = status_document(rollout, replicasets, now=now)
     colour = PHASE_COLOURS.get(doc["phase"], "white")
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -254,6 +329,9 @@ def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
                 f"{m['successful']}/{m['failed']}/{m['inconclusive']}",
             )
         parts.append(metrics)
+        for m in doc["measurements"]:
+            if m["noData"] is not None:
+                parts.append(Text("waiting: " + no_data_line(m), style="yellow"))
     return Group(*parts)
 
 
@@ -264,11 +342,15 @@ def format_value(value: Any) -> str:
         number = float(value)
     except (TypeError, ValueError):
         return str(value)
+    if math.isnan(number):
+        return "NaN"
     return f"{number:.4g}"
 
 
 def history_rows(rollout: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``deployctl history``: numbered oldest first, as ``undo --to-revision N`` takes them."""
+    from controller.versions import version_label  # semver: only history needs it
+
     status = rollout.get("status") or {}
     rows = []
     for number, entry in enumerate(status.get("history") or [], start=1):
@@ -303,6 +385,9 @@ def history_rows(rollout: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def history_table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, pad_edge=False)
     for column in (
         "#",

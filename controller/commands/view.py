@@ -11,7 +11,6 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from controller.commands.common import (
     Kubeconfig,
@@ -26,6 +25,7 @@ from controller.commands.common import (
     handle_errors,
     print_document,
 )
+from controller.commands.console import console
 from controller.exitcodes import Exit
 from controller.names import ROLLOUT_LABEL
 
@@ -46,8 +46,6 @@ def status(
     namespace: Namespace = None,
 ) -> None:
     """Phase, step, weight, replicas per revision, latest measurements, why it paused or aborted."""
-    from rich.text import Text
-
     from controller.commands.render import status_document, status_view
 
     session = connect(kubeconfig, context, namespace)
@@ -56,11 +54,13 @@ def status(
         if output is not Output.text:
             print_document(status_document(rollout, _replicasets(session, name)), output)
         elif not watch:
-            console = Console()
-            console.print(status_view(rollout, _replicasets(session, name)))
+            out = console()
+            out.print(status_view(rollout, _replicasets(session, name)))
             state = controller_state(session)
             if not state.running:
-                console.print(
+                from rich.text import Text
+
+                out.print(
                     Text.assemble(
                         ("warning:", "yellow"), f" no controller is running ({state.detail})"
                     )
@@ -70,7 +70,7 @@ def status(
 
             view = status_view(rollout, _replicasets(session, name))
             try:
-                with Live(view, auto_refresh=False) as live:
+                with Live(view, console=console(), auto_refresh=False) as live:
                     while True:
                         time.sleep(1.0)  # a redraw interval, not synchronisation
                         rollout = get_rollout(session, name)
@@ -106,7 +106,7 @@ def list_rollouts(
             where = "any namespace" if all_namespaces else f"namespace {session.namespace!r}"
             typer.echo(f"no rollouts in {where}", err=True)
         else:
-            Console().print(list_table(rollouts, all_namespaces=all_namespaces))
+            console().print(list_table(rollouts, all_namespaces=all_namespaces))
     finally:
         session.close()
 
@@ -130,17 +130,17 @@ def history(
         if output is not Output.text:
             print_document({"requires": requires, "history": rows}, output)
             return
-        console = Console()
+        out = console()
         if requires:
-            console.print(plain(f"promotion gate: requires {requires}"))
+            out.print(plain(f"promotion gate: requires {requires}"))
         if not rows:
-            console.print("no history yet")
+            out.print("no history yet")
             return
-        console.print(history_table(rows))
+        out.print(history_table(rows))
         for row in rows:
             for event in row["events"]:
-                console.print(plain(f"  #{row['number']}: {event}"))
+                out.print(plain(f"  #{row['number']}: {event}"))
             if row["outcome"] in ("RolledBack", "Aborted") and row["message"]:
-                console.print(plain(f"  #{row['number']} {row['outcome']}: {row['message']}"))
+                out.print(plain(f"  #{row['number']} {row['outcome']}: {row['message']}"))
     finally:
         session.close()

@@ -5,7 +5,6 @@ One module per job, lowest first (each imports only those above it in this list)
 - ``kinds``: ``KindRef`` and the kinds we touch (``ROLLOUTS``, ``REPLICASETS``...);
 - ``errors``: the one error tree (drawn in its docstring) and the HTTP status mapping;
 - ``bodies``: merge patches, owner references, delete options;
-- ``routes``: reading and setting HTTPRoute backend weights (pure);
 - ``events``: Event names, bodies and the repeat counts (pure but for a lock);
 - ``watch``: one open watch stream;
 - ``kubeconfig``: where credentials come from (a kubeconfig file, the in-cluster account);
@@ -37,8 +36,10 @@ from controller.kube.kinds import (
     ANALYSIS_TEMPLATES,
     CONFIGMAPS,
     DELIVERY_POLICIES,
+    DESTINATION_RULES,
     EVENTS,
     HTTPROUTES,
+    INGRESSES,
     JOBS,
     LEASES,
     NAMESPACES,
@@ -49,13 +50,13 @@ from controller.kube.kinds import (
     SELF_SUBJECT_ACCESS_REVIEWS,
     SELF_SUBJECT_REVIEWS,
     SERVICES,
+    VIRTUAL_SERVICES,
     KindRef,
     Obj,
     object_key,
 )
 from controller.kube.kubeconfig import KubeconfigContext, kubeconfig_context
 from controller.kube.resources import Kube
-from controller.kube.routes import backend_weights, reweighted
 from controller.kube.transport import NO_RETRY, Listing, RetryPolicy, Transport
 from controller.kube.watch import WatchStream
 
@@ -72,7 +73,9 @@ __all__ = [
     "CONFIGMAPS",
     "DELIVERY_POLICIES",
     "EVENTS",
+    "DESTINATION_RULES",
     "HTTPROUTES",
+    "INGRESSES",
     "JOBS",
     "LEASES",
     "MAX_EVENT_MESSAGE",
@@ -86,6 +89,7 @@ __all__ = [
     "SELF_SUBJECT_ACCESS_REVIEWS",
     "SELF_SUBJECT_REVIEWS",
     "SERVICES",
+    "VIRTUAL_SERVICES",
     "AlreadyExists",
     "Conflict",
     "Forbidden",
@@ -104,7 +108,6 @@ __all__ = [
     "Transient",
     "Transport",
     "WatchStream",
-    "backend_weights",
     "delete_options",
     "error_from_status",
     "format_micro_time",
@@ -115,5 +118,4 @@ __all__ = [
     "owner_reference",
     "parse_time",
     "retryable",
-    "reweighted",
 ]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -73,6 +75,10 @@ def client_from_kubeconfig(path: str | None = None, context: str | None = None) 
         _load_kube_config(config_file=path, context=context, client_configuration=configuration)
     except _UNUSABLE as exc:
         raise KubeconfigError(_kubeconfig_problem(path, exc)) from None
+    if not configuration.verify_ssl:
+        # insecure-skip-tls-verify: urllib3 would warn on every request; the CLI says it
+        # once (Transport.tls_verified).
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     hook = configuration.refresh_api_key_hook
     if hook is not None:
         configuration.refresh_api_key_hook = _at_most_every(REFRESH_SECONDS, hook)

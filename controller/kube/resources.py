@@ -1,9 +1,10 @@
 """``Kube``: typed reads and writes of the objects deployctl works with.
 
 Callers: ``controller.informer`` (list/watch), ``controller.leader`` (Leases), the
-reconciler (Rollout status and patches, ReplicaSets, Service selectors, HTTPRoute
-weights, Events), the analysis providers (check Jobs, ConfigMaps, Secrets) and the CLI.
-They get plain JSON dicts in and out, small typed methods, and the errors of
+reconciler (Rollout status and patches, ReplicaSets, Service selectors, the traffic
+routers' HTTPRoutes, VirtualServices, DestinationRules and canary Ingresses, Events),
+the analysis providers (check Jobs, ConfigMaps, Secrets) and the CLI. They get plain
+JSON dicts in and out, small typed methods, and the errors of
 ``controller.kube.errors``; nothing of the client library leaks past this package.
 
 Every method sends through ``Transport`` (one retry policy, one error mapping). The
@@ -14,23 +15,31 @@ operator's RBAC is derived from the requests these methods send
 from __future__ import annotations
 
 import base64
-import copy
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from kubernetes import client as k8s
 
 from controller.kube.bodies import owned
-from controller.kube.errors import AlreadyExists, KubeError, NamespaceTerminating, NotFound
+from controller.kube.errors import (
+    AlreadyExists,
+    Forbidden,
+    KubeError,
+    NamespaceTerminating,
+    NotFound,
+)
 from controller.kube.events import EventCounts, event_name, event_text, new_event
 from controller.kube.kinds import (
     ADMISSION_BINDINGS,
     ADMISSION_POLICIES,
     CONFIGMAPS,
+    DESTINATION_RULES,
     EVENTS,
     HTTPROUTES,
+    INGRESSES,
     JOBS,
     LEASES,
     REPLICASETS,
@@ -39,13 +48,22 @@ from controller.kube.kinds import (
     SELF_SUBJECT_ACCESS_REVIEWS,
     SELF_SUBJECT_REVIEWS,
     SERVICES,
+    VIRTUAL_SERVICES,
     KindRef,
     Obj,
 )
 from controller.kube.kubeconfig import client_from_kubeconfig, client_in_cluster
-from controller.kube.routes import reweighted
-from controller.kube.transport import DEFAULT_RETRY, NO_RETRY, RetryPolicy, Transport
+from controller.kube.transport import (
+    DEFAULT_RETRY,
+    NO_RETRY,
+    RequestCounter,
+    RetryPolicy,
+    Transport,
+    count_in_registry,
+)
 from controller.times import timestamp
+
+log = structlog.stdlib.get_logger(__name__)
 
 
 class Kube(Transport):
@@ -61,6 +79,7 @@ class Kube(Transport):
         instance: str = "",
         sleep: Callable[[float], None] = time.sleep,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+        count_request: RequestCounter = count_in_registry,
     ) -> None:
         super().__init__(
             api_client,
@@ -68,6 +87,7 @@ class Kube(Transport):
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
             sleep=sleep,
+            count_request=count_request,
         )
         self.instance = instance
         self._utcnow = utcnow
@@ -184,7 +204,30 @@ class Kube(Transport):
         """Delete a finished Job and its pods; False if it was already gone."""
         return self._delete(JOBS, namespace, name, uid=uid)
 
-    # ------------------------------------------------------------------ services / routes
+    def job_pod_rejections(self, namespace: str, job: str) -> list[str]:
+        """Why the apiserver refused to create ``job``'s pods, newest first.
+
+        The Job controller records each refusal (Pod Security admission, quota, a missing
+        ServiceAccount) only as a ``FailedCreate`` Event on the Job, never in its status.
+        """
+        selector = f"involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"
+        try:
+            listing = self._request(
+                "list", EVENTS, method="GET", namespace=namespace, query={"fieldSelector": selector}
+            )
+        except Forbidden as exc:
+            # An install from before this permission: the Job then waits for its deadline,
+            # as it always did, instead of failing the check.
+            log.warning("cannot list events to explain a Job without pods", error=str(exc))
+            return []
+        items = sorted(
+            listing.get("items") or [],
+            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+            reverse=True,
+        )
+        return [str(e.get("message") or "") for e in items if e.get("message")]
+
+    # ------------------------------------------------------------------ services
 
     def patch_service_selector(
         self,
@@ -203,34 +246,54 @@ class Kube(Transport):
             resource_version=resource_version,
         )
 
-    def get_httproute(self, namespace: str, name: str) -> Obj:
-        return self.get(HTTPROUTES, namespace, name)
+    # ------------------------------------------------------------------ traffic routers
+    # Each router (``controller.routers``) computes the whole list it owns from the
+    # object as last seen and sends it with that object's resourceVersion: a merge
+    # patch replaces a list whole, and a concurrent edit gives Conflict, not a loss.
 
-    def set_httproute_weights(
-        self,
-        namespace: str,
-        name: str,
-        weights: Mapping[str, int],
-        *,
-        route: Mapping[str, Any] | None = None,
+    def patch_httproute(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
     ) -> Obj:
-        """Set the weight of every backendRef named in ``weights`` (Service name → weight).
-
-        ``route`` is the object as last seen (from the informer); without it the route is
-        read first. The patch carries its resourceVersion, so a concurrent edit gives
-        ``Conflict`` instead of being overwritten. Nothing is written when the weights
-        already match.
-        """
-        current = dict(route) if route is not None else self.get_httproute(namespace, name)
-        rules = reweighted(current, weights)
-        if rules is None:
-            return copy.deepcopy(current)
+        """Merge-patch an HTTPRoute (its rules: weights, header and mirror rules)."""
         return self._merge_patch(
-            HTTPROUTES,
-            namespace,
-            name,
-            {"spec": {"rules": rules}},
-            resource_version=current["metadata"]["resourceVersion"],
+            HTTPROUTES, namespace, name, patch, resource_version=resource_version
+        )
+
+    def patch_virtualservice(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        """Merge-patch an Istio VirtualService (its http routes)."""
+        return self._merge_patch(
+            VIRTUAL_SERVICES, namespace, name, patch, resource_version=resource_version
+        )
+
+    def patch_destinationrule(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        """Merge-patch an Istio DestinationRule (the revision label of its subsets)."""
+        return self._merge_patch(
+            DESTINATION_RULES, namespace, name, patch, resource_version=resource_version
+        )
+
+    def create_ingress(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None:
+        """Create the canary Ingress, owned by ``owner`` (deleted with the Rollout);
+        None when the name is taken (an earlier pass made it: the next pass patches)."""
+        ingress = owned(INGRESSES, namespace, body, owner=owner)
+        try:
+            return self._request(
+                "create", INGRESSES, method="POST", namespace=namespace, body=ingress
+            )
+        except AlreadyExists:
+            return None
+
+    def patch_ingress(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        """Merge-patch the canary Ingress (its canary annotations, rules, TLS)."""
+        return self._merge_patch(
+            INGRESSES, namespace, name, patch, resource_version=resource_version
         )
 
     # ------------------------------------------------------------------ events
@@ -306,12 +369,21 @@ class Kube(Transport):
         )
 
     def create_lease(
-        self, namespace: str, name: str, spec: Mapping[str, Any], *, timeout: float | None = None
+        self,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        annotations: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Obj:
+        metadata: Obj = {"name": name, "namespace": namespace}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         body = {
             "apiVersion": LEASES.api_version,
             "kind": LEASES.kind,
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": metadata,
             "spec": dict(spec),
         }
         return self._request(
@@ -331,13 +403,18 @@ class Kube(Transport):
         spec: Mapping[str, Any],
         *,
         resource_version: str,
+        annotations: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Obj:
-        """Replace the Lease's spec; 409 ``Conflict`` if someone wrote it since we read it."""
+        """Replace the Lease's spec (and annotations, when given); 409 ``Conflict`` if
+        someone wrote it since we read it."""
+        metadata: Obj = {"name": name, "namespace": namespace, "resourceVersion": resource_version}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         body = {
             "apiVersion": LEASES.api_version,
             "kind": LEASES.kind,
-            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "metadata": metadata,
             "spec": dict(spec),
         }
         return self._request(

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
-import structlog
 import tenacity
 import urllib3
 from kubernetes import client as k8s
@@ -48,9 +47,18 @@ from controller.kube.errors import (
 )
 from controller.kube.kinds import KindRef, Obj
 from controller.kube.watch import WatchStream
-from controller.metrics import API_REQUESTS
+from controller.lazylog import lazy_logger
 
-log = structlog.stdlib.get_logger(__name__)
+# structlog and prometheus_client load on first use: the CLI's start does not pay for them.
+log = lazy_logger(__name__)
+RequestCounter = Callable[[str, str, str], None]
+"""Called once per HTTP attempt with (verb, resource, code)."""
+
+
+def count_in_registry(verb: str, resource: str, code: str) -> None:
+    """The operator's counter: ``deployctl_api_requests_total{verb,resource,code}``."""
+    _requests(verb, resource, code).inc()
+
 
 _LIST_PAGE_SIZE = 500
 
@@ -58,6 +66,8 @@ _LIST_PAGE_SIZE = 500
 @functools.cache
 def _requests(verb: str, resource: str, code: str) -> Any:
     """The API_REQUESTS child of one label set, looked up once (a few dozen exist)."""
+    from controller.metrics import API_REQUESTS
+
     return API_REQUESTS.labels(verb=verb, resource=resource, code=code)
 
 
@@ -104,8 +114,10 @@ class Transport:
         request_timeout: float = 30.0,
         connect_timeout: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        count_request: RequestCounter = count_in_registry,
     ) -> None:
         self._api: Any = api_client
+        self._count_request = count_request
         self.retry = retry
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
@@ -113,6 +125,11 @@ class Transport:
 
     def close(self) -> None:
         self._api.close()
+
+    @property
+    def tls_verified(self) -> bool:
+        """False when the kubeconfig says insecure-skip-tls-verify."""
+        return bool(self._api.configuration.verify_ssl)
 
     def __repr__(self) -> str:
         # Never the configuration: it holds the bearer token.
@@ -243,13 +260,13 @@ class Transport:
             )
         except (urllib3.exceptions.HTTPError, OSError, k8s.ApiException) as exc:
             # No HTTP status: connection refused/reset, TLS failure, timeout.
-            _requests(verb, resource_label, "error").inc()
+            self._count_request(verb, resource_label, "error")
             raise Transient(
                 f"{describe(verb, kind, namespace, name)}: no response ({type(exc).__name__})",
                 verb=verb,
                 resource=kind.resource,
             ) from exc
-        _requests(verb, resource_label, str(response.status)).inc()
+        self._count_request(verb, resource_label, str(response.status))
         return response
 
     # ------------------------------------------------------------------ generic verbs

@@ -242,6 +242,20 @@ def test_presence_queries_are_the_rules_selectors_alone_scoped() -> None:
     ]
 
 
+def test_evidence_names_the_series_else_the_rules_labels_else_says_none() -> None:
+    [high] = select_rules(load_rules(SEED_RULES), ["HighErrorRate"])
+    assert dict(high.labels) == {"severity": "page"}
+    aggregated = QueryResult("q", (Sample({}, 0.2917),))
+    later = T0 + timedelta(seconds=130)
+    fired = judge_alert("alerts/HighErrorRate", high, aggregated, breach_since=T0, now=later)
+    assert 'rule labels {severity="page"} = 0.2917' in fired.message
+    bare = judge_alert("a", rule("x > 1"), aggregated, breach_since=None, now=T0)
+    assert bare.phase == "Failed" and "(no labels) = 0.2917" in bare.message
+    by_code = QueryResult("q", (Sample({"code": "500"}, 0.3),))
+    named = judge_alert("a", rule("x > 1"), by_code, breach_since=None, now=T0)
+    assert '{code="500"} = 0.3' in named.message
+
+
 def test_scoped_queries_are_parsed_once_per_rule_and_revision() -> None:
     [high] = select_rules(load_rules(SEED_RULES), ["HighErrorRate"])
     first = scoped(high, CANARY)

@@ -298,6 +298,50 @@ def test_a_template_that_does_not_render_is_an_error_at_once() -> None:
     assert run.phase == "Error" and run.metrics[0].unreachable_since is None
 
 
+def test_no_data_from_a_preset_says_how_much_traffic_the_revision_had() -> None:
+    preset = template({"name": "errors", "interval": "10s", "errorRate": {"window": "1m"}})
+    ref = AnalysisRef.model_validate({"templates": [{"name": "http-health"}]})
+    context = QueryContext(canary_hash="abc", stable_hash="def", rollout_namespace="shop")
+    # Past the first interval: no data then is recorded (before it, asked again quietly).
+    # The ratio is empty (0/0); the traffic query says the revision had no requests.
+    idle = ScriptedMeasurer(iter([QueryResult("q"), value(0.0)]))
+    run = AnalysisEngine(idle).advance(
+        start_run(key="k", revision="abc", metrics=[], now=T0),
+        templates={"http-health": preset},
+        ref=ref,
+        context=context,
+        now=at(60),
+    )
+    assert idle.queries[1] == (
+        'sum(increase(http_requests_total{namespace="shop",revision="abc"}[1m]))'
+    )
+    latest = run.metrics[0].measurements[-1]
+    assert latest.phase == "Inconclusive"
+    assert latest.message.endswith("revision abc served 0 requests in the last 1m")
+    unscraped = ScriptedMeasurer(iter([QueryResult("q"), QueryResult("q")]))
+    run = AnalysisEngine(unscraped).advance(
+        start_run(key="k", revision="abc", metrics=[], now=T0),
+        templates={"http-health": preset},
+        ref=ref,
+        context=context,
+        now=at(60),
+    )
+    assert "no requests recorded for revision abc (no series" in run.metrics[0].message
+
+
+def test_a_custom_query_without_data_asks_nothing_more() -> None:
+    measurer = ScriptedMeasurer(iter([QueryResult("q")]))
+    run = AnalysisEngine(measurer).advance(
+        start_run(key="k", revision="abc", metrics=[], now=T0),
+        templates={"http-health": TEMPLATE},
+        ref=AnalysisRef.model_validate({"templates": [{"name": "http-health"}]}),
+        context=CONTEXT,
+        now=at(60),
+    )
+    assert len(measurer.queries) == 1
+    assert run.metrics[0].message == "error-rate: no data (empty result)"
+
+
 @dataclass
 class ScriptedJobs:
     """Our own JobRunner seam: a Job that runs for ``running`` checks, then succeeds."""

@@ -50,7 +50,14 @@ def test_schemas_are_structural_with_status_subresource_and_columns() -> None:
         assert crd["spec"]["names"]["shortNames"]
     rollout = yaml.safe_load(expected_files()["rollouts.deployctl.io.yaml"])
     version = rollout["spec"]["versions"][0]
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
     columns = {c["name"] for c in version["additionalPrinterColumns"]}
     assert {"Phase", "Weight", "Step", "Stable", "Canary", "Age"} <= columns
     strategy = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["strategy"]

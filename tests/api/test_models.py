@@ -133,7 +133,8 @@ REJECTIONS = [
     (
         "step with two actions",
         "canary: {steps: [{setWeight: 10, pause: {}}]}",
-        "a step takes exactly one of setWeight, pause, analysis, approval (found setWeight, pause)",
+        "a step takes exactly one of setWeight, pause, analysis, approval, setHeaderRoute, "
+        "setMirrorRoute (found setWeight, pause)",
     ),
     (
         "misspelt field",

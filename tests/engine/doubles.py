@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller.analysis.values import QueryOutcome, QueryResult, Sample
-from controller.kube.routes import reweighted
 from controller.names import REVISION_LABEL
 
 Obj = dict[str, Any]
@@ -64,8 +63,13 @@ class RecordingKube:
     - ``("create", replicaset, replicas)``, ``("scale", replicaset, replicas)``,
       ``("delete", replicaset, uid)``;
     - ``("select", service, revision)``: the revision a Service's selector now names;
-    - ``("weights", route, {service: weight})``, only when a weight changes: the adapter
-      sends nothing otherwise (``controller.kube.routes.reweighted`` decides, as there);
+    - the traffic routers' writes (sent only when something changes: the routers
+      decide that from the cached object, as with the real adapter):
+      ``("weights", route, {service: weight})`` for an HTTPRoute with one rule,
+      ``("rules", route, ((rule name, {service: weight}, mirror), ...))`` with more;
+      ``("vs", virtualservice, ((route name, {host or subset: weight}, mirror), ...))``;
+      ``("subsets", destinationrule, {subset: revision})``;
+      ``("create-ingress", ingress, weight)``, ``("ingress", ingress, {annotation: value})``;
     - ``("status", rollout)``, the merge patch itself in ``status_patches``;
     - ``("event", type, reason)``, the message in ``messages``.
     """
@@ -75,6 +79,7 @@ class RecordingKube:
         self.status_patches: list[Obj] = []
         self.messages: list[str] = []
         self.resource_versions: list[str | None] = []
+        self.router_writes: list[tuple[str, str, Obj]] = []
         self._failures: dict[str, Exception] = {}
 
     def fail(self, method: str, error: Exception) -> None:
@@ -111,19 +116,66 @@ class RecordingKube:
         self._record("patch_service_selector", ("select", name, selector.get(REVISION_LABEL)))
         return {"metadata": {"name": name}, "spec": {"selector": dict(selector)}}
 
-    def set_httproute_weights(
-        self,
-        namespace: str,
-        name: str,
-        weights: Mapping[str, int],
-        *,
-        route: Mapping[str, Any] | None = None,
+    # The traffic routers' writes: summarised, and kept in ``router_writes`` (kind, name,
+    # patch or body) for ``Fixture.settle`` to apply to its caches.
+
+    def patch_httproute(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
     ) -> Obj:
-        assert route is not None, "the reconciler passes the route it read from its cache"
-        if reweighted(route, weights) is None:
-            return copy.deepcopy(dict(route))  # the adapter sends nothing: weights match
-        self._record("set_httproute_weights", ("weights", name, dict(weights)))
-        return copy.deepcopy(dict(route))
+        rules = patch["spec"]["rules"]
+        weights = {
+            ref["name"]: ref.get("weight", 1)
+            for rule in rules
+            if "name" not in rule
+            for ref in rule.get("backendRefs") or []
+        }
+        if len(rules) == 1:
+            call: Call = ("weights", name, weights)
+        else:
+            call = ("rules", name, tuple(_rule_summary(rule) for rule in rules))
+        self.router_writes.append(("HTTPRoute", name, copy.deepcopy(dict(patch))))
+        self._record("patch_httproute", call)
+        return {}
+
+    def patch_virtualservice(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        summary = tuple(_vs_route_summary(route) for route in patch["spec"]["http"])
+        self.router_writes.append(("VirtualService", name, copy.deepcopy(dict(patch))))
+        self._record("patch_virtualservice", ("vs", name, summary))
+        return {}
+
+    def patch_destinationrule(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        subsets = {
+            s["name"]: (s.get("labels") or {}).get(REVISION_LABEL) for s in patch["spec"]["subsets"]
+        }
+        self.router_writes.append(("DestinationRule", name, copy.deepcopy(dict(patch))))
+        self._record("patch_destinationrule", ("subsets", name, subsets))
+        return {}
+
+    def create_ingress(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None:
+        annotations = body["metadata"]["annotations"]
+        weight = next(v for k, v in annotations.items() if k.endswith("/canary-weight"))
+        created = copy.deepcopy(dict(body))
+        created["metadata"]["ownerReferences"] = [
+            {"kind": "Rollout", "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]}
+        ]
+        self.router_writes.append(("Ingress+", body["metadata"]["name"], created))
+        self._record("create_ingress", ("create-ingress", body["metadata"]["name"], weight))
+        return created
+
+    def patch_ingress(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        annotations = dict(patch.get("metadata", {}).get("annotations") or {})
+        changed = {k.rsplit("/", 1)[-1]: v for k, v in sorted(annotations.items())}
+        self.router_writes.append(("Ingress", name, copy.deepcopy(dict(patch))))
+        self._record("patch_ingress", ("ingress", name, changed))
+        return {}
 
     def patch_rollout_status(
         self,
@@ -144,6 +196,29 @@ class RecordingKube:
         self.messages.append(message)
         self._record("record_event", ("event", type, reason))
         return {}
+
+
+def _rule_summary(rule: Mapping[str, Any]) -> tuple[Any, ...]:
+    weights = {ref["name"]: ref.get("weight", 1) for ref in rule.get("backendRefs") or []}
+    mirror = next(
+        (
+            (f["requestMirror"]["backendRef"]["name"], f["requestMirror"].get("percent"))
+            for f in rule.get("filters") or []
+            if f.get("type") == "RequestMirror"
+        ),
+        None,
+    )
+    return (rule.get("name"), weights, mirror)
+
+
+def _vs_route_summary(route: Mapping[str, Any]) -> tuple[Any, ...]:
+    def key(dest: Mapping[str, Any]) -> str:
+        return str(dest.get("subset") or dest.get("host"))
+
+    weights = {key(d["destination"]): d.get("weight") for d in route.get("route") or []}
+    mirror = route.get("mirror")
+    percent = (route.get("mirrorPercentage") or {}).get("value")
+    return (route.get("name"), weights, (key(mirror), percent) if mirror else None)
 
 
 def apply_merge_patch(target: Obj, patch: Mapping[str, Any]) -> Obj:

@@ -41,11 +41,105 @@ CANARY_SVC = "checkout-canary"
 ROUTE = "checkout-route"
 
 
-def canary_spec(steps: list[Obj], *, routed: bool = False, **extra: Any) -> Obj:
+VS = "checkout-vs"
+DR = "checkout-dr"
+INGRESS = "checkout-ingress"
+CANARY_INGRESS = f"{NAME}-{INGRESS}-canary"
+ROUTERS: dict[str, Obj] = {
+    "gatewayAPI": {"gatewayAPI": {"httpRoute": ROUTE}},
+    "istio": {"istio": {"virtualService": {"name": VS}}},
+    "istio-subsets": {
+        "istio": {
+            "virtualService": {"name": VS, "routes": ["primary"]},
+            "destinationRule": {
+                "name": DR,
+                "canarySubsetName": "canary",
+                "stableSubsetName": "stable",
+            },
+        }
+    },
+    "nginx": {"nginx": {"stableIngress": INGRESS}},
+}
+
+
+def canary_spec(
+    steps: list[Obj],
+    *,
+    routed: bool | str = False,
+    managed: tuple[str, ...] = (),
+    **extra: Any,
+) -> Obj:
+    """A canary strategy; ``routed`` True is Gateway API, or names a key of ROUTERS."""
     canary: Obj = {"stableService": STABLE_SVC, "canaryService": CANARY_SVC, "steps": steps}
     if routed:
-        canary["trafficRouting"] = {"gatewayAPI": {"httpRoute": ROUTE}}
+        routing = dict(ROUTERS["gatewayAPI" if routed is True else str(routed)])
+        if managed:
+            routing["managedRoutes"] = [{"name": name} for name in managed]
+        canary["trafficRouting"] = routing
+        if routed == "istio-subsets":
+            del canary["stableService"], canary["canaryService"]
     return {"canary": {**canary, **extra}}
+
+
+def virtualservice_object(*, subsets: bool = False) -> Obj:
+    if subsets:
+        destinations = [
+            {"destination": {"host": STABLE_SVC, "subset": "stable"}, "weight": 100},
+            {"destination": {"host": STABLE_SVC, "subset": "canary"}, "weight": 0},
+        ]
+    else:
+        destinations = [
+            {"destination": {"host": STABLE_SVC}, "weight": 100},
+            {"destination": {"host": CANARY_SVC}, "weight": 0},
+        ]
+    return {
+        "metadata": {
+            "name": VS,
+            "namespace": NS,
+            "resourceVersion": "1",
+            "annotations": dict(CONSENT),
+        },
+        "spec": {"hosts": ["checkout"], "http": [{"name": "primary", "route": destinations}]},
+    }
+
+
+def destinationrule_object() -> Obj:
+    return {
+        "metadata": {
+            "name": DR,
+            "namespace": NS,
+            "resourceVersion": "1",
+            "annotations": dict(CONSENT),
+        },
+        "spec": {
+            "host": STABLE_SVC,
+            "subsets": [
+                {"name": "stable", "labels": {"app": NAME}},
+                {"name": "canary", "labels": {"app": NAME}},
+            ],
+        },
+    }
+
+
+def ingress_object() -> Obj:
+    backend = {"service": {"name": STABLE_SVC, "port": {"number": 80}}}
+    return {
+        "metadata": {
+            "name": INGRESS,
+            "namespace": NS,
+            "resourceVersion": "1",
+            "annotations": dict(CONSENT),
+        },
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": "shop.example",
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+                }
+            ],
+        },
+    }
 
 
 def rollout_object(
@@ -114,6 +208,9 @@ class Fixture:
         *,
         services: tuple[str, ...] = (STABLE_SVC, CANARY_SVC),
         route: Obj | None = None,
+        virtualservices: tuple[Obj, ...] | None = None,
+        destinationrules: tuple[Obj, ...] | None = None,
+        ingresses: tuple[Obj, ...] = (),
         templates: tuple[Obj, ...] = (),
         policies: tuple[Obj, ...] | None = None,
         answer: Any = no_data,
@@ -128,6 +225,11 @@ class Fixture:
         self.services = DictCache(*(service_object(s) for s in services))
         self.routes = DictCache(route) if route is not None else None
         self.policies = DictCache(*policies) if policies is not None else None
+        self.virtualservices = DictCache(*virtualservices) if virtualservices is not None else None
+        self.destinationrules = (
+            DictCache(*destinationrules) if destinationrules is not None else None
+        )
+        self.ingresses = DictCache(*ingresses)
         self.unavailable: set[str] = set()
         self._uids = itertools.count(1)
         self._versions = itertools.count(2)
@@ -141,6 +243,9 @@ class Fixture:
                 services=self.services,
                 routes=self.routes,
                 policies=self.policies,
+                virtualservices=self.virtualservices,
+                destinationrules=self.destinationrules,
+                ingresses=self.ingresses,
             ),
             engine=AnalysisEngine(self.measurer),
             clock=lambda: self.now,
@@ -181,6 +286,7 @@ class Fixture:
         self.kube.status_patches.clear()
         self.kube.messages.clear()
         self.kube.resource_versions.clear()
+        self.kube.router_writes.clear()
         result = self.reconciler.reconcile(f"{NS}/{NAME}")
         return result, list(self.kube.calls)
 
@@ -254,9 +360,28 @@ class Fixture:
                 assert service is not None
                 service["spec"]["selector"][REVISION_LABEL] = revision
                 self.services.put(service)
-            elif kind == "weights":
-                assert self.routes is not None
-                self.routes.put(route_object(call[2]))
+        for kind, name, change in self.kube.router_writes:
+            self._settle_router(kind, name, change)
+
+    def _settle_router(self, kind: str, name: str, change: Obj) -> None:
+        """A router's write as the caches then show it (merge patch applied, new RV)."""
+        caches = {
+            "HTTPRoute": self.routes,
+            "VirtualService": self.virtualservices,
+            "DestinationRule": self.destinationrules,
+            "Ingress": self.ingresses,
+            "Ingress+": self.ingresses,
+        }
+        cache = caches[kind]
+        assert cache is not None
+        if kind == "Ingress+":
+            obj = {**change, "metadata": {**change["metadata"], "resourceVersion": "1"}}
+        else:
+            current = cache.get(NS, name)
+            assert current is not None
+            obj = apply_merge_patch(current, change)
+            obj["metadata"]["resourceVersion"] = str(next(self._versions))
+        cache.put(obj)
 
     def pass_and_settle(self) -> list[Call]:
         """``run()`` then ``settle()``: one pass whose writes take effect."""

@@ -98,13 +98,15 @@ def test_a_deleted_rollout_needs_nothing() -> None:
 
 def test_a_new_revision_is_scaled_up_before_the_canary_service_selects_it() -> None:
     fixture = Fixture(rollout_object(canary_spec(STEPS)))
-    deployed(fixture)
+    stable = deployed(fixture)
     fixture.edit_spec(image="shop/checkout:2")
     canary = fixture.revision
     _result, calls = fixture.run()
+    # By replica share the stable gives the canary's pod up, last (within maxUnavailable).
     assert calls == [
         ("create", fixture.rs_name(canary), 1),
         ("select", CANARY_SVC, canary),
+        ("scale", fixture.rs_name(stable), 3),
         ("status", "checkout"),
         ("event", "Normal", "NewRevision"),
         ("event", "Normal", "StepStarted"),
@@ -197,7 +199,9 @@ def test_a_failing_measurement_aborts_in_the_same_pass_traffic_first() -> None:
     answers["error-rate"] = 0.3
     fixture.advance(10)
     result, calls = fixture.run()
+    # By replica share the stable had given a pod to the canary: it grows back first.
     assert calls == [
+        ("scale", fixture.rs_name(stable), 4),
         ("select", CANARY_SVC, stable),
         ("scale", fixture.rs_name(canary), 0),
         ("status", "checkout"),

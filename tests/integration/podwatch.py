@@ -68,6 +68,10 @@ class View:
         """Pods not terminating, Ready or not."""
         return sum(1 for p in self._pods(rollout, None) if not is_terminating(p))
 
+    def existing_revision(self, rollout: str, revision: str) -> int:
+        """Pods of one revision not terminating, Ready or not."""
+        return sum(1 for p in self._pods(rollout, revision) if not is_terminating(p))
+
     def selected(self, service: str) -> str | None:
         return self.selectors.get(service, {}).get(REVISION)
 

@@ -5,8 +5,9 @@ Six Rollouts at once under the real controller process, every change to their po
 Services and HTTPRoutes recorded from the apiserver and replayed in order
 (``tests.integration.podwatch``). On **every** state:
 
-- canary by replica share: the stable Service selects ``replicas`` Ready pods (the
-  canary is added on top; stable never shrinks);
+- canary by replica share (the weight is the canary's share of the pods, the stable
+  giving up what the canary takes): the application's pods, of either revision, stay at
+  or above ``replicas - maxUnavailable`` Ready and at or below ``replicas + maxSurge``;
 - canary with Gateway API weights and dynamicStableScale: every backend Service with a
   weight ``w`` selects at least ``ceil(w% x replicas)`` Ready pods, through setWeight
   steps, a promotion, an **abort at 75%** (stable had shrunk to 2 of 8 pods and must
@@ -32,6 +33,7 @@ from kubernetes import client as k8s
 
 from controller.api.revision import template_hash
 from controller.api.rollout import PodTemplateSpec
+from strategies.scaling import surge_and_unavailable
 from strategies.traffic import share
 from tests.integration.harness import GROUP, VERSION, demo_rollout
 from tests.integration.pinned import Pinned, pin, pinned_sandbox
@@ -151,7 +153,13 @@ def fleet(
 
 
 def violations_of(view: View) -> Iterator[str]:
-    for name, replicas in {**REPLICA_SHARE, **BLUE_GREEN}.items():
+    for name, replicas in REPLICA_SHARE.items():
+        surge, unavailable = surge_and_unavailable("25%", "25%", replicas=replicas)
+        if view.serving(name) < replicas - unavailable:
+            yield f"{name}: {view.serving(name)} Ready pods of {replicas}"
+        if view.existing(name) > replicas + surge:
+            yield f"{name}: {view.existing(name)} pods, above {replicas} + {surge}"
+    for name, replicas in BLUE_GREEN.items():
         revision = view.selected(name)
         if view.serving(name, revision) < replicas:
             yield f"{name}: Service selects {revision} with {view.serving(name, revision)} Ready"

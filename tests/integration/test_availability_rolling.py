@@ -27,7 +27,7 @@ import pytest
 
 from controller.api.revision import template_hash
 from controller.api.rollout import PodTemplateSpec
-from strategies.rolling import surge_and_unavailable
+from strategies.scaling import surge_and_unavailable
 from tests.integration.harness import demo_rollout
 from tests.integration.pinned import Pinned, pin, pinned_sandbox
 from tests.integration.podwatch import Recorder

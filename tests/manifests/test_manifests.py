@@ -233,11 +233,9 @@ def test_operator_deployment_uses_flags_the_controller_has() -> None:
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["DEPLOYCTL_PROMETHEUS_URL"]["value"].startswith("http")
-    from typer.main import get_command
+    from controller.cli import load_command
 
-    from controller.cli import app
-
-    controller = get_command(app).commands["controller"]  # type: ignore[attr-defined]
+    controller = load_command("controller")
     options = {opt for param in controller.params for opt in param.opts + param.secondary_opts}
     for arg in container["args"][1:]:
         assert arg.split("=")[0] in options, f"deployctl controller has no {arg}"

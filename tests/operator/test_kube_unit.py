@@ -25,13 +25,11 @@ from controller.kube import (
     Permanent,
     RetryPolicy,
     Transient,
-    backend_weights,
     error_from_status,
     merge_patch,
     object_key,
     owner_reference,
     retryable,
-    reweighted,
 )
 from controller.times import micro_timestamp
 
@@ -217,27 +215,6 @@ def test_a_403_with_the_namespace_terminating_cause_is_its_own_error() -> None:
         403, body=status(403, "Forbidden"), headers=None, verb="create", kind=EVENTS
     )
     assert type(plain) is Forbidden
-
-
-def test_route_weights_are_read_and_rewritten_only_when_they_differ() -> None:
-    route = {
-        "metadata": {"resourceVersion": "7"},
-        "spec": {
-            "rules": [
-                {"backendRefs": [{"name": "stable", "weight": 90}, {"name": "canary"}]},
-                {"backendRefs": [{"name": "other", "weight": 5}]},
-            ]
-        },
-    }
-    assert backend_weights(route) == {"stable": 90, "canary": 1, "other": 5}
-    rules = reweighted(route, {"stable": 50, "canary": 50})
-    assert rules is not None
-    assert [r["backendRefs"] for r in rules] == [
-        [{"name": "stable", "weight": 50}, {"name": "canary", "weight": 50}],
-        [{"name": "other", "weight": 5}],
-    ]
-    assert backend_weights(route) == {"stable": 90, "canary": 1, "other": 5}  # not edited
-    assert reweighted(route, {"stable": 90, "canary": 1}) is None
 
 
 def test_kubeconfig_credentials_are_refreshed_at_most_once_a_second() -> None:

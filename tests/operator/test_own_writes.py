@@ -15,6 +15,7 @@ from controller.api import Rollout
 from controller.api.status import RolloutStatus
 from controller.own_writes import UNSEEN_CREATION_SECONDS, OwnWrites
 from controller.reconciler import Caches, Reconciler
+from controller.routers import router_for
 from strategies import Plan
 
 
@@ -97,8 +98,9 @@ class RecordingKube:
     def patch_service_selector(self, namespace: str, name: str, selector: Any) -> None:
         self.calls.append(("service", name))
 
-    def set_httproute_weights(self, namespace: str, name: str, weights: Any, **_: Any) -> None:
-        self.calls.append(("route", dict(weights)))
+    def patch_httproute(self, namespace: str, name: str, patch: Any, **_: Any) -> None:
+        refs = patch["spec"]["rules"][0]["backendRefs"]
+        self.calls.append(("route", {ref["name"]: ref["weight"] for ref in refs}))
 
 
 def service(name: str, revision: str) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def service(name: str, revision: str) -> dict[str, Any]:
 def route(stable: int, canary: int) -> dict[str, Any]:
     refs = [{"name": "shop", "weight": stable}, {"name": "shop-canary", "weight": canary}]
     return {
-        "metadata": {"namespace": "ns", "name": "shop"},
+        "metadata": {"namespace": "ns", "name": "shop", "resourceVersion": "1"},
         "spec": {"rules": [{"backendRefs": refs}]},
     }
 
@@ -155,7 +157,8 @@ def traffic_calls(
         engine=AnalysisEngine(measurer=None),  # type: ignore[arg-type]
         clock=lambda: datetime.now(UTC),
     )
-    reconciler._route_traffic(ROLLOUT, plan)
+    router = router_for(ROLLOUT, caches=caches.router_caches, kube=kube, owner={})  # type: ignore[arg-type]
+    reconciler._route_traffic(ROLLOUT, plan, router)
     return kube.calls
 
 

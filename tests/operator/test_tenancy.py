@@ -16,6 +16,7 @@ from controller.tenancy import (
     consent_problems,
     identity_problems,
     revision_selector,
+    shared_objects,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,4 +203,40 @@ def test_truncation_marks_what_was_cut_and_the_limits_table_is_documented() -> N
     doc = (ROOT / "docs" / "security.md").read_text()
     assert markdown_table() in doc, (
         "docs/security.md is out of date: paste `python -m controller.limits`"
+    )
+
+
+def test_every_routers_objects_are_shared_and_need_consent() -> None:
+    def canary(routing: dict[str, Any], **services: str) -> Rollout:
+        return rollout(strategy={"canary": {**services, "trafficRouting": routing}})
+
+    services = {"stableService": "checkout", "canaryService": "checkout-canary"}
+    istio = canary(
+        {
+            "istio": {
+                "virtualServices": [{"name": "vs-a"}, {"name": "vs-b"}],
+                "destinationRule": {
+                    "name": "dr",
+                    "stableSubsetName": "stable",
+                    "canarySubsetName": "canary",
+                },
+            }
+        }
+    )
+    base = "spec.strategy.canary.trafficRouting"
+    assert shared_objects(istio) == [
+        (f"{base}.istio.virtualServices[0].name", "VirtualService", "vs-a"),
+        (f"{base}.istio.virtualServices[1].name", "VirtualService", "vs-b"),
+        (f"{base}.istio.destinationRule.name", "DestinationRule", "dr"),
+    ]
+    nginx = canary({"nginx": {"stableIngress": "web"}}, **services)
+    assert shared_objects(nginx)[-1] == (f"{base}.nginx.stableIngress", "Ingress", "web")
+    # The stable Ingress is only read, but its routes would be copied: consent needed.
+    ingress = {"metadata": {"name": "web"}}
+    (problem,) = consent_problems(nginx, {("Ingress", "web"): ingress})
+    assert problem.path == f"{base}.nginx.stableIngress"
+    assert "kubectl -n shop annotate ingress web deployctl.io/rollout=checkout" in problem.message
+    assert (
+        consent_problems(nginx, {("Ingress", "web"): {"metadata": {"name": "web", **CONSENT}}})
+        == []
     )

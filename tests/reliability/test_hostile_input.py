@@ -97,7 +97,7 @@ BAD_ROLLOUT_VALUES: list[tuple[tuple[Any, ...], st.SearchStrategy[Any]]] = [
 BAD_TEMPLATE_VALUES: list[tuple[tuple[Any, ...], st.SearchStrategy[Any]]] = [
     (("spec", "metrics"), st.just([])),
     (("spec", "metrics", 0, "interval"), st.sampled_from(["0s", "-1m", "forever", "1e309s"])),
-    (("spec", "metrics", 0, "count"), st.integers(max_value=0)),
+    (("spec", "metrics", 0, "count"), st.integers(max_value=-1)),  # 0: no limit, as in Argo
     (("spec", "metrics", 0, "failureLimit"), st.integers(max_value=-1)),
     (("spec", "metrics", 0, "provider"), st.just({}) | st.just({"prometheus": {}})),
     (("spec", "metrics", 0, "name"), st.sampled_from(["", "Bad Name", "x" * 200])),
@@ -256,12 +256,11 @@ def test_bad_specs_through_the_apiserver_leave_everything_else_running(
             timeout=30,
             what=f"InvalidSpec on {name}",
         )
-    # An invalid edit of a running Rollout: the model (not the schema) refuses it.
+    # An invalid edit of a running Rollout: the model (not the schema or its CEL rules)
+    # refuses it.
     broken_edit = copy.deepcopy(live)
     broken_edit["spec"]["template"]["spec"]["containers"][0]["image"] = "deployctl/demo-app:v2"
-    broken_edit["spec"]["strategy"] = {
-        "blueGreen": {"activeService": "same", "previewService": "same"}
-    }
+    broken_edit["spec"]["selector"] = {"matchLabels": {"app": "other"}}
     cluster.apply_rollout(broken_edit)
     invalid = wait_until(
         lambda: cluster.status("live"),

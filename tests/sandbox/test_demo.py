@@ -43,7 +43,7 @@ def _processes_named(fragment: str) -> set[int]:
 @pytest.mark.prometheus
 def test_demo_rolls_back_the_broken_version_and_promotes_the_healthy_one() -> None:
     try:
-        find_binaries()
+        binaries = find_binaries()
     except BinariesMissing as exc:
         pytest.fail(str(exc), pytrace=False)
     with socket.socket() as probe:
@@ -90,5 +90,8 @@ def test_demo_rolls_back_the_broken_version_and_promotes_the_healthy_one() -> No
     assert "reason AnalysisFailed" in out, out[-4000:]
     assert "-> Failed" in out  # the measurement that decided it is shown
     assert "rolled back in" in out and "promoted in" in out
+    assert binaries.version in out  # the release it ran on is named
+    if binaries.minor >= (1, 25):  # and there, every pod met Pod Security's restricted level
+        assert "enforces the restricted Pod Security level" in out
     # Its temporary directory names every process it started; none may outlive it.
     assert not _processes_named("deployctl-demo-"), "the demo left processes behind"

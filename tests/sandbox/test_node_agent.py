@@ -313,8 +313,10 @@ def test_a_slow_node_keeps_deleted_pods_terminating_for_its_delay(
         wait_until(
             lambda: ready(core.read_namespaced_pod("slow", namespace)), timeout=30, what="Ready"
         )
-        core.delete_namespaced_pod("slow", namespace)
+        # Timed from before the request: the agent may see the deletion before the
+        # apiserver's answer reaches us, so a clock started after it runs short.
         deleted_at = time.monotonic()
+        core.delete_namespaced_pod("slow", namespace)
         terminating = core.read_namespaced_pod("slow", namespace)
         assert terminating.metadata.deletion_timestamp is not None and ready(terminating)
         wait_until(lambda: not exists(), timeout=30, what="the deletion to finish")

@@ -309,13 +309,23 @@ class LaggingCluster:
                 "metadata": self.rollout.metadata.model_copy(update={"annotations": annotations})
             }
         )
+        # The weights a Gateway API router reads back from the route, by role.
+        router_weights = None
+        canary = self.rollout.spec.strategy.canary
+        if view["route"] is not None and canary is not None:
+            refs = view["route"]["spec"]["rules"][0]["backendRefs"]
+            by_service = {ref["name"]: ref["weight"] for ref in refs}
+            router_weights = {
+                "stable": by_service.get(str(canary.stable_service), 0),
+                "canary": by_service.get(str(canary.canary_service), 0),
+            }
         return observe(
             rollout,
             status=self.status,
             replicasets=replicasets,
             pods=view["pods"],
             services=view["services"],
-            route=view["route"],
+            router_weights=router_weights,
             now=self.now,
         )
 

@@ -16,7 +16,7 @@ from controller.api.status import Phase
 from controller.names import REVISION_LABEL
 from controller.observe import revision_states
 from strategies import Request
-from strategies.rolling import surge_and_unavailable
+from strategies.scaling import surge_and_unavailable
 from tests.strategies.cluster import T0, LaggingCluster, Lags
 from tests.strategies.test_lagging_properties import (
     check_blue_green,

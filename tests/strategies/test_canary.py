@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from controller.api import reasons as r
 from controller.api.status import Phase
@@ -49,11 +50,11 @@ def test_first_sight_with_no_status_and_nothing_observed_is_a_first_deploy() -> 
     }
 
 
-def test_new_revision_starts_at_step_0_and_leaves_stable_fully_scaled() -> None:
+def test_new_revision_starts_at_step_0_and_takes_its_share_from_the_stable() -> None:
     world = World.settled(make_rollout(canary()))
     plan = world.step()
     assert plan.status.canary_revision == "new" and plan.status.current_step_index == 0
-    assert plan.replicas == {"old": 10, "new": 1}
+    assert plan.replicas == {"old": 9, "new": 1}
     assert plan.service_selectors == {"shop": "old", "shop-canary": "new"}
     assert plan.status.weight == 0, "the weight moves only once the canary pod is available"
     assert r.NEW_REVISION in [e.reason for e in plan.events]
@@ -68,11 +69,33 @@ def test_set_weight_advances_once_the_canary_pods_for_it_are_available() -> None
     assert plan.status.phase is Phase.PAUSED and plan.status.reason == r.PAUSE_STEP
 
 
-def test_replica_share_canary_gets_ceil_of_weight_and_stable_stays_full() -> None:
+def test_by_replica_share_the_weight_is_the_canary_share_of_the_pods() -> None:
     world = World.settled(make_rollout(canary([{"setWeight": 33}, {"pause": {}}]), replicas=10))
-    plan = world.run_until(lambda p: p.status.weight == 33)
-    assert plan.replicas == {"old": 10, "new": 4}
+    plan = world.run_until(lambda p: p.status.current_step_index == 1)
+    assert plan.replicas == {"old": 7, "new": 3}
+    assert plan.status.weight == 30, "status says the share users get: 3 of 10 pods"
     assert plan.route_weights is None
+    assert any("3 canary and 7 stable pod(s)" in e.message for e in plan.events)
+
+
+def test_stable_scale_full_keeps_the_stable_and_says_the_smaller_share() -> None:
+    steps: list[dict[str, Any]] = [{"setWeight": 80}, {"pause": {}}]
+    world = World.settled(make_rollout(canary(steps, stableScale="full"), replicas=5))
+    plan = world.run_until(lambda p: p.status.current_step_index == 1)
+    assert plan.replicas == {"old": 5, "new": 4}
+    assert plan.status.weight == 44, "4 canary pods of 9"
+
+
+def test_by_replica_share_the_pods_move_within_max_surge_and_max_unavailable() -> None:
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {}}]
+    world = World.settled(make_rollout(canary(steps, maxSurge=1, maxUnavailable=0), replicas=4))
+    sizes = []
+    for _ in range(8):
+        plan = world.step()
+        sizes.append((plan.replicas.get("new", 0), plan.replicas.get("old", 0)))
+    # One pod above 4 at a time, and an old pod goes only once a new one is available.
+    assert sizes[:4] == [(1, 4), (1, 3), (2, 3), (2, 2)]
+    assert world.status.current_step_index == 1 and world.status.weight == 50
 
 
 def test_gateway_api_routes_the_step_weight_with_a_canary_floor_of_one_pod() -> None:
@@ -140,7 +163,7 @@ def test_inconclusive_analysis_pauses_never_advances_and_retry_measures_again() 
     for _ in range(3):
         plan = world.step()
     assert plan.status.phase is Phase.PAUSED and plan.status.current_step_index == 2
-    assert not plan.status.aborted and plan.replicas == {"old": 10, "new": 1}
+    assert not plan.status.aborted and plan.replicas == {"old": 9, "new": 1}
     world.verdicts["step-2"] = "Successful"
     world.request = Request("retry", "r2", "bo")
     plan = world.step()
@@ -177,9 +200,12 @@ def test_promote_full_skips_every_step_and_promotes_once_the_canary_is_full() ->
     world.step()
     world.request = Request("promoteFull", "r3", "ci")
     plan = world.step()
-    assert plan.status.current_step_index == 5 and plan.replicas == {"old": 10, "new": 10}
-    plan = world.step()
-    assert plan.status.stable_revision == "new" and plan.status.phase is Phase.HEALTHY
+    assert plan.status.current_step_index == 5
+    # To 100% within the budget: surge 3, 2 of the 10 available may go, per pass.
+    assert plan.replicas == {"old": 7, "new": 4}
+    plan = world.run_until(lambda p: p.status.stable_revision == "new")
+    assert plan.replicas == {"new": 10}
+    assert world.step().status.phase is Phase.HEALTHY
 
 
 def test_abort_request_sends_all_traffic_to_stable_and_scales_the_canary_to_zero() -> None:
@@ -201,33 +227,48 @@ def test_retry_after_abort_restarts_the_canary_from_step_0() -> None:
     world.request = Request("retry", "r6", "sre")
     plan = world.step()
     assert not plan.status.aborted and plan.status.current_step_index == 0
-    assert plan.replicas == {"old": 10, "new": 1}
+    assert plan.replicas == {"old": 9, "new": 1}
     assert [h.outcome for h in plan.status.history[-2:]] == ["Aborted", "Progressing"]
     assert any(e.reason == r.RETRIED for e in plan.events)
 
 
 def test_new_revision_mid_rollout_replaces_the_half_done_canary_and_keeps_stable() -> None:
     world = World.settled(make_rollout(canary()))
-    at_step(world, 3)
+    at_step(world, 4)  # 5 of the 10 pods are the canary's
     plan = world.step("newer")
     assert plan.status.canary_revision == "newer" and plan.status.current_step_index == 0
-    assert plan.replicas == {"old": 10, "newer": 1}
+    # The stable grows first; the superseded canary's pods serve until the budget lets them go.
+    assert plan.replicas == {"old": 8, "new": 3}
     assert plan.status.stable_revision == "old"
+    plan = world.run_until(lambda p: p.status.current_step_index == 1, revision="newer")
+    assert plan.replicas == {"old": 9, "newer": 1}
     outcomes = [(h.revision, h.outcome) for h in plan.status.history]
     assert ("new", "Superseded") in outcomes and outcomes[-1] == ("newer", "Progressing")
     assert all(x.revision == "newer" for x in plan.status.analysis_runs)
 
 
 def test_reverting_the_template_to_stable_supersedes_the_canary() -> None:
-    world = World.settled(make_rollout(canary()))
+    world = World.settled(make_rollout(canary(maxUnavailable=0)))
     at_step(world, 1)
     plan = world.step("old")
-    assert plan.replicas == {"old": 10} and plan.status.phase is Phase.HEALTHY
+    # The stable had given one pod to the canary: it comes back before the canary goes.
+    assert plan.replicas == {"old": 10, "new": 1}
     assert plan.status.history[-1].outcome == "Superseded"
+    plan = world.run_until(lambda p: p.status.phase is Phase.HEALTHY, revision="old")
+    assert plan.replicas == {"old": 10}
+
+
+def test_by_replica_share_the_old_stable_is_gone_by_promotion() -> None:
+    world = World.settled(make_rollout(canary(scaleDownDelaySeconds=30)))
+    at_step(world, 4)
+    world.request = Request("promote", "r7", "ana")
+    plan = world.run_until(lambda p: p.status.stable_revision == "new")
+    assert plan.replicas == {"new": 10} and plan.status.phase is Phase.HEALTHY
+    assert plan.status.previous_revision is None and plan.status.weight == 100
 
 
 def test_full_canary_becomes_stable_and_the_old_revision_is_scaled_down_after_the_delay() -> None:
-    world = World.settled(make_rollout(canary(scaleDownDelaySeconds=30)))
+    world = World.settled(make_rollout(canary(scaleDownDelaySeconds=30, stableScale="full")))
     at_step(world, 4)
     world.request = Request("promote", "r7", "ana")
     world.step()
@@ -297,7 +338,7 @@ def test_spec_paused_holds_everything_and_a_timed_pause_keeps_its_remaining_time
     world.set_spec(paused=True)
     plan = world.step(seconds=600)
     assert plan.status.phase is Phase.PAUSED and plan.status.reason == r.PAUSED
-    assert plan.replicas == {"old": 10, "new": 1}
+    assert plan.replicas == {"old": 9, "new": 1}
     world.set_spec(paused=False)
     plan = world.step()
     assert plan.status.current_step_index == 1 and plan.requeue_after == 90
@@ -360,4 +401,6 @@ def test_while_spec_paused_requests_wait_except_abort() -> None:
     assert plan.status.last_handled_request != "w1" and plan.status.current_step_index == 4
     world.request = Request("abort", "w2", "sre")
     plan = world.step()
-    assert plan.status.reason == r.ABORTED and plan.replicas == {"old": 10}
+    assert plan.status.reason == r.ABORTED and plan.replicas == {"old": 8, "new": 3}
+    plan = world.run_until(lambda p: p.replicas == {"old": 10})
+    assert plan.status.reason == r.ABORTED and plan.status.weight == 0

@@ -10,7 +10,14 @@ import pytest
 
 @pytest.mark.parametrize(
     "name",
-    ["strategies.traffic", "strategies.rolling", "strategies.runkeys", "controller.api.reasons"],
+    [
+        "strategies.traffic",
+        "strategies.rolling",
+        "strategies.scaling",
+        "strategies.runkeys",
+        "strategies.managed_routes",
+        "controller.api.reasons",
+    ],
 )
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))

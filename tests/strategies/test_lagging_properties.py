@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from controller.api import Rollout
 from strategies import Request
-from strategies.rolling import surge_and_unavailable
+from strategies.scaling import surge_and_unavailable
 from strategies.traffic import share
 from tests.strategies.cluster import LaggingCluster, Lags
 from tests.strategies.test_properties import (
@@ -144,6 +144,9 @@ def check_canary(cluster: LaggingCluster, when: str) -> None:
     canary = spec.strategy.canary
     assert canary is not None
     replicas = spec.replicas
+    if cluster.route is None and canary.stable_scale == "share":
+        check_replica_share(cluster, when)
+        return
     if cluster.route is None:
         stable = cluster.selected(canary.stable_service)
         if cluster.serving(stable) < replicas:
@@ -159,6 +162,24 @@ def check_canary(cluster: LaggingCluster, when: str) -> None:
                 f"{service} ({revision}) has {weight}% of traffic on "
                 f"{cluster.serving(revision)} Ready pods, needs {needed}",
             )
+
+
+def check_replica_share(cluster: LaggingCluster, when: str) -> None:
+    """By replica share the application's Service selects every revision's pods: the
+    pods serving stay at or above ``replicas - maxUnavailable`` and the pods that exist
+    at or below ``replicas + maxSurge`` (one more with one replica split in two)."""
+    spec = cluster.rollout.spec
+    canary = spec.strategy.canary
+    assert canary is not None
+    surge, unavailable = surge_and_unavailable(
+        canary.max_surge, canary.max_unavailable, replicas=spec.replicas
+    )
+    floor = spec.replicas - unavailable
+    if cluster.serving_total() < floor:
+        fail(cluster, when, f"{cluster.serving_total()} pods serving, below {floor}")
+    ceiling = spec.replicas + surge + (1 if spec.replicas == 1 else 0)
+    if cluster.existing_total() > ceiling:
+        fail(cluster, when, f"{cluster.existing_total()} pods, above {ceiling}")
 
 
 def check_blue_green(cluster: LaggingCluster, when: str) -> None:

@@ -18,12 +18,22 @@ def test_canary_preview_lists_each_step_with_replicas_weight_and_analysis() -> N
         "setWeight 50",
         "pause until promote",
         "scale canary to 10",
-        "promote; old revision scaled down after 30s",
+        "promote; old revision already scaled down",
     ]
-    assert (rows[0].stable, rows[0].canary, rows[0].weight) == (10, 1, 10)
+    assert (rows[0].stable, rows[0].canary, rows[0].weight) == (9, 1, 10)
+    assert (rows[3].stable, rows[3].canary, rows[3].weight) == (5, 5, 50)
     assert rows[2].analysis == ("bg (background)", "http-health")
     assert (rows[-1].stable, rows[-1].canary, rows[-1].weight) == (0, 10, 100)
     json.dumps([row.to_dict() for row in rows])
+
+
+def test_replica_share_preview_shows_the_share_the_pods_give() -> None:
+    steps = [{"setWeight": 33}, {"setWeight": 80}]
+    rows = preview(make_rollout(canary(steps), replicas=10))
+    assert [(r.canary, r.stable, r.weight) for r in rows[:2]] == [(3, 7, 30), (8, 2, 80)]
+    full = preview(make_rollout(canary(steps[1:], stableScale="full"), replicas=5))
+    assert (full[0].canary, full[0].stable, full[0].weight) == (4, 5, 44)
+    assert full[-1].action == "promote; old revision scaled down after 30s"
 
 
 def test_gateway_preview_uses_routed_canary_sizes() -> None:

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from controller.api import Rollout
 from strategies import Request, decide
-from strategies.rolling import surge_and_unavailable
-from strategies.traffic import share
+from strategies.scaling import surge_and_unavailable
+from strategies.traffic import share, share_targets
 from tests.strategies.world import World, make_rollout
+from tests.strategies.world import canary as canary_spec
 
 # DEPLOYCTL_PROPERTY_EXAMPLES=5000 for a longer hunt than the default run's.
 SETTINGS = settings(
@@ -87,6 +88,12 @@ def canary_rollouts(draw: st.DrawFn) -> Rollout:
     if routed:
         spec["trafficRouting"] = {"gatewayAPI": {"httpRoute": "r"}}
         spec["dynamicStableScale"] = draw(st.booleans())
+    else:
+        spec["stableScale"] = draw(st.sampled_from(["share", "share", "full"]))
+        surge, unavailable = draw(
+            st.sampled_from([("25%", "25%"), (1, 0), (0, 1), ("50%", 0), (2, "10%"), (0, "40%")])
+        )
+        spec["maxSurge"], spec["maxUnavailable"] = surge, unavailable
     return make_rollout(
         {"canary": spec},
         replicas=draw(st.integers(0, 12)),
@@ -135,10 +142,17 @@ def rolling_rollouts(draw: st.DrawFn) -> Rollout:
     )
 
 
-def play(rollout: Rollout, sequence: list[Move], check: Any) -> World:
-    """Run the sequence, checking idempotence and ``check`` after every pass."""
+def play(
+    rollout: Rollout, sequence: list[Move], check: Any, *, resize: tuple[int, int] | None = None
+) -> World:
+    """Run the sequence, checking idempotence and ``check`` after every pass; with
+    ``resize`` (pass, replicas) ``spec.replicas`` changes before that pass, as
+    ``kubectl scale`` or an HorizontalPodAutoscaler would."""
     world = World.settled(rollout)
     for index, move in enumerate(sequence):
+        if resize is not None and index == resize[0]:
+            world.resized_from = world.rollout.spec.replicas
+            world.set_spec(replicas=resize[1])
         world.set_spec(paused=move.paused)
         world.default_verdict = move.verdict
         world.broken = {move.revision} if move.broken else set()
@@ -201,13 +215,46 @@ def check_canary(world: World, plan: Any) -> None:
     # The stable revision keeps what the spec promises (all of it without dynamic scaling).
     if spec.paused and status.reason == "Paused":
         return
+    index = status.current_step_index or 0
+    allowed = max([s.set_weight or 0 for s in canary.steps[: index + 1]], default=0)
+    if status.canary_revision is None or index >= len(canary.steps):
+        allowed = 100
+    if by_share(world):
+        check_share(world, plan, allowed)
+        return
     promised = share(100 - on_canary, replicas) if canary.dynamic_stable_scale else replicas
     assert plan.replicas.get(stable, 0) >= promised
     if status.canary_revision is not None and not status.aborted:
-        index = status.current_step_index or 0
-        allowed = max([s.set_weight or 0 for s in canary.steps[: index + 1]], default=0)
-        assert status.weight <= allowed
+        if canary.traffic_routing is not None:
+            assert status.weight <= allowed
         assert on_canary <= allowed
+
+
+def by_share(world: World) -> bool:
+    canary = world.rollout.spec.strategy.canary
+    return canary is not None and canary.traffic_routing is None and canary.stable_scale == "share"
+
+
+def check_share(world: World, plan: Any, allowed: int) -> None:
+    """By replica share: the stable never shrinks below its share of the weight being
+    set, the canary never grows past its share, and an aborted canary only shrinks."""
+    status, replicas = plan.status, world.rollout.spec.replicas
+    stable, canary = status.stable_revision, status.canary_revision
+    before = world.plans[-2].replicas if len(world.plans) >= 2 else {}
+    canary_pods, stable_pods = share_targets(allowed, replicas)
+    if status.aborted or canary is None or canary == stable:
+        stable_pods = replicas  # going back: the stable only grows
+    if stable is not None and stable != canary:
+        was = before.get(stable, 0)
+        assert plan.replicas.get(stable, 0) >= min(was, stable_pods), (was, plan.replicas)
+        # Nor does it grow past its share (an HPA's larger size goes to both sides).
+        assert plan.replicas.get(stable, 0) <= max(was, stable_pods), (was, plan.replicas)
+    if canary is not None and canary != stable:
+        now, was = plan.replicas.get(canary, 0), before.get(canary, 0)
+        if status.aborted:
+            assert now <= was
+        else:
+            assert now <= max(canary_pods, was), (canary_pods, was, plan.replicas)
 
 
 def check_blue_green(world: World, plan: Any) -> None:
@@ -231,7 +278,56 @@ def check_rolling(world: World, plan: Any) -> None:
         rolling.max_surge, rolling.max_unavailable, replicas=spec.replicas
     )
     available = sum(s.available for s in world.revisions.values())
-    assert available >= spec.replicas - unavailable
+    # Scaled up mid-way, the new pods are not available at once: the floor is the
+    # smaller size's until then.
+    before = spec.replicas if world.resized_from is None else world.resized_from
+    floor = min(spec.replicas, before) - unavailable
+    assert available >= floor
+
+
+resizes = st.tuples(st.integers(0, 39), st.integers(0, 24))
+
+
+@SETTINGS
+@given(
+    rollout=st.one_of(canary_rollouts(), blue_green_rollouts(), rolling_rollouts()),
+    sequence=st.lists(moves, max_size=40),
+    resize=resizes,
+)
+def test_a_replica_change_at_any_pass_keeps_every_promise(
+    rollout: Rollout, sequence: list[Move], resize: tuple[int, int]
+) -> None:
+    """kubectl scale or an HPA changes spec.replicas at any moment: each strategy's
+    promises hold at the new size, and an aborted rollout still settles on stable."""
+    strategy = rollout.spec.strategy
+    check = (
+        check_canary
+        if strategy.canary is not None
+        else check_blue_green
+        if strategy.blue_green is not None
+        else check_rolling
+    )
+    world = play(rollout, sequence, check, resize=resize)
+    settle_after_abort(world, sequence[-1].revision if sequence else "old")
+
+
+def test_scaled_mid_canary_by_replica_share_the_step_keeps_its_share() -> None:
+    """10 to 20 replicas at setWeight 10: 1 canary / 9 stable becomes 2 / 18, never
+    the stable first; back to 5: one canary pod of 5 (the nearest share, at least one)."""
+    world = World.settled(
+        make_rollout(canary_spec([{"setWeight": 10}, {"pause": {}}]), replicas=10)
+    )
+    plan = world.run_until(lambda p: p.status.current_step_index == 1)
+    assert plan.replicas == {"new": 1, "old": 9} and plan.status.weight == 10
+    world.set_spec(replicas=20)
+    plan = world.step()
+    assert plan.replicas == {"new": 2, "old": 18}
+    plan = world.step()
+    assert plan.status.weight == 10 and plan.status.current_step_index == 1
+    assert plan.status.selector == "app=shop"
+    world.set_spec(replicas=5)
+    plan = world.run_until(lambda p: p.replicas == {"new": 1, "old": 4})
+    assert plan.status.weight == 20
 
 
 @SETTINGS

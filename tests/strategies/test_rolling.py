@@ -9,7 +9,8 @@ import pytest
 from controller.api import reasons as r
 from controller.api.status import Phase
 from strategies import Request
-from strategies.rolling import Pods, resolve, rolling_update, surge_and_unavailable
+from strategies.rolling import rolling_update
+from strategies.scaling import Pods, resolve, surge_and_unavailable
 from tests.strategies.world import World, make_rollout
 
 GATE = {"templates": [{"name": "latency"}]}

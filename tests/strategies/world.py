@@ -89,6 +89,8 @@ class World:
     """Revisions whose pods never become available."""
     crashing: set[str] = field(default_factory=set)
     plans: list[Plan] = field(default_factory=list)
+    resized_from: int | None = None
+    """spec.replicas before the last resize (kubectl scale, an HPA), if any."""
 
     @classmethod
     def settled(cls, rollout: Rollout, *, stable: str = "old") -> World:

@@ -1,0 +1,117 @@
+"""What every traffic router shares: the target a plan sets, the seams it reads and
+writes through, and the ``Router`` shape.
+
+A router is one implementation per kind of data path (``gatewayapi``, ``istio``,
+``nginx``). The reconciler builds one per pass for a canary with ``trafficRouting``
+(``controller.routers.router_for``) and asks it three things:
+
+- ``problems()``: the objects it needs are missing or not shaped as it needs them; the
+  reconciler reports these as InvalidSpec and touches nothing;
+- ``weights()``: the stable and canary weights the objects carry now (read back from
+  the informer caches), for the strategy's snapshot;
+- ``apply(target)``: make the objects say what ``target`` says (weights, header routes,
+  mirror routes). Nothing is written when they already do.
+
+Routers never import the Kubernetes client: they read cached objects and write through
+``RouterWrites``, which ``controller.kube.Kube`` implements.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from controller.cache import Cache, Obj
+from strategies.plan import HeaderRoute, MirrorRoute
+
+STABLE, CANARY = "stable", "canary"
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """Where traffic should go after this pass."""
+
+    stable: str
+    """The stable revision's hash."""
+    canary: str | None
+    """The canary revision's hash, or None when there is none in flight."""
+    canary_weight: int
+    """Percent of the weighted traffic on the canary (0 without a canary)."""
+    header_routes: tuple[HeaderRoute, ...] = ()
+    mirror_routes: tuple[MirrorRoute, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouterCaches:
+    """The informer caches of the router objects; None where the CRD is not installed
+    (or the controller may not list it)."""
+
+    httproutes: Cache | None = None
+    virtualservices: Cache | None = None
+    destinationrules: Cache | None = None
+    ingresses: Cache | None = None
+
+
+class RouterWrites(Protocol):
+    """The writes routers make (``controller.kube.Kube`` implements them)."""
+
+    def patch_httproute(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def patch_virtualservice(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def patch_destinationrule(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def create_ingress(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None: ...
+
+    def patch_ingress(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+
+class Router(Protocol):
+    def problems(self) -> list[Any]:
+        """``controller.validation.Problem``s: what is missing or misshapen."""
+        ...
+
+    def weights(self) -> dict[str, int] | None:
+        """``{"stable": w, "canary": w}`` as the objects carry them now; None when they
+        cannot be read (the objects are missing)."""
+        ...
+
+    def apply(self, target: TrafficTarget) -> None: ...
+
+
+def canary_weight_of(target: TrafficTarget) -> int:
+    """The canary's weight, 0 when there is no canary, clamped to 0..100."""
+    if target.canary is None or target.canary == target.stable:
+        return 0
+    return min(max(target.canary_weight, 0), 100)
+
+
+def without_defaults(value: Any, defaults: Iterable[tuple[str, Any]]) -> Any:
+    """``value`` with every ``key: default`` pair removed at any depth, so an object the
+    apiserver filled with its schema's defaults compares equal to the one we wrote.
+
+    >>> without_defaults({"a": [{"weight": 1, "name": "x"}]}, [("weight", 1)])
+    {'a': [{'name': 'x'}]}
+    """
+    pairs = list(defaults)
+    if isinstance(value, Mapping):
+        return {
+            k: without_defaults(v, pairs)
+            for k, v in value.items()
+            if not any(k == key and v == default for key, default in pairs)
+        }
+    if isinstance(value, list):
+        return [without_defaults(v, pairs) for v in value]
+    return copy.deepcopy(value)
