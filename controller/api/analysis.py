@@ -411,8 +411,8 @@ class Compare(ApiModel):
 
     against: Literal["baseline", "stable"] = Field(
         default="stable",
-        description="stable: the long-running stable pods; baseline: fresh pods of the "
-        "stable revision started beside the canary",
+        description="stable: the long-running stable pods; baseline (fresh pods of the "
+        "stable revision beside the canary) is not built yet and refused",
     )
     test: Literal["mannWhitney"] = "mannWhitney"
     direction: Literal["increase", "decrease", "either"] = Field(
@@ -540,6 +540,8 @@ class Metric(ApiModel):
                 raise ValueError(
                     "compare judges against its own comparison (compare.against); drop relativeTo"
                 )
+            if self.compare.against == "baseline":
+                raise ValueError("compare: baseline pods are not built yet; use against: stable")
         if self.alert_rules is not None:
             if self.threshold is not None or self.relative_to is not None or self.for_ is not None:
                 raise ValueError(
@@ -559,10 +561,11 @@ class Metric(ApiModel):
                 raise ValueError("web: jsonPath needs equals or a threshold (min/max)")
             if web.json_path is None and self.threshold is not None:
                 raise ValueError("web: a threshold needs jsonPath (the value to compare)")
-        elif self.provider is not None and self.threshold is None:
-            # Also with compare: the measurement loop judges the threshold; the comparison
-            # judge (controller.analysis.compare) does not run in it yet.
-            raise ValueError("a prometheus metric needs a threshold (min and/or max)")
+        elif self.provider is not None and self.threshold is None and self.compare is None:
+            # With compare the rank test decides; a threshold, when given, also applies.
+            raise ValueError(
+                "a prometheus metric needs a threshold (min and/or max) or a compare block"
+            )
         if self.threshold is not None and self.relative_to is None:
             if self.threshold.max_increase is not None or self.threshold.max_ratio is not None:
                 raise ValueError("maxIncrease/maxRatio need relativeTo: stable")

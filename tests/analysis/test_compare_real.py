@@ -15,10 +15,12 @@ import pytest
 
 from controller.analysis.compare import judge_samples
 from controller.analysis.prometheus import PrometheusMeasurer
+from controller.analysis.run import AnalysisEngine, start_run
 from controller.analysis.templating import QueryContext, render
 from controller.analysis.values import QueryFailure, SamplePair
 from controller.api.analysis import Compare
-from tests.analysis.test_prometheus_real import Load
+from tests.analysis.helpers import template
+from tests.analysis.test_prometheus_real import Load, drive
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.prometheus
@@ -97,6 +99,46 @@ def test_a_slower_canary_fails_and_an_identical_one_passes(prometheus, demo_app,
     same_pair = _samples(prometheus.url, same, stable)
     passed = judge_samples("latency", same_pair.canary, same_pair.comparison, JUDGE)
     assert passed.verdict == "Successful", passed.message
+
+
+def _compared_run(prometheus_url: str, canary: str, stable: str) -> tuple[str, str]:
+    """A run of one ``compare`` metric (no threshold) driven by the engine with the real
+    Prometheus until it is decided: its phase and the measurement's message."""
+    templ = template(
+        {
+            "name": "latency",
+            "interval": "60s",
+            "count": 1,
+            "compare": {"against": "stable", "minSamples": 12},
+            "provider": {"prometheus": {"query": MEAN_LATENCY}},
+        }
+    )
+    context = QueryContext(
+        canary_hash=canary, stable_hash=stable, rollout_name="shop", rollout_namespace=NAMESPACE
+    )
+    engine = AnalysisEngine(PrometheusMeasurer(prometheus_url), scrape_interval=1.0)
+    run = start_run(key="step-1", revision=canary, metrics=[], now=datetime.now(UTC))
+    run = drive(engine, templ, context, run=run, deadline=90.0)
+    return run.phase, run.metrics[0].measurements[-1].message
+
+
+def test_the_engine_fails_a_slower_canary_and_passes_an_identical_one(
+    prometheus, demo_app, load
+) -> None:
+    stable = _start(demo_app, load, "0.02")
+    slow = _start(demo_app, load, "0.08")
+    same = _start(demo_app, load, "0.02")
+    _samples(prometheus.url, slow, stable)  # every side is scraped and has traffic
+
+    phase, message = _compared_run(prometheus.url, slow, stable)
+    assert phase == "Failed", message
+    assert message.startswith("latency: increase beyond tolerance 25%: canary median ")
+    assert " vs stable " in message and ", p=" in message and "n=" in message
+    assert "samples since the run started" in message and "every 1s" in message
+
+    phase, message = _compared_run(prometheus.url, same, stable)
+    assert phase == "Successful", message
+    assert message.startswith("latency: no significant increase")
 
 
 def test_a_revision_without_traffic_is_inconclusive(prometheus, demo_app, load) -> None:
