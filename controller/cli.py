@@ -13,6 +13,8 @@ from controller.commands.analyze import analyze
 from controller.commands.control import abort, approve, pause, promote, resume, retry, undo
 from controller.commands.controller import controller
 from controller.commands.files import plan, validate
+from controller.commands.release import release_app
+from controller.commands.release_controller import release_controller
 from controller.commands.rollout import rollout
 from controller.commands.view import history, list_rollouts, status
 from controller.exitcodes import HELP
@@ -42,6 +44,8 @@ app.command("validate")(validate)
 app.command("plan")(plan)
 app.command("analyze")(analyze)
 app.command("controller")(controller)
+app.add_typer(release_app, name="release")
+app.command("release-controller")(release_controller)
 
 
 def main() -> None:

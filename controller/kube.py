@@ -67,6 +67,7 @@ _load_incluster_config: Callable[..., None] = k8s_config.load_incluster_config
 _list_contexts: Callable[..., tuple[list[dict[str, Any]], dict[str, Any]]] = (
     k8s_config.list_kube_config_contexts
 )
+_load_kube_config_from_dict: Callable[..., None] = k8s_config.load_kube_config_from_dict
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -129,6 +130,8 @@ EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
 JOBS = KindRef("batch", "v1", "jobs", "Job")
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
+RELEASES = KindRef("deployctl.io", "v1alpha1", "releases", "Release")
+CLUSTER_TARGETS = KindRef("deployctl.io", "v1alpha1", "clustertargets", "ClusterTarget")
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -566,6 +569,32 @@ class Kube:
             _load_kube_config(config_file=path, context=context, client_configuration=configuration)
         except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
             raise KubeconfigError(_kubeconfig_problem(path, exc)) from None
+        return cls(k8s.ApiClient(configuration), **kwargs)
+
+    @classmethod
+    def from_kubeconfig_dict(
+        cls, config: Mapping[str, Any], context: str | None = None, **kwargs: Any
+    ) -> Kube:
+        """From a kubeconfig already read and checked (a ClusterTarget's Secret: see
+        ``controller.release.credentials``); inline certificates go to temporary files.
+
+        No retries below ours (urllib3 retries a timed-out read three times by default):
+        a member cluster that does not answer costs one timeout per attempt, no more.
+        """
+        configuration = k8s.Configuration()
+        configuration.retries = 0
+        try:
+            _load_kube_config_from_dict(
+                config_dict=copy.deepcopy(dict(config)),
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except (k8s_config.ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+            # The type and the loader's own words (which name keys, never values).
+            raise KubeconfigError(
+                f"cannot load the kubeconfig: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
         return cls(k8s.ApiClient(configuration), **kwargs)
 
     @classmethod
@@ -1151,6 +1180,39 @@ class Kube:
             body=body,
             retry=NO_RETRY,
             timeout=timeout,
+        )
+
+    # --- releases ----------------------------------------------------------------
+    # The release controller's own objects in the management cluster; member clusters
+    # are reached with ``get_rollout``/``patch_rollout``/``list_replicasets``.
+
+    def get_release(self, namespace: str, name: str) -> Obj:
+        return self.get(RELEASES, namespace, name)
+
+    def patch_release(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        """Merge-patch metadata (the CLI's request annotation) with an RV check."""
+        return self._merge_patch(
+            RELEASES, namespace, name, patch, resource_version=resource_version
+        )
+
+    def patch_release_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Merge-patch ``status`` through the status subresource, conditional on the RV."""
+        return self._merge_patch(
+            RELEASES,
+            namespace,
+            name,
+            {"status": dict(status)},
+            resource_version=resource_version,
+            subresource="status",
         )
 
     # --- CLI ---------------------------------------------------------------------

@@ -17,8 +17,14 @@ from pydantic import BaseModel, ValidationError
 
 from controller.api import AnalysisTemplate, Rollout
 from controller.api.common import GROUP_VERSION
+from controller.api.release import ClusterTarget, Release
 
-MODELS: Mapping[str, type[BaseModel]] = {"Rollout": Rollout, "AnalysisTemplate": AnalysisTemplate}
+MODELS: Mapping[str, type[BaseModel]] = {
+    "Rollout": Rollout,
+    "AnalysisTemplate": AnalysisTemplate,
+    "Release": Release,
+    "ClusterTarget": ClusterTarget,
+}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ No running cluster and no mocks: the calls are read from the syntax tree.
 
 1. ``controller/kube.py``: the ``KindRef`` constants, and for each ``Kube`` method the
    requests it sends (``_request``/``_send`` with a literal verb, ``_merge_patch`` =
-   patch, ``get`` = get, with their ``subresource=``), closed over the methods it calls.
+   patch, ``get``/``list_objects``/``watch_objects`` of a ``KindRef`` constant, with
+   their ``subresource=``), closed over the methods it calls.
    A method that builds ``owner_reference`` (blockOwnerDeletion) also needs ``update``
    on ``rollouts/finalizers``.
 2. The modules the operator process imports (the closure of ``controller.operator``
@@ -13,6 +14,11 @@ No running cluster and no mocks: the calls are read from the syntax tree.
    ``KindRef`` constant as first argument; ``Informer(kube, KIND, ...)`` is list + watch.
 
 The CLI's modules are not in that closure: they run with the user's credentials.
+
+The release controller is derived the same way from ``controller.release.controller``,
+split by where a call goes: the ``MemberCluster`` class of ``controller/release/members.py``
+talks to member clusters (``member_needs``), everything else to the management cluster
+(``release_controller_needs``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "controller" / "kube.py"
+MEMBERS = ROOT / "controller" / "release" / "members.py"
+MEMBER_CLASS = "MemberCluster"
 Need = tuple[str, str, str]  # (group, resource, verb)
 
 _SENDERS = {"_request", "_send"}
@@ -92,8 +100,8 @@ def kube_method_needs() -> dict[str, set[Need]]:
                 found = need(args[1], verb, _const(_keyword(call, "subresource")))
             elif attr == "_merge_patch" and args:
                 found = need(args[0], "patch", _const(_keyword(call, "subresource")))
-            elif attr == "get" and args:
-                found = need(args[0], "get", None)
+            elif attr in _GENERIC and args:
+                found = need(args[0], _GENERIC[attr], None)
             elif attr in methods:
                 calls[name].add(attr)
             if found is not None:
@@ -125,9 +133,9 @@ def _module_path(module: str) -> Path | None:
     return None
 
 
-def operator_modules() -> list[Path]:
-    """``controller.operator`` and every ``controller`` module it imports, transitively."""
-    todo, seen = ["controller.operator"], set[str]()
+def module_closure(root: str) -> list[Path]:
+    """``root`` and every ``controller`` module it imports, transitively (minus kube.py)."""
+    todo, seen = [root], set[str]()
     while todo:
         module = todo.pop()
         if module in seen:
@@ -147,13 +155,18 @@ def operator_modules() -> list[Path]:
     return sorted(p for p in paths if p is not None and p != KUBE)
 
 
-def operator_needs() -> set[Need]:
-    """Everything the operator process may ask the apiserver for."""
+def operator_modules() -> list[Path]:
+    """``controller.operator`` and every ``controller`` module it imports, transitively."""
+    return module_closure("controller.operator")
+
+
+def needs_in(nodes: list[ast.AST]) -> set[Need]:
+    """Every request the calls under ``nodes`` can make through the adapter."""
     known = kinds()
     methods = kube_method_needs()
     needs: set[Need] = set()
-    for path in operator_modules():
-        for node in ast.walk(ast.parse(path.read_text())):
+    for tree in nodes:
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             first = node.args[0] if node.args else None
@@ -173,3 +186,32 @@ def operator_needs() -> set[Need]:
             elif attr in methods:
                 needs |= methods[attr]
     return needs
+
+
+def operator_needs() -> set[Need]:
+    """Everything the operator process may ask the apiserver for."""
+    return needs_in([ast.parse(path.read_text()) for path in operator_modules()])
+
+
+def _is_member_class(node: ast.AST) -> bool:
+    return isinstance(node, ast.ClassDef) and node.name == MEMBER_CLASS
+
+
+def release_controller_needs() -> set[Need]:
+    """What the release controller may ask of the management cluster."""
+    trees: list[ast.AST] = []
+    for path in module_closure("controller.release.controller"):
+        tree = ast.parse(path.read_text())
+        if path == MEMBERS:
+            trees += [node for node in tree.body if not _is_member_class(node)]
+        else:
+            trees.append(tree)
+    return needs_in(trees)
+
+
+def member_needs() -> set[Need]:
+    """What the release controller may ask of each member cluster."""
+    tree = ast.parse(MEMBERS.read_text())
+    classes: list[ast.AST] = [node for node in tree.body if _is_member_class(node)]
+    assert classes, f"{MEMBERS} has no class {MEMBER_CLASS}"
+    return needs_in(classes)
