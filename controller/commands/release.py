@@ -92,8 +92,9 @@ def get_release(session: Session, name: str) -> dict[str, Any]:
         raise fail(f"release {name!r} not found in namespace {session.namespace!r}") from None
 
 
-def read_release_file(file: Path) -> tuple[Release, dict[str, Any]]:
-    """The one Release of ``file`` (model and raw), or a usage error naming each problem."""
+def read_release_file(file: Path) -> tuple[Release, dict[str, Any], list[dict[str, Any]]]:
+    """The one Release of ``file`` (model and raw) and its ClusterTargets, or a usage
+    error naming each problem."""
     from controller.api.release import Release
     from controller.commands.files import read_files
     from controller.validation import validate_documents
@@ -102,11 +103,42 @@ def read_release_file(file: Path) -> tuple[Release, dict[str, Any]]:
     problems = validate_documents(docs, check_references=False)
     if problems:
         raise fail("the file has problems:\n  " + "\n  ".join(str(p) for p in problems))
+    others = sorted({d.kind for d in docs} - {"Release", "ClusterTarget"})
+    if others:
+        raise fail(
+            f"{file}: a release file holds a Release and ClusterTargets, not {', '.join(others)}"
+        )
     releases = [d for d in docs if isinstance(d.model, Release)]
     if len(releases) != 1:
         raise fail(f"{file}: expected exactly one Release, found {len(releases)}")
     assert isinstance(releases[0].model, Release)
-    return releases[0].model, copy.deepcopy(dict(releases[0].raw))
+    targets = [copy.deepcopy(dict(d.raw)) for d in docs if d.kind == "ClusterTarget"]
+    return releases[0].model, copy.deepcopy(dict(releases[0].raw)), targets
+
+
+def apply_targets(session: Session, targets: list[dict[str, Any]]) -> None:
+    """Create or update the file's ClusterTargets (a CI job may re-apply them each time)."""
+    from controller.kube import CLUSTER_TARGETS, Conflict, NotFound
+
+    for body in targets:
+        meta = body.setdefault("metadata", {})
+        if meta.setdefault("namespace", session.namespace) != session.namespace:
+            raise fail(
+                f"ClusterTarget/{meta.get('name')} is in namespace {meta['namespace']!r}, "
+                f"the Release in {session.namespace!r}: they must be in the same one"
+            )
+        for _attempt in range(5):
+            try:
+                current = session.kube.get(CLUSTER_TARGETS, session.namespace, meta["name"])
+            except NotFound:
+                session.kube.create_object(CLUSTER_TARGETS, session.namespace, body)
+                break
+            meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+            try:
+                session.kube.replace_object(CLUSTER_TARGETS, session.namespace, meta["name"], body)
+                break
+            except Conflict:
+                continue
 
 
 # --------------------------------------------------------------------------- create
@@ -133,14 +165,14 @@ def create(
     context: Context = None,
     namespace: Namespace = None,
 ) -> None:
-    """Create a Release from a file (images may be given here, as CI knows them)."""
+    """Create a Release from a file (and its ClusterTargets); images may be given here."""
     from controller.commands.rollout import parse_duration_seconds, parse_image_flags, provenance
     from controller.kube import RELEASES, AlreadyExists
     from controller.validation import parse_document
 
     images = parse_image_flags(image or [])
     timeout_seconds = parse_duration_seconds(timeout)
-    _model, raw = read_release_file(file)
+    _model, raw, targets = read_release_file(file)
     meta = raw.setdefault("metadata", {})
     if name is not None:
         meta["name"] = name
@@ -162,6 +194,7 @@ def create(
             )
         session.namespace = meta["namespace"] = ns
         require_release_controller(session)
+        apply_targets(session, targets)
         meta["annotations"] = {
             **(meta.get("annotations") or {}),
             **provenance(session, reason=reason or spec.get("reason")),
@@ -380,7 +413,7 @@ def plan(
 
     if output not in ("table", "json"):
         raise fail(f"--output {output!r}: use table or json")
-    release, _raw = read_release_file(file)
+    release, _raw, _targets = read_release_file(file)
     if output == "json":
         spec = release.spec
         document = {

@@ -275,6 +275,9 @@ class MemberClients:
         started = self.clock()
         futures: dict[str, Future[Observation]] = {}
         out: dict[str, Observation] = {}
+        with self._lock:  # reads that returned after their pass gave up on them
+            for key in [k for k, (f, _) in self._pending.items() if f.done()]:
+                del self._pending[key]
         for cluster, target in targets.items():
             key = (namespace, release, cluster)
             with self._lock:

@@ -459,7 +459,9 @@ class _Pass:
                 evidence=member,
             )
 
-    def _follow_rollback(self, cluster: ReleaseClusterStatus, member: MemberRollout) -> None:
+    def _follow_rollback(
+        self, cluster: ReleaseClusterStatus, member: MemberRollout, *, why: str = ""
+    ) -> None:
         back = str(cluster.previous_revision)
         if member.revision == cluster.replaced_revision != back:
             self._never_changed(cluster)  # the change never reached it: nothing to undo
@@ -479,7 +481,7 @@ class _Pass:
                 note = f"returning to revision {back}: {member.reason}: {member.message}"
                 self._update(cluster, **self._note(cluster, note))
         elif member.revision in (cluster.revision, cluster.replaced_revision):
-            self._send_rollback(cluster, member)
+            self._send_rollback(cluster, member, why=why or self.status.reason)
         else:
             note = (
                 f"not rolled back: the template was changed to revision {member.revision} "
@@ -597,39 +599,59 @@ class _Pass:
         self._set(phase="Failed", reason=reason, message=_clip(f"{message}; {note}"))
         self._event("Warning", reason, _clip(f"{message}; {note}.{facts}"))
         if rolling_back:
-            self._start_rollback()
+            self._start_rollback(reason)
+        else:
+            self._withdraw_held(reason)
 
     def _note(self, cluster: ReleaseClusterStatus, message: str) -> dict[str, str]:
         """A rollback's progress as the cluster's message, unless the message is why the
         cluster failed (that stays, with its evidence)."""
         return {} if cluster.reason in FAILURE_REASONS else {"message": message}
 
-    def _start_rollback(self) -> None:
-        changed = [
-            c
-            for c in self.clusters.values()
-            if c.revision is not None
-            and c.phase in (*IN_FLIGHT, "Healthy", "Failed")
-            and c.previous_revision not in (None, c.revision)
-        ]
+    def _start_rollback(self, why: str) -> None:
+        changed = self._changed((*IN_FLIGHT, "Healthy", "Failed"))
         if not changed:
             self._set(phase="RolledBack", finished_at=self.stamp)
             return
         self._set(phase="RollingBack")
-        for cluster in changed:
-            updated = self._update(
-                cluster,
-                phase="RollingBack",
-                **self._note(cluster, f"returning to revision {cluster.previous_revision}"),
-            )
-            member = self.observations.get(cluster.name)
-            if isinstance(member, MemberRollout):
-                self._follow_rollback(updated, member)
+        self._return(changed, why, "returning to revision")
         self._event(
             "Normal",
             r.ROLLING_BACK,
             f"rolling back {', '.join(c.name for c in changed)} to their previous revisions",
         )
+
+    def _withdraw_held(self, why: str) -> None:
+        """``halt`` leaves changed clusters as they are, except a change a member's policy
+        still holds: it never started there, and must not start when the hold ends."""
+        held = self._changed(("Held",))
+        if held:
+            self._return(held, why, "withdrawn, never started: returning to revision")
+            self._event(
+                "Normal",
+                r.ROLLING_BACK,
+                f"withdrawing the change held in {', '.join(c.name for c in held)}",
+            )
+
+    def _changed(self, phases: tuple[str, ...]) -> list[ReleaseClusterStatus]:
+        return [
+            c
+            for c in self.clusters.values()
+            if c.revision is not None
+            and c.phase in phases
+            and c.previous_revision not in (None, c.revision)
+        ]
+
+    def _return(self, clusters: list[ReleaseClusterStatus], why: str, note: str) -> None:
+        for cluster in clusters:
+            updated = self._update(
+                cluster,
+                phase="RollingBack",
+                **self._note(cluster, f"{note} {cluster.previous_revision}"),
+            )
+            member = self.observations.get(cluster.name)
+            if isinstance(member, MemberRollout):
+                self._follow_rollback(updated, member, why=why)
 
     # ------------------------------------------------------------------ 6. advance
 
@@ -844,13 +866,15 @@ class _Pass:
             )
         )
 
-    def _send_rollback(self, cluster: ReleaseClusterStatus, member: MemberRollout) -> None:
+    def _send_rollback(
+        self, cluster: ReleaseClusterStatus, member: MemberRollout, *, why: str
+    ) -> None:
         self.actions.append(
             RollBack(
                 cluster=cluster.name,
                 revision=str(cluster.previous_revision),
                 expected_revision=member.revision,
-                annotations=rollback_annotations(self.release, cluster=cluster),
+                annotations=rollback_annotations(self.release, cluster=cluster, why=why),
             )
         )
 
@@ -927,13 +951,12 @@ def change_annotations(release: Release, *, wave: str) -> dict[str, str | None]:
 
 
 def rollback_annotations(
-    release: Release, *, cluster: ReleaseClusterStatus
+    release: Release, *, cluster: ReleaseClusterStatus, why: str
 ) -> dict[str, str | None]:
     """The rollback: fast-tracked (a one-shot promoteFull, as ``deployctl undo`` sends),
     and marked as a regression fix for members whose freezes allow that exemption."""
     why = (
-        f"release {_key(release)} failed ({release.status.reason if release.status else ''}); "
-        f"returning to revision {cluster.previous_revision}"
+        f"release {_key(release)} halted ({why}); returning to revision {cluster.previous_revision}"
     )
     request_id = hashlib.sha256(
         f"{_key(release)}\x00{release.metadata.uid}\x00{cluster.name}\x00rollback".encode()

@@ -278,6 +278,17 @@ def test_a_change_that_breaks_the_rollout_is_refused_before_it_is_sent() -> None
     assert fleet.members["a"].changes == []
 
 
+def test_halt_withdraws_a_change_that_a_member_policy_still_holds() -> None:
+    release = make_release([{"name": "w", "clusters": ["a", "b"]}])
+    fleet = Fleet.of(release, a="fail", b="hold").run()
+    assert fleet.phase == "Failed"
+    assert fleet.members["a"].changes == [V2]  # halt: the failed one is left to its operator
+    assert fleet.members["b"].changes == [V2, V1]  # held, never started: withdrawn
+    assert fleet.cluster("b").phase == "RolledBack"
+    assert "withdrawing the change held in b" in [e.message for e in fleet.events(r.ROLLING_BACK)]
+    assert fleet.release.status is not None and fleet.release.status.finished_at
+
+
 # --------------------------------------------------------------------------- holds, waits
 
 
