@@ -1,8 +1,14 @@
-"""What the controller reads cluster state from: an informer's cache, by key or by label.
+"""The seams of a reconcile pass: what it reads cluster state from, and writes through.
 
-``controller.informer.Informer`` is the implementation; the reconciler and the analysis
-providers (check Jobs, HTTP checks) depend only on this shape, so they never import the
-Kubernetes client and never GET per pass.
+- ``Cache``: an informer's cache, by key or by label. ``controller.informer.Informer`` is
+  the implementation; the reconciler and the analysis providers (check Jobs, HTTP
+  checks) depend only on this shape, so they never import the Kubernetes client and
+  never GET per pass.
+- ``KubeWrites``: the writes of one pass (ReplicaSets, Service selectors, HTTPRoute
+  weights, the status, Events). ``controller.kube.Kube`` is the implementation.
+
+The fast tests of the reconciler (``tests/engine``) put dict-backed caches and a
+recording double at these two seams and compare the calls of one pass.
 """
 
 from __future__ import annotations
@@ -18,3 +24,60 @@ class Cache(Protocol):
     def list(
         self, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
     ) -> list[Obj]: ...
+
+
+class KubeWrites(Protocol):
+    """What a reconcile pass asks of ``controller.kube.Kube``."""
+
+    def create_replicaset(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj: ...
+
+    def scale_replicaset(
+        self, namespace: str, name: str, replicas: int, *, resource_version: str | None = None
+    ) -> Obj: ...
+
+    def delete_replicaset(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        propagation: str = "Background",
+    ) -> bool: ...
+
+    def patch_service_selector(
+        self,
+        namespace: str,
+        name: str,
+        selector: Mapping[str, str | None],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj: ...
+
+    def set_httproute_weights(
+        self,
+        namespace: str,
+        name: str,
+        weights: Mapping[str, int],
+        *,
+        route: Mapping[str, Any] | None = None,
+    ) -> Obj: ...
+
+    def patch_rollout_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj: ...
+
+    def record_event(
+        self,
+        involved: Mapping[str, Any],
+        *,
+        reason: str,
+        message: str,
+        type: str = "Normal",
+    ) -> Obj: ...

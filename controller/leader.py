@@ -21,7 +21,7 @@ The algorithm is client-go's ``leaderelection`` package:
   releases the lease (empty holder, duration 1 s) so a standby takes over at its next
   retry instead of waiting out the lease.
 
-Times in the Lease are MicroTime, written by ``format_micro_time`` with 6 fractional
+Times in the Lease are MicroTime, written by ``micro_timestamp`` with 6 fractional
 digits (the client library drops a zero fraction, which the apiserver rejects).
 """
 
@@ -36,8 +36,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from controller.kube import KubeError, NotFound, Obj, format_micro_time
+from controller.kube import KubeError, NotFound, Obj
 from controller.metrics import LEADER
+from controller.times import micro_timestamp
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -201,7 +202,7 @@ class LeaderElector:
         spec = lease.get("spec") or {}
         if spec.get("holderIdentity") != self.identity:
             return False
-        now = format_micro_time(self._utcnow())
+        now = micro_timestamp(self._utcnow())
         released = {
             "holderIdentity": "",
             "leaseDurationSeconds": 1,
@@ -227,7 +228,7 @@ class LeaderElector:
 
     def _try_acquire_or_renew(self) -> bool:
         now = self._clock()
-        wall = format_micro_time(self._utcnow())
+        wall = micro_timestamp(self._utcnow())
         try:
             lease = self.kube.get_lease(self.namespace, self.name, timeout=self._timeout)
         except NotFound:

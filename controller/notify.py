@@ -39,9 +39,10 @@ import tenacity
 
 from controller.api import Rollout, RolloutStatus
 from controller.api.policy import DeliveryPolicy, NotificationEvent, NotificationTarget
-from controller.api.status import Phase, timestamp
+from controller.api.status import Phase
 from controller.logging import REDACTED
-from controller.requests import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+from controller.names import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+from controller.times import timestamp
 
 log = structlog.stdlib.get_logger(__name__)
 

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from controller.api import Rollout
-from controller.api.revision import REVISION_LABEL
 from controller.api.status import RolloutStatus
+from controller.kube.routes import backend_weights
+from controller.names import REVISION_LABEL
 from controller.requests import parse_request
-from controller.resources import route_weights_by_service
-from strategies import Observed, Request, RevisionState
+from strategies import Observed, RevisionState
 
 # Waiting reasons after which a container will not come up by itself.
 CRASH_REASONS = frozenset(
@@ -25,17 +25,6 @@ CRASH_REASONS = frozenset(
 CRASH_RESTARTS = 3
 
 Obj = Mapping[str, Any]
-
-
-def service_names(rollout: Rollout) -> list[str]:
-    strategy = rollout.spec.strategy
-    if strategy.canary is not None:
-        names = [strategy.canary.stable_service, strategy.canary.canary_service]
-    elif strategy.blue_green is not None:
-        names = [strategy.blue_green.active_service, strategy.blue_green.preview_service]
-    else:
-        names = []
-    return [n for n in names if n]
 
 
 def revision_states(replicasets: Iterable[Obj], pods: Iterable[Obj]) -> dict[str, RevisionState]:
@@ -80,14 +69,14 @@ def observe(
 ) -> Observed:
     """The snapshot a strategy decides on. ``services`` maps name -> cached Service."""
     selectors: dict[str, str | None] = {}
-    for name in service_names(rollout):
+    for name in rollout.spec.strategy.service_names:
         service = services.get(name)
         if service is not None:
             selectors[name] = (service.get("spec", {}).get("selector") or {}).get(REVISION_LABEL)
     route_weights: dict[str, int] | None = None
     canary = rollout.spec.strategy.canary
     if route is not None and canary is not None and canary.stable_service:
-        by_service = route_weights_by_service(route)
+        by_service = backend_weights(route)
         route_weights = {}
         for backend, revision in (
             (canary.stable_service, status.stable_revision),
@@ -95,11 +84,9 @@ def observe(
         ):
             if revision and backend and backend in by_service:
                 route_weights[revision] = route_weights.get(revision, 0) + by_service[backend]
-    manual = parse_request(rollout.metadata.annotations)
-    request = Request(action=manual.action, id=manual.id, by=manual.by) if manual else None
     return Observed(
         revisions=revision_states(replicasets, pods),
         service_selectors=selectors,
         route_weights=route_weights,
-        request=request,
+        request=parse_request(rollout.metadata.annotations),
     )

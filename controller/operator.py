@@ -30,7 +30,6 @@ from controller.analysis.prometheus import PrometheusMeasurer
 from controller.analysis.rulesource import ConfigMapRules
 from controller.analysis.run import AnalysisEngine
 from controller.analysis.web import ServiceAddressMode, WebChecks
-from controller.api.revision import ROLLOUT_LABEL
 from controller.informer import Informer
 from controller.kube import (
     ANALYSIS_TEMPLATES,
@@ -56,6 +55,7 @@ from controller.metrics import (
     RECONCILE_TOTAL,
     ROLLOUTS_BY_PHASE,
 )
+from controller.names import ROLLOUT_LABEL
 from controller.notify import Notifier, secret_resolver
 from controller.policy_gate import PolicyGate
 from controller.queue import WorkQueue

@@ -4,7 +4,7 @@ This is the single source of the operator's RBAC. ``manifests/`` spells it out a
 (the ClusterRole, the namespaced install's Role, the leader-election Role) and
 ``docs/install.md`` as a table; ``tests/manifests/`` checks both ways that
 
-- every API call the operator's code makes (derived from ``controller/kube.py`` and the
+- every API call the operator's code makes (derived from ``controller/kube/`` and the
   modules ``controller.operator`` imports) is in this list, and nothing else is;
 - the manifests grant exactly this list, without wildcards and without secrets;
 - the table in ``docs/install.md`` is the one ``python -m controller.rbac`` prints.

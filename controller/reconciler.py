@@ -34,14 +34,16 @@ from controller.analysis.templating import QueryContext
 from controller.api import AnalysisRef, AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
 from controller.api.analysis import Metric, Provider
-from controller.api.revision import ROLLOUT_LABEL, replicaset_name, template_hash
-from controller.api.status import AnalysisRunStatus, parse_timestamp
-from controller.cache import Cache, Obj
-from controller.kube import Kube, merge_patch
+from controller.api.revision import replicaset_name, template_hash
+from controller.api.status import AnalysisRunStatus
+from controller.cache import Cache, KubeWrites, Obj
+from controller.kube import merge_patch
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
-from controller.observe import observe, service_names
+from controller.names import REVISION_LABEL, ROLLOUT_LABEL
+from controller.observe import observe
 from controller.policy_gate import Held, PolicyGate, held_events
 from controller.resources import replicaset_body, service_selector
+from controller.times import parse_timestamp
 from controller.validation import Problem, problems_of, reference_problems
 from strategies import Plan, decide
 from strategies.common import hooks_of
@@ -69,14 +71,14 @@ class Caches:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReconcileResult:
     requeue_after: float | None = None
 
 
 class Reconciler:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeWrites,
         caches: Caches,
         *,
         engine: AnalysisEngine,
@@ -91,11 +93,11 @@ class Reconciler:
 
     # ------------------------------------------------------------------ the pass
 
-    def reconcile(self, key: str) -> Outcome:
+    def reconcile(self, key: str) -> ReconcileResult:
         namespace, _, name = key.partition("/")
         raw = self.caches.rollouts.get(namespace, name)
         if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
-            return Outcome()
+            return ReconcileResult()
         now = self.clock()
         bound = log.bind(namespace=namespace, rollout=name)
         rollout, problems = self._parse(raw)
@@ -121,8 +123,6 @@ class Reconciler:
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
         self._apply(rollout, plan, revision=revision, log=bound)
-        if self.engine.jobs is not None:
-            self.engine.jobs.tidy(namespace, name)
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )
@@ -139,11 +139,11 @@ class Reconciler:
             bound.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
             self.policy.notify(rollout, rollout.status, new_status, now=now)
-        return Outcome(
+        return ReconcileResult(
             requeue_after=self._requeue_after(rollout, plan, new_status, templates, now=now)
         )
 
-    def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> Outcome:
+    def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> ReconcileResult:
         """A new revision policy holds back: write why, change nothing in the cluster."""
         self._write_status(raw, held.status)
         for type_, reason, message in held_events(rollout.status, held):
@@ -151,7 +151,7 @@ class Reconciler:
             log.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
             self.policy.notify(rollout, rollout.status, held.status, now=self.clock())
-        return Outcome(requeue_after=held.requeue_after)
+        return ReconcileResult(requeue_after=held.requeue_after)
 
     # ------------------------------------------------------------------ reading
 
@@ -182,7 +182,7 @@ class Reconciler:
         pods = self.caches.pods.list(namespace, labels={ROLLOUT_LABEL: name})
         services = {
             svc_name: svc
-            for svc_name in service_names(rollout)
+            for svc_name in rollout.spec.strategy.service_names
             if (svc := self.caches.services.get(namespace, svc_name)) is not None
         }
         route = None
@@ -269,7 +269,7 @@ class Reconciler:
     def _apply(self, rollout: Rollout, plan: Plan, *, revision: str, log: Any) -> None:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         existing = {
-            rs["metadata"]["labels"].get("deployctl.io/revision"): rs
+            rs["metadata"]["labels"].get(REVISION_LABEL): rs
             for rs in self.caches.replicasets.list(namespace, labels={ROLLOUT_LABEL: name})
         }
         owner = self.caches.rollouts.get(namespace, name) or rollout.to_dict()
@@ -364,7 +364,7 @@ class Reconciler:
                 resource_version=raw["metadata"].get("resourceVersion"),
             )
 
-    def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> Outcome:
+    def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> ReconcileResult:
         """Report an invalid spec; touch nothing else, keep every other status field."""
         message = "; ".join(str(p) for p in problems)[:MAX_MESSAGE]
         try:
@@ -392,6 +392,9 @@ class Reconciler:
                 "message": message,
             }
         )
+        # Status first, as in a planned pass: a write refused with 409 re-runs the pass,
+        # and the Event is recorded only once the condition it announces is stored.
+        self._write_status(raw, new_status)
         if previous is None or previous.message != message or previous.status != "True":
             self.kube.record_event(raw, reason=R.INVALID_SPEC, message=message, type="Warning")
             log.warning(
@@ -400,8 +403,7 @@ class Reconciler:
                 rollout=raw["metadata"].get("name"),
                 problems=message,
             )
-        self._write_status(raw, new_status)
-        return Outcome()
+        return ReconcileResult()
 
     def _note_rollback(
         self, old: RolloutStatus | None, new: RolloutStatus, *, now: datetime

@@ -13,19 +13,22 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
-REQUEST_ANNOTATION = "deployctl.io/request"
-REQUESTED_BY_ANNOTATION = "deployctl.io/requested-by"
-REASON_ANNOTATION = "deployctl.io/reason"
-CI_ANNOTATION_PREFIX = "deployctl.io/ci-"
-
-Action = Literal["promote", "promoteFull", "abort", "retry", "approve"]
-ACTIONS: tuple[Action, ...] = ("promote", "promoteFull", "abort", "retry", "approve")
+from controller.names import (
+    ACTIONS,
+    CI_ANNOTATION_PREFIX,
+    REASON_ANNOTATION,
+    REQUEST_ANNOTATION,
+    REQUESTED_BY_ANNOTATION,
+    Action,
+)
 
 
 @dataclass(frozen=True)
-class ManualRequest:
+class Request:
+    """A manual request. Its ``id`` makes it exactly-once: the controller records it in
+    ``status.lastHandledRequest``, and the strategies act only on an id not recorded."""
+
     action: Action
     id: str
     by: str = ""
@@ -34,11 +37,11 @@ class ManualRequest:
         return json.dumps({"action": self.action, "id": self.id, "by": self.by}, sort_keys=True)
 
 
-def new_request(action: Action, *, by: str) -> ManualRequest:
-    return ManualRequest(action=action, id=uuid.uuid4().hex[:12], by=by)
+def new_request(action: Action, *, by: str) -> Request:
+    return Request(action=action, id=uuid.uuid4().hex[:12], by=by)
 
 
-def parse_request(annotations: Mapping[str, str]) -> ManualRequest | None:
+def parse_request(annotations: Mapping[str, str]) -> Request | None:
     """The pending request, or None when absent or unreadable (a bad one is ignored)."""
     raw = annotations.get(REQUEST_ANNOTATION)
     if not raw:
@@ -49,7 +52,7 @@ def parse_request(annotations: Mapping[str, str]) -> ManualRequest | None:
         return None
     if not isinstance(data, dict) or data.get("action") not in ACTIONS or not data.get("id"):
         return None
-    return ManualRequest(action=data["action"], id=str(data["id"]), by=str(data.get("by", "")))
+    return Request(action=data["action"], id=str(data["id"]), by=str(data.get("by", "")))
 
 
 # Environment variables of common CI systems -> the short name we record.

@@ -1,9 +1,9 @@
 """The Kubernetes objects a Rollout owns, built as plain bodies (no I/O).
 
-The reconciler asks here what a revision's ReplicaSet should look like and which selector
-a Service should carry; ``kube.py`` sends them (and sets the Rollout as the controlling
-owner, so the garbage collector removes them with it). Every object is labelled with
-the rollout and the revision.
+The reconciler asks here what a revision's ReplicaSet should look like and which
+selector a Service should carry; ``controller.kube`` sends them (and sets the Rollout as
+the controlling owner, so the garbage collector removes them with it). Every object is
+labelled with the rollout and the revision.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.api import Rollout
-from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL, replicaset_name
+from controller.api.revision import replicaset_name
+from controller.names import IMAGES_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL, TEMPLATE_ANNOTATION
 
-TEMPLATE_ANNOTATION = "deployctl.io/template"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "deployctl"}
 
 
@@ -60,7 +60,7 @@ def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[s
             "namespace": rollout.metadata.namespace,
             "labels": {**labels, **MANAGED_BY},
             "annotations": {
-                "deployctl.io/images": _images(template),
+                IMAGES_ANNOTATION: _images(template),
                 # The template exactly as the Rollout had it (before our labels), so that
                 # `deployctl undo` restores the same revision hash, not a look-alike.
                 TEMPLATE_ANNOTATION: json.dumps(
@@ -91,12 +91,3 @@ def images_of(replicaset: Mapping[str, Any]) -> dict[str, str]:
 def service_selector(rollout: Rollout, revision: str) -> dict[str, str]:
     """What a Service should select so that it reaches exactly ``revision``'s pods."""
     return {**rollout.spec.selector.match_labels, REVISION_LABEL: revision}
-
-
-def route_weights_by_service(route: Mapping[str, Any]) -> dict[str, int]:
-    """Service name -> backendRef weight as the route has them now (default weight 1)."""
-    out: dict[str, int] = {}
-    for rule in route.get("spec", {}).get("rules", []):
-        for backend in rule.get("backendRefs", []):
-            out[str(backend.get("name"))] = int(backend.get("weight", 1))
-    return out

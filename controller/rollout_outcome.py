@@ -16,13 +16,13 @@ from controller.exitcodes import Exit
 
 
 @dataclass(frozen=True)
-class Outcome:
+class WaitOutcome:
     name: str  # Promoted, RolledBack, InvalidSpec, TimedOut, Superseded, NoController
     code: Exit
     message: str
 
 
-def judge(rollout: Mapping[str, Any], *, revision: str, generation: int) -> Outcome | None:
+def judge(rollout: Mapping[str, Any], *, revision: str, generation: int) -> WaitOutcome | None:
     """The outcome for ``revision`` if the status shows one, else None (keep waiting)."""
     status = rollout.get("status") or {}
     if int(status.get("observedGeneration") or 0) < generation:
@@ -36,14 +36,14 @@ def judge(rollout: Mapping[str, Any], *, revision: str, generation: int) -> Outc
     )
     if invalid or reason == "InvalidSpec":
         # The controller kept the running version; the new spec needs fixing.
-        return Outcome("InvalidSpec", Exit.USAGE, message or reason)
+        return WaitOutcome("InvalidSpec", Exit.USAGE, message or reason)
     if status.get("stableRevision") == revision and phase == "Healthy":
-        return Outcome("Promoted", Exit.OK, f"revision {revision} is stable and healthy")
+        return WaitOutcome("Promoted", Exit.OK, f"revision {revision} is stable and healthy")
     canary = status.get("canaryRevision")
     if canary == revision and (phase in ("Degraded", "RolledBack") or status.get("aborted")):
-        return Outcome("RolledBack", Exit.ROLLED_BACK, f"{reason}: {message}".strip(": "))
+        return WaitOutcome("RolledBack", Exit.ROLLED_BACK, f"{reason}: {message}".strip(": "))
     if canary not in (None, revision) and status.get("stableRevision") != revision:
-        return Outcome(
+        return WaitOutcome(
             "Superseded", Exit.ROLLED_BACK, f"revision {canary} replaced {revision} meanwhile"
         )
     return None

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from controller.names import REVISION_LABEL
 from e2e.kind import demo_image
-from tests.integration.harness import GROUP, VERSION, Cluster, poll
+from tests.integration.harness import GROUP, VERSION, Cluster
+from tests.waiting import wait_until
 
 APP = "demo"
 PORT = 8080
@@ -197,7 +199,9 @@ def wait_phase(
         return status.get("phase") == phase and status.get("observedGeneration") == generation
 
     return dict(
-        poll(lambda: cluster.status(name), current, timeout=timeout, what=f"{name} {phase}")
+        wait_until(
+            lambda: cluster.status(name), ok=current, timeout=timeout, what=f"{name} {phase}"
+        )
     )
 
 
@@ -205,9 +209,9 @@ def wait_new_revision(
     cluster: Cluster, old: str, *, name: str = APP, timeout: float = 120
 ) -> dict[str, Any]:
     return dict(
-        poll(
+        wait_until(
             lambda: cluster.status(name),
-            lambda s: s.get("canaryRevision") not in (None, old),
+            ok=lambda s: s.get("canaryRevision") not in (None, old),
             timeout=timeout,
             what=f"{name}: a new revision after {old}",
         )
@@ -215,4 +219,4 @@ def wait_new_revision(
 
 
 def revision_selector(cluster: Cluster, service: str) -> str | None:
-    return cluster.service_selector(service).get("deployctl.io/revision")
+    return cluster.service_selector(service).get(REVISION_LABEL)

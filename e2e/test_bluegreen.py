@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from e2e.scenarios import APP, bluegreen_strategy, prepare, revision_selector, rollout, wait_phase
-from tests.integration.harness import Cluster, poll
+from tests.integration.harness import Cluster
+from tests.waiting import wait_until
 
 
 def test_bluegreen_switched_then_rolled_back_by_post_promotion_analysis(cluster: Cluster) -> None:
@@ -15,9 +16,9 @@ def test_bluegreen_switched_then_rolled_back_by_post_promotion_analysis(cluster:
 
     cluster.apply_rollout(rollout("broken", strategy=strategy))
     # The switch happens: the active Service selects the new (broken) revision...
-    green = poll(
+    green = wait_until(
         lambda: revision_selector(cluster, APP),
-        lambda selected: selected not in (None, blue),
+        ok=lambda selected: selected not in (None, blue),
         timeout=180,
         what="the active Service switched to the new revision",
     )
@@ -28,9 +29,9 @@ def test_bluegreen_switched_then_rolled_back_by_post_promotion_analysis(cluster:
     post = [r for r in rolled_back.get("analysisRuns", []) if r.get("key") == "postPromotion"]
     assert post and post[0].get("phase") == "Failed", rolled_back.get("analysisRuns")
     assert revision_selector(cluster, APP) == blue
-    poll(
+    wait_until(
         cluster.replicas_by_revision,
-        lambda r: r.get(green, 0) == 0 and r.get(blue) == 4,
+        ok=lambda r: r.get(green, 0) == 0 and r.get(blue) == 4,
         timeout=120,
         what="green scaled down, blue still at full size",
     )

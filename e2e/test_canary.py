@@ -11,7 +11,8 @@ from e2e.scenarios import (
     wait_new_revision,
     wait_phase,
 )
-from tests.integration.harness import Cluster, poll
+from tests.integration.harness import Cluster
+from tests.waiting import wait_until
 
 
 def test_canary_promoted(cluster: Cluster) -> None:
@@ -28,9 +29,9 @@ def test_canary_promoted(cluster: Cluster) -> None:
     assert revision_selector(cluster, f"{APP}-stable") == v2
     runs = [r for r in promoted.get("analysisRuns", []) if r.get("phase")]
     assert runs and all(r["phase"] == "Successful" for r in runs), runs
-    poll(
+    wait_until(
         cluster.replicas_by_revision,
-        lambda r: r.get(v2) == 4 and r.get(v1, 0) == 0,
+        ok=lambda r: r.get(v2) == 4 and r.get(v1, 0) == 0,
         timeout=240,
         what="v1 scaled down after the scale-down delay",
     )
@@ -49,9 +50,9 @@ def test_broken_canary_rolled_back_automatically(cluster: Cluster) -> None:
     assert aborted["stableRevision"] == v1
     assert aborted.get("reason") == "AnalysisFailed", aborted
     assert "error-rate" in aborted.get("message", "")
-    poll(
+    wait_until(
         cluster.replicas_by_revision,
-        lambda r: r.get(broken, 0) == 0 and r.get(v1) == 4,
+        ok=lambda r: r.get(broken, 0) == 0 and r.get(v1) == 4,
         timeout=120,
         what="broken canary scaled to 0, stable at full size",
     )

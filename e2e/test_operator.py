@@ -12,7 +12,8 @@ from kubernetes import client as k8s
 
 from e2e.kind import LEASE_NAME, OPERATOR_NAMESPACE
 from e2e.scenarios import canary_strategy, prepare, rollout, wait_new_revision, wait_phase
-from tests.integration.harness import Cluster, poll
+from tests.integration.harness import Cluster
+from tests.waiting import wait_until
 
 # A long pause gives the test a wide window to kill the leader in the middle.
 STEPS: list[dict[str, Any]] = [
@@ -37,9 +38,9 @@ def test_operator_pod_deleted_mid_rollout_and_the_rollout_finishes(cluster: Clus
 
     cluster.apply_rollout(rollout("v2", strategy=strategy))
     v2 = wait_new_revision(cluster, v1)["canaryRevision"]
-    poll(
+    wait_until(
         lambda: cluster.status("demo"),
-        lambda s: s.get("currentStepIndex") == 1 and s.get("phase") == "Paused",
+        ok=lambda s: s.get("currentStepIndex") == 1 and s.get("phase") == "Paused",
         timeout=120,
         what="the rollout paused at step 1",
     )
@@ -48,9 +49,9 @@ def test_operator_pod_deleted_mid_rollout_and_the_rollout_finishes(cluster: Clus
     # The Lease holder identity is the pod name (POD_NAME from the downward API).
     cluster.core.delete_namespaced_pod(old_leader, OPERATOR_NAMESPACE, grace_period_seconds=0)
 
-    poll(
+    wait_until(
         lambda: leader(cluster.api),
-        lambda holder: holder not in ("", old_leader),
+        ok=lambda holder: holder not in ("", old_leader),
         timeout=90,
         what="another operator pod holding the Lease",
     )

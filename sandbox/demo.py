@@ -38,6 +38,7 @@ from kubernetes import client as k8s
 from rich.console import Console
 from rich.table import Table
 
+from controller.names import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION, REVISION_LABEL
 from sandbox.build import BinariesMissing, find_binaries
 from sandbox.controlplane import ControlPlane
 from sandbox.node_agent import NodeAgent
@@ -97,8 +98,8 @@ def rollout_body(version: str, *, error_rate: float = 0.0) -> dict[str, Any]:
         "metadata": {
             "name": APP,
             "annotations": {
-                "deployctl.io/requested-by": "make demo",
-                "deployctl.io/reason": f"demo: roll out {version}",
+                REQUESTED_BY_ANNOTATION: "make demo",
+                REASON_ANNOTATION: f"demo: roll out {version}",
             },
         },
         "spec": {
@@ -199,7 +200,7 @@ class Stack:
     def replicas_by_revision(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for rs in self.apps.list_namespaced_replica_set(NAMESPACE).items:
-            revision = (rs.metadata.labels or {}).get("deployctl.io/revision")
+            revision = (rs.metadata.labels or {}).get(REVISION_LABEL)
             if revision:
                 out[revision] = rs.spec.replicas or 0
         return out

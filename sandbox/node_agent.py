@@ -24,6 +24,10 @@ its own loopback IP (127.1.x.y, the pod IP) port 8080, with the container's env,
 agent writes one Prometheus file_sd JSON per pod (labels namespace, pod, app, revision),
 so the real Prometheus sees per-revision series.
 
+Each pod's stages and the status reported for them are ``sandbox.pod_lifecycle``; this
+module runs that state machine: the Node and its Lease, the pod watch, one worker thread
+with its timers, the API writes, the processes and the scrape targets.
+
 Used by ``tests.fixtures_workloads`` (the session ``node_agent`` fixture), by the demo, and
 standalone: ``python -m sandbox.node_agent --kubeconfig KUBECONFIG [--run-processes]``.
 """
@@ -32,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import enum
 import heapq
 import itertools
 import json
@@ -55,66 +58,27 @@ from typing import IO, Any
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
+from controller.names import REVISION_LABEL
+from controller.times import micro_timestamp, timestamp
 from sandbox.demo_app import DEFAULT_PORT, die_with_parent, port_is_free, spawn_demo_app
+from sandbox.pod_lifecycle import (
+    JSON,
+    Behaviour,
+    PodHost,
+    PodState,
+    PodView,
+    advance,
+    behaviour_of,
+    status_patch,
+)
 
 log = logging.getLogger(__name__)
 
-BEHAVIOUR_ENV = "SANDBOX_BEHAVIOUR"
-REVISION_LABEL = "deployctl.io/revision"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 MERGE_PATCH = "application/merge-patch+json"
 HOST_IP = "127.0.0.1"
-# How often a shell pod's process is checked for exit (the worker's timer, not a sleep).
-SHELL_POLL_INTERVAL = 0.1
 
-JSON = dict[str, Any]
 PodKey = tuple[str, str]  # (namespace, name)
-
-
-SHELL_IMAGE = "sandbox/shell"
-# What the kubelet keeps of a failed container's log for its termination message.
-TERMINATION_LOG_LINES = 80
-TERMINATION_LOG_BYTES = 2048
-
-
-class Behaviour(enum.Enum):
-    NORMAL = "normal"
-    CRASH = "crash"
-    NEVER_READY = "never-ready"
-    SHELL = "shell"
-
-
-def behaviour_of(pod: Mapping[str, Any]) -> Behaviour:
-    """How the pod's first container behaves: env ``SANDBOX_BEHAVIOUR`` first, then image tag."""
-    containers = pod.get("spec", {}).get("containers") or [{}]
-    first = containers[0]
-    for var in first.get("env") or []:
-        if var.get("name") == BEHAVIOUR_ENV:
-            try:
-                return Behaviour(var.get("value", ""))
-            except ValueError:
-                log.warning("unknown %s=%r, treating as normal", BEHAVIOUR_ENV, var.get("value"))
-                return Behaviour.NORMAL
-    image = str(first.get("image", ""))
-    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
-    repository = image[: -len(tag) - 1] if tag else image
-    if repository == SHELL_IMAGE or repository.endswith("/" + SHELL_IMAGE):
-        return Behaviour.SHELL
-    if tag.endswith("-crash"):
-        return Behaviour.CRASH
-    if tag.endswith("-never-ready"):
-        return Behaviour.NEVER_READY
-    return Behaviour.NORMAL
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def micro_time(moment: dt.datetime) -> str:
-    # Always six fraction digits: the client drops a zero fraction and the server then
-    # rejects the MicroTime with 400.
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def utcnow() -> dt.datetime:
@@ -168,78 +132,6 @@ class LoopbackIPs:
             self._in_use.discard(address)
 
 
-class _Stage(enum.Enum):
-    STARTING = "starting"  # bound, not reported yet
-    RUNNING = "running"  # reported Running (ready or not)
-    CRASH_RUNNING = "crash-running"  # a crash-looping container between restarts
-    CRASH_WAITING = "crash-waiting"  # CrashLoopBackOff
-    TERMINATED = "terminated"  # a shell pod's process exited; the pod is Succeeded/Failed
-
-
-@dataclass
-class _PodState:
-    """The agent's own record of one pod; mutable, owned by the worker thread."""
-
-    namespace: str
-    name: str
-    uid: str
-    ip: str
-    behaviour: Behaviour
-    containers: list[JSON]
-    labels: dict[str, str]
-    bound_at: dt.datetime
-    stage: _Stage = _Stage.STARTING
-    restart_count: int = 0
-    started_at: dt.datetime | None = None
-    last_finished_at: dt.datetime | None = None
-    ready: bool = False
-    ready_changed_at: dt.datetime | None = None
-    process: subprocess.Popen[bytes] | None = None
-    token: int = 0  # bumps on each reschedule, so stale timer entries are ignored
-    checks: int = 0
-    exit_code: int | None = None
-    termination_message: str = ""
-    output: Path | None = None  # a shell pod's combined stdout and stderr
-
-    def checkpoint(self) -> tuple[Any, ...]:
-        """The fields a transition changes (see ``restore``)."""
-        return (
-            self.stage,
-            self.restart_count,
-            self.started_at,
-            self.last_finished_at,
-            self.ready,
-            self.ready_changed_at,
-            self.exit_code,
-            self.termination_message,
-        )
-
-    def restore(self, saved: tuple[Any, ...]) -> None:
-        (
-            self.stage,
-            self.restart_count,
-            self.started_at,
-            self.last_finished_at,
-            self.ready,
-            self.ready_changed_at,
-            self.exit_code,
-            self.termination_message,
-        ) = saved
-
-
-@dataclass(frozen=True)
-class PodView:
-    """What the agent reports about a pod; a snapshot for tests and logs."""
-
-    namespace: str
-    name: str
-    ip: str
-    behaviour: Behaviour
-    ready: bool
-    restart_count: int
-    pid: int | None
-
-
 @dataclass(frozen=True, order=True)
 class _Timer:
     due: float
@@ -291,7 +183,7 @@ class NodeAgent:
         self.bind_unscheduled = bind_unscheduled
         self._ips = LoopbackIPs(block=ip_block, port=app_port, probe=run_processes)
         self._lock = threading.Lock()  # guards _pods (read by other threads via pods())
-        self._pods: dict[PodKey, _PodState] = {}
+        self._pods: dict[PodKey, PodState] = {}
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
@@ -300,6 +192,14 @@ class NodeAgent:
         self._watch_response: Any = None
         self._node_uid: str | None = None
         self._synced = threading.Event()
+        self._host = PodHost(
+            report=self._report,
+            schedule=self._schedule,
+            serving=self._write_file_sd,
+            healthy=self._process_healthy,
+            crash_interval=crash_interval,
+            process_start_timeout=process_start_timeout,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -355,23 +255,12 @@ class NodeAgent:
 
     def pods(self) -> list[PodView]:
         with self._lock:
-            return [
-                PodView(
-                    namespace=s.namespace,
-                    name=s.name,
-                    ip=s.ip,
-                    behaviour=s.behaviour,
-                    ready=s.ready,
-                    restart_count=s.restart_count,
-                    pid=s.process.pid if s.process is not None else None,
-                )
-                for s in self._pods.values()
-            ]
+            return [state.view() for state in self._pods.values()]
 
     # -- node and lease ----------------------------------------------------------------
 
     def _node_status(self) -> JSON:
-        now = rfc3339(utcnow())
+        now = timestamp(utcnow())
 
         def condition(kind: str, status: str, reason: str, message: str) -> JSON:
             return {
@@ -443,7 +332,7 @@ class NodeAgent:
         self._node_uid = json.loads(response.data)["metadata"]["uid"]
 
     def _renew_lease(self) -> None:
-        now = micro_time(utcnow())
+        now = micro_timestamp(utcnow())
         spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": now}
         try:
             self.coordination.patch_namespaced_lease(
@@ -637,7 +526,7 @@ class NodeAgent:
 
     def _admit(self, pod: JSON) -> None:
         meta = pod["metadata"]
-        state = _PodState(
+        state = PodState(
             namespace=meta["namespace"],
             name=meta["name"],
             uid=meta["uid"],
@@ -662,7 +551,7 @@ class NodeAgent:
                     log_file.close()  # the child holds its own descriptor
         self._schedule(state, self.ready_delay)
 
-    def _spawn_shell(self, state: _PodState) -> None:
+    def _spawn_shell(self, state: PodState) -> None:
         """Run a shell pod's command; a command that cannot start fails like exit 127."""
         first = state.containers[0] if state.containers else {}
         argv = [str(a) for a in (first.get("command") or []) + (first.get("args") or [])]
@@ -689,28 +578,7 @@ class NodeAgent:
                 sink.write(f"sandbox/shell: cannot start {argv[0]!r}: {error}\n".encode())
                 state.exit_code = 127
 
-    def _output_tail(self, state: _PodState) -> str:
-        if state.output is None or not state.output.exists():
-            return ""
-        data = state.output.read_bytes()[-TERMINATION_LOG_BYTES:]
-        lines = data.decode("utf-8", "replace").splitlines()[-TERMINATION_LOG_LINES:]
-        return "\n".join(lines)
-
-    def _finish_shell(self, state: _PodState) -> bool:
-        """Whether the shell pod's process has ended; if so, record how."""
-        if state.exit_code is None:
-            assert state.process is not None
-            code = state.process.poll()
-            if code is None:
-                return False
-            state.exit_code = code
-        first = state.containers[0] if state.containers else {}
-        policy = first.get("terminationMessagePolicy", "File")
-        if state.exit_code != 0 and policy == "FallbackToLogsOnError":
-            state.termination_message = self._output_tail(state)
-        return True
-
-    def _process_env(self, state: _PodState) -> dict[str, str]:
+    def _process_env(self, state: PodState) -> dict[str, str]:
         first = state.containers[0] if state.containers else {}
         image = str(first.get("image", ""))
         env = {
@@ -725,13 +593,13 @@ class NodeAgent:
                 env[str(var["name"])] = str(var["value"])
         return env
 
-    def _log_file(self, state: _PodState) -> IO[bytes] | None:
+    def _log_file(self, state: PodState) -> IO[bytes] | None:
         if self.log_dir is None:
             return None
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return (self.log_dir / f"{state.namespace}_{state.name}.log").open("ab")
 
-    def _schedule(self, state: _PodState, delay: float) -> None:
+    def _schedule(self, state: PodState, delay: float) -> None:
         state.token += 1
         heapq.heappush(
             self._timers,
@@ -755,7 +623,7 @@ class NodeAgent:
             # reports the same transition instead of skipping (or repeating) it.
             before = state.checkpoint()
             try:
-                self._advance(state)
+                advance(state, utcnow(), self._host)
             except ApiException as error:
                 state.restore(before)
                 if error.status == 404:
@@ -767,50 +635,7 @@ class NodeAgent:
                 log.exception("node %s: pod %s/%s", self.node_name, *timer.key)
                 self._schedule(state, 0.5)
 
-    def _advance(self, state: _PodState) -> None:
-        now = utcnow()
-        if state.behaviour is Behaviour.SHELL:
-            self._advance_shell(state, now)
-            return
-        if state.stage is _Stage.STARTING:
-            if state.behaviour is Behaviour.CRASH:
-                state.stage, state.started_at = _Stage.CRASH_RUNNING, now
-                self._report(state, ready=False)
-                self._schedule(state, self.crash_interval)
-                return
-            ready = state.behaviour is Behaviour.NORMAL
-            if ready and state.process is not None and not self._process_healthy(state):
-                state.checks += 1
-                if state.checks * 0.1 < self.process_start_timeout:
-                    self._schedule(state, 0.1)
-                    return
-                log.warning("pod %s/%s: demo app never became healthy", state.namespace, state.name)
-                ready = False
-            state.stage, state.started_at = _Stage.RUNNING, now
-            self._report(state, ready=ready)
-            self._write_file_sd(state)
-        elif state.stage is _Stage.CRASH_RUNNING:
-            state.stage, state.last_finished_at = _Stage.CRASH_WAITING, now
-            state.restart_count += 1
-            self._report(state, ready=False)
-            self._schedule(state, self.crash_interval)
-        elif state.stage is _Stage.CRASH_WAITING:
-            state.stage, state.started_at = _Stage.CRASH_RUNNING, now
-            self._report(state, ready=False)
-            self._schedule(state, self.crash_interval)
-
-    def _advance_shell(self, state: _PodState, now: dt.datetime) -> None:
-        if state.stage is _Stage.STARTING:
-            state.stage, state.started_at = _Stage.RUNNING, now
-            self._report(state, ready=True)
-        if state.stage is _Stage.RUNNING:
-            if not self._finish_shell(state):
-                self._schedule(state, SHELL_POLL_INTERVAL)
-                return
-            state.stage, state.last_finished_at = _Stage.TERMINATED, now
-            self._report(state, ready=False)
-
-    def _process_healthy(self, state: _PodState) -> bool:
+    def _process_healthy(self, state: PodState) -> bool:
         assert state.process is not None
         if state.process.poll() is not None:
             return False
@@ -821,96 +646,16 @@ class NodeAgent:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _report(self, state: _PodState, *, ready: bool) -> None:
+    def _report(self, state: PodState, ready: bool) -> None:
         now = utcnow()
-        if ready != state.ready or state.ready_changed_at is None:
-            state.ready_changed_at = now
-        state.ready = ready
+        state.set_ready(ready, now)
         self.core.patch_namespaced_pod_status(
             state.name,
             state.namespace,
-            self._status_patch(state),
+            status_patch(state, node_name=self.node_name, host_ip=HOST_IP, now=now),
             _content_type=MERGE_PATCH,
             _preload_content=False,
         )
-
-    def _status_patch(self, state: _PodState) -> JSON:
-        ready = "True" if state.ready else "False"
-        bound = rfc3339(state.bound_at)
-        changed = rfc3339(state.ready_changed_at or state.bound_at)
-        started = rfc3339(state.started_at or state.bound_at)
-
-        def condition(kind: str, status: str, since: str) -> JSON:
-            entry: JSON = {"type": kind, "status": status, "lastTransitionTime": since}
-            if status == "False":
-                entry["reason"] = "ContainersNotReady"
-            return entry
-
-        if state.stage is _Stage.TERMINATED:
-            code = state.exit_code if state.exit_code is not None else 1
-            terminated: JSON = {
-                "exitCode": code,
-                "reason": "Completed" if code == 0 else "Error",
-                "startedAt": started,
-                "finishedAt": rfc3339(state.last_finished_at or utcnow()),
-            }
-            if state.termination_message:
-                terminated["message"] = state.termination_message
-            current: JSON = {"terminated": terminated}
-        elif state.stage is _Stage.CRASH_WAITING:
-            current = {
-                "waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": f"back-off restarting failed container (sandbox {self.node_name})",
-                }
-            }
-        else:
-            current = {"running": {"startedAt": started}}
-        last: JSON = {}
-        if state.last_finished_at is not None and state.stage is not _Stage.TERMINATED:
-            last = {
-                "terminated": {
-                    "exitCode": 1,
-                    "reason": "Error",
-                    "startedAt": started,
-                    "finishedAt": rfc3339(state.last_finished_at),
-                }
-            }
-        statuses = [
-            {
-                "name": container.get("name", f"c{index}"),
-                "image": container.get("image", ""),
-                "imageID": f"sandbox://{container.get('image', '')}",
-                "containerID": f"sandbox://{state.uid}/{index}",
-                "ready": state.ready,
-                "started": state.stage not in (_Stage.CRASH_WAITING, _Stage.TERMINATED),
-                "restartCount": state.restart_count,
-                "state": current,
-                "lastState": last,
-            }
-            for index, container in enumerate(state.containers)
-        ]
-        phase = "Running"
-        if state.stage is _Stage.TERMINATED:
-            phase = "Succeeded" if state.exit_code == 0 else "Failed"
-        return {
-            # As the kubelet does: the uid makes the patch fail on a recreated namesake.
-            "metadata": {"uid": state.uid},
-            "status": {
-                "phase": phase,
-                "hostIP": HOST_IP,
-                "podIP": state.ip,
-                "podIPs": [{"ip": state.ip}],
-                "startTime": bound,
-                "conditions": [
-                    condition("Initialized", "True", bound),
-                    condition("Ready", ready, changed),
-                    condition("ContainersReady", ready, changed),
-                    condition("PodScheduled", "True", bound),
-                ],
-                "containerStatuses": statuses,
-            },
-        }
 
     def _finish_deletion(self, pod: JSON) -> None:
         meta = pod["metadata"]
@@ -937,14 +682,14 @@ class NodeAgent:
         if state is not None and state.uid == meta["uid"]:
             self._forget(state)
 
-    def _forget(self, state: _PodState) -> None:
+    def _forget(self, state: PodState) -> None:
         with self._lock:
             if self._pods.get((state.namespace, state.name)) is state:
                 del self._pods[(state.namespace, state.name)]
         state.token += 1  # cancels pending timers
         self._release(state)
 
-    def _release(self, state: _PodState) -> None:
+    def _release(self, state: PodState) -> None:
         """Stop the pod's process, drop its scrape target and give back its address."""
         self._remove_file_sd(state)
         if state.output is not None:
@@ -961,12 +706,12 @@ class NodeAgent:
 
     # -- Prometheus file_sd ------------------------------------------------------------
 
-    def _file_sd_path(self, state: _PodState) -> Path | None:
+    def _file_sd_path(self, state: PodState) -> Path | None:
         if self.file_sd_dir is None or not self.run_processes:
             return None
         return self.file_sd_dir / f"{state.namespace}_{state.name}.json"
 
-    def _write_file_sd(self, state: _PodState) -> None:
+    def _write_file_sd(self, state: PodState) -> None:
         path = self._file_sd_path(state)
         if path is None or state.process is None:
             return
@@ -978,7 +723,7 @@ class NodeAgent:
         }
         write_file_sd(path, [f"{state.ip}:{self.app_port}"], labels)
 
-    def _remove_file_sd(self, state: _PodState) -> None:
+    def _remove_file_sd(self, state: PodState) -> None:
         path = self._file_sd_path(state)
         if path is not None:
             path.unlink(missing_ok=True)

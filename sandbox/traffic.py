@@ -33,11 +33,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client import ApiException
 
+from controller.names import REVISION_LABEL
 from sandbox.demo_app import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
-REVISION_LABEL = "deployctl.io/revision"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 # Newest first: the sandbox CRD serves both; a real cluster may have only one of them.
 GATEWAY_VERSIONS = ("v1", "v1beta1")

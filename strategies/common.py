@@ -22,20 +22,14 @@ from datetime import timedelta
 from controller.api import Rollout
 from controller.api import reasons as r
 from controller.api.rollout import Hook
-from controller.api.status import AnalysisRunStatus, Phase, parse_timestamp, timestamp
-from strategies.context import Context, Outcome
+from controller.api.status import AnalysisRunStatus, Phase, RevisionOutcome
+from controller.times import parse_timestamp, timestamp
+from strategies.context import Context
 
 
 def services(ctx: Context) -> list[str]:
     """Every Service the strategy names, in spec order."""
-    strategy = ctx.rollout.spec.strategy
-    if strategy.canary is not None:
-        names = [strategy.canary.stable_service, strategy.canary.canary_service]
-    elif strategy.blue_green is not None:
-        names = [strategy.blue_green.active_service, strategy.blue_green.preview_service]
-    else:
-        names = []
-    return [n for n in names if n is not None]
+    return ctx.rollout.spec.strategy.service_names
 
 
 def _others(ctx: Context) -> list[str]:
@@ -249,7 +243,7 @@ def retry(ctx: Context, *, by: str) -> None:
     ctx.event(r.RETRIED, f"retry of revision {ctx.revision} requested by {by or 'unknown'}")
 
 
-def abort(ctx: Context, *, reason: str, message: str, outcome: Outcome) -> None:
+def abort(ctx: Context, *, reason: str, message: str, outcome: RevisionOutcome) -> None:
     """Fail the rollout: Degraded with ``reason``; the strategy then restores stable."""
     ctx.update(
         aborted=True,

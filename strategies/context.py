@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from controller.api import Rollout
 from controller.api import reasons as r
@@ -23,20 +23,15 @@ from controller.api.status import (
     AnalysisRunStatus,
     HistoryEntry,
     Phase,
+    RevisionOutcome,
     RolloutStatus,
-    parse_timestamp,
-    timestamp,
 )
+from controller.names import CI_ANNOTATION_PREFIX, REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+from controller.times import parse_timestamp, timestamp
 from strategies.observed import Observed, Request, RevisionState
 from strategies.plan import Plan, PlanEvent
 
-REQUESTED_BY_ANNOTATION = "deployctl.io/requested-by"
-REASON_ANNOTATION = "deployctl.io/reason"
-CI_ANNOTATION_PREFIX = "deployctl.io/ci-"
-
 _STATUS_FIELDS = frozenset(RolloutStatus.model_fields)
-
-Outcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]
 
 
 @dataclass
@@ -192,7 +187,7 @@ class Context:
         )
         self.update(history=[*self.status.history, entry][-MAX_HISTORY:])
 
-    def history_finish(self, revision: str | None, outcome: Outcome, message: str) -> None:
+    def history_finish(self, revision: str | None, outcome: RevisionOutcome, message: str) -> None:
         """Close the newest still-progressing entry of ``revision`` with ``outcome``."""
         self._history_edit(
             revision,
@@ -209,23 +204,30 @@ class Context:
 
     def history_note_once(self, revision: str | None, note: str) -> None:
         """Add ``note`` to the revision's newest entry, finished or not, unless it is there."""
-        history = list(self.status.history)
-        for index in range(len(history) - 1, -1, -1):
-            entry = history[index]
-            if entry.revision == revision:
-                if note not in entry.events:
-                    events = [*entry.events, note][-20:]
-                    history[index] = entry.model_copy(update={"events": events})
-                    self.update(history=history)
-                return
+        self._history_edit(
+            revision,
+            lambda e: e.model_copy(update={"events": [*e.events, note][-20:]}),
+            finished_too=True,
+            unless=lambda e: note in e.events,
+        )
 
-    def _history_edit(self, revision: str | None, edit: Callable[[HistoryEntry], Any]) -> None:
+    def _history_edit(
+        self,
+        revision: str | None,
+        edit: Callable[[HistoryEntry], HistoryEntry],
+        *,
+        finished_too: bool = False,
+        unless: Callable[[HistoryEntry], bool] = lambda _entry: False,
+    ) -> None:
+        """Edit the revision's newest entry (the newest still progressing, unless
+        ``finished_too``); nothing when there is none or ``unless`` holds for it."""
         history = list(self.status.history)
         for index in range(len(history) - 1, -1, -1):
             entry = history[index]
-            if entry.revision == revision and entry.outcome == "Progressing":
-                history[index] = edit(entry)
-                self.update(history=history)
+            if entry.revision == revision and (finished_too or entry.outcome == "Progressing"):
+                if not unless(entry):
+                    history[index] = edit(entry)
+                    self.update(history=history)
                 return
 
     # -- the result ---------------------------------------------------------------

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
-Action = Literal["promote", "promoteFull", "abort", "retry", "approve"]
+from controller.requests import Request
+
+__all__ = ["Observed", "Request", "RevisionState"]
 
 
 @dataclass(frozen=True)
@@ -29,19 +30,6 @@ class RevisionState:
 
 
 @dataclass(frozen=True)
-class Request:
-    """A manual request. Its ``id`` makes it exactly-once: see ``status.lastHandledRequest``.
-
-    The reconciler reads it from the ``deployctl.io/request`` annotation with
-    ``controller.requests.parse_request`` and passes the same three fields here.
-    """
-
-    action: Action
-    id: str
-    by: str = ""
-
-
-@dataclass(frozen=True)
 class Observed:
     """Everything a strategy may look at besides the Rollout itself."""
 
@@ -51,6 +39,7 @@ class Observed:
     route_weights: Mapping[str, int] | None = None
     """Revision -> backendRef weight on the HTTPRoute; None without traffic routing."""
     request: Request | None = None
+    """The pending manual request (``controller.requests.parse_request``), if any."""
 
     def state(self, revision: str | None) -> RevisionState:
         """The revision's ReplicaSet, or an empty one when it does not exist (yet)."""

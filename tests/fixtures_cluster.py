@@ -18,8 +18,7 @@ Every test depending on ``control_plane`` (directly or through another fixture) 
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +40,6 @@ Watch: Any = k8s_watch.Watch
 def name_of(obj: Any) -> str:
     """``obj.metadata.name`` of a typed model, whose metadata is Optional in the stubs."""
     return str(obj.metadata.name)
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; fail the test naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -23,6 +23,7 @@ by the measurement loop (``judge_alert``); pure except for the parser.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -95,7 +96,14 @@ def _matcher_text(name: str, op: str, value: str) -> str:
     return f"{name}{op}{json.dumps(value)}"
 
 
-def _selector_text(node: Any, extra: Mapping[str, str]) -> str:
+def _selector_text(
+    node: Any, extra: Mapping[str, str], *, lookback: timedelta | None = None
+) -> str:
+    """The selector ``node`` with the ``extra`` matchers added, printed as PromQL.
+
+    With ``lookback`` the selector looks that far back (``offset``; nothing for zero)
+    instead of keeping its own ``offset`` and ``@``.
+    """
     parts: list[str] = []
     for matcher in node.matchers.matchers:
         if node.name and matcher.name == "__name__":
@@ -103,6 +111,8 @@ def _selector_text(node: Any, extra: Mapping[str, str]) -> str:
         parts.append(_matcher_text(matcher.name, _OPS[str(matcher.op)], matcher.value))
     parts += [_matcher_text(k, "=", v) for k, v in extra.items()]
     text = f"{node.name or ''}{{{','.join(parts)}}}"
+    if lookback is not None:
+        return text + (f" offset {promql_parser.display_duration(lookback)}" if lookback else "")
     if node.offset is not None:
         offset: timedelta = node.offset
         seconds = offset.total_seconds()
@@ -198,17 +208,37 @@ def presence_queries(rule: AlertRule, matchers: Mapping[str, str]) -> list[str]:
     promotes): a 5xx counter that has not yet been scraped twice makes no rate at all."""
     parsed = promql_parser.parse(rule.expr)
     window = _longest_range(parsed)
-    offset = f" offset {promql_parser.display_duration(window)}" if window else ""
     queries: list[str] = []
     for node in _selectors(parsed):
-        bare = [m for m in node.matchers.matchers if not (node.name and m.name == "__name__")]
-        parts = [_matcher_text(m.name, _OPS[str(m.op)], m.value) for m in bare]
-        parts += [_matcher_text(k, "=", v) for k, v in matchers.items()]
-        text = f"{node.name or ''}{{{','.join(parts)}}}{offset}"
+        text = _selector_text(node, matchers, lookback=window)
         promql_parser.parse(text)  # our own output must parse
         if text not in queries:
             queries.append(text)
     return queries
+
+
+@dataclass(frozen=True)
+class ScopedRule:
+    """A rule restricted to one revision: its query, and its series' presence queries."""
+
+    query: str
+    presence: tuple[str, ...]
+
+
+def scoped(rule: AlertRule, matchers: Mapping[str, str]) -> ScopedRule:
+    """``scope`` and ``presence_queries`` of ``rule`` for ``matchers``, parsed once.
+
+    The measurement loop asks for the same rules and revision on every pass (and again
+    for the requeue time); the parsing and rewriting are done once per rule and
+    revision. RulesError as ``scope`` raises it (never cached).
+    """
+    return _scoped(rule, tuple(matchers.items()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _scoped(rule: AlertRule, matchers: tuple[tuple[str, str], ...]) -> ScopedRule:
+    by_name = dict(matchers)
+    return ScopedRule(scope(rule, by_name), tuple(presence_queries(rule, by_name)))
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from controller.analysis.templating import QueryContext, TemplateError, render
 from controller.analysis.values import QueryFailure, RangeOutcome, RangeResult, Sample
 from controller.analysis.verdict import evaluate
 from controller.api.analysis import AnalysisTemplate, Metric
-from controller.api.status import parse_timestamp
+from controller.times import parse_timestamp
 
-Outcome = Literal["Passed", "Failed", "Inconclusive", "Error"]
+BacktestVerdict = Literal["Passed", "Failed", "Inconclusive", "Error"]
 
 
 class RangeFetcher(Protocol):
@@ -75,7 +75,7 @@ class MetricReport:
     failure: QueryFailure | None = None
 
     @property
-    def outcome(self) -> Outcome:
+    def outcome(self) -> BacktestVerdict:
         """Passed only with no event at all and at least one Successful measurement."""
         phases = {e.phase for e in self.events}
         if "Failed" in phases:

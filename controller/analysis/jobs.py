@@ -13,7 +13,7 @@ A Job is owned by the Rollout (garbage-collected with it) and labelled with the
 rollout, the revision it checks and the analysis run; its name is derived from those
 and the attempt number, so a controller restarted mid-check finds its Job again instead
 of starting a second one. Finished Jobs beyond ``JOB_HISTORY_LIMIT`` per rollout are
-deleted, oldest first.
+deleted, oldest first, each time one of its Jobs gives its verdict (``tidy``).
 """
 
 from __future__ import annotations
@@ -28,16 +28,14 @@ from typing import Any, Protocol
 import structlog
 
 from controller.analysis.verdict import Judgement
-from controller.api.revision import ROLLOUT_LABEL
 from controller.api.rollout import JobProvider
 from controller.cache import Cache, Obj
+from controller.names import ANALYSIS_LABEL, FOR_REVISION_LABEL, METRIC_LABEL, ROLLOUT_LABEL
+from controller.times import parse_timestamp
 
 log = structlog.stdlib.get_logger(__name__)
 
 
-FOR_REVISION_LABEL = "deployctl.io/for-revision"
-ANALYSIS_LABEL = "deployctl.io/analysis"
-METRIC_LABEL = "deployctl.io/metric"
 JOB_HISTORY_LIMIT = 10
 # While a Job runs, look at it at least this often (Job events also wake the rollout).
 JOB_POLL_SECONDS = 5.0
@@ -134,7 +132,7 @@ def _recent(condition: Obj, now: datetime | None) -> bool:
     if now is None or not since:
         return False
     try:
-        changed = datetime.fromisoformat(str(since).replace("Z", "+00:00"))
+        changed = parse_timestamp(str(since))
     except ValueError:
         return False
     return (now - changed).total_seconds() < EVIDENCE_WAIT

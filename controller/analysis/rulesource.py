@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from controller.analysis.alertrules import AlertRule, RulesError, load_rules
+from controller.kube.errors import Forbidden, KubeError, NotFound
 
 ConfigMapReader = Callable[[str, str], Mapping[str, str]]
 DEFAULT_TTL = 15.0
@@ -43,14 +44,13 @@ class ConfigMapRules:
             return cached[1]
         try:
             data = self.read(namespace, name)
-        except Exception as exc:  # noqa: BLE001 - mapped to a message naming the ConfigMap
-            code = getattr(exc, "code", None)
-            if code == 404:
-                raise RulesError(f"no ConfigMap {namespace}/{name}") from None
-            if code == 403:
-                raise RulesError(
-                    f"the controller may not read ConfigMap {namespace}/{name} (RBAC)"
-                ) from None
+        except NotFound:
+            raise RulesError(f"no ConfigMap {namespace}/{name}") from None
+        except Forbidden:
+            raise RulesError(
+                f"the controller may not read ConfigMap {namespace}/{name} (RBAC)"
+            ) from None
+        except (KubeError, ValueError) as exc:  # ValueError: a reply that is not JSON
             raise RulesError(f"cannot read ConfigMap {namespace}/{name}: {exc}") from None
         with self._lock:
             self._cache[(namespace, name)] = (now, data)

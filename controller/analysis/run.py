@@ -39,8 +39,7 @@ from controller.analysis.alertrules import (
     AlertRule,
     RulesError,
     judge_alert,
-    presence_queries,
-    scope,
+    scoped,
     select_rules,
 )
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
@@ -57,9 +56,8 @@ from controller.api.status import (
     Measurement,
     MetricResult,
     Verdict,
-    parse_timestamp,
-    timestamp,
 )
+from controller.times import parse_timestamp, timestamp
 
 log = structlog.get_logger(__name__)
 
@@ -252,6 +250,15 @@ def record(
     return _with_phase(run, results)
 
 
+def cannot_run(
+    run: AnalysisRunStatus, metric: Metric, why: str, *, now: datetime
+) -> AnalysisRunStatus:
+    """The run after ``metric`` turned out impossible to measure (a template problem, a
+    rules file that cannot be read, a provider this controller lacks): a permanent
+    Error saying ``why``, so the metric stops at once instead of waiting for data."""
+    return record(run, metric, Judgement("Error", None, why, permanent=True), now=now)
+
+
 def _with_phase(run: AnalysisRunStatus, results: list[MetricResult]) -> AnalysisRunStatus:
     phase = run_phase(results)
     if phase in ("Failed", "Inconclusive", "Error"):
@@ -420,18 +427,20 @@ class AnalysisEngine:
                 if not rules:
                     raise RulesError(f"ConfigMap {source.config_map} has no alerting rule")
                 matchers = {source.namespace_label: namespace, source.revision_label: revision}
-                expanded = [
-                    replace(
-                        item,
-                        metric=item.metric.model_copy(
-                            update={"name": f"{item.metric.name}/{rule.name}"}
-                        ),
-                        alert=rule,
-                        query=scope(rule, matchers),
-                        presence=tuple(presence_queries(rule, matchers)),
+                expanded = []
+                for rule in rules:
+                    queries = scoped(rule, matchers)
+                    expanded.append(
+                        replace(
+                            item,
+                            metric=item.metric.model_copy(
+                                update={"name": f"{item.metric.name}/{rule.name}"}
+                            ),
+                            alert=rule,
+                            query=queries.query,
+                            presence=queries.presence,
+                        )
                     )
-                    for rule in rules
-                ]
             except RulesError as exc:
                 out.append(replace(item, problem=f"{item.metric.name}: {exc}"))
                 continue
@@ -457,10 +466,10 @@ class AnalysisEngine:
         for item in bound:
             if item.metric.name not in due:
                 continue
-            if item.problem:
-                log.warning("analysis metric cannot run", run=run.key, error=item.problem)
-                failure = Judgement("Error", None, item.problem, permanent=True)
-                run = record(run, item.metric, failure, now=now)
+            why_not = item.problem or self._lacking(item.metric)
+            if why_not:
+                log.warning("analysis metric cannot run", run=run.key, error=why_not)
+                run = cannot_run(run, item.metric, why_not, now=now)
             elif item.alert is not None:
                 run = self._check_alert(run, item, item.alert, now=now)
             elif item.metric.job is not None:
@@ -470,6 +479,14 @@ class AnalysisEngine:
             else:
                 run = self._measure(run, item, context=context, now=now)
         return run
+
+    def _lacking(self, metric: Metric) -> str:
+        """Why this engine cannot measure ``metric`` at all (no provider for it), or ""."""
+        if metric.job is not None and self.jobs is None:
+            return f"{metric.name}: this controller cannot run Jobs"
+        if metric.web is not None and self.web is None:
+            return f"{metric.name}: this controller cannot send HTTP checks"
+        return ""
 
     def _check_alert(
         self, run: AnalysisRunStatus, item: BoundMetric, rule: AlertRule, *, now: datetime
@@ -500,15 +517,8 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         web = metric.web
-        assert web is not None
+        assert web is not None and self.web is not None
         breach_since = _breach_since(run, metric.name)
-        if self.web is None:
-            failure = QueryFailure(
-                kind="rejected", query="", message="this controller cannot send HTTP checks"
-            )
-            return record(
-                run, metric, judge_failure(metric.name, failure, breach_since=None), now=now
-            )
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
@@ -527,16 +537,8 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         provider = metric.job
-        assert provider is not None
+        assert provider is not None and self.jobs is not None
         result = _result(run, metric.name) or MetricResult(name=metric.name)
-        if self.jobs is None:
-            failure = Judgement(
-                phase="Error",
-                value=None,
-                message=f"{metric.name}: this controller cannot run Jobs",
-                permanent=True,
-            )
-            return record(run, metric, failure, now=now)
         attempt = result.successful + result.failed + result.inconclusive + result.error
         check = JobCheck(
             namespace=str(context.rollout_namespace),
@@ -556,6 +558,8 @@ class AnalysisEngine:
             running = result.model_copy(update={"job": check.name})
             results = [running if r.name == metric.name else r for r in run.metrics]
             return run.model_copy(update={"metrics": results})
+        # A Job finished: the only moment the rollout's finished Jobs can exceed the limit.
+        self.jobs.tidy(check.namespace, check.rollout)
         return _logged(run, metric, judgement, now=now)
 
     def next_due(

@@ -36,6 +36,7 @@ from controller.analysis.values import QueryFailure
 from controller.analysis.webcheck import WebReply
 from controller.api.analysis import WebProvider
 from controller.cache import Cache, Obj
+from controller.kube.errors import Forbidden, KubeError, NotFound
 
 ServiceAddressMode = Literal["dns", "pods"]
 MAX_BODY = 64 * 1024
@@ -105,18 +106,17 @@ class WebChecks:
             ref = header.value_from.secret_key_ref
             try:
                 data = self.secrets(namespace, ref.name)
-            except Exception as exc:  # noqa: BLE001 - mapped to a message below
-                code = getattr(exc, "code", None)
-                if code == 403:
-                    raise SecretProblem(
-                        f"header {header.name}: the controller may not read Secret "
-                        f"{namespace}/{ref.name}; grant its ServiceAccount `get` on that "
-                        "Secret with a Role and RoleBinding in this namespace (docs/analysis.md)"
-                    ) from None
-                if code == 404:
-                    raise SecretProblem(
-                        f"header {header.name}: no Secret {namespace}/{ref.name}"
-                    ) from None
+            except Forbidden:
+                raise SecretProblem(
+                    f"header {header.name}: the controller may not read Secret "
+                    f"{namespace}/{ref.name}; grant its ServiceAccount `get` on that "
+                    "Secret with a Role and RoleBinding in this namespace (docs/analysis.md)"
+                ) from None
+            except NotFound:
+                raise SecretProblem(
+                    f"header {header.name}: no Secret {namespace}/{ref.name}"
+                ) from None
+            except (KubeError, ValueError) as exc:  # ValueError: undecodable data
                 raise SecretProblem(
                     f"header {header.name}: cannot read Secret {namespace}/{ref.name}: "
                     f"{type(exc).__name__}"

@@ -1,6 +1,6 @@
 """Judging an HTTP check's reply: status code first, then an optional value in the JSON.
 
-Pure: ``controller.analysis.web`` sends the request (httpx, retried with tenacity) and
+Pure: ``controller.analysis.web`` sends the request (requests, retried with tenacity) and
 hands over a ``WebReply``; this module turns it into a ``Judgement``. The rules:
 
 - a status code outside ``successCodes`` (default: any 2xx) is **Failed**, with the
@@ -84,6 +84,16 @@ def _text(value: Any) -> str:
     return json.dumps(value)
 
 
+def _number(value: Any) -> float | None:
+    """A JSON number, or a string holding one; None for anything else (true is not 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def judge_reply(
     metric: Metric,
     web: WebProvider,
@@ -118,13 +128,8 @@ def judge_reply(
     if web.equals is not None:
         message = f"{name}: {said}, {web.json_path} = {text!r} (want {web.equals!r})"
         return Judgement("Successful" if text == web.equals else "Failed", text, message)
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return Judgement(
-            "Inconclusive", text, f"{name}: {said}, {web.json_path} = {text!r} is not a number"
-        )
-    try:
-        number = float(value)
-    except ValueError:
+    number = _number(value)
+    if number is None:
         return Judgement(
             "Inconclusive", text, f"{name}: {said}, {web.json_path} = {text!r} is not a number"
         )

@@ -31,14 +31,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, model_validator
 
 from controller.api.common import ApiModel, ObjectMeta, ObjectName
+from controller.api.cron import CronError, CronSchedule
 from controller.api.duration import Duration
 from controller.api.rollout import LabelSelector
-from controller.policy.cron import CronError, CronSchedule
-
-EXEMPT_KEY = "deployctl.io/exempt"
-"""Label or annotation marking a change as exempt: one of ``EXEMPTION_KINDS``."""
-OVERRIDE_REASON_ANNOTATION = "deployctl.io/override-reason"
-"""Why an exempt change overrides a freeze or window; required for the override."""
 
 Exemption = Literal["hotfix", "security", "regression", "release-blocker"]
 EXEMPTION_KINDS: tuple[Exemption, ...] = ("hotfix", "security", "regression", "release-blocker")

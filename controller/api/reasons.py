@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final, Literal
 
-from controller.api.status import Condition, timestamp
+from controller.api.status import Condition
+from controller.times import timestamp
 
 
 class ConditionType:

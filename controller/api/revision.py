@@ -12,8 +12,6 @@ import json
 
 from controller.api.rollout import PodTemplateSpec
 
-REVISION_LABEL = "deployctl.io/revision"
-ROLLOUT_LABEL = "deployctl.io/rollout"
 HASH_LENGTH = 10
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # like Kubernetes' SafeEncodeString: no vowels
 

@@ -243,6 +243,18 @@ class Strategy(ApiModel):
             return "blueGreen"
         return "rolling"
 
+    @property
+    def service_names(self) -> list[str]:
+        """Every Service the strategy names, in spec order: stable and canary, or active
+        and preview (rolling names none)."""
+        if self.canary is not None:
+            names = [self.canary.stable_service, self.canary.canary_service]
+        elif self.blue_green is not None:
+            names = [self.blue_green.active_service, self.blue_green.preview_service]
+        else:
+            names = []
+        return [str(n) for n in names if n]
+
 
 class LabelSelector(ApiModel):
     match_labels: dict[str, str] = Field(default_factory=dict)

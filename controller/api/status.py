@@ -8,13 +8,16 @@ Lists are bounded: measurements per metric and history entries keep the newest.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from controller.api.common import ApiModel
+
+# Status times are written and read by ``controller.times``; importable from here too.
+from controller.times import parse_timestamp as parse_timestamp
+from controller.times import timestamp as timestamp
 
 MAX_MEASUREMENTS = 10
 MAX_HISTORY = 20
@@ -93,6 +96,10 @@ class AnalysisRunStatus(StatusModel):
     message: str = ""
 
 
+RevisionOutcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]
+"""How a revision's rollout ended; its history entry says "Progressing" until then."""
+
+
 class HistoryEntry(StatusModel):
     revision: str
     images: dict[str, str] = Field(default_factory=dict)
@@ -102,9 +109,7 @@ class HistoryEntry(StatusModel):
     ci: dict[str, str] = Field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
-    outcome: Literal["Progressing", "Promoted", "RolledBack", "Aborted", "Superseded"] = (
-        "Progressing"
-    )
+    outcome: Literal["Progressing", RevisionOutcome] = "Progressing"
     message: str = ""
     events: list[str] = Field(default_factory=list, description="Policy decisions, approvals")
 
@@ -153,18 +158,3 @@ class RolloutStatus(StatusModel):
     history: Annotated[list[HistoryEntry], Field(max_length=MAX_HISTORY)] = Field(
         default_factory=list
     )
-
-
-def timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with whole seconds, as every status time is written."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(value: str) -> datetime:
-    """The inverse of ``timestamp``; also reads offsets and fractions other writers use."""
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

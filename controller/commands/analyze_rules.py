@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from controller.exitcodes import Exit
+from controller.times import timestamp
 
 
 def backtest_rules(
@@ -131,4 +132,4 @@ def backtest_rules(
 def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(datetime.fromtimestamp(moment, UTC))

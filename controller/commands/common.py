@@ -43,7 +43,7 @@ Kubeconfig = Annotated[
         show_default=False,
     ),
 ]
-Context = Annotated[
+KubeContext = Annotated[
     str | None, typer.Option("--context", help="Kubeconfig context", show_default=False)
 ]
 Namespace = Annotated[
@@ -209,7 +209,8 @@ def controller_state(
 
     ``lease`` is (namespace, name); by default the operator's, as the environment says.
     """
-    from controller.kube import Forbidden, NotFound, parse_time
+    from controller.kube import Forbidden, NotFound
+    from controller.times import parse_timestamp
 
     namespace, name = lease or (
         os.environ.get(CONTROLLER_NAMESPACE_ENV, DEFAULT_CONTROLLER_NAMESPACE),
@@ -228,7 +229,7 @@ def controller_state(
     duration = float(spec.get("leaseDurationSeconds") or 15)
     if not holder or not renewed:
         return ControllerState(False, f"Lease {namespace}/{name} is not held")
-    age = ((now or datetime.now(UTC)) - parse_time(str(renewed))).total_seconds()
+    age = ((now or datetime.now(UTC)) - parse_timestamp(str(renewed))).total_seconds()
     # Twice the duration: a leader between renewals, or a clock a little off, is alive.
     if age > 2 * duration:
         return ControllerState(

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from controller.commands.common import (
-    Context,
     Kubeconfig,
+    KubeContext,
     Namespace,
     Output,
     OutputOpt,
@@ -29,19 +29,18 @@ from controller.commands.common import (
     require_controller,
 )
 from controller.exitcodes import Exit
+from controller.names import REQUEST_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL
 
 Name = Annotated[str, typer.Argument(help="The Rollout", show_default=False)]
 AckTimeout = Annotated[
     float, typer.Option("--ack-timeout", help="Seconds to wait for the controller to act")
 ]
-REVISION_LABEL = "deployctl.io/revision"
-ROLLOUT_LABEL = "deployctl.io/rollout"
 
 
 def send_request(session: Session, name: str, action: str, *, ack_timeout: float) -> dict[str, Any]:
     """Write the request annotation; wait until status.lastHandledRequest carries its id."""
     from controller.kube import Conflict
-    from controller.requests import REQUEST_ANNOTATION, new_request
+    from controller.requests import new_request
 
     request = new_request(action, by=session.user)  # type: ignore[arg-type]
     for _attempt in range(5):
@@ -131,7 +130,7 @@ def promote(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Move past the current step (a pause, an approval), or with --full to the end."""
@@ -153,7 +152,7 @@ def abort(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Send all traffic back to stable and scale the canary to zero."""
@@ -175,7 +174,7 @@ def retry(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Start an aborted revision again from its first step."""
@@ -197,7 +196,7 @@ def approve(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Grant a pending approval (a policy rule or an approval step), recorded with who."""
@@ -252,7 +251,7 @@ def pause(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Hold the rollout where it is (spec.paused=true); timers stop."""
@@ -273,7 +272,7 @@ def resume(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Continue a paused rollout (spec.paused=false); timers resume where they stopped."""
@@ -346,7 +345,7 @@ def undo(
     timeout: Annotated[str, typer.Option("--timeout", help="With --wait")] = "30m",
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Go back to an earlier revision's pod template (default: the previous promoted one).
@@ -362,7 +361,7 @@ def undo(
         validate_rollout,
     )
     from controller.kube import merge_patch
-    from controller.requests import REQUEST_ANNOTATION, new_request
+    from controller.requests import new_request
 
     timeout_seconds = parse_duration_seconds(timeout)
     session = connect(kubeconfig, context, namespace)

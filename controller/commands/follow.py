@@ -15,7 +15,7 @@ from typing import Any
 from controller.commands.common import Session, controller_state, get_rollout
 from controller.commands.render import Narrator, latest_measurements
 from controller.exitcodes import Exit
-from controller.rollout_outcome import Outcome, judge
+from controller.rollout_outcome import WaitOutcome, judge
 
 CONTROLLER_CHECK_SECONDS = 15.0
 
@@ -31,7 +31,7 @@ def follow(
     poll_interval: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[Outcome, dict[str, Any]]:
+) -> tuple[WaitOutcome, dict[str, Any]]:
     """Poll the Rollout until ``judge`` decides or ``timeout`` seconds pass."""
     narrator = Narrator(revision, generation)
     started = clock()
@@ -48,7 +48,7 @@ def follow(
         if now - started >= timeout:
             status = rollout.get("status") or {}
             return (
-                Outcome(
+                WaitOutcome(
                     "TimedOut",
                     Exit.TIMEOUT,
                     f"still {status.get('phase') or 'pending'} after {timeout:.0f} s"
@@ -61,7 +61,7 @@ def follow(
             state = controller_state(session)
             if not state.running:
                 return (
-                    Outcome(
+                    WaitOutcome(
                         "NoController", Exit.UNREACHABLE, f"the controller stopped: {state.detail}"
                     ),
                     rollout,
@@ -71,7 +71,7 @@ def follow(
 
 def outcome_document(
     rollout: Mapping[str, Any],
-    outcome: Outcome,
+    outcome: WaitOutcome,
     *,
     revision: str,
     seconds: float,

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from controller.commands.common import (
-    Context,
     Kubeconfig,
+    KubeContext,
     Namespace,
     Output,
     OutputOpt,
@@ -162,7 +162,7 @@ def create(
     timeout: TimeoutOpt = "2h",
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Create a Release from a file (and its ClusterTargets); images may be given here."""
@@ -226,7 +226,7 @@ def finish_wait(
 ) -> None:
     """Follow to the outcome, print it, exit with its code."""
     from controller.commands.release_view import ReleaseNarrator, judge_release, status_document
-    from controller.rollout_outcome import Outcome
+    from controller.rollout_outcome import WaitOutcome
 
     narrator = ReleaseNarrator()
     next_check = time.monotonic() + CONTROLLER_CHECK_SECONDS
@@ -240,12 +240,12 @@ def finish_wait(
         now = time.monotonic()
         if outcome is None and now - started >= timeout:
             phase = (raw.get("status") or {}).get("phase") or "pending"
-            outcome = Outcome("TimedOut", Exit.TIMEOUT, f"still {phase} after {timeout:.0f} s")
+            outcome = WaitOutcome("TimedOut", Exit.TIMEOUT, f"still {phase} after {timeout:.0f} s")
         if outcome is None and now >= next_check:
             next_check = now + CONTROLLER_CHECK_SECONDS
             state = controller_state(session, lease=release_lease())
             if not state.running:
-                outcome = Outcome(
+                outcome = WaitOutcome(
                     "NoController",
                     Exit.UNREACHABLE,
                     f"the release controller stopped: {state.detail}",
@@ -278,7 +278,7 @@ def status(
     timeout: TimeoutOpt = "2h",
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Waves x clusters with their phases; exit 1 when the release failed or rolled back."""
@@ -312,7 +312,8 @@ def status(
 def send_request(session: Session, name: str, action: str, *, ack_timeout: float) -> dict[str, Any]:
     """Write the request annotation; wait until status.lastHandledRequest carries its id."""
     from controller.kube import Conflict
-    from controller.requests import REQUEST_ANNOTATION, new_request
+    from controller.names import REQUEST_ANNOTATION
+    from controller.requests import new_request
 
     request = new_request(action, by=session.user)  # type: ignore[arg-type]
     for _attempt in range(5):
@@ -370,7 +371,7 @@ def promote(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """End the soak of the current wave now (its clusters must be Healthy)."""
@@ -387,7 +388,7 @@ def abort(
     ack_timeout: AckTimeout = 30.0,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Halt: change no further cluster (with onFailure rollbackAll, return the changed ones)."""

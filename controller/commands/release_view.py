@@ -18,7 +18,7 @@ from controller.api.duration import format_duration
 from controller.api.release import Release
 from controller.commands.render import age
 from controller.exitcodes import Exit
-from controller.rollout_outcome import Outcome
+from controller.rollout_outcome import WaitOutcome
 
 COLOURS = {
     "Healthy": "green",
@@ -209,7 +209,7 @@ def _details(document: Mapping[str, Any]) -> Table | None:
 # --------------------------------------------------------------------------- --wait
 
 
-def judge_release(raw: Mapping[str, Any]) -> Outcome | None:
+def judge_release(raw: Mapping[str, Any]) -> WaitOutcome | None:
     """The outcome ``--wait`` reports, or None to keep waiting.
 
     Succeeded is 0; a halted or rolled-back release is 1 (a release rolling back is
@@ -222,11 +222,11 @@ def judge_release(raw: Mapping[str, Any]) -> Outcome | None:
     phase, reason = status.get("phase"), str(status.get("reason") or "")
     message = str(status.get("message") or "")
     if phase == "Failed" and reason == "InvalidSpec":
-        return Outcome("InvalidSpec", Exit.USAGE, message)
+        return WaitOutcome("InvalidSpec", Exit.USAGE, message)
     if phase == "Succeeded":
-        return Outcome("Succeeded", Exit.OK, message)
+        return WaitOutcome("Succeeded", Exit.OK, message)
     if phase in ("Failed", "RolledBack"):
-        return Outcome(str(phase), Exit.ROLLED_BACK, f"{reason}: {message}".strip(": "))
+        return WaitOutcome(str(phase), Exit.ROLLED_BACK, f"{reason}: {message}".strip(": "))
     return None
 
 

@@ -15,9 +15,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from controller.names import REVISION_LABEL
+from controller.times import parse_timestamp
 from controller.versions import version_label
 
-REVISION_LABEL = "deployctl.io/revision"
 PHASE_COLOURS = {
     "Healthy": "green",
     "Progressing": "cyan",
@@ -45,7 +46,7 @@ def age(timestamp: str | None, *, now: datetime | None = None) -> str:
     if not timestamp:
         return "-"
     try:
-        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        then = parse_timestamp(timestamp)
     except ValueError:
         return "-"
     seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
@@ -246,9 +247,7 @@ def history_rows(rollout: Mapping[str, Any]) -> list[dict[str, Any]]:
         duration = ""
         if started and finished:
             try:
-                span = datetime.fromisoformat(finished.replace("Z", "+00:00")) - (
-                    datetime.fromisoformat(started.replace("Z", "+00:00"))
-                )
+                span = parse_timestamp(finished) - parse_timestamp(started)
                 duration = duration_text(span.total_seconds())
             except ValueError:
                 duration = ""

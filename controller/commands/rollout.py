@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from controller.commands.common import (
-    Context,
     Kubeconfig,
+    KubeContext,
     Namespace,
     Output,
     OutputOpt,
@@ -156,7 +156,8 @@ def provenance(session: Session, *, reason: str | None) -> dict[str, str]:
 
 
 def override_annotations(kind: str | None, reason: str | None) -> dict[str, str | None]:
-    from controller.api.policy import EXEMPT_KEY, EXEMPTION_KINDS, OVERRIDE_REASON_ANNOTATION
+    from controller.api.policy import EXEMPTION_KINDS
+    from controller.names import EXEMPT_KEY, OVERRIDE_REASON_ANNOTATION
 
     if kind is None:
         # A new revision does not inherit an earlier override: clear it.
@@ -242,7 +243,7 @@ def rollout(
     timeout: Annotated[str, typer.Option("--timeout", help="With --wait")] = "30m",
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Roll out a new revision: set images (and strategy/steps), or apply a file."""

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 
 from controller.commands.common import (
-    Context,
     Kubeconfig,
+    KubeContext,
     Namespace,
     Output,
     OutputOpt,
@@ -27,9 +27,9 @@ from controller.commands.common import (
     print_document,
 )
 from controller.exitcodes import Exit
+from controller.names import ROLLOUT_LABEL
 
 Name = Annotated[str, typer.Argument(help="The Rollout", show_default=False)]
-ROLLOUT_LABEL = "deployctl.io/rollout"
 
 
 def _replicasets(session: Session, name: str) -> list[dict[str, Any]]:
@@ -42,7 +42,7 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw every second")] = False,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Phase, step, weight, replicas per revision, latest measurements, why it paused or aborted."""
@@ -84,7 +84,7 @@ def list_rollouts(
     ] = False,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """All Rollouts of the namespace (or of all namespaces) with phase, step and revisions."""
@@ -110,7 +110,7 @@ def history(
     name: Name,
     output: OutputOpt = Output.text,
     kubeconfig: Kubeconfig = None,
-    context: Context = None,
+    context: KubeContext = None,
     namespace: Namespace = None,
 ) -> None:
     """Revisions, versions, strategy, who, why, outcome and duration, oldest first."""

@@ -30,7 +30,6 @@ from typing import Literal
 from controller.api import Rollout
 from controller.api import reasons as r
 from controller.api.policy import DeliveryPolicy, Exemption, Freeze
-from controller.api.status import timestamp
 from controller.policy.approvals import (
     ApprovalState,
     MajorChange,
@@ -41,6 +40,7 @@ from controller.policy.approvals import (
 from controller.policy.freeze import FreezePeriod, frozen_until, periods_in_force
 from controller.policy.overrides import Override
 from controller.policy.windows import describe, window_state
+from controller.times import timestamp
 
 Verdict = Literal["Allow", "Wait", "NeedsApproval"]
 # A closed window always has a next opening; this is only a guard.

@@ -20,8 +20,9 @@ from datetime import datetime
 
 from controller.api import reasons as r
 from controller.api.reasons import ConditionType, set_condition
-from controller.api.status import MAX_HISTORY, Phase, RolloutStatus, timestamp
+from controller.api.status import MAX_HISTORY, Phase, RolloutStatus
 from controller.policy.evaluate import PolicyDecision
+from controller.times import timestamp
 
 MAX_NOTES = 20
 MAX_MESSAGE = 1024

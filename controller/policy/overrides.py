@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.api.common import ObjectMeta
-from controller.api.policy import EXEMPT_KEY, EXEMPTION_KINDS, OVERRIDE_REASON_ANNOTATION
-from controller.requests import REQUESTED_BY_ANNOTATION
+from controller.api.policy import EXEMPTION_KINDS
+from controller.names import EXEMPT_KEY, OVERRIDE_REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
 
 MAX_REASON = 512
 

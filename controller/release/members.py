@@ -33,7 +33,6 @@ import structlog
 
 from controller.api import reasons as r
 from controller.api.release import ClusterTarget, RolloutRef
-from controller.api.revision import REVISION_LABEL, ROLLOUT_LABEL
 from controller.kube import (
     Conflict,
     Forbidden,
@@ -45,6 +44,7 @@ from controller.kube import (
     merge_patch,
 )
 from controller.metrics import RELEASE_MEMBER_READS
+from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.release import credentials
 from controller.release.observe import (
     MemberRollout,

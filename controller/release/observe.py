@@ -19,7 +19,7 @@ from controller.api.release_status import MAX_EVIDENCE, Evidence
 from controller.api.revision import template_hash
 from controller.api.rollout import PodTemplateSpec
 from controller.policy.hold import HOLD_REASONS
-from controller.rollout_outcome import Outcome, judge
+from controller.rollout_outcome import WaitOutcome, judge
 
 VERDICTS_OF_FAILURE = ("Failed", "Error", "Inconclusive")
 
@@ -74,7 +74,7 @@ class MemberRollout:
         """The member's operator has seen the current spec."""
         return int(self.status.get("observedGeneration") or 0) >= self.generation
 
-    def outcome(self, revision: str) -> Outcome | None:
+    def outcome(self, revision: str) -> WaitOutcome | None:
         """Promoted / RolledBack / InvalidSpec / Superseded for ``revision``, or None."""
         return judge(self.raw, revision=revision, generation=self.generation)
 

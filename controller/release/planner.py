@@ -39,7 +39,6 @@ from pydantic import ValidationError
 
 from controller.api import reasons as r
 from controller.api.duration import format_duration
-from controller.api.policy import EXEMPT_KEY, OVERRIDE_REASON_ANNOTATION
 from controller.api.release import Release, Wave
 from controller.api.release_status import (
     FINISHED_RELEASE,
@@ -50,16 +49,17 @@ from controller.api.release_status import (
 )
 from controller.api.rollout import Rollout
 from controller.api.status import parse_timestamp, timestamp
-from controller.release.change import ChangeError, apply_change
-from controller.release.observe import MemberRollout, Observation, ReadFailure, template_revision
-from controller.requests import (
+from controller.names import (
     CI_ANNOTATION_PREFIX,
+    EXEMPT_KEY,
+    OVERRIDE_REASON_ANNOTATION,
     REASON_ANNOTATION,
     REQUEST_ANNOTATION,
     REQUESTED_BY_ANNOTATION,
-    ManualRequest,
-    parse_request,
 )
+from controller.release.change import ChangeError, apply_change
+from controller.release.observe import MemberRollout, Observation, ReadFailure, template_revision
+from controller.requests import Request, parse_request
 from controller.validation import problems_of
 
 RELEASE_ANNOTATION = "deployctl.io/release"
@@ -961,7 +961,7 @@ def rollback_annotations(
     request_id = hashlib.sha256(
         f"{_key(release)}\x00{release.metadata.uid}\x00{cluster.name}\x00rollback".encode()
     ).hexdigest()[:12]
-    request = ManualRequest(action="promoteFull", id=request_id, by=f"release {_key(release)}")
+    request = Request(action="promoteFull", id=request_id, by=f"release {_key(release)}")
     return {
         **_provenance(release),
         REASON_ANNOTATION: why[:1024],

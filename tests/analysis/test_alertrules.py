@@ -21,13 +21,14 @@ from controller.analysis.alertrules import (
     load_rules,
     presence_queries,
     scope,
+    scoped,
     select_rules,
     would_fire,
 )
 from controller.analysis.values import QueryResult, Sample
 from controller.cli import app
 from tests.analysis.test_prometheus_real import load as load  # noqa: F401 - the fixture
-from tests.sandbox.workload_helpers import wait_until
+from tests.waiting import wait_until
 
 SEED_RULES = """
 groups:
@@ -239,3 +240,13 @@ def test_presence_queries_are_the_rules_selectors_alone_scoped() -> None:
     assert presence_queries(rule("up == 0"), CANARY) == [
         'up{namespace="shop",revision="x7k2m9qpdr"}'
     ]
+
+
+def test_scoped_queries_are_parsed_once_per_rule_and_revision() -> None:
+    [high] = select_rules(load_rules(SEED_RULES), ["HighErrorRate"])
+    first = scoped(high, CANARY)
+    assert first.query == scope(high, CANARY)
+    assert first.presence == tuple(presence_queries(high, CANARY))
+    assert scoped(high, dict(CANARY)) is first  # the cached answer, not a second parse
+    other = scoped(high, {**CANARY, "revision": "other1"})
+    assert other is not first and 'revision="other1"' in other.query

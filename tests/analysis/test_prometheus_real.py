@@ -28,7 +28,7 @@ from controller.api.status import AnalysisRunStatus
 from controller.cli import app
 from sandbox.prometheus import PrometheusServer
 from tests.analysis.helpers import template
-from tests.sandbox.workload_helpers import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.prometheus
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from controller.analysis.run import (
     AnalysisEngine,
+    BoundMetric,
     due_metrics,
     next_due,
     record,
@@ -241,3 +242,59 @@ def test_unreachable_prometheus_is_recorded_as_error_then_inconclusive() -> None
         )
     assert [m.phase for m in run.metrics[0].measurements] == ["Successful", "Error"]
     assert run.phase == "Inconclusive"
+
+
+@dataclass
+class ScriptedJobs:
+    """Our own JobRunner seam: a Job that runs for ``running`` checks, then succeeds."""
+
+    running: int
+    checks: list[str] = field(default_factory=list)
+    tidied: list[tuple[str, str]] = field(default_factory=list)
+
+    def check(self, check):
+        self.checks.append(check.name)
+        if len(self.checks) <= self.running:
+            return None
+        return Judgement("Successful", "0", f"{check.metric}: Job {check.name} succeeded")
+
+    def tidy(self, namespace, rollout):
+        self.tidied.append((namespace, rollout))
+        return 0
+
+
+JOB_METRIC = Metric.model_validate(
+    {
+        "name": "smoke",
+        "count": 1,
+        "provider": {
+            "job": {
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": "t", "image": "sandbox/shell"}]}}
+                }
+            }
+        },
+    }
+)
+
+
+def test_finished_jobs_are_tidied_when_a_job_gives_its_verdict_not_on_every_pass() -> None:
+    jobs = ScriptedJobs(running=2)
+    engine = AnalysisEngine(ScriptedMeasurer(iter([])), jobs=jobs)
+    bound = [BoundMetric(metric=JOB_METRIC, template="hook-preRollout", args={})]
+    context = QueryContext(canary_hash="abc", rollout_name="shop", rollout_namespace="ns")
+    run = start_run(key="hook-preRollout", revision="abc", metrics=[JOB_METRIC], now=T0)
+    for second in range(3):
+        run = engine.advance_bound(run, bound, context=context, now=at(second))
+        assert jobs.tidied == ([("ns", "shop")] if second == 2 else [])
+    assert run.phase == "Successful"
+    assert len(set(jobs.checks)) == 1  # one Job, looked at on each pass
+
+
+def test_a_provider_this_controller_lacks_is_a_permanent_error_naming_it() -> None:
+    engine = AnalysisEngine(ScriptedMeasurer(iter([])))
+    bound = [BoundMetric(metric=JOB_METRIC, template="t", args={})]
+    run = start_run(key="step-1", revision="abc", metrics=[JOB_METRIC], now=T0)
+    run = engine.advance_bound(run, bound, context=CONTEXT, now=T0)
+    assert run.phase == "Error"
+    assert run.metrics[0].message == "smoke: this controller cannot run Jobs"

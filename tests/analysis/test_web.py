@@ -87,6 +87,27 @@ def test_a_json_number_is_judged_against_the_threshold() -> None:
 
 
 @pytest.mark.parametrize(
+    ("depth", "verdict"),
+    [
+        ("12", "Successful"),
+        ('"12"', "Successful"),
+        ("true", "Inconclusive"),
+        ("[1]", "Inconclusive"),
+    ],
+)
+def test_only_a_number_or_a_numeric_string_meets_a_threshold(depth: str, verdict: str) -> None:
+    metric = web_metric(
+        {"url": "http://x/stats", "jsonPath": "$.queue.depth"}, threshold={"max": 100}
+    )
+    assert metric.web is not None
+    reply = WebReply("GET", "http://x/stats", 200, f'{{"queue": {{"depth": {depth}}}}}')
+    judged = judge_reply(metric, metric.web, reply, breach_since=None, now=NOW)
+    assert judged.phase == verdict, judged.message
+    if verdict == "Inconclusive":
+        assert judged.message.endswith("is not a number")
+
+
+@pytest.mark.parametrize(
     ("web", "extra", "problem"),
     [
         ({}, {}, "exactly one of url, service"),

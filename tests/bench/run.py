@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -40,27 +40,17 @@ from sandbox.controlplane import ControlPlane
 from sandbox.node_agent import NodeAgent
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import TrafficGenerator
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "deployctl.io", "v1alpha1"
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 SCALE = int(os.environ.get("BENCH_SCALE", "1000"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
-REVISION = "deployctl.io/revision"
 
 
 def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +98,7 @@ class Controller:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
-        self.url = wait_for(self._probe_url, timeout=30, what="the controller's probe URL")
+        self.url = wait_until(self._probe_url, timeout=30, what="the controller's probe URL")
 
     def _probe_url(self) -> str | None:
         for line in self.log.read_text(errors="replace").splitlines():
@@ -306,18 +296,18 @@ def rollback_run(cluster: Cluster, api: k8s.ApiClient, run: int) -> tuple[float,
     cluster.create(
         ns, "rollouts", rollout("shop", "v1", replicas=4, steps=steps, scaleDownDelaySeconds=0)
     )
-    wait_for(
+    wait_until(
         lambda: cluster.status(ns, "shop").get("phase") == "Healthy",
         timeout=60,
         what="v1 healthy",
-        every=0.2,
+        interval=0.2,
     )
     stable = cluster.status(ns, "shop")["stableRevision"]
     traffic = TrafficGenerator(
         api, namespace=ns, service="shop", rate_per_second=50, refresh_interval=0.1
     ).start()
     try:
-        wait_for(lambda: traffic.stats().total > 50, timeout=30, what="traffic")
+        wait_until(lambda: traffic.stats().total > 50, timeout=30, what="traffic")
         broken = rollout("shop", "v2", replicas=4, steps=steps, env={"DEMO_ERROR_RATE": "0.3"})
         cluster.replace_template(ns, "shop", broken)
 
@@ -326,7 +316,9 @@ def rollback_run(cluster: Cluster, api: k8s.ApiClient, run: int) -> tuple[float,
             served = any(r != stable and n > 0 for r, n in by_revision.items())
             return time.monotonic() if served else None
 
-        first = wait_for(canary_served, timeout=60, what="the canary's first request", every=0.02)
+        first = wait_until(
+            canary_served, timeout=60, what="the canary's first request", interval=0.02
+        )
         canary = next(r for r in traffic.stats().by_revision() if r != stable)
 
         def canary_gone() -> float | None:
@@ -334,7 +326,7 @@ def rollback_run(cluster: Cluster, api: k8s.ApiClient, run: int) -> tuple[float,
             left = [e for b in view.backends for e in b.endpoints if e.revision == canary]
             return time.monotonic() if not left else None
 
-        gone = wait_for(canary_gone, timeout=120, what="no canary traffic", every=0.02)
+        gone = wait_until(canary_gone, timeout=120, what="no canary traffic", interval=0.02)
         codes = traffic.stats().by_code(canary)
         bad = sum(n for code, n in codes.items() if not code.isdigit() or code.startswith("5"))
         status = cluster.status(ns, "shop")
@@ -377,7 +369,7 @@ def bench_scale(cluster: Cluster, controller: Controller, results: Results) -> N
             for n, s in statuses.items()
         )
 
-    wait_for(all_healthy, timeout=1800, what=f"{SCALE} first deploys", every=2)
+    wait_until(all_healthy, timeout=1800, what=f"{SCALE} first deploys", interval=2)
     first_deploy = time.monotonic() - started
     say(f"scale: {SCALE} first deploys healthy in {first_deploy:.0f} s")
     v1 = {n: s["stableRevision"] for n, s in cluster.statuses(ns).items()}
@@ -391,7 +383,7 @@ def bench_scale(cluster: Cluster, controller: Controller, results: Results) -> N
                 names,
             )
         )
-    wait_for(lambda: all_healthy(v1), timeout=3600, what=f"{SCALE} canaries promoted", every=2)
+    wait_until(lambda: all_healthy(v1), timeout=3600, what=f"{SCALE} canaries promoted", interval=2)
     progressed = time.monotonic() - started
     cpu = controller.cpu_seconds() - cpu0
     requests = sum(controller.api_requests().values()) - api0
@@ -408,11 +400,11 @@ def bench_scale(cluster: Cluster, controller: Controller, results: Results) -> N
 
     # Each promotion keeps the old revision for scaleDownDelaySeconds, then writes status
     # once more when it scales it down: idle starts after the last of those.
-    wait_for(
+    wait_until(
         lambda: not any(s.get("scaleDownAt") for s in cluster.statuses(ns).values()),
         timeout=300,
         what="every old revision scaled down",
-        every=2,
+        interval=2,
     )
     quiet_since = [time.monotonic(), busy_requests()]
 
@@ -422,7 +414,7 @@ def bench_scale(cluster: Cluster, controller: Controller, results: Results) -> N
             quiet_since[:] = [time.monotonic(), total]
         return time.monotonic() - quiet_since[0] > 10
 
-    wait_for(settled, timeout=300, what="the controller to go quiet", every=1)
+    wait_until(settled, timeout=300, what="the controller to go quiet", interval=1)
     before = controller.api_requests()
     time.sleep(IDLE_SECONDS)  # the measurement window itself
     after = controller.api_requests()

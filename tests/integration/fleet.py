@@ -40,8 +40,8 @@ from tests.integration.harness import (
     Cluster,
     ControllerProcess,
     demo_rollout,
-    poll,
 )
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # The canary's error rate, once its first pod has had a few seconds of traffic.
@@ -236,7 +236,9 @@ class Fleet:
         return dict(obj.get("status") or {})
 
     def wait_release(self, name: str, ok: Any, *, timeout: float, what: str) -> dict[str, Any]:
-        return dict(poll(lambda: self.release_status(name), ok, timeout=timeout, what=what))
+        return dict(
+            wait_until(lambda: self.release_status(name), ok=ok, timeout=timeout, what=what)
+        )
 
     def release_events(self, name: str) -> list[Any]:
         items = (
@@ -292,9 +294,9 @@ def shop(version: str, *, steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 def healthy(cluster: Cluster, timeout: float = 90) -> dict[str, Any]:
     return dict(
-        poll(
+        wait_until(
             lambda: cluster.rollout("shop"),
-            lambda r: (
+            ok=lambda r: (
                 (r.get("status") or {}).get("phase") == "Healthy"
                 and (r.get("status") or {}).get("observedGeneration") == r["metadata"]["generation"]
             ),

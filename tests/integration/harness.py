@@ -13,13 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client as k8s
+
+from tests.waiting import wait_until
 
 GROUP, VERSION = "deployctl.io", "v1alpha1"
 
@@ -71,7 +72,9 @@ class ControllerProcess:
                     return str(json.loads(line)["url"])
             return None
 
-        return str(poll(find, lambda url: url is not None, timeout=timeout, what="probe URL"))
+        return str(
+            wait_until(find, ok=lambda url: url is not None, timeout=timeout, what="probe URL")
+        )
 
     def log_text(self) -> str:
         self._log.flush()
@@ -96,18 +99,6 @@ def running_controller(
         yield proc
     finally:
         proc.close()
-
-
-def poll(get: Callable[[], Any], ok: Callable[[Any], bool], *, timeout: float, what: str) -> Any:
-    """Call ``get`` until ``ok`` holds for its value; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = get()
-        if ok(value):
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last: {value!r}"[:4000])
 
 
 class Cluster:
@@ -256,9 +247,9 @@ def error_rate_template(
 def settled(cluster: Cluster, name: str, *, timeout: float = 60) -> dict[str, Any]:
     """The rollout's status once it has seen its spec and come to rest (or failed)."""
     return dict(
-        poll(
+        wait_until(
             lambda: cluster.rollout(name),
-            lambda r: (
+            ok=lambda r: (
                 (r.get("status") or {}).get("observedGeneration") == r["metadata"]["generation"]
                 and (r.get("status") or {}).get("phase") in ("Healthy", "Degraded", "RolledBack")
             ),

@@ -6,10 +6,8 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from tests.integration.harness import Cluster, demo_rollout
-
-REVISION = "deployctl.io/revision"
-ROLLOUT = "deployctl.io/rollout"
 
 
 def shell_job(script: str) -> dict[str, Any]:
@@ -44,7 +42,7 @@ def smoke_template(name: str, script: str) -> dict[str, Any]:
 def pods_of(cluster: Cluster, revision: str) -> list[Any]:
     return list(
         cluster.core.list_namespaced_pod(
-            cluster.namespace, label_selector=f"{REVISION}={revision}"
+            cluster.namespace, label_selector=f"{REVISION_LABEL}={revision}"
         ).items
     )
 
@@ -52,7 +50,9 @@ def pods_of(cluster: Cluster, revision: str) -> list[Any]:
 def jobs_of(cluster: Cluster, rollout: str) -> list[Any]:
     batch: Any = k8s.BatchV1Api(cluster.api)
     return list(
-        batch.list_namespaced_job(cluster.namespace, label_selector=f"{ROLLOUT}={rollout}").items
+        batch.list_namespaced_job(
+            cluster.namespace, label_selector=f"{ROLLOUT_LABEL}={rollout}"
+        ).items
     )
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll, settled
-
-REVISION = "deployctl.io/revision"
+from controller.names import REVISION_LABEL
+from tests.integration.harness import Cluster, demo_rollout, error_rate_template, settled
+from tests.waiting import wait_until
 
 
 def bluegreen(version: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def replicas_of(cluster: Cluster, rollout: str) -> dict[str, int]:
     for rs in cluster.apps.list_namespaced_replica_set(cluster.namespace).items:
         labels = rs.metadata.labels or {}
         if labels.get("deployctl.io/rollout") == rollout:
-            out[labels[REVISION]] = rs.spec.replicas or 0
+            out[labels[REVISION_LABEL]] = rs.spec.replicas or 0
     return out
 
 
@@ -71,7 +71,7 @@ def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(
     cluster.apply_rollout(rolling("v1"))
     pay_v1 = settled(cluster, "pay")["stableRevision"]
     cat_v1 = settled(cluster, "cat")["stableRevision"]
-    assert cluster.service_selector("pay")[REVISION] == pay_v1
+    assert cluster.service_selector("pay")[REVISION_LABEL] == pay_v1
     traffic(cluster.namespace, service="pay", rate_per_second=30)
     traffic(cluster.namespace, service="cat", rate_per_second=30)
 
@@ -82,12 +82,12 @@ def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(
     pay = settled(cluster, "pay")
     pay_v2 = pay["stableRevision"]
     assert pay["phase"] == "Healthy" and pay_v2 != pay_v1
-    assert cluster.service_selector("pay")[REVISION] == pay_v2
+    assert cluster.service_selector("pay")[REVISION_LABEL] == pay_v2
     post = [r for r in pay["analysisRuns"] if r["revision"] == pay_v2]
     assert post and post[-1]["phase"] == "Successful"
-    poll(
+    wait_until(
         lambda: replicas_of(cluster, "pay"),
-        lambda r: r.get(pay_v1, 0) == 0 and r.get(pay_v2) == 2,
+        ok=lambda r: r.get(pay_v1, 0) == 0 and r.get(pay_v2) == 2,
         timeout=30,
         what="blue v1 scaled down after scaleDownDelaySeconds",
     )
@@ -96,9 +96,9 @@ def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(
     assert cat["phase"] == "Degraded" and cat["reason"] == "AnalysisFailed", cat
     assert cat["stableRevision"] == cat_v1
     cat_v2 = cat["canaryRevision"]
-    poll(
+    wait_until(
         lambda: replicas_of(cluster, "cat"),
-        lambda r: r.get(cat_v1) == 4 and r.get(cat_v2, 0) == 0,
+        ok=lambda r: r.get(cat_v1) == 4 and r.get(cat_v2, 0) == 0,
         timeout=30,
         what="rolling v2 rolled back to v1 at full scale",
     )
@@ -111,7 +111,7 @@ def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(
     # Switched back at once, the old revision still being up: RolledBack, not just Degraded.
     assert pay["phase"] == "RolledBack" and pay["reason"] == "AnalysisFailed", pay
     assert pay["stableRevision"] == pay_v2
-    assert cluster.service_selector("pay")[REVISION] == pay_v2
+    assert cluster.service_selector("pay")[REVISION_LABEL] == pay_v2
     switched = [e.message for e in cluster.events("ServiceSwitched")]
     assert len(switched) == 2, switched  # to v2, then to v3 ...
     back = [e.message for e in cluster.events("RolledBack")]

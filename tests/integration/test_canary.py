@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll
+from tests.integration.harness import Cluster, demo_rollout, error_rate_template
+from tests.waiting import wait_until
 
 STEPS = [
     {"setWeight": 25},
@@ -37,9 +38,9 @@ def canary(version: str, env: dict[str, str] | None = None) -> dict[str, Any]:
 
 def healthy(cluster: Cluster, *, revision_of: str = "stableRevision") -> dict[str, Any]:
     return dict(
-        poll(
+        wait_until(
             lambda: cluster.status("shop"),
-            lambda s: (
+            ok=lambda s: (
                 s.get("phase") == "Healthy"
                 and s.get("observedGeneration") == cluster.rollout("shop")["metadata"]["generation"]
             ),
@@ -68,9 +69,9 @@ def test_canary_is_promoted_then_a_broken_version_is_rolled_back(
 
     # A healthy v2 walks through every step and becomes stable.
     cluster.apply_rollout(canary("v2"))
-    status = poll(
+    status = wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("canaryRevision") not in (None, v1),
+        ok=lambda s: s.get("canaryRevision") not in (None, v1),
         timeout=30,
         what="a canary revision",
     )
@@ -80,9 +81,9 @@ def test_canary_is_promoted_then_a_broken_version_is_rolled_back(
     assert cluster.service_selector("shop-stable")["deployctl.io/revision"] == v2
     step_runs = [r for r in promoted.get("analysisRuns", []) if r["key"] == "step-2"]
     assert step_runs and step_runs[0]["phase"] == "Successful"
-    poll(
+    wait_until(
         cluster.replicas_by_revision,
-        lambda r: r.get(v2) == 4 and r.get(v1, 0) == 0,
+        ok=lambda r: r.get(v2) == 4 and r.get(v1, 0) == 0,
         timeout=60,
         what="v1 scaled down after the scale-down delay",
     )
@@ -90,9 +91,9 @@ def test_canary_is_promoted_then_a_broken_version_is_rolled_back(
     # A broken v3 (30% errors) is rolled back by the analysis step.
     generator.reset()
     cluster.apply_rollout(canary("v3", {"DEMO_ERROR_RATE": "0.3"}))
-    aborted = poll(
+    aborted = wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("phase") == "Degraded",
+        ok=lambda s: s.get("phase") == "Degraded",
         timeout=90,
         what="the broken canary to be rolled back",
     )
@@ -100,9 +101,9 @@ def test_canary_is_promoted_then_a_broken_version_is_rolled_back(
     assert aborted["stableRevision"] == v2
     assert aborted["reason"] == "AnalysisFailed"
     assert "error-rate" in aborted["message"] and "> max 0.05" in aborted["message"]
-    poll(
+    wait_until(
         cluster.replicas_by_revision,
-        lambda r: r.get(v3, 0) == 0 and r.get(v2) == 4,
+        ok=lambda r: r.get(v3, 0) == 0 and r.get(v2) == 4,
         timeout=30,
         what="canary scaled to 0, stable full",
     )

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll
+from tests.integration.harness import Cluster, demo_rollout, error_rate_template
+from tests.waiting import wait_until
 
 LEASE = "deployctl-ctl"
 STEPS = [{"setWeight": 25}, {"analysis": {"templates": [{"name": "errors"}]}}]
@@ -95,9 +96,9 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
             "0.5",
         ]
     )
-    poll(
+    wait_until(
         lambda: cli("list", "-n", ns, env=env),
-        lambda r: r.returncode == 0,
+        ok=lambda r: r.returncode == 0,
         timeout=30,
         what="list to work",
     )
@@ -174,9 +175,9 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
     # promote: acknowledged by the controller, which then finishes the rollout.
     result = cli("promote", "shop", "-n", ns, env=env)
     assert result.returncode == 0, result.stderr
-    poll(
+    wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == v2,
+        ok=lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == v2,
         timeout=60,
         what="v2 promoted",
     )
@@ -205,9 +206,9 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    poll(
+    wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("phase") == "Paused" and s.get("weight") == 25,
+        ok=lambda s: s.get("phase") == "Paused" and s.get("weight") == 25,
         timeout=30,
         what="v4 paused at 25%",
     )
@@ -215,16 +216,16 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
     status = cluster.status("shop")
     assert status["phase"] == "Degraded" and status["stableRevision"] == v2
     assert cli("retry", "shop", "-n", ns, env=env).returncode == 0
-    poll(
+    wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("phase") == "Paused" and not s.get("aborted"),
+        ok=lambda s: s.get("phase") == "Paused" and not s.get("aborted"),
         timeout=30,
         what="v4 retried",
     )
     assert cli("promote", "shop", "--full", "-n", ns, env=env).returncode == 0
-    v4 = poll(
+    v4 = wait_until(
         lambda: cluster.status("shop"),
-        lambda s: (
+        ok=lambda s: (
             s.get("phase") == "Healthy"
             and s.get("stableRevision") not in (v2, None)
             and not s.get("canaryRevision")

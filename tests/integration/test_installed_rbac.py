@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from sandbox.controlplane import write_kubeconfig
-from tests.integration.harness import Cluster, ControllerProcess, demo_rollout, poll
+from tests.integration.harness import Cluster, ControllerProcess, demo_rollout
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SA_NAMESPACE, SA_NAME = "deployctl-system", "deployctl-controller"
@@ -93,9 +94,11 @@ def test_operator_needs_no_more_than_the_manifests_grant(
     def healthy() -> dict[str, Any]:
         generation = cluster.rollout("shop")["metadata"]["generation"]
         return dict(
-            poll(
+            wait_until(
                 lambda: cluster.status("shop"),
-                lambda s: s.get("phase") == "Healthy" and s.get("observedGeneration") == generation,
+                ok=lambda s: (
+                    s.get("phase") == "Healthy" and s.get("observedGeneration") == generation
+                ),
                 timeout=90,
                 what=f"rollout Healthy under the operator's RBAC; log: {controller.log_path}",
             )

@@ -35,7 +35,8 @@ from tests.integration.fleet import (
     install_member_role,
     start_member,
 )
-from tests.integration.harness import GROUP, VERSION, poll, running_controller
+from tests.integration.harness import GROUP, VERSION, running_controller
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -369,9 +370,9 @@ def test_a_stopped_member_apiserver_holds_the_wave_then_fails_it(fleet: Fleet) -
     assert at(prod2["finishedAt"]) - at(prod2["unreachableSince"]) >= (
         at("2000-01-01T00:00:12Z") - at("2000-01-01T00:00:00Z")
     )
-    poll(
+    wait_until(
         lambda: fleet.members["prod-2"].cluster(namespace).status("shop").get("phase"),
-        lambda phase: phase is not None,
+        ok=lambda phase: phase is not None,
         timeout=30,
         what="prod-2's apiserver answering again",
     )

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout, poll
+from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout
+from tests.waiting import wait_until
 
 STEPS = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
 LEASE = "ctl"
@@ -108,7 +109,7 @@ def delete_policy(cluster: Cluster, name: str) -> None:
 
 
 def status_when(cluster: Cluster, name: str, ok: Any, *, what: str, timeout: float = 60) -> Any:
-    return poll(lambda: cluster.status(name), ok, timeout=timeout, what=what)
+    return wait_until(lambda: cluster.status(name), ok=ok, timeout=timeout, what=what)
 
 
 def promoted(cluster: Cluster, name: str, *, not_revision: str | None = None) -> dict[str, Any]:
@@ -214,9 +215,9 @@ def test_gates_notifications_freezes_overrides_and_approvals(
     prod = promoted(cluster, "prod")
     gate_notes = [n for h in prod["history"] for n in h.get("events", [])]
     assert any(f"promoted in {ns}/shop" in n for n in gate_notes), gate_notes
-    poll(
+    wait_until(
         lambda: receiver.events_for("shop"),
-        lambda e: {"started", "promoted"} <= set(e),
+        ok=lambda e: {"started", "promoted"} <= set(e),
         timeout=15,
         what="webhook: shop started and promoted",
     )
@@ -243,7 +244,9 @@ def test_gates_notifications_freezes_overrides_and_approvals(
             ],
         },
     )
-    poll(lambda: cli("list", "-o", "json").returncode, lambda c: c == 0, timeout=10, what="cli")
+    wait_until(
+        lambda: cli("list", "-o", "json").returncode, ok=lambda c: c == 0, timeout=10, what="cli"
+    )
     result = cli("rollout", "shop", "--image", "app=deployctl/demo-app:v3", "--reason", "feature")
     assert result.returncode == 0, result.stderr
     frozen = status_when(
@@ -297,9 +300,9 @@ def test_gates_notifications_freezes_overrides_and_approvals(
     shop = promoted(cluster, "shop", not_revision=shop["stableRevision"])
     notes = [n for h in shop["history"][-1:] for n in h.get("events", [])]
     assert any("release-manager" in n for n in notes), notes
-    poll(
+    wait_until(
         lambda: receiver.events_for("shop"),
-        lambda e: "paused" in e,
+        ok=lambda e: "paused" in e,
         timeout=10,
         what="webhook: shop paused (frozen / awaiting approval)",
     )

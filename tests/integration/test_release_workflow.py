@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.harness import Cluster, demo_rollout, poll, settled
+from controller.names import REVISION_LABEL
+from tests.integration.harness import Cluster, demo_rollout, settled
 from tests.integration.release_helpers import (
-    REVISION,
     canary,
     jobs_of,
     pods_of,
@@ -26,6 +26,7 @@ from tests.integration.release_helpers import (
     smoke_template,
     with_hooks,
 )
+from tests.waiting import wait_until
 
 
 def test_failed_migration_stops_the_rollout_before_any_pod_and_runs_on_abort_once(
@@ -58,14 +59,16 @@ def test_failed_migration_stops_the_rollout_before_any_pod_and_runs_on_abort_onc
     assert status["stableRevision"] == v1
     assert pods_of(cluster, v2) == []  # the new revision never got a pod
     assert cluster.replicas_by_revision().get(v2, 0) == 0
-    assert cluster.service_selector("shop")[REVISION] == v1
+    assert cluster.service_selector("shop")[REVISION_LABEL] == v1
 
     # The onAbort hook runs, once, and its outcome reaches history and the Events.
     def on_abort_done(s: dict[str, Any]) -> bool:
         runs = [r for r in s.get("analysisRuns", []) if r["key"] == "hook-onAbort"]
         return bool(runs) and runs[0].get("phase") == "Successful"
 
-    final = poll(lambda: cluster.status("shop"), on_abort_done, timeout=60, what="onAbort hook")
+    final = wait_until(
+        lambda: cluster.status("shop"), ok=on_abort_done, timeout=60, what="onAbort hook"
+    )
     entry = [h for h in final["history"] if h["revision"] == v2][-1]
     assert entry["outcome"] == "Aborted"
     assert any("onAbort hook(s) undo-migration succeeded" in e for e in entry["events"])
@@ -100,9 +103,9 @@ def test_smoke_test_job_in_a_canary_step_aborts_or_passes_it(
     assert status["phase"] == "Degraded" and status["reason"] == "AnalysisFailed", status
     assert "POST /checkout -> 500" in status["message"]
     assert status["stableRevision"] == v1 and status["currentStepIndex"] == 1
-    poll(
+    wait_until(
         cluster.replicas_by_revision,
-        lambda r: r.get(status["canaryRevision"], 0) == 0 and r.get(v1) == 2,
+        ok=lambda r: r.get(status["canaryRevision"], 0) == 0 and r.get(v1) == 2,
         timeout=30,
         what="canary scaled to 0 after the failed smoke test",
     )
@@ -146,4 +149,4 @@ def test_failed_post_promotion_smoke_test_switches_blue_green_back(
     assert status["reason"] == "PostPromotionHookFailed"
     assert "GET /pay -> 503" in status["message"]
     assert status["stableRevision"] == v1
-    assert cluster.service_selector("pay")[REVISION] == v1
+    assert cluster.service_selector("pay")[REVISION_LABEL] == v1

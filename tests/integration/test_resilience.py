@@ -12,9 +12,10 @@ import time
 import urllib.request
 from typing import Any
 
-from tests.integration.harness import Cluster, demo_rollout, poll
-
-REVISION = "deployctl.io/revision"
+from controller.names import REVISION_LABEL
+from controller.times import parse_timestamp
+from tests.integration.harness import Cluster, demo_rollout
+from tests.waiting import wait_until
 
 
 def canary(
@@ -45,12 +46,12 @@ def replicas_of(cluster: Cluster, rollout: str) -> dict[str, int]:
     for rs in cluster.apps.list_namespaced_replica_set(cluster.namespace).items:
         labels = rs.metadata.labels or {}
         if labels.get("deployctl.io/rollout") == rollout:
-            out[labels[REVISION]] = rs.spec.replicas or 0
+            out[labels[REVISION_LABEL]] = rs.spec.replicas or 0
     return out
 
 
 def status_when(cluster: Cluster, name: str, ok: Any, *, timeout: float, what: str) -> Any:
-    return poll(lambda: cluster.status(name), ok, timeout=timeout, what=what)
+    return wait_until(lambda: cluster.status(name), ok=ok, timeout=timeout, what=what)
 
 
 def healthy(cluster: Cluster, name: str) -> str:
@@ -120,9 +121,9 @@ def test_one_controller_handles_superseded_crashing_stuck_and_invalid_rollouts(
         timeout=30,
         what="sup v3 as the canary",
     )["canaryRevision"]
-    poll(
+    wait_until(
         lambda: replicas_of(cluster, "sup"),
-        lambda r: r.get(v2, 0) == 0 and r.get(v3) == 1 and r.get(stable["sup"]) == 4,
+        ok=lambda r: r.get(v2, 0) == 0 and r.get(v3) == 1 and r.get(stable["sup"]) == 4,
         timeout=30,
         what="v2 scaled away, v3 at 25%, stable at 4",
     )
@@ -140,9 +141,9 @@ def test_one_controller_handles_superseded_crashing_stuck_and_invalid_rollouts(
     )
     assert crash["reason"] == "CanaryCrashLooping", crash
     assert crash["stableRevision"] == stable["crash"]
-    poll(
+    wait_until(
         lambda: replicas_of(cluster, "crash"),
-        lambda r: r.get(crash["canaryRevision"], 0) == 0 and r.get(stable["crash"]) == 2,
+        ok=lambda r: r.get(crash["canaryRevision"], 0) == 0 and r.get(stable["crash"]) == 2,
         timeout=30,
         what="crashing canary scaled to 0",
     )
@@ -202,7 +203,9 @@ def test_a_killed_controller_resumes_the_same_step_with_the_same_timer(
     )
     started_at = _parse(paused["currentStepStartedAt"])
     # Kill 3 s into the 8 s pause (a scenario time, not a synchronisation wait).
-    poll(time.time, lambda now: now >= started_at + 3, timeout=10, what="3 s into the pause")
+    wait_until(
+        time.time, ok=lambda now: now >= started_at + 3, timeout=10, what="3 s into the pause"
+    )
     first.kill()
 
     start_controller()
@@ -241,9 +244,7 @@ def test_a_killed_controller_resumes_the_same_step_with_the_same_timer(
 
 
 def _parse(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return parse_timestamp(stamp).timestamp()
 
 
 def test_two_controllers_one_leader_and_the_standby_takes_over(
@@ -274,7 +275,7 @@ def test_two_controllers_one_leader_and_the_standby_takes_over(
             return ""
         return (lease.spec.holder_identity if lease.spec else "") or ""
 
-    leader_id = poll(holder, bool, timeout=20, what="a leader")
+    leader_id = wait_until(holder, ok=bool, timeout=20, what="a leader")
     leader, standby = (a, b) if leader_id.endswith(f"_{a.process.pid}") else (b, a)
     assert leader_id.endswith(f"_{leader.process.pid}"), leader_id
 
@@ -286,7 +287,9 @@ def test_two_controllers_one_leader_and_the_standby_takes_over(
     cluster.apply_rollout(canary("ha", "v2", steps, replicas=2))
     leader.kill()
     killed = time.monotonic()
-    new_id = poll(holder, lambda h: h not in ("", leader_id), timeout=15, what="the takeover")
+    new_id = wait_until(
+        holder, ok=lambda h: h not in ("", leader_id), timeout=15, what="the takeover"
+    )
     took = time.monotonic() - killed
     assert new_id.endswith(f"_{standby.process.pid}")
     assert took < 4 + 2, f"standby took {took:.1f} s for a 4 s lease"
@@ -304,7 +307,7 @@ def test_two_controllers_one_leader_and_the_standby_takes_over(
 
     # SIGTERM: the leader finishes its work and gives the Lease up at once.
     assert standby.terminate(timeout=20) == 0
-    poll(holder, lambda h: h == "", timeout=5, what="the lease released on SIGTERM")
+    wait_until(holder, ok=lambda h: h == "", timeout=5, what="the lease released on SIGTERM")
 
 
 def _log_events(process: Any) -> str:

@@ -2,16 +2,18 @@
 
 No running cluster and no mocks: the calls are read from the syntax tree.
 
-1. ``controller/kube.py``: the ``KindRef`` constants, and for each ``Kube`` method the
-   requests it sends (``_request``/``_send`` with a literal verb, ``_merge_patch`` =
-   patch, ``get``/``list_objects``/``watch_objects`` of a ``KindRef`` constant, with
-   their ``subresource=``), closed over the methods it calls.
-   A method that builds ``owner_reference`` (blockOwnerDeletion) also needs ``update``
-   on ``rollouts/finalizers``.
+1. ``controller/kube/``: the ``KindRef`` constants (``kinds.py``), and for each method of
+   ``Kube`` and the classes it inherits from in the package (``Transport``) the requests
+   it sends (``_request``/``_send`` with a literal verb, ``_merge_patch`` = patch,
+   ``_delete`` = delete, ``get``/``list_objects``/``watch_objects`` of a kind constant,
+   with their ``subresource=``), closed over the methods it calls. A method that builds
+   an owner reference (``owner_reference`` or ``owned``: blockOwnerDeletion) also needs
+   ``update`` on ``rollouts/finalizers``.
 2. The modules the operator process imports (the closure of ``controller.operator``
-   within ``controller``, minus ``kube``): every call of a ``Kube`` method adds that
-   method's requests; the generic ``list_objects``/``watch_objects``/``get`` count with a
-   ``KindRef`` constant as first argument; ``Informer(kube, KIND, ...)`` is list + watch.
+   within ``controller``, minus the adapter package): every call of a ``Kube`` method
+   adds that method's requests; the generic ``list_objects``/``watch_objects``/``get``
+   count with a ``KindRef`` constant as first argument; ``Informer(kube, KIND, ...)`` is
+   list + watch.
 
 The CLI's modules are not in that closure: they run with the user's credentials.
 
@@ -28,12 +30,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-KUBE = ROOT / "controller" / "kube.py"
+KUBE = ROOT / "controller" / "kube"
 MEMBERS = ROOT / "controller" / "release" / "members.py"
 MEMBER_CLASS = "MemberCluster"
 Need = tuple[str, str, str]  # (group, resource, verb)
 
 _SENDERS = {"_request", "_send"}
+# Helpers taking the kind as their first argument, and the verb each sends.
+_KIND_FIRST = {
+    "_merge_patch": "patch",
+    "_delete": "delete",
+    "get": "get",
+    "list_objects": "list",
+    "watch_objects": "watch",
+}
+_OWNERS = {"owner_reference", "owned"}
 _GENERIC = {"list_objects": "list", "watch_objects": "watch", "get": "get"}
 
 
@@ -48,7 +59,7 @@ def _keyword(call: ast.Call, name: str) -> ast.AST | None:
 def kinds() -> dict[str, tuple[str, str]]:
     """``ROLLOUTS`` -> ("deployctl.io", "rollouts"), from the KindRef constants."""
     found: dict[str, tuple[str, str]] = {}
-    for node in ast.parse(KUBE.read_text()).body:
+    for node in ast.parse((KUBE / "kinds.py").read_text()).body:
         if (
             isinstance(node, ast.Assign)
             and isinstance(node.value, ast.Call)
@@ -74,12 +85,32 @@ def _self_calls(function: ast.AST) -> Iterator[ast.Call]:
             yield node
 
 
+def _kube_methods() -> dict[str, ast.FunctionDef]:
+    """``Kube``'s methods, with those it inherits from classes of the package (as the
+    method resolution order would pick them: the subclass's own definition wins)."""
+    classes = {
+        node.name: node
+        for path in sorted(KUBE.glob("*.py"))
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.ClassDef)
+    }
+    methods: dict[str, ast.FunctionDef] = {}
+    todo = ["Kube"]
+    while todo:
+        cls = classes.get(todo.pop(0))
+        if cls is None:
+            continue
+        for node in cls.body:
+            if isinstance(node, ast.FunctionDef):
+                methods.setdefault(node.name, node)
+        todo += [b.id for b in cls.bases if isinstance(b, ast.Name)]
+    return methods
+
+
 def kube_method_needs() -> dict[str, set[Need]]:
     """Each ``Kube`` method -> the requests it (and the methods it calls) can send."""
     known = kinds()
-    tree = ast.parse(KUBE.read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Kube")
-    methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+    methods = _kube_methods()
     direct: dict[str, set[Need]] = {name: set() for name in methods}
     calls: dict[str, set[str]] = {name: set() for name in methods}
 
@@ -98,10 +129,9 @@ def kube_method_needs() -> dict[str, set[Need]]:
                 verb = _const(args[0])
                 assert verb is not None
                 found = need(args[1], verb, _const(_keyword(call, "subresource")))
-            elif attr == "_merge_patch" and args:
-                found = need(args[0], "patch", _const(_keyword(call, "subresource")))
-            elif attr in _GENERIC and args:
-                found = need(args[0], _GENERIC[attr], None)
+            elif attr in _KIND_FIRST and args:
+                sub = _const(_keyword(call, "subresource"))
+                found = need(args[0], _KIND_FIRST[attr], sub)
             elif attr in methods:
                 calls[name].add(attr)
             if found is not None:
@@ -110,7 +140,7 @@ def kube_method_needs() -> dict[str, set[Need]]:
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
-                and node.func.id == "owner_reference"
+                and node.func.id in _OWNERS
             ):
                 # blockOwnerDeletion on a Rollout needs update on its finalizers.
                 group, plural = known["ROLLOUTS"]
@@ -134,7 +164,7 @@ def _module_path(module: str) -> Path | None:
 
 
 def module_closure(root: str) -> list[Path]:
-    """``root`` and every ``controller`` module it imports, transitively (minus kube.py)."""
+    """``root`` and every ``controller`` module it imports, transitively (minus the adapter)."""
     todo, seen = [root], set[str]()
     while todo:
         module = todo.pop()
@@ -152,7 +182,7 @@ def module_closure(root: str) -> list[Path]:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             todo += [n for n in names if n.split(".")[0] == "controller"]
     paths = {_module_path(m) for m in seen}
-    return sorted(p for p in paths if p is not None and p != KUBE)
+    return sorted(p for p in paths if p is not None and KUBE not in p.parents)
 
 
 def operator_modules() -> list[Path]:
@@ -160,12 +190,12 @@ def operator_modules() -> list[Path]:
     return module_closure("controller.operator")
 
 
-def needs_in(nodes: list[ast.AST]) -> set[Need]:
-    """Every request the calls under ``nodes`` can make through the adapter."""
+def needs_in(trees: list[ast.AST]) -> set[Need]:
+    """Every request the calls under ``trees`` can make through the adapter."""
     known = kinds()
     methods = kube_method_needs()
     needs: set[Need] = set()
-    for tree in nodes:
+    for tree in trees:
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue

@@ -84,6 +84,10 @@ def test_the_derivation_sees_the_typed_methods() -> None:
     assert ("deployctl.io", "rollouts/finalizers", "update") in needs["create_replicaset"]
     assert needs["scale_replicaset"] == {("apps", "replicasets", "patch")}
     assert needs["record_event"] == {("", "events", v) for v in ("create", "patch", "get")}
+    # Deletes go through one helper; the kind named at each call decides the permission.
+    assert needs["delete_replicaset"] == {("apps", "replicasets", "delete")}
+    assert needs["delete_job"] == {("batch", "jobs", "delete")}
+    assert ("deployctl.io", "rollouts/finalizers", "update") in needs["create_job"]
 
 
 @pytest.mark.parametrize(

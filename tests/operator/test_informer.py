@@ -14,7 +14,8 @@ from controller.informer import ADDED, DELETED, MODIFIED, Backoff, Informer
 from controller.kube import KindRef, Kube, RetryPolicy
 from controller.metrics import REGISTRY
 from sandbox.faultproxy import FaultProxy
-from tests.operator.helpers import core_api, wait_for
+from tests.operator.helpers import core_api
+from tests.waiting import wait_until
 
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
 
@@ -95,13 +96,13 @@ def test_sees_adds_updates_and_deletes(
     assert recorder.seen(ADDED, "before")
 
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}, "data": {"v": "1"}})
-    wait_for(lambda: recorder.seen(ADDED, "cm"), timeout=10, what="ADDED cm")
+    wait_until(lambda: recorder.seen(ADDED, "cm"), timeout=10, what="ADDED cm")
     core.patch_namespaced_config_map("cm", namespace, {"data": {"v": "2"}})
-    wait_for(lambda: recorder.seen(MODIFIED, "cm"), timeout=10, what="MODIFIED cm")
+    wait_until(lambda: recorder.seen(MODIFIED, "cm"), timeout=10, what="MODIFIED cm")
     cached = informer.get(namespace, "cm")
     assert cached is not None and cached["data"] == {"v": "2"}
     core.delete_namespaced_config_map("cm", namespace)
-    wait_for(lambda: recorder.seen(DELETED, "cm"), timeout=10, what="DELETED cm")
+    wait_until(lambda: recorder.seen(DELETED, "cm"), timeout=10, what="DELETED cm")
     assert informer.get(namespace, "cm") is None
     assert informer.resource_version.isdigit()
 
@@ -146,8 +147,8 @@ def test_resumes_after_cut_streams_without_relisting(
         name = f"cm-{index}"
         core.create_namespaced_config_map(namespace, {"metadata": {"name": name}})
         # Spread the writes over several cut streams.
-        wait_for(partial(recorder.seen, ADDED, name), timeout=10, what=f"ADDED {name}")
-    wait_for(lambda: fault_proxy.stats().watches_cut >= 3, timeout=10, what="three cut watches")
+        wait_until(partial(recorder.seen, ADDED, name), timeout=10, what=f"ADDED {name}")
+    wait_until(lambda: fault_proxy.stats().watches_cut >= 3, timeout=10, what="three cut watches")
     assert cache_names(informer) == server_names(kube_api, namespace)
     assert relists() == lists_before, "a cut stream resumes from the last resourceVersion"
     assert fault_proxy.stats().count(verb="list") == 1
@@ -172,9 +173,9 @@ def test_abrupt_connection_drops_reconnect(
         )
         started.append(informer.start())
         assert informer.wait_for_sync(10)
-        wait_for(lambda: fault_proxy.stats().watches_cut >= 2, timeout=10, what="two cut watches")
+        wait_until(lambda: fault_proxy.stats().watches_cut >= 2, timeout=10, what="two cut watches")
         core_api(kube_api).create_namespaced_config_map(namespace, {"metadata": {"name": "late"}})
-        wait_for(lambda: recorder.seen(ADDED, "late"), timeout=10, what="ADDED late")
+        wait_until(lambda: recorder.seen(ADDED, "late"), timeout=10, what="ADDED late")
 
 
 def test_gone_relists_and_emits_what_was_missed(
@@ -202,7 +203,7 @@ def test_gone_relists_and_emits_what_was_missed(
     lists_before = relists()
     # Blind the informer: every new request fails, so it misses the next changes.
     fault_proxy.rate_429 = 1.0
-    wait_for(
+    wait_until(
         lambda: fault_proxy.stats().count(verb="watch", injected=True) >= 1,
         timeout=10,
         what="the informer to lose its watch",
@@ -214,8 +215,8 @@ def test_gone_relists_and_emits_what_was_missed(
     # The next watch is told 410 Expired, as after an etcd compaction.
     fault_proxy.gone_next_watch()
     fault_proxy.rate_429 = 0.0
-    wait_for(lambda: relists() > lists_before, timeout=10, what="a re-list after 410")
-    wait_for(lambda: recorder.seen(DELETED, "vanish"), timeout=10, what="synthetic DELETED")
+    wait_until(lambda: relists() > lists_before, timeout=10, what="a re-list after 410")
+    wait_until(lambda: recorder.seen(DELETED, "vanish"), timeout=10, what="synthetic DELETED")
     assert recorder.seen(MODIFIED, "change")
     assert recorder.seen(ADDED, "new")
     assert not any(name == "keep" for _, name, _ in recorder.events), "unchanged: no event"
@@ -250,7 +251,7 @@ def test_real_compaction_410_relists_without_loss(
     assert informer.wait_for_sync(10)
     lists_before = relists()
     fault_proxy.rate_429 = 1.0
-    wait_for(
+    wait_until(
         lambda: fault_proxy.stats().count(verb="watch", injected=True) >= 1,
         timeout=10,
         what="the informer to lose its watch",
@@ -272,10 +273,10 @@ def test_real_compaction_410_relists_without_loss(
             return True
         return False
 
-    wait_for(compacted, timeout=90, what="etcd to compact the informer's resourceVersion")
+    wait_until(compacted, timeout=90, what="etcd to compact the informer's resourceVersion")
     fault_proxy.rate_429 = 0.0
-    wait_for(lambda: relists() > lists_before, timeout=20, what="a re-list after a real 410")
-    wait_for(lambda: recorder.seen(DELETED, "old"), timeout=10, what="synthetic DELETED old")
+    wait_until(lambda: relists() > lists_before, timeout=20, what="a re-list after a real 410")
+    wait_until(lambda: recorder.seen(DELETED, "old"), timeout=10, what="synthetic DELETED old")
     assert cache_names(informer) == server_names(kube_api, namespace)
     added = recorder.of(ADDED)
     assert len(added) == len(set(added)), f"duplicate ADDED events: {added}"
@@ -287,6 +288,6 @@ def test_stop_closes_an_open_watch_promptly(
     informer = Informer(Kube(control_plane.api_client()), CONFIGMAPS, namespace=namespace)
     informer.start()
     assert informer.wait_for_sync(10)
-    wait_for(lambda: informer._stream is not None, timeout=10, what="the watch to open")
+    wait_until(lambda: informer._stream is not None, timeout=10, what="the watch to open")
     informer.stop(timeout=5)
     assert not any(t.is_alive() for t in informer._threads)

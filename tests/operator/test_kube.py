@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-import controller.kube as kube_module
+import controller.kube.transport as transport
 from controller.kube import (
     EVENTS,
     REPLICASETS,
@@ -27,7 +27,8 @@ from controller.kube import (
 )
 from controller.metrics import REGISTRY
 from sandbox.faultproxy import FaultProxy, Faults
-from tests.operator.helpers import core_api, custom_api, wait_for
+from tests.operator.helpers import core_api, custom_api
+from tests.waiting import wait_until
 
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
 FAST_RETRY = RetryPolicy(attempts=4, initial=0.01, maximum=0.05, jitter=0.0)
@@ -187,7 +188,7 @@ def test_list_paginates_and_fills_kind(
 ) -> None:
     for index in range(5):
         make_configmap(kube_api, namespace, f"cm-{index}")
-    monkeypatch.setattr(kube_module, "_LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(transport, "_LIST_PAGE_SIZE", 2)
     listing = kube.list_objects(CONFIGMAPS, namespace)
     names = sorted(item["metadata"]["name"] for item in listing.items)
     assert [n for n in names if n.startswith("cm-")] == [f"cm-{i}" for i in range(5)]
@@ -372,7 +373,7 @@ def test_creating_in_a_namespace_being_deleted_is_its_own_error_and_events_are_d
     core.create_namespaced_config_map(name, held)
     rollout = create_rollout(kube_api, name, "r")
     core.delete_namespace(name)
-    wait_for(
+    wait_until(
         lambda: core.read_namespace(name).status.phase == "Terminating",
         timeout=30,
         what="the namespace to be Terminating",

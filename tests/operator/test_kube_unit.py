@@ -19,16 +19,20 @@ from controller.kube import (
     Forbidden,
     Gone,
     KindRef,
+    NamespaceTerminating,
     NotFound,
     Permanent,
     RetryPolicy,
     Transient,
+    backend_weights,
     error_from_status,
-    format_micro_time,
     merge_patch,
     object_key,
     owner_reference,
+    retryable,
+    reweighted,
 )
+from controller.times import micro_timestamp
 
 
 def status(code: int, reason: str, message: str = "m", **details: object) -> bytes:
@@ -66,16 +70,14 @@ def test_status_codes_map_onto_the_error_tree(code: int, reason: str, expected: 
 
 
 def test_conflict_is_transient_but_not_retried_and_not_found_is_its_own_branch() -> None:
-    from controller.kube import _retryable
-
     conflict = error_from_status(
         409, body=status(409, "Conflict"), headers=None, verb="patch", kind=ROLLOUTS
     )
     busy = error_from_status(
         429, body=status(429, "TooManyRequests"), headers=None, verb="get", kind=ROLLOUTS
     )
-    assert isinstance(conflict, Transient) and not _retryable(conflict)
-    assert _retryable(busy)
+    assert isinstance(conflict, Transient) and not retryable(conflict)
+    assert retryable(busy)
     assert not issubclass(NotFound, Permanent) and not issubclass(Gone, Transient)
 
 
@@ -150,10 +152,10 @@ def test_paths() -> None:
 
 
 def test_micro_time_always_has_six_fraction_digits() -> None:
-    assert format_micro_time(datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)) == (
+    assert micro_timestamp(datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)) == (
         "2024-05-01T12:00:00.000000Z"
     )
-    assert format_micro_time(datetime(2024, 5, 1, 12, 0, 0, 1234, tzinfo=UTC)) == (
+    assert micro_timestamp(datetime(2024, 5, 1, 12, 0, 0, 1234, tzinfo=UTC)) == (
         "2024-05-01T12:00:00.001234Z"
     )
 
@@ -199,3 +201,39 @@ def test_retry_delay_grows_is_capped_and_honours_retry_after() -> None:
     )
     assert policy.delay(1, 3.0) == 3.0
     assert policy.delay(1, 60.0) == 5.0
+
+
+def test_a_403_with_the_namespace_terminating_cause_is_its_own_error() -> None:
+    body = status(
+        403,
+        "Forbidden",
+        "unable to create new content in namespace shop because it is being terminated",
+        causes=[{"reason": "NamespaceTerminating", "message": "namespace shop is terminating"}],
+    )
+    error = error_from_status(403, body=body, headers=None, verb="create", kind=EVENTS)
+    assert type(error) is NamespaceTerminating
+    plain = error_from_status(
+        403, body=status(403, "Forbidden"), headers=None, verb="create", kind=EVENTS
+    )
+    assert type(plain) is Forbidden
+
+
+def test_route_weights_are_read_and_rewritten_only_when_they_differ() -> None:
+    route = {
+        "metadata": {"resourceVersion": "7"},
+        "spec": {
+            "rules": [
+                {"backendRefs": [{"name": "stable", "weight": 90}, {"name": "canary"}]},
+                {"backendRefs": [{"name": "other", "weight": 5}]},
+            ]
+        },
+    }
+    assert backend_weights(route) == {"stable": 90, "canary": 1, "other": 5}
+    rules = reweighted(route, {"stable": 50, "canary": 50})
+    assert rules is not None
+    assert [r["backendRefs"] for r in rules] == [
+        [{"name": "stable", "weight": 50}, {"name": "canary", "weight": 50}],
+        [{"name": "other", "weight": 5}],
+    ]
+    assert backend_weights(route) == {"stable": 90, "canary": 1, "other": 5}  # not edited
+    assert reweighted(route, {"stable": 90, "canary": 1}) is None

@@ -13,7 +13,7 @@ import pytest
 from controller.kube import Kube
 from controller.leader import LeaderElector
 from sandbox.faultproxy import FaultProxy, Faults
-from tests.operator.helpers import wait_for
+from tests.waiting import wait_until
 
 LEASE = 2.0
 RENEW_DEADLINE = 1.5
@@ -84,12 +84,12 @@ def test_only_one_of_two_leads_and_the_lease_says_who(
     a = make(Kube(control_plane.api_client()), namespace, "a", leadership)
     b = make(Kube(control_plane.api_client()), namespace, "b", leadership)
     electors.extend([a.start(), b.start()])
-    wait_for(lambda: len(leadership.current()) == 1, timeout=10, what="a leader")
+    wait_until(lambda: len(leadership.current()) == 1, timeout=10, what="a leader")
     # Several renewals later there is still exactly one leader.
     leader = a if a.is_leader else b
     lease = Kube(control_plane.api_client()).get_lease(namespace, "deployctl-controller")
     first_renew = lease["spec"]["renewTime"]
-    wait_for(
+    wait_until(
         lambda: (
             Kube(control_plane.api_client()).get_lease(namespace, "deployctl-controller")["spec"][
                 "renewTime"
@@ -106,9 +106,9 @@ def test_only_one_of_two_leads_and_the_lease_says_who(
     assert spec["holderIdentity"] == leader.identity
     assert spec["leaseDurationSeconds"] == 2
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", spec["renewTime"])
-    wait_for(lambda: a.healthy() and b.healthy(), timeout=5, what="both electors healthy")
+    wait_until(lambda: a.healthy() and b.healthy(), timeout=5, what="both electors healthy")
     standby = b if leader is a else a
-    wait_for(
+    wait_until(
         lambda: standby.leader_identity == leader.identity,
         timeout=5,
         what="the standby to observe the leader",
@@ -125,16 +125,16 @@ def test_standby_takes_over_when_the_leader_stops_renewing(
     # The first candidate talks through the fault proxy, so we can cut it off.
     a = make(Kube(fault_proxy.api_client()), namespace, "a", leadership)
     electors.append(a.start())
-    wait_for(lambda: a.is_leader, timeout=10, what="a to lead")
+    wait_until(lambda: a.is_leader, timeout=10, what="a to lead")
     b = make(Kube(control_plane.api_client()), namespace, "b", leadership)
     electors.append(b.start())
-    wait_for(lambda: b.leader_identity == "a", timeout=5, what="b to observe a")
+    wait_until(lambda: b.leader_identity == "a", timeout=5, what="b to observe a")
     assert not b.is_leader
 
     fault_proxy.set_faults(Faults(error_rate_500=1.0))  # a can no longer renew
     partitioned = time.monotonic()
     # The callback that records the start runs just after is_leader turns true.
-    wait_for(
+    wait_until(
         lambda: b.is_leader and "b" in leadership.started,
         timeout=LEASE + RENEW_DEADLINE + 3,
         what="b to take over",
@@ -151,7 +151,7 @@ def test_standby_takes_over_when_the_leader_stops_renewing(
     assert lease["spec"]["leaseTransitions"] == 1
 
     fault_proxy.set_faults(Faults())  # a comes back as a standby, not a second leader
-    wait_for(lambda: a.healthy(), timeout=5, what="a to reach the apiserver again")
+    wait_until(lambda: a.healthy(), timeout=5, what="a to reach the apiserver again")
     assert leadership.current() == {"b"}
 
 
@@ -160,15 +160,15 @@ def test_release_hands_over_at_once(
 ) -> None:
     a = make(Kube(control_plane.api_client()), namespace, "a", leadership)
     electors.append(a.start())
-    wait_for(lambda: a.is_leader, timeout=10, what="a to lead")
+    wait_until(lambda: a.is_leader, timeout=10, what="a to lead")
     b = make(Kube(control_plane.api_client()), namespace, "b", leadership)
     electors.append(b.start())
-    wait_for(lambda: b.leader_identity == "a", timeout=5, what="b to observe a")
+    wait_until(lambda: b.leader_identity == "a", timeout=5, what="b to observe a")
 
     stopping = time.monotonic()
     a.stop()  # graceful: stop leading, then release
     assert "a" in leadership.stopped
-    wait_for(
+    wait_until(
         lambda: b.is_leader and "b" in leadership.started,
         timeout=LEASE,
         what="b to take over after release",

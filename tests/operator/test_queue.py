@@ -9,7 +9,8 @@ import pytest
 
 from controller.metrics import REGISTRY
 from controller.queue import WorkQueue
-from tests.operator.helpers import FakeClock, wait_for
+from tests.operator.helpers import FakeClock
+from tests.waiting import wait_until
 
 
 def test_keys_are_deduplicated_and_fifo() -> None:
@@ -69,8 +70,10 @@ def test_many_workers_never_process_one_key_concurrently() -> None:
         for key in ("a", "b", "c"):
             queue.add(key)
         if round_ % 50 == 0:
-            wait_for(lambda: len(queue) == 0, timeout=5, what="workers to pick keys")
-    wait_for(lambda: len(queue) == 0 and not queue.processing(), timeout=10, what="queue to drain")
+            wait_until(lambda: len(queue) == 0, timeout=5, what="workers to pick keys")
+    wait_until(
+        lambda: len(queue) == 0 and not queue.processing(), timeout=10, what="queue to drain"
+    )
     queue.shutdown()
     for thread in threads:
         thread.join(5)
@@ -182,7 +185,7 @@ def test_shutdown_drains_in_flight_keys_and_hands_out_nothing_more() -> None:
     drained: list[bool] = []
     stopper = threading.Thread(target=lambda: drained.append(queue.shutdown(timeout=10)))
     stopper.start()
-    wait_for(lambda: queue.shutting_down, timeout=5, what="shutdown to begin")
+    wait_until(lambda: queue.shutting_down, timeout=5, what="shutdown to begin")
     assert drained == [], "shutdown must wait for the key in flight"
     assert queue.get(timeout=0) is None, "no new work after shutdown"
     queue.add("c")

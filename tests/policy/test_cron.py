@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from controller.policy.cron import CronError, CronSchedule
+from controller.api.cron import CronError, CronSchedule
 
 
 @pytest.mark.parametrize(

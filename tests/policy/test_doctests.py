@@ -11,7 +11,7 @@ import pytest
 @pytest.mark.parametrize(
     "name",
     [
-        "controller.policy.cron",
+        "controller.api.cron",
         "controller.policy.windows",
         "controller.policy.freeze",
         "controller.policy.gates",

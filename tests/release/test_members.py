@@ -20,10 +20,10 @@ import yaml
 from controller.api import reasons as r
 from controller.api.release import ClusterTarget, RolloutRef
 from controller.kube import Conflict, Forbidden, NotFound, Transient
+from controller.names import TEMPLATE_ANNOTATION
 from controller.release.members import MemberClients
 from controller.release.observe import MemberRollout, ReadFailure
 from controller.release.planner import RollBack, SetTemplate
-from controller.resources import TEMPLATE_ANNOTATION
 from tests.release.world import member, revision, template
 
 ROLLOUT = RolloutRef(namespace="app", name="shop")

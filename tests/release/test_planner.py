@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from controller.api import reasons as r
 from controller.api.release import Release
 from controller.api.status import parse_timestamp, timestamp
+from controller.names import REQUEST_ANNOTATION, REQUESTED_BY_ANNOTATION
 from controller.release.observe import MemberRollout, ReadFailure, unreachable
 from controller.release.planner import (
     RELEASE_ANNOTATION,
@@ -21,7 +22,6 @@ from controller.release.planner import (
     plan,
     spec_hash,
 )
-from controller.requests import REQUEST_ANNOTATION, REQUESTED_BY_ANNOTATION
 from tests.release.world import (
     T0,
     Fleet,

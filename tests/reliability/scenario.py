@@ -16,7 +16,8 @@ from typing import Any
 
 from controller.api.revision import template_hash
 from controller.api.rollout import PodTemplateSpec
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll
+from tests.integration.harness import Cluster, demo_rollout, error_rate_template
+from tests.waiting import wait_until
 
 CANARY_STEPS: list[dict[str, Any]] = [
     {"setWeight": 25},
@@ -152,9 +153,9 @@ class Fleet:
             self.cluster.apply_rollout(self.body(member, "v1"))
         for member in self.members:
             name = member.name
-            status = poll(
+            status = wait_until(
                 lambda: self.cluster.status(name),  # noqa: B023 - used before the next turn
-                lambda s: s.get("phase") == "Healthy" and bool(s.get("stableRevision")),
+                ok=lambda s: s.get("phase") == "Healthy" and bool(s.get("stableRevision")),
                 timeout=90,
                 what=f"{name} v1 healthy",
             )
@@ -183,7 +184,9 @@ class Fleet:
                     return False
             return True
 
-        return dict(poll(read, done, timeout=timeout, what="every rollout at its end state"))
+        return dict(
+            wait_until(read, ok=done, timeout=timeout, what="every rollout at its end state")
+        )
 
     def verify(self, statuses: dict[str, dict[str, Any]]) -> None:
         """End state: healthy ones promoted, broken ones rolled back, history consistent."""

@@ -5,10 +5,15 @@ revision ever promoted.
 
 Small setting (``make test``): one round, at least 5 kills. ``DEPLOYCTL_RELIABILITY=large``:
 rounds until at least 50 kills. The test prints ``kills survived / kills``.
+
+The kill times come from a seed printed before anything else, so a failing run keeps it
+in its captured output; ``DEPLOYCTL_CRASH_SEED=<seed>`` runs the same kill schedule again
+(the moments a kill lands still depend on the machine's speed).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from typing import Any
@@ -18,6 +23,7 @@ from tests.reliability.conftest import LARGE
 from tests.reliability.scenario import Fleet, Sampler
 
 MIN_KILLS = 50 if LARGE else 5
+SEED_ENV = "DEPLOYCTL_CRASH_SEED"
 
 
 class Killer:
@@ -57,7 +63,8 @@ def step_event_counts(cluster: Cluster) -> dict[tuple[str, str, str], int]:
 def test_rollouts_survive_random_controller_kills(
     cluster: Cluster, start_controller: Any, traffic: Any
 ) -> None:
-    seed = random.randrange(1 << 30)
+    seed = int(os.environ.get(SEED_ENV) or random.randrange(1 << 30))
+    print(f"\ncrash injection seed {seed} (replay: {SEED_ENV}={seed})", flush=True)
     kills = survived = 0
     rounds = 0
     fleet = Fleet(cluster, traffic)
@@ -95,7 +102,7 @@ def test_rollouts_survive_random_controller_kills(
         }
         assert not repeated, repeated
     print(
-        f"\ncrash injection (seed {seed}): kills survived {survived} / kills {kills}, "
+        f"crash injection (seed {seed}): kills survived {survived} / kills {kills}, "
         f"{rounds} round(s), {len(fleet.members)} rollouts"
     )
     assert survived == kills >= MIN_KILLS

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from sandbox.prometheus import PrometheusServer
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template, poll
+from tests.integration.harness import Cluster, demo_rollout, error_rate_template
 from tests.reliability.conftest import LARGE
 from tests.reliability.scenario import Fleet, Sampler
+from tests.waiting import wait_until
 
 # API requests per rollout and revision under these faults, retries and re-opened watches
 # included: measured 18 here (36 for a v1 deploy plus one rollout). A controller that
@@ -89,22 +90,25 @@ def test_prometheus_down_for_30s_pauses_inconclusive_then_continues(
 
     controller = start_controller(prometheus_url=own_prometheus.url)
     cluster.apply_rollout(body("v1"))
-    poll(
-        lambda: cluster.status("shop"), lambda s: s.get("phase") == "Healthy", timeout=60, what="v1"
+    wait_until(
+        lambda: cluster.status("shop"),
+        ok=lambda s: s.get("phase") == "Healthy",
+        timeout=60,
+        what="v1",
     )
     traffic(cluster.namespace, service="shop", rate_per_second=20)
     cluster.apply_rollout(body("v2"))
-    poll(
+    wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("currentStepIndex") == 1,
+        ok=lambda s: s.get("currentStepIndex") == 1,
         timeout=30,
         what="the pause before the analysis",
     )
     own_prometheus.stop()
     down_at = time.monotonic()
-    paused = poll(
+    paused = wait_until(
         lambda: cluster.status("shop"),
-        lambda s: s.get("reason") == "AnalysisInconclusive",
+        ok=lambda s: s.get("reason") == "AnalysisInconclusive",
         timeout=30,
         what="paused Inconclusive while Prometheus is down",
     )
@@ -116,9 +120,9 @@ def test_prometheus_down_for_30s_pauses_inconclusive_then_continues(
         assert status.get("currentStepIndex") == 2, status
         time.sleep(0.5)  # sampling the outage window, not synchronisation
     own_prometheus.start()
-    done = poll(
+    done = wait_until(
         lambda: cluster.status("shop"),
-        lambda s: (
+        ok=lambda s: (
             s.get("phase") == "Healthy" and s.get("stableRevision") == paused["canaryRevision"]
         ),
         timeout=60,

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from controller.analysis.templating import QueryContext, TemplateError, render
 from controller.validation import parse_document
-from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout, poll
+from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout
+from tests.waiting import wait_until
 
 BASE_ROLLOUT: dict[str, Any] = demo_rollout(
     "shop",
@@ -224,9 +225,9 @@ def test_bad_specs_through_the_apiserver_leave_everything_else_running(
     cluster.apply_rollout(good)
     cluster.apply_rollout(live)
     for name in ("good", "live"):
-        poll(
+        wait_until(
             lambda: cluster.status(name),  # noqa: B023 - polled before the next turn
-            lambda s: s.get("phase") == "Healthy",
+            ok=lambda s: s.get("phase") == "Healthy",
             timeout=60,
             what=f"{name} healthy",
         )
@@ -246,9 +247,9 @@ def test_bad_specs_through_the_apiserver_leave_everything_else_running(
             rejected += 1
             continue
         bad_name = body["metadata"]["name"]
-        poll(
+        wait_until(
             lambda: cluster.status(bad_name),  # noqa: B023 - polled before the next turn
-            lambda s: any(
+            ok=lambda s: any(
                 c["type"] == "InvalidSpec" and c["status"] == "True"
                 for c in s.get("conditions", [])
             ),
@@ -262,9 +263,9 @@ def test_bad_specs_through_the_apiserver_leave_everything_else_running(
         "blueGreen": {"activeService": "same", "previewService": "same"}
     }
     cluster.apply_rollout(broken_edit)
-    invalid = poll(
+    invalid = wait_until(
         lambda: cluster.status("live"),
-        lambda s: s.get("reason") == "InvalidSpec",
+        ok=lambda s: s.get("reason") == "InvalidSpec",
         timeout=30,
         what="InvalidSpec on the running rollout",
     )
@@ -280,9 +281,9 @@ def test_bad_specs_through_the_apiserver_leave_everything_else_running(
     cluster.apply_rollout(
         demo_rollout("good", version="v2", replicas=2, strategy={"canary": {"steps": steps}})
     )
-    poll(
+    wait_until(
         lambda: cluster.status("good"),
-        lambda s: s.get("phase") == "Healthy" and s.get("observedGeneration") == 2,
+        ok=lambda s: s.get("phase") == "Healthy" and s.get("observedGeneration") == 2,
         timeout=60,
         what="good v2 promoted beside the bad ones",
     )

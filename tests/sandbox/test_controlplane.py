@@ -25,7 +25,8 @@ from kubernetes import config as k8s_config
 from sandbox import build
 from sandbox.build import BinariesMissing, find_binaries
 from sandbox.controlplane import ControlPlane, sweep_stale_workdirs
-from tests.fixtures_cluster import Watch, name_of, wait_for
+from tests.fixtures_cluster import Watch, name_of
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -213,7 +214,7 @@ def test_watch_from_a_compacted_resource_version_gets_410(kube_api, namespace):
             return True
         return False
 
-    wait_for(expired, timeout=45, what="the apiserver to compact and answer 410 Expired")
+    wait_until(expired, timeout=45, what="the apiserver to compact and answer 410 Expired")
 
 
 @pytest.mark.cluster
@@ -225,7 +226,7 @@ def test_stop_terminates_exactly_its_processes(tmp_path):
     assert all(alive(pid) for pid in pids.values())
     plane.stop()
     assert not plane.running
-    wait_for(all_dead(pids.values()), timeout=1, what="the stopped components to exit")
+    wait_until(all_dead(pids.values()), timeout=1, what="the stopped components to exit")
     # Nothing killed beyond what it started: this test process is still here.
     assert alive(os.getpid())
 
@@ -281,7 +282,7 @@ def test_killed_owner_leaves_no_process_behind(child_control_plane):
     assert all(alive(pid) for pid in pids.values())
     child_control_plane.process.kill()  # SIGKILL: no atexit, no handler; PDEATHSIG must act
     child_control_plane.process.wait()
-    wait_for(all_dead(pids.values()), timeout=10, what=f"components {pids} to die")
+    wait_until(all_dead(pids.values()), timeout=10, what=f"components {pids} to die")
     # The data it could not delete is swept by the next control plane's start.
     assert child_control_plane.workdir in sweep_stale_workdirs()
 
@@ -291,5 +292,5 @@ def test_sigterm_stops_the_control_plane_and_cleans_up(child_control_plane):
     pids = child_control_plane.pids
     child_control_plane.process.send_signal(signal.SIGTERM)
     assert child_control_plane.process.wait(timeout=30) == -signal.SIGTERM
-    wait_for(all_dead(pids.values()), timeout=10, what=f"components {pids} to die")
+    wait_until(all_dead(pids.values()), timeout=10, what=f"components {pids} to die")
     assert not child_control_plane.workdir.exists()

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox.demo_app import LATENCY_BUCKETS, DemoApp, DemoConfig, ErrorSpreader
-from tests.sandbox.workload_helpers import get, wait_until
+from tests.sandbox.workload_helpers import get
+from tests.waiting import wait_until
 
 
 @pytest.fixture

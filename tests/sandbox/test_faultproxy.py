@@ -17,7 +17,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from sandbox.faultproxy import FaultProxy, classify
-from tests.fixtures_cluster import Watch, name_of, wait_for
+from tests.fixtures_cluster import Watch, name_of
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -131,7 +132,9 @@ def test_watch_events_are_streamed_without_buffering(fault_proxy, kube_api, name
     version = list_version(core, namespace)
 
     def create_once_watching() -> None:
-        wait_for(lambda: fault_proxy.stats().count(verb="watch") == 1, timeout=10, what="the watch")
+        wait_until(
+            lambda: fault_proxy.stats().count(verb="watch") == 1, timeout=10, what="the watch"
+        )
         k8s.CoreV1Api(kube_api).create_namespaced_config_map(namespace, config_map("c"))
 
     creator = threading.Thread(target=create_once_watching)

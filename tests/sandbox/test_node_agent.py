@@ -13,15 +13,10 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from sandbox.node_agent import Behaviour, LoopbackIPs, NodeAgent, behaviour_of
-from tests.sandbox.workload_helpers import (
-    apps_api,
-    coordination_api,
-    core_api,
-    get,
-    replica_set,
-    wait_until,
-)
+from sandbox.node_agent import LoopbackIPs, NodeAgent
+from sandbox.pod_lifecycle import Behaviour, behaviour_of
+from tests.sandbox.workload_helpers import apps_api, coordination_api, core_api, get, replica_set
+from tests.waiting import wait_until
 
 
 def pod_with(image: str, env: dict[str, str] | None = None) -> dict[str, object]:

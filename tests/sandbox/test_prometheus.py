@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.prometheus import PrometheusNotInstalled, PrometheusServer
-from tests.sandbox.workload_helpers import get, wait_until
+from tests.sandbox.workload_helpers import get
+from tests.waiting import wait_until
 
 
 def test_rate_query_sees_thirty_percent_errors(prometheus, demo_app) -> None:

@@ -19,14 +19,8 @@ from sandbox.traffic import (
     TrafficStats,
     _WeightedRoundRobin,
 )
-from tests.sandbox.workload_helpers import (
-    apps_api,
-    core_api,
-    custom_api,
-    replica_set,
-    service,
-    wait_until,
-)
+from tests.sandbox.workload_helpers import apps_api, core_api, custom_api, replica_set, service
+from tests.waiting import wait_until
 
 # The canary's share of traffic must be within this of the asked-for weight.
 TOLERANCE = 0.04

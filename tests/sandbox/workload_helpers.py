@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -40,21 +39,6 @@ def get(url: str, *, timeout: float = 10.0) -> Reply:
         )
     finally:
         connection.close()
-
-
-def wait_until(
-    check: Callable[[], T | None], *, timeout: float, interval: float = 0.05, what: str = ""
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
-        time.sleep(interval)
 
 
 def replica_set(

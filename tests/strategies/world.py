@@ -13,13 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.api import Rollout
-from controller.api.status import (
-    AnalysisRunStatus,
-    Measurement,
-    MetricResult,
-    RolloutStatus,
-    timestamp,
-)
+from controller.api.status import AnalysisRunStatus, Measurement, MetricResult, RolloutStatus
+from controller.times import timestamp
 from strategies import Observed, Plan, Request, RevisionState, decide
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

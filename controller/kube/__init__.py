@@ -1,0 +1,113 @@
+"""The Kubernetes adapter: the only package of ``controller/`` that imports ``kubernetes``.
+
+One module per job, lowest first (each imports only those above it in this list):
+
+- ``kinds``: ``KindRef`` and the kinds we touch (``ROLLOUTS``, ``REPLICASETS``...);
+- ``errors``: the one error tree (drawn in its docstring) and the HTTP status mapping;
+- ``bodies``: merge patches, owner references, delete options;
+- ``routes``: reading and setting HTTPRoute backend weights (pure);
+- ``events``: Event names, bodies and the repeat counts (pure but for a lock);
+- ``watch``: one open watch stream;
+- ``kubeconfig``: where credentials come from (a kubeconfig file, the in-cluster account);
+- ``transport``: sending, counting, error mapping and the only retries (tenacity);
+- ``resources``: ``Kube``, typed methods per resource on top of the transport.
+
+Everything callers use is importable from ``controller.kube`` itself.
+"""
+
+from controller.kube.bodies import MERGE_PATCH, delete_options, merge_patch, owner_reference
+from controller.kube.errors import (
+    AlreadyExists,
+    Conflict,
+    Forbidden,
+    Gone,
+    KubeconfigError,
+    KubeError,
+    NamespaceTerminating,
+    NotFound,
+    Permanent,
+    Transient,
+    error_from_status,
+    retryable,
+)
+from controller.kube.events import COMPONENT, MAX_EVENT_MESSAGE
+from controller.kube.kinds import (
+    ANALYSIS_TEMPLATES,
+    CLUSTER_TARGETS,
+    CONFIGMAPS,
+    DELIVERY_POLICIES,
+    EVENTS,
+    HTTPROUTES,
+    JOBS,
+    LEASES,
+    PODS,
+    RELEASES,
+    REPLICASETS,
+    ROLLOUTS,
+    SECRETS,
+    SERVICES,
+    KindRef,
+    Obj,
+    object_key,
+)
+from controller.kube.kubeconfig import KubeconfigContext, kubeconfig_context
+from controller.kube.resources import Kube
+from controller.kube.routes import backend_weights, reweighted
+from controller.kube.transport import NO_RETRY, Listing, RetryPolicy, Transport
+from controller.kube.watch import WatchStream
+
+# The time helpers moved to ``controller.times``; their names as this adapter had them.
+from controller.times import micro_timestamp as format_micro_time
+from controller.times import parse_timestamp as parse_time
+from controller.times import timestamp as format_time
+
+__all__ = [
+    "ANALYSIS_TEMPLATES",
+    "CLUSTER_TARGETS",
+    "COMPONENT",
+    "CONFIGMAPS",
+    "DELIVERY_POLICIES",
+    "EVENTS",
+    "HTTPROUTES",
+    "JOBS",
+    "LEASES",
+    "MAX_EVENT_MESSAGE",
+    "MERGE_PATCH",
+    "NO_RETRY",
+    "PODS",
+    "RELEASES",
+    "REPLICASETS",
+    "ROLLOUTS",
+    "SECRETS",
+    "SERVICES",
+    "AlreadyExists",
+    "Conflict",
+    "Forbidden",
+    "Gone",
+    "KindRef",
+    "Kube",
+    "KubeError",
+    "KubeconfigContext",
+    "KubeconfigError",
+    "Listing",
+    "NamespaceTerminating",
+    "NotFound",
+    "Obj",
+    "Permanent",
+    "RetryPolicy",
+    "Transient",
+    "Transport",
+    "WatchStream",
+    "backend_weights",
+    "delete_options",
+    "error_from_status",
+    "format_micro_time",
+    "format_time",
+    "kubeconfig_context",
+    "merge_patch",
+    "object_key",
+    "owner_reference",
+    "parse_time",
+    "retryable",
+    "reweighted",
+]

@@ -1,0 +1,440 @@
+"""``Kube``: typed reads and writes of the objects deployctl works with.
+
+Callers: ``controller.informer`` (list/watch), ``controller.leader`` (Leases), the
+reconciler (Rollout status and patches, ReplicaSets, Service selectors, HTTPRoute
+weights, Events), the analysis providers (check Jobs, ConfigMaps, Secrets) and the CLI.
+They get plain JSON dicts in and out, small typed methods, and the errors of
+``controller.kube.errors``; nothing of the client library leaks past this package.
+
+Every method sends through ``Transport`` (one retry policy, one error mapping). The
+operator's RBAC is derived from the requests these methods send
+(``tests/manifests/rbac_from_code.py``), so each names its kind constant and verb.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+
+from controller.kube.bodies import owned
+from controller.kube.errors import AlreadyExists, NamespaceTerminating, NotFound
+from controller.kube.events import EventCounts, event_name, event_text, new_event
+from controller.kube.kinds import (
+    CONFIGMAPS,
+    EVENTS,
+    HTTPROUTES,
+    JOBS,
+    LEASES,
+    RELEASES,
+    REPLICASETS,
+    ROLLOUTS,
+    SECRETS,
+    SERVICES,
+    KindRef,
+    Obj,
+)
+from controller.kube.kubeconfig import (
+    client_from_kubeconfig,
+    client_from_kubeconfig_dict,
+    client_in_cluster,
+)
+from controller.kube.routes import reweighted
+from controller.kube.transport import DEFAULT_RETRY, NO_RETRY, RetryPolicy, Transport
+from controller.times import timestamp
+
+
+class Kube(Transport):
+    """Typed access to the API objects deployctl reads and writes."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        request_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        instance: str = "",
+        sleep: Callable[[float], None] = time.sleep,
+        utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__(
+            api_client,
+            retry=retry,
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            sleep=sleep,
+        )
+        self.instance = instance
+        self._utcnow = utcnow
+        self._event_counts = EventCounts()
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: str | None = None, context: str | None = None, **kwargs: Any
+    ) -> Kube:
+        """From a kubeconfig file (``None``: ``$KUBECONFIG`` or ``~/.kube/config``)."""
+        return cls(client_from_kubeconfig(path, context), **kwargs)
+
+    @classmethod
+    def from_kubeconfig_dict(
+        cls, config: Mapping[str, Any], context: str | None = None, **kwargs: Any
+    ) -> Kube:
+        """From a kubeconfig already read and checked (a member cluster's)."""
+        return cls(client_from_kubeconfig_dict(config, context), **kwargs)
+
+    @classmethod
+    def in_cluster(cls, **kwargs: Any) -> Kube:
+        """From the pod's service account (token re-read as it rotates)."""
+        return cls(client_in_cluster(), **kwargs)
+
+    # ------------------------------------------------------------------ rollouts
+
+    def get_rollout(self, namespace: str, name: str) -> Obj:
+        return self.get(ROLLOUTS, namespace, name)
+
+    def patch_rollout(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        """Merge-patch spec/metadata (e.g. consume a promote annotation) with an RV check."""
+        return self._merge_patch(
+            ROLLOUTS, namespace, name, patch, resource_version=resource_version
+        )
+
+    def patch_rollout_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Merge-patch ``status`` through the status subresource (``None`` deletes a key).
+
+        Only the status changes: the apiserver ignores spec here and does not bump
+        ``metadata.generation``. Build ``status`` with ``merge_patch(old, new)``.
+        """
+        return self._merge_patch(
+            ROLLOUTS,
+            namespace,
+            name,
+            {"status": dict(status)},
+            resource_version=resource_version,
+            subresource="status",
+        )
+
+    # ------------------------------------------------------------------ replicasets
+
+    def create_replicaset(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj:
+        """Create a ReplicaSet controlled by ``owner`` (garbage-collected with it)."""
+        replicaset = owned(REPLICASETS, namespace, body, owner=owner)
+        return self._request(
+            "create", REPLICASETS, method="POST", namespace=namespace, body=replicaset
+        )
+
+    def patch_replicaset(
+        self,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        return self._merge_patch(
+            REPLICASETS, namespace, name, patch, resource_version=resource_version
+        )
+
+    def scale_replicaset(
+        self, namespace: str, name: str, replicas: int, *, resource_version: str | None = None
+    ) -> Obj:
+        return self.patch_replicaset(
+            namespace, name, {"spec": {"replicas": replicas}}, resource_version=resource_version
+        )
+
+    def delete_replicaset(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        propagation: str = "Background",
+    ) -> bool:
+        """Delete (pods follow in the background); False if it was already gone.
+
+        ``uid`` is a precondition: never delete a same-named successor by mistake.
+        """
+        return self._delete(REPLICASETS, namespace, name, uid=uid, propagation=propagation)
+
+    # ------------------------------------------------------------------ jobs
+
+    def create_job(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None:
+        """Create a Job owned by ``owner``; None when the name is taken already.
+
+        Job names are derived from what they check, so an AlreadyExists means an earlier
+        pass (perhaps of a controller since restarted) created this very Job.
+        """
+        job = owned(JOBS, namespace, body, owner=owner)
+        try:
+            return self._request("create", JOBS, method="POST", namespace=namespace, body=job)
+        except AlreadyExists:
+            return None
+
+    def delete_job(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete a finished Job and its pods; False if it was already gone."""
+        return self._delete(JOBS, namespace, name, uid=uid)
+
+    # ------------------------------------------------------------------ services / routes
+
+    def patch_service_selector(
+        self,
+        namespace: str,
+        name: str,
+        selector: Mapping[str, str | None],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Merge ``selector`` into the Service's selector (a ``None`` value removes a key)."""
+        return self._merge_patch(
+            SERVICES,
+            namespace,
+            name,
+            {"spec": {"selector": dict(selector)}},
+            resource_version=resource_version,
+        )
+
+    def get_httproute(self, namespace: str, name: str) -> Obj:
+        return self.get(HTTPROUTES, namespace, name)
+
+    def set_httproute_weights(
+        self,
+        namespace: str,
+        name: str,
+        weights: Mapping[str, int],
+        *,
+        route: Mapping[str, Any] | None = None,
+    ) -> Obj:
+        """Set the weight of every backendRef named in ``weights`` (Service name → weight).
+
+        ``route`` is the object as last seen (from the informer); without it the route is
+        read first. The patch carries its resourceVersion, so a concurrent edit gives
+        ``Conflict`` instead of being overwritten. Nothing is written when the weights
+        already match.
+        """
+        current = dict(route) if route is not None else self.get_httproute(namespace, name)
+        rules = reweighted(current, weights)
+        if rules is None:
+            return copy.deepcopy(current)
+        return self._merge_patch(
+            HTTPROUTES,
+            namespace,
+            name,
+            {"spec": {"rules": rules}},
+            resource_version=current["metadata"]["resourceVersion"],
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def record_event(
+        self,
+        involved: Mapping[str, Any],
+        *,
+        reason: str,
+        message: str,
+        type: str = "Normal",
+    ) -> Obj:
+        """Record a core/v1 Event about ``involved``; repeats increment ``count``
+        (``controller.kube.events``)."""
+        meta = involved.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        text = event_text(message)
+        name = event_name(involved, type=type, reason=reason, text=text)
+        now = timestamp(self._utcnow())
+        known = self._event_counts.get(name)
+        if known is not None:
+            try:
+                return self._bump_event(namespace, name, known + 1, now)
+            except NotFound:
+                pass  # expired (events live one hour by default): create it afresh
+        event = new_event(
+            involved,
+            name=name,
+            namespace=namespace,
+            type=type,
+            reason=reason,
+            text=text,
+            now=now,
+            host=self.instance,
+        )
+        try:
+            created = self._request(
+                "create", EVENTS, method="POST", namespace=namespace, body=event
+            )
+        except NamespaceTerminating:
+            return {}  # the Rollout is being deleted with its namespace: nobody to tell
+        except AlreadyExists:
+            existing = self.get(EVENTS, namespace, name)
+            return self._bump_event(namespace, name, int(existing.get("count") or 1) + 1, now)
+        self._event_counts.remember(name, 1)
+        return created
+
+    def _bump_event(self, namespace: str, name: str, count: int, now: str) -> Obj:
+        # No resourceVersion precondition: two writers racing on a count lose one
+        # increment at worst, which is not worth a retry loop.
+        updated = self._merge_patch(
+            EVENTS,
+            namespace,
+            name,
+            {"count": count, "lastTimestamp": now},
+            resource_version=None,
+        )
+        self._event_counts.remember(name, int(updated.get("count") or count))
+        return updated
+
+    # ------------------------------------------------------------------ leases
+
+    def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> Obj:
+        """No retries inside: the leader elector has its own retry period and deadline."""
+        return self._request(
+            "get",
+            LEASES,
+            method="GET",
+            namespace=namespace,
+            name=name,
+            retry=NO_RETRY,
+            timeout=timeout,
+        )
+
+    def create_lease(
+        self, namespace: str, name: str, spec: Mapping[str, Any], *, timeout: float | None = None
+    ) -> Obj:
+        body = {
+            "apiVersion": LEASES.api_version,
+            "kind": LEASES.kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": dict(spec),
+        }
+        return self._request(
+            "create",
+            LEASES,
+            method="POST",
+            namespace=namespace,
+            body=body,
+            retry=NO_RETRY,
+            timeout=timeout,
+        )
+
+    def update_lease(
+        self,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        resource_version: str,
+        timeout: float | None = None,
+    ) -> Obj:
+        """Replace the Lease's spec; 409 ``Conflict`` if someone wrote it since we read it."""
+        body = {
+            "apiVersion": LEASES.api_version,
+            "kind": LEASES.kind,
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "spec": dict(spec),
+        }
+        return self._request(
+            "update",
+            LEASES,
+            method="PUT",
+            namespace=namespace,
+            name=name,
+            body=body,
+            retry=NO_RETRY,
+            timeout=timeout,
+        )
+
+    # --- releases ----------------------------------------------------------------
+    # The release controller's own objects in the management cluster; member clusters
+    # are reached with ``get_rollout``/``patch_rollout``/``list_replicasets``.
+
+    def get_release(self, namespace: str, name: str) -> Obj:
+        return self.get(RELEASES, namespace, name)
+
+    def patch_release(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        """Merge-patch metadata (the CLI's request annotation) with an RV check."""
+        return self._merge_patch(
+            RELEASES, namespace, name, patch, resource_version=resource_version
+        )
+
+    def patch_release_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Merge-patch ``status`` through the status subresource, conditional on the RV."""
+        return self._merge_patch(
+            RELEASES,
+            namespace,
+            name,
+            {"status": dict(status)},
+            resource_version=resource_version,
+            subresource="status",
+        )
+
+    # --- CLI ---------------------------------------------------------------------
+    # Reads and writes of ``deployctl rollout/promote/status/...``; the CLI drives the
+    # operator through the Rollout resource and reads what it owns, nothing more.
+
+    def list_rollouts(self, namespace: str | None) -> list[Obj]:
+        """Rollouts of one namespace, or of all namespaces when ``namespace`` is None."""
+        return self.list_objects(ROLLOUTS, namespace).items
+
+    def create_object(self, kind: KindRef, namespace: str, body: Mapping[str, Any]) -> Obj:
+        return self._request("create", kind, method="POST", namespace=namespace, body=dict(body))
+
+    def replace_object(
+        self, kind: KindRef, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> Obj:
+        """PUT ``body``; its ``metadata.resourceVersion`` makes it conditional (409 if stale)."""
+        return self._request(
+            "update", kind, method="PUT", namespace=namespace, name=name, body=dict(body)
+        )
+
+    def list_replicasets(self, namespace: str, label_selector: str) -> list[Obj]:
+        return self.list_objects(REPLICASETS, namespace, label_selector=label_selector).items
+
+    def list_events_for(self, namespace: str, name: str) -> list[Obj]:
+        """Events about the Rollout ``name``, oldest first."""
+        selector = f"involvedObject.name={name},involvedObject.kind=Rollout"
+        listing = self._request(
+            "list", EVENTS, method="GET", namespace=namespace, query={"fieldSelector": selector}
+        )
+        items = list(listing.get("items") or [])
+        return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+    def read_configmap(self, namespace: str, name: str) -> dict[str, str]:
+        """A ConfigMap's data (alert rules files named by ``alertRules``)."""
+        obj = self._request("get", CONFIGMAPS, method="GET", namespace=namespace, name=name)
+        return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+
+    # --- policy ------------------------------------------------------------------
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded; for webhook URLs. Never log what it returns."""
+        obj = self._request("get", SECRETS, method="GET", namespace=namespace, name=name)
+        data = obj.get("data") or {}
+        return {
+            str(key): base64.b64decode(str(value)).decode("utf-8", "replace")
+            for key, value in data.items()
+        }

@@ -1,0 +1,177 @@
+"""Doubles at the reconciler's own seams (``controller/cache.py``), nothing deeper.
+
+- ``DictCache``: a ``Cache`` over a dict, as an informer's cache would answer (copies
+  out, label selection).
+- ``RecordingKube``: a ``KubeWrites`` that records every request as a short tuple and
+  answers with what the apiserver would echo; ``fail`` makes one call raise. It has no
+  other methods, so a pass that calls anything else fails with AttributeError, and a
+  test compares the whole list, so any call it did not expect fails it.
+- ``ScriptedMeasurer``: a ``Measurer`` answering each PromQL query from a table.
+
+They stand in for our adapter, never for the Kubernetes or PromQL API: the real ones
+are exercised against the sandbox in ``tests/operator`` and ``tests/integration``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from controller.analysis.values import QueryOutcome, QueryResult, Sample
+from controller.kube.routes import reweighted
+from controller.names import REVISION_LABEL
+
+Obj = dict[str, Any]
+Call = tuple[Any, ...]
+
+
+class DictCache:
+    """``Cache`` over ``{(namespace, name): object}``."""
+
+    def __init__(self, *objects: Mapping[str, Any]) -> None:
+        self.objects: dict[tuple[str | None, str], Obj] = {}
+        for obj in objects:
+            self.put(obj)
+
+    def put(self, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        self.objects[(meta.get("namespace"), meta["name"])] = copy.deepcopy(dict(obj))
+
+    def get(self, namespace: str | None, name: str) -> Obj | None:
+        found = self.objects.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def list(
+        self, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> list[Obj]:
+        out = []
+        for (ns, _name), obj in sorted(self.objects.items(), key=lambda kv: str(kv[0])):
+            if namespace is not None and ns != namespace:
+                continue
+            have = obj.get("metadata", {}).get("labels") or {}
+            if labels and any(have.get(k) != v for k, v in labels.items()):
+                continue
+            out.append(copy.deepcopy(obj))
+        return out
+
+
+class RecordingKube:
+    """Records the writes of a pass, in order (see the module docstring).
+
+    ``calls`` holds one tuple per call:
+
+    - ``("create", replicaset, replicas)``, ``("scale", replicaset, replicas)``,
+      ``("delete", replicaset, uid)``;
+    - ``("select", service, revision)``: the revision a Service's selector now names;
+    - ``("weights", route, {service: weight})``, only when a weight changes: the adapter
+      sends nothing otherwise (``controller.kube.routes.reweighted`` decides, as there);
+    - ``("status", rollout)``, the merge patch itself in ``status_patches``;
+    - ``("event", type, reason)``, the message in ``messages``.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.status_patches: list[Obj] = []
+        self.messages: list[str] = []
+        self.resource_versions: list[str | None] = []
+        self._failures: dict[str, Exception] = {}
+
+    def fail(self, method: str, error: Exception) -> None:
+        """Make the next call of ``method`` raise ``error`` (after recording it)."""
+        self._failures[method] = error
+
+    def _record(self, method: str, call: Call) -> None:
+        self.calls.append(call)
+        error = self._failures.pop(method, None)
+        if error is not None:
+            raise error
+
+    # The signatures take what the reconciler passes; the options it does not pass are
+    # accepted as ``**_`` (see ``controller.cache.KubeWrites`` for the whole shape).
+
+    def create_replicaset(self, namespace: str, body: Mapping[str, Any], **_: Any) -> Obj:
+        call = ("create", body["metadata"]["name"], body["spec"]["replicas"])
+        self._record("create_replicaset", call)
+        return copy.deepcopy(dict(body))
+
+    def scale_replicaset(self, namespace: str, name: str, replicas: int, **_: Any) -> Obj:
+        self._record("scale_replicaset", ("scale", name, replicas))
+        return {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}
+
+    def delete_replicaset(
+        self, namespace: str, name: str, *, uid: str | None = None, **_: Any
+    ) -> bool:
+        self._record("delete_replicaset", ("delete", name, uid))
+        return True
+
+    def patch_service_selector(
+        self, namespace: str, name: str, selector: Mapping[str, str | None], **_: Any
+    ) -> Obj:
+        self._record("patch_service_selector", ("select", name, selector.get(REVISION_LABEL)))
+        return {"metadata": {"name": name}, "spec": {"selector": dict(selector)}}
+
+    def set_httproute_weights(
+        self,
+        namespace: str,
+        name: str,
+        weights: Mapping[str, int],
+        *,
+        route: Mapping[str, Any] | None = None,
+    ) -> Obj:
+        assert route is not None, "the reconciler passes the route it read from its cache"
+        if reweighted(route, weights) is None:
+            return copy.deepcopy(dict(route))  # the adapter sends nothing: weights match
+        self._record("set_httproute_weights", ("weights", name, dict(weights)))
+        return copy.deepcopy(dict(route))
+
+    def patch_rollout_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        self.status_patches.append(copy.deepcopy(dict(status)))
+        self.resource_versions.append(resource_version)
+        self._record("patch_rollout_status", ("status", name))
+        return {"metadata": {"name": name, "namespace": namespace}, "status": dict(status)}
+
+    def record_event(
+        self, involved: Mapping[str, Any], *, reason: str, message: str, type: str = "Normal"
+    ) -> Obj:
+        self.messages.append(message)
+        self._record("record_event", ("event", type, reason))
+        return {}
+
+
+def apply_merge_patch(target: Obj, patch: Mapping[str, Any]) -> Obj:
+    """``target`` with an RFC 7386 merge patch applied (what the apiserver stores)."""
+    out = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = apply_merge_patch(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def sample(value: float) -> QueryResult:
+    return QueryResult(query="", samples=(Sample(labels={}, value=value),))
+
+
+class ScriptedMeasurer:
+    """Answers every query with ``answer(promql)``; remembers what was asked."""
+
+    def __init__(self, answer: Callable[[str], QueryOutcome]) -> None:
+        self.answer = answer
+        self.queries: list[str] = []
+
+    def measure(
+        self, promql: str, *, address: str | None, timeout: float, budget: float
+    ) -> QueryOutcome:
+        self.queries.append(promql)
+        return self.answer(promql)

@@ -1,0 +1,259 @@
+"""A reconciler wired to dict caches and a recording ``Kube``, with a frozen clock.
+
+``Fixture`` seeds a Rollout (and its Services, HTTPRoute, templates, policies), runs
+one ``Reconciler.reconcile`` with ``run()`` and returns the pass's calls. ``settle()``
+then plays what those writes lead to in the caches (the status stored, ReplicaSets
+created or scaled with every pod available, selectors and weights set), so a test
+reaches a later state through the controller's own passes instead of hand-built
+status. A revision listed in ``unavailable`` never gets an available pod.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from controller.analysis.run import AnalysisEngine
+from controller.analysis.values import QueryOutcome
+from controller.api import Rollout
+from controller.api.revision import replicaset_name, template_hash
+from controller.names import REVISION_LABEL, ROLLOUT_LABEL
+from controller.policy_gate import PolicyGate
+from controller.reconciler import Caches, Reconciler, ReconcileResult
+from controller.times import timestamp
+from tests.engine.doubles import (
+    Call,
+    DictCache,
+    RecordingKube,
+    ScriptedMeasurer,
+    apply_merge_patch,
+    sample,
+)
+
+Obj = dict[str, Any]
+NS = "shop"
+NAME = "checkout"
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+STABLE_SVC = "checkout"
+CANARY_SVC = "checkout-canary"
+ROUTE = "checkout-route"
+
+
+def canary_spec(steps: list[Obj], *, routed: bool = False, **extra: Any) -> Obj:
+    canary: Obj = {"stableService": STABLE_SVC, "canaryService": CANARY_SVC, "steps": steps}
+    if routed:
+        canary["trafficRouting"] = {"gatewayAPI": {"httpRoute": ROUTE}}
+    return {"canary": {**canary, **extra}}
+
+
+def rollout_object(
+    strategy: Obj, *, image: str = "shop/checkout:1", replicas: int = 4, **spec: Any
+) -> Obj:
+    return {
+        "apiVersion": "deployctl.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "uid": "rollout-uid",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": NAME}},
+            "template": {
+                "metadata": {"labels": {"app": NAME}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+            "strategy": strategy,
+            **spec,
+        },
+    }
+
+
+def service_object(name: str, revision: str | None = None) -> Obj:
+    selector = {"app": NAME, **({REVISION_LABEL: revision} if revision else {})}
+    return {"metadata": {"name": name, "namespace": NS}, "spec": {"selector": selector}}
+
+
+def route_object(weights: Mapping[str, int] | None = None) -> Obj:
+    weights = weights or {STABLE_SVC: 100, CANARY_SVC: 0}
+    return {
+        "metadata": {"name": ROUTE, "namespace": NS, "resourceVersion": "1"},
+        "spec": {
+            "rules": [{"backendRefs": [{"name": s, "weight": w} for s, w in weights.items()]}]
+        },
+    }
+
+
+def no_data(promql: str) -> QueryOutcome:
+    return sample(0.0)
+
+
+class Fixture:
+    """One Rollout and what its controller sees (see the module docstring)."""
+
+    def __init__(
+        self,
+        rollout: Obj,
+        *,
+        services: tuple[str, ...] = (STABLE_SVC, CANARY_SVC),
+        route: Obj | None = None,
+        templates: tuple[Obj, ...] = (),
+        policies: tuple[Obj, ...] | None = None,
+        answer: Any = no_data,
+    ) -> None:
+        self.now = T0
+        self.kube = RecordingKube()
+        self.measurer = ScriptedMeasurer(answer)
+        self.rollouts = DictCache(rollout)
+        self.templates = DictCache(*templates)
+        self.replicasets = DictCache()
+        self.pods = DictCache()
+        self.services = DictCache(*(service_object(s) for s in services))
+        self.routes = DictCache(route) if route is not None else None
+        self.policies = DictCache(*policies) if policies is not None else None
+        self.unavailable: set[str] = set()
+        self._uids = itertools.count(1)
+        self._versions = itertools.count(2)
+        self.reconciler = Reconciler(
+            self.kube,
+            Caches(
+                rollouts=self.rollouts,
+                templates=self.templates,
+                replicasets=self.replicasets,
+                pods=self.pods,
+                services=self.services,
+                routes=self.routes,
+                policies=self.policies,
+            ),
+            engine=AnalysisEngine(self.measurer),
+            clock=lambda: self.now,
+            policy=(
+                PolicyGate(
+                    policies=self.policies, rollouts=self.rollouts, controller_namespace="ops"
+                )
+                if self.policies is not None
+                else None
+            ),
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def rollout(self) -> Obj:
+        found = self.rollouts.get(NS, NAME)
+        assert found is not None
+        return found
+
+    @property
+    def status(self) -> Obj:
+        return dict(self.rollout.get("status") or {})
+
+    @property
+    def revision(self) -> str:
+        """The template hash of the Rollout's current spec."""
+        return template_hash(Rollout.model_validate(self.rollout).spec.template)
+
+    def rs_name(self, revision: str) -> str:
+        return replicaset_name(NAME, revision)
+
+    # ------------------------------------------------------------------ acting
+
+    def run(self) -> tuple[ReconcileResult, list[Call]]:
+        """One pass; the calls it made, in order."""
+        self.kube.calls.clear()
+        self.kube.status_patches.clear()
+        self.kube.messages.clear()
+        self.kube.resource_versions.clear()
+        result = self.reconciler.reconcile(f"{NS}/{NAME}")
+        return result, list(self.kube.calls)
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def edit_spec(self, **changes: Any) -> None:
+        """Change the Rollout's spec (a new generation), e.g. ``image=...``."""
+        rollout = self.rollout
+        if "image" in changes:
+            containers = rollout["spec"]["template"]["spec"]["containers"]
+            containers[0]["image"] = changes.pop("image")
+        rollout["spec"].update(changes)
+        rollout["metadata"]["generation"] += 1
+        rollout["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.rollouts.put(rollout)
+
+    def annotate(self, **annotations: str) -> None:
+        rollout = self.rollout
+        rollout["metadata"].setdefault("annotations", {}).update(annotations)
+        rollout["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.rollouts.put(rollout)
+
+    def add_replicaset(self, revision: str, *, replicas: int, created: datetime) -> None:
+        """An existing ReplicaSet of this Rollout (all its pods available)."""
+        labels = {"app": NAME, ROLLOUT_LABEL: NAME, REVISION_LABEL: revision}
+        self.replicasets.put(
+            {
+                "metadata": {
+                    "name": self.rs_name(revision),
+                    "namespace": NS,
+                    "uid": f"rs-uid-{revision}",
+                    "labels": labels,
+                    "creationTimestamp": timestamp(created),
+                },
+                "spec": {"replicas": replicas},
+                "status": self._rs_status(revision, replicas),
+            }
+        )
+
+    def settle(self) -> None:
+        """What the last pass's writes lead to, as the caches would then show it."""
+        patches = iter(self.kube.status_patches)
+        for call in self.kube.calls:
+            kind = call[0]
+            if kind == "status":
+                rollout = self.rollout
+                rollout["status"] = apply_merge_patch(rollout.get("status") or {}, next(patches))
+                rollout["metadata"]["resourceVersion"] = str(next(self._versions))
+                self.rollouts.put(rollout)
+            elif kind == "create":
+                _, name, replicas = call
+                self.add_replicaset(
+                    name.removeprefix(f"{NAME}-"), replicas=replicas, created=self.now
+                )
+            elif kind == "scale":
+                _, name, replicas = call
+                rs = self.replicasets.get(NS, name)
+                assert rs is not None
+                rs["spec"]["replicas"] = replicas
+                rs["status"] = self._rs_status(name.removeprefix(f"{NAME}-"), replicas)
+                self.replicasets.put(rs)
+            elif kind == "delete":
+                self.replicasets.objects.pop((NS, call[1]))
+            elif kind == "select":
+                _, name, revision = call
+                service = self.services.get(NS, name)
+                assert service is not None
+                service["spec"]["selector"][REVISION_LABEL] = revision
+                self.services.put(service)
+            elif kind == "weights":
+                assert self.routes is not None
+                self.routes.put(route_object(call[2]))
+
+    def pass_and_settle(self) -> list[Call]:
+        """``run()`` then ``settle()``: one pass whose writes take effect."""
+        _result, calls = self.run()
+        self.settle()
+        return calls
+
+    def _rs_status(self, revision: str, replicas: int) -> Obj:
+        ready = 0 if revision in self.unavailable else replicas
+        return {
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": 1,
+        }
