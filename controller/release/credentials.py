@@ -8,7 +8,8 @@ for one, sent to whatever ``server`` the Secret names. Anyone who may write a Se
 a Release namespace could then act as the release controller. So only the context in
 use is loaded, and only with inline credentials (``token``,
 ``client-certificate-data``/``client-key-data``, ``certificate-authority-data``) to an
-``https`` server. Pure: ``members.py`` checks here before handing the dict to the adapter.
+``https`` server whose certificate is verified. Pure: ``members.py`` checks here before
+handing the dict to the adapter.
 
 >>> problems({"clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1"}}],
 ...           "users": [{"name": "u", "user": {"exec": {"command": "sh"}}}],
@@ -69,6 +70,11 @@ def problems(config: Mapping[str, Any], context: str | None) -> list[str]:
         server = str(cluster.get("server") or "")
         if not server.startswith("https://"):
             found.append(f"cluster {cluster_name!r}: the server must be an https:// URL")
+        if cluster.get("insecure-skip-tls-verify"):
+            found.append(
+                f"cluster {cluster_name!r}: insecure-skip-tls-verify would send the token to "
+                "whoever answers; give certificate-authority-data instead"
+            )
         for key in READS_FILES_CLUSTER:
             if key in cluster:
                 found.append(

@@ -215,6 +215,9 @@ def test_a_version_breaking_in_the_canary_cluster_halts_and_rolls_back(
     assert "revision" not in clusters["prod-2"]
     assert after["metadata"]["generation"] == untouched["metadata"]["generation"]
     assert after["spec"]["template"] == untouched["spec"]["template"]
+    shown = fleet.cli("release", "status", "shop-v3", "-o", "json")
+    assert shown.returncode == 1  # a script can write `deployctl release status x || page`
+    assert json.loads(shown.stdout)["phase"] == "RolledBack"
 
 
 def test_a_release_controller_killed_mid_soak_resumes_without_touching_done_clusters(

@@ -61,6 +61,12 @@ def test_the_server_must_be_https_with_inline_ca() -> None:
     ]
 
 
+def test_the_server_certificate_must_be_verified() -> None:
+    cluster = {"server": "https://10.0.0.1", "insecure-skip-tls-verify": True}
+    (found,) = problems(kubeconfig({"token": "t"}, cluster), None)
+    assert "insecure-skip-tls-verify would send the token to whoever answers" in found
+
+
 def test_only_the_context_in_use_is_judged_and_it_must_exist() -> None:
     assert problems(kubeconfig({"token": "t"}), "missing") == [
         "no context 'missing' in the kubeconfig"
