@@ -22,6 +22,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class Fleet:
     stack: ExitStack
     release_controller: ControllerProcess | None = None
     traffic: list[TrafficGenerator] = field(default_factory=list)
+    apps: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ processes
 
@@ -189,6 +191,7 @@ class Fleet:
         the others walk two steps without analysis, as a staging cluster would.
         """
         namespace = f"app-{secrets.token_hex(3)}"
+        self.apps.append(namespace)
         for member in self.members.values():
             cluster = member.cluster(namespace)
             cluster.core.create_namespace({"metadata": {"name": namespace}})
@@ -208,6 +211,21 @@ class Fleet:
                 )
                 self.traffic.append(generator.start())
         return namespace
+
+    def clear_apps(self) -> None:
+        """After a scenario: its traffic stops and its pods go (the clusters are shared,
+        the next scenario should not pay for this one's processes)."""
+        for generator in self.traffic:
+            generator.stop()
+        self.traffic.clear()
+        for namespace in self.apps:
+            for member in self.members.values():
+                try:
+                    core(member.api).delete_namespace(namespace)
+                except k8s.ApiException as exc:
+                    if exc.status != 404:
+                        raise
+        self.apps.clear()
 
     def stable_revisions(self, namespace: str) -> dict[str, str]:
         return {
@@ -367,6 +385,47 @@ def add_target(management: Member, namespace: str, member: Member) -> None:
             "spec": {"kubeconfigSecretRef": {"name": secret}},
         },
     )
+
+
+class BackgroundPlane:
+    """A control plane started, and later stopped, by a thread of its own that lives as
+    long as the plane: its components die with the thread that spawned them
+    (PR_SET_PDEATHSIG), so several planes can start at once only from threads that stay."""
+
+    def __init__(self, crd_dir: Path) -> None:
+        self.plane = ControlPlane()
+        self.crd_dir = crd_dir
+        self.error: BaseException | None = None
+        self._started = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="control-plane", daemon=True)
+
+    def start(self) -> BackgroundPlane:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.plane.start()
+            self.plane.install_crds(sorted(self.crd_dir.glob("*.yaml")))
+        except BaseException as exc:  # handed to whoever waits in ready()
+            self.error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._stop.wait()
+        self.plane.stop()
+
+    def ready(self, *, timeout: float) -> ControlPlane:
+        if not self._started.wait(timeout):
+            raise AssertionError(f"a control plane did not start within {timeout:g} s")
+        if self.error is not None:
+            raise AssertionError(f"a control plane did not start: {self.error}")
+        return self.plane
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
 
 
 def start_member(
