@@ -46,6 +46,7 @@ from controller.kube import (
 from controller.metrics import RELEASE_MEMBER_READS
 from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.release import credentials
+from controller.release.actions import Action, RollBack, SetTemplate
 from controller.release.observe import (
     MemberRollout,
     Observation,
@@ -53,7 +54,6 @@ from controller.release.observe import (
     template_revision,
     unreachable,
 )
-from controller.release.planner import Action, RollBack, SetTemplate
 from controller.resources import saved_template
 
 log = structlog.stdlib.get_logger(__name__)

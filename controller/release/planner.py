@@ -49,21 +49,20 @@ from controller.api.release_status import (
 )
 from controller.api.rollout import Rollout
 from controller.api.status import parse_timestamp, timestamp
-from controller.names import (
-    CI_ANNOTATION_PREFIX,
-    EXEMPT_KEY,
-    OVERRIDE_REASON_ANNOTATION,
-    REASON_ANNOTATION,
-    REQUEST_ANNOTATION,
-    REQUESTED_BY_ANNOTATION,
+from controller.release.actions import (
+    Action,
+    ReleaseEvent,
+    ReleasePlan,
+    RollBack,
+    SetTemplate,
+    change_annotations,
+    rollback_annotations,
 )
 from controller.release.change import ChangeError, apply_change
 from controller.release.observe import MemberRollout, Observation, ReadFailure, template_revision
-from controller.requests import Request, parse_request
+from controller.requests import parse_request
 from controller.validation import problems_of
 
-RELEASE_ANNOTATION = "deployctl.io/release"
-"""On a member Rollout: ``namespace/name`` of the Release that changed its template."""
 MAX_BACKOFF = 30.0
 MAX_MESSAGE = 1024
 # Why a cluster failed (its message then says how, and is kept through a rollback).
@@ -82,51 +81,6 @@ FAILURE_REASONS = frozenset(
 MEMBER_WAITING_REASONS = frozenset(
     {r.AWAITING_PROMOTION, r.AWAITING_APPROVAL, r.ANALYSIS_INCONCLUSIVE, r.PAUSED}
 )
-
-
-# --------------------------------------------------------------------------- the plan
-
-
-@dataclass(frozen=True)
-class SetTemplate:
-    """Give the member Rollout the new template (only if it still has ``expected``)."""
-
-    cluster: str
-    template: dict[str, Any]
-    revision: str
-    expected_revision: str | None
-    annotations: dict[str, str | None]
-
-
-@dataclass(frozen=True)
-class RollBack:
-    """Return the member Rollout to ``revision``'s template, fast-tracked like ``undo``."""
-
-    cluster: str
-    revision: str
-    expected_revision: str | None
-    annotations: dict[str, str | None]
-
-
-Action = SetTemplate | RollBack
-
-
-@dataclass(frozen=True)
-class ReleaseEvent:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class ReleasePlan:
-    status: ReleaseStatus
-    actions: tuple[Action, ...] = ()
-    events: tuple[ReleaseEvent, ...] = ()
-    wake_at: datetime | None = None
-    """The earliest timer (a soak's end, a read retry, a deadline)."""
-    active: bool = False
-    """Members still need watching: read them again after the poll interval."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -148,10 +102,6 @@ def spec_hash(release: Release) -> str:
 def backoff(failures: int) -> float:
     """Seconds before reading a cluster again after ``failures`` failed reads in a row."""
     return float(min(MAX_BACKOFF, 2.0 ** max(0, failures - 1)))
-
-
-def _key(release: Release) -> str:
-    return f"{release.metadata.namespace}/{release.metadata.name}"
 
 
 def _clip(text: str) -> str:
@@ -920,55 +870,6 @@ class _Pass:
             wake_at=min(self.timers, default=None),
             active=active,
         )
-
-
-# --------------------------------------------------------------------------- annotations
-
-
-def _provenance(release: Release) -> dict[str, str | None]:
-    annotations = release.metadata.annotations
-    who = annotations.get(REQUESTED_BY_ANNOTATION, "")
-    out: dict[str, str | None] = {
-        RELEASE_ANNOTATION: _key(release),
-        REQUESTED_BY_ANNOTATION: (f"release {_key(release)}" + (f" ({who})" if who else ""))[:253],
-    }
-    for key, value in annotations.items():
-        if key.startswith(CI_ANNOTATION_PREFIX):
-            out[key] = value
-    return out
-
-
-def change_annotations(release: Release, *, wave: str) -> dict[str, str | None]:
-    """What the member Rollout records about the change: which release, who, why."""
-    reason = release.spec.reason or f"release {_key(release)}, wave {wave}"
-    return {
-        **_provenance(release),
-        REASON_ANNOTATION: reason[:1024],
-        # A new revision never inherits an earlier freeze override.
-        EXEMPT_KEY: None,
-        OVERRIDE_REASON_ANNOTATION: None,
-    }
-
-
-def rollback_annotations(
-    release: Release, *, cluster: ReleaseClusterStatus, why: str
-) -> dict[str, str | None]:
-    """The rollback: fast-tracked (a one-shot promoteFull, as ``deployctl undo`` sends),
-    and marked as a regression fix for members whose freezes allow that exemption."""
-    why = (
-        f"release {_key(release)} halted ({why}); returning to revision {cluster.previous_revision}"
-    )
-    request_id = hashlib.sha256(
-        f"{_key(release)}\x00{release.metadata.uid}\x00{cluster.name}\x00rollback".encode()
-    ).hexdigest()[:12]
-    request = Request(action="promoteFull", id=request_id, by=f"release {_key(release)}")
-    return {
-        **_provenance(release),
-        REASON_ANNOTATION: why[:1024],
-        EXEMPT_KEY: "regression",
-        OVERRIDE_REASON_ANNOTATION: why[:1024],
-        REQUEST_ANNOTATION: request.to_annotation(),
-    }
 
 
 def _invalid_rollout(member: MemberRollout, template: Mapping[str, Any]) -> str:

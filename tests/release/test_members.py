@@ -21,9 +21,9 @@ from controller.api import reasons as r
 from controller.api.release import ClusterTarget, RolloutRef
 from controller.kube import Conflict, Forbidden, NotFound, Transient
 from controller.names import TEMPLATE_ANNOTATION
+from controller.release.actions import RollBack, SetTemplate
 from controller.release.members import MemberClients
 from controller.release.observe import MemberRollout, ReadFailure
-from controller.release.planner import RollBack, SetTemplate
 from tests.release.world import member, revision, template
 
 ROLLOUT = RolloutRef(namespace="app", name="shop")

@@ -13,15 +13,9 @@ from controller.api import reasons as r
 from controller.api.release import Release
 from controller.api.status import parse_timestamp, timestamp
 from controller.names import REQUEST_ANNOTATION, REQUESTED_BY_ANNOTATION
+from controller.release.actions import RELEASE_ANNOTATION, RollBack, SetTemplate
 from controller.release.observe import MemberRollout, ReadFailure, unreachable
-from controller.release.planner import (
-    RELEASE_ANNOTATION,
-    RollBack,
-    SetTemplate,
-    clusters_to_read,
-    plan,
-    spec_hash,
-)
+from controller.release.planner import clusters_to_read, plan, spec_hash
 from tests.release.world import (
     T0,
     Fleet,

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from controller.api.release_status import IN_FLIGHT
-from controller.release.planner import RollBack, SetTemplate
+from controller.release.actions import RollBack, SetTemplate
 from tests.release.world import Fleet, SimMember, make_release, revision, template
 
 V1 = revision(template("shop:1"))

@@ -17,9 +17,9 @@ import pytest
 from controller.api import reasons as r
 from controller.api.release import ClusterTarget, RolloutRef
 from controller.kube import Conflict
+from controller.release.actions import Action
 from controller.release.members import ActionResult
 from controller.release.observe import MemberRollout, Observation
-from controller.release.planner import Action
 from controller.release.reconciler import ReleaseReconciler
 from tests.release.world import T0, member
 

@@ -18,9 +18,10 @@ from typing import Any, Literal
 
 from controller.api.release import Release
 from controller.api.status import timestamp
+from controller.release.actions import ReleasePlan as Plan
+from controller.release.actions import RollBack, SetTemplate
 from controller.release.observe import MemberRollout, Observation, template_revision, unreachable
-from controller.release.planner import ReleasePlan as Plan
-from controller.release.planner import RollBack, SetTemplate, clusters_to_read, plan
+from controller.release.planner import clusters_to_read, plan
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NAMESPACE = "releases"
