@@ -213,6 +213,7 @@ class MemberClients:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="member")
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], _Cached] = {}
+        self._building: dict[tuple[str, str], threading.Lock] = {}
         # (namespace, release, cluster) -> the read in flight and when it was sent.
         self._pending: dict[tuple[str, str, str], tuple[Future[Observation], float]] = {}
 
@@ -220,8 +221,14 @@ class MemberClients:
 
     def member(self, namespace: str, target: ClusterTarget) -> MemberCluster:
         """The cached client for ``target``; rebuilt when its Secret or spec changed."""
-        name = str(target.metadata.name)
-        key = (namespace, name)
+        key = (namespace, str(target.metadata.name))
+        with self._lock:
+            building = self._building.setdefault(key, threading.Lock())
+        with building:  # one refresh per target at a time: no client built twice
+            return self._member(key, target)
+
+    def _member(self, key: tuple[str, str], target: ClusterTarget) -> MemberCluster:
+        namespace, name = key
         with self._lock:
             cached = self._cache.get(key)
         now = self.clock()
@@ -377,6 +384,8 @@ class MemberClients:
         with self._lock:
             gone = [k for k in self._cache if k[0] == namespace and k[1] not in keep]
             dropped = [self._cache.pop(k) for k in gone]
+            for key in gone:
+                self._building.pop(key, None)
         for cached in dropped:
             cached.member.close()
 
