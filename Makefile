@@ -9,11 +9,15 @@ STAMP := $(VENV)/.installed-stamp
 CLUSTER ?= sandbox
 # pytest workers; each starts its own sandbox, files stay whole on one worker.
 TEST_WORKERS ?= 3
+# `make demo DASHBOARD=1` also serves the dashboard at DASHBOARD_ADDRESS and prints it.
+DASHBOARD ?=
+DASHBOARD_ADDRESS ?= 127.0.0.1:3100
 
-.PHONY: help venv cluster lint test test-unit demo e2e bench crds clean
+.PHONY: help venv cluster browser lint test test-unit demo e2e bench crds dashboard-assets clean
 
 help:
 	@echo "make demo   - build/start the local sandbox and roll out a bad then a good version"
+	@echo "              (make demo DASHBOARD=1: with the web dashboard, its address printed)"
 	@echo "make test   - lint and run every test (sets up the virtualenv and sandbox itself)"
 	@echo "make lint   - ruff, mypy and the import layers"
 	@echo "make crds   - regenerate manifests/crds/ from the pydantic models"
@@ -33,6 +37,15 @@ venv: $(STAMP)
 cluster: venv
 	$(PY) -m sandbox.build
 
+# The dashboard's browser tests drive Debian's Chromium through chromedriver; installed
+# here when root, otherwise those tests skip with one line saying how to get them.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	else echo "not root: browser tests will skip (apt-get install chromium chromium-driver)"; fi
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -42,7 +55,7 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m "not cluster and not prometheus"
 
-test: venv cluster lint
+test: venv cluster browser lint
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: venv
@@ -50,7 +63,7 @@ ifeq ($(CLUSTER),kind)
 	$(PY) -m e2e.demo_kind
 else
 	$(MAKE) cluster
-	$(PY) -m sandbox.demo
+	$(PY) -m sandbox.demo $(if $(DASHBOARD),--dashboard $(DASHBOARD_ADDRESS))
 endif
 
 e2e: venv
@@ -62,6 +75,15 @@ bench: venv cluster
 crds: venv
 	$(PY) -m controller.crdgen manifests/crds
 	$(PY) -m controller.docgen docs/reference.md
+
+# uPlot (charts) is bundled into the package: this copies the version pinned in
+# web/package-lock.json into controller/dashboard/static/vendor/, where it is committed,
+# so neither the tests nor a pip install need npm.
+dashboard-assets:
+	cd web && npm ci --no-audit --no-fund
+	cp web/node_modules/uplot/dist/uPlot.iife.min.js web/node_modules/uplot/dist/uPlot.min.css \
+		controller/dashboard/static/vendor/
+	cp web/node_modules/uplot/LICENSE controller/dashboard/static/vendor/uPlot.LICENSE.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -12,6 +12,7 @@ import typer
 from controller.commands.analyze import analyze
 from controller.commands.control import abort, approve, pause, promote, resume, retry, undo
 from controller.commands.controller import controller
+from controller.commands.dashboard import dashboard
 from controller.commands.files import plan, validate
 from controller.commands.release import release_app
 from controller.commands.release_controller import release_controller
@@ -44,6 +45,7 @@ app.command("validate")(validate)
 app.command("plan")(plan)
 app.command("analyze")(analyze)
 app.command("controller")(controller)
+app.command("dashboard")(dashboard)
 app.add_typer(release_app, name="release")
 app.command("release-controller")(release_controller)
 

@@ -50,7 +50,12 @@ class ListWatcher(Protocol):
     """What an informer needs of ``controller.kube.Kube``."""
 
     def list_objects(
-        self, kind: KindRef, namespace: str | None = None, label_selector: str | None = None
+        self,
+        kind: KindRef,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        *,
+        field_selector: str | None = None,
     ) -> Listing: ...
 
     def watch_objects(
@@ -60,6 +65,7 @@ class ListWatcher(Protocol):
         *,
         resource_version: str,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_seconds: int = 300,
     ) -> WatchStream: ...
 
@@ -92,6 +98,7 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         on_event: EventHandler | None = None,
         resync: float | None = None,
         watch_timeout: int = 300,
@@ -101,6 +108,8 @@ class Informer:
         self.kind = kind_ref
         self.namespace = namespace
         self.label_selector = label_selector
+        # Only sent when set, so list/watch doubles without the argument keep working.
+        self._fields: dict[str, str] = {"field_selector": field_selector} if field_selector else {}
         self._handlers: list[EventHandler] = [on_event] if on_event is not None else []
         self.resync = resync
         self.watch_timeout = watch_timeout
@@ -224,7 +233,9 @@ class Informer:
 
     def _relist(self) -> None:
         INFORMER_RELISTS.labels(resource=self.kind.plural).inc()
-        listing = self.kube.list_objects(self.kind, self.namespace, self.label_selector)
+        listing = self.kube.list_objects(
+            self.kind, self.namespace, self.label_selector, **self._fields
+        )
         fresh = {object_key(item): item for item in listing.items}
         events: list[tuple[str, Obj]] = []
         with self._lock:
@@ -255,6 +266,7 @@ class Informer:
             self.namespace,
             resource_version=self.resource_version,
             label_selector=self.label_selector,
+            **self._fields,
             timeout_seconds=self.watch_timeout,
         )
         with self._lock:

@@ -15,6 +15,8 @@ the Rollout's status. Every process started here is stopped on the way out, also
 Ctrl-C and SIGTERM. Exit status 0 only when the story happened as told.
 
 ``--keep`` leaves the sandbox up afterwards (prints the ``KUBECONFIG`` line) until Enter.
+``--dashboard`` (``make demo DASHBOARD=1``) also runs ``deployctl dashboard`` on the demo's
+namespace and prints its address, so the story can be watched in a browser as it runs.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ APP = "shop"
 REPLICAS = 4
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = REPO_ROOT / "manifests" / "crds"
+# Where the demo's controller keeps its leader Lease when the dashboard runs.
+DASHBOARD_LEASE_NAMESPACE = "default"
 
 STEPS: list[dict[str, Any]] = [
     {"setWeight": 25},
@@ -238,7 +242,7 @@ def wait_for(
     raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def start_stack(exits: ExitStack, workdir: Path) -> Stack:
+def start_stack(exits: ExitStack, workdir: Path, *, lease_namespace: str | None = None) -> Stack:
     try:
         binaries = find_binaries()
     except BinariesMissing as exc:
@@ -280,14 +284,45 @@ def start_stack(exits: ExitStack, workdir: Path) -> Stack:
         "127.0.0.1:0",
         "--log-format",
         "json",
-        "--no-leader-elect",
     ]
+    # With a Lease the dashboard (like the CLI) sees that a controller runs and offers
+    # its actions; without one it says that nothing would act.
+    command += ["--lease-namespace", lease_namespace] if lease_namespace else ["--no-leader-elect"]
     controller = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     exits.callback(_stop_process, controller)
     say(f"deployctl controller started (pid {controller.pid}, log {log_path})")
     return Stack(
         plane=plane, api=api, prometheus=prometheus, controller=controller, controller_log=log_path
     )
+
+
+def start_dashboard(exits: ExitStack, stack: Stack, workdir: Path, address: str) -> str:
+    """``deployctl dashboard`` on the demo's namespace; returns the Rollout's page address."""
+    log_path = workdir / "dashboard.log"
+    log = log_path.open("ab")
+    exits.callback(log.close)
+    command = [
+        sys.executable,
+        "-m",
+        "controller.cli",
+        "dashboard",
+        "--kubeconfig",
+        str(stack.plane.kubeconfig),
+        "--namespace",
+        NAMESPACE,
+        "--address",
+        address,
+    ]
+    env = {**os.environ, "DEPLOYCTL_CONTROLLER_NAMESPACE": DASHBOARD_LEASE_NAMESPACE}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, cwd=REPO_ROOT, env=env)
+    exits.callback(_stop_process, process)
+    assert process.stdout is not None
+    # The dashboard prints its address on stdout once it serves (after its first sync).
+    url = process.stdout.readline().decode().strip()
+    if not url.startswith("http"):
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise DemoFailed(f"the dashboard did not start:\n{tail}")
+    return f"{url}/rollouts/{NAMESPACE}/{APP}"
 
 
 def _stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -498,13 +533,17 @@ def _raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def run(*, keep: bool, rate: float, workdir: Path) -> int:
+def run(*, keep: bool, rate: float, workdir: Path, dashboard: str | None = None) -> int:
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     with ExitStack() as exits:
-        stack = start_stack(exits, workdir)
+        lease = DASHBOARD_LEASE_NAMESPACE if dashboard is not None else None
+        stack = start_stack(exits, workdir, lease_namespace=lease)
         prepare_namespace(stack)
         stable = first_deploy(stack)
+        if dashboard is not None:
+            page = start_dashboard(exits, stack, workdir, dashboard)
+            say(f"[bold]dashboard:[/bold] {page}  (open it in a browser; it updates live)")
         traffic = TrafficGenerator(
             stack.api, namespace=NAMESPACE, service=APP, rate_per_second=rate
         ).start()
@@ -529,11 +568,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up until Enter")
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second")
+    parser.add_argument(
+        "--dashboard",
+        nargs="?",
+        const="127.0.0.1:3100",
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve `deployctl dashboard` (default 127.0.0.1:3100) and print its address",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     workdir = Path(tempfile.mkdtemp(prefix="deployctl-demo-"))
     try:
-        code = run(keep=args.keep, rate=args.rate, workdir=workdir)
+        code = run(keep=args.keep, rate=args.rate, workdir=workdir, dashboard=args.dashboard)
     except DemoFailed as exc:
         # Keep the logs (controller, apiserver, pods) of a failed run to look at.
         console.print(f"[red]demo failed:[/red] {exc}\nlogs kept in {workdir}")

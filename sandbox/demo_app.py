@@ -6,10 +6,12 @@ the e2e image. "v2 is broken" is one line of a pod template: ``DEMO_ERROR_RATE=0
 
     python -m sandbox.demo_app --host 127.0.1.5 --port 8080
 
-Endpoints: ``/`` answers 200, or 500 for a share ``DEMO_ERROR_RATE`` (0..1) of requests,
-after sleeping ``DEMO_LATENCY_SECONDS``; ``/healthz`` always 200; ``/version`` returns
-``{"version": DEMO_VERSION}``; ``/metrics`` exports ``http_requests_total{code,method}``
-and the ``http_request_duration_seconds`` histogram from this process's own registry.
+Endpoints: ``/`` answers 200, or 500 for a share ``DEMO_ERROR_RATE`` (0..1) of requests
+(only from ``DEMO_ERRORS_AFTER_SECONDS`` after start on: a version that breaks after a
+while), after sleeping ``DEMO_LATENCY_SECONDS``; ``/healthz`` always 200; ``/version``
+returns ``{"version": DEMO_VERSION}``; ``/metrics`` exports
+``http_requests_total{code,method}`` and the ``http_request_duration_seconds`` histogram
+from this process's own registry.
 
 Errors are spread by a counter, not drawn at random, so a rate of 0.3 gives exactly 3
 errors in any 10 consecutive requests and the tests can assert tight numbers.
@@ -74,6 +76,7 @@ class DemoConfig:
     error_rate: Fraction = Fraction(0)
     latency_seconds: float = 0.0
     version: str = "dev"
+    errors_after_seconds: float = 0.0
 
     @classmethod
     def from_env(
@@ -91,7 +94,11 @@ class DemoConfig:
         latency = float(env.get("DEMO_LATENCY_SECONDS", "0") or "0")
         if latency < 0:
             raise ValueError(f"DEMO_LATENCY_SECONDS must be >= 0, got {latency}")
+        errors_after = float(env.get("DEMO_ERRORS_AFTER_SECONDS", "0") or "0")
+        if errors_after < 0:
+            raise ValueError(f"DEMO_ERRORS_AFTER_SECONDS must be >= 0, got {errors_after}")
         return cls(
+            errors_after_seconds=errors_after,
             host=host or env.get("DEMO_HOST", "127.0.0.1"),
             port=port if port is not None else int(env.get("DEMO_PORT", str(DEFAULT_PORT))),
             error_rate=error_rate,
@@ -143,6 +150,7 @@ class DemoApp:
         for code in ("200", "500"):
             self.requests.labels(code=code, method="GET")
         self._errors = ErrorSpreader(config.error_rate)
+        self._started = time.monotonic()
         self._server = ThreadingHTTPServer((config.host, config.port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -188,7 +196,8 @@ class DemoApp:
     def _answer_root(self) -> tuple[int, bytes, str]:
         if self.config.latency_seconds:
             time.sleep(self.config.latency_seconds)
-        if self._errors.next_fails():
+        broken = time.monotonic() - self._started >= self.config.errors_after_seconds
+        if broken and self._errors.next_fails():
             return 500, b"injected error\n", "text/plain"
         return 200, f"hello from {self.config.version}\n".encode(), "text/plain"
 

@@ -225,24 +225,29 @@ def _set_paused(
     session = connect(kubeconfig, context, namespace)
     try:
         require_controller(session)
-        current = get_rollout(session, name)
-        written = session.kube.patch_rollout(
-            session.namespace,
-            name,
-            {"spec": {"paused": paused}},
-            resource_version=current["metadata"]["resourceVersion"],
-        )
-        generation = int(written["metadata"].get("generation") or 0)
-        rollout = wait_until(
-            session,
-            name,
-            lambda r: int((r.get("status") or {}).get("observedGeneration") or 0) >= generation,
-            timeout=ack_timeout,
-            what="the controller to observe spec.paused",
-        )
+        rollout = set_paused(session, name, paused, ack_timeout=ack_timeout)
         report(rollout, f"{session.namespace}/{name} {'paused' if paused else 'resumed'}", output)
     finally:
         session.close()
+
+
+def set_paused(session: Session, name: str, paused: bool, *, ack_timeout: float) -> dict[str, Any]:
+    """Write ``spec.paused``; wait until the controller has observed that generation."""
+    current = get_rollout(session, name)
+    written = session.kube.patch_rollout(
+        session.namespace,
+        name,
+        {"spec": {"paused": paused}},
+        resource_version=current["metadata"]["resourceVersion"],
+    )
+    generation = int(written["metadata"].get("generation") or 0)
+    return wait_until(
+        session,
+        name,
+        lambda r: int((r.get("status") or {}).get("observedGeneration") or 0) >= generation,
+        timeout=ack_timeout,
+        what="the controller to observe spec.paused",
+    )
 
 
 @handle_errors
@@ -353,44 +358,15 @@ def undo(
     The revision already ran in production, so it is fast-tracked to 100% (a one-shot
     promote --full sent with the change) unless --with-steps is given.
     """
-    from controller.commands.rollout import (
-        finish_wait,
-        parse_duration_seconds,
-        provenance,
-        revision_of,
-        validate_rollout,
-    )
-    from controller.kube import merge_patch
-    from controller.requests import new_request
+    from controller.commands.rollout import finish_wait, parse_duration_seconds, revision_of
 
     timeout_seconds = parse_duration_seconds(timeout)
     session = connect(kubeconfig, context, namespace)
     try:
         require_controller(session)
         started = time.monotonic()
-        current = get_rollout(session, name)
-        target = pick_revision(current, to_revision)
-        desired = copy.deepcopy(current)
-        desired.pop("status", None)
-        desired["spec"]["template"] = template_of_revision(session, name, target)
-        desired["metadata"]["annotations"] = {
-            **(desired["metadata"].get("annotations") or {}),
-            **provenance(session, reason=reason or f"undo to revision {target}"),
-        }
-        if not with_steps:
-            # Consumed exactly once by the pass that sees the new template; when the
-            # target is the stable revision it is consumed as "nothing in progress".
-            fast_track = new_request("promoteFull", by=session.user)
-            desired["metadata"]["annotations"][REQUEST_ANNOTATION] = fast_track.to_annotation()
-        validate_rollout(desired)
-        written = session.kube.patch_rollout(
-            session.namespace,
-            name,
-            {
-                "metadata": {"annotations": desired["metadata"]["annotations"]},
-                "spec": merge_patch(current.get("spec") or {}, desired["spec"]),
-            },
-            resource_version=current["metadata"]["resourceVersion"],
+        written = request_undo(
+            session, name, to_revision=to_revision, reason=reason, with_steps=with_steps
         )
         revision = revision_of(written)
         if not wait:
@@ -407,3 +383,43 @@ def undo(
         )
     finally:
         session.close()
+
+
+def request_undo(
+    session: Session,
+    name: str,
+    *,
+    to_revision: str | None = None,
+    reason: str | None = None,
+    with_steps: bool = False,
+) -> dict[str, Any]:
+    """Write an earlier revision's pod template (with provenance and, unless
+    ``with_steps``, a one-shot promoteFull request); returns the written Rollout."""
+    from controller.commands.rollout import provenance, validate_rollout
+    from controller.kube import merge_patch
+    from controller.requests import new_request
+
+    current = get_rollout(session, name)
+    target = pick_revision(current, to_revision)
+    desired = copy.deepcopy(current)
+    desired.pop("status", None)
+    desired["spec"]["template"] = template_of_revision(session, name, target)
+    desired["metadata"]["annotations"] = {
+        **(desired["metadata"].get("annotations") or {}),
+        **provenance(session, reason=reason or f"undo to revision {target}"),
+    }
+    if not with_steps:
+        # Consumed exactly once by the pass that sees the new template; when the
+        # target is the stable revision it is consumed as "nothing in progress".
+        fast_track = new_request("promoteFull", by=session.user)
+        desired["metadata"]["annotations"][REQUEST_ANNOTATION] = fast_track.to_annotation()
+    validate_rollout(desired)
+    return session.kube.patch_rollout(
+        session.namespace,
+        name,
+        {
+            "metadata": {"annotations": desired["metadata"]["annotations"]},
+            "spec": merge_patch(current.get("spec") or {}, desired["spec"]),
+        },
+        resource_version=current["metadata"]["resourceVersion"],
+    )

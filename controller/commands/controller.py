@@ -62,6 +62,13 @@ def controller(
     probe_address: Annotated[
         str, typer.Option(help="host:port serving /metrics, /healthz, /readyz")
     ] = "0.0.0.0:8080",
+    dashboard_address: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port serving a read-only web dashboard from the operator's caches "
+            "(off by default; see docs/dashboard.md for its Service and RBAC)"
+        ),
+    ] = None,
     log_format: Annotated[LogFormat, typer.Option()] = LogFormat.auto,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
@@ -109,9 +116,24 @@ def controller(
         typer.echo(f"error: cannot reach the cluster: {exc}", err=True)
         raise typer.Exit(Exit.UNREACHABLE) from None
 
+    dashboard = None
+    if dashboard_address is not None:
+        from controller.dashboard.incluster import read_only_dashboard
+
+        try:
+            dashboard = read_only_dashboard(operator, kube, dashboard_address)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(Exit.USAGE) from None
+
     def stop(signum: int, _frame: FrameType | None) -> None:
         operator.request_stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    raise typer.Exit(operator.run())
+    try:
+        code = operator.run()
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+    raise typer.Exit(code)

@@ -66,6 +66,9 @@ JOBS = KindRef("batch", "v1", "jobs", "Job")
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
 RELEASES = KindRef("deployctl.io", "v1alpha1", "releases", "Release")
 CLUSTER_TARGETS = KindRef("deployctl.io", "v1alpha1", "clustertargets", "ClusterTarget")
+SELF_SUBJECT_ACCESS_REVIEWS = KindRef(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False
+)
 
 
 def object_key(obj: Mapping[str, Any]) -> str:

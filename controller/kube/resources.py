@@ -35,6 +35,7 @@ from controller.kube.kinds import (
     REPLICASETS,
     ROLLOUTS,
     SECRETS,
+    SELF_SUBJECT_ACCESS_REVIEWS,
     SERVICES,
     KindRef,
     Obj,
@@ -427,6 +428,30 @@ class Kube(Transport):
         """A ConfigMap's data (alert rules files named by ``alertRules``)."""
         obj = self._request("get", CONFIGMAPS, method="GET", namespace=namespace, name=name)
         return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+
+    def may(
+        self, verb: str, kind: KindRef, namespace: str | None, name: str | None = None
+    ) -> tuple[bool, str]:
+        """May these credentials ``verb`` ``kind`` (a SelfSubjectAccessReview)? With the
+        authorizer's reason, for telling a person why an action is not offered."""
+        attributes: dict[str, str] = {"verb": verb, "group": kind.group, "resource": kind.plural}
+        if namespace:
+            attributes["namespace"] = namespace
+        if name:
+            attributes["name"] = name
+        review = self._request(
+            "create",
+            SELF_SUBJECT_ACCESS_REVIEWS,
+            method="POST",
+            body={
+                "apiVersion": SELF_SUBJECT_ACCESS_REVIEWS.api_version,
+                "kind": SELF_SUBJECT_ACCESS_REVIEWS.kind,
+                "spec": {"resourceAttributes": attributes},
+            },
+        )
+        status = review.get("status") or {}
+        reason = str(status.get("reason") or status.get("evaluationError") or "")
+        return bool(status.get("allowed")), reason
 
     # --- policy ------------------------------------------------------------------
 

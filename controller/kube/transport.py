@@ -238,12 +238,16 @@ class Transport:
         kind: KindRef,
         namespace: str | None = None,
         label_selector: str | None = None,
+        *,
+        field_selector: str | None = None,
     ) -> Listing:
         """All objects of ``kind`` (paginated), with the list's resourceVersion."""
         items: list[Obj] = []
         query: dict[str, str] = {"limit": str(_LIST_PAGE_SIZE)}
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         resource_version = ""
         while True:
             page = self._request("list", kind, method="GET", namespace=namespace, query=query)
@@ -266,6 +270,7 @@ class Transport:
         *,
         resource_version: str,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_seconds: int = 300,
     ) -> WatchStream:
         """Open a watch from ``resource_version`` (bookmarks on); raises on open failure.
@@ -280,6 +285,8 @@ class Transport:
         }
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         response = self._send(
             "watch",
             kind,

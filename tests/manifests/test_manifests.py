@@ -67,7 +67,7 @@ def test_every_document_parses_and_has_the_required_fields(path: Path) -> None:
     for doc in documents(path):
         assert isinstance(doc, dict), f"{path}: a document is not a mapping"
         assert doc.get("apiVersion") and doc.get("kind"), f"{path}: apiVersion/kind missing"
-        if doc["kind"] == "Kustomization":
+        if doc["kind"] in ("Kustomization", "Component"):
             continue
         meta = doc.get("metadata") or {}
         assert NAME.match(str(meta.get("name", ""))), f"{path}: bad metadata.name {meta}"
@@ -80,7 +80,7 @@ def test_every_document_parses_and_has_the_required_fields(path: Path) -> None:
 @pytest.mark.parametrize("path", kustomizations(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_kustomization_resources_exist(path: Path) -> None:
     (kustomization,) = documents(path)
-    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["kind"] in ("Kustomization", "Component")
     for resource in kustomization.get("resources", []):
         target = (path.parent / resource).resolve()
         assert target.exists(), f"{path}: resource {resource} does not exist"

@@ -1,15 +1,21 @@
 """`make demo` end to end: the story it tells must be what happened.
 
-Runs ``python -m sandbox.demo`` as a subprocess (it starts its own control plane,
-Prometheus, node agent and controller) and checks its exit status, its narration and
-that it stopped everything it started.
+Runs ``python -m sandbox.demo --dashboard`` (what ``make demo DASHBOARD=1`` runs) as a
+subprocess (it starts its own control plane, Prometheus, node agent, controller and the
+dashboard) and checks its exit status, its narration, that the dashboard address it
+prints serves the demo's Rollout while the story runs, and that it stopped everything it
+started.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -40,16 +46,47 @@ def test_demo_rolls_back_the_broken_version_and_promotes_the_healthy_one() -> No
         find_binaries()
     except BinariesMissing as exc:
         pytest.fail(str(exc), pytrace=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "sandbox.demo"],
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.demo", "--dashboard", f"127.0.0.1:{port}"],
         cwd=REPO_ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=240,
         env={**os.environ, "COLUMNS": "200"},
     )
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-4000:]
+    lines: list[str] = []
+    pages: list[str] = []
+    assert process.stdout is not None
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            found = re.search(r"dashboard: (http://\S+)", line)
+            if found and not pages:
+                # Fetched while the story runs: the address works, not merely printed.
+                try:
+                    with urllib.request.urlopen(found.group(1), timeout=30) as reply:
+                        pages.append(reply.read().decode())
+                except OSError as exc:
+                    pages.append(f"fetching {found.group(1)} failed: {exc}")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        returncode = process.wait(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        reader.join(30)
+        process.stdout.close()
+    out = "".join(lines)
+    assert returncode == 0, out[-4000:]
+    assert f"dashboard: http://127.0.0.1:{port}/rollouts/demo/shop" in out
+    assert pages and 'data-page="rollout"' in pages[0] and "demo/" in pages[0], pages[:1]
     assert "reason AnalysisFailed" in out, out[-4000:]
     assert "-> Failed" in out  # the measurement that decided it is shown
     assert "rolled back in" in out and "promoted in" in out

@@ -66,6 +66,13 @@ def test_zero_and_full_error_rates(make_app) -> None:
     assert {get(f"{broken.url}/").status for _ in range(20)} == {500}
 
 
+def test_errors_wait_until_the_app_has_run_for_a_while(make_app) -> None:
+    # A version that breaks only later: before its time, even a rate of 1 answers 200.
+    later = make_app(DEMO_ERROR_RATE="1", DEMO_ERRORS_AFTER_SECONDS="3600")
+    assert {get(f"{later.url}/").status for _ in range(20)} == {200}
+    assert DemoConfig.from_env({"DEMO_ERRORS_AFTER_SECONDS": "12"}).errors_after_seconds == 12
+
+
 def test_latency_is_added_and_lands_in_the_histogram(make_app) -> None:
     app = make_app(DEMO_LATENCY_SECONDS="0.3")
     replies = [get(f"{app.url}/") for _ in range(3)]
@@ -117,7 +124,13 @@ def test_version_and_healthz(make_app) -> None:
 
 
 @pytest.mark.parametrize(
-    "env", [{"DEMO_ERROR_RATE": "1.5"}, {"DEMO_ERROR_RATE": "-0.1"}, {"DEMO_LATENCY_SECONDS": "-1"}]
+    "env",
+    [
+        {"DEMO_ERROR_RATE": "1.5"},
+        {"DEMO_ERROR_RATE": "-0.1"},
+        {"DEMO_LATENCY_SECONDS": "-1"},
+        {"DEMO_ERRORS_AFTER_SECONDS": "-1"},
+    ],
 )
 def test_invalid_environment_is_refused(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="DEMO_"):

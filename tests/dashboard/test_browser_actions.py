@@ -1,0 +1,185 @@
+"""Actions from the page, in a real browser (headless Chromium, one session): promote and
+abort change the Rollout through the controller, after a confirmation; a user whose
+credentials may read Rollouts but not ``patch`` them sees every action disabled with the
+reason, and a request forged with the page's token is refused without touching the
+Rollout.
+
+The second user is the sandbox apiserver's token user ``alice`` (no groups, so RBAC
+grants her nothing by default), given a Role here that reads what the dashboard shows
+and nothing more.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+
+from tests.dashboard.helpers import browser, dashboard_process, wait_until
+from tests.integration.harness import Cluster, demo_rollout
+
+LEASE = "deployctl-dashboard-actions"
+STEPS = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
+READ_ONLY_RULES = [
+    {
+        "apiGroups": ["deployctl.io"],
+        "resources": ["rollouts", "analysistemplates"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get"]},
+]
+
+
+def shop(version: str) -> dict[str, Any]:
+    return demo_rollout("shop", version=version, replicas=2, strategy={"canary": {"steps": STEPS}})
+
+
+def grant_read_only(api: Any, namespace: str, user: str) -> None:
+    # Plain dict bodies; the generated models would only get in the way.
+    rbac: Any = k8s.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(
+        namespace, {"metadata": {"name": "rollout-viewer"}, "rules": READ_ONLY_RULES}
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": f"rollout-viewer-{user}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "rollout-viewer",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    )
+
+
+def confirm(driver: Any, action: str) -> str:
+    """Click the action, check the dialog says what will happen, confirm; the banner's text."""
+    driver.find_element("css selector", f"button.action.{action}").click()
+    dialog = driver.find_element("id", "confirm")
+    wait_until(dialog.is_displayed, timeout=10, what=f"the {action} confirmation")
+    assert "shop" in driver.find_element("id", "confirm-title").text
+    driver.find_element("id", "confirm-ok").click()
+    return str(
+        wait_until(
+            lambda: (
+                driver.find_element("id", "banner").text
+                if "waiting" not in driver.find_element("id", "banner").text
+                else ""
+            ),
+            timeout=60,
+            what=f"the outcome of {action}",
+        )
+    )
+
+
+def enabled(driver: Any, action: str) -> bool:
+    buttons = driver.find_elements("css selector", f"button.action.{action}")
+    return bool(buttons) and bool(buttons[0].is_enabled())
+
+
+def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
+    cluster: Cluster,
+    start_controller: Any,
+    control_plane: Any,
+    kube_api: Any,
+    tmp_path: Path,
+) -> None:
+    ns = cluster.namespace
+    start_controller(
+        [
+            *("--lease-namespace", ns, "--lease-name", LEASE, "--retry-period", "0.5"),
+            *("--renew-deadline", "3", "--lease-duration", "4"),
+        ]
+    )
+    cluster.apply_rollout(shop("v1"))
+    wait_until(
+        lambda: cluster.status("shop"),
+        ok=lambda s: s.get("phase") == "Healthy",
+        timeout=90,
+        what="v1 Healthy",
+    )
+    grant_read_only(kube_api, ns, "alice")
+    alice = control_plane.user_kubeconfig("alice", tmp_path / "alice.kubeconfig")
+    env = {
+        "DEPLOYCTL_CONTROLLER_NAMESPACE": ns,
+        "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
+        "DEPLOYCTL_USER": "release-manager",
+    }
+    with (
+        dashboard_process(control_plane.kubeconfig, ns, tmp_path, env=env) as admin,
+        dashboard_process(alice, ns, tmp_path, env=env) as viewer,
+        browser(tmp_path) as driver,
+    ):
+        driver.get(f"{admin.url}/rollouts/{ns}/shop")
+        cluster.apply_rollout(shop("v2"))
+        wait_until(
+            lambda: cluster.status("shop"),
+            ok=lambda s: s.get("currentStepIndex") == 1 and s.get("phase") == "Paused",
+            timeout=60,
+            what="v2 waiting at its first indefinite pause",
+        )
+        wait_until(
+            lambda: (
+                enabled(driver, "promote") and "Paused" in driver.find_element("id", "title").text
+            ),
+            timeout=30,
+            what="the page to offer promote on the paused rollout",
+        )
+
+        # Promote: past the first indefinite pause, to the second.
+        outcome = confirm(driver, "promote")
+        assert "promoted" in outcome, outcome
+        promoted = wait_until(
+            lambda: cluster.status("shop"),
+            ok=lambda s: s.get("currentStepIndex") == 3 and s.get("weight") == 50,
+            timeout=60,
+            what="the rollout at its second pause with weight 50",
+        )
+        request = cluster.rollout("shop")["metadata"]["annotations"]["deployctl.io/request"]
+        assert "release-manager" in request and '"promote"' in request
+        assert promoted["lastHandledRequest"] in request
+        wait_until(
+            lambda: driver.find_element("id", "weight").text == "50%",
+            timeout=30,
+            what="the page to show weight 50%",
+        )
+
+        # A cancelled confirmation sends nothing.
+        driver.find_element("css selector", "button.action.abort").click()
+        driver.find_element("id", "confirm-cancel").click()
+        assert cluster.status("shop").get("aborted") is not True
+
+        outcome = confirm(driver, "abort")
+        assert "aborted" in outcome, outcome
+        aborted = wait_until(
+            lambda: cluster.status("shop"),
+            ok=lambda s: s.get("aborted") is True and s.get("weight", 0) == 0,
+            timeout=60,
+            what="the rollout aborted, all traffic back on stable",
+        )
+        assert aborted["stableRevision"] != aborted["canaryRevision"]
+        wait_until(lambda: enabled(driver, "retry"), timeout=30, what="retry offered")
+        assert not enabled(driver, "abort")
+
+        # The viewer: may read, may not patch.
+        driver.get(f"{viewer.url}/rollouts/{ns}/shop")
+        buttons = driver.find_elements("css selector", "button.action")
+        assert len(buttons) == 6 and not any(b.is_enabled() for b in buttons)
+        why = driver.find_element("css selector", ".actions .why").text
+        assert "may not patch rollouts in namespace" in why and ns in why
+        assert "may not patch" in str(buttons[0].get_attribute("title"))
+        version = cluster.rollout("shop")["metadata"]["resourceVersion"]
+        forged = driver.execute_script(
+            "const t = document.querySelector('meta[name=deployctl-token]').content;"
+            f"return fetch('/rollouts/{ns}/shop/actions/retry', {{method: 'POST',"
+            " headers: {'X-Deployctl-Token': t, Accept: 'application/json'}})"
+            ".then(r => r.json().then(j => [r.status, j.message]));"
+        )
+        assert forged[0] == 409 and "may not patch" in forged[1], forged
+        assert cluster.rollout("shop")["metadata"]["resourceVersion"] == version
