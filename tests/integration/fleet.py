@@ -393,7 +393,8 @@ class BackgroundPlane:
     (PR_SET_PDEATHSIG), so several planes can start at once only from threads that stay."""
 
     def __init__(self, crd_dir: Path) -> None:
-        self.plane = ControlPlane()
+        # Generous: two planes start at once on a machine other work may be loading.
+        self.plane = ControlPlane(start_timeout=240)
         self.crd_dir = crd_dir
         self.error: BaseException | None = None
         self._started = threading.Event()

@@ -88,7 +88,7 @@ def fleet(
             else:
                 member = start_member(
                     name,
-                    planes[name].ready(timeout=180),
+                    planes[name].ready(timeout=300),
                     file_sd_dir=file_sd_dir,
                     log_dir=log_dir,
                     stack=stack,
