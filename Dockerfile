@@ -13,8 +13,17 @@
 # Deployment mounts as an emptyDir. The final stage has no compiler and no build tools:
 # only the base image's Python and the virtualenv copied from the builder.
 #
-# Pin the base by digest in a release pipeline (python:3.11-slim-bookworm@sha256:...).
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Reproducible: the base is pinned by digest and the Python packages are installed from
+# requirements/runtime.lock with their hashes (pip --require-hashes), so the image built
+# next month is the one tested today.
+#
+# The digest is that of the tag python:3.11-slim-bookworm (multi-platform index) as
+# published in a public project's record of registry manifests; it was not fetched from
+# this project's build machines, which reach no image registry. Check and refresh it
+# where a registry is reachable, and update it deliberately (a reviewed change):
+#   docker buildx imagetools inspect python:3.11-slim-bookworm --format '{{json .Manifest.Digest}}'
+# or pass another pinned base: docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
@@ -23,12 +32,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 # The same path as in the final stage: a virtualenv's scripts hard-code it.
 RUN python -m venv /opt/deployctl
-# Dependencies first, from the metadata only, so code changes reuse this layer.
+# Dependencies first, exactly as locked (each file checked against its hash), so code
+# changes reuse this layer.
+COPY requirements/runtime.lock ./requirements/
+RUN /opt/deployctl/bin/pip install --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
-RUN mkdir controller strategies sandbox \
-    && touch controller/__init__.py strategies/__init__.py sandbox/__init__.py \
-    && /opt/deployctl/bin/pip install . \
-    && /opt/deployctl/bin/pip uninstall -y deployctl
 COPY controller ./controller
 COPY strategies ./strategies
 COPY sandbox ./sandbox

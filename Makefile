@@ -13,7 +13,9 @@ TEST_WORKERS ?= 3
 DASHBOARD ?=
 DASHBOARD_ADDRESS ?= 127.0.0.1:3100
 
-.PHONY: help venv cluster browser lint test test-unit demo e2e bench crds dashboard-assets clean
+LOCKS := requirements/runtime.lock requirements/dev.lock
+
+.PHONY: help venv cluster browser lint test test-unit demo e2e bench crds dashboard-assets clean lock audit
 
 help:
 	@echo "make demo   - build/start the local sandbox and roll out a bad then a good version"
@@ -23,11 +25,15 @@ help:
 	@echo "make crds   - regenerate manifests/crds/ from the pydantic models"
 	@echo "make e2e    - the scenarios on a kind cluster (skips without Docker/kind)"
 	@echo "make bench  - benchmarks; results go to docs/benchmarks.md"
+	@echo "make lock   - re-resolve requirements/*.lock from pyproject.toml (uv)"
+	@echo "make audit  - known vulnerabilities in the locked dependencies (pip-audit)"
 
-$(STAMP): pyproject.toml
+# Exactly the locked versions, each checked against its hash; then the project itself
+# without resolving anything (its dependencies are all in the lock).
+$(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q --require-hashes -r requirements/dev.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -55,8 +61,20 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m "not cluster and not prometheus"
 
-test: venv cluster browser lint
+test: venv cluster browser lint audit
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+
+# One universal resolution (every platform, Python 3.11+) with hashes; the dev set is
+# constrained by the runtime lock, so both agree on every shared package.
+lock: venv
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--generate-hashes --no-header -q -o requirements/runtime.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes --no-header -q -c requirements/runtime.lock -o requirements/dev.lock
+
+# Skips with one line (exit 0) where the advisory database cannot be reached.
+audit: venv
+	$(PY) requirements/audit.py
 
 demo: venv
 ifeq ($(CLUSTER),kind)
@@ -77,13 +95,13 @@ crds: venv
 	$(PY) -m controller.docgen docs/reference.md
 
 # uPlot (charts) is bundled into the package: this copies the version pinned in
-# web/package-lock.json into controller/dashboard/static/vendor/, where it is committed,
+# controller/dashboard/web/package-lock.json into controller/dashboard/static/vendor/ (committed),
 # so neither the tests nor a pip install need npm.
 dashboard-assets:
-	cd web && npm ci --no-audit --no-fund
-	cp web/node_modules/uplot/dist/uPlot.iife.min.js web/node_modules/uplot/dist/uPlot.min.css \
+	cd controller/dashboard/web && npm ci --no-audit --no-fund
+	cp controller/dashboard/web/node_modules/uplot/dist/uPlot.iife.min.js controller/dashboard/web/node_modules/uplot/dist/uPlot.min.css \
 		controller/dashboard/static/vendor/
-	cp web/node_modules/uplot/LICENSE controller/dashboard/static/vendor/uPlot.LICENSE.txt
+	cp controller/dashboard/web/node_modules/uplot/LICENSE controller/dashboard/static/vendor/uPlot.LICENSE.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

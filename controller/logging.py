@@ -11,8 +11,11 @@ call ``bind_revision()`` once the revision is known, so every line they log carr
 ``namespace``, ``rollout`` and ``revision`` without passing a logger around.
 
 ``redact`` is a processor that masks secrets before anything is rendered: values of keys
-such as token/authorization/password/secret, ``Bearer ...`` strings and the password in
-``scheme://user:password@host`` URLs, at any depth of nested dicts and lists.
+such as token/authorization/password/secret, and inside strings whatever
+``controller.redact.redact_text`` masks (URL userinfo and credential query parameters,
+``Bearer ...``, echoed credential headers), at any depth of nested dicts and lists. It
+runs again after an exception is rendered, and tracebacks never carry local variables:
+a frame's locals may hold a header value read from a Secret.
 """
 
 from __future__ import annotations
@@ -27,22 +30,15 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from controller.redact import REDACTED as REDACTED  # re-exported: callers mask with it
+from controller.redact import redact_text
+
 LogFormat = Literal["auto", "json", "console"]
-REDACTED = "[REDACTED]"
 
 _SECRET_KEY = re.compile(
     r"(token|authorization|password|passwd|secret|api[_-]?key|bearer|cookie|credential)",
     re.IGNORECASE,
 )
-_URL_CREDENTIALS = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@"
-)
-_BEARER = re.compile(r"(?P<prefix>\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-
-
-def _redact_text(text: str) -> str:
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    return _BEARER.sub(lambda m: f"{m['prefix']}{REDACTED}", text)
 
 
 def _redact_value(value: Any, depth: int = 0) -> Any:
@@ -50,7 +46,7 @@ def _redact_value(value: Any, depth: int = 0) -> Any:
     if depth > 8:
         return value
     if isinstance(value, str):
-        return _redact_text(value)
+        return redact_text(value)
     if isinstance(value, dict):
         return {
             k: (
@@ -95,14 +91,18 @@ def configure_logging(
     out = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Processor
+    # Exceptions are rendered to data (JSON) or text (console) *before* the second
+    # redaction pass, and without local variables.
+    exception_renderer: Processor
     if use_json:
         renderer = structlog.processors.JSONRenderer()
-        exception_processors: list[Processor] = [
-            structlog.processors.dict_tracebacks,
-        ]
+        exception_renderer = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
-        exception_processors = []
+        exception_renderer = structlog.processors.format_exc_info
+    exception_processors: list[Processor] = [exception_renderer, redact]
     numeric_level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric_level, int):
         raise ValueError(f"unknown log level {level!r}")

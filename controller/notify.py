@@ -42,6 +42,7 @@ from controller.api.policy import DeliveryPolicy, NotificationEvent, Notificatio
 from controller.api.status import Phase
 from controller.logging import REDACTED
 from controller.names import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+from controller.redact import redact_text
 from controller.times import timestamp
 
 log = structlog.stdlib.get_logger(__name__)
@@ -144,7 +145,7 @@ def evidence_of(status: RolloutStatus) -> tuple[str, ...]:
             last = metric.measurements[-1] if metric.measurements else None
             value = f" last value {last.value} at {last.at}" if last and last.value else ""
             detail = f": {metric.message}" if metric.message else ""
-            lines.append(f"{run.key}/{metric.name} {metric.phase}{value}{detail}")
+            lines.append(redact_text(f"{run.key}/{metric.name} {metric.phase}{value}{detail}"))
     return tuple(lines[:MAX_EVIDENCE])
 
 
@@ -166,7 +167,9 @@ def notification_for(
         revision=entry.revision if entry is not None else status.canary_revision,
         phase=str(status.phase or ""),
         reason=status.reason,
-        message=status.message,
+        # Masked again here: a message written by an older controller may carry a URL's
+        # credentials (controller.redact is the one masking for every way out).
+        message=redact_text(status.message),
         at=timestamp(now),
         images=tuple(sorted(images.items())),
         requested_by=entry.requested_by if entry else annotations.get(REQUESTED_BY_ANNOTATION, ""),

@@ -13,18 +13,22 @@ so a standby takes over at once, stop informers and the probe server.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
+from controller.admission import ApprovalAdmission
+from controller.analysis.addresses import AddressPolicy, IPAddress, normalise
 from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
 from controller.analysis.rulesource import ConfigMapRules
@@ -76,6 +80,9 @@ class OperatorConfig:
     prometheus_url: str = "http://prometheus.monitoring:9090"
     service_address: ServiceAddressMode = "dns"
     """How web checks reach a Service: cluster DNS, or a ready pod's IP (outside a cluster)."""
+    web_policy: AddressPolicy = AddressPolicy()
+    """What web checks may reach (--web-allow-cidrs, --web-deny-cidrs, --web-allow-namespaces);
+    the API server's own addresses are added at start."""
     leader_elect: bool = True
     lease_namespace: str = "deployctl-system"
     lease_name: str = "deployctl-controller"
@@ -141,6 +148,10 @@ class Operator:
                     services=self.services,
                     pods=self.pods,
                     service_address=config.service_address,
+                    policy=replace(
+                        config.web_policy,
+                        apiserver=config.web_policy.apiserver | apiserver_addresses(kube.server),
+                    ),
                 ),
             ),
             clock=clock,
@@ -149,6 +160,7 @@ class Operator:
                 rollouts=self.rollouts,
                 controller_namespace=self.controller_namespace,
                 notifier=self.notifier,
+                approvals_verified=ApprovalAdmission(kube).verified,
             ),
         )
         self.server = HealthServer(config.probe_host, config.probe_port)
@@ -368,6 +380,30 @@ class Operator:
         )
         for phase in (*PHASES, "Unknown"):
             ROLLOUTS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
+
+
+def apiserver_addresses(
+    server: str, environ: Mapping[str, str] | None = None
+) -> frozenset[IPAddress]:
+    """The API server's addresses as this process reaches it: its URL's host (resolved
+    once, at start) and, in a pod, ``KUBERNETES_SERVICE_HOST``. Web checks may not reach
+    them (``controller.analysis.addresses``)."""
+    env = os.environ if environ is None else environ
+    hosts = [urlsplit(server).hostname or "", env.get("KUBERNETES_SERVICE_HOST", "")]
+    found: set[IPAddress] = set()
+    for host in filter(None, hosts):
+        try:
+            found.add(normalise(ipaddress.ip_address(host)))
+            continue
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            log.warning("cannot resolve the API server's name", host=host, error=str(exc))
+            continue
+        found |= {normalise(ipaddress.ip_address(str(info[4][0]))) for info in infos}
+    return frozenset(found)
 
 
 def _requires(rollout: Obj) -> str | None:

@@ -19,7 +19,7 @@ operator never reads a Secret in an application's namespace.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -68,11 +68,14 @@ class PolicyGate:
         rollouts: Cache,
         controller_namespace: str,
         notifier: Notifier | None = None,
+        approvals_verified: Callable[[], bool] = lambda: False,
     ) -> None:
         self.policies = policies
         self.rollouts = rollouts
         self.controller_namespace = controller_namespace
         self.notifier = notifier
+        # Whether the API server vouches for approvers' names (controller.admission).
+        self.approvals_verified = approvals_verified
 
     def applicable(self, rollout: Rollout) -> list[DeliveryPolicy]:
         if self.policies is None:
@@ -103,7 +106,13 @@ class PolicyGate:
             return None
         generation = rollout.metadata.generation
         subject = rollout.model_copy(update={"status": status})
-        decision = evaluate(subject, policies, now=now, override=parse_override(rollout.metadata))
+        decision = evaluate(
+            subject,
+            policies,
+            now=now,
+            override=parse_override(rollout.metadata),
+            approvals_verified=self.approvals_verified(),
+        )
         if not decision.allowed:
             return Held(
                 hold(

@@ -6,7 +6,8 @@ This is the single source of the operator's RBAC. ``manifests/`` spells it out a
 
 - every API call the operator's code makes (derived from ``controller/kube/`` and the
   modules ``controller.operator`` imports) is in this list, and nothing else is;
-- the manifests grant exactly this list, without wildcards and without secrets;
+- the manifests grant exactly this list, without wildcards and without secrets (the
+  admission-policy reads by ``resourceNames``);
 - the table in ``docs/install.md`` is the one ``python -m controller.rbac`` prints.
 
 The CLI (``deployctl rollout``, ``promote``...) is not covered: it runs with the
@@ -44,6 +45,9 @@ class Scope(StrEnum):
     """Only the operator's own namespace (the leader Lease): always a Role."""
     MEMBER = "member"
     """In a member cluster, the application's namespace (the release controller)."""
+    ADMISSION = "admission"
+    """Cluster-scoped objects of deployctl's admission policy, by name: a ClusterRole
+    shipped with the policy itself (``manifests/admission/``), in either install."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,20 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("coordination.k8s.io", "leases", "create", OWN, "leader election: first start"),
     Permission("coordination.k8s.io", "leases", "update", OWN, "leader election: renew, release"),
     Permission("", "secrets", "get", OWN, "webhook URLs of DeliveryPolicy notifications"),
+    Permission(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        "get",
+        Scope.ADMISSION,
+        "is the approval admission policy installed? (else approvals say unverified)",
+    ),
+    Permission(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        "get",
+        Scope.ADMISSION,
+        "is it bound with Deny?",
+    ),
 )
 
 
@@ -160,6 +178,7 @@ def rules(
 _WHERE = {
     Scope.WATCHED: "watched namespaces",
     Scope.OWN: "own namespace",
+    Scope.ADMISSION: "cluster (by name)",
     Scope.MEMBER: "application namespace, each member",
 }
 

@@ -28,6 +28,7 @@ Successful. A run that is not Running takes no more measurements.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -360,6 +361,27 @@ def _logged(
     return record(run, metric, judgement, now=now, query=query)
 
 
+def _crashed(metric: Metric, exc: BaseException) -> Judgement:
+    """A provider raised (a bug): an Error measurement, and a log line with where.
+
+    Only the exception's type and the frames' places are logged: its message and the
+    frames' local variables may hold what was being sent (a header read from a Secret).
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    log.error(
+        "analysis provider crashed; recorded as an error",
+        metric=metric.name,
+        error=type(exc).__name__,
+        at=[f"{f.filename}:{f.lineno} in {f.name}" for f in frames[-5:]],
+    )
+    return Judgement(
+        "Error",
+        None,
+        f"{metric.name}: the check could not be made ({type(exc).__name__}); "
+        "see the controller's log",
+    )
+
+
 def _breach_since(run: AnalysisRunStatus, name: str) -> datetime | None:
     """When the metric's current threshold breach began (for ``for``), if one is on."""
     result = _result(run, name)
@@ -470,15 +492,23 @@ class AnalysisEngine:
             if why_not:
                 log.warning("analysis metric cannot run", run=run.key, error=why_not)
                 run = cannot_run(run, item.metric, why_not, now=now)
-            elif item.alert is not None:
-                run = self._check_alert(run, item, item.alert, now=now)
-            elif item.metric.job is not None:
-                run = self._check_job(run, item, context=context, now=now)
-            elif item.metric.web is not None:
-                run = self._check_web(run, item, context=context, now=now)
-            else:
-                run = self._measure(run, item, context=context, now=now)
+                continue
+            try:
+                run = self._measure_one(run, item, context=context, now=now)
+            except Exception as exc:  # noqa: BLE001 - providers return measurements
+                run = record(run, item.metric, _crashed(item.metric, exc), now=now)
         return run
+
+    def _measure_one(
+        self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
+    ) -> AnalysisRunStatus:
+        if item.alert is not None:
+            return self._check_alert(run, item, item.alert, now=now)
+        if item.metric.job is not None:
+            return self._check_job(run, item, context=context, now=now)
+        if item.metric.web is not None:
+            return self._check_web(run, item, context=context, now=now)
+        return self._measure(run, item, context=context, now=now)
 
     def _lacking(self, metric: Metric) -> str:
         """Why this engine cannot measure ``metric`` at all (no provider for it), or ""."""

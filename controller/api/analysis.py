@@ -23,6 +23,8 @@ from controller.api.duration import Duration
 from controller.api.rollout import JobProvider
 
 Query = Annotated[str, Field(min_length=1, max_length=8192)]
+MAX_WEB_SECONDS = 60.0
+"""The longest a web check may take, retries included (``controller.analysis.web``)."""
 
 
 class PrometheusProvider(ApiModel):
@@ -89,6 +91,12 @@ class WebProvider(ApiModel):
             raise ValueError("web: a body needs method: POST")
         if self.equals is not None and self.json_path is None:
             raise ValueError("web: equals needs jsonPath")
+        if not 0 < self.timeout <= MAX_WEB_SECONDS:
+            raise ValueError(
+                f"web: timeout must be more than 0s and at most {MAX_WEB_SECONDS:g}s: one "
+                "check must not hold a controller worker longer (the metric's interval "
+                "bounds it too)"
+            )
         return self
 
 

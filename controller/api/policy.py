@@ -228,6 +228,9 @@ class ApprovalRule(ApiModel):
     A rule matches when the Rollout's labels match ``selector`` (no selector: all), its
     namespace is in ``namespaces`` (empty: all) and, with ``majorVersionChange``, the
     new images change a major version compared with the last promoted ones.
+    ``groups`` and ``requireDifferentApprover`` are enforced by the API server through
+    ``manifests/admission/`` (the approver's real user name and groups); the controller
+    also refuses an approval written under the requester's own name.
     """
 
     name: ObjectName
@@ -237,7 +240,14 @@ class ApprovalRule(ApiModel):
         default=False, description="Only when an image's major version changes"
     )
     groups: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
-        default_factory=list, max_length=16, description="Who should approve (shown to people)"
+        default_factory=list,
+        max_length=16,
+        description="Who may approve; enforced by the API server where deployctl's "
+        "admission policy is installed (docs/security.md#approvals)",
+    )
+    require_different_approver: bool = Field(
+        default=False,
+        description="Four eyes: the person who requested the rollout may not approve it",
     )
     message: Text = ""
 

@@ -13,7 +13,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -136,6 +136,17 @@ class Session:
     kube: Kube
     namespace: str
     user: str
+    """Who is asking as far as the client can tell (CI actor or local user, kubeconfig)."""
+    _who: str | None = field(default=None, init=False, repr=False)
+
+    def who(self) -> str:
+        """The name written as approver or requester: the user name the API server knows
+        us by (SelfSubjectReview, Kubernetes 1.28+), which deployctl's admission policy
+        compares with; else ``user``. Asked once per command, only by commands that
+        write a name."""
+        if self._who is None:
+            self._who = self.kube.whoami() or self.user
+        return self._who
 
     def close(self) -> None:
         self.kube.close()

@@ -42,7 +42,7 @@ def send_request(session: Session, name: str, action: str, *, ack_timeout: float
     from controller.kube import Conflict
     from controller.requests import new_request
 
-    request = new_request(action, by=session.user)  # type: ignore[arg-type]
+    request = new_request(action, by=session.who())  # type: ignore[arg-type]
     for _attempt in range(5):
         current = get_rollout(session, name)
         try:
@@ -411,7 +411,7 @@ def request_undo(
     if not with_steps:
         # Consumed exactly once by the pass that sees the new template; when the
         # target is the stable revision it is consumed as "nothing in progress".
-        fast_track = new_request("promoteFull", by=session.user)
+        fast_track = new_request("promoteFull", by=session.who())
         desired["metadata"]["annotations"][REQUEST_ANNOTATION] = fast_track.to_annotation()
     validate_rollout(desired)
     return session.kube.patch_rollout(

@@ -48,6 +48,26 @@ def controller(
             "controller runs outside the cluster network"
         ),
     ] = ServiceAddress.dns,
+    web_allow_cidrs: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Addresses web checks may reach although the address policy refuses them "
+            "(loopback, link-local, the API server...); CIDRs, repeatable or comma-separated. "
+            "The most specific network wins: 127.0.0.0/8 allows pods on loopback addresses "
+            "but not an API server on 127.0.0.1 (docs/security.md#web-address-policy)"
+        ),
+    ] = None,
+    web_deny_cidrs: Annotated[
+        list[str] | None,
+        typer.Option(help="More addresses web checks may not reach (e.g. the node network); CIDRs"),
+    ] = None,
+    web_allow_namespaces: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Namespaces whose Services web checks may reach besides the Rollout's own; "
+            "'*' for all"
+        ),
+    ] = None,
     leader_elect: Annotated[bool, typer.Option(help="Only the Lease holder reconciles")] = True,
     lease_namespace: Annotated[
         str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader Lease")
@@ -73,6 +93,7 @@ def controller(
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Run the operator: watch Rollouts and roll them out."""
+    from controller.analysis.addresses import AddressPolicy, parse_networks
     from controller.kube import Kube, KubeError
     from controller.logging import configure_logging
     from controller.operator import Operator, OperatorConfig
@@ -88,6 +109,20 @@ def controller(
         )
         raise typer.Exit(Exit.USAGE)
     try:
+        web_policy = AddressPolicy(
+            allow=parse_networks(web_allow_cidrs or [], flag="--web-allow-cidrs"),
+            deny=parse_networks(web_deny_cidrs or [], flag="--web-deny-cidrs"),
+            allow_namespaces=frozenset(
+                n.strip()
+                for item in web_allow_namespaces or []
+                for n in item.split(",")
+                if n.strip()
+            ),
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(Exit.USAGE) from None
+    try:
         if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             kube = Kube.in_cluster()
         else:
@@ -100,6 +135,7 @@ def controller(
         workers=workers,
         prometheus_url=prometheus_url,
         service_address=service_address.value,
+        web_policy=web_policy,
         leader_elect=leader_elect,
         lease_namespace=lease_namespace,
         lease_name=lease_name,

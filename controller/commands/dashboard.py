@@ -79,7 +79,7 @@ def dashboard(
                 "analysistemplates and events",
                 Exit.UNREACHABLE,
             )
-        actions = None if read_only else Actions(session.kube, user=session.user)
+        actions = None if read_only else Actions(session.kube, user=session.who())
         server = DashboardServer(watches, host=host, port=port, actions=actions)
         try:
             server.start()

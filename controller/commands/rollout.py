@@ -151,7 +151,7 @@ def provenance(session: Session, *, reason: str | None) -> dict[str, str]:
     from controller.requests import provenance_annotations
 
     return provenance_annotations(
-        requested_by=session.user, reason=reason or "", environ=os.environ
+        requested_by=session.who(), reason=reason or "", environ=os.environ
     )
 
 

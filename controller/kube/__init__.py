@@ -32,6 +32,8 @@ from controller.kube.errors import (
 )
 from controller.kube.events import COMPONENT, MAX_EVENT_MESSAGE
 from controller.kube.kinds import (
+    ADMISSION_BINDINGS,
+    ADMISSION_POLICIES,
     ANALYSIS_TEMPLATES,
     CLUSTER_TARGETS,
     CONFIGMAPS,
@@ -46,6 +48,7 @@ from controller.kube.kinds import (
     ROLLOUTS,
     SECRETS,
     SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEWS,
     SERVICES,
     KindRef,
     Obj,
@@ -63,6 +66,8 @@ from controller.times import parse_timestamp as parse_time
 from controller.times import timestamp as format_time
 
 __all__ = [
+    "ADMISSION_BINDINGS",
+    "ADMISSION_POLICIES",
     "ANALYSIS_TEMPLATES",
     "CLUSTER_TARGETS",
     "COMPONENT",
@@ -81,6 +86,7 @@ __all__ = [
     "ROLLOUTS",
     "SECRETS",
     "SELF_SUBJECT_ACCESS_REVIEWS",
+    "SELF_SUBJECT_REVIEWS",
     "SERVICES",
     "AlreadyExists",
     "Conflict",

@@ -23,9 +23,11 @@ from typing import Any
 from kubernetes import client as k8s
 
 from controller.kube.bodies import owned
-from controller.kube.errors import AlreadyExists, NamespaceTerminating, NotFound
+from controller.kube.errors import AlreadyExists, KubeError, NamespaceTerminating, NotFound
 from controller.kube.events import EventCounts, event_name, event_text, new_event
 from controller.kube.kinds import (
+    ADMISSION_BINDINGS,
+    ADMISSION_POLICIES,
     CONFIGMAPS,
     EVENTS,
     HTTPROUTES,
@@ -36,6 +38,7 @@ from controller.kube.kinds import (
     ROLLOUTS,
     SECRETS,
     SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEWS,
     SERVICES,
     KindRef,
     Obj,
@@ -454,6 +457,39 @@ class Kube(Transport):
         return bool(status.get("allowed")), reason
 
     # --- policy ------------------------------------------------------------------
+
+    def admission_problem(self, policies: tuple[str, ...], bindings: tuple[str, ...]) -> str | None:
+        """None when every named ValidatingAdmissionPolicy exists and every named binding
+        denies (``validationActions`` has Deny); otherwise what is missing, in words."""
+        for name in policies:
+            try:
+                self._request("get", ADMISSION_POLICIES, method="GET", name=name)
+            except NotFound:
+                return f"ValidatingAdmissionPolicy {name} is not installed (or not served)"
+        for name in bindings:
+            try:
+                binding = self._request("get", ADMISSION_BINDINGS, method="GET", name=name)
+            except NotFound:
+                return f"ValidatingAdmissionPolicyBinding {name} is not installed"
+            actions = (binding.get("spec") or {}).get("validationActions") or []
+            if "Deny" not in actions:
+                return f"ValidatingAdmissionPolicyBinding {name} does not deny (only {actions})"
+        return None
+
+    def whoami(self) -> str | None:
+        """The user name the API server knows this client by (SelfSubjectReview, 1.28+);
+        None where the cluster does not say."""
+        try:
+            review = self._request(
+                "create",
+                SELF_SUBJECT_REVIEWS,
+                method="POST",
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            )
+        except KubeError:
+            return None
+        name = ((review.get("status") or {}).get("userInfo") or {}).get("username")
+        return str(name) if name else None
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded; for webhook URLs. Never log what it returns."""

@@ -107,6 +107,11 @@ class Transport:
         # Never the configuration: it holds the bearer token.
         return f"{type(self).__name__}(host={self._api.configuration.host!r})"
 
+    @property
+    def server(self) -> str:
+        """The API server's URL as configured (no request is sent)."""
+        return str(self._api.configuration.host)
+
     # ------------------------------------------------------------------ sending
 
     def _request(

@@ -9,8 +9,13 @@ an ``approve`` request (``controller.requests``) carrying the kubeconfig identit
 whoever ran it; a request not yet consumed (its id differs from
 ``status.lastHandledRequest``) grants the approval, and the reconciler consumes it.
 
-Group membership is not verified here: ``groups`` tells people who should approve; who
-may approve is whoever RBAC allows to annotate the Rollout.
+Who approved is a name written by the client. Where deployctl's admission policy is
+installed (``manifests/admission/``, Kubernetes 1.30+), the API server admits the
+annotation only under the writer's own user name, from a member of the rule's
+``groups``, and never from the requester when ``requireDifferentApprover`` is set; the
+controller is told whether it is (``verified``) and says "unverified" in every approval
+message where it is not. ``requireDifferentApprover`` is also checked here, on the
+written names: an approval under the requester's name is refused.
 
 The "major version change" rule is a hook: ``major_version_changed`` compares the
 leading number of each container's image tag with the last promoted revision's; pass
@@ -21,14 +26,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.api import Rollout
 from controller.api.policy import ApprovalRule, DeliveryPolicy
+from controller.names import REQUESTED_BY_ANNOTATION
 from controller.requests import parse_request
 from controller.versions import image_tag, parse_version
 
 MajorChange = Callable[[Rollout], bool]
+UNVERIFIED = (
+    "unverified: no admission policy in this cluster vouches for the approver's name "
+    "(docs/security.md#approvals)"
+)
 
 # A tag that is not a whole semantic version may still name its major ("v2", "3-alpine").
 _MAJOR_ONLY = re.compile(r"^v?(\d+)(?:[.\-_+]|$)")
@@ -94,19 +104,26 @@ class ApprovalState:
     approved_by: str | None = None
     request_id: str | None = None
     """The approve request that granted it: the reconciler must consume this id."""
+    verified: bool = False
+    """Whether the API server vouches for the approver's name (the admission policy)."""
+    refused: str = ""
+    """Why a written approval does not count (four eyes), shown while still pending."""
 
     @property
     def pending(self) -> bool:
         return self.required and not self.granted
 
-    def message(self) -> str:
+    def message(self, *, at: str = "") -> str:
         rules = ", ".join(self.rules)
         if not self.required:
             return "no approval required"
+        note = "" if self.verified else f"; {UNVERIFIED}"
         if self.granted:
-            return f"approved by {self.approved_by} (policy {rules})"
+            when = f" at {at}" if at else ""
+            return f"approved by {self.approved_by} (policy {rules}){when}{note}"
         who = f" from {', '.join(self.groups)}" if self.groups else ""
-        return f"waiting for `deployctl approve`{who} (policy {rules})"
+        refused = f"; {self.refused}" if self.refused else ""
+        return f"waiting for `deployctl approve`{who} (policy {rules}){refused}{note}"
 
 
 def matching_rules(
@@ -135,24 +152,37 @@ def pending_approve_request(rollout: Rollout) -> tuple[str, str] | None:
     return request.id, request.by or "unknown"
 
 
-def policy_approval(rollout: Rollout, rules: Sequence[tuple[str, ApprovalRule]]) -> ApprovalState:
-    """Pending or granted, for the rules ``matching_rules`` found."""
+def policy_approval(
+    rollout: Rollout, rules: Sequence[tuple[str, ApprovalRule]], *, verified: bool = False
+) -> ApprovalState:
+    """Pending or granted, for the rules ``matching_rules`` found.
+
+    With ``requireDifferentApprover`` on any rule, an approval written under the name in
+    ``deployctl.io/requested-by`` (or with no requester recorded) does not count.
+    """
     if not rules:
-        return ApprovalState(required=False)
+        return ApprovalState(required=False, verified=verified)
     names = tuple(name for name, _ in rules)
     groups = tuple(dict.fromkeys(g for _, rule in rules for g in rule.groups))
+    pending = ApprovalState(required=True, rules=names, groups=groups, verified=verified)
     request = pending_approve_request(rollout)
     if request is None:
-        return ApprovalState(required=True, rules=names, groups=groups)
+        return pending
     request_id, by = request
-    return ApprovalState(
-        required=True,
-        granted=True,
-        rules=names,
-        groups=groups,
-        approved_by=by,
-        request_id=request_id,
-    )
+    four_eyes = [name for name, rule in rules if rule.require_different_approver]
+    requester = rollout.metadata.annotations.get(REQUESTED_BY_ANNOTATION, "").strip()
+    if four_eyes and (not requester or requester == by):
+        why = (
+            f"{by} requested this revision"
+            if requester
+            else f"nobody is recorded as requesting this revision ({REQUESTED_BY_ANNOTATION})"
+        )
+        return replace(
+            pending,
+            refused=f"the approval by {by} does not count: {why}, and rule "
+            f"{', '.join(four_eyes)} needs a different approver",
+        )
+    return replace(pending, granted=True, approved_by=by, request_id=request_id)
 
 
 def step_approval(rollout: Rollout) -> ApprovalState:

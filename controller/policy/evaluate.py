@@ -152,11 +152,14 @@ def evaluate(
     now: datetime,
     override: Override | None,
     major_change: MajorChange = major_version_changed,
+    approvals_verified: bool = False,
 ) -> PolicyDecision:
     """Whether the new revision of ``rollout`` may start at ``now`` under ``policies``.
 
     ``policies`` are those that apply (see ``applicable_policies``); each is narrowed by
     its ``selector`` again here, so passing a namespace's whole list is also correct.
+    ``approvals_verified``: whether the API server vouches for approvers' names (see
+    ``controller.policy.approvals``); approval messages say "unverified" otherwise.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -218,7 +221,11 @@ def evaluate(
         )
 
     # 3. Approvals.
-    approval = policy_approval(rollout, matching_rules(rollout, active, major_change=major_change))
+    approval = policy_approval(
+        rollout,
+        matching_rules(rollout, active, major_change=major_change),
+        verified=approvals_verified,
+    )
     if approval.pending:
         return PolicyDecision(
             verdict="NeedsApproval",
@@ -229,7 +236,7 @@ def evaluate(
             approval=approval,
         )
     if approval.granted:
-        text = f"{approval.message()} at {timestamp(now)}"
+        text = approval.message(at=timestamp(now))
         notes.append(text)
         events.append(PolicyEvent("Normal", r.APPROVED, text))
     return PolicyDecision(

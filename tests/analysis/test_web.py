@@ -3,10 +3,16 @@
 ``WebChecks.fetch`` sends over the network to a demo app started for the test;
 ``judge_reply`` is judged on what came back. Header Secrets are read from the sandbox's
 kube-apiserver through ``Kube.read_secret``, the controller's own reader.
+
+The demo apps listen on 127.0.0.1, which the address policy refuses by default
+(loopback): these checks carry the explicit allowance ``LOOPBACK`` that the sandbox's
+controller gets with ``--web-allow-cidrs 127.0.0.0/8``. The policy itself is tested in
+``tests/security/``.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from controller.analysis.addresses import AddressPolicy, parse_networks
 from controller.analysis.values import QueryFailure
 from controller.analysis.web import WebChecks
 from controller.analysis.webcheck import PathError, WebReply, judge_reply, lookup
@@ -22,6 +29,7 @@ from controller.api.analysis import Metric
 from controller.kube import Kube
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+LOOPBACK = AddressPolicy(allow=parse_networks(["127.0.0.0/8"], flag="test"))
 
 
 def web_metric(web: dict[str, Any], **extra: Any) -> Metric:
@@ -71,7 +79,7 @@ def test_reply_is_judged_on_status_code_then_json_value(status, body, extra, ver
     judged = judge_reply(metric, metric.web, reply, breach_since=None, now=NOW)
     assert judged.phase == verdict, judged.message
     if verdict == "Failed" and status >= 300:
-        assert f"-> {status}" in judged.message and body in judged.message
+        assert f"-> {status} in 0 ms" in judged.message and body in judged.message
 
 
 def test_a_json_number_is_judged_against_the_threshold() -> None:
@@ -129,13 +137,14 @@ def test_bad_web_checks_are_refused_with_the_reason(web, extra, problem) -> None
 def test_checks_against_a_real_app_pass_and_fail_on_status_and_json(demo_app) -> None:
     healthy = demo_app({"DEMO_VERSION": "v2"})
     broken = demo_app({"DEMO_ERROR_RATE": "1"})
-    checks = WebChecks(secrets=no_secrets)
+    checks = WebChecks(secrets=no_secrets, policy=LOOPBACK)
 
     passed = check(web_metric({"url": f"{healthy.url}/"}), checks)
     assert passed.phase == "Successful" and f"GET {healthy.url}/ -> 200" in passed.message
 
     failed = check(web_metric({"url": f"{broken.url}/", "successCodes": [200]}), checks)
-    assert failed.phase == "Failed" and "-> 500 (wanted 200)" in failed.message
+    assert failed.phase == "Failed"
+    assert re.search(r"-> 500 in \d+ ms \(wanted 200\): injected error", failed.message)
 
     version = {"url": f"{healthy.url}/version", "jsonPath": "$.version"}
     assert check(web_metric({**version, "equals": "v2"}), checks).phase == "Successful"
@@ -148,9 +157,9 @@ def test_no_reply_is_retried_then_reported_unavailable() -> None:
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]
         metric = web_metric({"url": f"http://127.0.0.1:{port}/healthz", "timeout": "1s"})
-        outcome = check(metric, WebChecks(secrets=no_secrets))
+        outcome = check(metric, WebChecks(secrets=no_secrets, policy=LOOPBACK))
     assert isinstance(outcome, QueryFailure)
-    assert outcome.kind == "unavailable" and "no reply (ConnectionError)" in outcome.message
+    assert outcome.kind == "unavailable" and "no reply (ConnectionRefusedError)" in outcome.message
 
 
 @pytest.fixture
@@ -169,7 +178,7 @@ def test_header_from_a_secret_is_sent_and_missing_ones_are_named(
         {"metadata": {"name": "probe-token"}, "stringData": {"token": "Bearer s3cret\n"}},
     )
     app = demo_app()
-    checks = WebChecks(secrets=kube.read_secret)
+    checks = WebChecks(secrets=kube.read_secret, policy=LOOPBACK)
     from_secret = {"secretKeyRef": {"name": "probe-token", "key": "token"}}
     good = web_metric(
         {

@@ -144,10 +144,10 @@ def test_actions_follow_the_rollout_state() -> None:
 
 
 def test_the_bundled_chart_library_is_the_version_pinned_in_web() -> None:
-    """``make dashboard-assets`` copies what web/package-lock.json pins; the committed copy
-    must be that version (and its licence ships beside it)."""
+    """``make dashboard-assets`` copies what controller/dashboard/web/package-lock.json
+    pins; the committed copy must be that version (and its licence ships beside it)."""
     root = Path(__file__).resolve().parents[2]
-    lock = json.loads((root / "web" / "package-lock.json").read_text())
+    lock = json.loads((root / "controller" / "dashboard" / "web" / "package-lock.json").read_text())
     pinned = lock["packages"]["node_modules/uplot"]["version"]
     vendor = root / "controller" / "dashboard" / "static" / "vendor"
     header = (vendor / "uPlot.iife.min.js").read_text()[:200]

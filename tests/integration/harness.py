@@ -23,6 +23,10 @@ from kubernetes import client as k8s
 from tests.waiting import wait_until
 
 GROUP, VERSION = "deployctl.io", "v1alpha1"
+SANDBOX_WEB = ["--web-allow-cidrs", "127.0.0.0/8"]
+"""The sandbox's pods live on 127.x.y.z, which web checks may not reach by default
+(loopback): a controller whose checks reach them is started with this allowance. The API
+server on 127.0.0.1 stays refused (a /32 rule is more specific than 127.0.0.0/8)."""
 
 
 class ControllerProcess:

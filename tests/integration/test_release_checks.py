@@ -9,12 +9,13 @@ Service, and the Prometheus alert rules that page people used as the rollback ga
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubernetes import client as k8s
 
 from tests.analysis.test_alertrules import SEED_RULES
-from tests.integration.harness import Cluster, settled
+from tests.integration.harness import SANDBOX_WEB, Cluster, settled
 from tests.integration.release_helpers import canary
 
 
@@ -36,8 +37,9 @@ def test_web_check_against_the_canary_passes_and_fails_on_a_status_code(
             },
         }
     )
-    # The sandbox has no cluster DNS: reach the canary Service through a ready pod's IP.
-    start_controller(args=["--no-leader-elect", "--service-address", "pods"])
+    # The sandbox has no cluster DNS: reach the canary Service through a ready pod's IP,
+    # a loopback address here, which the address policy refuses unless allowed.
+    start_controller(args=["--no-leader-elect", "--service-address", "pods", *SANDBOX_WEB])
     steps: list[dict[str, Any]] = [
         {"setWeight": 50},
         {"analysis": {"templates": [{"name": "canary-root"}]}},
@@ -60,7 +62,7 @@ def test_web_check_against_the_canary_passes_and_fails_on_a_status_code(
     cluster.apply_rollout(broken)
     status = settled(cluster, "web", timeout=90)
     assert status["phase"] == "Degraded" and status["reason"] == "AnalysisFailed", status
-    assert "-> 500 (wanted 200)" in status["message"]
+    assert re.search(r"-> 500 in \d+ ms \(wanted 200\)", status["message"]), status["message"]
     assert status["stableRevision"] == v2
 
 

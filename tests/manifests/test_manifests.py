@@ -29,6 +29,8 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
 }
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -126,6 +128,13 @@ def test_cluster_install_renders_everything() -> None:
         ("RoleBinding", "deployctl-leader-election"),
         ("Deployment", "deployctl-controller"),
         ("Service", "deployctl-controller-metrics"),
+        ("ValidatingAdmissionPolicy", "deployctl.io-identity"),
+        ("ValidatingAdmissionPolicyBinding", "deployctl.io-identity"),
+        ("ValidatingAdmissionPolicy", "deployctl.io-approval-rules"),
+        ("ValidatingAdmissionPolicyBinding", "deployctl.io-approval-rules"),
+        ("ValidatingAdmissionPolicyBinding", "deployctl.io-approval-rules-cluster"),
+        ("ClusterRole", "deployctl-admission-reader"),
+        ("ClusterRoleBinding", "deployctl-admission-reader"),
     }
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -134,8 +143,12 @@ def test_cluster_install_renders_everything() -> None:
 
 def test_namespaced_install_has_a_role_and_watches_its_namespace() -> None:
     docs = render(ROOT / "manifests" / "namespaced")
-    kinds = {kind for kind, _ in kinds_of(docs)}
-    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    # The only cluster-wide grant: reading the admission policy's own objects by name.
+    cluster_rbac = {k for k in kinds_of(docs) if k[0] in ("ClusterRole", "ClusterRoleBinding")}
+    assert cluster_rbac == {
+        ("ClusterRole", "deployctl-admission-reader"),
+        ("ClusterRoleBinding", "deployctl-admission-reader"),
+    }
     assert ("Role", "deployctl-controller") in kinds_of(docs)
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -223,7 +236,12 @@ def test_dockerfile_builds_a_slim_non_root_image() -> None:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     stages = [ln for ln in lines if ln.startswith("FROM ")]
     assert len(stages) == 2 and stages[0].endswith(" AS builder"), stages
-    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
+    # The base pinned by digest; the packages from the lock, hashes checked.
+    assert re.search(
+        r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.M
+    )
+    assert "pip install --require-hashes -r requirements/runtime.lock" in text
+    assert "pip install --no-deps ." in text
     final = text[text.rindex("\nFROM ") :]
     assert "COPY --from=builder /opt/deployctl /opt/deployctl" in final
     # Nothing is installed in the final stage: no compilers, no package manager runs.

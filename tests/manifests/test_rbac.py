@@ -60,7 +60,8 @@ def role(relative: str, kind: str, name: str) -> dict[str, Any]:
 CLUSTER_ROLE = ("manifests/clusterrole.yaml", "ClusterRole", "deployctl-controller")
 NAMESPACED_ROLE = ("manifests/namespaced/role.yaml", "Role", "deployctl-controller")
 LEADER_ROLE = ("manifests/operator/leader-election.yaml", "Role", "deployctl-leader-election")
-ALL_ROLES = [CLUSTER_ROLE, NAMESPACED_ROLE, LEADER_ROLE]
+ADMISSION_ROLE = ("manifests/admission/rbac.yaml", "ClusterRole", "deployctl-admission-reader")
+ALL_ROLES = [CLUSTER_ROLE, NAMESPACED_ROLE, LEADER_ROLE, ADMISSION_ROLE]
 
 
 def test_the_list_has_no_duplicates_and_a_reason_for_each() -> None:
@@ -92,8 +93,13 @@ def test_the_derivation_sees_the_typed_methods() -> None:
 
 @pytest.mark.parametrize(
     ("where", "scope"),
-    [(CLUSTER_ROLE, Scope.WATCHED), (NAMESPACED_ROLE, Scope.WATCHED), (LEADER_ROLE, Scope.OWN)],
-    ids=["clusterrole", "namespaced-role", "leader-election-role"],
+    [
+        (CLUSTER_ROLE, Scope.WATCHED),
+        (NAMESPACED_ROLE, Scope.WATCHED),
+        (LEADER_ROLE, Scope.OWN),
+        (ADMISSION_ROLE, Scope.ADMISSION),
+    ],
+    ids=["clusterrole", "namespaced-role", "leader-election-role", "admission-reader"],
 )
 def test_manifests_grant_exactly_the_list(where: tuple[str, str, str], scope: Scope) -> None:
     have = granted(role(*where))
@@ -128,6 +134,10 @@ def test_bindings_point_at_the_roles_and_the_service_account() -> None:
             "Role",
             "deployctl-leader-election",
         ),
+        ("manifests/admission/rbac.yaml", "ClusterRoleBinding"): (
+            "ClusterRole",
+            "deployctl-admission-reader",
+        ),
     }
     for (path, kind), (role_kind, role_name) in expected.items():
         (binding,) = [d for d in load(path) if d["kind"] == kind]
@@ -141,10 +151,20 @@ def test_bindings_point_at_the_roles_and_the_service_account() -> None:
         ]
 
 
-def test_install_doc_has_the_generated_table() -> None:
-    doc = (ROOT / "docs" / "install.md").read_text()
-    assert markdown_table() in doc, (
-        "docs/install.md's RBAC table is out of date: paste `python -m controller.rbac`"
+def test_the_admission_reads_are_limited_to_the_policys_own_objects() -> None:
+    from controller.admission import BINDINGS, POLICIES
+
+    for rule in role(*ADMISSION_ROLE)["rules"]:
+        names = POLICIES if rule["resources"] == ["validatingadmissionpolicies"] else BINDINGS
+        assert sorted(rule["resourceNames"]) == sorted(names)
+        assert rule["verbs"] == ["get"]
+
+
+@pytest.mark.parametrize("doc", ["install.md", "security.md"])
+def test_the_docs_have_the_generated_table(doc: str) -> None:
+    text = (ROOT / "docs" / doc).read_text()
+    assert markdown_table() in text, (
+        f"docs/{doc}'s RBAC table is out of date: paste `python -m controller.rbac`"
     )
 
 

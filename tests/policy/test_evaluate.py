@@ -8,6 +8,7 @@ from typing import Any
 from controller.api import Phase
 from controller.api import reasons as r
 from controller.api.status import HistoryEntry, RolloutStatus
+from controller.policy.approvals import UNVERIFIED
 from controller.policy.evaluate import applicable_policies, evaluate
 from controller.policy.hold import hold, record, release
 from controller.policy.overrides import Override, parse_override
@@ -144,11 +145,41 @@ def approve(by: str, request_id: str = "req1") -> dict[str, str]:
     return {"deployctl.io/request": json.dumps(body)}
 
 
+FOUR_EYES = {
+    "approvals": [
+        {"name": "prod", "groups": ["sre-leads"], "requireDifferentApprover": True},
+    ]
+}
+
+
+def test_four_eyes_refuses_the_requesters_own_approval_and_says_why() -> None:
+    now = berlin(2026, 12, 7, 10, 0)
+    requested = {"deployctl.io/requested-by": "alice"}
+    own = rollout(annotations={**requested, **approve("alice")})
+    held = evaluate(own, [policy(FOUR_EYES)], now=now, override=None, approvals_verified=True)
+    assert held.verdict == "NeedsApproval"
+    assert held.message == (
+        "waiting for `deployctl approve` from sre-leads (policy release/prod); the approval "
+        "by alice does not count: alice requested this revision, and rule release/prod "
+        "needs a different approver"
+    )
+    nobody = evaluate(
+        rollout(annotations=approve("bob")), [policy(FOUR_EYES)], now=now, override=None
+    )
+    assert not nobody.allowed and "nobody is recorded as requesting" in nobody.message
+    other = rollout(annotations={**requested, **approve("bob")})
+    granted = evaluate(other, [policy(FOUR_EYES)], now=now, override=None, approvals_verified=True)
+    assert granted.allowed and granted.approval is not None
+    assert granted.notes == ("approved by bob (policy release/prod) at 2026-12-07T09:00:00Z",)
+
+
 def test_approval_pending_then_granted() -> None:
     now = berlin(2026, 12, 7, 10, 0)
     pending = evaluate(rollout(), [policy(PROD_APPROVAL)], now=now, override=None)
     assert pending.verdict == "NeedsApproval" and pending.reason == r.AWAITING_APPROVAL
-    assert pending.message == "waiting for `deployctl approve` from sre-leads (policy release/prod)"
+    assert pending.message == (
+        "waiting for `deployctl approve` from sre-leads (policy release/prod); " + UNVERIFIED
+    )
     assert pending.retry_at is None
 
     approved = rollout(annotations=approve("dave@example.com"))
@@ -157,7 +188,7 @@ def test_approval_pending_then_granted() -> None:
     assert granted.approval is not None and granted.approval.request_id == "req1"
     assert granted.approval.approved_by == "dave@example.com"
     assert granted.notes == (
-        "approved by dave@example.com (policy release/prod) at 2026-12-07T09:00:00Z",
+        f"approved by dave@example.com (policy release/prod) at 2026-12-07T09:00:00Z; {UNVERIFIED}",
     )
     assert [e.reason for e in granted.events] == [r.APPROVED]
 
