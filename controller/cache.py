@@ -81,3 +81,23 @@ class KubeWrites(Protocol):
         message: str,
         type: str = "Normal",
     ) -> Obj: ...
+
+
+class UnionCache:
+    """Several caches read as one (the same kind watched in two namespaces): ``get``
+    answers from the first that has the object, ``list`` concatenates."""
+
+    def __init__(self, *caches: Cache) -> None:
+        self.caches = caches
+
+    def get(self, namespace: str | None, name: str) -> Obj | None:
+        for cache in self.caches:
+            found = cache.get(namespace, name)
+            if found is not None:
+                return found
+        return None
+
+    def list(
+        self, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> list[Obj]:
+        return [obj for cache in self.caches for obj in cache.list(namespace, labels=labels)]

@@ -2,12 +2,15 @@
 
 The reconciler calls ``observe`` once per pass. It reads only cached objects: the
 ReplicaSets and pods labelled with the rollout, the Services the strategy names, and the
-HTTPRoute when traffic routing is used. The result is a ``strategies.Observed``.
+HTTPRoute when traffic routing is used. The result is a ``strategies.Observed``, whose
+pod counts follow the Deployment controller's rules (``revision_states``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from controller.api import Rollout
@@ -15,6 +18,7 @@ from controller.api.status import RolloutStatus
 from controller.kube.routes import backend_weights
 from controller.names import REVISION_LABEL
 from controller.requests import parse_request
+from controller.times import parse_timestamp
 from strategies import Observed, RevisionState
 
 # Waiting reasons after which a container will not come up by itself.
@@ -27,33 +31,102 @@ CRASH_RESTARTS = 3
 Obj = Mapping[str, Any]
 
 
-def revision_states(replicasets: Iterable[Obj], pods: Iterable[Obj]) -> dict[str, RevisionState]:
-    restarts: dict[str, int] = {}
-    crashing: dict[str, bool] = {}
+@dataclass
+class _PodCounts:
+    current: int = 0
+    ready: int = 0
+    available: int = 0
+    restarts: int = 0
+    crashing: bool = False
+    next_available_in: float | None = None
+
+
+def _ready_since(pod: Obj) -> datetime | None:
+    """When the pod last became Ready, or None when it is not Ready."""
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            if condition.get("status") != "True":
+                return None
+            stamp = condition.get("lastTransitionTime")
+            return parse_timestamp(stamp) if stamp else datetime.min.replace(tzinfo=UTC)
+    return None
+
+
+def _count_pods(
+    pods: Iterable[Obj], *, now: datetime, min_ready_seconds: int
+) -> dict[str, _PodCounts]:
+    """Per revision: pods not terminating, Ready, available (Ready minReadySeconds)."""
+    counts: dict[str, _PodCounts] = {}
     for pod in pods:
-        revision = pod.get("metadata", {}).get("labels", {}).get(REVISION_LABEL)
-        if not revision or pod.get("metadata", {}).get("deletionTimestamp"):
+        meta = pod.get("metadata", {})
+        revision = meta.get("labels", {}).get(REVISION_LABEL)
+        # A terminating pod never counts: it is going away whatever its conditions say.
+        if not revision or meta.get("deletionTimestamp"):
             continue
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        count = counts.setdefault(revision, _PodCounts())
+        count.current += 1
         for container in pod.get("status", {}).get("containerStatuses") or []:
-            count = int(container.get("restartCount", 0))
-            restarts[revision] = restarts.get(revision, 0) + count
+            restarts = int(container.get("restartCount", 0))
+            count.restarts += restarts
             waiting = (container.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in CRASH_REASONS or count >= CRASH_RESTARTS:
-                crashing[revision] = True
+            if waiting.get("reason") in CRASH_REASONS or restarts >= CRASH_RESTARTS:
+                count.crashing = True
+        ready_since = _ready_since(pod)
+        if ready_since is None:
+            continue
+        count.ready += 1
+        # As the Deployment controller's IsPodAvailable: Ready for minReadySeconds.
+        left = min_ready_seconds - (now - ready_since).total_seconds()
+        if min_ready_seconds == 0 or left < 0:
+            count.available += 1
+        elif count.next_available_in is None or left < count.next_available_in:
+            count.next_available_in = left
+    return counts
+
+
+def revision_states(
+    replicasets: Iterable[Obj],
+    pods: Iterable[Obj],
+    *,
+    now: datetime,
+    min_ready_seconds: int = 0,
+) -> dict[str, RevisionState]:
+    """Each revision's ReplicaSet, with its pods counted as the Deployment controller
+    counts them (see ``strategies.observed.RevisionState``).
+
+    Availability comes from the pods, not from ReplicaSet status: status is written by
+    the ReplicaSet controller after it acts, so right after a scale-down it still counts
+    pods it has just been told to delete. A pod cache that lags only undercounts Ready
+    pods, and capping each revision at its ``spec.replicas`` discounts the pods of a
+    ReplicaSet that is shrinking.
+    """
+    return _states(replicasets, _count_pods(pods, now=now, min_ready_seconds=min_ready_seconds))
+
+
+def _states(
+    replicasets: Iterable[Obj], counts: Mapping[str, _PodCounts]
+) -> dict[str, RevisionState]:
     states: dict[str, RevisionState] = {}
     for rs in replicasets:
-        revision = rs.get("metadata", {}).get("labels", {}).get(REVISION_LABEL)
+        meta = rs.get("metadata", {})
+        revision = meta.get("labels", {}).get(REVISION_LABEL)
         if not revision:
             continue
-        status = rs.get("status") or {}
+        desired = int(rs.get("spec", {}).get("replicas", 0))
+        observed = (rs.get("status") or {}).get("observedGeneration")
+        generation = meta.get("generation")
+        count = counts.get(revision, _PodCounts())
         states[revision] = RevisionState(
             revision=revision,
-            desired=int(rs.get("spec", {}).get("replicas", 0)),
-            current=int(status.get("replicas", 0)),
-            ready=int(status.get("readyReplicas", 0)),
-            available=int(status.get("availableReplicas", 0)),
-            restarts=restarts.get(revision, 0),
-            crash_looping=crashing.get(revision, False),
+            desired=desired,
+            current=count.current,
+            ready=count.ready,
+            available=min(desired, count.available),
+            restarts=count.restarts,
+            crash_looping=count.crashing,
+            synced=generation is None or (observed is not None and observed >= generation),
         )
     return states
 
@@ -66,6 +139,7 @@ def observe(
     pods: Iterable[Obj],
     services: Mapping[str, Obj],
     route: Obj | None,
+    now: datetime,
 ) -> Observed:
     """The snapshot a strategy decides on. ``services`` maps name -> cached Service."""
     selectors: dict[str, str | None] = {}
@@ -84,9 +158,12 @@ def observe(
         ):
             if revision and backend and backend in by_service:
                 route_weights[revision] = route_weights.get(revision, 0) + by_service[backend]
+    counts = _count_pods(pods, now=now, min_ready_seconds=rollout.spec.min_ready_seconds)
+    waits = [c.next_available_in for c in counts.values() if c.next_available_in is not None]
     return Observed(
-        revisions=revision_states(replicasets, pods),
+        revisions=_states(replicasets, counts),
         service_selectors=selectors,
         route_weights=route_weights,
         request=parse_request(rollout.metadata.annotations),
+        next_available_in=min(waits) if waits else None,
     )

@@ -7,6 +7,15 @@ Workers take keys and run one reconcile each (never two workers on one key); err
 requeue with per-key backoff, timers requeue after the delay the reconcile returned.
 Only the leader runs workers; a standby keeps its caches warm for a fast takeover.
 
+The controller's own namespace (``lease_namespace``: the Lease, the cluster-wide
+DeliveryPolicies, the webhook Secrets) is watched for policies even when the Rollouts
+watched live elsewhere (the namespaced install runs in its own namespace). Namespaces
+are watched in the cluster-wide install, for policies' ``namespaceSelector``.
+
+``/healthz`` fails when a worker thread died or one reconcile has run longer than
+``workerStuck`` (``controller.limits``): the budgets keep a pass far shorter, so such
+a worker is wedged, and a restart (the standby takes over) is the way out.
+
 Shutdown (SIGTERM): stop taking keys, finish the in-flight reconciles, release the lease
 so a standby takes over at once, stop informers and the probe server.
 """
@@ -31,15 +40,17 @@ from controller.admission import ApprovalAdmission
 from controller.analysis.addresses import AddressPolicy, IPAddress, normalise
 from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
-from controller.analysis.rulesource import ConfigMapRules
+from controller.analysis.rulesource import ConfigMapData, ConfigMapRules
 from controller.analysis.run import AnalysisEngine
 from controller.analysis.web import ServiceAddressMode, WebChecks
-from controller.informer import Informer
+from controller.cache import Cache, UnionCache
+from controller.informer import SYNC, Informer
 from controller.kube import (
     ANALYSIS_TEMPLATES,
     DELIVERY_POLICIES,
     HTTPROUTES,
     JOBS,
+    NAMESPACES,
     PODS,
     REPLICASETS,
     ROLLOUTS,
@@ -53,6 +64,7 @@ from controller.kube import (
     object_key,
 )
 from controller.leader import LeaderElector
+from controller.limits import WORKER_STUCK
 from controller.metrics import (
     RECONCILE_DURATION,
     RECONCILE_ERRORS,
@@ -65,6 +77,7 @@ from controller.policy_gate import PolicyGate
 from controller.queue import WorkQueue
 from controller.reconciler import Caches, Reconciler
 from controller.server import HealthServer
+from controller.tenancy import ControllerIdentity
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -85,7 +98,10 @@ class OperatorConfig:
     the API server's own addresses are added at start."""
     leader_elect: bool = True
     lease_namespace: str = "deployctl-system"
+    """The controller's own namespace: its Lease, cluster-wide policies, webhook Secrets."""
     lease_name: str = "deployctl-controller"
+    service_account: str = "deployctl-controller"
+    """The controller's ServiceAccount (in lease_namespace): no Rollout's pods may use it."""
     identity: str = ""
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
@@ -93,6 +109,7 @@ class OperatorConfig:
     probe_host: str = "0.0.0.0"
     probe_port: int = 8080
     drain_timeout: float = 30.0
+    stuck_after: float = WORKER_STUCK.value
 
 
 def default_identity() -> str:
@@ -121,13 +138,28 @@ class Operator:
         self.routes: Informer | None = None
         if self._has_httproutes():
             self.routes = Informer(kube, HTTPROUTES, namespace=ns)
+        # The cluster-wide default policy, and the Secrets holding webhook URLs, live in
+        # the controller's own namespace.
+        self.controller_namespace = config.lease_namespace
         self.policies: Informer | None = None
+        self.own_policies: Informer | None = None
         if self._has_crd(DELIVERY_POLICIES, "DeliveryPolicy CRD not installed; no policy"):
             self.policies = Informer(kube, DELIVERY_POLICIES, namespace=ns)
-        # The cluster-wide default policy, and the Secrets holding webhook URLs, live in
-        # the controller's own namespace (the namespaced install: the one it watches).
-        self.controller_namespace = ns or config.lease_namespace
-        self.notifier = Notifier(secret_resolver(lambda ns, name: kube.read_secret(ns, name)))
+            if ns is not None and ns != self.controller_namespace:
+                self.own_policies = Informer(
+                    kube, DELIVERY_POLICIES, namespace=self.controller_namespace
+                )
+        policy_cache: Cache | None = self.policies
+        if self.policies is not None and self.own_policies is not None:
+            policy_cache = UnionCache(self.policies, self.own_policies)
+        # Namespace labels (policies' namespaceSelector) need a ClusterRole; the
+        # namespaced install has none, and matches every namespaceSelector instead.
+        self.namespaces: Informer | None = None
+        if ns is None:
+            self.namespaces = Informer(kube, NAMESPACES)
+        self.notifier = Notifier(
+            secret_resolver(lambda ns, name: kube.read_secret_annotated(ns, name))
+        )
         self.reconciler = Reconciler(
             kube,
             Caches(
@@ -137,12 +169,14 @@ class Operator:
                 pods=self.pods,
                 services=self.services,
                 routes=self.routes,
-                policies=self.policies,
+                policies=policy_cache,
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
                 jobs=JobChecks(kube, jobs=self.jobs, pods=self.pods, rollouts=self.rollouts),
-                rules=ConfigMapRules(lambda ns, name: kube.read_configmap(ns, name)),
+                rules=ConfigMapRules(
+                    lambda ns, name: ConfigMapData(*kube.read_configmap_version(ns, name))
+                ),
                 web=WebChecks(
                     secrets=kube.read_secret,
                     services=self.services,
@@ -156,17 +190,20 @@ class Operator:
             ),
             clock=clock,
             policy=PolicyGate(
-                policies=self.policies,
+                policies=policy_cache,
                 rollouts=self.rollouts,
                 controller_namespace=self.controller_namespace,
                 notifier=self.notifier,
+                namespaces=self.namespaces,
                 approvals_verified=ApprovalAdmission(kube).verified,
             ),
+            identity=ControllerIdentity(self.controller_namespace, config.service_account),
         )
         self.server = HealthServer(config.probe_host, config.probe_port)
         self.elector: LeaderElector | None = None
         self._workers: list[threading.Thread] = []
         self._workers_lock = threading.Lock()
+        self.progress = WorkerProgress(stuck_after=config.stuck_after)
         self._stop = threading.Event()
         self.exit_code = 0
         self._wire_handlers()
@@ -205,16 +242,16 @@ class Operator:
             self.jobs,
             self.services,
         ]
-        return (
-            found
-            + ([self.routes] if self.routes else [])
-            + ([self.policies] if self.policies else [])
-        )
+        optional = (self.routes, self.policies, self.own_policies, self.namespaces)
+        return found + [informer for informer in optional if informer is not None]
 
     def _wire_handlers(self) -> None:
         self.rollouts.add_handler(self._enqueue_rollout)
-        if self.policies is not None:
-            self.policies.add_handler(self._enqueue_policy_scope)
+        for policies in (self.policies, self.own_policies):
+            if policies is not None:
+                policies.add_handler(self._enqueue_policy_scope)
+        if self.namespaces is not None:
+            self.namespaces.add_handler(self._enqueue_labelled_namespace)
         for owned in (self.replicasets, self.pods, self.jobs):
             owned.add_handler(self._enqueue_owner)
         for shared in (self.templates, self.services) + ((self.routes,) if self.routes else ()):
@@ -235,6 +272,13 @@ class Operator:
         for key in self.rollouts.keys(scope):
             self.queue.add(key)
 
+    def _enqueue_labelled_namespace(self, event_type: str, obj: Obj) -> None:
+        """A Namespace's labels may change which policies apply: its Rollouts, again."""
+        if event_type == SYNC:
+            return  # a resync changes nothing; the rollouts have their own resync
+        for key in self.rollouts.keys(obj.get("metadata", {}).get("name")):
+            self.queue.add(key)
+
     def _enqueue_owner(self, _type: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})
         owner = meta.get("labels", {}).get(ROLLOUT_LABEL)
@@ -253,6 +297,7 @@ class Operator:
         """Run until ``stop`` is set (or leadership is lost); returns the exit code."""
         self._stop = stop or self._stop
         self.server.add_liveness_check("informers", lambda: all(i.alive for i in self._informers()))
+        self.server.add_liveness_check("workers", self.workers_progress)
         self.server.add_readiness_check(
             "synced", lambda: all(i.has_synced() for i in self._informers())
         )
@@ -329,16 +374,23 @@ class Operator:
         self.exit_code = 1
         self._stop.set()
 
+    def workers_progress(self) -> bool:
+        """Liveness: every started worker is alive and none is stuck in one reconcile."""
+        return self.progress.healthy(list(self._workers))
+
     def _work(self) -> None:
+        name = threading.current_thread().name
         while True:
             key = self.queue.get(timeout=1.0)
             if key is None:
                 if self.queue.shutting_down:
                     return
                 continue
+            self.progress.begin(name, key)
             try:
                 self._process(key)
             finally:
+                self.progress.end(name)
                 self.queue.done(key)
 
     def _process(self, key: str) -> None:
@@ -380,6 +432,52 @@ class Operator:
         )
         for phase in (*PHASES, "Unknown"):
             ROLLOUTS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
+
+
+class WorkerProgress:
+    """Which reconcile each worker runs and since when, for ``/healthz``.
+
+    Unhealthy when a worker thread died or one reconcile has run longer than
+    ``stuck_after`` (logged, naming the Rollout). Its own lock: the operator holds its
+    workers' lock while they finish on shutdown.
+    """
+
+    def __init__(self, *, stuck_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stuck_after = stuck_after
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._busy: dict[str, tuple[str, float]] = {}
+
+    def begin(self, worker: str, key: str) -> None:
+        with self._lock:
+            self._busy[worker] = (key, self.clock())
+
+    def end(self, worker: str) -> None:
+        with self._lock:
+            self._busy.pop(worker, None)
+
+    def stuck(self) -> dict[str, tuple[str, float]]:
+        """worker -> (key, seconds) for reconciles running longer than ``stuck_after``."""
+        now = self.clock()
+        with self._lock:
+            busy = dict(self._busy)
+        return {
+            worker: (key, now - since)
+            for worker, (key, since) in busy.items()
+            if now - since > self.stuck_after
+        }
+
+    def healthy(self, workers: list[threading.Thread]) -> bool:
+        dead = [w.name for w in workers if not w.is_alive()]
+        stuck = self.stuck()
+        if dead or stuck:
+            log.error(
+                "workers make no progress",
+                dead=dead,
+                stuck={w: f"{key} for {seconds:.0f}s" for w, (key, seconds) in stuck.items()},
+                limit=str(WORKER_STUCK),
+            )
+        return not dead and not stuck
 
 
 def apiserver_addresses(

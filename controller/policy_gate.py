@@ -12,21 +12,36 @@ of a revision, never a rollback to the stable one and never a rollout already ru
 * ``Released``: the status to plan from (``heldSince`` cleared, the granting approve
   request consumed) and the audit lines for the revision's history entry.
 
+Policies are parsed once per ``resourceVersion`` (a pass reads every policy of the
+cluster; validating each on every pass of every Rollout cost more than the pass), and a
+cluster-wide policy's ``namespaceSelector`` is matched against the labels of the
+Rollout's Namespace object (from the namespaces cache; without one, it matches).
+
+A promotion gate naming a Rollout of another namespace is honoured only when a policy
+of that namespace, or a cluster-wide one, that applies to that Rollout lists the gated
+Rollout's namespace in ``promotionGateReaders``: a gate's messages reveal the other
+namespace's revisions. Until then the Rollout is held with a message saying what to add
+(and nothing about the other Rollout, not even whether it exists).
+
 Webhook URLs are read from Secrets in the controller's own namespace only (the Role in
 ``manifests/operator`` grants ``get`` on secrets there and nowhere else), so the
-operator never reads a Secret in an application's namespace.
+operator never reads a Secret in an application's namespace; a policy of another
+namespace may use only the Secrets bound to its namespace (``controller.notify``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
 from controller.api import Rollout, RolloutStatus
+from controller.api import reasons as r
 from controller.api.policy import DeliveryPolicy
 from controller.cache import Cache
 from controller.notify import Notifier, detect_events, notification_for, targets_for
@@ -68,32 +83,58 @@ class PolicyGate:
         rollouts: Cache,
         controller_namespace: str,
         notifier: Notifier | None = None,
+        namespaces: Cache | None = None,
         approvals_verified: Callable[[], bool] = lambda: False,
     ) -> None:
         self.policies = policies
         self.rollouts = rollouts
         self.controller_namespace = controller_namespace
         self.notifier = notifier
+        self.namespaces = namespaces
+        self._lock = threading.Lock()
+        # (namespace, name) -> (resourceVersion, the model or None when invalid)
+        self._parsed: dict[tuple[str, str], tuple[str, DeliveryPolicy | None]] = {}
         # Whether the API server vouches for approvers' names (controller.admission).
         self.approvals_verified = approvals_verified
 
-    def applicable(self, rollout: Rollout) -> list[DeliveryPolicy]:
+    def _all_policies(self) -> list[DeliveryPolicy]:
+        """Every valid policy the cache holds, each validated once per resourceVersion."""
         if self.policies is None:
             return []
-        parsed: list[DeliveryPolicy] = []
+        out: list[DeliveryPolicy] = []
+        seen: set[tuple[str, str]] = set()
         for raw in self.policies.list(None):
-            try:
-                parsed.append(DeliveryPolicy.model_validate(raw))
-            except ValidationError as exc:
-                # The apiserver's schema admits some documents the model refuses (cross-
-                # field rules); such a policy is skipped, loudly, not half-applied.
-                meta = raw.get("metadata", {})
-                log.warning(
-                    "ignoring an invalid DeliveryPolicy",
-                    policy=f"{meta.get('namespace')}/{meta.get('name')}",
-                    problems=str(exc).splitlines()[0],
-                )
-        return applicable_policies(parsed, rollout, controller_namespace=self.controller_namespace)
+            meta = raw.get("metadata") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            version = str(meta.get("resourceVersion", ""))
+            seen.add(key)
+            with self._lock:
+                known = self._parsed.get(key)
+            if known is None or known[0] != version or not version:
+                known = (version, _parse_policy(raw))
+                with self._lock:
+                    self._parsed[key] = known
+            if known[1] is not None:
+                out.append(known[1])
+        with self._lock:
+            for gone in set(self._parsed) - seen:
+                del self._parsed[gone]
+        return out
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        """The labels of the Namespace object; None when namespaces are not watched."""
+        if self.namespaces is None:
+            return None
+        found = self.namespaces.get(None, namespace)
+        return dict((found or {}).get("metadata", {}).get("labels") or {})
+
+    def applicable(self, rollout: Rollout) -> list[DeliveryPolicy]:
+        return applicable_policies(
+            self._all_policies(),
+            rollout,
+            controller_namespace=self.controller_namespace,
+            namespace_labels=self.namespace_labels(str(rollout.metadata.namespace)),
+        )
 
     def check(
         self, rollout: Rollout, status: RolloutStatus, *, revision: str, now: datetime
@@ -111,6 +152,7 @@ class PolicyGate:
             policies,
             now=now,
             override=parse_override(rollout.metadata),
+            namespace_labels=self.namespace_labels(str(rollout.metadata.namespace)),
             approvals_verified=self.approvals_verified(),
         )
         if not decision.allowed:
@@ -127,6 +169,12 @@ class PolicyGate:
             )
         gate_note = ""
         if rollout.spec.requires is not None:
+            refused = self._gate_refused(rollout)
+            if refused:
+                held = hold(
+                    status, reason=r.AWAITING_GATE, message=refused, now=now, generation=generation
+                )
+                return Held(held, decision.events, MAX_HOLD_RECHECK)
             images = {c.name: c.image for c in rollout.spec.template.spec.containers}
             gate = gate_satisfied(rollout, self._status_of(rollout.spec.requires.rollout), images)
             if not gate.satisfied:
@@ -139,6 +187,26 @@ class PolicyGate:
         if gate_note:
             notes.append(gate_note)
         return Released(released, notes, decision.events)
+
+    def _gate_refused(self, rollout: Rollout) -> str:
+        """Why ``requires.rollout`` may not be read from this Rollout's namespace ('' if
+        it may): the same words whether or not the other Rollout exists."""
+        gate = rollout.spec.requires
+        own = str(rollout.metadata.namespace)
+        if gate is None or gate.namespace == own:
+            return ""
+        raw = self.rollouts.get(gate.namespace, gate.name)
+        source = _parse_rollout(raw) if raw is not None else None
+        if source is not None:
+            for policy in self.applicable(source):
+                if own in policy.spec.promotion_gate_readers:
+                    return ""
+        return (
+            f"promotion gate: Rollouts of namespace {own} may not name {gate.rollout} in "
+            f"requires.rollout; a DeliveryPolicy of namespace {gate.namespace} (or a "
+            "cluster-wide one) that applies to it must list "
+            f"{own} in spec.promotionGateReaders"
+        )
 
     def _status_of(self, key: str) -> RolloutStatus | None:
         namespace, _, name = key.partition("/")
@@ -172,6 +240,28 @@ class PolicyGate:
             ]
             if targets:
                 self.notifier.notify(notification_for(rollout, after, event, now=now), targets)
+
+
+def _parse_policy(raw: Mapping[str, Any]) -> DeliveryPolicy | None:
+    try:
+        return DeliveryPolicy.model_validate(raw)
+    except ValidationError as exc:
+        # The apiserver's schema admits some documents the model refuses (cross-field
+        # rules); such a policy is skipped, loudly (once per version), not half-applied.
+        meta = raw.get("metadata", {})
+        log.warning(
+            "ignoring an invalid DeliveryPolicy",
+            policy=f"{meta.get('namespace')}/{meta.get('name')}",
+            problems=str(exc).splitlines()[0],
+        )
+        return None
+
+
+def _parse_rollout(raw: Mapping[str, Any]) -> Rollout | None:
+    try:
+        return Rollout.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def _recheck_in(retry_at: datetime | None, now: datetime) -> float:

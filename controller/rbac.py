@@ -22,10 +22,15 @@ one Rollout and lists its ReplicaSets; it never creates anything there.
 
 Secrets: only ``get``, only in the operator's own namespace. DeliveryPolicy webhook URLs
 are credentials (a Slack webhook URL is its own token), kept in Secrets that the
-platform team creates next to the operator. ``resourceNames`` cannot be used: the
-names come from policies. Nothing here grants a Secret in an application's namespace: a
-web check whose header comes from a Secret works only once that team grants ``get`` on
-that one Secret (a Role with ``resourceNames`` in its namespace; docs/analysis.md).
+platform team creates next to the operator. The cluster-wide install cannot use
+``resourceNames`` (the names come from policies); the namespaced install narrows it to
+the one Secret ``deployctl-webhooks`` (its kustomization patches the Role). Nothing
+here grants a Secret in an application's namespace: a web check whose header comes
+from a Secret works only once that team grants ``get`` on that one Secret (a Role with
+``resourceNames`` in its namespace; docs/analysis.md).
+
+Namespaces: list and watch, cluster-wide install only (``CLUSTER``): a policy's
+``namespaceSelector`` matches the labels of the Namespace object.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class Scope(StrEnum):
     """Only the operator's own namespace (the leader Lease): always a Role."""
     MEMBER = "member"
     """In a member cluster, the application's namespace (the release controller)."""
+    CLUSTER = "cluster"
+    """Cluster-scoped objects, cluster-wide install only: in the ClusterRole."""
     ADMISSION = "admission"
     """Cluster-scoped objects of deployctl's admission policy, by name: a ClusterRole
     shipped with the policy itself (``manifests/admission/``), in either install."""
@@ -65,7 +72,7 @@ class Permission:
 
 _DEPLOYCTL = "deployctl.io"
 _GATEWAY = "gateway.networking.k8s.io"
-W, OWN = Scope.WATCHED, Scope.OWN
+W, OWN, CLUSTER = Scope.WATCHED, Scope.OWN, Scope.CLUSTER
 
 PERMISSIONS: tuple[Permission, ...] = (
     Permission(_DEPLOYCTL, "rollouts", "list", W, "informer: the initial list of Rollouts"),
@@ -108,6 +115,16 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("coordination.k8s.io", "leases", "create", OWN, "leader election: first start"),
     Permission("coordination.k8s.io", "leases", "update", OWN, "leader election: renew, release"),
     Permission("", "secrets", "get", OWN, "webhook URLs of DeliveryPolicy notifications"),
+    Permission(
+        _DEPLOYCTL,
+        "deliverypolicies",
+        "list",
+        OWN,
+        "cluster-wide policies, when the watched namespace is another",
+    ),
+    Permission(_DEPLOYCTL, "deliverypolicies", "watch", OWN, "cluster-wide policy changes"),
+    Permission("", "namespaces", "list", CLUSTER, "informer: Namespace labels (namespaceSelector)"),
+    Permission("", "namespaces", "watch", CLUSTER, "informer: Namespace label changes"),
     Permission(
         "admissionregistration.k8s.io",
         "validatingadmissionpolicies",
@@ -178,6 +195,7 @@ def rules(
 _WHERE = {
     Scope.WATCHED: "watched namespaces",
     Scope.OWN: "own namespace",
+    Scope.CLUSTER: "cluster (cluster-wide install)",
     Scope.ADMISSION: "cluster (by name)",
     Scope.MEMBER: "application namespace, each member",
 }

@@ -6,8 +6,10 @@ a table of contents:
 
 1. read the Rollout from the cache; a deleted one needs nothing;
 2. parse it; an invalid spec gets the InvalidSpec condition and an Event, and nothing in
-   the cluster is touched;
-3. measure the analysis runs that are due (the strategy started them in status);
+   the cluster is touched. So does a Rollout naming a Service or HTTPRoute that does not
+   consent to it, or pods that would run as the controller (``controller.tenancy``);
+3. measure the analysis runs that are due (the strategy started them in status; their
+   metrics are resolved once per pass, ``controller.bound_runs``);
 4. ask the strategy for a plan;
 5. apply the plan: scale up first, then move traffic (Services, HTTPRoute), then scale
    down, so that traffic never points at pods that are not there;
@@ -29,32 +31,39 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from controller.analysis.run import AnalysisEngine, BoundMetric, next_due
-from controller.analysis.templating import QueryContext
-from controller.api import AnalysisRef, AnalysisTemplate, Phase, Rollout, RolloutStatus
+from controller.analysis.run import AnalysisEngine, cannot_start, next_due
+from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
-from controller.api.analysis import Metric, Provider
 from controller.api.revision import replicaset_name, template_hash
 from controller.api.status import AnalysisRunStatus
+from controller.bound_runs import BoundRuns, query_context
 from controller.cache import Cache, KubeWrites, Obj
 from controller.kube import merge_patch
+from controller.kube.routes import backend_weights
+from controller.limits import PASS_MEASURING, truncate
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
 from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.observe import observe
+from controller.own_writes import OwnWrites
 from controller.policy_gate import Held, PolicyGate, held_events
-from controller.resources import replicaset_body, service_selector
+from controller.resources import replicaset_body
+from controller.tenancy import (
+    ControllerIdentity,
+    consent_problems,
+    identity_problems,
+    revision_selector,
+    shared_objects,
+)
 from controller.times import parse_timestamp
 from controller.validation import Problem, problems_of, reference_problems
-from strategies import Plan, decide
-from strategies.common import hooks_of
+from strategies import Observed, Plan, decide
+from strategies.runkeys import RunKey
 
 log = structlog.stdlib.get_logger(__name__)
 
 
 # Look again at least this often while a rollout is in flight, in case an event was lost.
 SAFETY_RESYNC = 60.0
-# Status messages are for people; keep them readable in `kubectl describe`.
-MAX_MESSAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -84,12 +93,15 @@ class Reconciler:
         engine: AnalysisEngine,
         clock: Callable[[], datetime],
         policy: PolicyGate | None = None,
+        identity: ControllerIdentity | None = None,
     ) -> None:
         self.kube = kube
         self.caches = caches
         self.engine = engine
         self.clock = clock
         self.policy = policy
+        self.own_writes = OwnWrites()
+        self.identity = identity
 
     # ------------------------------------------------------------------ the pass
 
@@ -107,9 +119,12 @@ class Reconciler:
         ref_problems = reference_problems(rollout, templates=templates, invalid=invalid_templates)
         if ref_problems:
             return self._invalid(raw, list(ref_problems), now=now)
+        tenancy = self._tenancy_problems(rollout, templates)
+        if tenancy:
+            return self._invalid(raw, tenancy, now=now)
         revision = template_hash(rollout.spec.template)
         bound = bound.bind(revision=revision)
-        status = rollout.status or RolloutStatus()
+        status = _valid_again(rollout.status or RolloutStatus(), rollout, now=now)
         gate = (
             self.policy.check(rollout, status, revision=revision, now=now) if self.policy else None
         )
@@ -117,8 +132,9 @@ class Reconciler:
             return self._hold(raw, rollout, gate, log=bound)
         if gate is not None:
             status = gate.status
-        status, hook_events = self._measure(rollout, status, templates, now=now)
-        observed = self._observe(rollout, status)
+        runs = BoundRuns(self.engine, rollout, templates)
+        status, hook_events = self._measure(rollout, status, runs, now=now)
+        observed = self._observe(rollout, status, now=now)
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
@@ -139,9 +155,7 @@ class Reconciler:
             bound.info(message, reason=reason, event_type=type_)
         if self.policy is not None:
             self.policy.notify(rollout, rollout.status, new_status, now=now)
-        return ReconcileResult(
-            requeue_after=self._requeue_after(rollout, plan, new_status, templates, now=now)
-        )
+        return ReconcileResult(requeue_after=self._requeue_after(plan, new_status, runs, now=now))
 
     def _hold(self, raw: Obj, rollout: Rollout, held: Held, *, log: Any) -> ReconcileResult:
         """A new revision policy holds back: write why, change nothing in the cluster."""
@@ -176,9 +190,25 @@ class Reconciler:
             out[str(template.metadata.name)] = template
         return out, invalid
 
-    def _observe(self, rollout: Rollout, status: RolloutStatus) -> Any:
+    def _tenancy_problems(
+        self, rollout: Rollout, templates: Mapping[str, AnalysisTemplate]
+    ) -> list[Problem]:
+        """Shared objects that do not consent; pods that would run as the controller."""
+        namespace = str(rollout.metadata.namespace)
+        objects: dict[tuple[str, str], Obj] = {}
+        for _path, kind, name in shared_objects(rollout):
+            cache = self.caches.services if kind == "Service" else self.caches.routes
+            found = cache.get(namespace, name) if cache is not None else None
+            if found is not None:
+                objects[(kind, name)] = found
+        used = {t.name for ref in rollout.spec.analysis_refs() for t in ref.templates}
+        return consent_problems(rollout, objects) + identity_problems(
+            rollout, self.identity, [templates[n] for n in sorted(used) if n in templates]
+        )
+
+    def _observe(self, rollout: Rollout, status: RolloutStatus, *, now: datetime) -> Observed:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
-        owned = self.caches.replicasets.list(namespace, labels={ROLLOUT_LABEL: name})
+        owned = self._replicasets(namespace, name)
         pods = self.caches.pods.list(namespace, labels={ROLLOUT_LABEL: name})
         services = {
             svc_name: svc
@@ -190,74 +220,61 @@ class Reconciler:
         if canary is not None and canary.traffic_routing is not None and self.caches.routes:
             route = self.caches.routes.get(namespace, canary.traffic_routing.gateway_api.http_route)
         return observe(
-            rollout, status=status, replicasets=owned, pods=pods, services=services, route=route
+            rollout,
+            status=status,
+            replicasets=owned,
+            pods=pods,
+            services=services,
+            route=route,
+            now=now,
         )
 
     # ------------------------------------------------------------------ analysis
 
     def _measure(
-        self,
-        rollout: Rollout,
-        status: RolloutStatus,
-        templates: Mapping[str, AnalysisTemplate],
-        *,
-        now: datetime,
+        self, rollout: Rollout, status: RolloutStatus, runs: BoundRuns, *, now: datetime
     ) -> tuple[RolloutStatus, list[tuple[str, str, str]]]:
         """Take every due measurement of the runs the strategy has running; with the
         Events of hooks that finished."""
-        runs = []
+        measured = []
         changed = False
         hook_events: list[tuple[str, str, str]] = []
+        # One budget for the whole pass: a Rollout with many slow metrics hands its
+        # worker back; the metrics still due are measured on the next pass.
+        stop_by = self.engine.monotonic() + PASS_MEASURING.value
         for run in status.analysis_runs:
-            ref = analysis_ref(rollout, run.key)
-            hooks = hook_metrics(rollout, run.key)
-            if run.phase not in ("Running", "Pending") or (ref is None and hooks is None):
-                runs.append(run)
+            bound = runs.get(run, status) if run.phase in ("Running", "Pending") else None
+            if bound is None:
+                measured.append(run)
                 continue
-            context = query_context(rollout, status, run)
-            if hooks is not None:
-                advanced = self.engine.advance_bound(run, hooks, context=context, now=now)
-                hook_events.extend(hook_outcomes(run, advanced))
+            if bound.problem:
+                advanced = cannot_start(run, bound.problem)
             else:
-                assert ref is not None
-                advanced = self.engine.advance(
-                    run, templates=templates, ref=ref, context=context, now=now
+                context = query_context(rollout, status, run)
+                advanced = self.engine.advance_bound(
+                    run, bound.metrics, context=context, now=now, stop_by=stop_by
                 )
+            if bound.key.is_hook:
+                hook_events.extend(hook_outcomes(run, advanced))
             _count_verdicts(run, advanced)
             changed = changed or advanced != run
-            runs.append(advanced)
+            measured.append(advanced)
         if not changed:
             return status, hook_events
-        return status.model_copy(update={"analysis_runs": runs}), hook_events
+        return status.model_copy(update={"analysis_runs": measured}), hook_events
 
     def _requeue_after(
-        self,
-        rollout: Rollout,
-        plan: Plan,
-        status: RolloutStatus,
-        templates: Mapping[str, AnalysisTemplate],
-        *,
-        now: datetime,
+        self, plan: Plan, status: RolloutStatus, runs: BoundRuns, *, now: datetime
     ) -> float | None:
         """The earliest of the strategy's timers and the next due measurement."""
         candidates = [plan.requeue_after] if plan.requeue_after is not None else []
         for run in status.analysis_runs:
             if run.phase not in ("Running", "Pending"):
                 continue
-            ref = analysis_ref(rollout, run.key)
-            hooks = hook_metrics(rollout, run.key)
-            if hooks is not None:
-                due = next_due(run, [b.metric for b in hooks], now=now)
-            elif ref is not None:
-                due = self.engine.next_due(
-                    run,
-                    templates=templates,
-                    ref=ref,
-                    now=now,
-                    context=query_context(rollout, status, run),
-                )
-            else:
+            bound = runs.get(run, status)
+            if bound is None or bound.problem:
                 continue
+            due = next_due(run, [b.metric for b in bound.metrics], now=now)
             if due is not None:
                 candidates.append((due - now).total_seconds())
         if status.phase in (Phase.PROGRESSING, Phase.PAUSED):
@@ -270,7 +287,7 @@ class Reconciler:
         namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
         existing = {
             rs["metadata"]["labels"].get(REVISION_LABEL): rs
-            for rs in self.caches.replicasets.list(namespace, labels={ROLLOUT_LABEL: name})
+            for rs in self._replicasets(namespace, name)
         }
         owner = self.caches.rollouts.get(namespace, name) or rollout.to_dict()
         scale_downs: list[tuple[Obj, int]] = []
@@ -279,12 +296,13 @@ class Reconciler:
             if rs is None:
                 if replicas > 0 and rev == revision:
                     body = replicaset_body(rollout, revision=rev, replicas=replicas)
-                    self.kube.create_replicaset(namespace, body, owner=owner)
+                    created = self.kube.create_replicaset(namespace, body, owner=owner)
+                    self.own_writes.remember(created, created=True)
                     log.info("created replicaset", replicaset=replicaset_name(name, rev))
                 continue
             current = int(rs.get("spec", {}).get("replicas", 0))
             if replicas > current:
-                self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
+                self._scale(namespace, rs, replicas)
             elif replicas < current:
                 scale_downs.append((rs, replicas))
         for rev, rs in existing.items():
@@ -292,26 +310,62 @@ class Reconciler:
                 scale_downs.append((rs, 0))
         self._route_traffic(rollout, plan)
         for rs, replicas in scale_downs:
-            self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
+            self._scale(namespace, rs, replicas)
         self._prune(rollout, existing, plan)
 
+    def _replicasets(self, namespace: str, rollout: str) -> list[Obj]:
+        """The rollout's ReplicaSets as cached, with our own newer writes laid over."""
+        labels = {ROLLOUT_LABEL: rollout}
+        cached = self.caches.replicasets.list(namespace, labels=labels)
+        return self.own_writes.view(namespace, cached, labels=labels)
+
+    def _scale(self, namespace: str, rs: Obj, replicas: int) -> None:
+        self.own_writes.remember(
+            self.kube.scale_replicaset(namespace, rs["metadata"]["name"], replicas)
+        )
+
     def _route_traffic(self, rollout: Rollout, plan: Plan) -> None:
+        """Service selectors and HTTPRoute weights, in an order that never sends traffic
+        to a Service without its pods: a Service gaining weight (or keeping it) gets its
+        new selector before the route changes, one losing weight only after."""
         namespace = str(rollout.metadata.namespace)
+        selectors: dict[str, dict[str, str]] = {}
         for service_name, rev in plan.service_selectors.items():
             service = self.caches.services.get(namespace, service_name)
             if service is None:
                 continue
-            wanted = service_selector(rollout, rev)
+            # Only our key: the rest of the selector belongs to the Service's owner.
+            wanted = revision_selector(rev)
             current = service.get("spec", {}).get("selector") or {}
             if any(current.get(k) != v for k, v in wanted.items()):
+                selectors[service_name] = wanted
+        route = self._route_weights(rollout, plan)
+        losing: set[str] = set()
+        if route is not None:
+            route_name, cached, by_service = route
+            now = backend_weights(cached)
+            losing = {svc for svc in selectors if by_service.get(svc, 0) < now.get(svc, 0)}
+        for service_name, wanted in selectors.items():
+            if service_name not in losing:
                 self.kube.patch_service_selector(namespace, service_name, wanted)
+        if route is not None:
+            route_name, cached, by_service = route
+            self.kube.set_httproute_weights(namespace, route_name, by_service, route=cached)
+        for service_name in sorted(losing):
+            self.kube.patch_service_selector(namespace, service_name, selectors[service_name])
+
+    def _route_weights(
+        self, rollout: Rollout, plan: Plan
+    ) -> tuple[str, Obj, dict[str, int]] | None:
+        """(route name, cached route, weight per backend Service) when the plan routes."""
+        namespace = str(rollout.metadata.namespace)
         canary = rollout.spec.strategy.canary
         if plan.route_weights is None or canary is None or canary.traffic_routing is None:
-            return
+            return None
         route_name = canary.traffic_routing.gateway_api.http_route
         route = self.caches.routes.get(namespace, route_name) if self.caches.routes else None
         if route is None:
-            return
+            return None
         stable_rev = plan.status.stable_revision
         canary_rev = plan.status.canary_revision
         canary_weight = (
@@ -322,7 +376,7 @@ class Reconciler:
             str(canary.stable_service): 100 - canary_weight,
             str(canary.canary_service): canary_weight,
         }
-        self.kube.set_httproute_weights(namespace, route_name, by_service, route=route)
+        return route_name, route, by_service
 
     def _prune(self, rollout: Rollout, existing: Mapping[str | None, Obj], plan: Plan) -> None:
         """Delete scaled-down old ReplicaSets beyond revisionHistoryLimit, oldest first."""
@@ -344,6 +398,7 @@ class Reconciler:
                 rs["metadata"]["name"],
                 uid=rs["metadata"].get("uid"),
             )
+            self.own_writes.forget(str(rollout.metadata.namespace), rs["metadata"]["name"])
 
     # ------------------------------------------------------------------ status
 
@@ -366,7 +421,7 @@ class Reconciler:
 
     def _invalid(self, raw: Obj, problems: list[Problem], *, now: datetime) -> ReconcileResult:
         """Report an invalid spec; touch nothing else, keep every other status field."""
-        message = "; ".join(str(p) for p in problems)[:MAX_MESSAGE]
+        message = truncate("; ".join(str(p) for p in problems))
         try:
             status = RolloutStatus.model_validate(raw.get("status") or {})
         except ValidationError:
@@ -422,58 +477,33 @@ class Reconciler:
             ROLLBACK_LATENCY.observe(max(0.0, (now - max(failed_at)).total_seconds()))
 
 
-def analysis_ref(rollout: Rollout, key: str) -> AnalysisRef | None:
-    """The AnalysisRef an analysis run key stands for in this spec (None if gone)."""
-    spec = rollout.spec
-    if key == "background":
-        return spec.analysis
-    strategy = spec.strategy
-    if key.startswith("step-") and strategy.canary is not None:
-        index = int(key.removeprefix("step-"))
-        steps = strategy.canary.steps
-        return steps[index].analysis if 0 <= index < len(steps) else None
-    if strategy.blue_green is not None:
-        if key == "prePromotion":
-            return strategy.blue_green.pre_promotion_analysis
-        if key == "postPromotion":
-            return strategy.blue_green.post_promotion_analysis
-    if key.startswith("gate-") and strategy.rolling is not None:
-        percent = int(key.removeprefix("gate-"))
-        return next((g.analysis for g in strategy.rolling.gates if g.at_percent == percent), None)
-    return None
-
-
-def query_context(rollout: Rollout, status: RolloutStatus, run: AnalysisRunStatus) -> QueryContext:
-    """What a run's queries and checks are about: its revision against stable."""
-    return QueryContext(
-        canary_hash=run.revision,
-        stable_hash=status.stable_revision,
-        rollout_name=rollout.metadata.name,
-        rollout_namespace=rollout.metadata.namespace,
+def _valid_again(status: RolloutStatus, rollout: Rollout, *, now: datetime) -> RolloutStatus:
+    """``status`` with an InvalidSpec condition from an earlier spec turned False."""
+    stale = any(
+        c.type == R.ConditionType.INVALID_SPEC and c.status == "True" for c in status.conditions
     )
-
-
-def hook_metrics(rollout: Rollout, key: str) -> list[BoundMetric] | None:
-    """The Jobs a hook run (``hook-preRollout``...) stands for, as job metrics; None if
-    ``key`` is not a hook run or the spec no longer has those hooks."""
-    chosen = hooks_of(rollout, key)
-    if not chosen:
-        return None
-    return [
-        BoundMetric(
-            metric=Metric(name=hook.name, provider=Provider(job=hook.job), count=1),
-            template=key,
-            args={},
-        )
-        for hook in chosen
-    ]
+    if not stale:
+        return status
+    conditions = R.set_condition(
+        status.conditions,
+        R.ConditionType.INVALID_SPEC,
+        status="False",
+        reason=R.SPEC_VALID,
+        message="",
+        now=now,
+        generation=rollout.metadata.generation,
+    )
+    update: dict[str, Any] = {"conditions": conditions}
+    if status.reason == R.INVALID_SPEC:
+        update.update(reason="", message="")
+    return status.model_copy(update=update)
 
 
 def hook_outcomes(
     before: AnalysisRunStatus, after: AnalysisRunStatus
 ) -> list[tuple[str, str, str]]:
     """An Event for each hook Job that finished in this pass, with its evidence."""
-    kind = after.key.removeprefix("hook-")
+    kind = RunKey.parse(after.key).hook
     was = {m.name: m.phase for m in before.metrics}
     events = []
     for metric in after.metrics:

@@ -1,9 +1,9 @@
 """The Kubernetes objects a Rollout owns, built as plain bodies (no I/O).
 
-The reconciler asks here what a revision's ReplicaSet should look like and which
-selector a Service should carry; ``controller.kube`` sends them (and sets the Rollout as
-the controlling owner, so the garbage collector removes them with it). Every object is
-labelled with the rollout and the revision.
+The reconciler asks here what a revision's ReplicaSet should look like (the part of a
+Service's selector it writes is ``controller.tenancy``'s); ``controller.kube`` sends them
+(and sets the Rollout as the controlling owner, so the garbage collector removes them
+with it). Every object is labelled with the rollout and the revision.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[s
         },
         "spec": {
             "replicas": replicas,
-            "minReadySeconds": 0,
+            "minReadySeconds": rollout.spec.min_ready_seconds,
             "selector": {"matchLabels": selector},
             "template": template,
         },
@@ -86,8 +86,3 @@ def images_of(replicaset: Mapping[str, Any]) -> dict[str, str]:
     """Container name -> image, from a ReplicaSet we created."""
     containers = replicaset.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
     return {str(c["name"]): str(c["image"]) for c in containers or []}
-
-
-def service_selector(rollout: Rollout, revision: str) -> dict[str, str]:
-    """What a Service should select so that it reaches exactly ``revision``'s pods."""
-    return {**rollout.spec.selector.match_labels, REVISION_LABEL: revision}

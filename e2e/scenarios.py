@@ -154,7 +154,7 @@ def services_for(strategy: Mapping[str, Any]) -> list[str]:
 def prepare(cluster: Cluster, *, strategy: Mapping[str, Any]) -> None:
     """Services, the analysis template and the load generator of one scenario."""
     for service in services_for(strategy):
-        cluster.create_service(service, {"app": APP})
+        cluster.create_service(service, {"app": APP}, rollout=APP)
     cluster.create_template(analysis_template())
     cluster.apps.create_namespaced_deployment(cluster.namespace, loadgen(f"http://{APP}:{PORT}/"))
 

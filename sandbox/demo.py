@@ -341,7 +341,8 @@ def prepare_namespace(stack: Stack) -> None:
         stack.core.create_namespaced_service(
             NAMESPACE,
             {
-                "metadata": {"name": name},
+                # The annotation is the Service's consent to being steered by the Rollout.
+                "metadata": {"name": name, "annotations": {"deployctl.io/rollout": APP}},
                 "spec": {"selector": {"app": APP}, "ports": [{"port": 8080}]},
             },
         )

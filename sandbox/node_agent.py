@@ -3,10 +3,12 @@
 The sandbox runs a real kube-apiserver and kube-controller-manager but no kubelet, so
 nothing would ever bind, start, report or finish deleting a pod. This agent does that for
 one Node: it registers the Node and renews its Lease, binds every pending pod to itself,
-reports bound pods Running (and Ready, unless told otherwise) after ``ready_delay``, with
-the conditions, container statuses, restart counts and pod IP a kubelet writes, and
-finishes graceful deletions. The pod's first container decides how it behaves, so a test
-or a Rollout says "v2 crashes" exactly as in real life:
+reports bound pods Running (and Ready, unless told otherwise) after ``ready_delay`` (plus
+up to ``ready_jitter``), with the conditions, container statuses, restart counts and pod
+IP a kubelet writes, and finishes graceful deletions (after ``termination_delay``, during
+which the pod stays Terminating as it does while a kubelet stops its containers). The
+pod's first container decides how it behaves, so a test or a Rollout says "v2 crashes"
+exactly as in real life:
 
 - env ``SANDBOX_BEHAVIOUR=crash`` or an image tag ending in ``-crash``: crash-loop
   (Running but not ready, then CrashLoopBackOff, restartCount growing);
@@ -67,6 +69,7 @@ from sandbox.pod_lifecycle import (
     PodHost,
     PodState,
     PodView,
+    Stage,
     advance,
     behaviour_of,
     status_patch,
@@ -153,6 +156,8 @@ class NodeAgent:
         *,
         node_name: str = "sandbox-node",
         ready_delay: float = 0.2,
+        ready_jitter: float = 0.0,
+        termination_delay: float = 0.0,
         run_processes: bool = False,
         file_sd_dir: Path | str | None = None,
         crash_interval: float = 1.5,
@@ -171,6 +176,11 @@ class NodeAgent:
         self.coordination: Any = client.CoordinationV1Api(api_client)
         self.node_name = node_name
         self.ready_delay = ready_delay
+        # A pod is Ready ready_delay + U(0, ready_jitter) s after it is bound, and a
+        # deleted pod stays Terminating for termination_delay s (a kubelet stopping its
+        # containers gracefully): slower nodes for availability tests.
+        self.ready_jitter = ready_jitter
+        self.termination_delay = termination_delay
         self.run_processes = run_processes
         self.file_sd_dir = Path(file_sd_dir) if file_sd_dir is not None else None
         self.crash_interval = crash_interval
@@ -492,7 +502,7 @@ class NodeAgent:
         node = spec.get("nodeName")
         if meta.get("deletionTimestamp"):
             if node == self.node_name:
-                self._finish_deletion(pod)
+                self._terminate(pod)
             return
         if not node:
             if self.bind_unscheduled:
@@ -549,7 +559,7 @@ class NodeAgent:
             finally:
                 if log_file is not None:
                     log_file.close()  # the child holds its own descriptor
-        self._schedule(state, self.ready_delay)
+        self._schedule(state, self.ready_delay + random.uniform(0.0, self.ready_jitter))
 
     def _spawn_shell(self, state: PodState) -> None:
         """Run a shell pod's command; a command that cannot start fails like exit 127."""
@@ -621,6 +631,10 @@ class NodeAgent:
                 continue
             # A failed status write must leave the record as it was, so the retry
             # reports the same transition instead of skipping (or repeating) it.
+            if state.stage is Stage.TERMINATING:
+                meta = {"namespace": state.namespace, "name": state.name, "uid": state.uid}
+                self._guard({"metadata": meta}, self._finish_deletion)
+                continue
             before = state.checkpoint()
             try:
                 advance(state, utcnow(), self._host)
@@ -656,6 +670,18 @@ class NodeAgent:
             _content_type=MERGE_PATCH,
             _preload_content=False,
         )
+
+    def _terminate(self, pod: JSON) -> None:
+        """A deleted pod: gone at once, or after termination_delay (still Terminating)."""
+        meta = pod["metadata"]
+        with self._lock:
+            state = self._pods.get((meta["namespace"], meta["name"]))
+        if self.termination_delay <= 0 or state is None or state.uid != meta["uid"]:
+            self._finish_deletion(pod)
+            return
+        if state.stage is not Stage.TERMINATING:
+            state.stage = Stage.TERMINATING
+            self._schedule(state, self.termination_delay)
 
     def _finish_deletion(self, pod: JSON) -> None:
         meta = pod["metadata"]
@@ -744,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), required=False)
     parser.add_argument("--node-name", default="sandbox-node")
     parser.add_argument("--ready-delay", type=float, default=0.2)
+    parser.add_argument("--ready-jitter", type=float, default=0.0)
+    parser.add_argument("--termination-delay", type=float, default=0.0)
     parser.add_argument("--run-processes", action="store_true")
     parser.add_argument("--file-sd-dir", type=Path)
     parser.add_argument("--log-dir", type=Path)
@@ -757,6 +785,8 @@ def main(argv: list[str] | None = None) -> int:
         api_client,
         node_name=args.node_name,
         ready_delay=args.ready_delay,
+        ready_jitter=args.ready_jitter,
+        termination_delay=args.termination_delay,
         run_processes=args.run_processes,
         file_sd_dir=args.file_sd_dir,
         log_dir=args.log_dir,

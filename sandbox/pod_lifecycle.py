@@ -9,6 +9,10 @@ A pod bound to the sandbox's node starts in ``STARTING``; its first container's
                  turn after ``crash_interval``, restartCount + 1 per crash
     SHELL        STARTING -> RUNNING -> TERMINATED (Succeeded or Failed by exit code)
 
+and any of them, once deleted, ``TERMINATING`` until the agent finishes the deletion
+(after its ``termination_delay``; the status stays as last reported, as while a kubelet
+stops the containers).
+
 ``advance`` makes one transition of a ``PodState`` at ``now``; what it needs done
 outside the record (write the status, look again later, publish a scrape target, probe
 the process) it asks of a ``PodHost``, which ``sandbox.node_agent.NodeAgent`` supplies.
@@ -78,6 +82,7 @@ class Stage(enum.Enum):
     CRASH_RUNNING = "crash-running"  # a crash-looping container between restarts
     CRASH_WAITING = "crash-waiting"  # CrashLoopBackOff
     TERMINATED = "terminated"  # a shell pod's process exited; the pod is Succeeded/Failed
+    TERMINATING = "terminating"  # deleted; the agent finishes it after termination_delay
 
 
 @dataclass

@@ -18,21 +18,42 @@ Contract with the reconciler:
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from controller.api import Rollout
-from strategies.bluegreen import plan_blue_green
-from strategies.canary import plan_canary
-from strategies.context import Context
-from strategies.observed import Observed, Request, RevisionState
-from strategies.plan import Plan, PlanEvent
-from strategies.rolling import plan_rolling
+if TYPE_CHECKING:
+    from controller.api import Rollout
+    from strategies.observed import Observed, Request, RevisionState
+    from strategies.plan import Plan, PlanEvent
 
 __all__ = ["Observed", "Plan", "PlanEvent", "Request", "RevisionState", "decide"]
+
+# Imported on first use, so that a light module of this package (``runkeys`` for the
+# CLI's status view) does not load the planners and the API models with it.
+_LAZY = {
+    "Observed": "strategies.observed",
+    "Request": "strategies.observed",
+    "RevisionState": "strategies.observed",
+    "Plan": "strategies.plan",
+    "PlanEvent": "strategies.plan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'strategies' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def decide(rollout: Rollout, observed: Observed, *, now: datetime, revision: str) -> Plan:
     """One pass of ``rollout``'s strategy. ``revision`` is ``template_hash(spec.template)``."""
+    from strategies.bluegreen import plan_blue_green
+    from strategies.canary import plan_canary
+    from strategies.context import Context
+    from strategies.rolling import plan_rolling
+
     ctx = Context.start(rollout, observed, now=now, revision=revision)
     strategy = rollout.spec.strategy
     if strategy.canary is not None:

@@ -32,9 +32,11 @@ from collections.abc import Callable
 from controller.api import BlueGreenStrategy
 from controller.api import reasons as r
 from controller.api.status import Phase
-from strategies import common
+from strategies import common, runkeys
 from strategies.context import Context
+from strategies.judge import judge_run
 from strategies.plan import Plan
+from strategies.runkeys import RunKey
 
 PREVIEW, PRE_PROMOTION, SCALE_UP, POST_PROMOTION = 0, 1, 2, 3
 
@@ -100,13 +102,14 @@ def reconcile_requests(ctx: Context) -> bool:
     ctx.consume(request)
     ctx.history_note(ctx.revision, f"{request.action} by {by} {_where(ctx)}")
     if stage == POST_PROMOTION:
-        ctx.stop_running("postPromotion")
-        ctx.drop_runs(lambda run: not (run.key == "postPromotion" and run.phase != "Successful"))
+        ctx.stop_running(runkeys.POST_PROMOTION)
+        post = str(runkeys.POST_PROMOTION)
+        ctx.drop_runs(lambda run: not (run.key == post and run.phase != "Successful"))
         ctx.event(r.PROMOTED, f"post-promotion analysis ended early by {by}")
         _finish(ctx)
         return True
     if request.action == "promoteFull" or _pre_run_phase(ctx) == "Inconclusive":
-        ctx.stop_running("prePromotion")
+        ctx.stop_running(runkeys.PRE_PROMOTION)
         ctx.event(r.PROMOTED_FULL, f"promotion to {ctx.revision} forced by {by} {_where(ctx)}")
         _enter(ctx, SCALE_UP)
         return False
@@ -116,12 +119,24 @@ def reconcile_requests(ctx: Context) -> bool:
 
 
 def reconcile_aborted(ctx: Context) -> bool:
-    """Aborted or rolled back: active on the old revision at full size, new one at 0."""
+    """Aborted or rolled back: active on the old revision at full size, new one at 0.
+
+    After the switch (``promotedAt`` set) the active Service goes back only to an old
+    revision that is fully available; until then (pods lost meanwhile) it stays on the
+    new one and the old one is scaled up. ``promotedAt`` is cleared once it is back.
+    """
     if not ctx.status.aborted:
         return False
-    stable = _stable(ctx)
-    ctx.replicas[stable] = ctx.replicas_wanted
+    stable, wanted = _stable(ctx), ctx.replicas_wanted
+    ctx.replicas[stable] = wanted
     common.keep_previous(ctx)
+    if ctx.status.promoted_at is not None and ctx.status.canary_revision == ctx.revision:
+        if ctx.state(stable).available < wanted:
+            ctx.replicas[ctx.revision] = max(ctx.state(ctx.revision).desired, wanted)
+            for service in common.services(ctx):
+                ctx.selectors[service] = ctx.revision
+            return True
+        ctx.update(promoted_at=None)
     for service in common.services(ctx):
         ctx.selectors[service] = stable
     return True
@@ -171,8 +186,8 @@ def reconcile_pre_promotion(ctx: Context) -> bool:
         return False
     spec = _spec(ctx)
     if spec.pre_promotion_analysis is not None:
-        run = ctx.ensure_run("prePromotion", revision=ctx.revision, what="pre-promotion")
-        if _judge(ctx, key="prePromotion"):
+        run = ctx.ensure_run(runkeys.PRE_PROMOTION, revision=ctx.revision)
+        if _judge(ctx, runkeys.PRE_PROMOTION):
             return True
         if run.phase != "Successful":
             ctx.set_phase(
@@ -234,8 +249,8 @@ def reconcile_scale_up(ctx: Context) -> bool:
 def reconcile_post_promotion(ctx: Context) -> bool:
     """Stage 3: postPromotionAnalysis on live traffic; then the new revision is stable."""
     if _spec(ctx).post_promotion_analysis is not None:
-        run = ctx.ensure_run("postPromotion", revision=ctx.revision, what="post-promotion")
-        if _judge(ctx, key="postPromotion"):
+        run = ctx.ensure_run(runkeys.POST_PROMOTION, revision=ctx.revision)
+        if _judge(ctx, runkeys.POST_PROMOTION):
             return True
         if run.phase != "Successful":
             ctx.set_phase(Phase.PROGRESSING, r.ANALYSIS_RUNNING, "post-promotion analysis running")
@@ -286,7 +301,7 @@ def _enter(ctx: Context, stage: int) -> None:
 
 
 def _pre_run_phase(ctx: Context) -> str | None:
-    run = ctx.run("prePromotion", ctx.revision)
+    run = ctx.run(runkeys.PRE_PROMOTION, ctx.revision)
     return None if run is None else run.phase
 
 
@@ -301,40 +316,34 @@ def _world(ctx: Context) -> None:
         ctx.selectors[spec.preview_service] = ctx.revision
 
 
-def _judge(ctx: Context, *, key: str) -> bool:
-    """Failed: back to the old revision. Inconclusive: pause. True when decided."""
-    run = ctx.run(key, ctx.revision)
-    if run is None:
-        return False
-    evidence = f"{common.run_evidence(run)} [analysis {key}]"
-    if run.phase in common.FAILED:
-        _fail(ctx, reason=r.ANALYSIS_FAILED, message=f"{evidence} {_where(ctx)}")
-        return True
-    if run.phase == "Inconclusive":
-        ctx.set_phase(
-            Phase.PAUSED,
-            r.ANALYSIS_INCONCLUSIVE,
-            f"{evidence} {_where(ctx)}; `deployctl retry` to measure again or "
-            "`deployctl promote` to accept",
-        )
-        _world(ctx)
-        return True
-    return False
+def _judge(ctx: Context, key: RunKey) -> bool:
+    """The shared rule (``judge.judge_run``): before the switch the active Service never
+    moved; after it, a failure switches it back (``_fail``). Waiting holds as it is."""
+    return judge_run(
+        ctx,
+        ctx.run(key, ctx.revision),
+        where=_where(ctx),
+        fail=lambda message: _fail(ctx, reason=r.ANALYSIS_FAILED, message=message),
+        hold=lambda: _world(ctx),
+    )
 
 
 def _fail(ctx: Context, *, reason: str, message: str) -> None:
-    """Abort; after the switch the active Service goes back at once: RolledBack."""
+    """Abort; after the switch the active Service goes back (the old revision is still
+    up, so at once unless it lost pods): RolledBack."""
     switched = _stage(ctx) == POST_PROMOTION
+    back = ""
+    if switched:
+        stable, active = _stable(ctx), _spec(ctx).active_service
+        back = f"{active} switched back to {stable}"
+        if ctx.state(stable).available < ctx.replicas_wanted:
+            back = f"{active} switches back to {stable} once all its pods are available"
     common.abort(
-        ctx,
-        reason=reason,
-        message=message
-        + (f"; {_spec(ctx).active_service} switched back to {_stable(ctx)}" if switched else ""),
-        outcome="RolledBack",
+        ctx, reason=reason, message=message + (f"; {back}" if back else ""), outcome="RolledBack"
     )
     if switched:
         ctx.update(phase=Phase.ROLLED_BACK)
-        ctx.event(r.ROLLED_BACK, f"{_spec(ctx).active_service} switched back to {_stable(ctx)}")
+        ctx.event(r.ROLLED_BACK, back)
     reconcile_aborted(ctx)
 
 

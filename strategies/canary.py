@@ -16,9 +16,13 @@ Rules worth knowing:
   (route weights, status.weight) only once those pods are available.
 * A ``promote`` request ends the current step (a pause, an approval, an analysis);
   ``promoteFull`` skips to the end; ``approve`` ends an approval step and records who.
-* Failed (or errored) analysis aborts with the metric's message as evidence;
-  inconclusive analysis pauses (never advances, never aborts) until ``retry`` (run
-  the analysis again) or ``promote`` (accept and go on).
+* What an analysis verdict does is ``judge.py``'s rule, the same in every strategy:
+  Failed (or errored) aborts with the metric's message as evidence; Inconclusive
+  pauses until ``retry`` or ``promote``; a provider that does not answer pauses and
+  the rollout goes on by itself once it answers.
+* Traffic goes back to stable (abort, a newer revision, the template reverted, retry)
+  only onto stable pods that are available: with dynamicStableScale the canary keeps
+  the share stable cannot carry yet while stable grows back.
 * Every manual request is consumed exactly once, even when it does not apply (an
   event then says why it was ignored).
 """
@@ -33,7 +37,9 @@ from controller.api.duration import format_duration
 from controller.api.status import Phase
 from strategies import common
 from strategies.context import Context
+from strategies.judge import judge_run
 from strategies.plan import Plan
+from strategies.runkeys import BACKGROUND, RunKey
 from strategies.traffic import canary_replicas, route_weights, stable_replicas
 
 Step = Callable[[Context], bool]
@@ -45,6 +51,7 @@ def plan_canary(ctx: Context) -> Plan:
         common.reconcile_pause_clock,
         common.reconcile_first_deploy,
         common.reconcile_spec_paused,
+        reconcile_stable_short,
         common.reconcile_stable,
         reconcile_new_revision,
         reconcile_requests,
@@ -63,6 +70,38 @@ def plan_canary(ctx: Context) -> Plan:
 
 
 # -- the reconcile steps, in order ----------------------------------------------------
+
+
+def reconcile_stable_short(ctx: Context) -> bool:
+    """The template moved on (a newer revision, or back to stable) from a canary that
+    carries traffic stable cannot take back yet (dynamicStableScale shrank it): the
+    canary keeps its pods and that share while stable grows back; what comes next starts
+    once stable can carry all the traffic. Traffic never lands on pods that are not there.
+    """
+    status = ctx.status
+    canary, stable = status.canary_revision, status.stable_revision
+    if canary is None or stable is None or canary in (ctx.revision, stable):
+        return False
+    weight = _weight_stable_cannot_carry(ctx, stable)
+    if weight == 0 or status.weight == 0:
+        return False
+    wanted = ctx.replicas_wanted
+    ctx.update(weight=weight)
+    ctx.replicas[stable] = wanted
+    ctx.replicas[canary] = max(ctx.state(canary).desired, 1)
+    common.keep_previous(ctx)
+    for service in common.services(ctx):
+        ctx.selectors[service] = _service_target(ctx, service)
+    if _spec(ctx).traffic_routing is not None:
+        ctx.route_weights = route_weights(stable=stable, canary=canary, weight=weight)
+    ctx.set_phase(
+        Phase.PROGRESSING,
+        r.WAITING_FOR_REPLICAS,
+        f"stable {stable}: {ctx.state(stable).available}/{wanted} pods available; canary "
+        f"{canary} keeps {weight}% of traffic until stable can carry it, then "
+        f"{ctx.revision} {'is stable again' if ctx.revision == stable else 'starts'}",
+    )
+    return True
 
 
 def reconcile_new_revision(ctx: Context) -> bool:
@@ -89,6 +128,9 @@ def reconcile_requests(ctx: Context) -> bool:
         )
         return False
     if request.action == "retry":
+        if ctx.status.aborted and _weight_stable_cannot_carry(ctx, _stable(ctx)) > 0:
+            # Step 0 carries no traffic: retry once stable has taken all of it back.
+            return False
         if ctx.status.aborted:
             ctx.consume(request)
             common.retry(ctx, by=request.by)
@@ -118,9 +160,10 @@ def reconcile_requests(ctx: Context) -> bool:
         return False
     ctx.consume(request)
     # Whatever was inconclusive is accepted by a promote; the background run restarts.
-    ctx.drop_runs(lambda run: not (run.key == "background" and run.phase == "Inconclusive"))
+    background = str(BACKGROUND)
+    ctx.drop_runs(lambda run: not (run.key == background and run.phase == "Inconclusive"))
     if request.action == "promoteFull":
-        ctx.stop_running(f"step-{index}")
+        ctx.stop_running(RunKey.step(index))
         ctx.history_note(ctx.revision, f"promoted to the end by {by} at step {index}")
         ctx.event(r.PROMOTED_FULL, f"promoted to the end by {by} at step {index}")
         ctx.update(current_step_index=len(steps), current_step_started_at=ctx.stamp)
@@ -134,15 +177,15 @@ def reconcile_requests(ctx: Context) -> bool:
 def reconcile_aborted(ctx: Context) -> bool:
     """An aborted canary: all traffic on stable, canary at 0, until retry or new revision.
 
-    With dynamicStableScale the stable revision may have shrunk; the canary keeps its
-    pods and its share of traffic until stable is fully available again.
+    Traffic goes back only onto stable pods that are available: while stable is short
+    (it shrank with dynamicStableScale, or pods are not Ready yet) the canary keeps its
+    pods and the share of traffic stable cannot carry yet.
     """
     if not ctx.status.aborted:
         return False
     spec, wanted = _spec(ctx), ctx.replicas_wanted
     stable, canary = _stable(ctx), ctx.status.canary_revision
-    stable_ready = ctx.state(stable).available >= wanted
-    weight = 0 if stable_ready or not spec.dynamic_stable_scale else ctx.status.weight
+    weight = _weight_stable_cannot_carry(ctx, stable)
     ctx.update(weight=weight)
     ctx.replicas[stable] = wanted
     if weight and canary:
@@ -153,6 +196,17 @@ def reconcile_aborted(ctx: Context) -> bool:
     if spec.traffic_routing is not None:
         ctx.route_weights = route_weights(stable=stable, canary=canary, weight=weight)
     return True
+
+
+def _weight_stable_cannot_carry(ctx: Context, stable: str) -> int:
+    """The canary's weight after an abort: what it carries now, less what stable's
+    available pods can take back (0 once stable is fully available)."""
+    wanted, weight = ctx.replicas_wanted, ctx.status.weight
+    available = ctx.state(stable).available
+    if available >= wanted or not wanted:
+        return 0
+    carried = 100 * available // wanted  # stable's share that its pods can serve
+    return max(0, min(weight, 100 - carried))
 
 
 def reconcile_crash_loop(ctx: Context) -> bool:
@@ -175,8 +229,8 @@ def reconcile_background_analysis(ctx: Context) -> bool:
     if ctx.rollout.spec.analysis is None:
         return False
     canary = ctx.status.canary_revision or ctx.revision
-    ctx.ensure_run("background", revision=canary, what="background analysis")
-    return _judge(ctx, run_key="background")
+    ctx.ensure_run(BACKGROUND, revision=canary)
+    return _judge(ctx, BACKGROUND)
 
 
 def reconcile_steps(ctx: Context) -> bool:
@@ -219,7 +273,7 @@ def reconcile_promotion(ctx: Context) -> bool:
         return True
     previous = ctx.status.stable_revision
     message = f"revision {canary} promoted to stable after {len(_spec(ctx).steps)} step(s)"
-    ctx.stop_running("background")
+    ctx.stop_running(BACKGROUND)
     ctx.history_finish(canary, "Promoted", message)
     ctx.update(
         stable_revision=canary,
@@ -274,10 +328,10 @@ def _pause(ctx: Context, step: CanaryStep) -> bool:
 
 
 def _analysis(ctx: Context, step: CanaryStep) -> bool:
-    key = f"step-{_index(ctx)}"
+    key = RunKey.step(_index(ctx))
     canary = ctx.status.canary_revision or ctx.revision
     run = ctx.ensure_run(key, revision=canary, what=_describe(step))
-    if _judge(ctx, run_key=key):
+    if _judge(ctx, key):
         return False
     if run.phase == "Successful":
         ctx.event(r.ANALYSIS_SUCCESSFUL, f"analysis {key} passed {_where(ctx)}")
@@ -371,46 +425,17 @@ def _inconclusive_runs(ctx: Context) -> list[str]:
     ]
 
 
-def _judge(ctx: Context, *, run_key: str) -> bool:
-    """Abort on a failed run, pause on an inconclusive one; True when the pass is decided."""
-    run = ctx.run(run_key)
-    if run is None:
-        return False
-    if run.phase in common.FAILED:
-        common.abort(
-            ctx,
-            reason=r.ANALYSIS_FAILED,
-            message=f"{common.run_evidence(run)} {_where(ctx)} [analysis {run_key}]",
-            outcome="RolledBack",
-        )
-        return reconcile_aborted(ctx)
-    if run.phase == "Inconclusive":
-        hint = "`deployctl retry` to measure again or `deployctl promote` to accept"
-        if common.provider_outage(run):
-            # Prometheus was unreachable, not answering "no data": pause (never promote)
-            # and measure again by ourselves, so the rollout continues once it is back.
-            if ctx.wake_after(common.last_measured(run), common.OUTAGE_RETRY_SECONDS):
-                ctx.drop_runs(lambda x: not (x.key == run.key and x.revision == run.revision))
-                ctx.event(
-                    r.RETRIED,
-                    f"analysis {run_key}: the metrics provider was unreachable; measuring "
-                    f"again {_where(ctx)}",
-                )
-                ctx.wake_in(0.5)
-                _world(ctx)
-                return True
-            hint = (
-                f"the metrics provider was unreachable: measuring again every "
-                f"{common.OUTAGE_RETRY_SECONDS:g}s, or `deployctl promote` to accept"
-            )
-        ctx.set_phase(
-            Phase.PAUSED,
-            r.ANALYSIS_INCONCLUSIVE,
-            f"{common.run_evidence(run)} {_where(ctx)} [analysis {run_key}]; {hint}",
-        )
+def _judge(ctx: Context, key: RunKey) -> bool:
+    """The shared rule (``judge.judge_run``): a canary aborts to stable, or holds as it is."""
+
+    def fail(message: str) -> None:
+        common.abort(ctx, reason=r.ANALYSIS_FAILED, message=message, outcome="RolledBack")
+        reconcile_aborted(ctx)
+
+    def hold() -> None:
         _world(ctx)
-        return True
-    return False
+
+    return judge_run(ctx, ctx.run(key), where=_where(ctx), fail=fail, hold=hold)
 
 
 def _deadline(ctx: Context, what: str) -> bool:

@@ -1,5 +1,6 @@
 """Reconcile steps every strategy shares: first deploy, spec.paused, the settled state,
-a new revision, abort, the progress deadline and reading an analysis verdict.
+a new revision, abort, the progress deadline and the release hooks. (What an analysis
+verdict does is ``judge.py``'s one rule.)
 
 Called by ``canary.py``, ``bluegreen.py`` and ``rolling.py``. Each ``reconcile_*``
 function returns True when the pass is finished (the Context holds the whole plan) and
@@ -19,12 +20,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controller.api import Rollout
 from controller.api import reasons as r
-from controller.api.rollout import Hook
 from controller.api.status import AnalysisRunStatus, Phase, RevisionOutcome
 from controller.times import parse_timestamp, timestamp
 from strategies.context import Context
+from strategies.judge import FAILED, run_evidence
+from strategies.runkeys import (
+    HOOK_ON_ABORT,
+    HOOK_POST_PROMOTION,
+    HOOK_PRE_ROLLOUT,
+    RunKey,
+    hooks_of,
+)
 
 
 def services(ctx: Context) -> list[str]:
@@ -98,7 +105,9 @@ def reconcile_pause_clock(ctx: Context) -> bool:
 
 
 def reconcile_spec_paused(ctx: Context) -> bool:
-    """spec.paused on a rollout in flight: hold the world exactly as observed."""
+    """spec.paused on a rollout in flight: hold still. ReplicaSets keep their size;
+    Services and the route are left as they are (not rewritten from a cache that may
+    not yet show the last pass's changes)."""
     if not ctx.rollout.spec.paused or ctx.revision == ctx.status.stable_revision:
         return False
     if ctx.status.aborted and ctx.revision == ctx.status.canary_revision:
@@ -110,11 +119,6 @@ def reconcile_spec_paused(ctx: Context) -> bool:
     ctx.replicas.update(
         {rev: s.desired for rev, s in ctx.observed.revisions.items() if s.desired > 0}
     )
-    ctx.selectors.update(
-        {svc: rev for svc, rev in ctx.observed.service_selectors.items() if rev is not None}
-    )
-    if ctx.observed.route_weights is not None:
-        ctx.route_weights = dict(ctx.observed.route_weights)
     ctx.set_phase(Phase.PAUSED, r.PAUSED, "spec.paused is set: nothing advances until unset")
     return True
 
@@ -180,13 +184,19 @@ def reconcile_stable(ctx: Context) -> bool:
 
 
 def keep_previous(ctx: Context) -> None:
-    """Keep the revision replaced by the last promotion up until its scale-down time."""
+    """Keep the revision replaced by the last promotion up until its scale-down time, and
+    beyond it while the stable revision is not fully available (it is the capacity
+    users would otherwise lose)."""
     previous, due = ctx.status.previous_revision, ctx.status.scale_down_at
     if previous is None or previous in (ctx.status.stable_revision, ctx.status.canary_revision):
         return
     if due is not None and ctx.elapsed(due) < 0:
         ctx.replicas[previous] = ctx.replicas_wanted
         ctx.wake_in(-ctx.elapsed(due))
+        return
+    stable = ctx.state(ctx.status.stable_revision)
+    if ctx.state(previous).desired > 0 and stable.available < ctx.replicas_wanted:
+        ctx.replicas[previous] = ctx.state(previous).desired
         return
     ctx.update(previous_revision=None, scale_down_at=None)
     if ctx.state(previous).desired > 0:
@@ -263,60 +273,10 @@ def deadline_passed(ctx: Context, *, since: str | None) -> bool:
     return ctx.wake_after(since, ctx.rollout.spec.progress_deadline_seconds)
 
 
-def run_evidence(run: AnalysisRunStatus) -> str:
-    """The failing metric's own message (the evidence), else the run's message."""
-    for metric in run.metrics:
-        if metric.phase in ("Failed", "Error", "Inconclusive") and metric.message:
-            return metric.message
-    for metric in run.metrics:
-        if metric.phase in ("Failed", "Error", "Inconclusive"):
-            return f"metric {metric.name} {metric.phase.lower()}"
-    return run.message or f"analysis {run.key} {run.phase.lower()}"
-
-
-FAILED = ("Failed", "Error")
-
-# After an analysis went Inconclusive because the provider could not be reached, measure
-# again this long after its last measurement (and again, while the outage lasts).
-OUTAGE_RETRY_SECONDS = 15.0
-
-
-def provider_outage(run: AnalysisRunStatus) -> bool:
-    """Inconclusive because every inconclusive metric's latest measurements were errors
-    (Prometheus unreachable, timing out, 5xx), not because it answered with no data."""
-    inconclusive = [m for m in run.metrics if m.phase == "Inconclusive"]
-    return bool(inconclusive) and all(m.consecutive_error > 0 for m in inconclusive)
-
-
-def last_measured(run: AnalysisRunStatus) -> str:
-    """When the run last measured anything (its start if never)."""
-    stamps = [m.measurements[-1].at for m in run.metrics if m.measurements]
-    return max(stamps, default=run.started_at)
-
-
-"""Verdicts that abort: an analysis that errored never promotes."""
-
-
 # -- hooks: the release workflow's Jobs (spec.hooks) --------------------------------------
 
-HOOK_PRE_ROLLOUT = "hook-preRollout"
-HOOK_POST_PROMOTION = "hook-postPromotion"
-HOOK_ON_ABORT = "hook-onAbort"
 
-
-def hooks_of(rollout: Rollout, key: str) -> list[Hook]:
-    """The hooks a hook run key (``hook-preRollout``...) stands for; [] for other keys."""
-    hooks = rollout.spec.hooks
-    if hooks is None:
-        return []
-    return {
-        HOOK_PRE_ROLLOUT: hooks.pre_rollout,
-        HOOK_POST_PROMOTION: hooks.post_promotion,
-        HOOK_ON_ABORT: hooks.on_abort,
-    }.get(key, [])
-
-
-def _hook_names(ctx: Context, key: str) -> list[str]:
+def _hook_names(ctx: Context, key: RunKey) -> list[str]:
     return [h.name for h in hooks_of(ctx.rollout, key)]
 
 
@@ -344,7 +304,7 @@ def reconcile_pre_rollout(ctx: Context) -> bool:
         return False
     if ctx.revision == status.stable_revision:
         return False
-    run = ctx.ensure_run(HOOK_PRE_ROLLOUT, revision=ctx.revision, what="preRollout hooks")
+    run = ctx.ensure_run(HOOK_PRE_ROLLOUT, revision=ctx.revision)
     if run.phase == "Successful":
         return False
     if run.phase in (*FAILED, "Inconclusive"):
@@ -370,7 +330,7 @@ def post_promotion_hooks(ctx: Context) -> AnalysisRunStatus | None:
     """The postPromotion hooks' run for the new revision (started now); None without hooks."""
     if not _hook_names(ctx, HOOK_POST_PROMOTION):
         return None
-    return ctx.ensure_run(HOOK_POST_PROMOTION, revision=ctx.revision, what="postPromotion hooks")
+    return ctx.ensure_run(HOOK_POST_PROMOTION, revision=ctx.revision)
 
 
 def hook_failure(run: AnalysisRunStatus) -> str | None:
@@ -406,7 +366,7 @@ def reconcile_on_abort(ctx: Context) -> bool:
     revision = ctx.status.canary_revision
     if not names or not ctx.status.aborted or revision is None:
         return False
-    run = ctx.ensure_run(HOOK_ON_ABORT, revision=revision, what="onAbort hooks")
+    run = ctx.ensure_run(HOOK_ON_ABORT, revision=revision)
     if run.phase in ("Running", "Pending"):
         return False
     verdict = "succeeded" if run.phase == "Successful" else f"failed: {run_evidence(run)}"

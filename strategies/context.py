@@ -30,6 +30,7 @@ from controller.names import CI_ANNOTATION_PREFIX, REASON_ANNOTATION, REQUESTED_
 from controller.times import parse_timestamp, timestamp
 from strategies.observed import Observed, Request, RevisionState
 from strategies.plan import Plan, PlanEvent
+from strategies.runkeys import RunKey
 
 _STATUS_FIELDS = frozenset(RolloutStatus.model_fields)
 
@@ -138,14 +139,17 @@ class Context:
 
     # -- analysis runs ------------------------------------------------------------
 
-    def run(self, key: str, revision: str | None = None) -> AnalysisRunStatus | None:
+    def run(self, key: RunKey, revision: str | None = None) -> AnalysisRunStatus | None:
         revision = revision or self.status.canary_revision or self.revision
+        name = str(key)
         return next(
-            (x for x in self.status.analysis_runs if x.key == key and x.revision == revision),
+            (x for x in self.status.analysis_runs if x.key == name and x.revision == revision),
             None,
         )
 
-    def ensure_run(self, key: str, *, revision: str, what: str) -> AnalysisRunStatus:
+    def ensure_run(
+        self, key: RunKey, *, revision: str, what: str | None = None
+    ) -> AnalysisRunStatus:
         """The run ``key`` for ``revision``, started now when it does not exist yet.
 
         The analysis engine measures every entry in phase Running and writes its
@@ -154,18 +158,22 @@ class Context:
         existing = self.run(key, revision)
         if existing is not None:
             return existing
-        started = AnalysisRunStatus(key=key, revision=revision, started_at=self.stamp)
+        started = AnalysisRunStatus(key=str(key), revision=revision, started_at=self.stamp)
         self.update(analysis_runs=[*self.status.analysis_runs, started])
-        self.event(r.ANALYSIS_STARTED, f"analysis {key} started for revision {revision} ({what})")
+        self.event(
+            r.ANALYSIS_STARTED,
+            f"analysis {key} started for revision {revision} ({what or key.describe()})",
+        )
         return started
 
     def drop_runs(self, keep: Callable[[AnalysisRunStatus], bool]) -> None:
         """Stop runs by dropping their entries: the engine measures only what is listed."""
         self.update(analysis_runs=[x for x in self.status.analysis_runs if keep(x)])
 
-    def stop_running(self, key: str) -> None:
+    def stop_running(self, key: RunKey) -> None:
         """Drop ``key`` if it is still running; a finished run stays as evidence."""
-        self.drop_runs(lambda x: not (x.key == key and x.phase in ("Running", "Pending")))
+        name = str(key)
+        self.drop_runs(lambda x: not (x.key == name and x.phase in ("Running", "Pending")))
 
     # -- history ------------------------------------------------------------------
 
@@ -234,6 +242,9 @@ class Context:
 
     def plan(self) -> Plan:
         """Freeze the pass into a Plan: counters and conditions follow phase and reason."""
+        if self.observed.next_available_in is not None:
+            # A Ready pod passes minReadySeconds then: availability changes, look again.
+            self.wake_in(self.observed.next_available_in)
         revisions = self.observed.revisions.values()
         self.update(
             observed_generation=self.rollout.metadata.generation,

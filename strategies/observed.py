@@ -18,7 +18,16 @@ __all__ = ["Observed", "Request", "RevisionState"]
 
 @dataclass(frozen=True)
 class RevisionState:
-    """One ReplicaSet, by its revision hash: what it was asked for and what it has."""
+    """One ReplicaSet, by its revision hash: what it was asked for and what it has.
+
+    Counted as the Deployment controller counts (``controller.observe`` builds it from
+    the pods): ``current`` and ``ready`` are the revision's pods that are not
+    terminating (and Ready); ``available`` those Ready for minReadySeconds, **at most
+    ``desired``**: pods of a ReplicaSet being scaled down are going away whatever their
+    state. ``synced`` is False while the ReplicaSet controller has not yet observed the
+    ReplicaSet's current spec (``status.observedGeneration < metadata.generation``); a
+    strategy makes no scale-down that spends availability until it has.
+    """
 
     revision: str
     desired: int = 0
@@ -27,6 +36,7 @@ class RevisionState:
     available: int = 0
     restarts: int = 0
     crash_looping: bool = False
+    synced: bool = True
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class Observed:
     """Revision -> backendRef weight on the HTTPRoute; None without traffic routing."""
     request: Request | None = None
     """The pending manual request (``controller.requests.parse_request``), if any."""
+    next_available_in: float | None = None
+    """Seconds until a Ready pod passes minReadySeconds and becomes available (a timer)."""
 
     def state(self, revision: str | None) -> RevisionState:
         """The revision's ReplicaSet, or an empty one when it does not exist (yet)."""

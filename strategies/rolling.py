@@ -40,10 +40,13 @@ from dataclasses import dataclass
 
 from controller.api import RollingStrategy
 from controller.api import reasons as r
-from controller.api.status import Phase
+from controller.api.status import AnalysisRunStatus, Phase
 from strategies import common
 from strategies.context import Context
+from strategies.judge import judge_run
+from strategies.observed import RevisionState
 from strategies.plan import Plan
+from strategies.runkeys import RunKey
 from strategies.traffic import share
 
 
@@ -80,10 +83,23 @@ def surge_and_unavailable(
 
 @dataclass(frozen=True)
 class Pods:
-    """A ReplicaSet's desired and available pod counts."""
+    """A ReplicaSet as the arithmetic sees it: desired pods (its spec), available pods
+    and pods not terminating (``current``), as ``controller.observe`` counts them."""
 
     desired: int
     available: int
+    current: int = 0
+
+    @property
+    def counted(self) -> int:
+        """Available pods that will stay: never more than ``desired`` (a shrinking
+        ReplicaSet's extra pods are going away, whatever their state)."""
+        return min(self.desired, self.available)
+
+    @property
+    def footprint(self) -> int:
+        """Pods it has or is about to have: its extra pods are still there until deleted."""
+        return max(self.desired, self.current)
 
 
 def rolling_update(
@@ -94,14 +110,18 @@ def rolling_update(
     unavailable: int,
     new: Pods,
     old: Sequence[tuple[str, Pods]],
+    synced: bool = True,
 ) -> tuple[int, dict[str, int]]:
     """One pass: (new desired, {old revision: desired}) moving ``new`` toward ``target``.
 
-    ``old`` is in scale-down order (the first loses pods first). Old revisions keep at
-    least ``replicas - target`` pods between them, so a gate holding ``new`` at
-    ``target`` leaves the rest serving. Unavailable old pods go first: they cost no
-    availability. Available ones go only while the total available stays at or above
-    ``replicas - unavailable``.
+    As the Deployment controller: the pods that exist or are about to (``footprint``)
+    stay at or below ``replicas + surge``; the available pods that will stay
+    (``counted``) stay at or above ``replicas - unavailable``. ``old`` is in scale-down
+    order (the first loses pods first). Old revisions keep at least ``replicas -
+    target`` pods between them, so a gate holding ``new`` at ``target`` leaves the rest
+    serving. Unavailable old pods go first: they cost no availability. ``synced`` False
+    (a ReplicaSet controller has not yet acted on a spec we wrote) makes no scale-down
+    at all this pass: the pods in view may not be the ones that will stay.
 
     >>> rolling_update(replicas=4, target=4, surge=1, unavailable=1,
     ...                new=Pods(0, 0), old=[("a", Pods(4, 4))])
@@ -109,27 +129,36 @@ def rolling_update(
     >>> rolling_update(replicas=4, target=2, surge=1, unavailable=1,
     ...                new=Pods(2, 2), old=[("a", Pods(3, 3))])
     (2, {'a': 2})
+
+    Status lags: the old ReplicaSet was just cut from 8 to 6 but its 8 pods are all still
+    there and Ready. It counts 6 available (not 8) and 8 pods towards the surge (not 6),
+    so with 2 new pods not yet Ready nothing more may go and nothing more may come:
+
+    >>> rolling_update(replicas=8, target=8, surge=2, unavailable=0,
+    ...                new=Pods(2, 0, 2), old=[("a", Pods(6, 8, 8))])
+    (2, {'a': 6})
     """
-    available = new.available + sum(p.available for _, p in old)
+    available = new.counted + sum(p.counted for _, p in old)
     budget = available - (replicas - unavailable)
 
     def shrink(pods: Pods, wanted: int) -> int:
         """Pods to remove (up to ``wanted``): unavailable ones free, the rest from budget."""
         nonlocal budget
-        free = max(0, pods.desired - pods.available)
+        if not synced:
+            return 0
+        free = max(0, pods.desired - pods.counted)
         take = max(0, min(pods.desired, wanted, free + max(budget, 0)))
         budget -= max(0, take - free)
         return take
 
-    old_total = sum(p.desired for _, p in old)
     new_desired = new.desired
     if new_desired > target:
         # Above its target (a lower gate, fewer replicas): shrink it like an old revision.
         new_desired -= shrink(new, new_desired - target)
     else:
-        room = replicas + surge - (new_desired + old_total)
+        room = replicas + surge - (new.footprint + sum(p.footprint for _, p in old))
         new_desired = min(target, new_desired + max(room, 0))
-    excess = old_total - max(0, replicas - target)
+    excess = sum(p.desired for _, p in old) - max(0, replicas - target)
     out: dict[str, int] = {}
     for revision, pods in old:
         take = shrink(pods, excess)
@@ -215,7 +244,7 @@ def reconcile_requests(ctx: Context) -> bool:
             return False
         last = len(gates) if request.action == "promoteFull" else index + 1
         for skipped in gates[index:last]:
-            ctx.stop_running(f"gate-{skipped.at_percent}")
+            ctx.stop_running(RunKey.gate(skipped.at_percent))
         ctx.event(r.PROMOTED, f"gate(s) up to {gates[last - 1].at_percent}% passed by {by}")
         ctx.history_note(ctx.revision, f"{request.action} by {by} at gate {index}")
         ctx.update(current_step_index=last, current_step_started_at=ctx.stamp)
@@ -256,19 +285,9 @@ def reconcile_gates(ctx: Context) -> bool:
         available = ctx.state(ctx.revision).available
         if available < cap:
             return False
-        key = f"gate-{gate.at_percent}"
-        run = ctx.ensure_run(key, revision=ctx.revision, what=f"gate at {gate.at_percent}%")
-        evidence = f"{common.run_evidence(run)} at gate {gate.at_percent}% [analysis {key}]"
-        if run.phase in common.FAILED:
-            common.abort(ctx, reason=r.ANALYSIS_FAILED, message=evidence, outcome="RolledBack")
-            return reconcile_aborted(ctx)
-        if run.phase == "Inconclusive":
-            ctx.set_phase(
-                Phase.PAUSED,
-                r.ANALYSIS_INCONCLUSIVE,
-                f"{evidence}; `deployctl retry` to measure again or `deployctl promote`",
-            )
-            _move(ctx, grow=ctx.revision, target=cap)
+        key = RunKey.gate(gate.at_percent)
+        run = ctx.ensure_run(key, revision=ctx.revision)
+        if _judge(ctx, run, gate=gate.at_percent, cap=cap):
             return True
         if run.phase != "Successful":
             ctx.set_phase(
@@ -281,6 +300,20 @@ def reconcile_gates(ctx: Context) -> bool:
         ctx.event(r.ANALYSIS_SUCCESSFUL, f"gate {gate.at_percent}% passed")
         ctx.update(current_step_index=_index(ctx) + 1, current_step_started_at=ctx.stamp)
     return False
+
+
+def _judge(ctx: Context, run: AnalysisRunStatus, *, gate: int, cap: int) -> bool:
+    """The shared rule (``judge.judge_run``): roll back within the budget, or hold at the
+    gate's share."""
+
+    def fail(message: str) -> None:
+        common.abort(ctx, reason=r.ANALYSIS_FAILED, message=message, outcome="RolledBack")
+        reconcile_aborted(ctx)
+
+    def hold() -> None:
+        _move(ctx, grow=ctx.revision, target=cap)
+
+    return judge_run(ctx, run, where=f"at gate {gate}%", fail=fail, hold=hold)
 
 
 def reconcile_roll(ctx: Context) -> bool:
@@ -346,18 +379,34 @@ def _move(ctx: Context, *, grow: str, target: int) -> bool:
     )
     stable = ctx.status.stable_revision
     others = sorted(
-        (rev for rev, s in ctx.observed.revisions.items() if rev != grow and s.desired > 0),
+        # Revisions already at 0 whose pods are not yet gone still count towards the surge.
+        (
+            rev
+            for rev, s in ctx.observed.revisions.items()
+            if rev != grow and (s.desired > 0 or s.current > 0)
+        ),
         # The stable revision goes last: it is what we fall back on.
         key=lambda rev: (rev == stable, rev),
     )
     grown = ctx.state(grow)
+
+    def pods(state: RevisionState) -> Pods:
+        return Pods(state.desired, state.available, state.current)
+
+    involved = [grown, *(ctx.state(rev) for rev in others)]
+    synced = all(state.synced for state in involved)
+    if not synced:
+        # A ReplicaSet controller has not yet acted on what we asked: its pods are not
+        # yet the ones that will stay. Look again shortly (its status update wakes us).
+        ctx.wake_in(1.0)
     new_desired, old = rolling_update(
         replicas=wanted,
         target=target,
         surge=surge,
         unavailable=unavailable,
-        new=Pods(grown.desired, grown.available),
-        old=[(rev, Pods(ctx.state(rev).desired, ctx.state(rev).available)) for rev in others],
+        new=pods(grown),
+        old=[(rev, pods(ctx.state(rev))) for rev in others],
+        synced=synced,
     )
     ctx.replicas[grow] = new_desired
     ctx.replicas.update(old)

@@ -17,6 +17,11 @@ backslash or newline is refused rather than re-printed wrongly. An expression th
 cannot be scoped (it does not parse, it has no selector at all such as ``vector(1)``,
 it already pins ``revision``, or such a value) is an error naming the rule.
 
+Rules files may come from any ConfigMap author, so reading one is bounded
+(``controller.limits``): YAML aliases are refused before they are expanded (an 11 KiB
+file of aliases stands for millions of rules), and the file's size, its number of rules
+and each expression's length are capped; the error names the limit.
+
 Called by ``deployctl analyze --rules FILE`` (backtest) and, for ``alertRules`` metrics,
 by the measurement loop (``judge_alert``); pure except for the parser.
 """
@@ -38,6 +43,7 @@ import yaml
 from controller.analysis.values import QueryResult
 from controller.analysis.verdict import Judgement, fmt
 from controller.api.duration import DurationError, parse_duration
+from controller.limits import RULE_EXPRESSION, RULES_FILE, RULES_PER_FILE, YAML_ALIASES
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
 _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
@@ -55,23 +61,63 @@ class AlertRule:
     group: str
 
 
-def load_rules(text: str, *, source: str = "rules") -> list[AlertRule]:
-    """The alerting rules (not recording rules) of a Prometheus rules file."""
+# libyaml where PyYAML has it: an order of magnitude faster on a large file.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Real rules files nest five deep (groups, a group, rules, a rule, labels); the
+# composer recurses per level, in C with libyaml, so depth is checked before composing.
+_MAX_DEPTH = 64
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """The document, after one pass over its events that refuses aliases (before they
+    are expanded) and absurd nesting."""
+    size = len(text.encode("utf-8", "replace"))
+    if size > RULES_FILE.value:
+        raise RulesError(f"{source}: the file is {size // 1024} KiB ({RULES_FILE})")
     try:
-        document = yaml.safe_load(text)
+        depth = 0
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise RulesError(
+                    f"{source}: line {line}: YAML aliases (*name) are not accepted in rules "
+                    f"files ({YAML_ALIASES}); write the rules out"
+                )
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    raise RulesError(f"{source}: the YAML nests more than {_MAX_DEPTH} levels")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise RulesError(f"{source}: not YAML: {exc}") from None
+
+
+def load_rules(text: str, *, source: str = "rules") -> list[AlertRule]:
+    """The alerting rules (not recording rules) of a Prometheus rules file."""
+    document = _parse_yaml(text, source)
     if not isinstance(document, Mapping) or not isinstance(document.get("groups"), list):
         raise RulesError(f"{source}: a Prometheus rules file has a top-level 'groups' list")
+    groups = [g for g in document["groups"] if isinstance(g, Mapping)]
+    total = sum(len(g.get("rules") or []) for g in groups if isinstance(g.get("rules"), list))
+    if total > RULES_PER_FILE.value:
+        raise RulesError(f"{source}: the file has {total} rules ({RULES_PER_FILE})")
     rules: list[AlertRule] = []
-    for group in document["groups"]:
-        group_name = str((group or {}).get("name", "?"))
-        for raw in (group or {}).get("rules") or []:
+    for group in groups:
+        group_name = str(group.get("name", "?"))[:253]
+        listed = group.get("rules")
+        for raw in listed if isinstance(listed, list) else []:
             if not isinstance(raw, Mapping) or "alert" not in raw:
                 continue  # recording rules are not gates
-            name = str(raw["alert"])
+            name = str(raw["alert"])[:253]
             if not isinstance(raw.get("expr"), str | int | float):
                 raise RulesError(f"{source}: rule {name}: no 'expr'")
+            if len(str(raw["expr"])) > RULE_EXPRESSION.value:
+                raise RulesError(
+                    f"{source}: rule {name}: the expression has {len(str(raw['expr']))} "
+                    f"characters ({RULE_EXPRESSION})"
+                )
             try:
                 for_seconds = parse_duration(raw.get("for", "0s"))
             except DurationError as exc:

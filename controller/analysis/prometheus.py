@@ -18,6 +18,13 @@ Foreign errors (requests, urllib3, prometheus-api-client) are mapped once, here:
 logged here: the failure value carries the message and the engine logs the measurement
 (so ``deployctl analyze --output json`` keeps a clean stdout).
 
+Every call is bounded (a metric's ``address`` may point at a hostile server): the
+whole call, retries included, ends within its ``budget`` (``BoundedSession``: socket
+timeouts and a watchdog on each connection), and an answer is read streamed, inflated
+in steps and refused past ``prometheusBody`` bytes after decompression
+(``controller.limits``). Error texts taken from Prometheus's answers are cut to
+``statusMessage``.
+
 Credentials in an address (``http://user:password@host``) never reach a message or a
 log line: addresses are shown through ``redact_url``.
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -42,9 +50,9 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 from urllib3.util.retry import Retry
 
 from controller.analysis.values import (
@@ -57,6 +65,8 @@ from controller.analysis.values import (
     Series,
     short_query,
 )
+from controller.bounded_http import BodyRefused, BoundedSession, DeadlineExceeded
+from controller.limits import PROMETHEUS_BODY, RANGE_BODY, STATUS_MESSAGE, Limit, truncate
 
 DEFAULT_ADDRESS = "http://127.0.0.1:9090"
 DEFAULT_BUDGET = 10.0
@@ -122,14 +132,17 @@ def query(
     budget: float = DEFAULT_BUDGET,
 ) -> QueryResult:
     """An instant query at ``at`` (default: now). Raises ``AnalysisError`` subclasses."""
-    params: dict[str, str] = {"timeout": f"{timeout:g}s"}
+    timeout = min(timeout, max(budget, 0.1))
+    params: dict[str, str] = {"timeout": _prometheus_duration(timeout)}
     if at is not None:
         params["time"] = f"{at.timestamp():.3f}"
 
     def call(client: PrometheusConnect, attempt_timeout: float) -> Any:
         return client.custom_query(promql, params=params, timeout=attempt_timeout)
 
-    raw = _with_retries(address, promql, call, timeout=timeout, budget=budget)
+    raw = _with_retries(
+        address, promql, call, timeout=timeout, budget=budget, body_limit=PROMETHEUS_BODY
+    )
     return QueryResult(query=promql, samples=_instant_samples(promql, raw), at=at)
 
 
@@ -144,7 +157,8 @@ def query_range(
     budget: float = DEFAULT_BUDGET,
 ) -> RangeResult:
     """A range query (the backtest's history). Raises ``AnalysisError`` subclasses."""
-    params = {"timeout": f"{timeout:g}s"}
+    timeout = min(timeout, max(budget, 0.1))
+    params = {"timeout": _prometheus_duration(timeout)}
 
     def call(client: PrometheusConnect, attempt_timeout: float) -> Any:
         return client.custom_query_range(
@@ -156,7 +170,9 @@ def query_range(
             timeout=attempt_timeout,
         )
 
-    raw = _with_retries(address, promql, call, timeout=timeout, budget=budget)
+    raw = _with_retries(
+        address, promql, call, timeout=timeout, budget=budget, body_limit=RANGE_BODY
+    )
     return RangeResult(query=promql, series=_range_series(promql, raw))
 
 
@@ -227,13 +243,14 @@ def _with_retries(
     *,
     timeout: float,
     budget: float,
+    body_limit: Limit,
 ) -> Any:
     shown = redact_url(address)
     started = time.monotonic()
     budget = max(budget, 0.1)
     retrying = Retrying(
         retry=retry_if_exception_type(_Retryable),
-        stop=stop_after_delay(budget) | stop_after_attempt(MAX_ATTEMPTS),
+        stop=_BudgetSpent(budget) | stop_after_attempt(MAX_ATTEMPTS),
         wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
         reraise=False,
     )
@@ -245,25 +262,54 @@ def _with_retries(
                 # Never let one attempt outlive the budget the caller gave us.
                 remaining = budget - (time.monotonic() - started)
                 attempt_timeout = max(0.1, min(timeout, remaining))
-                return _attempt(address, shown, promql, call, attempt_timeout)
+                # The attempt's own deadline (at least 0.1 s, as its timeout), so the last
+                # attempt fails for its own reason, not because the budget ran out.
+                session = BoundedSession(
+                    deadline=time.monotonic() + attempt_timeout, body_limit=body_limit
+                )
+                return _attempt(address, shown, promql, call, attempt_timeout, session)
     except RetryError as exc:
         last = exc.last_attempt.exception()
         elapsed = time.monotonic() - started
         status = last.status_code if isinstance(last, _Retryable) else None
         raise PrometheusUnavailable(
-            f"Prometheus at {shown} unavailable: {last} "
-            f"(after {attempts} attempt(s) in {elapsed:.1f}s)",
+            f"Prometheus at {shown} unavailable: {truncate(str(last), 300)} "
+            f"(after {attempts} attempt(s) in {elapsed:.1f}s; the measurement's budget "
+            f"is {_tenths(budget):g}s)",
             attempts=attempts,
             status_code=status,
         ) from None
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
-def _attempt(address: str, shown: str, promql: str, call: Any, timeout: float) -> Any:
+class _BudgetSpent(stop_base):
+    """Stop when too little of the budget is left for another attempt to mean anything
+    (after the coming backoff): a sliver of a second would only replace the real reason
+    (a timeout, a refused connection) with "no answer in 0.1 s"."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.least = min(0.5, budget / 4)
+
+    def __call__(self, retry_state: Any) -> bool:
+        sleep = retry_state.upcoming_sleep or 0.0
+        elapsed = retry_state.seconds_since_start or 0.0
+        return bool(self.budget - elapsed - sleep < self.least)
+
+
+def _attempt(
+    address: str, shown: str, promql: str, call: Any, timeout: float, session: BoundedSession
+) -> Any:
     # The client's own urllib3 retries would run outside our budget: switch them off.
-    client = PrometheusConnect(url=address, retry=Retry(total=0, raise_on_status=False))
+    client = PrometheusConnect(
+        url=address, retry=Retry(total=0, raise_on_status=False), session=session
+    )
     try:
         return call(client, timeout)
+    except DeadlineExceeded as exc:
+        raise _Retryable(f"no complete answer within {_tenths(exc.seconds)}s") from None
+    except BodyRefused as exc:
+        raise UnexpectedResponse(f"Prometheus at {shown}: {exc}") from None
     except requests.exceptions.Timeout:
         raise _Retryable(f"timed out after {timeout:.1f}s") from None
     except requests.exceptions.ConnectionError as exc:
@@ -279,10 +325,22 @@ def _attempt(address: str, shown: str, promql: str, call: Any, timeout: float) -
         ) from None
     except requests.exceptions.RequestException as exc:
         raise PrometheusUnavailable(f"request to {shown} failed: {_root_cause(exc)}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UnexpectedResponse(f"unreadable answer from {shown}: {exc}") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser's stack.
+        detail = truncate(str(exc) or type(exc).__name__, 300)
+        raise UnexpectedResponse(f"unreadable answer from {shown}: {detail}") from None
     finally:
         client.close()
+
+
+def _tenths(seconds: float) -> float:
+    """Seconds rounded up to a tenth: a budget of 4.9996 s reads as the 5 s it was."""
+    return math.ceil(round(seconds * 10, 3)) / 10
+
+
+def _prometheus_duration(seconds: float) -> str:
+    """Seconds as Prometheus reads a duration: whole units only, so milliseconds."""
+    return f"{max(1, int(seconds * 1000))}ms"
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -309,10 +367,11 @@ def _parse_status(message: str) -> tuple[int | None, str]:
         decoded = json.loads(body)
         if isinstance(decoded, dict) and "error" in decoded:
             kind = decoded.get("errorType")
-            return status, f"{kind}: {decoded['error']}" if kind else str(decoded["error"])
-    except (ValueError, SyntaxError):
+            text = f"{kind}: {decoded['error']}" if kind else str(decoded["error"])
+            return status, truncate(text, STATUS_MESSAGE.int // 2)
+    except (ValueError, SyntaxError, RecursionError):
         pass
-    return status, str(body)[:500]
+    return status, truncate(str(body), 500)
 
 
 def _number(promql: str, raw: object) -> float:
@@ -320,13 +379,15 @@ def _number(promql: str, raw: object) -> float:
         return float(str(raw))
     except ValueError:
         raise UnexpectedResponse(
-            f"query returned {raw!r}, not a number; query: {short_query(promql)}"
+            f"query returned {truncate(repr(raw), 200)}, not a number; query: {short_query(promql)}"
         ) from None
 
 
 def _instant_samples(promql: str, raw: Any) -> tuple[Sample, ...]:
     if not isinstance(raw, list):
-        raise UnexpectedResponse(f"unreadable result {raw!r}; query: {short_query(promql)}")
+        raise UnexpectedResponse(
+            f"unreadable result {truncate(repr(raw), 200)}; query: {short_query(promql)}"
+        )
     # A scalar (or string) result is [time, "value"]; a vector is a list of objects.
     if len(raw) == 2 and not isinstance(raw[0], dict) and isinstance(raw[0], int | float):
         return (Sample(labels={}, value=_number(promql, raw[1])),)
@@ -345,7 +406,9 @@ def _instant_samples(promql: str, raw: Any) -> tuple[Sample, ...]:
 
 def _range_series(promql: str, raw: Any) -> tuple[Series, ...]:
     if not isinstance(raw, list):
-        raise UnexpectedResponse(f"unreadable result {raw!r}; query: {short_query(promql)}")
+        raise UnexpectedResponse(
+            f"unreadable result {truncate(repr(raw), 200)}; query: {short_query(promql)}"
+        )
     series = []
     for item in raw:
         if not isinstance(item, dict) or "values" not in item:

@@ -8,28 +8,45 @@ status is the only memory, so a controller restarted at any instant carries on.
 Limits, as in Argo Rollouts, decide a metric's phase after each measurement:
 
 - Failed        when failed > failureLimit
-- Inconclusive  when inconclusive > inconclusiveLimit
-- Error         when the query can never work (Prometheus rejected it, a template
-                problem), or consecutive errors > consecutiveErrorLimit
+- Inconclusive  when inconclusive > inconclusiveLimit (the provider answered: no data)
+- Error         when the query can never work (Prometheus rejected it, a template that
+                does not render, alert rules that cannot be read): waiting cannot cure it
 - Successful    when ``count`` measurements are decided within the limits and at least
                 one was Successful (a metric never passes on missing data alone)
 - Running       otherwise
 
-An Error measurement caused by Prometheus being unreachable, timing out or answering
-5xx has already been retried with backoff inside the interval by the provider; it is
-recorded as Error (``error``, ``consecutiveError``) *and counted as Inconclusive*,
-because missing data must pause a rollout (past inconclusiveLimit), never promote it.
+A provider that does not answer (connection refused, timeout, 5xx; the provider has
+already retried with backoff inside the interval) is an outage, not a verdict on the
+revision, and the metric's ``onProviderError`` decides, whatever the other limits are:
+
+- ``pause`` (default): the failure counts towards no limit; the metric stays Running
+  with ``unreachableSince`` set, so the strategy pauses the rollout
+  (``strategies.judge``) and this loop measures again at the metric's interval until
+  the provider answers; then ``unreachableSince`` is cleared and the run goes on. A
+  streak of such failures keeps one measurement in the bounded list (the latest), so the
+  evidence from before the outage is not pushed out.
+- ``abort``: the failures count towards ``consecutiveErrorLimit``; past it the metric is
+  Error, which aborts the rollout (Argo Rollouts' behaviour).
+
 A Pending measurement (a breach that has not yet held for ``for``) is not a decided
 measurement: it does not count towards ``count``, so a metric cannot pass mid-breach.
 
 The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
 Successful. A run that is not Running takes no more measurements.
+
+Budgets (``controller.limits``): one measurement, every request of it included (the
+canary and stable queries, an alert rule's presence queries), shares one deadline of
+the metric's interval at most (and never more than ``measurementDeadline``); a pass
+stops starting measurements after ``passMeasuring`` seconds (``stop_by``) and measures
+the longest-waiting metrics first, so a Rollout with many slow metrics hands its worker
+back and the rest are measured on the next pass.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -50,6 +67,7 @@ from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, 
 from controller.analysis.verdict import Judgement, evaluate, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
 from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
+from controller.api.duration import format_duration
 from controller.api.rollout import AnalysisRef
 from controller.api.status import (
     MAX_MEASUREMENTS,
@@ -57,6 +75,12 @@ from controller.api.status import (
     Measurement,
     MetricResult,
     Verdict,
+)
+from controller.limits import (
+    MEASUREMENT_DEADLINE,
+    MEASUREMENT_MESSAGE,
+    RULES_PER_METRIC,
+    truncate,
 )
 from controller.times import parse_timestamp, timestamp
 
@@ -77,8 +101,8 @@ DEFAULT_RETRY_BUDGET = 10.0
 class Measurer(Protocol):
     """Asks a metrics backend one query; returns a value, never raises.
 
-    ``budget`` bounds the whole call, retries included (the engine passes at most the
-    metric's interval). The Prometheus-backed one is
+    ``budget`` bounds the whole call, retries included (the engine passes what is left
+    of the measurement's deadline). The Prometheus-backed one is
     ``controller.analysis.prometheus.PrometheusMeasurer``.
     """
 
@@ -175,7 +199,12 @@ def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool 
         return "Failed"
     if result.inconclusive > metric.inconclusive_limit:
         return "Inconclusive"
-    if permanent_error or result.consecutive_error > metric.consecutive_error_limit:
+    if permanent_error:
+        return "Error"
+    if (
+        metric.on_provider_error == "abort"
+        and result.consecutive_error > metric.consecutive_error_limit
+    ):
         return "Error"
     decided = result.successful + result.failed + result.inconclusive
     count = metric.effective_count
@@ -219,20 +248,40 @@ def record(
     elif phase == "Error":
         counts["error"] += 1
         counts["consecutive_error"] = result.consecutive_error + 1
-        if not judgement.permanent:
-            # Transient: retried already; now it is missing data (see module docstring).
-            counts["inconclusive"] += 1
+    # An outage under onProviderError: pause (see the module docstring): no limit counts
+    # it; the metric waits, measuring again at its interval.
+    waiting = phase == "Error" and not judgement.permanent and metric.on_provider_error == "pause"
+    unreachable_since = (result.unreachable_since or timestamp(now)) if waiting else None
     measurement = Measurement(
-        value=judgement.value, phase=phase, at=timestamp(now), message=judgement.message
+        value=judgement.value,
+        phase=phase,
+        at=timestamp(now),
+        message=truncate(judgement.message, MEASUREMENT_MESSAGE.int),
     )
-    measurements = [*result.measurements, measurement][-MAX_MEASUREMENTS:]
+    earlier = result.measurements
+    if waiting and result.unreachable_since and earlier and earlier[-1].phase == "Error":
+        earlier = earlier[:-1]  # one entry per outage: the latest attempt
+    measurements = [*earlier, measurement][-MAX_MEASUREMENTS:]
+    message = judgement.message
+    if waiting:
+        message = (
+            f"{judgement.message}; unreachable since {unreachable_since} "
+            f"({counts['consecutive_error']} attempt(s)), measuring again every "
+            f"{format_duration(metric.interval)} (onProviderError: pause)"
+        )
+    elif phase == "Error" and not judgement.permanent:
+        message = (
+            f"{judgement.message} ({counts['consecutive_error']} in a row; "
+            f"consecutiveErrorLimit {metric.consecutive_error_limit}, onProviderError: abort)"
+        )
     updated = result.model_copy(
         update={
             **counts,
+            "unreachable_since": unreachable_since,
             "breach_since": (
                 timestamp(judgement.breach_since) if judgement.breach_since is not None else None
             ),
-            "message": judgement.message,
+            "message": truncate(message),
             "measurements": measurements,
             "job": None,
             **({"query": short_query(query)} if query is not None else {}),
@@ -341,6 +390,12 @@ def template_args(template: AnalysisTemplate, given: Mapping[str, str]) -> dict[
     return args
 
 
+def cannot_start(run: AnalysisRunStatus, problem: str) -> AnalysisRunStatus:
+    """The run in Error because its templates cannot be used (a permanent problem)."""
+    log.warning("analysis cannot start", run=run.key, error=problem)
+    return run.model_copy(update={"phase": "Error", "message": truncate(problem)})
+
+
 def _logged(
     run: AnalysisRunStatus,
     metric: Metric,
@@ -403,12 +458,22 @@ class AnalysisEngine:
         web: WebRunner | None = None,
         rules: RulesSource | None = None,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.measurer = measurer
         self.jobs = jobs
         self.web = web
         self.rules = rules
         self.retry_budget = retry_budget
+        self.monotonic = monotonic
+
+    def _deadline(self, metric: Metric) -> float:
+        """When one measurement of ``metric`` must be over (a ``monotonic`` instant)."""
+        seconds = min(metric.interval, self.retry_budget, MEASUREMENT_DEADLINE.value)
+        return self.monotonic() + seconds
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self.monotonic())
 
     def advance(
         self,
@@ -418,16 +483,28 @@ class AnalysisEngine:
         ref: AnalysisRef,
         context: QueryContext,
         now: datetime,
+        stop_by: float | None = None,
     ) -> AnalysisRunStatus:
+        """``bind`` then ``advance_bound``; a run whose templates cannot be bound is Error."""
         if run.phase in TERMINAL:
             return run
         try:
-            bound = resolve(templates, ref)
+            bound = self.bind(templates, ref, revision=run.revision, context=context)
         except TemplateError as exc:
-            log.warning("analysis cannot start", run=run.key, error=str(exc))
-            return run.model_copy(update={"phase": "Error", "message": str(exc)})
-        bound = self.expand_alert_rules(bound, revision=run.revision, context=context)
-        return self.advance_bound(run, bound, context=context, now=now)
+            return cannot_start(run, str(exc))
+        return self.advance_bound(run, bound, context=context, now=now, stop_by=stop_by)
+
+    def bind(
+        self,
+        templates: Mapping[str, AnalysisTemplate],
+        ref: AnalysisRef,
+        *,
+        revision: str,
+        context: QueryContext,
+    ) -> list[BoundMetric]:
+        """The run's metrics: templates resolved with their args, alert rules expanded
+        for ``revision``. Raises ``TemplateError`` when the templates cannot be used."""
+        return self.expand_alert_rules(resolve(templates, ref), revision=revision, context=context)
 
     def expand_alert_rules(
         self, bound: Sequence[BoundMetric], *, revision: str, context: QueryContext
@@ -448,6 +525,11 @@ class AnalysisEngine:
                 )
                 if not rules:
                     raise RulesError(f"ConfigMap {source.config_map} has no alerting rule")
+                if len(rules) > RULES_PER_METRIC.value:
+                    raise RulesError(
+                        f"ConfigMap {source.config_map} has {len(rules)} alerting rules "
+                        f"({RULES_PER_METRIC}); name the ones to judge with alertRules.rules"
+                    )
                 matchers = {source.namespace_label: namespace, source.revision_label: revision}
                 expanded = []
                 for rule in rules:
@@ -476,8 +558,13 @@ class AnalysisEngine:
         *,
         context: QueryContext,
         now: datetime,
+        stop_by: float | None = None,
     ) -> AnalysisRunStatus:
-        """``advance`` for metrics already resolved (a hook's Jobs have no template)."""
+        """``advance`` for metrics already resolved (a hook's Jobs have no template).
+
+        ``stop_by`` (a ``monotonic`` instant): start no measurement after it; the metrics
+        still due stay due for the next pass. The longest-waiting are measured first.
+        """
         if run.phase in TERMINAL:
             return run
         metrics = [b.metric for b in bound]
@@ -485,9 +572,19 @@ class AnalysisEngine:
         if missing:
             run = run.model_copy(update={"metrics": [*run.metrics, *missing]})
         due = set(due_metrics(run, metrics, now=now))
-        for item in bound:
-            if item.metric.name not in due:
-                continue
+        waiting = sorted(
+            (item for item in bound if item.metric.name in due),
+            key=lambda item: _due_at(run, item.metric) or now,
+        )
+        for item in waiting:
+            if stop_by is not None and self.monotonic() >= stop_by:
+                log.info(
+                    "measurement budget of this pass spent; the rest wait for the next pass",
+                    run=run.key,
+                    waiting=len(due),
+                )
+                break
+            due.discard(item.metric.name)
             why_not = item.problem or self._lacking(item.metric)
             if why_not:
                 log.warning("analysis metric cannot run", run=run.key, error=why_not)
@@ -523,21 +620,27 @@ class AnalysisEngine:
     ) -> AnalysisRunStatus:
         metric = item.metric
         breach_since = _breach_since(run, metric.name)
-        budget = min(metric.interval, self.retry_budget)
-        outcome = self.measurer.measure(item.query, address=None, timeout=10.0, budget=budget)
+        deadline = self._deadline(metric)
+        outcome = self.measurer.measure(
+            item.query, address=None, timeout=10.0, budget=self._left(deadline)
+        )
         if isinstance(outcome, QueryFailure):
             judgement = judge_failure(metric.name, outcome, breach_since=breach_since)
         else:
-            has_data = bool(outcome.samples) or self._any_series(item.presence, budget=budget)
+            has_data = bool(outcome.samples) or self._any_series(item.presence, deadline=deadline)
             judgement = judge_alert(
                 metric.name, rule, outcome, breach_since=breach_since, now=now, has_data=has_data
             )
         return _logged(run, metric, judgement, now=now, query=item.query)
 
-    def _any_series(self, queries: Sequence[str], *, budget: float) -> bool:
+    def _any_series(self, queries: Sequence[str], *, deadline: float) -> bool:
         """Whether any of ``queries`` returns a series (a failed query counts as none)."""
         for query in queries:
-            answer = self.measurer.measure(query, address=None, timeout=10.0, budget=budget)
+            if self._left(deadline) <= 0:
+                return False  # the measurement's deadline passed: no evidence of data
+            answer = self.measurer.measure(
+                query, address=None, timeout=10.0, budget=self._left(deadline)
+            )
             if isinstance(answer, QueryResult) and answer.samples:
                 return True
         return False
@@ -552,7 +655,7 @@ class AnalysisEngine:
         reply = self.web.fetch(
             web,
             namespace=str(context.rollout_namespace),
-            budget=min(metric.interval, self.retry_budget),
+            budget=self._left(self._deadline(metric)),
         )
         if isinstance(reply, QueryFailure):
             judgement = judge_failure(metric.name, reply, breach_since=breach_since)
@@ -592,24 +695,6 @@ class AnalysisEngine:
         self.jobs.tidy(check.namespace, check.rollout)
         return _logged(run, metric, judgement, now=now)
 
-    def next_due(
-        self,
-        run: AnalysisRunStatus,
-        *,
-        templates: Mapping[str, AnalysisTemplate],
-        ref: AnalysisRef,
-        now: datetime,
-        context: QueryContext | None = None,
-    ) -> datetime | None:
-        """When to look again; None when the run is over or cannot start."""
-        try:
-            bound = resolve(templates, ref)
-        except TemplateError:
-            return None
-        if context is not None:
-            bound = self.expand_alert_rules(bound, revision=run.revision, context=context)
-        return next_due(run, [b.metric for b in bound], now=now)
-
     def _measure(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
     ) -> AnalysisRunStatus:
@@ -644,14 +729,16 @@ class AnalysisEngine:
         provider = metric.provider.prometheus if metric.provider is not None else None
         address = provider.address if provider is not None else None
         timeout = provider.timeout if provider is not None else 10.0
-        budget = min(metric.interval, self.retry_budget)
-        canary = self.measurer.measure(promql, address=address, timeout=timeout, budget=budget)
+        deadline = self._deadline(metric)
+        canary = self.measurer.measure(
+            promql, address=address, timeout=timeout, budget=self._left(deadline)
+        )
         if isinstance(canary, QueryFailure):
             return judge_failure(metric.name, canary, breach_since=breach_since)
         stable: QueryResult | None = None
         if stable_promql is not None:
             answer = self.measurer.measure(
-                stable_promql, address=address, timeout=timeout, budget=budget
+                stable_promql, address=address, timeout=timeout, budget=self._left(deadline)
             )
             if isinstance(answer, QueryFailure):
                 return judge_failure(metric.name, answer, breach_since=breach_since)

@@ -3,7 +3,9 @@
 A metric is measured every ``interval``; each measurement is judged against
 ``threshold`` (``min``/``max``, or relative to the stable revision). ``failureLimit``
 and ``inconclusiveLimit`` say how many bad measurements are tolerated, as in Argo
-Rollouts. There is no expression language to evaluate: conditions are numbers.
+Rollouts; ``onProviderError`` says what a provider that does not answer does (pause the
+rollout until it answers, the default, or abort past ``consecutiveErrorLimit``). There
+is no expression language to evaluate: conditions are numbers.
 
 The ``errorRate`` and ``latency`` presets write the PromQL for the conventional metric
 names (``http_requests_total``, ``http_request_duration_seconds``) so most users never
@@ -196,7 +198,17 @@ class Metric(ApiModel):
     )
     failure_limit: Annotated[int, Field(ge=0, le=1000)] = 0
     inconclusive_limit: Annotated[int, Field(ge=0, le=1000)] = 0
-    consecutive_error_limit: Annotated[int, Field(ge=0, le=1000)] = 4
+    consecutive_error_limit: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=4,
+        description="With onProviderError: abort, provider errors in a row tolerated "
+        "before the metric is Error (and the rollout aborts)",
+    )
+    on_provider_error: Literal["pause", "abort"] = Field(
+        default="pause",
+        description="When the provider does not answer (connection refused, timeout, 5xx): "
+        "pause the rollout and measure again at each interval until it answers (pause), "
+        "or count the errors towards consecutiveErrorLimit and abort past it (abort)",
+    )
     for_: Duration | None = Field(
         default=None,
         alias="for",

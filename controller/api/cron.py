@@ -17,10 +17,17 @@ matches if *either* does.
 datetime.datetime(2026, 12, 4, 18, 0)
 >>> s.previous_at_or_before(datetime(2026, 12, 1, 12, 0))
 datetime.datetime(2026, 11, 27, 18, 0)
+
+Costs are bounded whatever the expression: a schedule is parsed once per expression
+(``CronSchedule.parse`` remembers), its times of day are sorted once, and occurrences
+are produced lazily, one day at a time, starting at the right minute of the first day
+(a search), so ``* * * * *`` costs no more to ask about than ``0 18 * * fri``.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -120,6 +127,11 @@ class CronSchedule:
 
     @classmethod
     def parse(cls, expression: str) -> CronSchedule:
+        """The schedule of ``expression``; CronError naming the field otherwise."""
+        return _parse(expression)
+
+    @classmethod
+    def _parse_uncached(cls, expression: str) -> CronSchedule:
         text = " ".join(expression.split())
         fields = _MACROS.get(text.lower(), text).split(" ")
         if len(fields) != 5:
@@ -154,39 +166,45 @@ class CronSchedule:
             and moment.minute in self.minutes
         )
 
-    def _times(self, *, reverse: bool) -> list[time]:
-        return sorted(
-            (time(h, m) for h in self.hours for m in self.minutes),
-            reverse=reverse,
-        )
+    @functools.cached_property
+    def times(self) -> tuple[time, ...]:
+        """The matching times of day, earliest first (up to 1440)."""
+        return tuple(sorted(time(h, m) for h in self.hours for m in self.minutes))
 
     def occurrences_before(self, moment: datetime) -> Iterator[datetime]:
         """Matching wall times at or before ``moment`` (to the minute), newest first."""
-        times = self._times(reverse=True)
+        times = self.times
         limit = moment.replace(second=0, microsecond=0)
         day = limit.date()
+        # On the first day only the times up to the limit count: found by a search.
+        last = bisect.bisect_right(times, limit.time())
         for _ in range(MAX_SEARCH_DAYS):
             if self.matches_day(day):
-                for at in times:
-                    candidate = datetime.combine(day, at)
-                    if candidate <= limit:
-                        yield candidate
+                for index in range(last - 1, -1, -1):
+                    yield datetime.combine(day, times[index])
             day -= timedelta(days=1)
+            last = len(times)
 
     def occurrences_after(self, moment: datetime) -> Iterator[datetime]:
         """Matching wall times strictly after ``moment``, oldest first."""
-        times = self._times(reverse=False)
+        times = self.times
         day = moment.date()
+        first = bisect.bisect_right(times, moment.time().replace(tzinfo=None))
         for _ in range(MAX_SEARCH_DAYS):
             if self.matches_day(day):
-                for at in times:
-                    candidate = datetime.combine(day, at)
-                    if candidate > moment:
-                        yield candidate
+                for index in range(first, len(times)):
+                    yield datetime.combine(day, times[index])
             day += timedelta(days=1)
+            first = 0
 
     def previous_at_or_before(self, moment: datetime) -> datetime | None:
         return next(self.occurrences_before(moment), None)
 
     def next_after(self, moment: datetime) -> datetime | None:
         return next(self.occurrences_after(moment), None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(expression: str) -> CronSchedule:
+    # Schedules are immutable, so one parse per expression serves every policy and pass.
+    return CronSchedule._parse_uncached(expression)

@@ -2,7 +2,9 @@
 
 A DeliveryPolicy is namespaced. One in a Rollout's namespace applies to the Rollouts
 there (narrowed by ``selector``); one in the controller's own namespace is the
-cluster-wide default and applies to every Rollout. All applicable policies count: any
+cluster-wide default and applies to every Rollout, narrowed by ``namespaceSelector``
+(the labels of the Namespace object, which a Rollout's author cannot drop) and
+``selector`` (the Rollout's own labels). All applicable policies count: any
 freeze holds a new rollout, every policy that lists ``windows`` must have one open,
 approval rules and notification targets add up. ``controller.policy.evaluate`` turns
 them into a decision; this module only describes and validates them.
@@ -18,7 +20,13 @@ so "09:00" stays 09:00 on the wall clock across daylight-saving changes:
   times); an ``end`` at or before ``start`` crosses midnight into the next day.
 * an **approval rule** makes matching rollouts wait for ``deployctl approve``.
 * a **notification target** is a webhook whose URL is read from a Secret in the
-  policy's namespace, never from the policy itself.
+  controller's namespace, never from the policy itself; a policy of another namespace
+  may use only a Secret annotated ``deployctl.io/notification-namespaces`` with its
+  namespace (``controller.notify``).
+* ``overrideApproval``: an override of this policy's freezes or windows also waits for
+  ``deployctl approve``.
+* ``promotionGateReaders``: Rollouts of which other namespaces may name this policy's
+  Rollouts in ``requires.rollout`` (a gate reveals the promoted revisions).
 """
 
 from __future__ import annotations
@@ -289,9 +297,37 @@ def _unique(kind: str, names: list[str]) -> None:
         raise ValueError(f"{kind} names must be unique; repeated: {', '.join(repeated)}")
 
 
+class OverrideApproval(ApiModel):
+    """An override (``deployctl.io/exempt``) of this policy also needs ``deployctl approve``."""
+
+    groups: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="Who should approve (shown to people)"
+    )
+
+
 class DeliveryPolicySpec(ApiModel):
     selector: LabelSelector | None = Field(
-        default=None, description="Which Rollouts it applies to; default: all"
+        default=None,
+        description="Which Rollouts it applies to, by the Rollout's labels; default: all",
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        description=(
+            "Which namespaces it applies to, by the labels of the Namespace object "
+            "(a Rollout's author cannot remove those); default: all"
+        ),
+    )
+    override_approval: OverrideApproval | None = Field(
+        default=None,
+        description="Overriding this policy's freezes or windows also needs deployctl approve",
+    )
+    promotion_gate_readers: list[ObjectName] = Field(
+        default_factory=list,
+        max_length=MAX_ENTRIES,
+        description=(
+            "Namespaces whose Rollouts may name the Rollouts this policy applies to in "
+            "requires.rollout; the Rollout's own namespace always may"
+        ),
     )
     exemptions: list[Exemption] = Field(
         default_factory=list,

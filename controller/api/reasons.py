@@ -59,6 +59,9 @@ PAUSE_STEP: Final = "PauseStep"
 AWAITING_APPROVAL: Final = "AwaitingApproval"
 AWAITING_PROMOTION: Final = "AwaitingPromotion"
 ANALYSIS_INCONCLUSIVE: Final = "AnalysisInconclusive"
+# The metrics provider does not answer (connection refused, timeout, 5xx): the rollout
+# waits and measures again by itself (onProviderError: pause).
+ANALYSIS_PROVIDER_UNREACHABLE: Final = "AnalysisProviderUnreachable"
 
 # Delivery policy (controller/policy/): a new revision waits before it starts.
 FROZEN_UNTIL: Final = "FrozenUntil"
@@ -79,6 +82,7 @@ PRE_ROLLOUT_HOOK_FAILED: Final = "PreRolloutHookFailed"
 POST_PROMOTION_HOOK_FAILED: Final = "PostPromotionHookFailed"
 ROLLED_BACK: Final = "RolledBack"
 INVALID_SPEC: Final = "InvalidSpec"
+SPEC_VALID: Final = "SpecValid"
 
 # Releases across clusters (controller/release/): Release.status and its Events.
 RELEASE_STARTED: Final = "ReleaseStarted"

@@ -392,6 +392,11 @@ class RolloutSpec(ApiModel):
         default=None, description="Background analysis for the whole rollout"
     )
     progress_deadline_seconds: Annotated[int, Strict(), Field(ge=1, le=86_400)] = 600
+    min_ready_seconds: Annotated[int, Strict(), Field(ge=0, le=86_400)] = Field(
+        default=0,
+        description="A Ready pod counts as available once it has been Ready this long "
+        "(as a Deployment's minReadySeconds)",
+    )
     paused: bool = False
     revision_history_limit: Annotated[int, Field(ge=0, le=100)] = 10
     requires: PromotionGate | None = Field(

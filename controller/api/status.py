@@ -3,7 +3,10 @@
 Status is the controller's only memory. A controller killed at any instant and
 restarted carries on from these fields alone, so every timer (step start, pause,
 scale-down deadline) is stored as a timestamp here, never kept in process memory.
-Lists are bounded: measurements per metric and history entries keep the newest.
+Lists are bounded: measurements per metric and history entries keep the newest. Text is
+bounded too: every message is written cut to ``statusMessage`` characters (a measurement's
+evidence to ``measurementMessage``) with a marker saying how much was cut, however long
+the text a provider, a check or a policy produced (``controller.limits``).
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PlainSerializer
 
 from controller.api.common import ApiModel
+from controller.limits import MEASUREMENT_MESSAGE, truncate
 
 # Status times are written and read by ``controller.times``; importable from here too.
 from controller.times import parse_timestamp as parse_timestamp
@@ -32,6 +36,20 @@ class Phase(StrEnum):
 
 
 Verdict = Literal["Successful", "Failed", "Inconclusive", "Error", "Running", "Pending"]
+
+# Cut on the way out (``to_wire``): whatever produced the text, status stays small enough
+# to be written (a status patch over the apiserver's size limit would fail every pass).
+Message = Annotated[
+    str, PlainSerializer(lambda text: truncate(str(text)), return_type=str, when_used="always")
+]
+Evidence = Annotated[
+    str,
+    PlainSerializer(
+        lambda text: truncate(str(text), MEASUREMENT_MESSAGE.int),
+        return_type=str,
+        when_used="always",
+    ),
+]
 
 
 class StatusModel(ApiModel):
@@ -54,7 +72,7 @@ class Condition(StatusModel):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str = ""
-    message: str = ""
+    message: Message = ""
     last_transition_time: str | None = None
     observed_generation: int | None = None
 
@@ -63,7 +81,7 @@ class Measurement(StatusModel):
     value: str | None = Field(default=None, description="As measured; 'NaN'/'' when missing")
     phase: Verdict
     at: str
-    message: str = ""
+    message: Evidence = ""
 
 
 class MetricResult(StatusModel):
@@ -74,12 +92,17 @@ class MetricResult(StatusModel):
     inconclusive: int = 0
     error: int = 0
     consecutive_error: int = 0
+    unreachable_since: str | None = Field(
+        default=None,
+        description="With onProviderError: pause, when the provider stopped answering; "
+        "the metric waits and measures again at its interval until it answers",
+    )
     breach_since: str | None = Field(
         default=None, description="When the current threshold breach began (for `for`)"
     )
     query: str = ""
     job: str | None = Field(default=None, description="A job metric's Job now running")
-    message: str = ""
+    message: Message = ""
     measurements: Annotated[list[Measurement], Field(max_length=MAX_MEASUREMENTS)] = Field(
         default_factory=list
     )
@@ -88,12 +111,14 @@ class MetricResult(StatusModel):
 class AnalysisRunStatus(StatusModel):
     """One run of a set of templates: a step's, the background's, pre/post-promotion's."""
 
-    key: str = Field(description="e.g. 'step-2', 'background', 'prePromotion'")
+    key: str = Field(
+        description="e.g. 'step-2', 'gate-50', 'background', 'prePromotion', 'hook-preRollout'"
+    )
     revision: str
     phase: Verdict = "Running"
     started_at: str
     metrics: list[MetricResult] = Field(default_factory=list)
-    message: str = ""
+    message: Message = ""
 
 
 RevisionOutcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]
@@ -104,20 +129,20 @@ class HistoryEntry(StatusModel):
     revision: str
     images: dict[str, str] = Field(default_factory=dict)
     strategy: str = ""
-    requested_by: str = ""
-    reason: str = ""
+    requested_by: Message = ""
+    reason: Message = ""
     ci: dict[str, str] = Field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
     outcome: Literal["Progressing", RevisionOutcome] = "Progressing"
-    message: str = ""
-    events: list[str] = Field(default_factory=list, description="Policy decisions, approvals")
+    message: Message = ""
+    events: list[Message] = Field(default_factory=list, description="Policy decisions, approvals")
 
 
 class RolloutStatus(StatusModel):
     phase: Phase | None = None
     reason: str = ""
-    message: str = ""
+    message: Message = ""
     observed_generation: int | None = None
     current_step_index: int | None = None
     current_step_started_at: str | None = None

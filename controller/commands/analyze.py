@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from controller.exitcodes import Exit
 
@@ -266,11 +267,11 @@ def _print(
             else:
                 evidence = "within threshold throughout"
             table.add_row(
-                metric.name,
-                metric.outcome,
+                Text(metric.name),
+                Text(metric.outcome),
                 str(metric.measurements),
                 _when(event.at) if event is not None else "-",
-                evidence,
+                Text(evidence),  # Prometheus's words: never rich markup
                 str(len(metric.events)),
             )
         console.print(table)

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from controller.exitcodes import Exit
 from controller.times import timestamp
@@ -110,12 +111,12 @@ def backtest_rules(
             )
         )
     else:
-        table = Table(title=f"alert rules for revision {canary_hash} in {namespace}")
+        table = Table(title=Text(f"alert rules for revision {canary_hash} in {namespace}"))
         for column in ("RULE", "FOR", "WOULD HAVE FIRED", "LONGEST HELD", "PEAK"):
             table.add_column(column)
         for name, _query, for_s, f in results:
             table.add_row(
-                name,
+                Text(name),
                 f"{for_s:g}s",
                 _iso(f.fired_at) or "never",
                 f"{f.longest_seconds:g}s",
@@ -124,7 +125,7 @@ def backtest_rules(
         console = Console()
         console.print(table)
         for name, query, _for_s, _f in results:
-            console.print(f"{name}: {query}", highlight=False, soft_wrap=True)
+            console.print(Text(f"{name}: {query}"), highlight=False, soft_wrap=True)
     if any(f.fired_at is not None for *_rest, f in results):
         raise typer.Exit(Exit.ROLLED_BACK)
 

@@ -31,7 +31,12 @@ def controller(
     context: Annotated[str | None, typer.Option(help="kubeconfig context")] = None,
     namespace: Annotated[
         str | None,
-        typer.Option("--namespace", "-n", help="Watch this namespace only (default: all)"),
+        typer.Option(
+            "--namespace",
+            "-n",
+            envvar="DEPLOYCTL_WATCH_NAMESPACE",
+            help="Watch this namespace only (default: all)",
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent reconciles")] = 4,
     prometheus_url: Annotated[
@@ -70,9 +75,22 @@ def controller(
     ] = None,
     leader_elect: Annotated[bool, typer.Option(help="Only the Lease holder reconciles")] = True,
     lease_namespace: Annotated[
-        str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader Lease")
+        str,
+        typer.Option(
+            envvar="POD_NAMESPACE",
+            help="The controller's own namespace: the leader Lease, cluster-wide "
+            "DeliveryPolicies, webhook Secrets",
+        ),
     ] = "deployctl-system",
     lease_name: Annotated[str, typer.Option()] = "deployctl-controller",
+    service_account: Annotated[
+        str,
+        typer.Option(
+            envvar="POD_SERVICE_ACCOUNT",
+            help="The controller's ServiceAccount (in --lease-namespace); Rollouts' pods "
+            "may not use it",
+        ),
+    ] = "deployctl-controller",
     lease_duration: Annotated[float, typer.Option(min=1.0, help="Seconds")] = 15.0,
     renew_deadline: Annotated[float, typer.Option(min=0.5, help="Seconds")] = 10.0,
     retry_period: Annotated[float, typer.Option(min=0.1, help="Seconds")] = 2.0,
@@ -139,6 +157,7 @@ def controller(
         leader_elect=leader_elect,
         lease_namespace=lease_namespace,
         lease_name=lease_name,
+        service_account=service_account,
         identity=identity,
         lease_duration=lease_duration,
         renew_deadline=renew_deadline,

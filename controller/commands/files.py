@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from controller.exitcodes import Exit
 
@@ -112,7 +113,7 @@ def plan(
         for column in columns:
             table.add_column(column)
         for item in data:
-            table.add_row(*(_cell(item[c]) for c in columns))
+            table.add_row(*(Text(_cell(item[c])) for c in columns))
         console.print(table)
 
 

@@ -18,6 +18,7 @@ from rich.text import Text
 from controller.names import REVISION_LABEL
 from controller.times import parse_timestamp
 from controller.versions import version_label
+from strategies.runkeys import RunKey
 
 PHASE_COLOURS = {
     "Healthy": "green",
@@ -84,6 +85,13 @@ def summary_row(rollout: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def plain(value: object) -> Text:
+    """``value`` as text that is never read as rich markup: names, messages, annotations
+    and images come from the cluster, and ``[link=...]`` or ``[/x]`` in them must show
+    as written (markup in data would restyle the output or crash it)."""
+    return Text(str(value))
+
+
 def list_table(rollouts: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> Table:
     table = Table(box=None, pad_edge=False)
     columns = ["name", "strategy", "phase", "step", "weight", "stable", "canary", "age"]
@@ -93,10 +101,10 @@ def list_table(rollouts: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -
         table.add_column(column.upper())
     for rollout in rollouts:
         row = summary_row(rollout)
-        cells = [row[c] for c in columns]
+        cells = [plain(row[c]) for c in columns]
         colour = PHASE_COLOURS.get(row["phase"])
-        index = columns.index("phase")
-        cells[index] = f"[{colour}]{cells[index]}[/]" if colour else cells[index]
+        if colour:
+            cells[columns.index("phase")].stylize(colour)
         table.add_row(*cells)
     return table
 
@@ -113,6 +121,7 @@ def latest_measurements(status: Mapping[str, Any], revision: str | None) -> list
             out.append(
                 {
                     "run": run.get("key"),
+                    "about": describe_run(str(run.get("key", ""))),
                     "revision": run.get("revision"),
                     "metric": metric.get("name"),
                     "phase": metric.get("phase"),
@@ -122,10 +131,29 @@ def latest_measurements(status: Mapping[str, Any], revision: str | None) -> list
                     "successful": metric.get("successful", 0),
                     "failed": metric.get("failed", 0),
                     "inconclusive": metric.get("inconclusive", 0),
+                    "unreachableSince": metric.get("unreachableSince"),
                     "message": metric.get("message") or latest.get("message", ""),
                 }
             )
     return out
+
+
+def describe_run(key: str) -> str:
+    """An analysis run key as a person names it ("gate at 50%"); unknown keys as written."""
+    try:
+        return RunKey.parse(key).describe()
+    except ValueError:
+        return key
+
+
+def verdict_text(measurement: Mapping[str, Any]) -> Text:
+    """A metric's verdict for the status view; a provider that does not answer says so.
+    The phase and time are data, so they are styled, never read as markup."""
+    since = measurement.get("unreachableSince")
+    if since and measurement.get("phase") in ("Running", "Pending"):
+        return Text.assemble(("Unreachable", "yellow"), f" since {since}")
+    colour = {"Successful": "green", "Failed": "red"}.get(str(measurement["phase"]), "yellow")
+    return Text(str(measurement["phase"]), style=colour)
 
 
 def replicas_by_revision(replicasets: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
@@ -177,17 +205,20 @@ def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("Rollout", f"{doc['namespace']}/{doc['name']}  ({doc['strategy']})")
+    head.add_row("Rollout", plain(f"{doc['namespace']}/{doc['name']}  ({doc['strategy']})"))
     head.add_row(
-        "Phase", f"[{colour}]{doc['phase']}[/]" + (f"  {doc['reason']}" if doc["reason"] else "")
+        "Phase",
+        Text.assemble((str(doc["phase"]), colour), f"  {doc['reason']}" if doc["reason"] else ""),
     )
     if doc["message"]:
-        head.add_row("Message", Text(str(doc["message"])))
-    head.add_row("Step", f"{doc['step']}   weight {doc['weight']}")
-    head.add_row("Stable", doc["stable"])
-    head.add_row("Canary", doc["canary"])
+        head.add_row("Message", plain(doc["message"]))
+    head.add_row("Step", plain(f"{doc['step']}   weight {doc['weight']}"))
+    head.add_row("Stable", plain(doc["stable"]))
+    head.add_row("Canary", plain(doc["canary"]))
     if doc["pendingApproval"]:
-        head.add_row("Approval", f"[yellow]pending[/]: {doc['pendingApproval']}")
+        head.add_row(
+            "Approval", Text.assemble(("pending", "yellow"), f": {doc['pendingApproval']}")
+        )
     parts: list[RenderableType] = [head]
     if doc["replicas"]:
         replicas = Table(title="Replicas", title_justify="left", box=None)
@@ -202,7 +233,7 @@ def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
                 else "old"
             )
             replicas.add_row(
-                revision,
+                plain(revision),
                 role,
                 str(counts["desired"]),
                 str(counts["ready"]),
@@ -214,13 +245,12 @@ def status_view(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
         for column in ("RUN", "REVISION", "METRIC", "VERDICT", "LATEST", "OK/FAIL/INCONCL."):
             metrics.add_column(column)
         for m in doc["measurements"]:
-            verdict_colour = {"Successful": "green", "Failed": "red"}.get(str(m["phase"]), "yellow")
             metrics.add_row(
-                str(m["run"]),
-                str(m["revision"]),
-                str(m["metric"]),
-                f"[{verdict_colour}]{m['phase']}[/]",
-                format_value(m["value"]),
+                plain(m["about"]),
+                plain(m["revision"]),
+                plain(m["metric"]),
+                verdict_text(m),
+                plain(format_value(m["value"])),
                 f"{m['successful']}/{m['failed']}/{m['inconclusive']}",
             )
         parts.append(metrics)
@@ -291,14 +321,14 @@ def history_table(rows: list[dict[str, Any]]) -> Table:
         colour = {"Promoted": "green", "RolledBack": "red", "Aborted": "red"}.get(outcome)
         table.add_row(
             str(row["number"]),
-            str(row["revision"]),
-            row["version"] or "-",
-            ",".join(f"{k}={v}" for k, v in row["images"].items()),
-            str(row["strategy"]),
-            str(row["requestedBy"]) or "-",
-            str(row["reason"]) or "-",
-            f"[{colour}]{outcome}[/]" if colour else outcome,
-            row["duration"] or "-",
+            plain(row["revision"]),
+            plain(row["version"] or "-"),
+            plain(",".join(f"{k}={v}" for k, v in row["images"].items())),
+            plain(row["strategy"]),
+            plain(row["requestedBy"] or "-"),
+            plain(row["reason"] or "-"),
+            Text(outcome, style=colour or ""),
+            plain(row["duration"] or "-"),
         )
     return table
 
@@ -337,7 +367,7 @@ class Narrator:
             if m["at"]:
                 once(
                     ("m", m["run"], m["metric"], m["at"]),
-                    f"measured {m['metric']} ({m['run']}): {format_value(m['value'])} -> "
+                    f"measured {m['metric']} ({m['about']}): {format_value(m['value'])} -> "
                     f"{m['verdict']}",
                 )
         return out

@@ -46,6 +46,8 @@ def status(
     namespace: Namespace = None,
 ) -> None:
     """Phase, step, weight, replicas per revision, latest measurements, why it paused or aborted."""
+    from rich.text import Text
+
     from controller.commands.render import status_document, status_view
 
     session = connect(kubeconfig, context, namespace)
@@ -58,7 +60,11 @@ def status(
             console.print(status_view(rollout, _replicasets(session, name)))
             state = controller_state(session)
             if not state.running:
-                console.print(f"[yellow]warning:[/] no controller is running ({state.detail})")
+                console.print(
+                    Text.assemble(
+                        ("warning:", "yellow"), f" no controller is running ({state.detail})"
+                    )
+                )
         else:
             from rich.live import Live
 
@@ -114,7 +120,7 @@ def history(
     namespace: Namespace = None,
 ) -> None:
     """Revisions, versions, strategy, who, why, outcome and duration, oldest first."""
-    from controller.commands.render import history_rows, history_table
+    from controller.commands.render import history_rows, history_table, plain
 
     session = connect(kubeconfig, context, namespace)
     try:
@@ -126,15 +132,15 @@ def history(
             return
         console = Console()
         if requires:
-            console.print(f"promotion gate: requires {requires}")
+            console.print(plain(f"promotion gate: requires {requires}"))
         if not rows:
             console.print("no history yet")
             return
         console.print(history_table(rows))
         for row in rows:
             for event in row["events"]:
-                console.print(f"  #{row['number']}: {event}")
+                console.print(plain(f"  #{row['number']}: {event}"))
             if row["outcome"] in ("RolledBack", "Aborted") and row["message"]:
-                console.print(f"  #{row['number']} {row['outcome']}: {row['message']}")
+                console.print(plain(f"  #{row['number']} {row['outcome']}: {row['message']}"))
     finally:
         session.close()

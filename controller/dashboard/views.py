@@ -20,6 +20,7 @@ from controller.analysis.run import BoundMetric, resolve
 from controller.analysis.templating import TemplateError
 from controller.api import AnalysisTemplate, Rollout
 from controller.api import reasons as R
+from controller.bound_runs import hook_metrics
 from controller.commands.render import (
     age,
     history_rows,
@@ -29,7 +30,7 @@ from controller.commands.render import (
 )
 from controller.dashboard.charts import metric_chart, seconds_of
 from controller.names import ANALYSIS_LABEL, FOR_REVISION_LABEL, REVISION_LABEL
-from controller.reconciler import analysis_ref, hook_metrics
+from strategies.runkeys import RunKey, RunKind, analysis_ref
 
 Obj = Mapping[str, Any]
 PHASES = ("Progressing", "Paused", "Healthy", "Degraded", "RolledBack")
@@ -278,15 +279,13 @@ def analysis_runs(
 
 
 def _run_title(key: str) -> str:
-    if key.startswith("step-"):
-        return f"step {int(key.removeprefix('step-')) + 1} analysis"
-    if key.startswith("gate-"):
-        return f"gate at {key.removeprefix('gate-')}%"
-    if key.startswith("hook-"):
-        return f"{key.removeprefix('hook-')} hook"
-    return {"background": "background analysis", "prePromotion": "pre-promotion analysis"}.get(
-        key, "post-promotion analysis" if key == "postPromotion" else key
-    )
+    try:
+        run_key = RunKey.parse(key)
+    except ValueError:
+        return key
+    if run_key.kind is RunKind.STEP and run_key.number is not None:
+        return f"step {run_key.number + 1} analysis"  # steps are numbered from 1 here
+    return run_key.describe()
 
 
 def _bound_metrics(
@@ -294,13 +293,13 @@ def _bound_metrics(
 ) -> dict[str, BoundMetric]:
     if model is None:
         return {}
-    hooks_bound = hook_metrics(model, key)
-    if hooks_bound is not None:
-        return {b.metric.name: b for b in hooks_bound}
     try:
-        ref = analysis_ref(model, key)
-    except (ValueError, IndexError):
+        run_key = RunKey.parse(key)
+    except ValueError:
         return {}
+    if run_key.is_hook:
+        return {b.metric.name: b for b in hook_metrics(model, run_key)}
+    ref = analysis_ref(model, run_key)
     if ref is None:
         return {}
     try:

@@ -15,17 +15,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.kube.kinds import Obj
+from controller.limits import STATUS_MESSAGE, truncate
 
 COMPONENT = "deployctl"
-MAX_EVENT_MESSAGE = 1024
+MAX_EVENT_MESSAGE = STATUS_MESSAGE.int
 _EVENT_CACHE_SIZE = 4096
 
 
 def event_text(message: str) -> str:
-    """The message as an Event carries it: at most ``MAX_EVENT_MESSAGE`` characters."""
-    if len(message) <= MAX_EVENT_MESSAGE:
-        return message
-    return message[: MAX_EVENT_MESSAGE - 1] + "…"
+    """The message as an Event carries it: at most ``MAX_EVENT_MESSAGE`` characters, cut
+    with a marker saying how much (``controller.limits``)."""
+    return truncate(message, MAX_EVENT_MESSAGE)
 
 
 def event_name(involved: Mapping[str, Any], *, type: str, reason: str, text: str) -> str:

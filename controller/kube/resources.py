@@ -427,10 +427,12 @@ class Kube(Transport):
         items = list(listing.get("items") or [])
         return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
 
-    def read_configmap(self, namespace: str, name: str) -> dict[str, str]:
-        """A ConfigMap's data (alert rules files named by ``alertRules``)."""
+    def read_configmap_version(self, namespace: str, name: str) -> tuple[str, dict[str, str]]:
+        """A ConfigMap's ``resourceVersion`` and data (alert rules files named by
+        ``alertRules``), so that what was parsed can be kept per version."""
         obj = self._request("get", CONFIGMAPS, method="GET", namespace=namespace, name=name)
-        return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+        data = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+        return str((obj.get("metadata") or {}).get("resourceVersion", "")), data
 
     def may(
         self, verb: str, kind: KindRef, namespace: str | None, name: str | None = None
@@ -457,6 +459,19 @@ class Kube(Transport):
         return bool(status.get("allowed")), reason
 
     # --- policy ------------------------------------------------------------------
+
+    def read_secret_annotated(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """A Secret's annotations and decoded data; for webhook URLs, whose Secret says
+        which namespaces' policies may use it. Never log the data."""
+        obj = self._request("get", SECRETS, method="GET", namespace=namespace, name=name)
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        data = obj.get("data") or {}
+        return {str(k): str(v) for k, v in annotations.items()}, {
+            str(key): base64.b64decode(str(value)).decode("utf-8", "replace")
+            for key, value in data.items()
+        }
 
     def admission_problem(self, policies: tuple[str, ...], bindings: tuple[str, ...]) -> str | None:
         """None when every named ValidatingAdmissionPolicy exists and every named binding

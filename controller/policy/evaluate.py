@@ -22,14 +22,15 @@ record. Pure: ``now`` is given, nothing is read or written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from controller.api import Rollout
 from controller.api import reasons as r
-from controller.api.policy import DeliveryPolicy, Exemption, Freeze
+from controller.api.policy import ApprovalRule, DeliveryPolicy, Exemption, Freeze
+from controller.limits import FREEZE_CHAIN, FREEZE_HORIZON
 from controller.policy.approvals import (
     ApprovalState,
     MajorChange,
@@ -80,7 +81,20 @@ def policy_name(policy: DeliveryPolicy) -> str:
     return f"{meta.namespace}/{meta.name}" if meta.namespace else str(meta.name)
 
 
-def selects(policy: DeliveryPolicy, rollout: Rollout) -> bool:
+NamespaceLabels = Mapping[str, str] | None
+"""The labels of the Rollout's Namespace; None when the controller cannot read them
+(a namespaced install): a ``namespaceSelector`` then counts as matching, so a policy
+that may apply is applied rather than skipped."""
+
+
+def selects(
+    policy: DeliveryPolicy, rollout: Rollout, namespace_labels: NamespaceLabels = None
+) -> bool:
+    """Whether ``policy``'s namespaceSelector and selector both take ``rollout``."""
+    by_namespace = policy.spec.namespace_selector
+    if by_namespace is not None and namespace_labels is not None:
+        if any(namespace_labels.get(k) != v for k, v in by_namespace.match_labels.items()):
+            return False
     selector = policy.spec.selector
     if selector is None:
         return True
@@ -89,11 +103,19 @@ def selects(policy: DeliveryPolicy, rollout: Rollout) -> bool:
 
 
 def applicable_policies(
-    policies: Sequence[DeliveryPolicy], rollout: Rollout, *, controller_namespace: str
+    policies: Sequence[DeliveryPolicy],
+    rollout: Rollout,
+    *,
+    controller_namespace: str,
+    namespace_labels: NamespaceLabels = None,
 ) -> list[DeliveryPolicy]:
     """Policies in the Rollout's namespace or the controller's (the cluster default)."""
     namespaces = {rollout.metadata.namespace, controller_namespace}
-    return [p for p in policies if p.metadata.namespace in namespaces and selects(p, rollout)]
+    return [
+        p
+        for p in policies
+        if p.metadata.namespace in namespaces and selects(p, rollout, namespace_labels)
+    ]
 
 
 def _freezes(
@@ -132,9 +154,15 @@ def _frozen(
     period: FreezePeriod, *, override: Override | None, refused: str, events: list[PolicyEvent]
 ) -> PolicyDecision:
     until = period.end
+    bound = "at least " if period.at_least else ""
+    followed = (
+        f" (chained freezes followed as far as {FREEZE_CHAIN} / {FREEZE_HORIZON})"
+        if period.at_least
+        else ""
+    )
     message = (
-        f"frozen until {until.isoformat()} by {period.describe()} in policy {period.policy}"
-        + _override_hint(override, refused, period.exemptions)
+        f"frozen until {bound}{until.isoformat()} by {period.describe()} in policy "
+        f"{period.policy}{followed}" + _override_hint(override, refused, period.exemptions)
     )
     return PolicyDecision(
         verdict="Wait",
@@ -152,21 +180,39 @@ def evaluate(
     now: datetime,
     override: Override | None,
     major_change: MajorChange = major_version_changed,
+    namespace_labels: NamespaceLabels = None,
     approvals_verified: bool = False,
 ) -> PolicyDecision:
     """Whether the new revision of ``rollout`` may start at ``now`` under ``policies``.
 
     ``policies`` are those that apply (see ``applicable_policies``); each is narrowed by
-    its ``selector`` again here, so passing a namespace's whole list is also correct.
+    its selectors again here, so passing a namespace's whole list is also correct. A
+    policy with ``overrideApproval`` whose freeze or window is overridden adds an
+    approval rule of its own: the override waits for ``deployctl approve``.
     ``approvals_verified``: whether the API server vouches for approvers' names (see
     ``controller.policy.approvals``); approval messages say "unverified" otherwise.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    active = [p for p in policies if selects(p, rollout)]
+    active = [p for p in policies if selects(p, rollout, namespace_labels)]
     events: list[PolicyEvent] = []
     notes: list[str] = []
     overridden = False
+    by_name = {policy_name(p): p for p in active}
+    override_rules: dict[str, tuple[str, ApprovalRule]] = {}
+
+    def needs_approval(name: str) -> None:
+        policy = by_name.get(name)
+        if policy is not None and policy.spec.override_approval is not None:
+            # Four eyes: whoever asked for the override may not approve it as well.
+            rule = ApprovalRule(
+                name="override",
+                groups=policy.spec.override_approval.groups,
+                require_different_approver=True,
+                message="an override of this policy needs an approval",
+            )
+            override_rules[name] = (f"{policy.metadata.name or '?'}/override", rule)
+
     refused = override.problem if override is not None else ""
     usable = override if override is not None and not refused else None
     if refused:
@@ -189,6 +235,7 @@ def evaluate(
             notes.append(text)
             events.append(PolicyEvent("Normal", r.POLICY_OVERRIDDEN, text))
             overridden = True
+            needs_approval(p.policy)
 
     # 2. Windows: every policy that lists some must have one open.
     for policy in active:
@@ -204,6 +251,7 @@ def evaluate(
             notes.append(text)
             events.append(PolicyEvent("Normal", r.POLICY_OVERRIDDEN, text))
             overridden = True
+            needs_approval(name)
             continue
         opening = state.next
         where = f" ({describe(opening.window)})" if opening else ""
@@ -221,10 +269,9 @@ def evaluate(
         )
 
     # 3. Approvals.
+    rules = matching_rules(rollout, active, major_change=major_change)
     approval = policy_approval(
-        rollout,
-        matching_rules(rollout, active, major_change=major_change),
-        verified=approvals_verified,
+        rollout, [*rules, *override_rules.values()], verified=approvals_verified
     )
     if approval.pending:
         return PolicyDecision(

@@ -19,17 +19,16 @@ so the repeated hour of an autumn change is judged by the real clock.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from controller.api.policy import Exemption, Freeze, parse_instant, zone
+from controller.limits import FREEZE_CHAIN, FREEZE_HORIZON
 
 # Matches of a schedule later than now on the wall clock but earlier in real time (the
 # repeated hour in autumn) are found by starting the backwards search this far ahead.
 _FOLD_MARGIN = timedelta(hours=3)
-# Bound on chained freezes (one ending inside the next) followed to find the real end.
-_MAX_CHAIN = 64
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,10 @@ class FreezePeriod:
     start: datetime
     end: datetime
     exemptions: tuple[Exemption, ...] = ()
+
+    at_least: bool = False
+    """The chain of freezes was followed as far as ``freezeChain``/``freezeHorizon``
+    allow: the rollout is frozen until ``end`` *at least*."""
 
     def describe(self) -> str:
         what = f"freeze {self.freeze.name!r}"
@@ -64,7 +67,10 @@ def in_force(freeze: Freeze, now: datetime) -> FreezePeriod | None:
         return None
     length = timedelta(seconds=freeze.duration or 0)
     wall_now = now.astimezone(tz).replace(tzinfo=None)
-    for wall in freeze.cron().occurrences_before(wall_now + _FOLD_MARGIN):
+    # Wall times after now can only be earlier in real time in an autumn change's
+    # repeated hour; without a change in the next hours, start the search at now.
+    margin = _FOLD_MARGIN if _offset_changes(now, tz) else timedelta(0)
+    for wall in freeze.cron().occurrences_before(wall_now + margin):
         start = wall.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
         if start.astimezone(UTC) > now:
             continue
@@ -74,6 +80,12 @@ def in_force(freeze: Freeze, now: datetime) -> FreezePeriod | None:
             return FreezePeriod(freeze=freeze, policy="", start=start, end=end)
         return None
     return None
+
+
+def _offset_changes(now: datetime, tz: ZoneInfo) -> bool:
+    """Whether ``tz``'s UTC offset changes within ``_FOLD_MARGIN`` either side of ``now``."""
+    offsets = {(now + delta).astimezone(tz).utcoffset() for delta in (-_FOLD_MARGIN, _FOLD_MARGIN)}
+    return len(offsets | {now.astimezone(tz).utcoffset()}) > 1
 
 
 def _end(wall: datetime, start: datetime, length: timedelta, tz: ZoneInfo) -> datetime:
@@ -127,14 +139,19 @@ def frozen_until(
     """The period whose end is the first moment no freeze is in force, or None.
 
     Freezes that overlap or follow each other without a gap are chained: a freeze until
-    Friday followed by a weekend freeze keeps the rollout waiting until Monday.
+    Friday followed by a weekend freeze keeps the rollout waiting until Monday. The chain
+    is followed at most ``freezeChain`` links and ``freezeHorizon`` ahead; a period found
+    at that bound has ``at_least`` set (the caller looks again long before it ends).
     """
     last: FreezePeriod | None = None
     moment = now
-    for _ in range(_MAX_CHAIN):
+    horizon = now.astimezone(UTC) + timedelta(seconds=FREEZE_HORIZON.value)
+    for _ in range(FREEZE_CHAIN.int):
         periods = periods_in_force(freezes, moment)
         if not periods:
-            break
+            return last
         last = periods[-1]
         moment = last.end
-    return last
+        if moment.astimezone(UTC) >= horizon:
+            break
+    return replace(last, at_least=True) if last is not None else None

@@ -21,11 +21,11 @@ from datetime import datetime
 from controller.api import reasons as r
 from controller.api.reasons import ConditionType, set_condition
 from controller.api.status import MAX_HISTORY, Phase, RolloutStatus
+from controller.limits import truncate
 from controller.policy.evaluate import PolicyDecision
 from controller.times import timestamp
 
 MAX_NOTES = 20
-MAX_MESSAGE = 1024
 HOLD_REASONS = frozenset({r.FROZEN_UNTIL, r.OUTSIDE_WINDOW, r.AWAITING_APPROVAL, r.AWAITING_GATE})
 
 
@@ -38,7 +38,7 @@ def hold(
     generation: int | None,
 ) -> RolloutStatus:
     """``status`` with the new revision held: Paused, ``reason``, ``message``."""
-    message = message[:MAX_MESSAGE]
+    message = truncate(message)
     conditions = set_condition(
         status.conditions,
         ConditionType.PROGRESSING,
@@ -102,6 +102,6 @@ def record(status: RolloutStatus, *, revision: str, notes: Sequence[str]) -> Rol
     open_entries = [i for i in candidates if history[i].outcome == "Progressing"]
     index = (open_entries or candidates)[-1]
     entry = history[index]
-    events = [*entry.events, *(n[:MAX_MESSAGE] for n in notes)][-MAX_NOTES:]
+    events = [*entry.events, *(truncate(n) for n in notes)][-MAX_NOTES:]
     history[index] = entry.model_copy(update={"events": events})
     return status.model_copy(update={"history": history[-MAX_HISTORY:]})

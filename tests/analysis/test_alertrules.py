@@ -250,3 +250,44 @@ def test_scoped_queries_are_parsed_once_per_rule_and_revision() -> None:
     assert scoped(high, dict(CANARY)) is first  # the cached answer, not a second parse
     other = scoped(high, {**CANARY, "revision": "other1"})
     assert other is not first and 'revision="other1"' in other.query
+
+
+def alias_bomb(levels: int = 8, fan_out: int = 10) -> str:
+    """A rules file of a few hundred bytes standing for fan_out**levels rules."""
+    lines = ['r0: &r0 {alert: X, expr: "up > 0"}']
+    for level in range(1, levels + 1):
+        lines.append(f"r{level}: &r{level} [" + ", ".join([f"*r{level - 1}"] * fan_out) + "]")
+    return "\n".join(lines) + f"\ngroups: [{{name: g, rules: *r{levels}}}]\n"
+
+
+def test_yaml_aliases_are_refused_before_they_are_expanded() -> None:
+    text = alias_bomb()
+    assert len(text) < 1024  # 10**8 rules once expanded
+    with pytest.raises(RulesError) as refused:
+        load_rules(text, source="ConfigMap shop/alerts key rules.yaml")
+    assert str(refused.value) == (
+        "ConfigMap shop/alerts key rules.yaml: line 2: YAML aliases (*name) are not accepted "
+        "in rules files (limit yamlAliases: 0); write the rules out"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("groups: []\n# " + "x" * (600 * 1024), r"is 600 KiB \(limit alertRulesFile: 512 KiB\)"),
+        (
+            "groups: [{name: g, rules: [" + ", ".join(["{record: r, expr: up}"] * 1001) + "]}]",
+            r"has 1001 rules \(limit alertRulesPerFile: 1000\)",
+        ),
+        (
+            "groups: [{name: g, rules: [{alert: Long, expr: '" + "1+" * 5000 + "1'}]}]",
+            r"rule Long: the expression has 10001 characters "
+            r"\(limit alertRuleExpression: 8192 chars\)",
+        ),
+        ("[" * 100 + "]" * 100, "nest"),
+    ],
+    ids=["file-size", "rule-count", "expression-length", "nesting"],
+)
+def test_rules_files_are_bounded_and_the_error_names_the_limit(text: str, message: str) -> None:
+    with pytest.raises(RulesError, match=message):
+        load_rules(text)

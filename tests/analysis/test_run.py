@@ -74,18 +74,44 @@ def test_count_of_only_missing_data_never_succeeds() -> None:
     assert phases[-1] == "Inconclusive"
 
 
-def test_errors_are_counted_as_inconclusive() -> None:
-    run, phases = feed(metric(inconclusiveLimit=1), [OK, DOWN, DOWN])
-    assert phases == ["Running", "Running", "Inconclusive"]
+def test_an_unreachable_provider_pauses_whatever_the_limits_are() -> None:
+    """onProviderError: pause (the default): no limit counts an outage; it waits."""
+    for limits in (
+        {"inconclusiveLimit": 0, "consecutiveErrorLimit": 0},
+        {"inconclusiveLimit": 30, "consecutiveErrorLimit": 4},
+    ):
+        run, phases = feed(metric(**limits), [OK] + [DOWN] * 40)
+        assert set(phases) == {"Running"}, limits
+        result = run.metrics[0]
+        assert result.unreachable_since == "2024-05-01T12:00:10Z"  # the first failed attempt
+        assert (result.error, result.consecutive_error, result.inconclusive) == (40, 40, 0)
+        # One entry for the whole outage (the latest attempt); the evidence before it stays.
+        assert [m.phase for m in result.measurements] == ["Successful", "Error"]
+        assert result.measurements[-1].at == "2024-05-01T12:06:40Z"
+        assert "unreachable since 2024-05-01T12:00:10Z (40 attempt(s))" in result.message
+        assert "onProviderError: pause" in result.message
+
+
+def test_the_provider_answering_again_ends_the_wait_and_the_run_goes_on() -> None:
+    run, phases = feed(metric(count=3), [OK, DOWN, DOWN, OK, OK])
+    assert phases == ["Running"] * 4 + ["Successful"]
     result = run.metrics[0]
-    assert (result.error, result.consecutive_error, result.inconclusive) == (2, 2, 2)
-    assert [m.phase for m in result.measurements] == ["Successful", "Error", "Error"]
-    assert run.phase == "Inconclusive" and run.message == "error-rate: Prometheus unavailable"
+    assert result.unreachable_since is None and result.consecutive_error == 0
+    assert [m.phase for m in result.measurements] == [
+        "Successful",
+        "Error",
+        "Successful",
+        "Successful",
+    ]
 
 
-def test_consecutive_error_limit_without_inconclusive_room() -> None:
-    _, phases = feed(metric(inconclusiveLimit=10, consecutiveErrorLimit=1), [DOWN, DOWN])
+def test_on_provider_error_abort_counts_towards_consecutive_error_limit() -> None:
+    abort = metric(onProviderError="abort", inconclusiveLimit=10, consecutiveErrorLimit=1)
+    run, phases = feed(abort, [DOWN, DOWN])
     assert phases == ["Running", "Error"]
+    result = run.metrics[0]
+    assert result.unreachable_since is None and result.inconclusive == 0
+    assert "consecutiveErrorLimit 1, onProviderError: abort" in result.message
 
 
 def test_a_rejected_query_is_an_error_at_once() -> None:
@@ -175,7 +201,8 @@ def test_engine_measures_due_metrics_with_resolved_args() -> None:
     assert measurer.queries == ['x{s="shop",r="abc"}'] * 2
     assert run.phase == "Successful"
     assert run.metrics[0].query == 'x{s="shop",r="abc"}'
-    assert engine.next_due(run, templates=templates, ref=ref, now=at(10)) is None
+    bound = engine.bind(templates, ref, revision="abc", context=CONTEXT)
+    assert next_due(run, [b.metric for b in bound], now=at(10)) is None
 
 
 def test_engine_relative_metric_asks_the_same_query_about_stable() -> None:
@@ -230,9 +257,9 @@ def test_unknown_template_is_an_error_result() -> None:
     )
 
 
-def test_unreachable_prometheus_is_recorded_as_error_then_inconclusive() -> None:
+def test_unreachable_prometheus_keeps_the_run_running_and_measures_again() -> None:
     down = QueryFailure(kind="unavailable", query="q", message="Prometheus at x unavailable")
-    measurer = ScriptedMeasurer(iter([value(0.01), down]))
+    measurer = ScriptedMeasurer(iter([value(0.01), down, value(0.02)]))
     engine = AnalysisEngine(measurer)
     ref = AnalysisRef.model_validate({"templates": [{"name": "http-health"}]})
     run = start_run(key="k", revision="abc", metrics=[], now=T0)
@@ -241,7 +268,34 @@ def test_unreachable_prometheus_is_recorded_as_error_then_inconclusive() -> None
             run, templates={"http-health": TEMPLATE}, ref=ref, context=CONTEXT, now=at(second)
         )
     assert [m.phase for m in run.metrics[0].measurements] == ["Successful", "Error"]
-    assert run.phase == "Inconclusive"
+    assert run.phase == "Running" and run.metrics[0].unreachable_since is not None
+    bound = engine.bind({"http-health": TEMPLATE}, ref, revision="abc", context=CONTEXT)
+    assert next_due(run, [b.metric for b in bound], now=at(10)) == at(20)  # its interval
+    run = engine.advance(
+        run, templates={"http-health": TEMPLATE}, ref=ref, context=CONTEXT, now=at(20)
+    )
+    assert run.metrics[0].unreachable_since is None
+
+
+def test_a_template_that_does_not_render_is_an_error_at_once() -> None:
+    """Waiting cannot cure it, so the outage rule does not apply: Error, whatever the limits."""
+    bad = template(
+        {
+            "name": "m",
+            "threshold": {"max": 1},
+            "inconclusiveLimit": 100,
+            "provider": {"prometheus": {"query": "rate(x[{{args.window}}])"}},
+        },
+        args=[{"name": "window", "value": "1m] or vector(1"}],
+    )
+    run = AnalysisEngine(ScriptedMeasurer(iter([]))).advance(
+        start_run(key="k", revision="abc", metrics=[], now=T0),
+        templates={"http-health": bad},
+        ref=AnalysisRef.model_validate({"templates": [{"name": "http-health"}]}),
+        context=CONTEXT,
+        now=at(0),
+    )
+    assert run.phase == "Error" and run.metrics[0].unreachable_since is None
 
 
 @dataclass

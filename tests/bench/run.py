@@ -169,10 +169,11 @@ class Cluster:
         return name
 
     def service(self, ns: str, name: str, app: str) -> None:
+        """A Service the Rollout named ``app`` may manage (the consent annotation)."""
         self.core.create_namespaced_service(
             ns,
             {
-                "metadata": {"name": name},
+                "metadata": {"name": name, "annotations": {"deployctl.io/rollout": app}},
                 "spec": {"selector": {"app": app}, "ports": [{"port": 8080}]},
             },
         )

@@ -134,7 +134,7 @@ def test_narrator_tells_each_measurement_once() -> None:
     rollout = _rollout(1, observedGeneration=1, phase="Progressing", analysisRuns=[run])
     narrator = Narrator("new", generation=1)
     first = narrator.lines(rollout)
-    assert any("measured error-rate (step-1): 0.3 -> Failed" in line for line in first)
+    assert any("measured error-rate (step 1 analysis): 0.3 -> Failed" in line for line in first)
     assert narrator.lines(rollout) == []
 
 
@@ -157,3 +157,41 @@ def test_history_rows_number_oldest_first_with_versions_and_durations() -> None:
         (1, "1.4.2", "3m05s"),
         (2, "", ""),
     ]
+
+
+HOSTILE_TEXT = "[link=https://evil.example]update[/link] [/x] [bold red]urgent"
+
+
+def test_data_from_the_cluster_is_printed_as_written_never_as_markup() -> None:
+    """An annotation or a message with rich markup used to restyle the output, or crash
+    ``deployctl history`` (``[/x]`` closes a tag that is not open)."""
+    from rich.console import Console
+
+    from controller.commands.render import history_table, list_table, status_view
+
+    rollout = {
+        "metadata": {"name": "shop", "namespace": "t", "creationTimestamp": "2026-12-01T00:00:00Z"},
+        "spec": {"strategy": {"canary": {}}},
+        "status": {
+            "phase": "Paused",
+            "reason": "FrozenUntil",
+            "message": HOSTILE_TEXT,
+            "history": [
+                {
+                    "revision": "abc",
+                    "images": {"app": "shop/x:[/y]"},
+                    "requestedBy": "[bold]me",
+                    "reason": HOSTILE_TEXT,
+                    "outcome": "Promoted",
+                    "events": [HOSTILE_TEXT],
+                }
+            ],
+        },
+    }
+    console = Console(record=True, width=400, color_system=None)
+    console.print(history_table(history_rows(rollout)))
+    console.print(status_view(rollout, []))
+    console.print(list_table([rollout], all_namespaces=True))
+    text = console.export_text()
+    assert text.count(HOSTILE_TEXT) == 2  # the history's reason and the status message
+    assert "shop/x:[/y]" in text and "[bold]me" in text

@@ -103,7 +103,7 @@ def test_a_broken_canary_rolls_back_before_your_eyes(
 ) -> None:
     ns = cluster.namespace
     for service in ("shop", "shop-stable", "shop-canary"):
-        cluster.create_service(service, {"app": "shop"})
+        cluster.create_service(service, {"app": "shop"}, rollout="shop")
     cluster.create_template(TEMPLATE)
     controller = start_controller(
         [

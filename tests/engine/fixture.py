@@ -3,9 +3,9 @@
 ``Fixture`` seeds a Rollout (and its Services, HTTPRoute, templates, policies), runs
 one ``Reconciler.reconcile`` with ``run()`` and returns the pass's calls. ``settle()``
 then plays what those writes lead to in the caches (the status stored, ReplicaSets
-created or scaled with every pod available, selectors and weights set), so a test
-reaches a later state through the controller's own passes instead of hand-built
-status. A revision listed in ``unavailable`` never gets an available pod.
+created or scaled with their pods, every one Ready, selectors and weights set), so a
+test reaches a later state through the controller's own passes instead of hand-built
+status. A revision listed in ``unavailable`` never gets a Ready pod.
 """
 
 from __future__ import annotations
@@ -74,15 +74,27 @@ def rollout_object(
     }
 
 
+# Shared objects consent to the Rollout (controller.tenancy); without it nothing is written.
+CONSENT = {"deployctl.io/rollout": NAME}
+
+
 def service_object(name: str, revision: str | None = None) -> Obj:
     selector = {"app": NAME, **({REVISION_LABEL: revision} if revision else {})}
-    return {"metadata": {"name": name, "namespace": NS}, "spec": {"selector": selector}}
+    return {
+        "metadata": {"name": name, "namespace": NS, "annotations": dict(CONSENT)},
+        "spec": {"selector": selector},
+    }
 
 
 def route_object(weights: Mapping[str, int] | None = None) -> Obj:
     weights = weights or {STABLE_SVC: 100, CANARY_SVC: 0}
     return {
-        "metadata": {"name": ROUTE, "namespace": NS, "resourceVersion": "1"},
+        "metadata": {
+            "name": ROUTE,
+            "namespace": NS,
+            "resourceVersion": "1",
+            "annotations": dict(CONSENT),
+        },
         "spec": {
             "rules": [{"backendRefs": [{"name": s, "weight": w} for s, w in weights.items()]}]
         },
@@ -208,6 +220,7 @@ class Fixture:
                 "status": self._rs_status(revision, replicas),
             }
         )
+        self._pods_for(revision, replicas)
 
     def settle(self) -> None:
         """What the last pass's writes lead to, as the caches would then show it."""
@@ -231,8 +244,10 @@ class Fixture:
                 rs["spec"]["replicas"] = replicas
                 rs["status"] = self._rs_status(name.removeprefix(f"{NAME}-"), replicas)
                 self.replicasets.put(rs)
+                self._pods_for(name.removeprefix(f"{NAME}-"), replicas)
             elif kind == "delete":
                 self.replicasets.objects.pop((NS, call[1]))
+                self._pods_for(call[1].removeprefix(f"{NAME}-"), 0)
             elif kind == "select":
                 _, name, revision = call
                 service = self.services.get(NS, name)
@@ -248,6 +263,42 @@ class Fixture:
         _result, calls = self.run()
         self.settle()
         return calls
+
+    def ready(self, revision: str) -> None:
+        """The revision's pods become Ready (it is no longer ``unavailable``)."""
+        self.unavailable.discard(revision)
+        rs = self.replicasets.get(NS, self.rs_name(revision))
+        assert rs is not None
+        self._pods_for(revision, int(rs["spec"]["replicas"]))
+
+    def _pods_for(self, revision: str, replicas: int) -> None:
+        """The revision's pods as the ReplicaSet controller and the kubelet leave them:
+        ``replicas`` of them, Ready unless the revision is ``unavailable`` (the
+        controller counts pods, not ReplicaSet status)."""
+        prefix = f"{self.rs_name(revision)}-"
+        for key in [k for k in self.pods.objects if k[1].startswith(prefix)]:
+            self.pods.objects.pop(key)
+        ready = "False" if revision in self.unavailable else "True"
+        for index in range(replicas):
+            self.pods.put(
+                {
+                    "metadata": {
+                        "name": f"{prefix}{index}",
+                        "namespace": NS,
+                        "labels": {"app": NAME, ROLLOUT_LABEL: NAME, REVISION_LABEL: revision},
+                    },
+                    "status": {
+                        "phase": "Running",
+                        "conditions": [
+                            {
+                                "type": "Ready",
+                                "status": ready,
+                                "lastTransitionTime": "2026-03-01T11:00:00Z",
+                            }
+                        ],
+                    },
+                }
+            )
 
     def _rs_status(self, revision: str, replicas: int) -> Obj:
         ready = 0 if revision in self.unavailable else replicas

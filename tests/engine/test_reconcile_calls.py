@@ -126,10 +126,12 @@ def test_superseding_a_canary_scales_up_moves_traffic_then_scales_down() -> None
     fixture.edit_spec(image="shop/checkout:3")
     second = fixture.revision
     _result, calls = fixture.run()
+    # The canary Service loses its weight, so the route moves first: it never sends
+    # traffic to a Service that already selects the new revision's not-ready pods.
     assert calls == [
         ("create", fixture.rs_name(second), 1),
-        ("select", CANARY_SVC, second),
         ("weights", ROUTE, {STABLE_SVC: 100, CANARY_SVC: 0}),
+        ("select", CANARY_SVC, second),
         ("scale", fixture.rs_name(first), 0),
         ("status", "checkout"),
         ("event", "Normal", "Superseded"),
@@ -271,11 +273,7 @@ def test_requeue_follows_the_pause_the_next_measurement_and_the_safety_resync() 
     result, _calls = fixture.run()
     fixture.settle()
     assert result.requeue_after == SAFETY_RESYNC  # waiting for pods: events wake it
-    fixture.unavailable.clear()
-    canary_rs = fixture.replicasets.get(NS, fixture.rs_name(fixture.revision))
-    assert canary_rs is not None
-    canary_rs["status"].update(readyReplicas=1, availableReplicas=1)
-    fixture.replicasets.put(canary_rs)
+    fixture.ready(fixture.revision)
     result, _calls = fixture.run()
     fixture.settle()
     assert result.requeue_after == 45  # the pause step's whole duration
@@ -376,3 +374,25 @@ def test_blue_green_switches_the_active_service_then_scales_the_old_revision_dow
         ("status", "checkout"),
         ("event", "Normal", "ScaledDown"),
     ]
+
+
+def test_a_service_without_consent_is_never_written_and_the_rollout_says_why() -> None:
+    fixture = Fixture(rollout_object(canary_spec(STEPS)))
+    stable = fixture.services.get(NS, STABLE_SVC)
+    assert stable is not None
+    del stable["metadata"]["annotations"]  # another team's Service
+    fixture.services.put(stable)
+    calls = fixture.pass_and_settle()
+    assert calls == [("status", "checkout"), ("event", "Warning", "InvalidSpec")]
+    assert fixture.status["reason"] == "InvalidSpec"
+    assert (
+        f"`kubectl -n {NS} annotate service {STABLE_SVC} deployctl.io/rollout=checkout`"
+        in fixture.status["message"]
+    )
+    # Consent given: the pass goes on and the InvalidSpec condition turns False.
+    stable["metadata"]["annotations"] = {"deployctl.io/rollout": "checkout"}
+    fixture.services.put(stable)
+    calls = fixture.pass_and_settle()
+    assert calls[0][0] == "create" and ("select", STABLE_SVC, fixture.revision) in calls
+    conditions = {c["type"]: c for c in fixture.status["conditions"]}
+    assert conditions["InvalidSpec"]["status"] == "False"

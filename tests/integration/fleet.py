@@ -196,7 +196,7 @@ class Fleet:
             cluster = member.cluster(namespace)
             cluster.core.create_namespace({"metadata": {"name": namespace}})
             for service in ("shop", "shop-stable", "shop-canary"):
-                cluster.create_service(service, {"app": "shop"})
+                cluster.create_service(service, {"app": "shop"}, rollout="shop")
             cluster.create_template(ERRORS)
             steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
             if member.name in analysed:

@@ -164,11 +164,16 @@ class Cluster:
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.rollout(name).get("status") or {})
 
-    def create_service(self, name: str, selector: Mapping[str, str]) -> None:
+    def create_service(
+        self, name: str, selector: Mapping[str, str], *, rollout: str | None
+    ) -> None:
+        """A Service; ``rollout`` names the Rollout that may manage it (the consent
+        annotation), None: no Rollout may."""
+        annotations = {"deployctl.io/rollout": rollout} if rollout else {}
         self.core.create_namespaced_service(
             self.namespace,
             {
-                "metadata": {"name": name},
+                "metadata": {"name": name, "annotations": annotations},
                 "spec": {"selector": dict(selector), "ports": [{"port": 8080}]},
             },
         )

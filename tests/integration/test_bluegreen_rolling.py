@@ -62,8 +62,8 @@ def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(
     cluster: Cluster, start_controller: Any, traffic: Any
 ) -> None:
     for service in ("pay", "pay-preview"):
-        cluster.create_service(service, {"app": "pay"})
-    cluster.create_service("cat", {"app": "cat"})
+        cluster.create_service(service, {"app": "pay"}, rollout="pay")
+    cluster.create_service("cat", {"app": "cat"}, rollout="cat")
     cluster.create_template(error_rate_template("errors", interval="1s", count=3))
     controller = start_controller()
 

@@ -53,9 +53,9 @@ def healthy(cluster: Cluster, *, revision_of: str = "stableRevision") -> dict[st
 def test_canary_is_promoted_then_a_broken_version_is_rolled_back(
     cluster: Cluster, start_controller: Any, traffic: Any
 ) -> None:
-    cluster.create_service("shop", {"app": "shop"})
-    cluster.create_service("shop-stable", {"app": "shop"})
-    cluster.create_service("shop-canary", {"app": "shop"})
+    cluster.create_service("shop", {"app": "shop"}, rollout="shop")
+    cluster.create_service("shop-stable", {"app": "shop"}, rollout="shop")
+    cluster.create_service("shop-canary", {"app": "shop"}, rollout="shop")
     cluster.create_template(error_rate_template("errors"))
     controller = start_controller()
 

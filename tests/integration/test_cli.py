@@ -72,7 +72,7 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         "COLUMNS": "200",
     }
     for service in ("shop", "shop-stable", "shop-canary"):
-        cluster.create_service(service, {"app": "shop"})
+        cluster.create_service(service, {"app": "shop"}, rollout="shop")
     cluster.create_template(error_rate_template("errors", interval="1s", count=2))
     first = rollout_file(tmp_path, "1.0.0")
 

@@ -77,7 +77,7 @@ def test_operator_needs_no_more_than_the_manifests_grant(
         pytest.skip("kubectl not installed: cannot apply manifests/ with kustomize")
     kubeconfig = operator_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
     for name in ("shop", "shop-stable", "shop-canary"):
-        cluster.create_service(name, {"app": "shop"})
+        cluster.create_service(name, {"app": "shop"}, rollout="shop")
     strategy = {
         "canary": {"stableService": "shop-stable", "canaryService": "shop-canary", "steps": STEPS}
     }

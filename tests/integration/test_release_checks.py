@@ -23,7 +23,7 @@ def test_web_check_against_the_canary_passes_and_fails_on_a_status_code(
     cluster: Cluster, start_controller: Any
 ) -> None:
     for service in ("web", "web-canary"):
-        cluster.create_service(service, {"app": "web"})
+        cluster.create_service(service, {"app": "web"}, rollout="web")
     probe = {"service": "web-canary", "port": 8080, "path": "/", "successCodes": [200]}
     cluster.create_template(
         {
@@ -105,7 +105,7 @@ def test_the_seed_alert_rules_gate_a_canary_from_a_configmap(
             }
         )
     for service in ("api", "api-stable", "api-canary"):
-        cluster.create_service(service, {"app": "api"})
+        cluster.create_service(service, {"app": "api"}, rollout="api")
     start_controller()
 
     def api(version: str, gate: str, env: dict[str, str] | None = None) -> dict[str, Any]:

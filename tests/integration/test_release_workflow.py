@@ -33,7 +33,7 @@ def test_failed_migration_stops_the_rollout_before_any_pod_and_runs_on_abort_onc
     cluster: Cluster, start_controller: Any
 ) -> None:
     for service in ("shop", "shop-canary"):
-        cluster.create_service(service, {"app": "shop"})
+        cluster.create_service(service, {"app": "shop"}, rollout="shop")
     start_controller()
     migrate_ok = {"name": "migrate", "job": shell_job("echo migrating; exit 0")}
     undo = {"name": "undo-migration", "job": shell_job("echo undoing")}
@@ -88,7 +88,7 @@ def test_smoke_test_job_in_a_canary_step_aborts_or_passes_it(
     cluster: Cluster, start_controller: Any
 ) -> None:
     for service in ("cart", "cart-canary"):
-        cluster.create_service(service, {"app": "cart"})
+        cluster.create_service(service, {"app": "cart"}, rollout="cart")
     cluster.create_template(smoke_template("smoke-ok", "echo checkout works"))
     cluster.create_template(smoke_template("smoke-bad", "echo 'POST /checkout -> 500'; exit 1"))
     start_controller()
@@ -123,7 +123,7 @@ def test_failed_post_promotion_smoke_test_switches_blue_green_back(
     cluster: Cluster, start_controller: Any
 ) -> None:
     for service in ("pay", "pay-preview"):
-        cluster.create_service(service, {"app": "pay"})
+        cluster.create_service(service, {"app": "pay"}, rollout="pay")
     start_controller()
 
     def bluegreen(version: str, smoke: str) -> dict[str, Any]:

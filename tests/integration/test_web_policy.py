@@ -43,7 +43,7 @@ def targets(cluster: Cluster, *, loopback_url: str, apiserver: str, other: str) 
 def serve_other_namespace(api: Any, other: str) -> None:
     """A Service ``web`` in the other namespace with a ready demo-app pod behind it."""
     there = Cluster(api, other)
-    there.create_service("web", {"app": "web"})
+    there.create_service("web", {"app": "web"}, rollout="web")
     there.apply_rollout(
         demo_rollout("web", version="v1", replicas=1, strategy={"canary": {"steps": []}})
     )

@@ -141,7 +141,7 @@ def test_cluster_install_renders_everything() -> None:
     assert not any(a.startswith("--namespace") for a in args), "cluster install watches all"
 
 
-def test_namespaced_install_has_a_role_and_watches_its_namespace() -> None:
+def test_namespaced_install_runs_in_its_own_namespace_and_watches_another() -> None:
     docs = render(ROOT / "manifests" / "namespaced")
     # The only cluster-wide grant: reading the admission policy's own objects by name.
     cluster_rbac = {k for k in kinds_of(docs) if k[0] in ("ClusterRole", "ClusterRoleBinding")}
@@ -151,10 +151,34 @@ def test_namespaced_install_has_a_role_and_watches_its_namespace() -> None:
     }
     assert ("Role", "deployctl-controller") in kinds_of(docs)
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    own = deployment["metadata"]["namespace"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert "--namespace=$(POD_NAMESPACE)" in container["args"]
-    # $(POD_NAMESPACE) is expanded by the kubelet only from a variable of the container.
-    assert "POD_NAMESPACE" in {e["name"] for e in container["env"]}
+    env = {e["name"]: e for e in container["env"]}
+    watched = env["DEPLOYCTL_WATCH_NAMESPACE"]["value"]
+    assert watched != own, "the operator must not live among the Rollouts it serves"
+    assert env["POD_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "spec.serviceAccountName"
+    )
+    (role,) = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "deployctl-controller"
+    ]
+    assert role["metadata"]["namespace"] == watched
+    (binding,) = [
+        d
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "deployctl-controller"
+    ]
+    assert binding["metadata"]["namespace"] == watched
+    assert binding["subjects"][0]["namespace"] == own
+    # Secrets: read in its own namespace only, and only the one holding webhook URLs.
+    (leader,) = [
+        d
+        for d in docs
+        if d["metadata"]["name"] == "deployctl-leader-election" and d["kind"] == "Role"
+    ]
+    assert leader["metadata"]["namespace"] == own
+    (secrets,) = [r for r in leader["rules"] if "secrets" in r["resources"]]
+    assert secrets["resourceNames"] == ["deployctl-webhooks"] and secrets["verbs"] == ["get"]
 
 
 def test_e2e_prometheus_renders() -> None:

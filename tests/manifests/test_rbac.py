@@ -47,8 +47,8 @@ def granted(role: dict[str, Any]) -> set[Key]:
     return out
 
 
-def keys(scope: Scope) -> set[Key]:
-    return {p.key for p in permissions(scope)}
+def keys(*scopes: Scope) -> set[Key]:
+    return {p.key for scope in scopes for p in permissions(scope)}
 
 
 def role(relative: str, kind: str, name: str) -> dict[str, Any]:
@@ -65,7 +65,7 @@ ALL_ROLES = [CLUSTER_ROLE, NAMESPACED_ROLE, LEADER_ROLE, ADMISSION_ROLE]
 
 
 def test_the_list_has_no_duplicates_and_a_reason_for_each() -> None:
-    assert len({p.key for p in PERMISSIONS}) == len(PERMISSIONS)
+    assert len({(p.key, p.scope) for p in PERMISSIONS}) == len(PERMISSIONS)
     assert all(p.why.strip() for p in PERMISSIONS)
 
 
@@ -92,21 +92,23 @@ def test_the_derivation_sees_the_typed_methods() -> None:
 
 
 @pytest.mark.parametrize(
-    ("where", "scope"),
+    ("where", "scopes"),
     [
-        (CLUSTER_ROLE, Scope.WATCHED),
-        (NAMESPACED_ROLE, Scope.WATCHED),
-        (LEADER_ROLE, Scope.OWN),
-        (ADMISSION_ROLE, Scope.ADMISSION),
+        (CLUSTER_ROLE, (Scope.WATCHED, Scope.CLUSTER)),
+        (NAMESPACED_ROLE, (Scope.WATCHED,)),
+        (LEADER_ROLE, (Scope.OWN,)),
+        (ADMISSION_ROLE, (Scope.ADMISSION,)),
     ],
     ids=["clusterrole", "namespaced-role", "leader-election-role", "admission-reader"],
 )
-def test_manifests_grant_exactly_the_list(where: tuple[str, str, str], scope: Scope) -> None:
+def test_manifests_grant_exactly_the_list(
+    where: tuple[str, str, str], scopes: tuple[Scope, ...]
+) -> None:
     have = granted(role(*where))
-    want = keys(scope)
+    want = keys(*scopes)
     assert not want - have, f"{where[0]} lacks {sorted(want - have)}"
     assert not have - want, f"{where[0]} grants more than controller/rbac.py: {sorted(have - want)}"
-    assert granted({"rules": rules(scope)}) == want
+    assert granted({"rules": [r for scope in scopes for r in rules(scope)]}) == want
 
 
 @pytest.mark.parametrize("where", ALL_ROLES, ids=lambda w: w[0])

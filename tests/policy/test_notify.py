@@ -23,9 +23,11 @@ from controller.api.status import Phase, RolloutStatus
 from controller.notify import (
     DeliveryResult,
     Notifier,
+    SecretNotBound,
     SecretRef,
     detect_events,
     notification_for,
+    secret_resolver,
     targets_for,
 )
 from tests.policy.helpers import berlin, policy, rollout
@@ -316,3 +318,96 @@ def test_a_finished_hook_is_notified_once_with_its_outcome_as_evidence() -> None
     chosen = targets_for([policy(spec, namespace="deployctl-system")], "promoted")
     assert [(s.namespace, s.key, t.name) for s, t in chosen] == [("deployctl-system", "all", "all")]
     assert len(targets_for([policy(spec)], "rolledBack")) == 2
+
+
+def test_one_namespace_with_a_hanging_webhook_never_holds_up_another(
+    server: tuple[str, Received],
+) -> None:
+    base, received = server
+    results: list[DeliveryResult] = []
+    other_done = threading.Event()
+
+    def on_result(result: DeliveryResult) -> None:
+        results.append(result)
+        if result.rollout.startswith("cart/"):
+            other_done.set()
+
+    urls = {"slow": f"{base}/slow/{TOKEN}", "plain": f"{base}/plain"}
+    notifier = Notifier(lambda ref: urls[ref.key], workers=2, backoff=0.0, on_result=on_result)
+    ro, status = rolled_back()
+    hanging = notification_for(ro, status, "rolledBack", now=berlin(2026, 12, 7, 10, 3))
+    for _ in range(5):
+        notifier.notify(hanging, [(ref("slow"), target("slow", timeout=5.0))])
+    cart = rollout(name="cart", namespace="cart")
+    other = notification_for(cart, status, "rolledBack", now=berlin(2026, 12, 7, 10, 3))
+    notifier.notify(other, [(SecretRef("cart", "hooks", "plain"), target("plain"))])
+    # The other namespace is served while the first one's webhook still hangs, and the
+    # hanging namespace has one delivery in flight, not every worker.
+    assert other_done.wait(5.0)
+    assert received.count("slow") == 1
+    assert [r.delivered for r in results if r.rollout == "cart/cart"] == [True]
+    received.release.set()
+    assert notifier.wait_idle(30.0)
+    notifier.close()
+
+
+def test_a_delivery_stops_at_its_deadline_whatever_its_retries(
+    server: tuple[str, Received],
+) -> None:
+    base, received = server
+    results: list[DeliveryResult] = []
+    notifier = Notifier(
+        lambda ref: f"{base}/fail/{TOKEN}",
+        backoff=0.2,
+        delivery_deadline=1.0,
+        on_result=results.append,
+    )
+    ro, status = rolled_back()
+    notifier.notify(
+        notification_for(ro, status, "rolledBack", now=berlin(2026, 12, 7, 10, 3)),
+        [(ref("fail"), target("fail", retries=10))],
+    )
+    assert notifier.wait_idle(10.0)
+    notifier.close()
+    (result,) = results
+    assert not result.delivered
+    assert 1 <= result.attempts < 11 and received.count("fail") == result.attempts
+    assert result.error == (
+        f"HTTP 500; stopped after {result.attempts} attempt(s): the delivery's 1 s are spent "
+        "(limit notificationDelivery: 60 s)"
+    )
+
+
+def test_a_webhook_secret_serves_only_the_namespaces_it_names() -> None:
+    secrets = {
+        "team-hooks": ({"deployctl.io/notification-namespaces": "shop, cart"}, {"url": "u1"}),
+        "platform": ({}, {"url": "u2"}),
+    }
+    resolve = secret_resolver(lambda namespace, name: secrets[name])
+    own = SecretRef("deployctl-system", "platform", "url", policy_namespace="deployctl-system")
+    assert resolve(own) == "u2"  # a cluster-wide policy uses what sits next to it
+    assert resolve(SecretRef("deployctl-system", "team-hooks", "url", "cart")) == "u1"
+    with pytest.raises(SecretNotBound) as refused:
+        resolve(SecretRef("deployctl-system", "platform", "url", policy_namespace="shop"))
+    assert str(refused.value) == (
+        "secret deployctl-system/platform key url may not be used by DeliveryPolicies of "
+        "namespace shop: the Secret must list it in the annotation "
+        "deployctl.io/notification-namespaces (kubectl -n deployctl-system annotate secret "
+        "platform deployctl.io/notification-namespaces=shop)"
+    )
+    [(secret, _target)] = targets_for(
+        [
+            policy(
+                {
+                    "notifications": [
+                        {
+                            "name": "t",
+                            "urlFrom": {"secretKeyRef": {"name": "platform", "key": "url"}},
+                        }
+                    ]
+                }
+            )
+        ],
+        "started",
+    )
+    assert secret.policy_namespace == "shop"

@@ -147,9 +147,11 @@ class Fleet:
     def start(self) -> None:
         self.cluster.create_template(error_rate_template("errors", interval="1s", count=3))
         for member in self.members:
-            self.cluster.create_service(member.name, {"app": member.name})
+            self.cluster.create_service(member.name, {"app": member.name}, rollout=member.name)
             if member.kind == "bluegreen":
-                self.cluster.create_service(f"{member.name}-preview", {"app": member.name})
+                self.cluster.create_service(
+                    f"{member.name}-preview", {"app": member.name}, rollout=member.name
+                )
             self.cluster.apply_rollout(self.body(member, "v1"))
         for member in self.members:
             name = member.name

@@ -286,6 +286,44 @@ def test_agent_rides_out_api_faults(control_plane, fault_proxy, kube_api, namesp
         core.delete_node("flaky-node")
 
 
+def test_a_slow_node_keeps_deleted_pods_terminating_for_its_delay(
+    control_plane, kube_api, namespace
+) -> None:
+    """termination_delay: a deleted pod stays Terminating (still Ready, as a kubelet shows
+    it while the containers stop) for that long before the deletion finishes."""
+    core = core_api(kube_api)
+    agent = NodeAgent(
+        control_plane.api_client(),
+        node_name="slow-node",
+        bind_unscheduled=False,
+        ready_delay=0.3,
+        ready_jitter=0.5,
+        termination_delay=1.5,
+    )
+
+    def ready(pod: Any) -> bool:
+        return {c.type: c.status for c in pod.status.conditions or []}.get("Ready") == "True"
+
+    def exists() -> bool:
+        return any(p.metadata.name == "slow" for p in core.list_namespaced_pod(namespace).items)
+
+    try:
+        agent.start()
+        create_pod(core, namespace, "slow", image="shop/demo:v1", node="slow-node")
+        wait_until(
+            lambda: ready(core.read_namespaced_pod("slow", namespace)), timeout=30, what="Ready"
+        )
+        core.delete_namespaced_pod("slow", namespace)
+        deleted_at = time.monotonic()
+        terminating = core.read_namespaced_pod("slow", namespace)
+        assert terminating.metadata.deletion_timestamp is not None and ready(terminating)
+        wait_until(lambda: not exists(), timeout=30, what="the deletion to finish")
+        assert time.monotonic() - deleted_at >= agent.termination_delay
+    finally:
+        agent.stop()
+        core.delete_node("slow-node")
+
+
 def shell_job(name: str, script: str, *, backoff_limit: int = 0) -> dict[str, object]:
     return {
         "apiVersion": "batch/v1",

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.parametrize(
     "name",
-    ["strategies.traffic", "strategies.rolling", "controller.api.reasons"],
+    ["strategies.traffic", "strategies.rolling", "strategies.runkeys", "controller.api.reasons"],
 )
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))

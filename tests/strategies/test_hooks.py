@@ -12,11 +12,13 @@ import pytest
 from controller.api import Rollout
 from controller.api import reasons as r
 from controller.api.status import Phase
-from strategies import Request
-from strategies.common import HOOK_ON_ABORT, HOOK_POST_PROMOTION, HOOK_PRE_ROLLOUT
+from strategies import Request, runkeys
 from tests.strategies.world import World, make_rollout
 
 JOB = {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "sandbox/shell"}]}}}}
+HOOK_PRE_ROLLOUT = str(runkeys.HOOK_PRE_ROLLOUT)
+HOOK_POST_PROMOTION = str(runkeys.HOOK_POST_PROMOTION)
+HOOK_ON_ABORT = str(runkeys.HOOK_ON_ABORT)
 STRATEGIES: dict[str, dict[str, Any]] = {
     "canary": {"canary": {"steps": [{"setWeight": 50}]}},
     "blueGreen": {"blueGreen": {"activeService": "shop", "previewService": "shop-preview"}},

@@ -7,6 +7,7 @@ verdict, people send requests, a newer revision may arrive, spec.paused may flip
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,12 @@ from strategies.rolling import surge_and_unavailable
 from strategies.traffic import share
 from tests.strategies.world import World, make_rollout
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# DEPLOYCTL_PROPERTY_EXAMPLES=5000 for a longer hunt than the default run's.
+SETTINGS = settings(
+    max_examples=int(os.environ.get("DEPLOYCTL_PROPERTY_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 VERDICTS = ["Successful", "Successful", "Failed", "Inconclusive", "Running", "Error"]
 ACTIONS = [None, None, None, None, "promote", "promoteFull", "abort", "retry", "approve"]
 REF = {"templates": [{"name": "t"}]}

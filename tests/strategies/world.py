@@ -82,9 +82,9 @@ class World:
     verdicts: dict[str, str] = field(default_factory=dict)
     """Analysis run key -> the phase the engine reports after one pass."""
     default_verdict: str | None = "Successful"
-    outage: bool = False
-    """Inconclusive verdicts come from provider errors (Prometheus unreachable)."""
     """The phase of runs not in ``verdicts`` (None: they keep running)."""
+    outage: bool = False
+    """The metrics provider does not answer: running runs wait (onProviderError: pause)."""
     broken: set[str] = field(default_factory=set)
     """Revisions whose pods never become available."""
     crashing: set[str] = field(default_factory=set)
@@ -152,15 +152,24 @@ class World:
         runs = []
         for run in self.status.analysis_runs:
             verdict = self.verdicts.get(run.key, self.default_verdict)
-            if run.phase == "Running" and verdict is not None:
+            if run.phase == "Running" and self.outage:
+                # As the engine records it: still Running, waiting for the provider.
+                since = run.metrics[0].unreachable_since if run.metrics else None
+                metric = MetricResult(
+                    name="error-rate",
+                    error=1,
+                    consecutive_error=1,
+                    unreachable_since=since or timestamp(self.now),
+                    message="error-rate: Prometheus unavailable: cannot connect",
+                    measurements=[Measurement(phase="Error", at=timestamp(self.now))],
+                )
+                run = run.model_copy(update={"metrics": [metric]})
+            elif run.phase == "Running" and verdict is not None:
                 message = "error-rate 0.124 > max 0.05 for 2m" if verdict == "Failed" else ""
                 metric = MetricResult(name="error-rate", phase=verdict, message=message)
-                if self.outage and verdict == "Inconclusive":
-                    error = Measurement(phase="Error", at=timestamp(self.now), message="down")
-                    metric = metric.model_copy(
-                        update={"error": 1, "consecutive_error": 1, "measurements": [error]}
-                    )
                 run = run.model_copy(update={"phase": verdict, "metrics": [metric]})
+            elif run.phase == "Running":
+                run = run.model_copy(update={"metrics": [MetricResult(name="error-rate")]})
             runs.append(run)
         status = self.status.model_copy(update={"analysis_runs": runs})
         self.rollout = self.rollout.model_copy(update={"status": status})
