@@ -24,10 +24,16 @@ from controller.api.common import (
     GROUP_VERSION,
     SECRET_KEY_PATTERN,
 )
+from controller.api.release import ClusterTarget, Release
 from controller.argo.fields import hint as argo_hint
 from controller.argo.fields import lookup as lookup_argo
 
-MODELS: Mapping[str, type[BaseModel]] = {"Rollout": Rollout, "AnalysisTemplate": AnalysisTemplate}
+MODELS: Mapping[str, type[BaseModel]] = {
+    "Rollout": Rollout,
+    "AnalysisTemplate": AnalysisTemplate,
+    "Release": Release,
+    "ClusterTarget": ClusterTarget,
+}
 ARGO_KINDS: Mapping[str, str] = {
     "ClusterAnalysisTemplate": "Argo Rollouts' ClusterAnalysisTemplate: `deployctl convert` "
     "makes it an AnalysisTemplate to apply in each namespace; see docs/argo.md",
