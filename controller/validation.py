@@ -88,6 +88,7 @@ PATTERN_WORDS: Mapping[str, str] = {
     r"^/[^\s]*$": "a path starting with '/', without spaces",
     r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$": "an HTTP header name: letters, digits and "
     "!#$%&'*+.^_`|~- (at most 128)",
+    r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$": "an HTTP header name: letters, digits and !#$%&'*+.^_`|~-",
     SECRET_KEY_PATTERN: "a Secret key: letters, digits, '-', '_' and '.'",
     r"^[a-z0-9.-]+$": "a Kubernetes name: lowercase letters, digits, '.' and '-'",
     r"^(100|[1-9]?[0-9])%$": "a whole percentage from 0% to 100%, e.g. '25%'",
