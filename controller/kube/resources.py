@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from kubernetes import client as k8s
 
 from controller.kube.bodies import owned
@@ -66,9 +65,10 @@ from controller.kube.transport import (
     Transport,
     count_in_registry,
 )
+from controller.lazylog import lazy_logger
 from controller.times import timestamp
 
-log = structlog.stdlib.get_logger(__name__)
+log = lazy_logger(__name__)
 
 
 class Kube(Transport):
