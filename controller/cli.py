@@ -119,6 +119,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "controller",
         "Run the operator: watch Rollouts and roll them out.",
     ),
+    "release": (
+        "controller.commands.release",
+        "release_app",
+        "Roll one version through waves of clusters (a Release in the management cluster).",
+    ),
+    "release-controller": (
+        "controller.commands.release_controller",
+        "release_controller",
+        "Run the release controller: roll Releases through their waves of clusters.",
+    ),
 }
 
 
@@ -126,6 +136,10 @@ def load_command(name: str) -> Any:
     """The click command for ``name``, built from its function (imports its module)."""
     module, function, _ = COMMANDS[name]
     callback = getattr(importlib.import_module(module), function)
+    if isinstance(callback, typer.Typer):  # a group of subcommands (`deployctl release ...`)
+        group = typer.main.get_command(callback)
+        group.name = name
+        return group
     single = typer.Typer(
         add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
     )

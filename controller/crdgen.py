@@ -21,6 +21,8 @@ from pydantic import BaseModel
 from controller.api import API_GROUP, API_VERSION, AnalysisTemplate, Rollout
 from controller.api.common import CEL_KEY
 from controller.api.policy import DeliveryPolicy
+from controller.api.release import ClusterTarget, Release
+from controller.api.release_status import ReleaseStatus
 from controller.api.status import RolloutStatus
 
 # Keys of JSON Schema that a structural schema may keep as they are.
@@ -220,6 +222,32 @@ def crd_specs() -> list[CrdSpec]:
             plural="deliverypolicies",
             short_names=("dp",),
             printer_columns=(_column("Age", ".metadata.creationTimestamp", "date"),),
+        ),
+        CrdSpec(
+            model=Release,
+            kind="Release",
+            plural="releases",
+            short_names=("rel",),
+            status_model=ReleaseStatus,
+            printer_columns=(
+                _column("Rollout", ".spec.rollout.name"),
+                _column("Phase", ".status.phase"),
+                _column("Wave", ".status.currentWave"),
+                _column("Reason", ".status.reason"),
+                _column("Message", ".status.message", priority=1),
+                _column("Age", ".metadata.creationTimestamp", "date"),
+            ),
+        ),
+        CrdSpec(
+            model=ClusterTarget,
+            kind="ClusterTarget",
+            plural="clustertargets",
+            short_names=("ct",),
+            printer_columns=(
+                _column("Secret", ".spec.kubeconfigSecretRef.name"),
+                _column("Context", ".spec.context"),
+                _column("Age", ".metadata.creationTimestamp", "date"),
+            ),
         ),
     ]
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel
 
 from controller.api import AnalysisTemplate, Rollout
 from controller.api.policy import DeliveryPolicy
+from controller.api.release import ClusterTarget, Release
+from controller.api.release_status import ReleaseStatus
 from controller.api.status import RolloutStatus
 from controller.crdgen import openapi_schema
 
@@ -76,6 +78,9 @@ def render() -> str:
             _section("Rollout status", RolloutStatus, ""),
             _section("AnalysisTemplate spec", AnalysisTemplate, "spec"),
             _section("DeliveryPolicy spec", DeliveryPolicy, "spec"),
+            _section("Release spec", Release, "spec"),
+            _section("Release status", ReleaseStatus, ""),
+            _section("ClusterTarget spec", ClusterTarget, "spec"),
         ]
     )
 

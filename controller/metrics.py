@@ -11,11 +11,15 @@ Who writes what:
 - ``controller.informer``: ``INFORMER_RELISTS``, ``INFORMER_WATCH_RESTARTS``.
 - ``controller.operator``: ``ROLLOUT_EVENTS`` (queued, or an echo of our own write).
 - ``controller.leader``: ``LEADER``.
+- the release controller (``controller/release/``): ``RELEASE_MEMBER_READS``,
+  ``RELEASES_BY_PHASE``.
 - the reconciler: ``RECONCILE_TOTAL``, ``RECONCILE_DURATION``, ``RECONCILE_ERRORS``,
   ``ROLLOUTS_BY_PHASE``, ``ROLLBACK_LATENCY``; the analysis loop: ``ANALYSIS_VERDICTS``.
 
 Labels are bounded sets (verbs, resources, phases, verdicts, result kinds): never a
-rollout name or a namespace, so cardinality does not grow with the cluster.
+rollout name or a namespace, so cardinality does not grow with the cluster. The one
+exception is the member cluster of ``RELEASE_MEMBER_READS``: ClusterTargets are few, and
+"which cluster stopped answering" is the point of that metric.
 """
 
 from __future__ import annotations
@@ -129,5 +133,18 @@ INFORMER_WATCH_RESTARTS = Counter(
 LEADER = Gauge(
     "deployctl_leader",
     "1 while this process holds the leader Lease, else 0.",
+    registry=REGISTRY,
+)
+RELEASE_MEMBER_READS = Counter(
+    "deployctl_release_member_reads",
+    "Reads of a member cluster's Rollout by the release controller, by cluster "
+    "(namespace/ClusterTarget) and outcome (ok, unreachable, refused).",
+    ["cluster", "outcome"],
+    registry=REGISTRY,
+)
+RELEASES_BY_PHASE = Gauge(
+    "deployctl_releases",
+    "Releases known to the release controller, by status.phase.",
+    ["phase"],
     registry=REGISTRY,
 )

@@ -13,6 +13,13 @@ This is the single source of the operator's RBAC. ``manifests/`` spells it out a
 The CLI (``deployctl rollout``, ``promote``...) is not covered: it runs with the
 credentials of the person or CI job using it, not with the operator's ServiceAccount.
 
+The release controller (``deployctl release-controller``) has two lists of its own,
+checked the same way: ``RELEASE_PERMISSIONS`` in the management cluster (a Role in the
+namespace of its Releases: manifests/release-controller/) and ``MEMBER_PERMISSIONS``,
+all it may do in each member cluster (a ClusterRole bound by a RoleBinding in the
+application's namespace only: manifests/member/). The member side reads and patches the
+one Rollout and lists its ReplicaSets; it never creates anything there.
+
 Secrets: only ``get``, only in the operator's own namespace. DeliveryPolicy webhook URLs
 are credentials (a Slack webhook URL is its own token), kept in Secrets that the
 platform team creates next to the operator. The cluster-wide install cannot use
@@ -42,6 +49,8 @@ class Scope(StrEnum):
     """Every namespace the operator watches: a ClusterRole, or a Role when namespaced."""
     OWN = "own"
     """Only the operator's own namespace (the leader Lease): always a Role."""
+    MEMBER = "member"
+    """In a member cluster, the application's namespace (the release controller)."""
     CLUSTER = "cluster"
     """Cluster-scoped objects, cluster-wide install only: in the ClusterRole."""
     ADMISSION = "admission"
@@ -156,14 +165,49 @@ PERMISSIONS: tuple[Permission, ...] = (
 )
 
 
-def permissions(scope: Scope | None = None) -> tuple[Permission, ...]:
-    return tuple(p for p in PERMISSIONS if scope is None or p.scope == scope)
+# The release controller in the management cluster: Releases, their ClusterTargets and
+# the kubeconfig Secrets live in one namespace, where it also holds its Lease.
+RELEASE_PERMISSIONS: tuple[Permission, ...] = (
+    Permission(_DEPLOYCTL, "releases", "list", W, "informer: the initial list of Releases"),
+    Permission(_DEPLOYCTL, "releases", "watch", W, "informer: new Releases, promote/abort"),
+    Permission(_DEPLOYCTL, "releases/status", "patch", W, "status is its only memory"),
+    Permission(_DEPLOYCTL, "clustertargets", "list", W, "informer: the member clusters"),
+    Permission(_DEPLOYCTL, "clustertargets", "watch", W, "informer: member cluster changes"),
+    Permission("", "secrets", "get", W, "the kubeconfig each ClusterTarget names"),
+    Permission("", "events", "create", W, "Events on the Release: waves, clusters, failures"),
+    Permission("", "events", "patch", W, "count repeats of the same Event"),
+    Permission("", "events", "get", W, "re-read an Event recorded before a restart"),
+    Permission("coordination.k8s.io", "leases", "get", OWN, "leader election: read the Lease"),
+    Permission("coordination.k8s.io", "leases", "create", OWN, "leader election: first start"),
+    Permission("coordination.k8s.io", "leases", "update", OWN, "leader election: renew, release"),
+)
+
+# What the release controller does in each member cluster, and nothing more.
+MEMBER_PERMISSIONS: tuple[Permission, ...] = (
+    Permission(_DEPLOYCTL, "rollouts", "get", Scope.MEMBER, "the Rollout's template and status"),
+    Permission(_DEPLOYCTL, "rollouts", "patch", Scope.MEMBER, "set (or restore) its template"),
+    Permission(
+        "apps",
+        "replicasets",
+        "list",
+        Scope.MEMBER,
+        "rollbackAll: the exact template of the revision to return to",
+    ),
+)
 
 
-def rules(scope: Scope) -> list[dict[str, list[str]]]:
+def permissions(
+    scope: Scope | None = None, source: tuple[Permission, ...] = PERMISSIONS
+) -> tuple[Permission, ...]:
+    return tuple(p for p in source if scope is None or p.scope == scope)
+
+
+def rules(
+    scope: Scope | None, source: tuple[Permission, ...] = PERMISSIONS
+) -> list[dict[str, list[str]]]:
     """RBAC ``rules`` granting exactly the permissions of ``scope``, one per resource."""
     verbs: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for perm in permissions(scope):
+    for perm in permissions(scope, source):
         verbs[(perm.group, perm.resource)].append(perm.verb)
     return [
         {"apiGroups": [group], "resources": [resource], "verbs": sorted(found)}
@@ -171,23 +215,31 @@ def rules(scope: Scope) -> list[dict[str, list[str]]]:
     ]
 
 
-def markdown_table() -> str:
-    """The table of ``docs/install.md``: one row per permission."""
+_WHERE = {
+    Scope.WATCHED: "watched namespaces",
+    Scope.OWN: "own namespace",
+    Scope.CLUSTER: "cluster (cluster-wide install)",
+    Scope.ADMISSION: "cluster (by name)",
+    Scope.MEMBER: "application namespace, each member",
+}
+
+
+def markdown_table(source: tuple[Permission, ...] = PERMISSIONS) -> str:
+    """The table of ``docs/install.md`` (or, for the release controller's lists,
+    docs/multicluster.md): one row per permission."""
     lines = [
         "| API group | resource | verb | where | why |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for perm in PERMISSIONS:
-        where = {
-            Scope.WATCHED: "watched namespaces",
-            Scope.OWN: "own namespace",
-            Scope.CLUSTER: "cluster (cluster-wide install)",
-            Scope.ADMISSION: "cluster (by name)",
-        }[perm.scope]
+    for perm in source:
+        where = _WHERE[perm.scope]
         group = f"`{perm.group}`" if perm.group else "core"
         lines.append(f"| {group} | `{perm.resource}` | {perm.verb} | {where} | {perm.why} |")
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    sys.stdout.write(markdown_table())
+    if sys.argv[1:] == ["release"]:
+        sys.stdout.write(markdown_table(RELEASE_PERMISSIONS + MEMBER_PERMISSIONS))
+    else:
+        sys.stdout.write(markdown_table())

@@ -20,6 +20,25 @@ from controller.names import IMAGES_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL, T
 MANAGED_BY = {"app.kubernetes.io/managed-by": "deployctl"}
 
 
+def saved_template(replicaset: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod template a revision's ReplicaSet was made from.
+
+    ``deployctl undo`` and a release's rollback restore exactly this, so the Rollout gets
+    the same revision hash back, not a look-alike with the apiserver's defaults in it.
+    """
+    annotations = (replicaset.get("metadata") or {}).get("annotations") or {}
+    saved = annotations.get(TEMPLATE_ANNOTATION)
+    if saved:
+        template: dict[str, Any] = json.loads(saved)
+        return template
+    # Older ReplicaSets: their template minus the labels the controller added.
+    template = copy.deepcopy(dict(replicaset["spec"]["template"]))
+    labels = template.get("metadata", {}).get("labels", {})
+    for key in (ROLLOUT_LABEL, REVISION_LABEL):
+        labels.pop(key, None)
+    return template
+
+
 def revision_labels(rollout: Rollout, revision: str) -> dict[str, str]:
     return {ROLLOUT_LABEL: str(rollout.metadata.name), REVISION_LABEL: revision}
 

@@ -24,10 +24,16 @@ from controller.api.common import (
     GROUP_VERSION,
     SECRET_KEY_PATTERN,
 )
+from controller.api.release import ClusterTarget, Release
 from controller.argo.fields import hint as argo_hint
 from controller.argo.fields import lookup as lookup_argo
 
-MODELS: Mapping[str, type[BaseModel]] = {"Rollout": Rollout, "AnalysisTemplate": AnalysisTemplate}
+MODELS: Mapping[str, type[BaseModel]] = {
+    "Rollout": Rollout,
+    "AnalysisTemplate": AnalysisTemplate,
+    "Release": Release,
+    "ClusterTarget": ClusterTarget,
+}
 ARGO_KINDS: Mapping[str, str] = {
     "ClusterAnalysisTemplate": "Argo Rollouts' ClusterAnalysisTemplate: `deployctl convert` "
     "makes it an AnalysisTemplate to apply in each namespace; see docs/argo.md",
@@ -82,6 +88,7 @@ PATTERN_WORDS: Mapping[str, str] = {
     r"^/[^\s]*$": "a path starting with '/', without spaces",
     r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$": "an HTTP header name: letters, digits and "
     "!#$%&'*+.^_`|~- (at most 128)",
+    r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$": "an HTTP header name: letters, digits and !#$%&'*+.^_`|~-",
     SECRET_KEY_PATTERN: "a Secret key: letters, digits, '-', '_' and '.'",
     r"^[a-z0-9.-]+$": "a Kubernetes name: lowercase letters, digits, '.' and '-'",
     r"^(100|[1-9]?[0-9])%$": "a whole percentage from 0% to 100%, e.g. '25%'",

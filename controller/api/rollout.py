@@ -377,9 +377,11 @@ class CanaryStrategy(ApiModel):
             field_path=".steps",
         ),
         CelRule(
-            "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))",
-            "trafficRouting needs stableService and canaryService: the HTTPRoute's "
-            "backendRefs point at those Services",
+            "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))"
+            " || (has(self.trafficRouting.istio)"
+            " && has(self.trafficRouting.istio.destinationRule))",
+            "trafficRouting needs stableService and canaryService (the router's backends), "
+            "unless Istio splits by DestinationRule subsets",
         ),
         CelRule(
             "!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)",

@@ -242,21 +242,28 @@ class ControllerState:
     detail: str
 
 
-def controller_state(session: Session, *, now: datetime | None = None) -> ControllerState:
-    """Is a controller holding its leader Lease? (What ``--wait`` and requests rely on.)"""
+def controller_state(
+    session: Session, *, now: datetime | None = None, lease: tuple[str, str] | None = None
+) -> ControllerState:
+    """Is a controller holding its leader Lease? (What ``--wait`` and requests rely on.)
+
+    ``lease`` is (namespace, name); by default the operator's, as the environment says.
+    """
     from controller.kube import Forbidden, NotFound
     from controller.times import parse_timestamp
 
-    namespace = os.environ.get(CONTROLLER_NAMESPACE_ENV, DEFAULT_CONTROLLER_NAMESPACE)
-    name = os.environ.get(CONTROLLER_LEASE_ENV, DEFAULT_CONTROLLER_LEASE)
+    namespace, name = lease or (
+        os.environ.get(CONTROLLER_NAMESPACE_ENV, DEFAULT_CONTROLLER_NAMESPACE),
+        os.environ.get(CONTROLLER_LEASE_ENV, DEFAULT_CONTROLLER_LEASE),
+    )
     try:
-        lease = session.kube.get_lease(namespace, name, timeout=10)
+        found = session.kube.get_lease(namespace, name, timeout=10)
     except NotFound:
         return ControllerState(False, f"no leader Lease {namespace}/{name}")
     except Forbidden:
         # Cannot tell; a CLI user without lease access must still be able to deploy.
         return ControllerState(True, "lease not readable with these credentials")
-    spec = lease.get("spec") or {}
+    spec = found.get("spec") or {}
     holder = spec.get("holderIdentity") or ""
     renewed = spec.get("renewTime")
     duration = float(spec.get("leaseDurationSeconds") or 15)

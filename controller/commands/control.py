@@ -10,7 +10,6 @@ acted, so "exit 0" means it happened, not merely that it was asked.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from typing import Annotated, Any
 
@@ -30,7 +29,7 @@ from controller.commands.common import (
     require_controller,
 )
 from controller.exitcodes import Exit
-from controller.names import REQUEST_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL, TEMPLATE_ANNOTATION
+from controller.names import REQUEST_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL
 
 Name = Annotated[str, typer.Argument(help="The Rollout", show_default=False)]
 AckTimeout = Annotated[
@@ -303,17 +302,9 @@ def template_of_revision(session: Session, rollout_name: str, revision: str) -> 
             f"revision {revision} has no ReplicaSet left (older than revisionHistoryLimit); "
             "roll its image out with `deployctl rollout --image` instead"
         )
-    rs = replicasets[0]
-    saved = (rs["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION)
-    if saved:
-        template: dict[str, Any] = json.loads(saved)
-        return template
-    # Older ReplicaSets: their template minus the labels the controller added.
-    template = copy.deepcopy(rs["spec"]["template"])
-    labels = template.get("metadata", {}).get("labels", {})
-    for key in (ROLLOUT_LABEL, REVISION_LABEL):
-        labels.pop(key, None)
-    return dict(template)
+    from controller.resources import saved_template
+
+    return saved_template(replicasets[0])
 
 
 def pick_revision(rollout: dict[str, Any], to_revision: str | None) -> str:

@@ -66,6 +66,11 @@ def dashboard(
     except ValueError as exc:
         raise fail(str(exc).replace("--dashboard-address", "--address")) from None
     session = connect(kubeconfig, context, namespace)
+    # A server, not a one-shot command: its informers and request handlers log, and those
+    # lines go to stderr at warning and above; stdout carries only the address.
+    from controller.logging import configure_logging
+
+    configure_logging(level="warning")
     scope = None if all_namespaces else session.namespace
     # One plain list first: a missing CRD or a forbidden list is an error now, with the
     # CLI's message, not an informer retrying in the background forever.

@@ -435,6 +435,12 @@ def apply_file(
     problems = validate_documents(docs, check_references=False)
     if problems:
         raise fail("the file has problems:\n  " + "\n  ".join(str(p) for p in problems))
+    others = sorted({d.kind for d in docs} - {"Rollout", "AnalysisTemplate"})
+    if others:
+        raise fail(
+            f"{file}: `deployctl rollout -f` applies Rollouts and AnalysisTemplates, not "
+            f"{', '.join(others)} (a Release: `deployctl release create -f`)"
+        )
     rollouts = [d for d in docs if d.kind == "Rollout"]
     if len(rollouts) != 1:
         raise fail(f"{file}: expected exactly one Rollout, found {len(rollouts)}")

@@ -67,6 +67,8 @@ EVENTS = KindRef("", "v1", "events", "Event")
 SECRETS = KindRef("", "v1", "secrets", "Secret")
 JOBS = KindRef("batch", "v1", "jobs", "Job")
 CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
+RELEASES = KindRef("deployctl.io", "v1alpha1", "releases", "Release")
+CLUSTER_TARGETS = KindRef("deployctl.io", "v1alpha1", "clustertargets", "ClusterTarget")
 NAMESPACES = KindRef("", "v1", "namespaces", "Namespace", namespaced=False)
 ADMISSION_POLICIES = KindRef(
     "admissionregistration.k8s.io",

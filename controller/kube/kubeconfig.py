@@ -1,6 +1,8 @@
 """Where the adapter's credentials come from: a kubeconfig file, or the pod's account.
 
-``Kube.from_kubeconfig`` and ``Kube.in_cluster`` build their client configuration here;
+``Kube.from_kubeconfig`` and ``Kube.in_cluster`` build their client configuration here,
+``Kube.from_kubeconfig_dict`` from a kubeconfig already read (a member cluster's, from a
+ClusterTarget's Secret: ``controller/release/members.py``);
 the CLI reads the context's default namespace and user with ``kubeconfig_context``
 (what kubectl would use). A kubeconfig that cannot be used is a ``KubeconfigError``
 saying which file and why.
@@ -8,10 +10,11 @@ saying which file and why.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ from controller.kube.errors import KubeconfigError
 # The client's functions carry no annotations; give the few we call a type once, here.
 _load_kube_config: Callable[..., None] = k8s_config.load_kube_config
 _load_incluster_config: Callable[..., None] = k8s_config.load_incluster_config
+_load_kube_config_from_dict: Callable[..., None] = k8s_config.load_kube_config_from_dict
 _list_contexts: Callable[..., tuple[list[dict[str, Any]], dict[str, Any]]] = (
     k8s_config.list_kube_config_contexts
 )
@@ -121,4 +125,31 @@ def client_in_cluster() -> k8s.ApiClient:
     """A client for the pod's service account (its token re-read as it rotates)."""
     configuration = k8s.Configuration()
     _load_incluster_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)
+
+
+def client_from_kubeconfig_dict(
+    config: Mapping[str, Any], context: str | None = None
+) -> k8s.ApiClient:
+    """A client for a kubeconfig already read and checked (``controller.release.credentials``
+    refuses exec plugins and file references first); inline certificates go to temporary
+    files.
+
+    No retries below the transport's (urllib3 retries a timed-out read three times by
+    default): a member cluster that does not answer costs one timeout per attempt.
+    """
+    configuration = k8s.Configuration()
+    configuration.retries = 0
+    try:
+        _load_kube_config_from_dict(
+            config_dict=copy.deepcopy(dict(config)),
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (*_UNUSABLE, KeyError) as exc:
+        # The type and the loader's own words, which name keys, never their values.
+        raise KubeconfigError(
+            f"cannot load the kubeconfig: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
     return k8s.ApiClient(configuration)

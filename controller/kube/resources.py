@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from kubernetes import client as k8s
 
 from controller.kube.bodies import owned
@@ -42,6 +41,7 @@ from controller.kube.kinds import (
     INGRESSES,
     JOBS,
     LEASES,
+    RELEASES,
     REPLICASETS,
     ROLLOUTS,
     SECRETS,
@@ -52,7 +52,11 @@ from controller.kube.kinds import (
     KindRef,
     Obj,
 )
-from controller.kube.kubeconfig import client_from_kubeconfig, client_in_cluster
+from controller.kube.kubeconfig import (
+    client_from_kubeconfig,
+    client_from_kubeconfig_dict,
+    client_in_cluster,
+)
 from controller.kube.transport import (
     DEFAULT_RETRY,
     NO_RETRY,
@@ -61,9 +65,10 @@ from controller.kube.transport import (
     Transport,
     count_in_registry,
 )
+from controller.lazylog import lazy_logger
 from controller.times import timestamp
 
-log = structlog.stdlib.get_logger(__name__)
+log = lazy_logger(__name__)
 
 
 class Kube(Transport):
@@ -99,6 +104,13 @@ class Kube(Transport):
     ) -> Kube:
         """From a kubeconfig file (``None``: ``$KUBECONFIG`` or ``~/.kube/config``)."""
         return cls(client_from_kubeconfig(path, context), **kwargs)
+
+    @classmethod
+    def from_kubeconfig_dict(
+        cls, config: Mapping[str, Any], context: str | None = None, **kwargs: Any
+    ) -> Kube:
+        """From a kubeconfig already read and checked (a member cluster's)."""
+        return cls(client_from_kubeconfig_dict(config, context), **kwargs)
 
     @classmethod
     def in_cluster(cls, **kwargs: Any) -> Kube:
@@ -426,6 +438,39 @@ class Kube(Transport):
             body=body,
             retry=NO_RETRY,
             timeout=timeout,
+        )
+
+    # --- releases ----------------------------------------------------------------
+    # The release controller's own objects in the management cluster; member clusters
+    # are reached with ``get_rollout``/``patch_rollout``/``list_replicasets``.
+
+    def get_release(self, namespace: str, name: str) -> Obj:
+        return self.get(RELEASES, namespace, name)
+
+    def patch_release(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj:
+        """Merge-patch metadata (the CLI's request annotation) with an RV check."""
+        return self._merge_patch(
+            RELEASES, namespace, name, patch, resource_version=resource_version
+        )
+
+    def patch_release_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Merge-patch ``status`` through the status subresource, conditional on the RV."""
+        return self._merge_patch(
+            RELEASES,
+            namespace,
+            name,
+            {"status": dict(status)},
+            resource_version=resource_version,
+            subresource="status",
         )
 
     # --- CLI ---------------------------------------------------------------------

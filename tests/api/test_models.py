@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from controller.api import AnalysisTemplate, Rollout
+from controller.api.common import ApiModel
 from controller.api.duration import format_duration, parse_duration
 from controller.api.revision import template_hash
-from controller.validation import load_documents, validate_documents
+from controller.validation import MODELS, load_documents, validate_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -23,11 +24,11 @@ def test_there_are_examples_to_check() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_round_trips(path: Path) -> None:
     for raw in yaml.safe_load_all(path.read_text()):
-        model_type: type[Rollout] | type[AnalysisTemplate] = (
-            Rollout if raw["kind"] == "Rollout" else AnalysisTemplate
-        )
+        model_type = MODELS[raw["kind"]]
         model = model_type.model_validate(raw)
+        assert isinstance(model, ApiModel)
         again = model_type.model_validate(model.to_dict())
+        assert isinstance(again, ApiModel)
         assert again == model
         assert again.to_dict() == model.to_dict()
 

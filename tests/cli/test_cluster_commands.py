@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
-from controller.commands.follow import judge
 from controller.commands.render import Narrator, history_rows
 from controller.commands.rollout import build_strategy, parse_steps
+from controller.rollout_outcome import judge
 
 runner = CliRunner()
 

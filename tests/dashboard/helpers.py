@@ -99,7 +99,10 @@ def dashboard_process(
         except queue.Empty:
             url = ""
         if not url.startswith("http"):
-            pytest.fail(f"deployctl dashboard did not start: {log.read_text()[-3000:]}")
+            pytest.fail(
+                f"deployctl dashboard did not start (exit status {process.poll()}, first line "
+                f"{url!r}): {log.read_text()[-3000:]}"
+            )
         yield DashboardProcess(process, url, log)
     finally:
         if process.poll() is None:

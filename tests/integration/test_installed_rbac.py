@@ -49,8 +49,9 @@ def kubectl_input(control_plane: Any, stdin: str | None, *args: str) -> str:
     return done.stdout
 
 
-def operator_kubeconfig(control_plane: Any, path: Path) -> Path:
-    """Install everything ``manifests/`` holds, server-side, and get a token of its SA."""
+def operator_kubeconfig(control_plane: Any, path: Path) -> tuple[Path, list[str]]:
+    """Install everything ``manifests/`` holds, server-side, and get a token of its SA;
+    with the admission policy documents applied, for the test to take away again."""
     rendered = kubectl(control_plane, "kustomize", str(ROOT / "manifests"))
     # The admission policy needs Kubernetes 1.30+ (the oldest supported release does not
     # serve it, as a user's older cluster would not); its reader ClusterRole applies anywhere.
@@ -82,9 +83,10 @@ def operator_kubeconfig(control_plane: Any, path: Path) -> Path:
     token = kubectl(
         control_plane, "-n", SA_NAMESPACE, "create", "token", SA_NAME, "--duration=1h"
     ).strip()
-    return write_kubeconfig(
+    kubeconfig = write_kubeconfig(
         path, server=control_plane.server, token=token, ca_file=control_plane.ca_file, user=SA_NAME
     )
+    return kubeconfig, [doc for doc in wanted if "kind: ValidatingAdmissionPolicy" in doc]
 
 
 def test_operator_needs_no_more_than_the_manifests_grant(
@@ -95,7 +97,26 @@ def test_operator_needs_no_more_than_the_manifests_grant(
 ) -> None:
     if control_plane.kubectl is None:
         pytest.skip("no kubectl: build the current release (`make cluster`), which includes it")
-    kubeconfig = operator_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
+    kubeconfig, policies = operator_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
+    try:
+        run_under_installed_rbac(cluster, start_controller, kubeconfig)
+    finally:
+        # Cluster-wide: left in force, the policy would judge every later test's requests
+        # on this control plane (they write request annotations under other names).
+        if policies:
+            kubectl_input(
+                control_plane,
+                "\n---\n".join(policies),
+                "delete",
+                "--ignore-not-found",
+                "-f",
+                "-",
+            )
+
+
+def run_under_installed_rbac(
+    cluster: Cluster, start_controller: Callable[..., ControllerProcess], kubeconfig: Path
+) -> None:
     for name in ("shop", "shop-stable", "shop-canary"):
         cluster.create_service(name, {"app": "shop"}, rollout="shop")
     strategy = {

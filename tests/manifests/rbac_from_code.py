@@ -5,9 +5,10 @@ No running cluster and no mocks: the calls are read from the syntax tree.
 1. ``controller/kube/``: the ``KindRef`` constants (``kinds.py``), and for each method of
    ``Kube`` and the classes it inherits from in the package (``Transport``) the requests
    it sends (``_request``/``_send`` with a literal verb, ``_merge_patch`` = patch,
-   ``_delete`` = delete, ``get`` = get, with their ``subresource=``), closed over the
-   methods it calls. A method that builds an owner reference (``owner_reference`` or
-   ``owned``: blockOwnerDeletion) also needs ``update`` on ``rollouts/finalizers``.
+   ``_delete`` = delete, ``get``/``list_objects``/``watch_objects`` of a kind constant,
+   with their ``subresource=``), closed over the methods it calls. A method that builds
+   an owner reference (``owner_reference`` or ``owned``: blockOwnerDeletion) also needs
+   ``update`` on ``rollouts/finalizers``.
 2. The modules the operator process imports (the closure of ``controller.operator``
    within ``controller``, minus the adapter package): every call of a ``Kube`` method
    adds that method's requests; the generic ``list_objects``/``watch_objects``/``get``
@@ -15,6 +16,11 @@ No running cluster and no mocks: the calls are read from the syntax tree.
    list + watch.
 
 The CLI's modules are not in that closure: they run with the user's credentials.
+
+The release controller is derived the same way from ``controller.release.controller``,
+split by where a call goes: the ``MemberCluster`` class of ``controller/release/members.py``
+talks to member clusters (``member_needs``), everything else to the management cluster
+(``release_controller_needs``).
 """
 
 from __future__ import annotations
@@ -25,11 +31,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "controller" / "kube"
+MEMBERS = ROOT / "controller" / "release" / "members.py"
+MEMBER_CLASS = "MemberCluster"
 Need = tuple[str, str, str]  # (group, resource, verb)
 
 _SENDERS = {"_request", "_send"}
 # Helpers taking the kind as their first argument, and the verb each sends.
-_KIND_FIRST = {"_merge_patch": "patch", "_delete": "delete", "get": "get"}
+_KIND_FIRST = {
+    "_merge_patch": "patch",
+    "_delete": "delete",
+    "get": "get",
+    "list_objects": "list",
+    "watch_objects": "watch",
+}
 _OWNERS = {"owner_reference", "owned"}
 _GENERIC = {"list_objects": "list", "watch_objects": "watch", "get": "get"}
 
@@ -149,9 +163,9 @@ def _module_path(module: str) -> Path | None:
     return None
 
 
-def operator_modules() -> list[Path]:
-    """``controller.operator`` and every ``controller`` module it imports, transitively."""
-    todo, seen = ["controller.operator"], set[str]()
+def module_closure(root: str) -> list[Path]:
+    """``root`` and every ``controller`` module it imports, transitively (minus the adapter)."""
+    todo, seen = [root], set[str]()
     while todo:
         module = todo.pop()
         if module in seen:
@@ -171,13 +185,18 @@ def operator_modules() -> list[Path]:
     return sorted(p for p in paths if p is not None and KUBE not in p.parents)
 
 
-def operator_needs() -> set[Need]:
-    """Everything the operator process may ask the apiserver for."""
+def operator_modules() -> list[Path]:
+    """``controller.operator`` and every ``controller`` module it imports, transitively."""
+    return module_closure("controller.operator")
+
+
+def needs_in(trees: list[ast.AST]) -> set[Need]:
+    """Every request the calls under ``trees`` can make through the adapter."""
     known = kinds()
     methods = kube_method_needs()
     needs: set[Need] = set()
-    for path in operator_modules():
-        for node in ast.walk(ast.parse(path.read_text())):
+    for tree in trees:
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             first = node.args[0] if node.args else None
@@ -197,3 +216,32 @@ def operator_needs() -> set[Need]:
             elif attr in methods:
                 needs |= methods[attr]
     return needs
+
+
+def operator_needs() -> set[Need]:
+    """Everything the operator process may ask the apiserver for."""
+    return needs_in([ast.parse(path.read_text()) for path in operator_modules()])
+
+
+def _is_member_class(node: ast.AST) -> bool:
+    return isinstance(node, ast.ClassDef) and node.name == MEMBER_CLASS
+
+
+def release_controller_needs() -> set[Need]:
+    """What the release controller may ask of the management cluster."""
+    trees: list[ast.AST] = []
+    for path in module_closure("controller.release.controller"):
+        tree = ast.parse(path.read_text())
+        if path == MEMBERS:
+            trees += [node for node in tree.body if not _is_member_class(node)]
+        else:
+            trees.append(tree)
+    return needs_in(trees)
+
+
+def member_needs() -> set[Need]:
+    """What the release controller may ask of each member cluster."""
+    tree = ast.parse(MEMBERS.read_text())
+    classes: list[ast.AST] = [node for node in tree.body if _is_member_class(node)]
+    assert classes, f"{MEMBERS} has no class {MEMBER_CLASS}"
+    return needs_in(classes)

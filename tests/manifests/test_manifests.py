@@ -119,6 +119,8 @@ def test_cluster_install_renders_everything() -> None:
         ("CustomResourceDefinition", "rollouts.deployctl.io"),
         ("CustomResourceDefinition", "analysistemplates.deployctl.io"),
         ("CustomResourceDefinition", "deliverypolicies.deployctl.io"),
+        ("CustomResourceDefinition", "releases.deployctl.io"),
+        ("CustomResourceDefinition", "clustertargets.deployctl.io"),
         ("ServiceAccount", "deployctl-controller"),
         ("ClusterRole", "deployctl-controller"),
         ("ClusterRoleBinding", "deployctl-controller"),

@@ -14,8 +14,21 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.rbac import PERMISSIONS, Scope, markdown_table, permissions, rules
-from tests.manifests.rbac_from_code import kube_method_needs, operator_needs
+from controller.rbac import (
+    MEMBER_PERMISSIONS,
+    PERMISSIONS,
+    RELEASE_PERMISSIONS,
+    Scope,
+    markdown_table,
+    permissions,
+    rules,
+)
+from tests.manifests.rbac_from_code import (
+    kube_method_needs,
+    member_needs,
+    operator_needs,
+    release_controller_needs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 Key = tuple[str, str, str]
@@ -154,4 +167,71 @@ def test_the_docs_have_the_generated_table(doc: str) -> None:
     text = (ROOT / "docs" / doc).read_text()
     assert markdown_table() in text, (
         f"docs/{doc}'s RBAC table is out of date: paste `python -m controller.rbac`"
+    )
+
+
+# --------------------------------------------------------------------------- releases
+
+RELEASE_ROLE = ("manifests/release-controller/role.yaml", "Role", "deployctl-release-controller")
+MEMBER_ROLE = ("manifests/member/clusterrole.yaml", "ClusterRole", "deployctl-release-member")
+
+
+@pytest.mark.parametrize(
+    ("derived", "listed"),
+    [(release_controller_needs, RELEASE_PERMISSIONS), (member_needs, MEMBER_PERMISSIONS)],
+    ids=["management", "member"],
+)
+def test_release_lists_cover_every_call_and_nothing_more(derived: Any, listed: Any) -> None:
+    needed = derived()
+    have = {p.key for p in listed}
+    assert not needed - have, f"called but not in controller/rbac.py: {sorted(needed - have)}"
+    assert not have - needed, f"in controller/rbac.py but never called: {sorted(have - needed)}"
+    assert len(have) == len(listed) and all(p.why.strip() for p in listed)
+
+
+def test_the_member_side_only_reads_and_patches_the_rollout() -> None:
+    assert {p.key for p in MEMBER_PERMISSIONS} == {
+        ("deployctl.io", "rollouts", "get"),
+        ("deployctl.io", "rollouts", "patch"),
+        ("apps", "replicasets", "list"),
+    }
+    assert not {"create", "delete", "update"} & {p.verb for p in MEMBER_PERMISSIONS}
+
+
+@pytest.mark.parametrize(
+    ("where", "listed"),
+    [(RELEASE_ROLE, RELEASE_PERMISSIONS), (MEMBER_ROLE, MEMBER_PERMISSIONS)],
+    ids=["release-controller-role", "member-clusterrole"],
+)
+def test_release_manifests_grant_exactly_the_lists(where: Any, listed: Any) -> None:
+    have = granted(role(*where))
+    want = {p.key for p in listed}
+    assert have == want, f"{where[0]}: missing {sorted(want - have)}, extra {sorted(have - want)}"
+    assert granted({"rules": rules(None, listed)}) == want
+    for rule in role(*where)["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], f"{where[0]}: wildcard in {field}: {rule}"
+        if "secrets" in rule["resources"]:
+            assert where == RELEASE_ROLE and rule["verbs"] == ["get"], rule
+
+
+def test_release_bindings_are_namespaced_and_point_at_their_roles() -> None:
+    (binding,) = [d for d in load(RELEASE_ROLE[0]) if d["kind"] == "RoleBinding"]
+    assert binding["metadata"]["namespace"] == "deployctl-releases"
+    assert binding["roleRef"]["name"] == RELEASE_ROLE[2]
+    # The member ClusterRole is only ever bound per namespace, never cluster-wide.
+    (member,) = load("manifests/member/rolebinding.yaml")
+    assert member["kind"] == "RoleBinding" and member["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": MEMBER_ROLE[2],
+    }
+    assert not [d for d in load("manifests/member/clusterrole.yaml") if "Binding" in d["kind"]]
+
+
+def test_multicluster_doc_has_the_generated_table() -> None:
+    doc = (ROOT / "docs" / "multicluster.md").read_text()
+    assert markdown_table(RELEASE_PERMISSIONS + MEMBER_PERMISSIONS) in doc, (
+        "docs/multicluster.md's RBAC table is out of date: paste "
+        "`python -m controller.rbac release`"
     )

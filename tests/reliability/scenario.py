@@ -16,6 +16,7 @@ from typing import Any
 
 from controller.api.revision import template_hash
 from controller.api.rollout import PodTemplateSpec
+from strategies.traffic import replica_share_percent, share_targets
 from tests.integration.harness import Cluster, demo_rollout, error_rate_template
 from tests.waiting import wait_until
 
@@ -59,12 +60,21 @@ class Member:
     new: str = ""
 
 
-def max_weight_allowed(step_index: int | None) -> int:
-    """The highest setWeight among the canary steps up to ``step_index``."""
-    if step_index is None:
+REPLICAS = 2
+
+
+def max_weight_allowed(step_index: int | None, replicas: int = REPLICAS) -> int:
+    """The highest weight the canary steps up to ``step_index`` can show: each
+    setWeight's share of the pods (weights are shares: 25% of 2 pods is one pod each,
+    50% as users get it)."""
+    if step_index is None or step_index >= len(CANARY_STEPS):
         return 100
-    weights = [s["setWeight"] for s in CANARY_STEPS[: step_index + 1] if "setWeight" in s]
-    return max(weights, default=0) if step_index < len(CANARY_STEPS) else 100
+    shares = []
+    for step in CANARY_STEPS[: step_index + 1]:
+        if "setWeight" in step:
+            canary, stable = share_targets(step["setWeight"], replicas)
+            shares.append(replica_share_percent(canary, stable))
+    return max(shares, default=0)
 
 
 @dataclass
@@ -139,7 +149,7 @@ class Fleet:
             member.name,
             version=version,
             env=env,
-            replicas=2,
+            replicas=REPLICAS,
             strategy=_strategy(member.kind, member.name),
             progress_deadline=300,
         )
