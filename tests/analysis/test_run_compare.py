@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from controller.analysis.run import AnalysisEngine, start_run
 from controller.analysis.templating import QueryContext
@@ -24,6 +25,7 @@ from controller.analysis.values import (
 from controller.api.analysis import Metric
 from controller.api.rollout import AnalysisRef
 from controller.api.status import AnalysisRunStatus
+from controller.cli import app
 from tests.analysis.helpers import T0, at, template
 
 CONTEXT = QueryContext(canary_hash="abc", stable_hash="def", rollout_namespace="shop")
@@ -182,3 +184,9 @@ def test_validation_of_compare_and_threshold() -> None:
     del plain["compare"]
     with pytest.raises(ValidationError, match="needs a threshold .* or a compare block"):
         Metric.model_validate(plain)
+
+
+def test_the_controller_refuses_a_scrape_interval_below_a_second() -> None:
+    refused = CliRunner().invoke(app, ["controller", "--scrape-interval", "0.5"])
+    assert refused.exit_code == 2
+    assert "--scrape-interval" in refused.output
