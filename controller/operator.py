@@ -97,6 +97,8 @@ class OperatorConfig:
     """Watch one namespace only (namespaced install); None: all namespaces."""
     workers: int = 4
     prometheus_url: str = "http://prometheus.monitoring:9090"
+    scrape_interval: float = 15.0
+    """Prometheus's scrape interval (s): the step of compare metrics' range queries."""
     service_address: ServiceAddressMode = "dns"
     """How web checks reach a Service: cluster DNS, or a ready pod's IP (outside a cluster)."""
     web_policy: AddressPolicy = AddressPolicy()
@@ -204,6 +206,7 @@ class Operator:
                 PrometheusMeasurer(default_address=config.prometheus_url),
                 # The presets' queries of all runs measured at one moment go as one.
                 batches=Batches(),
+                scrape_interval=config.scrape_interval,
                 jobs=JobChecks(kube, jobs=self.jobs, pods=self.pods, rollouts=self.rollouts),
                 rules=ConfigMapRules(
                     lambda ns, name: ConfigMapData(*kube.read_configmap_version(ns, name))

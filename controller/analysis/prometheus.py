@@ -1,7 +1,8 @@
 """The Prometheus provider: the only module that talks to Prometheus (via prometheus-api-client).
 
 Called by the measurement loop through ``PrometheusMeasurer`` (the reconciler injects it
-into ``AnalysisEngine``) and by ``deployctl analyze`` for backtests (``query_range``).
+into ``AnalysisEngine``), by ``deployctl analyze`` for backtests (``query_range``), and
+for the comparison judge's samples (``measure_samples``: a range query per side).
 Retries live here and only here: connection errors, timeouts and 5xx/429 are retried
 with exponential backoff inside a bounded budget (the metric's interval at most); a
 query Prometheus rejects (400/422, bad PromQL) is never retried.
@@ -62,6 +63,8 @@ from controller.analysis.values import (
     RangeOutcome,
     RangeResult,
     Sample,
+    SamplePair,
+    SamplesOutcome,
     Series,
     short_query,
 )
@@ -217,6 +220,29 @@ class PrometheusMeasurer:
             )
         except AnalysisError as exc:
             return failure_of(exc, promql)
+
+    def measure_samples(
+        self,
+        canary_promql: str,
+        comparison_promql: str,
+        *,
+        address: str | None,
+        start: datetime,
+        end: datetime,
+        step: float,
+        timeout: float,
+    ) -> SamplesOutcome:
+        """The comparison judge's samples: one range query per side over the step, at
+        ``step`` (the scrape interval), every point of every series flattened."""
+        sides: list[tuple[float, ...]] = []
+        for promql in (canary_promql, comparison_promql):
+            outcome = self.measure_range(
+                promql, address=address, start=start, end=end, step=step, timeout=timeout
+            )
+            if isinstance(outcome, QueryFailure):
+                return outcome
+            sides.append(tuple(value for series in outcome.series for _, value in series.points))
+        return SamplePair(canary=sides[0], comparison=sides[1])
 
 
 def failure_of(exc: AnalysisError, promql: str) -> QueryFailure:

@@ -43,6 +43,12 @@ the same moment are one query (``controller.analysis.batch``); a preset metric's
 measurement is then taken a second after its run started (``BATCH_FIRST_DELAY``), so
 that the pass that started the run has registered it for the batch of that moment.
 
+A metric with ``compare`` is judged by the rank test (``controller.analysis.compare``)
+on the canary's and stable's samples since the run started, one range query per side
+at the engine's ``scrape_interval``; its threshold, when it has one, also applies and
+the worse verdict decides. Too few samples is Inconclusive, not recorded while the
+first interval lasts, like an answer without data.
+
 The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
 Successful. A run that is not Running takes no more measurements.
 
@@ -62,7 +68,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -82,6 +88,7 @@ from controller.analysis.arguments import (
     with_secrets,
 )
 from controller.analysis.batch import Batches, BatchKey
+from controller.analysis.compare import judge_samples
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
 from controller.analysis.presets import (
     grouped_query,
@@ -99,8 +106,14 @@ from controller.analysis.templating import (
     render_job,
     render_url,
 )
-from controller.analysis.values import QueryFailure, QueryOutcome, QueryResult, short_query
-from controller.analysis.verdict import Judgement, evaluate, judge_failure
+from controller.analysis.values import (
+    QueryFailure,
+    QueryOutcome,
+    QueryResult,
+    SamplesOutcome,
+    short_query,
+)
+from controller.analysis.verdict import Judgement, evaluate, fmt, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
 from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
 from controller.api.common import SecretKeyRef
@@ -137,6 +150,12 @@ DEFAULT_RETRY_BUDGET = 10.0
 FIRST_DATA_POLL = 0.5
 # A batched metric's first measurement, after its run started: the next batch's moment.
 BATCH_FIRST_DELAY = 1.0
+# The step of a comparison's range queries: Prometheus's default scrape interval, so
+# each sample is one scrape (the engine takes the real one as ``scrape_interval``).
+DEFAULT_SCRAPE_INTERVAL = 15.0
+# Prometheus refuses a range query of more than 11,000 points per series.
+MAX_RANGE_POINTS = 11_000
+_WORSE: Mapping[str, int] = {"Error": 5, "Failed": 4, "Inconclusive": 3, "Pending": 2}
 
 
 class Measurer(Protocol):
@@ -150,6 +169,24 @@ class Measurer(Protocol):
     def measure(
         self, promql: str, *, address: str | None, timeout: float, budget: float
     ) -> QueryOutcome: ...
+
+
+@runtime_checkable
+class SampleMeasurer(Protocol):
+    """A ``Measurer`` that can also fetch the comparison judge's samples: one range query
+    per side (``PrometheusMeasurer.measure_samples``); never raises."""
+
+    def measure_samples(
+        self,
+        canary_promql: str,
+        comparison_promql: str,
+        *,
+        address: str | None,
+        start: datetime,
+        end: datetime,
+        step: float,
+        timeout: float,
+    ) -> SamplesOutcome: ...
 
 
 class JobRunner(Protocol):
@@ -566,6 +603,7 @@ class AnalysisEngine:
         retry_budget: float = DEFAULT_RETRY_BUDGET,
         batches: Batches | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        scrape_interval: float = DEFAULT_SCRAPE_INTERVAL,
     ):
         self.measurer = measurer
         self.jobs = jobs
@@ -575,6 +613,7 @@ class AnalysisEngine:
         self.retry_budget = retry_budget
         self.batches = batches
         self.monotonic = monotonic
+        self.scrape_interval = scrape_interval
 
     def _deadline(self, metric: Metric) -> float:
         """When one measurement of ``metric`` must be over (a ``monotonic`` instant)."""
@@ -899,7 +938,8 @@ class AnalysisEngine:
         try:
             ctx, hidden = self._context(item, context)
             promql = render(template, ctx)
-            stable_promql = render(template, ctx.for_stable()) if metric.relative_to else None
+            compared = metric.relative_to is not None or metric.compare is not None
+            stable_promql = render(template, ctx.for_stable()) if compared else None
         except TemplateError as exc:
             failure = QueryFailure(kind="rejected", query=template, message=str(exc))
             return record(
@@ -909,19 +949,85 @@ class AnalysisEngine:
                 now=now,
                 query=template,
             )
-        judgement = self._judge(
-            metric,
-            promql,
-            stable_promql,
-            scopes=_scopes(metric, ctx),
-            breach_since=breach_since,
-            now=now,
-        )
+        if metric.compare is not None:
+            assert stable_promql is not None
+            judgement = self._judge_compared(
+                run, metric, promql, stable_promql, breach_since=breach_since, now=now
+            )
+        else:
+            judgement = self._judge(
+                metric,
+                promql,
+                stable_promql,
+                scopes=_scopes(metric, ctx),
+                breach_since=breach_since,
+                now=now,
+            )
         if judgement.phase == "Inconclusive" and waiting_for_first_data(run, metric, now=now):
             return run  # no data yet: asked again soon, nothing recorded (module docstring)
         if judgement.phase == "Inconclusive":
             judgement = self._explain_no_data(metric, judgement, context=ctx)
         return _logged(run, metric, _hidden(judgement, hidden), now=now, query=hide(promql, hidden))
+
+    def _judge_compared(
+        self,
+        run: AnalysisRunStatus,
+        metric: Metric,
+        promql: str,
+        stable_promql: str,
+        *,
+        breach_since: datetime | None,
+        now: datetime,
+    ) -> Judgement:
+        """A ``compare`` metric: the rank test on the canary's and stable's samples since
+        the run started (``judge_samples``), and the threshold too when one is given (the
+        worse verdict decides; both are in the message). A provider failure is judged as
+        any other Prometheus metric's (``onProviderError``)."""
+        compare = metric.compare
+        assert compare is not None
+        if not isinstance(self.measurer, SampleMeasurer):
+            return Judgement(
+                "Error",
+                None,
+                f"{metric.name}: this controller cannot fetch samples for compare",
+                permanent=True,
+            )
+        address, timeout = _where(metric)
+        deadline = self._deadline(metric)
+        start = parse_timestamp(run.started_at)
+        window = max((now - start).total_seconds(), 0.0)
+        step = max(self.scrape_interval, window / MAX_RANGE_POINTS)
+        samples = self.measurer.measure_samples(
+            promql,
+            stable_promql,
+            address=address,
+            start=start,
+            end=now,
+            step=step,
+            timeout=max(0.1, min(timeout, self._left(deadline))),
+        )
+        if isinstance(samples, QueryFailure):
+            return judge_failure(metric.name, samples, breach_since=breach_since)
+        result = judge_samples(metric.name, samples.canary, samples.comparison, compare)
+        evidence = result.evidence
+        verdict = Judgement(
+            result.verdict,
+            fmt(evidence.canary_median) if evidence.canary_median is not None else None,
+            f"{result.message}; samples since the run started "
+            f"({format_duration(round(window))}, every {format_duration(round(step, 3))})",
+        )
+        if metric.threshold is None:
+            return verdict
+        threshold = self._judge(metric, promql, None, scopes=(), breach_since=breach_since, now=now)
+        if threshold.phase == "Error":
+            return threshold
+        worse = max(verdict, threshold, key=lambda j: _WORSE.get(j.phase, 1))
+        return Judgement(
+            worse.phase,
+            threshold.value,
+            f"{verdict.message}; threshold: {threshold.message}",
+            breach_since=threshold.breach_since,
+        )
 
     def _explain_no_data(
         self, metric: Metric, judgement: Judgement, *, context: QueryContext

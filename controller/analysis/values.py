@@ -75,8 +75,20 @@ class QueryFailure:
         return self.kind != "unavailable"
 
 
+@dataclass(frozen=True)
+class SamplePair:
+    """Every value each side's range query returned over a step, at the query's step:
+    the canary's and its comparison's (stable or baseline), for the comparison judge
+    (``controller.analysis.compare``). NaN and +/-Inf are kept; the judge drops and
+    counts them."""
+
+    canary: tuple[float, ...]
+    comparison: tuple[float, ...]
+
+
 QueryOutcome = QueryResult | QueryFailure
 RangeOutcome = RangeResult | QueryFailure
+SamplesOutcome = SamplePair | QueryFailure
 
 
 _SHORT_QUERY = 160

@@ -403,6 +403,63 @@ class AlertRulesSource(ApiModel):
     namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
 
 
+class Compare(ApiModel):
+    """Judge the canary against a comparison revision with a rank test, on the samples
+    of the step (``controller.analysis.compare``): fail only on a difference that is both
+    significant at ``confidence`` in the harmful ``direction`` and larger than
+    ``tolerance``; fewer than ``minSamples`` on either side is Inconclusive."""
+
+    against: Literal["baseline", "stable"] = Field(
+        default="stable",
+        description="stable: the long-running stable pods; baseline (fresh pods of the "
+        "stable revision beside the canary) is not built yet and refused",
+    )
+    test: Literal["mannWhitney"] = "mannWhitney"
+    direction: Literal["increase", "decrease", "either"] = Field(
+        default="increase",
+        description="Which change is harmful: increase (latency, errors), decrease "
+        "(throughput, success), either",
+    )
+    confidence: float = Field(
+        default=0.98,
+        description="1 - the false-alarm rate accepted per judgement: the test must be "
+        "significant at this level to fail",
+    )
+    tolerance: float = Field(
+        default=0.25,
+        description="Relative difference of the medians tolerated even when significant "
+        "(0.25: the canary may be 25% worse)",
+    )
+    min_samples: Annotated[int, Field(ge=5, le=100_000)] = Field(
+        default=50, description="Samples each side needs before it is judged"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Compare:
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError(
+                f"compare: confidence must be at least 0.5 and below 1 (got {self.confidence}); "
+                "0.95-0.99 is usual"
+            )
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ValueError(
+                f"compare: tolerance must be a finite number >= 0 (got {self.tolerance}); "
+                "0.25 tolerates a 25% difference of the medians"
+            )
+        # With n samples a side, the rank test's smallest possible p-value is
+        # 1 / C(2n, n) one-sided (twice that two-sided): below it, nothing can fail.
+        # Past 40 a side it is below 1e-22, far below any confidence allowed.
+        sides = 2 if self.direction == "either" else 1
+        smallest = sides / math.comb(2 * min(self.min_samples, 40), min(self.min_samples, 40))
+        if smallest >= 1 - self.confidence:
+            raise ValueError(
+                f"compare: with minSamples {self.min_samples} the test can never reach "
+                f"confidence {self.confidence} (smallest p-value {smallest:.3g}); "
+                "raise minSamples or lower confidence"
+            )
+        return self
+
+
 class Metric(ApiModel):
     """One check: a provider (or a preset), a threshold and the limits that decide.
 
@@ -458,6 +515,7 @@ class Metric(ApiModel):
     )
     relative_to: Literal["stable"] | None = None
     threshold: Threshold | None = None
+    compare: Compare | None = None
     provider: Provider | None = None
     error_rate: ErrorRatePreset | None = None
     latency: LatencyPreset | None = None
@@ -472,6 +530,18 @@ class Metric(ApiModel):
                 "set exactly one of provider, errorRate, latency, alertRules"
                 + (f" (found {', '.join(sources)})" if sources else "")
             )
+        if self.compare is not None:
+            if self.alert_rules is not None or self.job is not None or self.web is not None:
+                raise ValueError(
+                    "compare judges samples from Prometheus: use it with a prometheus "
+                    "provider, errorRate or latency"
+                )
+            if self.relative_to is not None:
+                raise ValueError(
+                    "compare judges against its own comparison (compare.against); drop relativeTo"
+                )
+            if self.compare.against == "baseline":
+                raise ValueError("compare: baseline pods are not built yet; use against: stable")
         if self.alert_rules is not None:
             if self.threshold is not None or self.relative_to is not None or self.for_ is not None:
                 raise ValueError(
@@ -491,8 +561,11 @@ class Metric(ApiModel):
                 raise ValueError("web: jsonPath needs equals or a threshold (min/max)")
             if web.json_path is None and self.threshold is not None:
                 raise ValueError("web: a threshold needs jsonPath (the value to compare)")
-        elif self.provider is not None and self.threshold is None:
-            raise ValueError("a prometheus metric needs a threshold (min and/or max)")
+        elif self.provider is not None and self.threshold is None and self.compare is None:
+            # With compare the rank test decides; a threshold, when given, also applies.
+            raise ValueError(
+                "a prometheus metric needs a threshold (min and/or max) or a compare block"
+            )
         if self.threshold is not None and self.relative_to is None:
             if self.threshold.max_increase is not None or self.threshold.max_ratio is not None:
                 raise ValueError("maxIncrease/maxRatio need relativeTo: stable")

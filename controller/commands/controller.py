@@ -46,6 +46,16 @@ def controller(
             help="Prometheus for metrics that name no address (and for presets)",
         ),
     ] = "http://prometheus.monitoring:9090",
+    scrape_interval: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            max=3600.0,
+            envvar="DEPLOYCTL_SCRAPE_INTERVAL",
+            help="Prometheus's scrape interval in seconds: the step of a compare metric's "
+            "range queries (one sample per scrape)",
+        ),
+    ] = 15.0,
     service_address: Annotated[
         ServiceAddress,
         typer.Option(
@@ -152,6 +162,7 @@ def controller(
         namespace=namespace,
         workers=workers,
         prometheus_url=prometheus_url,
+        scrape_interval=scrape_interval,
         service_address=service_address.value,
         web_policy=web_policy,
         leader_elect=leader_elect,
