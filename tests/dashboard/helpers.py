@@ -164,3 +164,16 @@ def full_page(driver: Any) -> None:
     """Size the window to the whole page, so a screenshot shows all of it."""
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
     driver.set_window_size(1280, min(max(height + 40, 800), 4000))
+
+
+def text_of(driver: Any, by: str, value: str, *, attempts: int = 20) -> str:
+    """The text of the element ``value`` finds, read again when the page redrew it
+    between finding and reading (the page redraws on every update)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(attempts - 1):
+        try:
+            return str(driver.find_element(by, value).text)
+        except StaleElementReferenceException:
+            continue
+    return str(driver.find_element(by, value).text)

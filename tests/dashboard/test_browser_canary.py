@@ -19,6 +19,7 @@ from tests.dashboard.helpers import (
     dashboard_process,
     full_page,
     save_screenshot,
+    text_of,
     wait_until,
 )
 from tests.integration.harness import Cluster, demo_rollout
@@ -168,13 +169,17 @@ def test_a_broken_canary_rolls_back_before_your_eyes(
         )
         assert int(driver.execute_script("return document.body.dataset.updates")) >= 3
 
-        evidence = driver.find_element("id", "evidence").text
+        evidence = text_of(driver, "id", "evidence")
         assert "AnalysisFailed" in evidence and "error-rate" in evidence
         assert "> max 0.05" in evidence
-        shares = {
-            li.get_attribute("data-role"): li.get_attribute("data-percent")
-            for li in driver.find_elements("css selector", "li.share-text")
-        }
+        # Read in one script: the page redraws on every update, and elements found in one
+        # call can be gone by the next (a stale element reference).
+        shares = driver.execute_script(
+            "const out = {};"
+            "document.querySelectorAll('li.share-text').forEach("
+            "li => { out[li.dataset.role] = li.dataset.percent; });"
+            "return out;"
+        )
         assert shares == {"stable": "100", "canary": "0"}
 
         data = driver.execute_script(
@@ -195,7 +200,7 @@ def test_a_broken_canary_rolls_back_before_your_eyes(
         assert top["blue"] > 5, top
         rollback = driver.execute_script(PIXELS, "error-rate", "vertical", data["rollbackAt"])
         assert rollback["darkred"] > 20, rollback
-        caption = driver.find_element("css selector", "figure.metric figcaption").text
+        caption = text_of(driver, "css selector", "figure.metric figcaption")
         assert "crossed the threshold at" in caption and "rolled back at" in caption
 
         history = driver.find_elements("css selector", "tr[data-outcome='RolledBack']")
@@ -215,10 +220,7 @@ def test_a_broken_canary_rolls_back_before_your_eyes(
         row = driver.find_element("css selector", f"tr[data-rollout='{ns}/shop']")
         assert "Degraded" in row.text and "0%" in row.text
         wait_until(
-            lambda: (
-                "Paused"
-                in driver.find_element("css selector", f"tr[data-rollout='{ns}/search']").text
-            ),
+            lambda: "Paused" in text_of(driver, "css selector", f"tr[data-rollout='{ns}/search']"),
             timeout=60,
             what="search paused at its indefinite pause in the list",
         )
