@@ -177,3 +177,13 @@ def text_of(driver: Any, by: str, value: str, *, attempts: int = 20) -> str:
         except StaleElementReferenceException:
             continue
     return str(driver.find_element(by, value).text)
+
+
+def texts_of(driver: Any, css: str) -> list[str]:
+    """The text of every element ``css`` selects, read in one script (no element can go
+    stale between finding and reading)."""
+    return list(
+        driver.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText);", css
+        )
+    )

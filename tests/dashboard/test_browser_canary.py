@@ -20,6 +20,7 @@ from tests.dashboard.helpers import (
     full_page,
     save_screenshot,
     text_of,
+    texts_of,
     wait_until,
 )
 from tests.integration.harness import Cluster, demo_rollout
@@ -203,22 +204,24 @@ def test_a_broken_canary_rolls_back_before_your_eyes(
         caption = text_of(driver, "css selector", "figure.metric figcaption")
         assert "crossed the threshold at" in caption and "rolled back at" in caption
 
-        history = driver.find_elements("css selector", "tr[data-outcome='RolledBack']")
-        assert history and "alice" in history[0].text and "release v2" in history[0].text
-        warnings = driver.find_elements("css selector", ".events tr.warning")
-        assert any("AnalysisFailed" in row.text for row in warnings)
+        history = texts_of(driver, "tr[data-outcome='RolledBack']")
+        assert history and "alice" in history[0] and "release v2" in history[0]
+        warnings = texts_of(driver, ".events tr.warning")
+        assert any("AnalysisFailed" in row for row in warnings)
         # What the page offers after a rollback: a retry or an undo, not a promotion.
-        buttons = {
-            b.get_attribute("data-action"): b.is_enabled()
-            for b in driver.find_elements("css selector", "button.action")
-        }
+        buttons = driver.execute_script(
+            "const out = {};"
+            "document.querySelectorAll('button.action').forEach("
+            "b => { out[b.dataset.action] = !b.disabled; });"
+            "return out;"
+        )
         assert buttons["retry"] and not buttons["promote"] and not buttons["abort"]
 
         full_page(driver)
         save_screenshot(driver, tmp_path, "dashboard-rolled-back-canary.png")
         driver.get(dashboard.url)
-        row = driver.find_element("css selector", f"tr[data-rollout='{ns}/shop']")
-        assert "Degraded" in row.text and "0%" in row.text
+        row = text_of(driver, "css selector", f"tr[data-rollout='{ns}/shop']")
+        assert "Degraded" in row and "0%" in row
         wait_until(
             lambda: "Paused" in text_of(driver, "css selector", f"tr[data-rollout='{ns}/search']"),
             timeout=60,

@@ -83,6 +83,9 @@ def at_pause(cluster: Cluster, name: str, index: int) -> dict[str, Any]:
 
 def measured_share(generator: Any, revision: str) -> float:
     """Percent of the next requests that the canary answered."""
+    # The generator rereads the pods every 0.5 s (as a proxy's endpoints lag): read them
+    # now, so the pods the step just removed are not asked in the first half second.
+    generator.refresh()
     generator.reset()
     stats = poll(
         generator.stats, lambda s: s.total >= REQUESTS_PER_MEASURE, timeout=120, what="requests"

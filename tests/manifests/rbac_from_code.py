@@ -48,6 +48,15 @@ _OWNERS = {"owner_reference", "owned"}
 _GENERIC = {"list_objects": "list", "watch_objects": "watch", "get": "get"}
 
 
+def _parse(source: str) -> ast.Module:
+    """``ast.parse``, once more if CPython 3.11's parser trips on its own recursion
+    counter ("AST constructor recursion depth mismatch", seen once under xdist)."""
+    try:
+        return ast.parse(source)
+    except SystemError:
+        return ast.parse(source)
+
+
 def _const(node: ast.AST | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
@@ -59,7 +68,7 @@ def _keyword(call: ast.Call, name: str) -> ast.AST | None:
 def kinds() -> dict[str, tuple[str, str]]:
     """``ROLLOUTS`` -> ("deployctl.io", "rollouts"), from the KindRef constants."""
     found: dict[str, tuple[str, str]] = {}
-    for node in ast.parse((KUBE / "kinds.py").read_text()).body:
+    for node in _parse((KUBE / "kinds.py").read_text()).body:
         if (
             isinstance(node, ast.Assign)
             and isinstance(node.value, ast.Call)
@@ -91,7 +100,7 @@ def _kube_methods() -> dict[str, ast.FunctionDef]:
     classes = {
         node.name: node
         for path in sorted(KUBE.glob("*.py"))
-        for node in ast.parse(path.read_text()).body
+        for node in _parse(path.read_text()).body
         if isinstance(node, ast.ClassDef)
     }
     methods: dict[str, ast.FunctionDef] = {}
@@ -174,7 +183,7 @@ def module_closure(root: str) -> list[Path]:
         path = _module_path(module)
         if path is None:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_parse(path.read_text())):
             names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -220,7 +229,7 @@ def needs_in(trees: list[ast.AST]) -> set[Need]:
 
 def operator_needs() -> set[Need]:
     """Everything the operator process may ask the apiserver for."""
-    return needs_in([ast.parse(path.read_text()) for path in operator_modules()])
+    return needs_in([_parse(path.read_text()) for path in operator_modules()])
 
 
 def _is_member_class(node: ast.AST) -> bool:
@@ -231,7 +240,7 @@ def release_controller_needs() -> set[Need]:
     """What the release controller may ask of the management cluster."""
     trees: list[ast.AST] = []
     for path in module_closure("controller.release.controller"):
-        tree = ast.parse(path.read_text())
+        tree = _parse(path.read_text())
         if path == MEMBERS:
             trees += [node for node in tree.body if not _is_member_class(node)]
         else:
@@ -241,7 +250,7 @@ def release_controller_needs() -> set[Need]:
 
 def member_needs() -> set[Need]:
     """What the release controller may ask of each member cluster."""
-    tree = ast.parse(MEMBERS.read_text())
+    tree = _parse(MEMBERS.read_text())
     classes: list[ast.AST] = [node for node in tree.body if _is_member_class(node)]
     assert classes, f"{MEMBERS} has no class {MEMBER_CLASS}"
     return needs_in(classes)
