@@ -79,8 +79,14 @@ def confirm(driver: Any, action: str) -> str:
 
 
 def enabled(driver: Any, action: str) -> bool:
-    buttons = driver.find_elements("css selector", f"button.action.{action}")
-    return bool(buttons) and bool(buttons[0].is_enabled())
+    # One script: the page redraws on every update, so a button found in one call can be
+    # gone (a stale element) by the next.
+    return bool(
+        driver.execute_script(
+            "const b = document.querySelector(arguments[0]); return !!b && !b.disabled;",
+            f"button.action.{action}",
+        )
+    )
 
 
 def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
@@ -170,11 +176,14 @@ def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
 
         # The viewer: may read, may not patch.
         driver.get(f"{viewer.url}/rollouts/{ns}/shop")
-        buttons = driver.find_elements("css selector", "button.action")
-        assert len(buttons) == 6 and not any(b.is_enabled() for b in buttons)
+        buttons = driver.execute_script(
+            "return Array.from(document.querySelectorAll('button.action'),"
+            " b => [b.disabled, b.title]);"
+        )
+        assert len(buttons) == 6 and all(disabled for disabled, _ in buttons), buttons
         why = text_of(driver, "css selector", ".actions .why")
         assert "may not patch rollouts in namespace" in why and ns in why
-        assert "may not patch" in str(buttons[0].get_attribute("title"))
+        assert "may not patch" in str(buttons[0][1])
         version = cluster.rollout("shop")["metadata"]["resourceVersion"]
         forged = driver.execute_script(
             "const t = document.querySelector('meta[name=deployctl-token]').content;"
