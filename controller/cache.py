@@ -26,8 +26,33 @@ class Cache(Protocol):
     ) -> list[Obj]: ...
 
 
-class KubeWrites(Protocol):
-    """What a reconcile pass asks of ``controller.kube.Kube``."""
+class RouterWrites(Protocol):
+    """The writes traffic routers make (``controller.kube.Kube`` implements them)."""
+
+    def patch_httproute(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def patch_virtualservice(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def patch_destinationrule(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+    def create_ingress(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None: ...
+
+    def patch_ingress(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
+    ) -> Obj: ...
+
+
+class KubeWrites(RouterWrites, Protocol):
+    """What a reconcile pass asks of ``controller.kube.Kube``: the routers' writes and
+    its own."""
 
     def create_replicaset(
         self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
@@ -56,26 +81,6 @@ class KubeWrites(Protocol):
     ) -> Obj: ...
 
     # The traffic routers' writes (``controller.routers.base.RouterWrites``).
-
-    def patch_httproute(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
-    ) -> Obj: ...
-
-    def patch_virtualservice(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
-    ) -> Obj: ...
-
-    def patch_destinationrule(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
-    ) -> Obj: ...
-
-    def create_ingress(
-        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
-    ) -> Obj | None: ...
-
-    def patch_ingress(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
-    ) -> Obj: ...
 
     def patch_rollout_status(
         self,

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller.cache import Cache, Obj
+from controller.cache import Cache
+from controller.cache import RouterWrites as RouterWrites  # re-exported for the routers
 from strategies.plan import HeaderRoute, MirrorRoute
 
 STABLE, CANARY = "stable", "canary"
@@ -52,30 +53,6 @@ class RouterCaches:
     virtualservices: Cache | None = None
     destinationrules: Cache | None = None
     ingresses: Cache | None = None
-
-
-class RouterWrites(Protocol):
-    """The writes routers make (``controller.kube.Kube`` implements them)."""
-
-    def patch_httproute(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
-    ) -> Obj: ...
-
-    def patch_virtualservice(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
-    ) -> Obj: ...
-
-    def patch_destinationrule(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
-    ) -> Obj: ...
-
-    def create_ingress(
-        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
-    ) -> Obj | None: ...
-
-    def patch_ingress(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str
-    ) -> Obj: ...
 
 
 class Router(Protocol):
