@@ -41,6 +41,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from controller.limits import Limit
 
 _CHUNK = 16 * 1024
+# How early a socket timeout may fire (timer rounding) and still count as the deadline.
+_DEADLINE_SLACK = 0.05
 ACCEPT_ENCODING = "gzip, deflate"
 
 
@@ -216,7 +218,13 @@ class BoundedSession(requests.Session):
                 finally:
                     response.close()
             except (requests.RequestException, OSError) as exc:
-                if call.expired and not isinstance(exc, BodyRefused):
+                # A socket timeout capped at the time left can fire a moment before the
+                # watchdog marks the call expired: both mean the deadline ended it.
+                ran_out = call.expired or (
+                    isinstance(exc, requests.exceptions.Timeout)
+                    and time.monotonic() >= self.deadline - _DEADLINE_SLACK
+                )
+                if ran_out and not isinstance(exc, BodyRefused):
                     raise DeadlineExceeded(remaining) from None
                 raise
             if call.expired:

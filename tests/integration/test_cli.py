@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client as k8s
 
 from tests.integration.harness import Cluster, demo_rollout, error_rate_template
 from tests.waiting import wait_until
@@ -88,13 +89,25 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
             ns,
             "--lease-name",
             LEASE,
+            # Generous: a loaded machine must not cost the leader its Lease mid-test.
             "--lease-duration",
-            "4",
+            "15",
             "--renew-deadline",
-            "3",
+            "10",
             "--retry-period",
             "0.5",
         ]
+    )
+    # The CLI refuses requests until the Lease is held: wait for the leader, not only
+    # for the API to answer.
+    leases = k8s.CoordinationV1Api(cluster.api)
+    wait_until(
+        lambda: leases.list_namespaced_lease(ns).items,
+        ok=lambda items: any(
+            lease.metadata.name == LEASE and lease.spec.holder_identity for lease in items
+        ),
+        timeout=60,
+        what=f"the controller to hold Lease {ns}/{LEASE}",
     )
     wait_until(
         lambda: cli("list", "-n", ns, env=env),

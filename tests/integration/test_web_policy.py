@@ -23,6 +23,7 @@ from tests.integration.web_helpers import (
     web_template,
 )
 from tests.security.servers import echo_server
+from tests.waiting import wait_until
 
 METADATA = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 
@@ -74,9 +75,13 @@ def test_checks_to_metadata_loopback_apiserver_and_other_namespaces_are_refused(
                 name,
                 status["message"],
             )
-        messages = " ".join(str(e.message) for e in cluster.events())
-        for text in expected.values():
-            assert text in messages
+        # The Event is written after the status the loop above saw: wait for each.
+        wait_until(
+            lambda: " ".join(str(e.message) for e in cluster.events()),
+            ok=lambda messages: all(text in messages for text in expected.values()),
+            timeout=30,
+            what="an Event naming each refusal",
+        )
         assert not app.seen.requests  # nothing reached the loopback server
 
 
