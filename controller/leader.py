@@ -78,6 +78,69 @@ def _noop() -> None:
     return None
 
 
+class LeaseView:
+    """One Lease as we last saw it, and when (on our clock) its record last changed.
+
+    Expiry is judged from that moment plus the Lease's duration, never from the
+    renewTime another machine wrote, so clock skew cannot make two holders. The leader
+    elector keeps one; the shard elector (``controller.shards``) one per shard and member.
+    """
+
+    def __init__(self) -> None:
+        self.spec: dict[str, Any] | None = None
+        self.observed_at = 0.0
+
+    def observe(self, spec: Mapping[str, Any], now: float) -> None:
+        if spec != self.spec:
+            self.spec = dict(spec)
+            self.observed_at = now
+
+    @property
+    def holder(self) -> str:
+        return str((self.spec or {}).get("holderIdentity") or "")
+
+    def expired(self, now: float, default_duration: float) -> bool:
+        duration = float((self.spec or {}).get("leaseDurationSeconds") or default_duration)
+        return self.observed_at + duration <= now
+
+    def free_for(self, identity: str, now: float, default_duration: float) -> bool:
+        """Whether ``identity`` may write itself in: unheld, its own, or expired."""
+        holder = self.holder
+        return not holder or holder == identity or self.expired(now, default_duration)
+
+
+def claimed_spec(
+    spec: Mapping[str, Any], *, identity: str, wall: str, lease_duration: float
+) -> dict[str, Any]:
+    """The spec that renews ``spec`` for ``identity``, or takes it over (a transition)."""
+    holder = str(spec.get("holderIdentity") or "")
+    transitions = int(spec.get("leaseTransitions") or 0)
+    return {
+        "holderIdentity": identity,
+        "leaseDurationSeconds": max(1, round(lease_duration)),
+        "acquireTime": spec.get("acquireTime") if holder == identity else wall,
+        "renewTime": wall,
+        "leaseTransitions": transitions if holder == identity else transitions + 1,
+    }
+
+
+def released_spec(spec: Mapping[str, Any], *, wall: str) -> dict[str, Any]:
+    """The spec that hands a Lease back: no holder, and a 1 s duration for old readers."""
+    return {
+        "holderIdentity": "",
+        "leaseDurationSeconds": 1,
+        "acquireTime": wall,
+        "renewTime": wall,
+        "leaseTransitions": int(spec.get("leaseTransitions") or 0),
+    }
+
+
+def answered(exc: KubeError) -> bool:
+    """Whether a failed request still shows a working apiserver: a 409 from a lost race
+    is the apiserver working normally; 5xx/429 and connection failures are not."""
+    return exc.code is not None and exc.code < 500 and exc.code != 429
+
+
 class LeaderElector:
     """Campaign for, hold, and give up one Lease."""
 
@@ -118,8 +181,7 @@ class LeaderElector:
         self._timeout = max(1.0, retry_period)
         self._lock = threading.Lock()
         self._leading = False
-        self._observed_spec: dict[str, Any] | None = None
-        self._observed_at = 0.0
+        self._view = LeaseView()
         self._last_contact: float | None = None
         self._stopped = threading.Event()
         self._release_on_stop = True
@@ -139,8 +201,7 @@ class LeaderElector:
     def leader_identity(self) -> str:
         """The holder as last observed ('' when unknown or released)."""
         with self._lock:
-            spec = self._observed_spec or {}
-        return str(spec.get("holderIdentity") or "")
+            return self._view.holder
 
     def healthy(self) -> bool:
         """For /readyz: the elector runs and reached the apiserver within a lease duration."""
@@ -213,14 +274,7 @@ class LeaderElector:
         spec = lease.get("spec") or {}
         if spec.get("holderIdentity") != self.identity:
             return False
-        now = micro_timestamp(self._utcnow())
-        released = {
-            "holderIdentity": "",
-            "leaseDurationSeconds": 1,
-            "acquireTime": now,
-            "renewTime": now,
-            "leaseTransitions": int(spec.get("leaseTransitions") or 0),
-        }
+        released = released_spec(spec, wall=micro_timestamp(self._utcnow()))
         try:
             self.kube.update_lease(
                 self.namespace,
@@ -254,14 +308,9 @@ class LeaderElector:
         holder = str(spec.get("holderIdentity") or "")
         if holder and holder != self.identity and not self._expired(spec, now):
             return False
-        transitions = int(spec.get("leaseTransitions") or 0)
-        renewed = {
-            "holderIdentity": self.identity,
-            "leaseDurationSeconds": max(1, round(self.lease_duration)),
-            "acquireTime": spec.get("acquireTime") if holder == self.identity else wall,
-            "renewTime": wall,
-            "leaseTransitions": transitions if holder == self.identity else transitions + 1,
-        }
+        renewed = claimed_spec(
+            spec, identity=self.identity, wall=wall, lease_duration=self.lease_duration
+        )
         try:
             updated = self.kube.update_lease(
                 self.namespace,
@@ -307,23 +356,18 @@ class LeaderElector:
     def _observe(self, spec: dict[str, Any], now: float) -> None:
         """Remember when (on our clock) the lease record last changed."""
         with self._lock:
-            if spec != self._observed_spec:
-                self._observed_spec = dict(spec)
-                self._observed_at = now
+            self._view.observe(spec, now)
 
     def _expired(self, spec: Mapping[str, Any], now: float) -> bool:
-        duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
         with self._lock:
-            return self._observed_at + duration <= now
+            return self._view.expired(now, self.lease_duration)
 
     def _held_by_other(self) -> bool:
         holder = self.leader_identity
         return bool(holder) and holder != self.identity
 
     def _contact_if_answered(self, exc: KubeError, now: float) -> None:
-        # A 409 from a lost race is the apiserver working normally; 5xx/429 and
-        # connection failures are not.
-        if exc.code is not None and exc.code < 500 and exc.code != 429:
+        if answered(exc):
             self._contact(now)
 
     def _contact(self, now: float) -> None:

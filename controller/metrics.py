@@ -10,7 +10,7 @@ Who writes what:
 - ``controller.queue``: ``QUEUE_DEPTH``, ``QUEUE_ADDS``, ``QUEUE_RETRIES``, ``QUEUE_WAIT``.
 - ``controller.informer``: ``INFORMER_RELISTS``, ``INFORMER_WATCH_RESTARTS``.
 - ``controller.operator``: ``ROLLOUT_EVENTS`` (queued, or an echo of our own write).
-- ``controller.leader``: ``LEADER``.
+- ``controller.leader``: ``LEADER``; ``controller.shards``: ``SHARDS_OWNED``.
 - the release controller (``controller/release/``): ``RELEASE_MEMBER_READS``,
   ``RELEASES_BY_PHASE``.
 - the reconciler: ``RECONCILE_TOTAL``, ``RECONCILE_DURATION``, ``RECONCILE_ERRORS``,
@@ -39,7 +39,8 @@ PlatformCollector(registry=REGISTRY)
 
 RECONCILE_TOTAL = Counter(
     "deployctl_reconcile",
-    "Reconcile passes, by result (success, requeue, error).",
+    "Reconcile passes, by result (success, requeue, error; fenced: dropped before its "
+    "status write because this replica no longer held the Rollout's shard).",
     ["result"],
     registry=REGISTRY,
 )
@@ -133,6 +134,11 @@ INFORMER_WATCH_RESTARTS = Counter(
 LEADER = Gauge(
     "deployctl_leader",
     "1 while this process holds the leader Lease, else 0.",
+    registry=REGISTRY,
+)
+SHARDS_OWNED = Gauge(
+    "deployctl_shards_owned",
+    "Shards this replica holds the Lease of and acts on (--shards; 0 with one shard).",
     registry=REGISTRY,
 )
 RELEASE_MEMBER_READS = Counter(

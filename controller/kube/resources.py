@@ -440,6 +440,42 @@ class Kube(Transport):
             timeout=timeout,
         )
 
+    def list_leases(self, namespace: str, *, timeout: float | None = None) -> list[Obj]:
+        """The Leases of one namespace in one request (the shard elector's view of its
+        members and shards); no retries inside, as for ``get_lease``."""
+        page = self._request(
+            "list",
+            LEASES,
+            method="GET",
+            namespace=namespace,
+            retry=NO_RETRY,
+            timeout=timeout,
+        )
+        return list(page.get("items") or [])
+
+    def delete_lease(
+        self, namespace: str, name: str, *, resource_version: str, timeout: float | None = None
+    ) -> bool:
+        """Delete a Lease we hold (a member leaving); False if it was already gone.
+
+        ``resource_version`` is a precondition: never delete a Lease someone else renewed.
+        """
+        options = {"preconditions": {"resourceVersion": resource_version}}
+        try:
+            self._request(
+                "delete",
+                LEASES,
+                method="DELETE",
+                namespace=namespace,
+                name=name,
+                body=options,
+                retry=NO_RETRY,
+                timeout=timeout,
+            )
+        except NotFound:
+            return False
+        return True
+
     # --- releases ----------------------------------------------------------------
     # The release controller's own objects in the management cluster; member clusters
     # are reached with ``get_rollout``/``patch_rollout``/``list_replicasets``.
