@@ -7,6 +7,11 @@ Services and the traffic routers' objects; every watch event only enqueues a
 workers on one key); errors requeue with per-key backoff, timers requeue after the
 delay the reconcile returned.
 Only the leader runs workers; a standby keeps its caches warm for a fast takeover.
+With ``shards`` > 1 every replica runs workers, each on the Rollouts of the shards whose
+Leases it holds (``controller.shards``): its queue admits only their keys, a worker drops
+a key whose shard it no longer holds, the status write is fenced the same way, and a
+shard gained re-queues its Rollouts (they resume from status). Every status write
+records the replica that made it (``status.controller``).
 
 The controller's own namespace (``lease_namespace``: the Lease, the cluster-wide
 DeliveryPolicies, the webhook Secrets) is watched for policies even when the Rollouts
@@ -80,8 +85,9 @@ from controller.names import ROLLOUT_LABEL
 from controller.notify import Notifier, secret_resolver
 from controller.policy_gate import PolicyGate
 from controller.queue import WorkQueue
-from controller.reconciler import Caches, Reconciler
+from controller.reconciler import Caches, Fenced, Reconciler
 from controller.server import HealthServer
+from controller.shards import ShardElector
 from controller.tenancy import ControllerIdentity
 
 log = structlog.stdlib.get_logger(__name__)
@@ -108,6 +114,8 @@ class OperatorConfig:
     lease_namespace: str = "deployctl-system"
     """The controller's own namespace: its Lease, cluster-wide policies, webhook Secrets."""
     lease_name: str = "deployctl-controller"
+    shards: int = 1
+    """Active-active replicas over this many shard Leases; 1: one leader does all."""
     service_account: str = "deployctl-controller"
     """The controller's ServiceAccount (in lease_namespace): no Rollout's pods may use it."""
     identity: str = ""
@@ -134,7 +142,23 @@ class Operator:
     ) -> None:
         self.kube = kube
         self.config = config
-        self.queue = WorkQueue("rollouts")
+        self.identity = config.identity or default_identity()
+        # With shards, this replica's share of them; None: one leader (or none) does all.
+        self.shard_elector: ShardElector | None = None
+        if config.shards > 1 and config.leader_elect:
+            self.shard_elector = ShardElector(
+                kube,
+                namespace=config.lease_namespace,
+                name=config.lease_name,
+                identity=self.identity,
+                shards=config.shards,
+                lease_duration=config.lease_duration,
+                renew_deadline=config.renew_deadline,
+                retry_period=config.retry_period,
+                on_gained=self._requeue_shards,
+                quiescent=self._shard_quiescent,
+            )
+        self.queue = self._new_queue()
         ns = config.namespace
         self.rollouts = Informer(kube, ROLLOUTS, namespace=ns)
         self.templates = Informer(kube, ANALYSIS_TEMPLATES, namespace=ns)
@@ -233,6 +257,8 @@ class Operator:
                 approvals_verified=ApprovalAdmission(kube).verified,
             ),
             identity=ControllerIdentity(self.controller_namespace, config.service_account),
+            writer=self.identity,
+            fence=self.may_act,
         )
         self.server = HealthServer(config.probe_host, config.probe_port)
         self.elector: LeaderElector | None = None
@@ -242,6 +268,33 @@ class Operator:
         self._stop = threading.Event()
         self.exit_code = 0
         self._wire_handlers()
+
+    # ------------------------------------------------------------------ shards
+
+    def may_act(self, key: str) -> bool:
+        """Whether this replica may act on the Rollout ``key`` now (always, unsharded)."""
+        return self.shard_elector is None or self.shard_elector.owns_key(key)
+
+    def _new_queue(self) -> WorkQueue:
+        if self.shard_elector is None:
+            return WorkQueue("rollouts")
+        return WorkQueue("rollouts", admit=self.may_act)
+
+    def _requeue_shards(self, shards: frozenset[int]) -> None:
+        """Shards just gained: their Rollouts, from the cache, resume from their status."""
+        elector = self.shard_elector
+        if elector is None:
+            return
+        for key in self.rollouts.keys():
+            if elector.shard_of(key) in shards:
+                self.queue.add(key)
+
+    def _shard_quiescent(self, shard: int) -> bool:
+        """No pass of ``shard`` in flight: its Lease may be handed back."""
+        elector = self.shard_elector
+        return elector is None or all(
+            elector.shard_of(key) != shard for key in self.queue.processing()
+        )
 
     # ------------------------------------------------------------------ wiring
 
@@ -361,12 +414,16 @@ class Operator:
         for informer in self._informers():
             informer.wait_for_sync()
         log.info("caches synced", rollouts=len(self.rollouts.keys()))
-        if self.config.leader_elect:
+        if self.shard_elector is not None:
+            self.server.add_readiness_check("shard-election", self.shard_elector.healthy)
+            self._start_workers()
+            self.shard_elector.start()
+        elif self.config.leader_elect:
             self.elector = LeaderElector(
                 self.kube,
                 namespace=self.config.lease_namespace,
                 name=self.config.lease_name,
-                identity=self.config.identity or default_identity(),
+                identity=self.identity,
                 lease_duration=self.config.lease_duration,
                 renew_deadline=self.config.renew_deadline,
                 retry_period=self.config.retry_period,
@@ -391,6 +448,8 @@ class Operator:
         self._stop_workers()
         if self.elector is not None:
             self.elector.stop(release=True)
+        if self.shard_elector is not None:
+            self.shard_elector.stop(release=True)
         for informer in self._informers():
             informer.stop()
         self.notifier.close()
@@ -401,7 +460,7 @@ class Operator:
         with self._workers_lock:
             if self._workers:
                 return
-            self.queue = self.queue if not self.queue.shutting_down else WorkQueue("rollouts")
+            self.queue = self.queue if not self.queue.shutting_down else self._new_queue()
             for key in self.rollouts.keys():
                 self.queue.add(key)
             for index in range(self.config.workers):
@@ -448,9 +507,17 @@ class Operator:
                 self.queue.done(key)
 
     def _process(self, key: str) -> None:
+        if not self.may_act(key):
+            # Its shard moved while the key waited: the new owner has it.
+            self.queue.forget(key)
+            return
         started = time.monotonic()
         try:
             outcome = self.reconciler.reconcile(key)
+        except Fenced as exc:
+            self.queue.forget(key)
+            RECONCILE_TOTAL.labels(result="fenced").inc()
+            _bound(key).info("pass dropped before its status write", reason=str(exc))
         except Transient as exc:
             delay = self.queue.add_rate_limited(key)
             RECONCILE_ERRORS.labels(kind="transient").inc()

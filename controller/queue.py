@@ -13,6 +13,9 @@ Informer handlers ``add()`` keys (``namespace/name``); N worker threads loop on
 - ``add_rate_limited``: per-key exponential backoff, ``base * 2**failures`` capped at
   ``cap``; ``forget()`` resets the count.
 
+``admit`` (with ``--shards``) keeps out the keys of shards this replica does not own; a
+key whose shard is lost while it waits is dropped by the worker, which asks again.
+
 One departure from client-go: after ``shutdown()`` no queued key is handed out any more,
 only in-flight ones finish. Nothing is lost by that: the state is in the cluster and the
 next leader lists everything anyway.
@@ -47,6 +50,7 @@ class WorkQueue:
         base_delay: float = DEFAULT_BASE_DELAY,
         max_delay: float = DEFAULT_MAX_DELAY,
         now: Callable[[], float] = time.monotonic,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         if base_delay <= 0 or max_delay < base_delay:
             raise ValueError("need 0 < base_delay <= max_delay")
@@ -54,6 +58,8 @@ class WorkQueue:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._now = now
+        # Keys this queue takes at all (the shards this replica owns); None: every key.
+        self._admit = admit
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()
         self._dirty: set[str] = set()
@@ -87,7 +93,7 @@ class WorkQueue:
             self.add(key)
             return
         with self._cond:
-            if self._shutting_down:
+            if self._shutting_down or (self._admit is not None and not self._admit(key)):
                 return
             deadline = self._now() + seconds
             current = self._waiting.get(key)
@@ -215,7 +221,7 @@ class WorkQueue:
     # ------------------------------------------------------------------ internals
 
     def _add_locked(self, key: str) -> None:
-        if self._shutting_down:
+        if self._shutting_down or (self._admit is not None and not self._admit(key)):
             return
         self._adds.inc()
         if key in self._dirty:

@@ -137,6 +137,16 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("coordination.k8s.io", "leases", "get", OWN, "leader election: read the Lease"),
     Permission("coordination.k8s.io", "leases", "create", OWN, "leader election: first start"),
     Permission("coordination.k8s.io", "leases", "update", OWN, "leader election: renew, release"),
+    Permission(
+        "coordination.k8s.io",
+        "leases",
+        "list",
+        OWN,
+        "--shards: the members' and shards' Leases in one read per retry period",
+    ),
+    Permission(
+        "coordination.k8s.io", "leases", "delete", OWN, "--shards: a stopping replica leaves"
+    ),
     Permission("", "secrets", "get", OWN, "webhook URLs of DeliveryPolicy notifications"),
     Permission(
         _DEPLOYCTL,

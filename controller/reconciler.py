@@ -100,6 +100,10 @@ class Caches:
         )
 
 
+class Fenced(Exception):
+    """The pass may not write: this replica stopped holding the Rollout's shard."""
+
+
 @dataclass(frozen=True)
 class ReconcileResult:
     requeue_after: float | None = None
@@ -117,6 +121,8 @@ class Reconciler:
         status_writes: StatusWrites | None = None,
         parsed: ParsedObjects | None = None,
         identity: ControllerIdentity | None = None,
+        writer: str | None = None,
+        fence: Callable[[str], bool] | None = None,
     ) -> None:
         self.kube = kube
         self.caches = caches
@@ -129,6 +135,12 @@ class Reconciler:
         self.parsed = parsed or ParsedObjects()
         self.own_writes = OwnWrites()
         self.identity = identity
+        # Recorded in status.controller on every write, so handovers can be audited.
+        self.writer = writer
+        # Whether this replica may still write the Rollout ``namespace/name`` (it holds
+        # the Lease of its shard with time to spare); asked again right before the status
+        # write, since a pass may outlast the check made when it started.
+        self.fence = fence
 
     # ------------------------------------------------------------------ the pass
 
@@ -453,8 +465,13 @@ class Reconciler:
         ``revision``) makes the written version known to the parse cache."""
         old = raw.get("status") or {}
         new = status.to_wire()
+        if self.writer:
+            new["controller"] = self.writer
         if old == new:
             return
+        key = f"{raw['metadata']['namespace']}/{raw['metadata']['name']}"
+        if self.fence is not None and not self.fence(key):
+            raise Fenced(f"{key}: no longer this replica's to write (its shard moved)")
         patch = merge_patch(old, new)
         if patch:
             self.status_writes.sending(raw, new)

@@ -382,7 +382,12 @@ class ShardElector:
         except KubeError as exc:
             self._log.warning("could not release the shards", error=str(exc))
             return
-        for lease in leases:
+        # The membership goes first: a replica that sees our shards free then no longer
+        # counts us, so it takes them at once instead of waiting for us to.
+        member_first = sorted(
+            leases, key=lambda lease: (lease.get("metadata") or {}).get("name") != self.member_lease
+        )
+        for lease in member_first:
             meta = lease.get("metadata") or {}
             name = str(meta.get("name") or "")
             spec = lease.get("spec") or {}

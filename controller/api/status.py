@@ -183,6 +183,11 @@ class RolloutStatus(StatusModel):
         default=None,
         description="When a delivery policy or promotion gate began holding the new revision",
     )
+    controller: str | None = Field(
+        default=None,
+        description="The controller replica (its Lease identity) that wrote this status: "
+        "with several replicas sharing the Rollouts (--shards), who acted when",
+    )
     analysis_runs: list[AnalysisRunStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     history: Annotated[list[HistoryEntry], Field(max_length=MAX_HISTORY)] = Field(

@@ -93,6 +93,17 @@ def controller(
         ),
     ] = "deployctl-system",
     lease_name: Annotated[str, typer.Option()] = "deployctl-controller",
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=1024,
+            envvar="DEPLOYCTL_SHARDS",
+            help="Split the Rollouts into this many shards, each owned through a Lease by "
+            "one of the running replicas, which divide them evenly among themselves "
+            "(docs/scaling.md); 1: one leader does all, the others stand by",
+        ),
+    ] = 1,
     service_account: Annotated[
         str,
         typer.Option(
@@ -136,6 +147,11 @@ def controller(
             "error: need --lease-duration > --renew-deadline > 1.2 x --retry-period", err=True
         )
         raise typer.Exit(Exit.USAGE)
+    if shards > 1 and not leader_elect:
+        typer.echo(
+            "error: --shards needs leader election (Leases); drop --no-leader-elect", err=True
+        )
+        raise typer.Exit(Exit.USAGE)
     try:
         web_policy = AddressPolicy(
             allow=parse_networks(web_allow_cidrs or [], flag="--web-allow-cidrs"),
@@ -168,6 +184,7 @@ def controller(
         leader_elect=leader_elect,
         lease_namespace=lease_namespace,
         lease_name=lease_name,
+        shards=shards,
         service_account=service_account,
         identity=identity,
         lease_duration=lease_duration,

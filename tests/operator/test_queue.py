@@ -225,3 +225,21 @@ def test_depth_gauge_follows_ready_keys() -> None:
     assert depth() == 2
     queue.get(timeout=0)
     assert depth() == 1
+
+
+def test_a_queue_admits_only_the_keys_it_is_told_to() -> None:
+    # With shards: keys of shards this replica does not own never enter its queue.
+    owned = {"ns/a"}
+    clock = FakeClock()
+    q = WorkQueue("test-admit", now=clock, admit=lambda key: key in owned)
+    q.add("ns/a")
+    q.add("ns/b")
+    q.add_after("ns/b", 1.0)
+    q.add_rate_limited("ns/b")
+    clock.advance(120)
+    assert len(q) == 1
+    assert q.get(timeout=0) == "ns/a"
+    q.done("ns/a")
+    owned.add("ns/b")
+    q.add("ns/b")
+    assert q.get(timeout=0) == "ns/b"
