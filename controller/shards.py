@@ -47,8 +47,10 @@ import structlog
 from controller.kube import KubeError, NotFound, Obj
 from controller.leader import LeaseView, answered, claimed_spec, released_spec
 from controller.metrics import SHARDS_OWNED
+from controller.names import SHARD_LEASE_SUFFIX, VERSION_ANNOTATION
 from controller.sharding import assign, owned_by, shard_of
 from controller.times import micro_timestamp
+from controller.version import client_version
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -95,7 +97,7 @@ def member_lease_name(name: str, identity: str) -> str:
 
 
 def shard_lease_name(name: str, shard: int) -> str:
-    return f"{name}-shard-{shard}"
+    return f"{name}{SHARD_LEASE_SUFFIX}{shard}"
 
 
 def _noop_shards(_shards: frozenset[int]) -> None:
@@ -144,7 +146,7 @@ class ShardElector:
         self._utcnow = utcnow
         self._timeout = max(1.0, retry_period)
         self.member_lease = member_lease_name(name, identity)
-        self._shard_prefix = f"{name}-shard-"
+        self._shard_prefix = f"{name}{SHARD_LEASE_SUFFIX}"
         self._member_prefix = f"{name}-member-"
         self._lock = threading.Lock()
         # shard -> when (our clock, before sending) its last successful write left.
@@ -158,6 +160,8 @@ class ShardElector:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = log.bind(lease=f"{namespace}/{name}", identity=identity)
+        # Published for `deployctl version`, as the leader does on its Lease.
+        self._annotations = {VERSION_ANNOTATION: client_version()}
 
     # ------------------------------------------------------------------ what we own
 
@@ -252,7 +256,11 @@ class ShardElector:
             with self._lock:
                 held = shard in self._renewed
             if shard in target:
-                if self._claim(shard, lease, wall, now) and not held:
+                # Not acting on it a moment ago (not held, or past its deadline while
+                # renewals were late): the queue refused its keys meanwhile, so a renewal
+                # now re-queues them like a takeover does.
+                acting = self.owns(shard)
+                if self._claim(shard, lease, wall, now) and not acting:
                     gained.add(shard)
             elif held:
                 self._hand_back(shard, lease, wall, now)
@@ -337,7 +345,9 @@ class ShardElector:
                     {}, identity=self.identity, wall=wall, lease_duration=self.lease_duration
                 )
                 spec["leaseTransitions"] = 0
-                written = self.kube.create_lease(self.namespace, name, spec, timeout=self._timeout)
+                written = self.kube.create_lease(
+                    self.namespace, name, spec, annotations=self._annotations, timeout=self._timeout
+                )
             else:
                 written = self.kube.update_lease(
                     self.namespace,
@@ -349,6 +359,7 @@ class ShardElector:
                         lease_duration=self.lease_duration,
                     ),
                     resource_version=str(lease["metadata"]["resourceVersion"]),
+                    annotations=self._annotations,
                     timeout=self._timeout,
                 )
         except KubeError as exc:

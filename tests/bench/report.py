@@ -16,6 +16,7 @@ class Results:
     scale: Any = None
     analysis: Any = None
     huge: Any = None
+    shards: Any = None
     notes: list[str] = field(default_factory=list)
 
 

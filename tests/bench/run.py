@@ -14,6 +14,9 @@ real Prometheus scraping every second, the node agent in place of kubelets) and 
 - ``BENCH_IDLE_SECONDS`` (default 60): the idle window of the scale test;
 - ``BENCH_HUGE`` (default 0, opt-in): a second scale run of this many Rollouts (10000);
 - ``BENCH_SECTIONS`` (default ``rollback,cli,scale,analysis``): which sections to run;
+  ``shards`` (opt-in): three ``--shards`` replicas sharing ``BENCH_SHARDS_ROLLOUTS``
+  (default 3000) Rollouts over ``BENCH_SHARDS`` (default 12) shards, one SIGKILLed
+  mid-canary, a 4th joining and leaving;
 - ``BENCH_PROFILE`` (default 1): sample the scale run's controller with py-spy;
 - ``BENCH_REPORT`` (default docs/benchmarks.md): where the report goes;
 - ``BENCH_KEEP`` (default unset): a directory to keep the run's logs and profiles in.
@@ -43,6 +46,7 @@ from tests.bench.process import ROOT, Controller, say
 from tests.bench.report import Results, write_report
 from tests.bench.rollback import bench_rollback
 from tests.bench.scale import bench_scale
+from tests.bench.shards import LEASE_SECONDS, bench_shards
 from tests.bench.workload import Cluster
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
@@ -51,6 +55,8 @@ ANALYSIS = int(os.environ.get("BENCH_ANALYSIS", "1000"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
 HUGE = int(os.environ.get("BENCH_HUGE", "0"))
 SECTIONS = set(os.environ.get("BENCH_SECTIONS", "rollback,cli,scale,analysis").split(","))
+SHARDS_ROLLOUTS = int(os.environ.get("BENCH_SHARDS_ROLLOUTS", "3000"))
+SHARDS = int(os.environ.get("BENCH_SHARDS", "12"))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") not in ("0", "", "false")
 REPORT = Path(os.environ.get("BENCH_REPORT", str(ROOT / "docs" / "benchmarks.md")))
 KEEP = os.environ.get("BENCH_KEEP")
@@ -90,7 +96,13 @@ def sandbox(
 def main() -> int:
     results = Results(
         settings=f"BENCH_RUNS={RUNS} BENCH_SCALE={SCALE} BENCH_ANALYSIS={ANALYSIS} "
-        f"BENCH_IDLE_SECONDS={IDLE_SECONDS:g}" + (f" BENCH_HUGE={HUGE}" if HUGE else "")
+        f"BENCH_IDLE_SECONDS={IDLE_SECONDS:g}"
+        + (f" BENCH_HUGE={HUGE}" if HUGE else "")
+        + (
+            f" BENCH_SHARDS_ROLLOUTS={SHARDS_ROLLOUTS} BENCH_SHARDS={SHARDS}"
+            if "shards" in SECTIONS
+            else ""
+        )
     )
     workdir = Path(tempfile.mkdtemp(prefix="deployctl-bench-"))
     if SECTIONS & {"rollback", "cli", "scale"}:
@@ -99,6 +111,8 @@ def main() -> int:
         results.analysis = bench_analysis(workdir / "analysis", count=ANALYSIS, sandbox=sandbox)
     if HUGE:
         huge_part(workdir / "huge", results)
+    if "shards" in SECTIONS:
+        shards_part(workdir / "shards", results)
     write_report(results, REPORT, previous=REPORT if REPORT.exists() else None)
     say(f"wrote {REPORT}")
     if KEEP:
@@ -168,6 +182,52 @@ def huge_part(workdir: Path, results: Results) -> None:
             count=HUGE,
             namespace="bench-huge",
             idle_seconds=IDLE_SECONDS,
+        )
+
+
+def shards_part(workdir: Path, results: Results) -> None:
+    """A fresh sandbox and three sharded controllers for BENCH_SHARDS_ROLLOUTS Rollouts."""
+    workdir.mkdir(parents=True)
+    with sandbox(workdir) as (plane, prometheus, api), ExitStack() as stack:
+        cluster = Cluster(api)
+        cluster.core.create_namespace({"metadata": {"name": "deployctl-system"}})
+        quiet = NodeAgent(api, run_processes=False)
+        quiet.start()
+        stack.callback(quiet.stop)
+
+        def start(identity: str) -> Controller:
+            controller = Controller(
+                plane.kubeconfig,
+                prometheus.url,
+                workdir / f"{identity}.log",
+                [
+                    "--lease-namespace",
+                    "deployctl-system",
+                    "--shards",
+                    str(SHARDS),
+                    "--identity",
+                    identity,
+                    # Shorter than the other sections' lease: the takeover time is measured.
+                    "--lease-duration",
+                    str(LEASE_SECONDS),
+                    "--renew-deadline",
+                    "10",
+                    "--retry-period",
+                    "2",
+                ],
+            )
+            stack.callback(controller.stop)
+            return controller
+
+        say(f"shards: {SHARDS_ROLLOUTS} rollouts, {SHARDS} shards, 3 replicas")
+        results.shards = bench_shards(
+            cluster,
+            api,
+            start,
+            count=SHARDS_ROLLOUTS,
+            shards=SHARDS,
+            namespace="bench-shards",
+            lease_namespace="deployctl-system",
         )
 
 

@@ -15,20 +15,24 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 
+from controller.commands.common import Session, controller_state
+from controller.kube import Kube
 from controller.sharding import shard_of
 from controller.shards import shard_lease_name
+from sandbox.faultproxy import FaultProxy, Faults
 from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout
 from tests.integration.podwatch import Recorder
 from tests.waiting import wait_until
 
 SHARDS = 12
 ROLLOUTS = 30
-LEASE = 6
+LEASE = 8
 LEASE_NAME = "ctl"
 
 
@@ -128,35 +132,54 @@ def metric(url: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
+def sharded(cluster: Cluster, identity: str) -> list[str]:
+    return [
+        "--lease-namespace",
+        cluster.namespace,
+        "--lease-name",
+        LEASE_NAME,
+        "--shards",
+        str(SHARDS),
+        "--identity",
+        identity,
+        "--lease-duration",
+        str(LEASE),
+        "--renew-deadline",
+        "6",
+        "--retry-period",
+        "1",
+        "--workers",
+        "2",
+    ]
+
+
+def all_healthy(cluster: Cluster, names: list[str]) -> list[str]:
+    """The Rollouts not yet Healthy on their current generation."""
+    waiting = []
+    for name in names:
+        rollout = cluster.rollout(name)
+        status = rollout.get("status") or {}
+        if status.get("phase") != "Healthy" or status.get("observedGeneration") != rollout[
+            "metadata"
+        ].get("generation"):
+            waiting.append(name)
+    return waiting
+
+
 def test_three_replicas_share_rollouts_rebalance_and_take_over_without_double_writes(
     cluster: Cluster, start_controller: Any, write_log: WriteLog
 ) -> None:
     def start(identity: str) -> Any:
-        return start_controller(
-            [
-                "--lease-namespace",
-                cluster.namespace,
-                "--lease-name",
-                LEASE_NAME,
-                "--shards",
-                str(SHARDS),
-                "--identity",
-                identity,
-                "--lease-duration",
-                str(LEASE),
-                "--renew-deadline",
-                "4",
-                "--retry-period",
-                "1",
-                "--workers",
-                "2",
-            ]
-        )
+        return start_controller(sharded(cluster, identity))
 
     replicas = {name: start(name) for name in ("ctl-a", "ctl-b", "ctl-c")}
     split_is(
         cluster, {"ctl-a": 4, "ctl-b": 4, "ctl-c": 4}, timeout=90, what="a third of the shards each"
     )
+    # The CLI's "is a controller running?" finds shard 0's Lease where no leader's is.
+    session = Session(Kube(cluster.api), cluster.namespace, "test")
+    state = controller_state(session, lease=(cluster.namespace, LEASE_NAME))
+    assert state.running and state.detail.startswith("leader ctl-"), state
     names = [f"app-{i}" for i in range(ROLLOUTS)]
 
     def owner(name: str) -> str:
@@ -267,3 +290,56 @@ def test_three_replicas_share_rollouts_rebalance_and_take_over_without_double_wr
     late = [w for w in write_log.writes(kill_rv) if w[2] == "ctl-c"]
     assert not late, f"ctl-c wrote after being killed: {late}"
     print(f"{len(write_log.writes())} status writes audited")
+
+
+def test_a_replica_cut_off_from_the_apiserver_stops_before_its_shards_move_and_comes_back(
+    cluster: Cluster,
+    start_controller: Any,
+    write_log: WriteLog,
+    fault_proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    # ctl-p talks to the apiserver through the fault proxy; ctl-q directly.
+    through_proxy = str(fault_proxy.kubeconfig(tmp_path / "kubeconfig-p"))
+    start_controller(sharded(cluster, "ctl-p"), kubeconfig=through_proxy)
+    start_controller(sharded(cluster, "ctl-q"))
+    split_is(cluster, {"ctl-p": 6, "ctl-q": 6}, timeout=90, what="half the shards each")
+    names = [f"web-{i}" for i in range(12)]
+    for name in names:
+        cluster.apply_rollout(canary(name, "v1"))
+    wait_until(lambda: all_healthy(cluster, names), ok=lambda w: not w, timeout=300, what="healthy")
+    mine = [n for n in names if cluster.status(n)["controller"] == "ctl-p"]
+    assert mine, "ctl-p wrote none of the Rollouts"
+
+    # A 20 s outage seen by ctl-p only: it stops acting at its renew deadline; ctl-q
+    # takes its shards once their Leases have expired, and writes its Rollouts.
+    outage_rv = write_log.now()
+    fault_proxy.set_faults(Faults(error_rate_500=1.0))
+    cut = time.monotonic()
+    split_is(cluster, {"ctl-q": SHARDS}, timeout=LEASE + 60, what="ctl-q to hold every shard")
+    wait_until(
+        lambda: [n for n in mine if cluster.status(n).get("controller") != "ctl-q"],
+        ok=lambda w: not w,
+        timeout=90,
+        what="ctl-q to write ctl-p's Rollouts",
+    )
+    wait_until(lambda: time.monotonic() - cut >= 20, timeout=60, what="20 s of outage")
+    assert holders(cluster) == dict.fromkeys(range(SHARDS), "ctl-q")  # no re-acquiring
+
+    # Back: ctl-p rejoins, gets half again once ctl-q hands it over, and acts on it.
+    recover_rv = write_log.now()
+    fault_proxy.set_faults(Faults())
+    split_is(cluster, {"ctl-p": 6, "ctl-q": 6}, timeout=90, what="ctl-p's share back")
+    again = [n for n in names if owner_of(cluster, n) == "ctl-p"]
+    wait_until(
+        lambda: [n for n in again if cluster.status(n).get("controller") != "ctl-p"],
+        ok=lambda w: not w,
+        timeout=90,
+        what="ctl-p to write its Rollouts again",
+    )
+    audit(write_log, outage_rv, recover_rv, "during the outage")
+    audit(write_log, recover_rv, None, "after the outage")
+
+
+def owner_of(cluster: Cluster, name: str) -> str:
+    return holders(cluster)[shard_of(f"{cluster.namespace}/{name}", SHARDS)]

@@ -122,8 +122,29 @@ def test_a_replica_stops_acting_at_its_renew_deadline_on_its_own_clock(
     cut.elector.tick()
     assert cut.owned() == frozenset()
     fault_proxy.set_faults(Faults())
+    cut.gained.clear()
     cut.elector.tick()  # its Leases were not taken: it re-acquires and acts again
     assert cut.owned() == frozenset(range(SHARDS))
+    # ... and re-queues their Rollouts: the queue refused their keys in between.
+    assert cut.gained == [frozenset(range(SHARDS))]
+
+
+def test_a_late_renewal_re_queues_the_shards_it_had_stopped_acting_on(
+    kube: Kube, namespace: str, replicas: list[Replica]
+) -> None:
+    # A loaded machine: the elector's round comes after the deadline (no failed request,
+    # no round in between). The renewal still succeeds, and must count as a gain.
+    late = Replica(kube, namespace, "late")
+    replicas.append(late)
+    rounds(replicas, 2)
+    late.gained.clear()
+    late.clock.advance(RENEW_DEADLINE + 0.5)
+    assert late.owned() == frozenset()
+    late.elector.tick()
+    assert late.owned() == frozenset(range(SHARDS))
+    assert late.gained == [frozenset(range(SHARDS))]
+    rounds(replicas, 1)
+    assert late.gained == [frozenset(range(SHARDS))]  # an on-time renewal gains nothing
 
 
 def test_a_silent_replicas_shards_are_taken_only_after_its_whole_lease(
