@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.sharding import assign, owned_by, shard_of
@@ -13,6 +13,8 @@ from controller.sharding import assign, owned_by, shard_of
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12)
 member_sets = st.sets(names, min_size=1, max_size=9)
 shard_counts = st.integers(min_value=1, max_value=64)
+# No per-example deadline: the suite runs on loaded machines, and these are not timed.
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def loads(assignment: dict[int, str], members: set[str]) -> list[int]:
@@ -45,6 +47,7 @@ def test_no_members_no_assignment() -> None:
     assert assign(4, []) == {}
 
 
+@SETTINGS
 @given(shard_counts, member_sets)
 def test_every_shard_has_one_live_owner_and_the_split_is_even(
     shards: int, members: set[str]
@@ -56,6 +59,7 @@ def test_every_shard_has_one_live_owner_and_the_split_is_even(
     assert max(counted) - min(counted) <= 1
 
 
+@SETTINGS
 @given(shard_counts, member_sets, st.randoms())
 def test_deterministic_whatever_the_order_members_are_listed_in(
     shards: int, members: set[str], rnd: object
@@ -68,6 +72,7 @@ def test_deterministic_whatever_the_order_members_are_listed_in(
     assert assign(shards, shuffled, current) == current
 
 
+@SETTINGS
 @given(shard_counts, member_sets, names)
 def test_a_join_moves_only_shards_to_the_newcomer_and_only_its_share(
     shards: int, members: set[str], newcomer: str
@@ -83,6 +88,7 @@ def test_a_join_moves_only_shards_to_the_newcomer_and_only_its_share(
     assert max(counted) - min(counted) <= 1
 
 
+@SETTINGS
 @given(shard_counts, member_sets.filter(lambda m: len(m) >= 2), st.data())
 def test_a_leave_moves_only_the_leavers_shards(
     shards: int, members: set[str], data: st.DataObject
@@ -118,6 +124,7 @@ def settle(
     raise AssertionError(f"no settled assignment from {current} for {members}")
 
 
+@SETTINGS
 @given(shard_counts, member_sets, names, st.data())
 def test_a_join_settles_with_only_the_newcomers_share_moving(
     shards: int, members: set[str], newcomer: str, order: st.DataObject
@@ -133,6 +140,7 @@ def test_a_join_settles_with_only_the_newcomers_share_moving(
     assert handovers == len(moved(before, after)) == shards // len(everyone)
 
 
+@SETTINGS
 @given(shard_counts, member_sets.filter(lambda m: len(m) >= 2), st.data())
 def test_a_leave_settles_with_only_the_leavers_shards_moving(
     shards: int, members: set[str], order: st.DataObject
@@ -146,6 +154,7 @@ def test_a_leave_settles_with_only_the_leavers_shards_moving(
     assert handovers == len(owned_by(before, leaver))
 
 
+@SETTINGS
 @given(shard_counts, member_sets, st.dictionaries(st.integers(0, 70), names))
 def test_holders_gone_or_out_of_range_are_ignored(
     shards: int, members: set[str], current: dict[int, str]
