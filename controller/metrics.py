@@ -10,7 +10,8 @@ Who writes what:
 - ``controller.queue``: ``QUEUE_DEPTH``, ``QUEUE_ADDS``, ``QUEUE_RETRIES``, ``QUEUE_WAIT``.
 - ``controller.informer``: ``INFORMER_RELISTS``, ``INFORMER_WATCH_RESTARTS``.
 - ``controller.operator``: ``ROLLOUT_EVENTS`` (queued, or an echo of our own write).
-- ``controller.leader``: ``LEADER``; ``controller.shards``: ``SHARDS_OWNED``.
+- ``controller.leader``: ``LEADER``; ``controller.shards``: ``SHARDS_OWNED``, ``SHARD_HELD``
+  (labelled by shard index: at most ``--shards`` series).
 - the release controller (``controller/release/``): ``RELEASE_MEMBER_READS``,
   ``RELEASES_BY_PHASE``.
 - the reconciler: ``RECONCILE_TOTAL``, ``RECONCILE_DURATION``, ``RECONCILE_ERRORS``,
@@ -139,6 +140,12 @@ LEADER = Gauge(
 SHARDS_OWNED = Gauge(
     "deployctl_shards_owned",
     "Shards this replica holds the Lease of and acts on (--shards; 0 with one shard).",
+    registry=REGISTRY,
+)
+SHARD_HELD = Gauge(
+    "deployctl_shard_owned",
+    "1 for each shard this replica acts on (--shards), by shard index: which ones it owns.",
+    ["shard"],
     registry=REGISTRY,
 )
 RELEASE_MEMBER_READS = Counter(

@@ -23,9 +23,7 @@ Annotations
 - ``TEMPLATE_ANNOTATION``, ``IMAGES_ANNOTATION``: on a ReplicaSet, the pod template it was
   made from (``deployctl undo`` restores exactly it) and its images, for people.
 - ``VERSION_ANNOTATION``: on the leader Lease, the leading controller's version
-  (``deployctl version`` reads it); with ``--shards``, on every shard Lease.
-- ``SHARD_LEASE_SUFFIX``: the shard Leases are ``<lease name>-shard-<i>``; shard 0's
-  stands in for the leader Lease when the CLI asks whether a controller runs.
+  (``deployctl version`` reads it).
 """
 
 from __future__ import annotations
@@ -47,7 +45,6 @@ OVERRIDE_REASON_ANNOTATION = "deployctl.io/override-reason"
 TEMPLATE_ANNOTATION = "deployctl.io/template"
 IMAGES_ANNOTATION = "deployctl.io/images"
 VERSION_ANNOTATION = "deployctl.io/version"
-SHARD_LEASE_SUFFIX = "-shard-"
 
 Action = Literal["promote", "promoteFull", "abort", "retry", "approve"]
 """What a manual request asks for."""

@@ -8,7 +8,9 @@ is that one replica holds many Leases, all in the controller's namespace:
 
 - ``<name>-member-<id>``: held by each live replica (holder = its identity), renewed
   every retry period; deleted when the replica stops;
-- ``<name>-shard-<i>`` for i in [0, N): held by the replica that owns shard i.
+- ``<name>`` (shard 0: the leader Lease's name, so the CLI's check that a controller runs
+  and ``deployctl version`` read it unchanged) and ``<name>-shard-<i>`` for i in [1, N):
+  held by the replica that owns the shard, with the version annotation the leader writes.
 
 Every ``retry_period`` one ``tick`` lists the namespace's Leases (one request), renews
 the membership Lease, computes the assignment (``controller.sharding.assign``: the live
@@ -46,8 +48,8 @@ import structlog
 
 from controller.kube import KubeError, NotFound, Obj
 from controller.leader import LeaseView, answered, claimed_spec, released_spec
-from controller.metrics import SHARDS_OWNED
-from controller.names import SHARD_LEASE_SUFFIX, VERSION_ANNOTATION
+from controller.metrics import SHARD_HELD, SHARDS_OWNED
+from controller.names import VERSION_ANNOTATION
 from controller.sharding import assign, owned_by, shard_of
 from controller.times import micro_timestamp
 from controller.version import client_version
@@ -97,7 +99,9 @@ def member_lease_name(name: str, identity: str) -> str:
 
 
 def shard_lease_name(name: str, shard: int) -> str:
-    return f"{name}{SHARD_LEASE_SUFFIX}{shard}"
+    """Shard 0's Lease is the leader Lease's name: the CLI's "is a controller running?"
+    and ``deployctl version`` read it, whether one leader or many shards run."""
+    return name if shard == 0 else f"{name}-shard-{shard}"
 
 
 def _noop_shards(_shards: frozenset[int]) -> None:
@@ -146,7 +150,7 @@ class ShardElector:
         self._utcnow = utcnow
         self._timeout = max(1.0, retry_period)
         self.member_lease = member_lease_name(name, identity)
-        self._shard_prefix = f"{name}{SHARD_LEASE_SUFFIX}"
+        self._shard_prefix = f"{name}-shard-"
         self._member_prefix = f"{name}-member-"
         self._lock = threading.Lock()
         # shard -> when (our clock, before sending) its last successful write left.
@@ -274,7 +278,7 @@ class ShardElector:
         records: dict[str, Obj] = {}
         for lease in leases:
             name = str((lease.get("metadata") or {}).get("name") or "")
-            if not name.startswith((self._shard_prefix, self._member_prefix)):
+            if name != self.name and not name.startswith((self._shard_prefix, self._member_prefix)):
                 continue
             records[name] = lease
             self._views.setdefault(name, LeaseView()).observe(lease.get("spec") or {}, now)
@@ -412,7 +416,7 @@ class ShardElector:
                         resource_version=str(meta.get("resourceVersion")),
                         timeout=self._timeout,
                     )
-                elif name.startswith(self._shard_prefix):
+                elif name == self.name or name.startswith(self._shard_prefix):
                     self.kube.update_lease(
                         self.namespace,
                         name,
@@ -431,7 +435,10 @@ class ShardElector:
         self._log.info("released the shards")
 
     def _publish(self) -> None:
-        SHARDS_OWNED.set(len(self.owned()))
+        owned = self.owned()
+        SHARDS_OWNED.set(len(owned))
+        for shard in range(self.shards):
+            SHARD_HELD.labels(shard=str(shard)).set(1 if shard in owned else 0)
 
     def _contact(self, now: float) -> None:
         with self._lock:

@@ -257,7 +257,7 @@ def controller_state(
         os.environ.get(CONTROLLER_LEASE_ENV, DEFAULT_CONTROLLER_LEASE),
     )
     try:
-        found = read_controller_lease(session, namespace, name)
+        found = session.kube.get_lease(namespace, name, timeout=10)
     except NotFound:
         return ControllerState(False, f"no leader Lease {namespace}/{name}")
     except Forbidden:
@@ -276,22 +276,6 @@ def controller_state(
             False, f"Lease {namespace}/{name} held by {holder} was last renewed {age:.0f} s ago"
         )
     return ControllerState(True, f"leader {holder}")
-
-
-def read_controller_lease(session: Session, namespace: str, name: str) -> dict[str, Any]:
-    """The leader Lease ``name``, or with ``--shards`` (no leader Lease) shard 0's: a
-    replica holding it is as alive as a leader."""
-    from controller.kube import NotFound
-    from controller.names import SHARD_LEASE_SUFFIX
-
-    try:
-        return session.kube.get_lease(namespace, name, timeout=10)
-    except NotFound:
-        try:
-            return session.kube.get_lease(namespace, f"{name}{SHARD_LEASE_SUFFIX}0", timeout=10)
-        except NotFound:
-            pass
-        raise
 
 
 def require_controller(session: Session) -> None:

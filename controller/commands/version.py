@@ -26,7 +26,6 @@ from controller.commands.common import (
     describe_kube_error,
     handle_errors,
     print_document,
-    read_controller_lease,
 )
 from controller.names import VERSION_ANNOTATION
 from controller.version import client_version
@@ -44,7 +43,7 @@ def controller_version(kubeconfig: Any, context: str | None) -> dict[str, str]:
     except KubeconfigError as exc:
         return {"unknown": str(exc)}
     try:
-        lease = read_controller_lease(session, namespace, name)
+        lease = session.kube.get_lease(namespace, name, timeout=10)
     except NotFound:
         return {"unknown": f"no controller has run here (no leader Lease {where})"}
     except KubeError as exc:

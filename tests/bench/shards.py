@@ -20,6 +20,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from controller.shards import shard_lease_name
 from tests.bench.process import Controller, Progress, load_average, say
 from tests.bench.workload import Cluster, in_parallel, rollout
 from tests.waiting import wait_until
@@ -64,11 +65,13 @@ def bench_shards(
     replicas = {name: start(name) for name in ("ctl-a", "ctl-b", "ctl-c")}
     loads: list[float] = []
 
+    lease_names = {shard_lease_name(LEASE_NAME, shard) for shard in range(shards)}
+
     def split() -> dict[str, int]:
         held = Counter(
             lease.spec.holder_identity
             for lease in coordination.list_namespaced_lease(lease_namespace).items
-            if lease.metadata.name.startswith(f"{LEASE_NAME}-shard-") and lease.spec.holder_identity
+            if lease.metadata.name in lease_names and lease.spec.holder_identity
         )
         return dict(held)
 

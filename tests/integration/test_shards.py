@@ -98,7 +98,8 @@ def canary(name: str, version: str) -> dict[str, Any]:
         progress_deadline=600,
         strategy={
             "canary": {
-                "steps": [{"setWeight": 50}, {"pause": {"duration": "25s"}}],
+                # Long enough for all 30 to be in it at once on a loaded machine.
+                "steps": [{"setWeight": 50}, {"pause": {"duration": "90s"}}],
                 "scaleDownDelaySeconds": 0,
             }
         },
@@ -208,6 +209,8 @@ def test_three_replicas_share_rollouts_rebalance_and_take_over_without_double_wr
     assert set(per_replica) == {"ctl-a", "ctl-b", "ctl-c"}
     url = replicas["ctl-a"].metrics_url()
     assert metric(url, "deployctl_shards_owned") == 4
+    mine = {s for s, h in holders(cluster).items() if h == "ctl-a"}
+    assert all(metric(url, f'deployctl_shard_owned{{shard="{s}"}}') == 1 for s in mine)
     assert metric(url, 'deployctl_workqueue_depth{queue="rollouts"}') >= 0
 
     # 2. A 4th replica joins: a quarter each, and it writes the Rollouts it took.
