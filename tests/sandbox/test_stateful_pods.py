@@ -17,112 +17,29 @@ import json
 import secrets
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from sandbox.node_agent import AGENT_LABEL, ZONE_LABEL, NodeAgent
 from tests.fixtures_cluster import Watch
+from tests.sandbox.fleet import (
+    PodSeen,
+    all_ready,
+    container,
+    daemon_set,
+    pods_of,
+    running_fleet,
+    stateful_set,
+)
 from tests.sandbox.workload_helpers import apps_api, core_api, get
 from tests.waiting import wait_until
-
-REVISION = "controller-revision-hash"
-
-
-@dataclass(frozen=True)
-class PodSeen:
-    uid: str
-    revision: str
-    ready: bool
-    node: str
-    hostname: str
-    terminating: bool
-
-
-def pods_of(core: Any, namespace: str, app: str) -> dict[str, PodSeen]:
-    seen: dict[str, PodSeen] = {}
-    for pod in core.list_namespaced_pod(namespace, label_selector=f"app={app}").items:
-        conditions = {c.type: c.status for c in (pod.status.conditions or [])}
-        seen[pod.metadata.name] = PodSeen(
-            uid=pod.metadata.uid,
-            revision=(pod.metadata.labels or {}).get(REVISION, ""),
-            ready=conditions.get("Ready") == "True",
-            node=pod.spec.node_name or "",
-            hostname=pod.spec.hostname or "",
-            terminating=pod.metadata.deletion_timestamp is not None,
-        )
-    return seen
-
-
-def all_ready(pods: dict[str, PodSeen], count: int) -> bool:
-    return len(pods) == count and all(p.ready and not p.terminating for p in pods.values())
 
 
 @pytest.fixture
 def fleet(control_plane: Any, kube_api: Any) -> Iterator[NodeAgent]:
-    """One agent playing 10 Nodes in 2 zones; its Nodes are deleted afterwards."""
-    agent = NodeAgent(
-        control_plane.api_client(),
-        node_name=f"fleet-{secrets.token_hex(3)}",
-        nodes=10,
-        zones=2,
-        ready_delay=0.1,
-    )
-    agent.start()
-    try:
-        assert agent.wait_synced(30), "the fleet's agent did not list pods within 30 s"
+    with running_fleet(control_plane, kube_api) as agent:
         yield agent
-    finally:
-        agent.stop()
-        core = core_api(kube_api)
-        for name in agent.node_names:
-            try:
-                core.delete_node(name)
-            except k8s.ApiException as error:
-                if error.status != 404:
-                    raise
-
-
-def container(image: str) -> dict[str, Any]:
-    return {"name": "app", "image": image}
-
-
-def stateful_set(name: str, *, replicas: int, image: str, fleet: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": labels},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"nodeSelector": {AGENT_LABEL: fleet}, "containers": [container(image)]},
-            },
-        },
-    }
-
-
-def daemon_set(name: str, *, image: str, fleet: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"matchLabels": labels},
-            "updateStrategy": {"type": "OnDelete"},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"nodeSelector": {AGENT_LABEL: fleet}, "containers": [container(image)]},
-            },
-        },
-    }
 
 
 def test_the_agent_plays_ten_nodes_in_two_zones(fleet: NodeAgent, kube_api: Any) -> None:
