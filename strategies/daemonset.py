@@ -133,7 +133,9 @@ def replace_move(
     """Delete the old pods of ``targets`` (in order) within the unavailability budget.
 
     ``pods`` maps every Node of the DaemonSet to its pod (None: none yet; the DaemonSet
-    controller is creating one, on the current template). A target whose pod is on
+    controller is creating one, on the current template). A pod created but not bound
+    yet belongs to the Node its required node affinity names, not to no Node: the
+    caller maps it so, or leaves that Node None meanwhile. A target whose pod is on
     ``revision`` needs nothing; one whose old pod is terminating or missing is already
     being replaced and uses the budget. Only available pods on another revision are
     deleted, at most as many as the budget has left after every Node's unavailable pod.
