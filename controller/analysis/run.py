@@ -939,7 +939,12 @@ class AnalysisEngine:
             ctx, hidden = self._context(item, context)
             promql = render(template, ctx)
             compared = metric.relative_to is not None or metric.compare is not None
-            stable_promql = render(template, ctx.for_stable()) if compared else None
+            against = (
+                ctx.for_baseline()
+                if metric.compare is not None and metric.compare.against == "baseline"
+                else ctx.for_stable()
+            )
+            stable_promql = render(template, against) if compared else None
         except TemplateError as exc:
             failure = QueryFailure(kind="rejected", query=template, message=str(exc))
             return record(

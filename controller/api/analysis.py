@@ -411,8 +411,8 @@ class Compare(ApiModel):
 
     against: Literal["baseline", "stable"] = Field(
         default="stable",
-        description="stable: the long-running stable pods; baseline (fresh pods of the "
-        "stable revision beside the canary) is not built yet and refused",
+        description="stable: the long-running stable pods; baseline: fresh pods of the "
+        "stable revision beside the canary (needs canary.baseline.enabled)",
     )
     test: Literal["mannWhitney"] = "mannWhitney"
     direction: Literal["increase", "decrease", "either"] = Field(
@@ -540,8 +540,6 @@ class Metric(ApiModel):
                 raise ValueError(
                     "compare judges against its own comparison (compare.against); drop relativeTo"
                 )
-            if self.compare.against == "baseline":
-                raise ValueError("compare: baseline pods are not built yet; use against: stable")
         if self.alert_rules is not None:
             if self.threshold is not None or self.relative_to is not None or self.for_ is not None:
                 raise ValueError(

@@ -12,6 +12,7 @@ import pytest
     "name",
     [
         "strategies.traffic",
+        "strategies.baseline",
         "strategies.rolling",
         "strategies.scaling",
         "strategies.runkeys",
