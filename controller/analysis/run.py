@@ -50,7 +50,9 @@ the worse verdict decides. Too few samples is Inconclusive, not recorded while t
 first interval lasts, like an answer without data.
 
 The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
-Successful. A run that is not Running takes no more measurements.
+Successful; a template with ``score`` has its compare metrics decided together by a
+weighted score (``controller.analysis.scored_run``). A run that is not Running takes
+no more measurements.
 
 Budgets (``controller.limits``): one measurement, every request of it included (the
 canary and stable queries, an alert rule's presence queries), shares one deadline of
@@ -97,6 +99,7 @@ from controller.analysis.presets import (
     metric_threshold,
     traffic_query,
 )
+from controller.analysis.scored_run import ScoreGroup, apply_scores
 from controller.analysis.templating import (
     QueryContext,
     TemplateError,
@@ -115,7 +118,7 @@ from controller.analysis.values import (
 )
 from controller.analysis.verdict import Judgement, evaluate, fmt, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
-from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
+from controller.api.analysis import AnalysisTemplate, Metric, Score, WebProvider
 from controller.api.common import SecretKeyRef
 from controller.api.duration import format_duration
 from controller.api.rollout import AnalysisRef, JobProvider
@@ -440,6 +443,8 @@ class BoundMetric:
     problem: str = ""
     secrets: Mapping[str, SecretKeyRef] = field(default_factory=dict)
     """Arguments whose values a Secret holds: read when measuring, never shown."""
+    score: Score | None = None
+    """The template's score thresholds, when it scores its compare metrics."""
 
 
 class RulesSource(Protocol):
@@ -497,9 +502,25 @@ def resolve(
                     template=template_ref.name,
                     args=dict(args.values),
                     secrets=dict(args.secrets),
+                    score=template.spec.score,
                 )
             )
     return bound
+
+
+def score_groups(bound: Sequence[BoundMetric]) -> list[ScoreGroup]:
+    """The compare metrics of each template that scores them, with their weights."""
+    groups: dict[str, ScoreGroup] = {}
+    for item in bound:
+        if item.score is None or item.metric.compare is None:
+            continue
+        group = groups.setdefault(item.template, ScoreGroup(item.template, item.score, {}))
+        groups[item.template] = ScoreGroup(
+            group.template,
+            group.thresholds,
+            {**group.weights, item.metric.name: item.metric.compare.weight},
+        )
+    return list(groups.values())
 
 
 def cannot_start(run: AnalysisRunStatus, problem: str) -> AnalysisRunStatus:
@@ -760,7 +781,7 @@ class AnalysisEngine:
                 run = self._measure_one(run, item, context=context, now=now)
             except Exception as exc:  # noqa: BLE001 - providers return measurements
                 run = record(run, item.metric, _crashed(item.metric, exc), now=now)
-        return run
+        return apply_scores(run, score_groups(bound))
 
     def _measure_one(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
@@ -939,12 +960,7 @@ class AnalysisEngine:
             ctx, hidden = self._context(item, context)
             promql = render(template, ctx)
             compared = metric.relative_to is not None or metric.compare is not None
-            against = (
-                ctx.for_baseline()
-                if metric.compare is not None and metric.compare.against == "baseline"
-                else ctx.for_stable()
-            )
-            stable_promql = render(template, against) if compared else None
+            stable_promql = render(template, _against(metric, ctx)) if compared else None
         except TemplateError as exc:
             failure = QueryFailure(kind="rejected", query=template, message=str(exc))
             return record(
@@ -1110,6 +1126,14 @@ class AnalysisEngine:
             relative=metric.relative_to == "stable",
             stable=stable,
         )
+
+
+def _against(metric: Metric, context: QueryContext) -> QueryContext:
+    """The context a comparison's second query is asked in: the baseline's pods for
+    ``compare.against: baseline``, otherwise the stable revision's."""
+    if metric.compare is not None and metric.compare.against == "baseline":
+        return context.for_baseline()
+    return context.for_stable()
 
 
 def _where(metric: Metric) -> tuple[str | None, float]:

@@ -119,6 +119,14 @@ class AnalysisRunStatus(StatusModel):
     started_at: str
     metrics: list[MetricResult] = Field(default_factory=list)
     message: Message = ""
+    score: float | None = Field(
+        default=None, description="With a template's score: the compare metrics' score, 0-100"
+    )
+    extended: bool = Field(
+        default=False,
+        description="A marginal score extended the run once (its compare metrics measured "
+        "again); a second marginal score pauses for a person",
+    )
 
 
 RevisionOutcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]

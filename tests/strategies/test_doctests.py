@@ -13,6 +13,7 @@ import pytest
     [
         "strategies.traffic",
         "strategies.baseline",
+        "controller.analysis.score",
         "strategies.rolling",
         "strategies.scaling",
         "strategies.runkeys",
