@@ -90,7 +90,7 @@ from controller.analysis.arguments import (
     with_secrets,
 )
 from controller.analysis.batch import Batches, BatchKey
-from controller.analysis.compare import judge_samples
+from controller.analysis.compare import Evidence, judge_samples
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
 from controller.analysis.presets import (
     grouped_query,
@@ -118,13 +118,14 @@ from controller.analysis.values import (
 )
 from controller.analysis.verdict import Judgement, evaluate, fmt, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
-from controller.api.analysis import AnalysisTemplate, Metric, Score, WebProvider
+from controller.api.analysis import AnalysisTemplate, Compare, Metric, Score, WebProvider
 from controller.api.common import SecretKeyRef
 from controller.api.duration import format_duration
 from controller.api.rollout import AnalysisRef, JobProvider
 from controller.api.status import (
     MAX_MEASUREMENTS,
     AnalysisRunStatus,
+    CompareEvidence,
     Measurement,
     MetricResult,
     Verdict,
@@ -361,6 +362,7 @@ def record(
         phase=phase,
         at=timestamp(now),
         message=truncate(judgement.message, MEASUREMENT_MESSAGE.int),
+        comparison=judgement.comparison,
     )
     earlier = result.measurements
     if waiting and result.unreachable_since and earlier and earlier[-1].phase == "Error":
@@ -1036,6 +1038,7 @@ class AnalysisEngine:
             fmt(evidence.canary_median) if evidence.canary_median is not None else None,
             f"{result.message}; samples since the run started "
             f"({format_duration(round(window))}, every {format_duration(round(step, 3))})",
+            comparison=_evidence(evidence, compare),
         )
         if metric.threshold is None:
             return verdict
@@ -1048,6 +1051,7 @@ class AnalysisEngine:
             threshold.value,
             f"{verdict.message}; threshold: {threshold.message}",
             breach_since=threshold.breach_since,
+            comparison=verdict.comparison,
         )
 
     def _explain_no_data(
@@ -1126,6 +1130,27 @@ class AnalysisEngine:
             relative=metric.relative_to == "stable",
             stable=stable,
         )
+
+
+def _evidence(evidence: Evidence, compare: Compare) -> CompareEvidence:
+    """The comparison's evidence as status numbers (non-finite ones left out)."""
+
+    def finite(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+
+    return CompareEvidence(
+        against=compare.against,
+        canary_samples=evidence.canary_count,
+        comparison_samples=evidence.comparison_count,
+        canary_median=finite(evidence.canary_median),
+        comparison_median=finite(evidence.comparison_median),
+        effect=finite(evidence.effect),
+        p_value=finite(evidence.p_value),
+        shift=finite(evidence.shift),
+        shift_low=finite(evidence.shift_low),
+        shift_high=finite(evidence.shift_high),
+        confidence=compare.confidence,
+    )
 
 
 def _against(metric: Metric, context: QueryContext) -> QueryContext:
