@@ -406,6 +406,14 @@ class CanaryStrategy(ApiModel):
             "stableService and canaryService must be different Services",
             field_path=".canaryService",
         ),
+        CelRule(
+            "!has(self.baseline) || !has(self.baseline.enabled) || !self.baseline.enabled"
+            " || (!has(self.trafficRouting)"
+            " && (!has(self.stableScale) || self.stableScale == 'share'))",
+            "baseline pods are built for a canary by replica share (no trafficRouting, "
+            "stableScale: share)",
+            field_path=".baseline",
+        ),
     )
 
     stable_service: ObjectName | None = None
