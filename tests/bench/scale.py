@@ -31,6 +31,8 @@ class Phase:
     passes: float = 0.0
     echoes: float = 0.0
     load: float = 0.0
+    # API requests of the phase by "verb resource" (their sum is ``requests``).
+    requests_by_kind: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,7 +116,7 @@ def _phase(
     ns: str,
     what: str,
 ) -> Phase:
-    cpu0, api0 = controller.cpu_seconds(), sum(controller.api_requests().values())
+    cpu0, api0 = controller.cpu_seconds(), controller.api_requests()
     passes0 = controller.counter("deployctl_reconcile")
     echoes0 = controller.counter("deployctl_rollout_events", handled="echo")
     started = time.monotonic()
@@ -129,10 +131,17 @@ def _phase(
         return complete
 
     wait_until(finished, timeout=7200, what=what, interval=2)
+    seconds, cpu, api1 = (
+        time.monotonic() - started,
+        controller.cpu_seconds(),
+        controller.api_requests(),
+    )
+    by_kind = {k: v - api0.get(k, 0.0) for k, v in api1.items() if v != api0.get(k, 0.0)}
     return Phase(
-        seconds=time.monotonic() - started,
-        cpu=controller.cpu_seconds() - cpu0,
-        requests=sum(controller.api_requests().values()) - api0,
+        seconds=seconds,
+        cpu=cpu - cpu0,
+        requests=sum(by_kind.values()),
+        requests_by_kind=by_kind,
         passes=controller.counter("deployctl_reconcile") - passes0,
         echoes=controller.counter("deployctl_rollout_events", handled="echo") - echoes0,
         load=sum(loads) / len(loads) if loads else load_average(),
