@@ -395,10 +395,33 @@ def render_scale(section: dict[str, Any]) -> str:
         lines += [
             "",
             "API requests per Rollout by verb and resource (the controller's "
-            "`deployctl_api_requests_total`):",
+            "`deployctl_api_requests_total`); the Lease's renewals are per second of wall "
+            "time, not per Rollout, so a slower run shows more of them per Rollout:",
             "",
         ]
         lines += _table(["verb resource", "first deploy", "canary", "both"], kinds)
+        leases = sum(
+            n
+            for phase in (first, canary)
+            for kind, n in (phase.get("requests_by_kind") or {}).items()
+            if kind.endswith(" leases")
+        )
+        wall = first["seconds"] + canary["seconds"]
+        lines += [
+            "",
+            f"Without the Lease's renewals: {requests - leases / count:.1f} requests per "
+            f"Rollout ({leases:,.0f} Lease requests in {wall:.0f} s).",
+        ]
+        not_ok: dict[str, float] = {}
+        for phase in (first, canary):
+            for key, n in (phase.get("requests_not_ok") or {}).items():
+                not_ok[key] = not_ok.get(key, 0.0) + n
+        lines += [
+            "",
+            "Answered other than 2xx: "
+            + (", ".join(f"`{k}` {_n(v)}" for k, v in sorted(not_ok.items())) or "none")
+            + ".",
+        ]
     profile = section.get("profile")
     if profile and profile.get("samples"):
         samples = int(profile["samples"])

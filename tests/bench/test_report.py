@@ -63,7 +63,8 @@ def scale() -> ScaleResult:
             passes=500,
             echoes=400,
             load=4.0,
-            requests_by_kind={"patch rollouts": 1000, "get replicasets": 300},
+            requests_by_kind={"patch rollouts": 1000, "get replicasets": 280, "get leases": 20},
+            requests_not_ok={"patch rollouts 409": 30},
         ),
         peak_rss_mib=80.4,
         reconcile=(0.01, 0.25, 800),
@@ -149,7 +150,9 @@ def test_scale_figures_per_rollout_and_per_kind() -> None:
     assert "**missed**" in rows["API requests per Rollout, both phases"]
     assert "10 in 10 s (= 60 per minute)" in rows["API requests while idle"]
     assert rows["`patch rollouts`"].endswith("| 5 | 10 | 15 |")
-    assert rows["`get replicasets`"].endswith("| 0 | 3 | 3 |")
+    assert rows["`get replicasets`"].endswith("| 0 | 2.80 | 2.80 |")
+    assert "Without the Lease's renewals: 18.8 requests per Rollout (20 Lease requests" in page
+    assert "Answered other than 2xx: `patch rollouts 409` 30." in page
     assert rows["all"].endswith("| 6 | 13 | 19 |")
 
 
