@@ -483,6 +483,16 @@ def render_analysis(section: dict[str, Any]) -> str:
                 "> 1 (batched)",
             ],
             [
+                "exporter scrapes cut off by Prometheus's 1 s timeout",
+                _n(section.get("scrapes_cut") or 0),
+                "0 (a loaded machine makes gaps in the data)",
+            ],
+            [
+                "longest query request (GET line)",
+                f"{int(section.get('longest_request') or 0):,} bytes",
+                "under common URL limits (8 KiB in nginx's default buffers)",
+            ],
+            [
                 "controller CPU, canary phase",
                 f"{section['cpu']:.1f} s ({section['cpu'] / count:.3f} s per canary)",
                 "-",
