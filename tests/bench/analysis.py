@@ -152,7 +152,8 @@ class SyntheticExporter:
     revision's counters, so they only ever grow, as a counter must.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._pods: dict[tuple[str, str], _Pod] = {}
         self._retired: dict[tuple[str, str], list[float]] = {}  # scope -> [ok, errors]
@@ -187,17 +188,18 @@ class SyntheticExporter:
             return core.list_pod_for_all_namespaces(label_selector=REVISION_LABEL, **kwargs)
 
         threading.Thread(
-            target=_watch, args=(self._stop, pods, self._on_pod, api), daemon=True
+            target=_watch, args=(self._stop, pods, self.observe, api), daemon=True
         ).start()
 
-    def _on_pod(self, pod: dict[str, Any]) -> None:
+    def observe(self, pod: dict[str, Any]) -> None:
+        """Note a pod as the watch reports it (Ready or not, gone when deleting)."""
         meta = pod["metadata"]
         key = (meta["namespace"], meta["name"])
         ready = not meta.get("deletionTimestamp") and any(
             c.get("type") == "Ready" and c.get("status") == "True"
             for c in (pod.get("status") or {}).get("conditions") or []
         )
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             state = self._pods.get(key)
             if state is None:
@@ -225,7 +227,7 @@ class SyntheticExporter:
         pod.ready_since = None
 
     def exposition(self) -> str:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             totals = {scope: list(counts) for scope, counts in self._retired.items()}
             for pod in self._pods.values():
