@@ -31,7 +31,7 @@ SECTIONS = ("run", "rollback", "cli", "scale", "analysis", "huge")
 # The anchors' figures (Argo Rollouts v1.9.1 and deployctl at main 8a967fe on the same
 # sandbox, quiet 2-core machine; /work ANCHORS, measured 2026-12-04).
 ANCHORS_SOURCE = (
-    "anchors: Argo Rollouts v1.9.1 vs deployctl 8a967fe, same sandbox, measured 2026-12-04"
+    "Argo Rollouts v1.9.1 and deployctl 8a967fe on the same sandbox, measured 2026-12-04"
 )
 ANCHOR_ROLLBACK = {"ours_p50": 3.17, "ours_p95": 6.39, "argo_p50": 7.46, "argo_p95": 7.82}
 ANCHOR_BLAST = {"ours_median": 9, "ours_max": 19, "argo_median": 28, "argo_max": 30}
