@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tests.bench.analysis import AnalysisResult
+from tests.bench.profiling import Summary
 from tests.bench.report import Results, merged, render_page, splice, to_json, write_report
 from tests.bench.rollback import RollbackResult, RollbackRun
 from tests.bench.scale import Phase, ScaleResult
@@ -71,6 +72,11 @@ def scale() -> ScaleResult:
         queue_wait=(0.005, 1.0, 800),
         idle_window_s=10,
         idle_requests={"get leases": 5, "update leases": 5},
+        profile=Summary(
+            samples=200,
+            by_cost=(("API writes (HTTP, TLS, JSON)", 150), ("logging", 50)),
+            by_function=(),
+        ),
     )
 
 
@@ -156,6 +162,8 @@ def test_scale_figures_per_rollout_and_per_kind() -> None:
     assert "Without the Lease's renewals: 18.8 requests per Rollout (20 Lease requests" in page
     assert "Answered other than 2xx: `patch rollouts 409` 30." in page
     assert rows["all"].endswith("| 6 | 13 | 19 |")
+    assert "py-spy, 200 samples" in page
+    assert rows["API writes (HTTP, TLS, JSON)"].endswith("| 75.0% |")
 
 
 def test_analysis_figures_and_the_rolled_back_set() -> None:
