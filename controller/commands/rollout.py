@@ -171,6 +171,18 @@ def override_annotations(kind: str | None, reason: str | None) -> dict[str, str 
 
 def set_images(raw: dict[str, Any], images: dict[str, str]) -> dict[str, str]:
     """Apply ``images`` to the template; return each changed container's previous image."""
+    ref = (raw.get("spec") or {}).get("workloadRef")
+    if ref and images:
+        # The Deployment is what Helm or GitOps writes: an image set here would be
+        # undone at their next sync, and deployctl needs no write access to Deployments.
+        name = raw.get("metadata", {}).get("name")
+        raise fail(
+            f"rollout {name} delivers Deployment {ref.get('name')}'s pod template "
+            "(spec.workloadRef): change the image in the Deployment, where Helm or GitOps "
+            "keep it (e.g. `kubectl set image deployment/"
+            f"{ref.get('name')} ...` or your chart's values); the Rollout then delivers it "
+            "with its strategy. deployctl does not edit it here, or the next sync would undo it"
+        )
     containers = raw["spec"]["template"]["spec"]["containers"]
     by_name = {c["name"]: c for c in containers}
     unknown = [c for c in images if c not in by_name]

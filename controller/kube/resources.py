@@ -35,6 +35,7 @@ from controller.kube.kinds import (
     ADMISSION_BINDINGS,
     ADMISSION_POLICIES,
     CONFIGMAPS,
+    DEPLOYMENTS,
     DESTINATION_RULES,
     EVENTS,
     HTTPROUTES,
@@ -195,6 +196,21 @@ class Kube(Transport):
         ``uid`` is a precondition: never delete a same-named successor by mistake.
         """
         return self._delete(REPLICASETS, namespace, name, uid=uid, propagation=propagation)
+
+    # ------------------------------------------------------------------ deployments
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Obj:
+        """Set a Deployment's ``spec.replicas`` through its scale subresource (a Rollout's
+        ``workloadRef`` take-over and hand-back): the only write deployctl makes to a
+        Deployment, so its template stays what Helm or GitOps wrote."""
+        return self._merge_patch(
+            DEPLOYMENTS,
+            namespace,
+            name,
+            {"spec": {"replicas": replicas}},
+            resource_version=None,
+            subresource="scale",
+        )
 
     # ------------------------------------------------------------------ jobs
 
