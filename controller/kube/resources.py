@@ -199,6 +199,10 @@ class Kube(Transport):
 
     # ------------------------------------------------------------------ deployments
 
+    def get_deployment(self, namespace: str, name: str) -> Obj:
+        """A Deployment (the CLI: the pod template a workloadRef Rollout delivers)."""
+        return self.get(DEPLOYMENTS, namespace, name)
+
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> Obj:
         """Set a Deployment's ``spec.replicas`` through its scale subresource (a Rollout's
         ``workloadRef`` take-over and hand-back): the only write deployctl makes to a

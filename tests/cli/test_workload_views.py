@@ -9,7 +9,7 @@ from rich.console import Console
 
 from controller.commands.common import CliError
 from controller.commands.render import status_document, status_view, workload_document
-from controller.commands.rollout import set_images
+from controller.commands.rollout import revision_of, set_images
 
 ROLLOUT = {
     "metadata": {"name": "web", "namespace": "shop"},
@@ -55,3 +55,10 @@ def test_rollout_image_refuses_a_workloadref_rollout_and_says_where_to_change_it
     assert "change the image in the Deployment" in message
     assert "kubectl set image deployment/web-deploy" in message
     assert "the next sync would undo it" in message
+
+
+def test_undo_of_a_workloadref_rollout_refuses_before_writing() -> None:
+    # The template to go back to is the Deployment's: revert it where it is kept.
+    with pytest.raises(CliError) as refused:
+        revision_of({**ROLLOUT, "status": {}})
+    assert "change or revert the template in the Deployment" in str(refused.value)

@@ -149,9 +149,13 @@ def taken_over(cluster: Cluster) -> None:
     )
 
 
-def lowest_ready(recorder: Recorder) -> int:
+def caught_up(recorder: Recorder) -> None:
+    """The recording has every change up to now (called while it still watches)."""
     wait_until(recorder.caught_up, timeout=60, what="the pod recording to catch up")
     assert not recorder.errors, recorder.errors
+
+
+def lowest_ready(recorder: Recorder) -> int:
     return min(ready_pods(view) for view in recorder.replay())
 
 
@@ -195,6 +199,7 @@ def test_take_over_of_a_running_deployment_never_drops_a_pod_or_a_request(
             timeout=60,
             what="requests served by the Rollout's pods",
         )
+        caught_up(recorder)
         load.stop()
     stats = load.stats()
     assert stats.by_revision().get("", 0) > 0, stats  # the Deployment's pods served first
@@ -248,8 +253,10 @@ def test_the_deployment_template_is_delivered_by_the_rollout_and_handed_back(
             what="the canary of v3 scaled away",
         )
         assert deployment(cluster).spec.replicas == 0
+        caught_up(recorder)
         load.stop()
-    wait_until(recorder.caught_up, timeout=60, what="the pod recording to catch up")
+    # The canaries kept the application's Ready pods at 6 (maxSurge 1, maxUnavailable 0).
+    assert lowest_ready(recorder) >= REPLICAS
     # The Deployment made no pod of any template while the Rollout delivered them.
     deployment_pods = [
         change
@@ -300,6 +307,7 @@ def test_the_deployment_template_is_delivered_by_the_rollout_and_handed_back(
             timeout=60,
             what="requests served by the Deployment's pods again",
         )
+        caught_up(recorder)
         load.stop()
     stats = load.stats()
     assert stats.by_revision().get(v2, 0) > 0, stats  # the Rollout's pods served first
