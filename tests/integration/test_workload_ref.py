@@ -130,10 +130,21 @@ def deployment_ready(cluster: Cluster) -> None:
 def set_template(
     cluster: Cluster, node: str, version: str, env: dict[str, str] | None = None
 ) -> None:
+    """Replace the Deployment's pod template, as a GitOps sync would (a strategic merge
+    patch would keep environment variables the new template leaves out)."""
     template = deployment_body(version, node, env)["spec"]["template"]
-    cluster.apps.patch_namespaced_deployment(
-        NAME, cluster.namespace, {"spec": {"template": template}}
-    )
+    for _attempt in range(10):
+        current = cluster.apps.read_namespaced_deployment(NAME, cluster.namespace)
+        api: Any = cluster.api
+        body = api.sanitize_for_serialization(current)
+        body["spec"]["template"] = template
+        try:
+            cluster.apps.replace_namespaced_deployment(NAME, cluster.namespace, body)
+            return
+        except k8s.ApiException as exc:
+            if exc.status != 409:
+                raise
+    raise AssertionError("the Deployment kept conflicting on replace")
 
 
 def taken_over(cluster: Cluster) -> None:
