@@ -5,18 +5,19 @@ says *which* rollout, the caches say *what* it looks like now). ``reconcile`` re
 a table of contents:
 
 1. read the Rollout from the cache; a deleted one needs nothing;
-2. parse it; an invalid spec (a missing AnalysisTemplate, a traffic router's object
-   missing or misshapen) gets the InvalidSpec condition and an Event, and nothing in
-   the cluster is touched. So does a Rollout naming a Service or routing object that
-   does not consent to it, or pods that would run as the controller
-   (``controller.tenancy``);
+2. parse it (a ``spec.workloadRef`` Rollout with its Deployment's pod template read in,
+   ``controller.workload``; a missing Deployment is an invalid spec); an invalid spec
+   (a missing AnalysisTemplate, a traffic router's object missing or misshapen) gets
+   the InvalidSpec condition and an Event, and nothing in the cluster is touched. So
+   does a Rollout naming a Service or routing object that does not consent to it, or
+   pods that would run as the controller (``controller.tenancy``);
 3. measure the analysis runs that are due (the strategy started them in status; their
    metrics are resolved once per pass, ``controller.bound_runs``);
 4. ask the strategy for a plan;
 5. apply the plan: scale up first, then move traffic (Services, then the traffic router:
    weights, header and mirror routes), then scale down, so that traffic never points at
    pods that are not there (an abort takes every route off the canary before its pods
-   go);
+   go); then scale a ``workloadRef`` Deployment down (take-over) or up (hand-back);
 6. write status once (only if it changed), then record the plan's Events;
 7. return when to look again: the earliest of the strategy's timers and the next due
    measurement.
