@@ -86,6 +86,16 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
         "spec.strategy.canary.baseline",
         "baseline pods are built for a canary by replica share",
     ),
+    "template-and-workloadref": (
+        _with(("spec", "workloadRef"), {"name": "shop", "scaleDown": "onsuccess"}),
+        "spec",
+        "exactly one of template, workloadRef",
+    ),
+    "neither-template-nor-workloadref": (
+        {**GOOD, "spec": {k: v for k, v in GOOD["spec"].items() if k != "template"}},
+        "spec",
+        "exactly one of template, workloadRef",
+    ),
     "rolling-cannot-move": (
         _with(("spec", "strategy"), {"rolling": {"maxSurge": 0, "maxUnavailable": "0%"}}),
         "spec.strategy.rolling",
