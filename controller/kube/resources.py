@@ -41,6 +41,7 @@ from controller.kube.kinds import (
     ADMISSION_POLICIES,
     CONFIGMAPS,
     DAEMONSETS,
+    DEPLOYMENTS,
     DESTINATION_RULES,
     EVENTS,
     HTTPROUTES,
@@ -326,6 +327,25 @@ class Kube(Transport):
             return self._delete(PODS, namespace, name, uid=uid)
         except Conflict:
             return False
+
+    # ------------------------------------------------------------------ deployments
+
+    def get_deployment(self, namespace: str, name: str) -> Obj:
+        """A Deployment (the CLI: the pod template a workloadRef Rollout delivers)."""
+        return self.get(DEPLOYMENTS, namespace, name)
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Obj:
+        """Set a Deployment's ``spec.replicas`` through its scale subresource (a Rollout's
+        ``workloadRef`` take-over and hand-back): the only write deployctl makes to a
+        Deployment, so its template stays what Helm or GitOps wrote."""
+        return self._merge_patch(
+            DEPLOYMENTS,
+            namespace,
+            name,
+            {"spec": {"replicas": replicas}},
+            resource_version=None,
+            subresource="scale",
+        )
 
     # ------------------------------------------------------------------ jobs
 
