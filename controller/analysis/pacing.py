@@ -24,7 +24,9 @@ from controller.analysis.values import QueryFailure
 from controller.api.duration import format_duration
 from controller.api.rollout import Pause
 
-# A range shorter than two scrapes gives increase() nothing to work with.
+# A range shorter than two scrapes gives increase() nothing to work with. A step younger
+# than this has served 0 so far (a longer range would count requests from before it
+# began); the model keeps noTrafficAfter at least this long.
 SHORTEST_RANGE = 30.0
 TIMEOUT = 10.0
 
@@ -35,7 +37,7 @@ def requests_query(pause: Pause, seconds: float) -> str:
         f'{pause.namespace_label}="{{{{rollout.namespace}}}}",'
         f'{pause.revision_label}="{{{{canary.hash}}}}"'
     )
-    window = format_duration(float(max(round(seconds), SHORTEST_RANGE)))
+    window = format_duration(float(round(seconds)))
     return f"sum(increase({pause.requests_metric}{{{scope}}}[{window}]))"
 
 
@@ -59,7 +61,11 @@ def count_requests(
 ) -> Counted:
     """Ask Prometheus for the two counts; never raises."""
     values: list[float | None] = []
+    # Traffic before the step is still traffic: only `served` may not look back past it.
     for seconds in (elapsed, pause.no_traffic_after):
+        if seconds < SHORTEST_RANGE:
+            values.append(0.0)
+            continue
         try:
             promql = render(requests_query(pause, seconds), context)
         except TemplateError as exc:

@@ -88,6 +88,11 @@ class Pause(ApiModel):
             raise ValueError("pause: set either duration or untilRequests (with maxDuration)")
         if self.max_duration is not None and self.until_requests is None:
             raise ValueError("pause: maxDuration is for untilRequests; use duration")
+        if self.no_traffic_after < 30:
+            # Shorter than two scrapes of a usual Prometheus, the count says nothing.
+            raise ValueError(
+                f"pause: noTrafficAfter must be at least 30s (got {self.no_traffic_after:g}s)"
+            )
         return self
 
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.analysis.budget import budget_left
+from controller.analysis.prometheus import PrometheusMeasurer
+from controller.api.policy import ErrorBudgetFreeze
 from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout
 from tests.waiting import wait_until
 
 PACED: list[dict[str, Any]] = [
     {"setWeight": 50},
-    {"pause": {"untilRequests": 150, "maxDuration": "10m", "noTrafficAfter": "15s"}},
+    {"pause": {"untilRequests": 150, "maxDuration": "10m", "noTrafficAfter": "30s"}},
 ]
 
 
@@ -70,7 +73,7 @@ def test_a_paced_step_says_there_is_no_traffic_then_moves_on_once_it_has_its_req
     )
     assert quiet["phase"] == "Paused" and quiet["currentStepIndex"] == 1
     assert quiet["stableRevision"] == v1
-    assert "no traffic to the canary for 15s (0 of 150 requests" in quiet["message"]
+    assert "no traffic to the canary for 30s (0 of 150 requests" in quiet["message"]
 
     # Traffic comes: the step waits for its 150 requests and moves on by itself.
     traffic(cluster.namespace, service="shop", rate_per_second=40)
@@ -127,8 +130,11 @@ def test_a_canary_burning_its_error_budget_at_20x_is_aborted_before_its_step_end
     assert aborted["currentStepIndex"] == 1, "aborted during the 10m pause, not after it"
 
 
+BUDGET = {"objective": 99.9, "window": "1h", "minRemaining": 0.1}
+
+
 def test_an_exhausted_error_budget_holds_new_rollouts_until_an_override(
-    cluster: Cluster, start_controller: Any, traffic: Any
+    cluster: Cluster, start_controller: Any, traffic: Any, prometheus: Any
 ) -> None:
     services(cluster)
     cluster.custom.create_namespaced_custom_object(
@@ -142,7 +148,7 @@ def test_an_exhausted_error_budget_holds_new_rollouts_until_an_override(
             "metadata": {"name": "budget"},
             "spec": {
                 "exemptions": ["hotfix"],
-                "errorBudget": {"objective": 99.9, "window": "1h", "minRemaining": 0.1},
+                "errorBudget": BUDGET,
             },
         },
     )
@@ -152,6 +158,15 @@ def test_an_exhausted_error_budget_holds_new_rollouts_until_an_override(
     cluster.apply_rollout(canary("v1", steps, env={"DEMO_ERROR_RATE": "0.3"}))
     v1 = healthy_at(cluster)["stableRevision"]
     traffic(cluster.namespace, service="shop", rate_per_second=40)
+    # Prometheus must have seen the errors first: an unknown budget does not hold.
+    rule = ErrorBudgetFreeze.model_validate(BUDGET)
+    measurer = PrometheusMeasurer(prometheus.url)
+    wait_until(
+        lambda: budget_left(measurer, rule, cluster.namespace, "shop"),
+        ok=lambda left: left[0] is not None and left[0] < 0,
+        timeout=60,
+        what="the error budget spent, as Prometheus sees it",
+    )
 
     cluster.apply_rollout(canary("v2", steps))
     held = status_when(

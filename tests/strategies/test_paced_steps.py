@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from controller.api import reasons as r
+from controller.api.rollout import Pause
 from controller.api.status import Phase
 from strategies import Request
 from strategies.pacing import RequestCount, decide_pace
@@ -122,3 +125,10 @@ def test_a_canary_without_traffic_says_so_and_is_never_promoted() -> None:
     assert plan.status.current_step_index == 1 and plan.requeue_after is None
     world.request = Request("promote", "r1", "ana")
     assert world.step().status.current_step_index == 2, "a person can still go on"
+
+
+def test_no_traffic_after_shorter_than_two_scrapes_is_refused() -> None:
+    with pytest.raises(ValidationError, match="noTrafficAfter must be at least 30s"):
+        Pause.model_validate({"untilRequests": 10, "noTrafficAfter": "10s"})
+    with pytest.raises(ValidationError, match="either duration or untilRequests"):
+        Pause.model_validate({"untilRequests": 10, "duration": "1m"})
