@@ -113,38 +113,25 @@ def render(query: str, context: QueryContext) -> str:
     Raises ``TemplateError`` for an unknown placeholder, an argument without a value, or
     a value that is unsafe where it is used; the message lists the names that are known.
     """
-    known = context.values()
     quotes = _quote_context(query)
-    pieces: list[str] = []
-    last = 0
-    for match in _PLACEHOLDER.finditer(query):
-        name = match.group(1)
-        if name not in known:
-            raise TemplateError(f"unknown placeholder {{{{{name}}}}}; known: {_known(known)}")
-        value = known[name]
-        if value is None:
-            what = "no stable revision is known yet" if name == "stable.hash" else "no value"
-            raise TemplateError(f"{{{{{name}}}}} has {what}; known: {_known(known)}")
-        quote = quotes[match.start()]
+
+    def encode(name: str, value: str, position: int) -> str:
+        quote = quotes[position]
         if quote == "`":
             # Raw strings have no escapes at all: only values without a backtick fit.
             if "`" in value:
                 raise TemplateError(f"value of {{{{{name}}}}} contains ` inside a `raw` string")
-            rendered = value
-        elif quote is not None:
-            rendered = escape_string(value, quote)
-        else:
-            if not _BARE_TOKEN.match(value):
-                raise TemplateError(
-                    f"value {value!r} of {{{{{name}}}}} is used outside a quoted string and may "
-                    "only contain letters, digits, '_', '.' and ':'"
-                )
-            rendered = value
-        pieces.append(query[last : match.start()])
-        pieces.append(rendered)
-        last = match.end()
-    pieces.append(query[last:])
-    return "".join(pieces)
+            return value
+        if quote is not None:
+            return escape_string(value, quote)
+        if not _BARE_TOKEN.match(value):
+            raise TemplateError(
+                f"value {value!r} of {{{{{name}}}}} is used outside a quoted string and may "
+                "only contain letters, digits, '_', '.' and ':'"
+            )
+        return value
+
+    return _fill(query, context, encode)
 
 
 def placeholders(query: str) -> list[str]:

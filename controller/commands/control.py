@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from controller.commands import requesting
 from controller.commands.common import (
     Kubeconfig,
     KubeContext,
@@ -28,55 +29,27 @@ from controller.commands.common import (
     handle_errors,
     require_controller,
 )
-from controller.exitcodes import Exit
+from controller.commands.requesting import AckTimeout, Target, request_command, wait_for
 from controller.names import REQUEST_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL
 
 Name = Annotated[str, typer.Argument(help="The Rollout", show_default=False)]
-AckTimeout = Annotated[
-    float, typer.Option("--ack-timeout", help="Seconds to wait for the controller to act")
-]
+_NAME_HELP = "The Rollout"
+
+
+def _patch_rollout(
+    session: Session, name: str, body: dict[str, Any], resource_version: str
+) -> object:
+    return session.kube.patch_rollout(
+        session.namespace, name, body, resource_version=resource_version
+    )
+
+
+ROLLOUT = Target(kind="Rollout", actor="the controller", read=get_rollout, patch=_patch_rollout)
 
 
 def send_request(session: Session, name: str, action: str, *, ack_timeout: float) -> dict[str, Any]:
     """Write the request annotation; wait until status.lastHandledRequest carries its id."""
-    from controller.kube import Conflict
-    from controller.requests import new_request
-
-    request = new_request(action, by=session.who())  # type: ignore[arg-type]
-    for _attempt in range(5):
-        current = get_rollout(session, name)
-        try:
-            session.kube.patch_rollout(
-                session.namespace,
-                name,
-                {"metadata": {"annotations": {REQUEST_ANNOTATION: request.to_annotation()}}},
-                resource_version=current["metadata"]["resourceVersion"],
-            )
-            break
-        except Conflict:
-            continue
-    else:
-        raise fail("the Rollout kept changing under us; try again", Exit.UNREACHABLE)
-    return wait_until(
-        session,
-        name,
-        lambda r: (r.get("status") or {}).get("lastHandledRequest") == request.id,
-        timeout=ack_timeout,
-        what=f"the controller to act on {action}",
-    )
-
-
-def wait_until(
-    session: Session, name: str, ok: Any, *, timeout: float, what: str
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rollout = get_rollout(session, name)
-        if ok(rollout):
-            return rollout
-        if time.monotonic() >= deadline:
-            raise fail(f"timed out after {timeout:.0f} s waiting for {what}", Exit.TIMEOUT)
-        time.sleep(0.5)
+    return requesting.send_request(session, ROLLOUT, name, action, ack_timeout=ack_timeout)
 
 
 def report(rollout: dict[str, Any], what: str, output: Output) -> None:
@@ -103,7 +76,7 @@ def report(rollout: dict[str, Any], what: str, output: Output) -> None:
         )
 
 
-def _request_command(
+def _run_request(
     action: str,
     verb: str,
     name: str,
@@ -134,7 +107,7 @@ def promote(
     namespace: Namespace = None,
 ) -> None:
     """Move past the current step (a pause, an approval), or with --full to the end."""
-    _request_command(
+    _run_request(
         "promoteFull" if full else "promote",
         "promoted fully" if full else "promoted",
         name,
@@ -146,75 +119,33 @@ def promote(
     )
 
 
-@handle_errors
-def abort(
-    name: Name,
-    ack_timeout: AckTimeout = 30.0,
-    output: OutputOpt = Output.text,
-    kubeconfig: Kubeconfig = None,
-    context: KubeContext = None,
-    namespace: Namespace = None,
-) -> None:
-    """Send all traffic back to stable and scale the canary to zero."""
-    _request_command(
-        "abort",
-        "aborted",
-        name,
-        ack_timeout=ack_timeout,
-        output=output,
-        kubeconfig=kubeconfig,
-        context=context,
-        namespace=namespace,
-    )
+abort = request_command(
+    _run_request,
+    "abort",
+    "aborted",
+    doc="Send all traffic back to stable and scale the canary to zero.",
+    name_help=_NAME_HELP,
+)
+retry = request_command(
+    _run_request,
+    "retry",
+    "retried",
+    doc="Start an aborted revision again from its first step.",
+    name_help=_NAME_HELP,
+)
+approve = request_command(
+    _run_request,
+    "approve",
+    "approved",
+    doc="Grant a pending approval (a policy rule or an approval step), recorded with who.",
+    name_help=_NAME_HELP,
+)
 
 
-@handle_errors
-def retry(
-    name: Name,
-    ack_timeout: AckTimeout = 30.0,
-    output: OutputOpt = Output.text,
-    kubeconfig: Kubeconfig = None,
-    context: KubeContext = None,
-    namespace: Namespace = None,
-) -> None:
-    """Start an aborted revision again from its first step."""
-    _request_command(
-        "retry",
-        "retried",
-        name,
-        ack_timeout=ack_timeout,
-        output=output,
-        kubeconfig=kubeconfig,
-        context=context,
-        namespace=namespace,
-    )
-
-
-@handle_errors
-def approve(
-    name: Name,
-    ack_timeout: AckTimeout = 30.0,
-    output: OutputOpt = Output.text,
-    kubeconfig: Kubeconfig = None,
-    context: KubeContext = None,
-    namespace: Namespace = None,
-) -> None:
-    """Grant a pending approval (a policy rule or an approval step), recorded with who."""
-    _request_command(
-        "approve",
-        "approved",
-        name,
-        ack_timeout=ack_timeout,
-        output=output,
-        kubeconfig=kubeconfig,
-        context=context,
-        namespace=namespace,
-    )
-
-
-def _set_paused(
+def _run_set_paused(
+    action: str,
+    verb: str,
     name: str,
-    paused: bool,
     *,
     ack_timeout: float,
     output: Output,
@@ -225,8 +156,8 @@ def _set_paused(
     session = connect(kubeconfig, context, namespace)
     try:
         require_controller(session)
-        rollout = set_paused(session, name, paused, ack_timeout=ack_timeout)
-        report(rollout, f"{session.namespace}/{name} {'paused' if paused else 'resumed'}", output)
+        rollout = set_paused(session, name, action == "pause", ack_timeout=ack_timeout)
+        report(rollout, f"{session.namespace}/{name} {verb}", output)
     finally:
         session.close()
 
@@ -241,8 +172,9 @@ def set_paused(session: Session, name: str, paused: bool, *, ack_timeout: float)
         resource_version=current["metadata"]["resourceVersion"],
     )
     generation = int(written["metadata"].get("generation") or 0)
-    return wait_until(
+    return wait_for(
         session,
+        get_rollout,
         name,
         lambda r: int((r.get("status") or {}).get("observedGeneration") or 0) >= generation,
         timeout=ack_timeout,
@@ -250,46 +182,20 @@ def set_paused(session: Session, name: str, paused: bool, *, ack_timeout: float)
     )
 
 
-@handle_errors
-def pause(
-    name: Name,
-    ack_timeout: AckTimeout = 30.0,
-    output: OutputOpt = Output.text,
-    kubeconfig: Kubeconfig = None,
-    context: KubeContext = None,
-    namespace: Namespace = None,
-) -> None:
-    """Hold the rollout where it is (spec.paused=true); timers stop."""
-    _set_paused(
-        name,
-        True,
-        ack_timeout=ack_timeout,
-        output=output,
-        kubeconfig=kubeconfig,
-        context=context,
-        namespace=namespace,
-    )
-
-
-@handle_errors
-def resume(
-    name: Name,
-    ack_timeout: AckTimeout = 30.0,
-    output: OutputOpt = Output.text,
-    kubeconfig: Kubeconfig = None,
-    context: KubeContext = None,
-    namespace: Namespace = None,
-) -> None:
-    """Continue a paused rollout (spec.paused=false); timers resume where they stopped."""
-    _set_paused(
-        name,
-        False,
-        ack_timeout=ack_timeout,
-        output=output,
-        kubeconfig=kubeconfig,
-        context=context,
-        namespace=namespace,
-    )
+pause = request_command(
+    _run_set_paused,
+    "pause",
+    "paused",
+    doc="Hold the rollout where it is (spec.paused=true); timers stop.",
+    name_help=_NAME_HELP,
+)
+resume = request_command(
+    _run_set_paused,
+    "resume",
+    "resumed",
+    doc="Continue a paused rollout (spec.paused=false); timers resume where they stopped.",
+    name_help=_NAME_HELP,
+)
 
 
 def template_of_revision(session: Session, rollout_name: str, revision: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from controller.commands.common import (
     handle_errors,
     print_document,
 )
+from controller.commands.requesting import Target, request_command, send_request
 from controller.exitcodes import Exit
 
 if TYPE_CHECKING:
@@ -51,11 +52,9 @@ release_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-Name = Annotated[str, typer.Argument(help="The Release", show_default=False)]
+_NAME_HELP = "The Release"
+Name = Annotated[str, typer.Argument(help=_NAME_HELP, show_default=False)]
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="A Release YAML file; - = stdin")]
-AckTimeout = Annotated[
-    float, typer.Option("--ack-timeout", help="Seconds to wait for the release controller")
-]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Follow the release to its outcome")]
 TimeoutOpt = Annotated[str, typer.Option("--timeout", help="With --wait")]
 
@@ -309,47 +308,29 @@ def status(
 # --------------------------------------------------------------------------- requests
 
 
-def send_request(session: Session, name: str, action: str, *, ack_timeout: float) -> dict[str, Any]:
-    """Write the request annotation; wait until status.lastHandledRequest carries its id."""
-    from controller.kube import Conflict
-    from controller.names import REQUEST_ANNOTATION
-    from controller.requests import new_request
-
-    request = new_request(action, by=session.user)  # type: ignore[arg-type]
-    for _attempt in range(5):
-        current = get_release(session, name)
-        try:
-            session.kube.patch_release(
-                session.namespace,
-                name,
-                {"metadata": {"annotations": {REQUEST_ANNOTATION: request.to_annotation()}}},
-                resource_version=current["metadata"]["resourceVersion"],
-            )
-            break
-        except Conflict:
-            continue
-    else:
-        raise fail("the Release kept changing under us; try again", Exit.UNREACHABLE)
-    deadline = time.monotonic() + ack_timeout
-    while True:
-        raw = get_release(session, name)
-        if (raw.get("status") or {}).get("lastHandledRequest") == request.id:
-            return raw
-        if time.monotonic() >= deadline:
-            raise fail(
-                f"timed out after {ack_timeout:.0f} s waiting for the release controller to "
-                f"act on {action}",
-                Exit.TIMEOUT,
-            )
-        time.sleep(0.5)
+def _patch_release(
+    session: Session, name: str, body: dict[str, Any], resource_version: str
+) -> object:
+    return session.kube.patch_release(
+        session.namespace, name, body, resource_version=resource_version
+    )
 
 
-def _request(action: str, verb: str, name: str, *, ack_timeout: float, output: Output,
-             kubeconfig: Any, context: Any, namespace: Any) -> None:  # fmt: skip
+RELEASE = Target(
+    kind="Release",
+    actor="the release controller",
+    read=get_release,
+    patch=_patch_release,
+    requester=lambda session: session.user,
+)
+
+
+def _run_request(action: str, verb: str, name: str, *, ack_timeout: float, output: Output,
+                 kubeconfig: Any, context: Any, namespace: Any) -> None:  # fmt: skip
     session = connect(kubeconfig, context, namespace)
     try:
         require_release_controller(session)
-        raw = send_request(session, name, action, ack_timeout=ack_timeout)
+        raw = send_request(session, RELEASE, name, action, ack_timeout=ack_timeout)
         status_ = raw.get("status") or {}
         if output is Output.text:
             typer.echo(
@@ -364,38 +345,25 @@ def _request(action: str, verb: str, name: str, *, ack_timeout: float, output: O
         session.close()
 
 
-@release_app.command("promote")
-@handle_errors
-def promote(
-    name: Name,
-    ack_timeout: AckTimeout = 30.0,
-    output: OutputOpt = Output.text,
-    kubeconfig: Kubeconfig = None,
-    context: KubeContext = None,
-    namespace: Namespace = None,
-) -> None:
-    """End the soak of the current wave now (its clusters must be Healthy)."""
-    _request(
-        "promote", "promoted", name, ack_timeout=ack_timeout, output=output,
-        kubeconfig=kubeconfig, context=context, namespace=namespace,
-    )  # fmt: skip
-
-
-@release_app.command("abort")
-@handle_errors
-def abort(
-    name: Name,
-    ack_timeout: AckTimeout = 30.0,
-    output: OutputOpt = Output.text,
-    kubeconfig: Kubeconfig = None,
-    context: KubeContext = None,
-    namespace: Namespace = None,
-) -> None:
-    """Halt: change no further cluster (with onFailure rollbackAll, return the changed ones)."""
-    _request(
-        "abort", "aborted", name, ack_timeout=ack_timeout, output=output,
-        kubeconfig=kubeconfig, context=context, namespace=namespace,
-    )  # fmt: skip
+promote = release_app.command("promote")(
+    request_command(
+        _run_request,
+        "promote",
+        "promoted",
+        doc="End the soak of the current wave now (its clusters must be Healthy).",
+        name_help=_NAME_HELP,
+    )
+)
+abort = release_app.command("abort")(
+    request_command(
+        _run_request,
+        "abort",
+        "aborted",
+        doc="Halt: change no further cluster (with onFailure rollbackAll, return the changed "
+        "ones).",
+        name_help=_NAME_HELP,
+    )
+)
 
 
 # --------------------------------------------------------------------------- plan

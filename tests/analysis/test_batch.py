@@ -70,6 +70,32 @@ def test_an_answer_serves_for_one_tick_then_a_new_query_is_sent() -> None:
     assert len(send.sent) == 2
 
 
+def test_a_covered_run_whose_worker_comes_late_reads_the_answer_once() -> None:
+    # A busy controller's queue delays the pass of a run the batch covered: it reads the
+    # answer taken for its due moment instead of asking alone, but only once.
+    batches = Batches(tick=0.5, max_age=2.0)
+    for rev in ("a", "b"):
+        batches.expect(KEY, ("shop", rev), due=T0 + timedelta(seconds=0.3))
+    send = Recorder(answer(("shop", "a", 0.1), ("shop", "b", 0.2)))
+    batches.measure(KEY, ("shop", "a"), now=T0, send=send)
+    late = batches.measure(KEY, ("shop", "b"), now=T0 + timedelta(seconds=1.5), send=send)
+    assert len(send.sent) == 1
+    assert isinstance(late, QueryResult) and [s.value for s in late.samples] == [0.2]
+    # Read once: b's next measurement, still within max_age, asks anew.
+    batches.measure(KEY, ("shop", "b"), now=T0 + timedelta(seconds=1.8), send=send)
+    assert len(send.sent) == 2
+
+
+def test_a_covered_run_later_than_max_age_asks_again() -> None:
+    batches = Batches(tick=0.5, max_age=2.0)
+    for rev in ("a", "b"):
+        batches.expect(KEY, ("shop", rev), due=T0)
+    send = Recorder(answer(("shop", "a", 0.1), ("shop", "b", 0.2)))
+    batches.measure(KEY, ("shop", "a"), now=T0, send=send)
+    batches.measure(KEY, ("shop", "b"), now=T0 + timedelta(seconds=2.5), send=send)
+    assert len(send.sent) == 2
+
+
 def test_a_revision_not_covered_asks_again_with_everyone_then_due() -> None:
     batches = Batches()
     batches.expect(KEY, ("shop", "a"), due=T0)

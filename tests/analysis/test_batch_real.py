@@ -6,13 +6,10 @@ sends one query per moment (counted by a reverse proxy in front of Prometheus).
 
 from __future__ import annotations
 
-import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -33,64 +30,12 @@ from controller.api.rollout import AnalysisRef
 from controller.api.status import AnalysisRunStatus
 from tests.analysis.helpers import metric, template
 from tests.analysis.test_prometheus_real import Load, load  # noqa: F401  (fixture)
+from tests.counting_proxy import CountingProxy
 
 pytestmark = pytest.mark.prometheus
 
 REF = AnalysisRef.model_validate({"templates": [{"name": "http-health"}]})
 PRESET = ErrorRatePreset(window=5)
-
-
-class CountingProxy:
-    """Forwards every request to Prometheus unchanged and counts instant queries."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.queries = 0
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _forward(self, body: bytes | None) -> None:
-                if self.path.startswith("/api/v1/query?") or self.path == "/api/v1/query":
-                    with proxy._lock:
-                        proxy.queries += 1
-                request = urllib.request.Request(
-                    proxy.upstream + self.path, data=body, method=self.command
-                )
-                if ctype := self.headers.get("Content-Type"):
-                    request.add_header("Content-Type", ctype)
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as reply:
-                        status, payload = reply.status, reply.read()
-                except urllib.error.HTTPError as exc:
-                    status, payload = exc.code, exc.read()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_GET(self) -> None:
-                self._forward(None)
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                self._forward(self.rfile.read(length))
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture

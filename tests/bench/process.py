@@ -100,12 +100,15 @@ class Controller:
         text = urllib.request.urlopen(f"{self.url}/metrics", timeout=30).read().decode()
         return {f.name: list(f.samples) for f in text_string_to_metric_families(text)}
 
-    def api_requests(self) -> dict[str, float]:
-        """Requests by verb since start, from deployctl_api_requests_total."""
+    def api_requests(self, *, by_code: bool = False) -> dict[str, float]:
+        """Requests by "verb resource" (and " code" with ``by_code``) since start, from
+        deployctl_api_requests_total."""
         out: dict[str, float] = {}
         for sample in self.metrics().get("deployctl_api_requests", []):
             if sample.name.endswith("_total"):
                 verb = f"{sample.labels['verb']} {sample.labels['resource']}"
+                if by_code:
+                    verb += f" {sample.labels.get('code', '')}"
                 out[verb] = out.get(verb, 0.0) + sample.value
         return out
 

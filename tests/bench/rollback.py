@@ -22,6 +22,7 @@ from kubernetes import client as k8s
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import TrafficGenerator
 from tests.bench.process import say
+from tests.bench.stats import percentile
 from tests.bench.workload import Cluster, error_rate_template, rollout
 from tests.waiting import wait_until
 
@@ -59,13 +60,6 @@ class RollbackResult:
             if values:
                 out[name] = statistics.median(values)
         return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank percentile (q in 0..1): with 20 runs, p95 is the 19th value."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 1))))
-    return ordered[rank - 1]
 
 
 def bench_rollback(

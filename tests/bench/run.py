@@ -24,9 +24,12 @@ Not a test: it measures and reports, asserting nothing; goals are stated beside 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -39,7 +42,7 @@ from sandbox.node_agent import NodeAgent
 from sandbox.prometheus import PrometheusServer
 from tests.bench.analysis import bench_analysis
 from tests.bench.cli import bench_cli
-from tests.bench.process import ROOT, Controller, say
+from tests.bench.process import ROOT, Controller, load_average, say
 from tests.bench.report import Results, write_report
 from tests.bench.rollback import bench_rollback
 from tests.bench.scale import bench_scale
@@ -89,14 +92,21 @@ def sandbox(
 
 def main() -> int:
     results = Results(
-        settings=f"BENCH_RUNS={RUNS} BENCH_SCALE={SCALE} BENCH_ANALYSIS={ANALYSIS} "
-        f"BENCH_IDLE_SECONDS={IDLE_SECONDS:g}" + (f" BENCH_HUGE={HUGE}" if HUGE else "")
+        settings=f"BENCH_SECTIONS={','.join(sorted(SECTIONS))} BENCH_RUNS={RUNS} "
+        f"BENCH_SCALE={SCALE} BENCH_ANALYSIS={ANALYSIS} BENCH_IDLE_SECONDS={IDLE_SECONDS:g} "
+        f"BENCH_PROFILE={int(PROFILE)}" + (f" BENCH_HUGE={HUGE}" if HUGE else ""),
+        measured_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        commit=_commit(),
+        machine=_machine(),
     )
     workdir = Path(tempfile.mkdtemp(prefix="deployctl-bench-"))
     if SECTIONS & {"rollback", "cli", "scale"}:
         first_part(workdir / "main", results)
     if "analysis" in SECTIONS and ANALYSIS:
-        results.analysis = bench_analysis(workdir / "analysis", count=ANALYSIS, sandbox=sandbox)
+        say(f"analysis: {ANALYSIS} canaries under analysis")
+        results.analysis = bench_analysis(
+            workdir / "analysis", count=ANALYSIS, sandbox=sandbox, controller_args=LEASE
+        )
     if HUGE:
         huge_part(workdir / "huge", results)
     write_report(results, REPORT, previous=REPORT if REPORT.exists() else None)
@@ -105,6 +115,34 @@ def main() -> int:
         shutil.copytree(workdir, KEEP, dirs_exist_ok=True, ignore=shutil.ignore_patterns("tsdb-*"))
     shutil.rmtree(workdir, ignore_errors=True)  # kept only when a step failed, for its logs
     return 0
+
+
+def _commit() -> str:
+    """The commit measured (with ``+changes`` when the work tree differs from it)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def _machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_kib / 2**20:.0f} GiB RAM, "
+        f"Python {platform.python_version()}, load average at the start "
+        f"{load_average():.1f}"
+    )
 
 
 def first_part(workdir: Path, results: Results) -> None:

@@ -31,6 +31,10 @@ class Phase:
     passes: float = 0.0
     echoes: float = 0.0
     load: float = 0.0
+    # API requests of the phase by "verb resource" (their sum is ``requests``).
+    requests_by_kind: dict[str, float] = field(default_factory=dict)
+    # Of those, the ones not answered 2xx, by "verb resource code" (conflicts, errors).
+    requests_not_ok: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,7 +118,7 @@ def _phase(
     ns: str,
     what: str,
 ) -> Phase:
-    cpu0, api0 = controller.cpu_seconds(), sum(controller.api_requests().values())
+    cpu0, api0 = controller.cpu_seconds(), controller.api_requests(by_code=True)
     passes0 = controller.counter("deployctl_reconcile")
     echoes0 = controller.counter("deployctl_rollout_events", handled="echo")
     started = time.monotonic()
@@ -129,10 +133,21 @@ def _phase(
         return complete
 
     wait_until(finished, timeout=7200, what=what, interval=2)
+    seconds, cpu = time.monotonic() - started, controller.cpu_seconds()
+    api1 = controller.api_requests(by_code=True)
+    by_code = {k: v - api0.get(k, 0.0) for k, v in api1.items() if v != api0.get(k, 0.0)}
+    by_kind: dict[str, float] = {}
+    for key, n in by_code.items():
+        kind = key.rsplit(" ", 1)[0]
+        by_kind[kind] = by_kind.get(kind, 0.0) + n
     return Phase(
-        seconds=time.monotonic() - started,
-        cpu=controller.cpu_seconds() - cpu0,
-        requests=sum(controller.api_requests().values()) - api0,
+        seconds=seconds,
+        cpu=cpu - cpu0,
+        requests=sum(by_kind.values()),
+        requests_by_kind=by_kind,
+        requests_not_ok={
+            k: n for k, n in by_code.items() if not k.rsplit(" ", 1)[1].startswith("2")
+        },
         passes=controller.counter("deployctl_reconcile") - passes0,
         echoes=controller.counter("deployctl_rollout_events", handled="echo") - echoes0,
         load=sum(loads) / len(loads) if loads else load_average(),

@@ -23,3 +23,10 @@ class Spread:
             f"{self.median:.{digits}f}{suffix} (min {self.low:.{digits}f}, "
             f"max {self.high:.{digits}f}, n={self.n})"
         )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile (q in 0..1): with 20 values, p95 is the 19th."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 1))))
+    return ordered[rank - 1]
