@@ -31,17 +31,19 @@ def budget_hold(rule: ErrorBudgetFreeze, left: BudgetLeft | None) -> str:
         return ""
     if left.remaining >= rule.min_remaining and left.remaining > 0:
         return ""
-    floor = f"{rule.min_remaining:.0%}" if rule.min_remaining else "any budget"
+    floor = f"{rule.min_remaining:.0%} left" if rule.min_remaining else "some left"
     return (
-        f"error budget of the {rule.objective:g}% SLO over the last {_days(rule.window)} is "
-        f"{_share(left.remaining)} left (needs {floor})"
+        f"error budget of the {rule.objective:g}% SLO over the last {_days(rule.window)} "
+        f"{_state(left.remaining)} (needs {floor})"
     )
 
 
-def _share(remaining: float) -> str:
+def _state(remaining: float) -> str:
     if remaining < 0:
-        return f"overspent by {-remaining:.0%}"
-    return f"{remaining:.1%}"
+        return f"is overspent by {-remaining:.0%}"
+    if remaining == 0:
+        return "is spent"
+    return f"has {remaining:.1%} left"
 
 
 def _days(seconds: float) -> str:

@@ -30,8 +30,8 @@ def test_an_exhausted_budget_holds_new_rollouts_and_says_how_to_override() -> No
     decision = decide(BudgetLeft(-0.5))
     assert decision.verdict == "Wait" and decision.reason == r.ERROR_BUDGET_EXHAUSTED
     assert decision.message.startswith(
-        "error budget of the 99.9% SLO over the last 30d is overspent by 50% left "
-        "(needs 10%) in policy shop/release"
+        "error budget of the 99.9% SLO over the last 30d is overspent by 50% "
+        "(needs 10% left) in policy shop/release"
     )
     assert "--override-freeze" in decision.message
     assert decision.retry_at is not None
@@ -40,7 +40,10 @@ def test_an_exhausted_budget_holds_new_rollouts_and_says_how_to_override() -> No
 
 def test_below_the_floor_but_not_spent_also_holds() -> None:
     decision = decide(BudgetLeft(0.05))
-    assert decision.reason == r.ERROR_BUDGET_EXHAUSTED and "is 5.0% left" in decision.message
+    assert (
+        decision.reason == r.ERROR_BUDGET_EXHAUSTED
+        and "has 5.0% left (needs 10% left)" in decision.message
+    )
 
 
 def test_an_exempt_override_releases_and_is_recorded() -> None:
