@@ -12,6 +12,9 @@ Labels
 - ``FOR_REVISION_LABEL``, ``ANALYSIS_LABEL``, ``METRIC_LABEL``: a check Job and its pods
   (the revision it checks, the analysis run key, the metric). Not ``REVISION_LABEL``:
   a check pod must never count as one of the revision's replicas.
+- ``ROLE_LABEL``: ``baseline`` on a baseline's ReplicaSet and pods (fresh pods of the
+  stable revision beside a canary, with their own ``REVISION_LABEL`` value), so metrics
+  and people tell them from the stable's.
 - ``EXEMPT_KEY`` (label or annotation): the kind of change a freeze lets through.
 
 Annotations
@@ -36,6 +39,10 @@ FOR_REVISION_LABEL = "deployctl.io/for-revision"
 ANALYSIS_LABEL = "deployctl.io/analysis"
 METRIC_LABEL = "deployctl.io/metric"
 EXEMPT_KEY = "deployctl.io/exempt"
+ROLE_LABEL = "deployctl.io/role"
+BASELINE_ROLE = "baseline"
+BASELINE_SUFFIX = "-baseline"
+"""A baseline's ``REVISION_LABEL`` value is its stable revision's hash and this."""
 
 REQUEST_ANNOTATION = "deployctl.io/request"
 REQUESTED_BY_ANNOTATION = "deployctl.io/requested-by"

@@ -53,7 +53,7 @@ from controller.observe import observe
 from controller.own_writes import OwnWrites
 from controller.parsed import ParsedObjects
 from controller.policy_gate import Held, PolicyGate, held_events
-from controller.resources import replicaset_body
+from controller.resources import baseline_body, replicaset_body
 from controller.routers import CANARY, STABLE, Router, RouterCaches, TrafficTarget, router_for
 from controller.routers.base import canary_weight_of
 from controller.status_writes import StatusWrites
@@ -67,6 +67,7 @@ from controller.tenancy import (
 from controller.times import parse_timestamp
 from controller.validation import Problem, reference_problems
 from strategies import Observed, Plan, decide
+from strategies.baseline import BASELINE_SUFFIX, is_baseline
 from strategies.pacing import RequestCount
 from strategies.runkeys import RunKey
 
@@ -361,8 +362,8 @@ class Reconciler:
         for rev, replicas in plan.replicas.items():
             rs = existing.get(rev)
             if rs is None:
-                if replicas > 0 and rev == revision:
-                    body = replicaset_body(rollout, revision=rev, replicas=replicas)
+                body = self._new_replicaset(rollout, existing, rev, replicas, revision=revision)
+                if body is not None:
                     created = self.kube.create_replicaset(namespace, body, owner=owner)
                     self.own_writes.remember(created, created=True)
                     log.info("created replicaset", replicaset=replicaset_name(name, rev))
@@ -379,6 +380,28 @@ class Reconciler:
         for rs, replicas in scale_downs:
             self._scale(namespace, rs, replicas)
         self._prune(rollout, existing, plan)
+
+    @staticmethod
+    def _new_replicaset(
+        rollout: Rollout,
+        existing: Mapping[str | None, Obj],
+        rev: str,
+        replicas: int,
+        *,
+        revision: str,
+    ) -> dict[str, Any] | None:
+        """The body of a ReplicaSet the plan needs and that does not exist: the current
+        revision's from the spec, a baseline's from its stable ReplicaSet (a copy of
+        exactly the stable revision); None when there is nothing to create."""
+        if replicas <= 0:
+            return None
+        if rev == revision:
+            return replicaset_body(rollout, revision=rev, replicas=replicas)
+        if is_baseline(rev):
+            stable = existing.get(rev.removesuffix(BASELINE_SUFFIX))
+            if stable is not None:
+                return baseline_body(rollout, stable, revision=rev, replicas=replicas)
+        return None
 
     def _replicasets(self, namespace: str, rollout: str) -> list[Obj]:
         """The rollout's ReplicaSets as cached, with our own newer writes laid over."""
@@ -461,8 +484,12 @@ class Reconciler:
             ),
             key=lambda rs: str(rs.get("metadata", {}).get("creationTimestamp", "")),
         )
+        # A baseline scaled to 0 is deleted at once: it is no revision to go back to,
+        # and must not push a real one out of the history.
+        baselines = [rs for rs in old if is_baseline(_revision_of(rs))]
+        old = [rs for rs in old if not is_baseline(_revision_of(rs))]
         excess = len(old) - rollout.spec.revision_history_limit
-        for rs in old[: max(0, excess)]:
+        for rs in baselines + old[: max(0, excess)]:
             self.kube.delete_replicaset(
                 str(rollout.metadata.namespace),
                 rs["metadata"]["name"],
@@ -565,6 +592,10 @@ class Reconciler:
         ]
         if failed_at:
             ROLLBACK_LATENCY.observe(max(0.0, (now - max(failed_at)).total_seconds()))
+
+
+def _revision_of(rs: Obj) -> str:
+    return str((rs.get("metadata", {}).get("labels") or {}).get(REVISION_LABEL, ""))
 
 
 def _valid_again(status: RolloutStatus, rollout: Rollout, *, now: datetime) -> RolloutStatus:

@@ -15,7 +15,14 @@ from typing import Any
 
 from controller.api import Rollout
 from controller.api.revision import replicaset_name
-from controller.names import IMAGES_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL, TEMPLATE_ANNOTATION
+from controller.names import (
+    BASELINE_ROLE,
+    IMAGES_ANNOTATION,
+    REVISION_LABEL,
+    ROLE_LABEL,
+    ROLLOUT_LABEL,
+    TEMPLATE_ANNOTATION,
+)
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "deployctl"}
 
@@ -66,6 +73,45 @@ def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[s
                 TEMPLATE_ANNOTATION: json.dumps(
                     rollout.spec.template.to_dict(), sort_keys=True, separators=(",", ":")
                 ),
+            },
+        },
+        "spec": {
+            "replicas": replicas,
+            "minReadySeconds": rollout.spec.min_ready_seconds,
+            "selector": {"matchLabels": selector},
+            "template": template,
+        },
+    }
+
+
+def baseline_body(
+    rollout: Rollout, stable_replicaset: Mapping[str, Any], *, revision: str, replicas: int
+) -> dict[str, Any]:
+    """The baseline's ReplicaSet: the stable ReplicaSet's pod template (so exactly the
+    stable revision), under its own revision label value ``revision`` and
+    ``deployctl.io/role: baseline`` (``strategies.baseline``)."""
+    # The stable's template as the Rollout had it (its labels without ours), so the
+    # baseline differs from the stable revision only in the labels set here.
+    template = saved_template(stable_replicaset)
+    labels = {
+        **(template.get("metadata") or {}).get("labels", {}),
+        **revision_labels(rollout, revision),
+        ROLE_LABEL: BASELINE_ROLE,
+    }
+    template.setdefault("metadata", {})["labels"] = labels
+    selector = {**rollout.spec.selector.match_labels, **revision_labels(rollout, revision)}
+    annotations = (stable_replicaset.get("metadata") or {}).get("annotations") or {}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": replicaset_name(str(rollout.metadata.name), revision),
+            "namespace": rollout.metadata.namespace,
+            "labels": {**labels, **MANAGED_BY},
+            "annotations": {
+                k: v
+                for k, v in annotations.items()
+                if k in (IMAGES_ANNOTATION, TEMPLATE_ANNOTATION)
             },
         },
         "spec": {

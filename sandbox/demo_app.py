@@ -8,9 +8,12 @@ the e2e image. "v2 is broken" is one line of a pod template: ``DEMO_ERROR_RATE=0
 
 Endpoints: ``/`` answers 200, or 500 for a share ``DEMO_ERROR_RATE`` (0..1) of requests
 (only from ``DEMO_ERRORS_AFTER_SECONDS`` after start on: a version that breaks after a
-while), after sleeping ``DEMO_LATENCY_SECONDS``; ``/healthz`` always 200; ``/version``
-returns ``{"version": DEMO_VERSION}``; ``/metrics`` exports
-``http_requests_total{code,method}`` and the ``http_request_duration_seconds`` histogram
+while), after sleeping ``DEMO_LATENCY_SECONDS`` (with ``DEMO_LATENCY_SPREAD`` > 0, the
+median of a log-normal distribution of that spread, sigma of the log, drawn per request
+from a generator seeded with ``DEMO_LATENCY_SEED``: a latency distribution, so that a
+comparison of two versions is a question of statistics, not of one constant);
+``/healthz`` always 200; ``/version`` returns ``{"version": DEMO_VERSION}``; ``/metrics``
+exports ``http_requests_total{code,method}`` and the ``http_request_duration_seconds`` histogram
 from this process's own registry.
 
 Errors are spread by a counter, not drawn at random, so a rate of 0.3 gives exactly 3
@@ -28,6 +31,7 @@ import ctypes
 import json
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -75,6 +79,8 @@ class DemoConfig:
     port: int = DEFAULT_PORT
     error_rate: Fraction = Fraction(0)
     latency_seconds: float = 0.0
+    latency_spread: float = 0.0
+    latency_seed: int | None = None
     version: str = "dev"
     errors_after_seconds: float = 0.0
 
@@ -94,6 +100,10 @@ class DemoConfig:
         latency = float(env.get("DEMO_LATENCY_SECONDS", "0") or "0")
         if latency < 0:
             raise ValueError(f"DEMO_LATENCY_SECONDS must be >= 0, got {latency}")
+        spread = float(env.get("DEMO_LATENCY_SPREAD", "0") or "0")
+        if not 0 <= spread <= 3:
+            raise ValueError(f"DEMO_LATENCY_SPREAD must be within 0..3, got {spread}")
+        seed = env.get("DEMO_LATENCY_SEED")
         errors_after = float(env.get("DEMO_ERRORS_AFTER_SECONDS", "0") or "0")
         if errors_after < 0:
             raise ValueError(f"DEMO_ERRORS_AFTER_SECONDS must be >= 0, got {errors_after}")
@@ -103,6 +113,8 @@ class DemoConfig:
             port=port if port is not None else int(env.get("DEMO_PORT", str(DEFAULT_PORT))),
             error_rate=error_rate,
             latency_seconds=latency,
+            latency_spread=spread,
+            latency_seed=int(seed) if seed else None,
             version=env.get("DEMO_VERSION", "dev"),
         )
 
@@ -131,6 +143,7 @@ class DemoApp:
 
     def __init__(self, config: DemoConfig) -> None:
         self.config = config
+        self._latency_random = random.Random(config.latency_seed)
         # A registry per app, not the global one: tests run several apps in one process.
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -193,9 +206,18 @@ class DemoApp:
         else:
             self._reply(request, 404, b"not found\n", "text/plain")
 
+    def latency(self) -> float:
+        """Seconds the next answer waits: the configured latency, or a draw from its
+        log-normal distribution (``normalvariate`` is safe across the server's threads)."""
+        median, spread = self.config.latency_seconds, self.config.latency_spread
+        if not median or not spread:
+            return median
+        return median * math.exp(self._latency_random.normalvariate(0.0, spread))
+
     def _answer_root(self) -> tuple[int, bytes, str]:
-        if self.config.latency_seconds:
-            time.sleep(self.config.latency_seconds)
+        delay = self.latency()
+        if delay:
+            time.sleep(delay)
         broken = time.monotonic() - self._started >= self.config.errors_after_seconds
         if broken and self._errors.next_fails():
             return 500, b"injected error\n", "text/plain"

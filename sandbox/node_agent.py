@@ -23,8 +23,8 @@ exactly as in real life:
 
 With ``run_processes=True`` every healthy pod is a real ``sandbox.demo_app`` process on
 its own loopback IP (127.1.x.y, the pod IP) port 8080, with the container's env, and the
-agent writes one Prometheus file_sd JSON per pod (labels namespace, pod, app, revision),
-so the real Prometheus sees per-revision series.
+agent writes one Prometheus file_sd JSON per pod (labels namespace, pod, app, revision, and
+role for a baseline's pods), so the real Prometheus sees per-revision series.
 
 Each pod's stages and the status reported for them are ``sandbox.pod_lifecycle``; this
 module runs that state machine: the Node and its Lease, the pod watch, one worker thread
@@ -60,7 +60,7 @@ from typing import IO, Any
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
-from controller.names import REVISION_LABEL
+from controller.names import REVISION_LABEL, ROLE_LABEL
 from controller.times import micro_timestamp, timestamp
 from sandbox.demo_app import DEFAULT_PORT, die_with_parent, port_is_free, spawn_demo_app
 from sandbox.pod_lifecycle import (
@@ -746,6 +746,8 @@ class NodeAgent:
             "pod": state.name,
             "app": state.labels.get("app", ""),
             "revision": state.labels.get(REVISION_LABEL, ""),
+            # Empty (so left out) except on a baseline's pods.
+            "role": state.labels.get(ROLE_LABEL, ""),
         }
         write_file_sd(path, [f"{state.ip}:{self.app_port}"], labels)
 

@@ -50,6 +50,7 @@ from controller.api.duration import format_duration
 from controller.api.rollout import Pause
 from controller.api.status import Phase
 from strategies import common
+from strategies.baseline import baseline_revision, baseline_split
 from strategies.context import Context
 from strategies.judge import judge_run
 from strategies.managed_routes import describe as describe_route
@@ -369,12 +370,15 @@ def _set_share(ctx: Context, weight: int, canary: str) -> bool:
     """setWeight by replica share: done once the canary and the stable are at their
     counts for ``weight`` with those pods available."""
     stable = _stable(ctx)
-    pods, stable_pods = share_targets(weight, ctx.replicas_wanted)
+    pods, stable_pods, baseline_pods = _share_targets(
+        ctx, weight, canary=None if canary == stable else canary
+    )
     if _share_world(ctx, canary=canary, stable=stable, weight=weight):
+        beside = f", {baseline_pods} baseline" if baseline_pods else ""
         ctx.event(
             r.WEIGHT_SET,
-            f"step {_index(ctx)}: {pods} canary and {stable_pods} stable pod(s) available, "
-            f"{ctx.status.weight}% of the traffic (setWeight {weight})",
+            f"step {_index(ctx)}: {pods} canary{beside} and {stable_pods} stable pod(s) "
+            f"available, {ctx.status.weight}% of the traffic (setWeight {weight})",
         )
         return True
     available = f"{ctx.state(canary).available}/{pods}"
@@ -681,10 +685,15 @@ def _share_world(ctx: Context, *, canary: str | None, stable: str, weight: int) 
     give the canary, and say whether the counts are reached with their pods available.
     """
     spec, wanted = _spec(ctx), ctx.replicas_wanted
-    canary_pods, stable_pods = share_targets(weight, wanted)
-    if canary is None or canary == stable:
-        canary, canary_pods, stable_pods = None, 0, wanted
+    if canary == stable:
+        canary = None
+    canary_pods, stable_pods, baseline_pods = _share_targets(ctx, weight, canary=canary)
     targets = {stable: stable_pods, **({canary: canary_pods} if canary else {})}
+    order = [stable, *([canary] if canary else [])]
+    if baseline_pods:
+        # Out of the stable's pods, beside the canary; least important (baseline.py).
+        targets[baseline_revision(stable)] = baseline_pods
+        order.append(baseline_revision(stable))
     surge, unavailable = surge_and_unavailable(
         spec.max_surge, spec.max_unavailable, replicas=wanted
     )
@@ -706,7 +715,7 @@ def _share_world(ctx: Context, *, canary: str | None, stable: str, weight: int) 
         unavailable=unavailable,
         targets=targets,
         pods={rev: Pods(s.desired, s.available, s.current) for rev, s in involved.items()},
-        order=[stable, *([canary] if canary else [])],
+        order=order,
         synced=synced,
     )
     ctx.replicas.update(desired)
@@ -724,6 +733,19 @@ def _share_world(ctx: Context, *, canary: str | None, stable: str, weight: int) 
     )
     available = all(ctx.state(rev).available >= n for rev, n in targets.items())
     return at_targets and available
+
+
+def _share_targets(ctx: Context, weight: int, *, canary: str | None) -> tuple[int, int, int]:
+    """(canary, stable, baseline) pods for ``weight`` by replica share: the baseline,
+    when enabled, out of the stable's pods (``baseline.py``)."""
+    wanted = ctx.replicas_wanted
+    if canary is None:
+        return 0, wanted, 0
+    canary_pods, stable_pods = share_targets(weight, wanted)
+    if not _spec(ctx).baseline_enabled:
+        return canary_pods, stable_pods, 0
+    baseline_pods, stable_pods = baseline_split(canary_pods, stable_pods)
+    return canary_pods, stable_pods, baseline_pods
 
 
 def _share_moved(ctx: Context) -> bool:

@@ -50,7 +50,9 @@ the worse verdict decides. Too few samples is Inconclusive, not recorded while t
 first interval lasts, like an answer without data.
 
 The run's phase is its worst metric's: Failed > Inconclusive > Error > Running >
-Successful. A run that is not Running takes no more measurements.
+Successful; a template with ``score`` has its compare metrics decided together by a
+weighted score (``controller.analysis.scored_run``). A run that is not Running takes
+no more measurements.
 
 Budgets (``controller.limits``): one measurement, every request of it included (the
 canary and stable queries, an alert rule's presence queries), shares one deadline of
@@ -88,7 +90,7 @@ from controller.analysis.arguments import (
     with_secrets,
 )
 from controller.analysis.batch import Batches, BatchKey
-from controller.analysis.compare import judge_samples
+from controller.analysis.compare import Evidence, judge_samples
 from controller.analysis.jobs import JOB_POLL_SECONDS, JobCheck
 from controller.analysis.presets import (
     grouped_query,
@@ -97,6 +99,7 @@ from controller.analysis.presets import (
     metric_threshold,
     traffic_query,
 )
+from controller.analysis.scored_run import ScoreGroup, apply_scores
 from controller.analysis.templating import (
     QueryContext,
     TemplateError,
@@ -115,13 +118,14 @@ from controller.analysis.values import (
 )
 from controller.analysis.verdict import Judgement, evaluate, fmt, judge_failure
 from controller.analysis.webcheck import WebReply, judge_reply
-from controller.api.analysis import AnalysisTemplate, Metric, WebProvider
+from controller.api.analysis import AnalysisTemplate, Compare, Metric, Score, WebProvider
 from controller.api.common import SecretKeyRef
 from controller.api.duration import format_duration
 from controller.api.rollout import AnalysisRef, JobProvider
 from controller.api.status import (
     MAX_MEASUREMENTS,
     AnalysisRunStatus,
+    CompareEvidence,
     Measurement,
     MetricResult,
     Verdict,
@@ -358,6 +362,7 @@ def record(
         phase=phase,
         at=timestamp(now),
         message=truncate(judgement.message, MEASUREMENT_MESSAGE.int),
+        comparison=judgement.comparison,
     )
     earlier = result.measurements
     if waiting and result.unreachable_since and earlier and earlier[-1].phase == "Error":
@@ -440,6 +445,8 @@ class BoundMetric:
     problem: str = ""
     secrets: Mapping[str, SecretKeyRef] = field(default_factory=dict)
     """Arguments whose values a Secret holds: read when measuring, never shown."""
+    score: Score | None = None
+    """The template's score thresholds, when it scores its compare metrics."""
 
 
 class RulesSource(Protocol):
@@ -497,9 +504,25 @@ def resolve(
                     template=template_ref.name,
                     args=dict(args.values),
                     secrets=dict(args.secrets),
+                    score=template.spec.score,
                 )
             )
     return bound
+
+
+def score_groups(bound: Sequence[BoundMetric]) -> list[ScoreGroup]:
+    """The compare metrics of each template that scores them, with their weights."""
+    groups: dict[str, ScoreGroup] = {}
+    for item in bound:
+        if item.score is None or item.metric.compare is None:
+            continue
+        group = groups.setdefault(item.template, ScoreGroup(item.template, item.score, {}))
+        groups[item.template] = ScoreGroup(
+            group.template,
+            group.thresholds,
+            {**group.weights, item.metric.name: item.metric.compare.weight},
+        )
+    return list(groups.values())
 
 
 def cannot_start(run: AnalysisRunStatus, problem: str) -> AnalysisRunStatus:
@@ -760,7 +783,7 @@ class AnalysisEngine:
                 run = self._measure_one(run, item, context=context, now=now)
             except Exception as exc:  # noqa: BLE001 - providers return measurements
                 run = record(run, item.metric, _crashed(item.metric, exc), now=now)
-        return run
+        return apply_scores(run, score_groups(bound))
 
     def _measure_one(
         self, run: AnalysisRunStatus, item: BoundMetric, *, context: QueryContext, now: datetime
@@ -939,7 +962,7 @@ class AnalysisEngine:
             ctx, hidden = self._context(item, context)
             promql = render(template, ctx)
             compared = metric.relative_to is not None or metric.compare is not None
-            stable_promql = render(template, ctx.for_stable()) if compared else None
+            stable_promql = render(template, _against(metric, ctx)) if compared else None
         except TemplateError as exc:
             failure = QueryFailure(kind="rejected", query=template, message=str(exc))
             return record(
@@ -1015,6 +1038,7 @@ class AnalysisEngine:
             fmt(evidence.canary_median) if evidence.canary_median is not None else None,
             f"{result.message}; samples since the run started "
             f"({format_duration(round(window))}, every {format_duration(round(step, 3))})",
+            comparison=_evidence(evidence, compare),
         )
         if metric.threshold is None:
             return verdict
@@ -1027,6 +1051,7 @@ class AnalysisEngine:
             threshold.value,
             f"{verdict.message}; threshold: {threshold.message}",
             breach_since=threshold.breach_since,
+            comparison=verdict.comparison,
         )
 
     def _explain_no_data(
@@ -1105,6 +1130,35 @@ class AnalysisEngine:
             relative=metric.relative_to == "stable",
             stable=stable,
         )
+
+
+def _evidence(evidence: Evidence, compare: Compare) -> CompareEvidence:
+    """The comparison's evidence as status numbers (non-finite ones left out)."""
+
+    def finite(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+
+    return CompareEvidence(
+        against=compare.against,
+        canary_samples=evidence.canary_count,
+        comparison_samples=evidence.comparison_count,
+        canary_median=finite(evidence.canary_median),
+        comparison_median=finite(evidence.comparison_median),
+        effect=finite(evidence.effect),
+        p_value=finite(evidence.p_value),
+        shift=finite(evidence.shift),
+        shift_low=finite(evidence.shift_low),
+        shift_high=finite(evidence.shift_high),
+        confidence=compare.confidence,
+    )
+
+
+def _against(metric: Metric, context: QueryContext) -> QueryContext:
+    """The context a comparison's second query is asked in: the baseline's pods for
+    ``compare.against: baseline``, otherwise the stable revision's."""
+    if metric.compare is not None and metric.compare.against == "baseline":
+        return context.for_baseline()
+    return context.for_stable()
 
 
 def _where(metric: Metric) -> tuple[str | None, float]:

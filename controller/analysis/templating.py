@@ -40,6 +40,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
+from controller.names import BASELINE_SUFFIX
+
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 _BARE_TOKEN = re.compile(r"^[A-Za-z0-9_.:]+$")
 _SIMPLE_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -70,6 +72,17 @@ class QueryContext:
         if self.stable_hash is None:
             raise TemplateError("relativeTo: stable needs a stable revision; none is known yet")
         return replace(self, canary_hash=self.stable_hash)
+
+    def for_baseline(self) -> QueryContext:
+        """The same context with the canary's hash replaced by the baseline's (fresh
+        pods of the stable revision with their own revision label value).
+
+        Used for ``compare.against: baseline``: the very same query, asked about the
+        baseline.
+        """
+        if self.stable_hash is None:
+            raise TemplateError("against: baseline needs a stable revision; none is known yet")
+        return replace(self, canary_hash=f"{self.stable_hash}{BASELINE_SUFFIX}")
 
     def with_args(self, args: Mapping[str, str]) -> QueryContext:
         return replace(self, args=dict(args))

@@ -29,6 +29,7 @@ from typing import Literal
 from controller.analysis.values import QueryFailure, QueryResult, Sample
 from controller.api.analysis import Threshold
 from controller.api.duration import format_duration
+from controller.api.status import CompareEvidence
 
 # Status timestamps carry whole seconds, so a breach_since read back may be up to a
 # second later than the breach really began; without this slack a breach observed
@@ -61,6 +62,8 @@ class Judgement:
     message: str
     breach_since: datetime | None = None
     permanent: bool = False
+    comparison: CompareEvidence | None = None
+    """A compare metric's evidence as numbers, kept with the measurement."""
 
 
 def fmt(value: float) -> str:

@@ -455,8 +455,8 @@ class Compare(ApiModel):
 
     against: Literal["baseline", "stable"] = Field(
         default="stable",
-        description="stable: the long-running stable pods; baseline (fresh pods of the "
-        "stable revision beside the canary) is not built yet and refused",
+        description="stable: the long-running stable pods; baseline: fresh pods of the "
+        "stable revision beside the canary (needs canary.baseline.enabled)",
     )
     test: Literal["mannWhitney"] = "mannWhitney"
     direction: Literal["increase", "decrease", "either"] = Field(
@@ -476,6 +476,10 @@ class Compare(ApiModel):
     )
     min_samples: Annotated[int, Field(ge=5, le=100_000)] = Field(
         default=50, description="Samples each side needs before it is judged"
+    )
+    weight: Annotated[float, Field(gt=0, le=1000)] = Field(
+        default=1.0,
+        description="This metric's weight in the template's score (spec.score), when it has one",
     )
 
     @model_validator(mode="after")
@@ -591,8 +595,6 @@ class Metric(ApiModel):
                 raise ValueError(
                     "compare judges against its own comparison (compare.against); drop relativeTo"
                 )
-            if self.compare.against == "baseline":
-                raise ValueError("compare: baseline pods are not built yet; use against: stable")
         if self.alert_rules is not None:
             if self.threshold is not None or self.relative_to is not None or self.for_ is not None:
                 raise ValueError(
@@ -719,9 +721,38 @@ class Metric(ApiModel):
         return 0.0
 
 
+class Score(ApiModel):
+    """Kayenta's scoring of a canary: the compare metrics' weights (``compare.weight``)
+    of those that passed, in percent of all of them (``controller.analysis.score``).
+    At or above ``pass`` the step passes, below ``marginal`` it fails (a roll back);
+    in between is marginal: the step is extended once (its compare metrics measure
+    again, on the longer window), then a person decides (the rollout pauses)."""
+
+    pass_: Annotated[float, Field(gt=0, le=100, alias="pass")] = Field(
+        default=95.0, description="Score (0-100) at or above which the step passes"
+    )
+    marginal: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=75.0, description="Score below which the step fails"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Score:
+        if self.marginal > self.pass_:
+            raise ValueError(
+                f"score: marginal {self.marginal} is above pass {self.pass_}; "
+                "marginal must be at most pass"
+            )
+        return self
+
+
 class AnalysisTemplateSpec(ApiModel):
     args: list[Arg] = Field(default_factory=list, max_length=64)
     metrics: Annotated[list[Metric], Field(min_length=1, max_length=64)]
+    score: Score | None = Field(
+        default=None,
+        description="Decide the compare metrics together by a weighted score instead of "
+        "each on its own",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> AnalysisTemplateSpec:
@@ -733,6 +764,8 @@ class AnalysisTemplateSpec(ApiModel):
         dupes = sorted({n for n in arg_names if arg_names.count(n) > 1})
         if dupes:
             raise ValueError(f"arg names must be unique; repeated: {', '.join(dupes)}")
+        if self.score is not None and not any(m.compare is not None for m in self.metrics):
+            raise ValueError("score weighs the compare metrics; this template has none")
         known = CONTEXT_PLACEHOLDERS | {f"args.{name}" for name in arg_names}
         for metric in self.metrics:
             slo_window = {"slo.window"} if metric.slo is not None else set()

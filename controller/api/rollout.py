@@ -396,6 +396,18 @@ class TrafficRouting(ApiModel):
         return self.istio is not None and self.istio.destination_rule is not None
 
 
+class Baseline(ApiModel):
+    """Fresh pods of the stable revision started beside the canary, as many as it has,
+    so a comparison (``compare.against: baseline``) judges two revisions of the same age
+    under the same share of traffic (``strategies.baseline``)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Start baseline pods (the stable revision, labelled "
+        "deployctl.io/role=baseline) beside the canary; removed at promotion or abort",
+    )
+
+
 class CanaryStrategy(ApiModel):
     """Steps of setWeight / pause / analysis / approval, then promotion.
 
@@ -429,6 +441,14 @@ class CanaryStrategy(ApiModel):
             "stableService and canaryService must be different Services",
             field_path=".canaryService",
         ),
+        CelRule(
+            "!has(self.baseline) || !has(self.baseline.enabled) || !self.baseline.enabled"
+            " || (!has(self.trafficRouting)"
+            " && (!has(self.stableScale) || self.stableScale == 'share'))",
+            "baseline pods are built for a canary by replica share (no trafficRouting, "
+            "stableScale: share)",
+            field_path=".baseline",
+        ),
     )
 
     stable_service: ObjectName | None = None
@@ -454,6 +474,7 @@ class CanaryStrategy(ApiModel):
         default=False,
         description="Scale stable down as canary grows (only with trafficRouting)",
     )
+    baseline: Baseline | None = None
 
     @model_validator(mode="after")
     def _check(self) -> CanaryStrategy:
@@ -481,9 +502,21 @@ class CanaryStrategy(ApiModel):
             )
         if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
             raise ValueError("maxSurge and maxUnavailable cannot both be 0: nothing could move")
+        if self.baseline_enabled and (
+            self.traffic_routing is not None or self.stable_scale != "share"
+        ):
+            raise ValueError(
+                "baseline: baseline pods are built for a canary by replica share (no "
+                "trafficRouting, stableScale: share); a router would need a third backend "
+                "for them"
+            )
         if self.stable_service is not None and self.stable_service == self.canary_service:
             raise ValueError("stableService and canaryService must be different Services")
         return self
+
+    @property
+    def baseline_enabled(self) -> bool:
+        return self.baseline is not None and self.baseline.enabled
 
     def _check_routing(self, routing: TrafficRouting) -> None:
         missing = [

@@ -77,11 +77,35 @@ class Condition(StatusModel):
     observed_generation: int | None = None
 
 
+class CompareEvidence(StatusModel):
+    """What a comparison's verdict rests on (``controller.analysis.compare``), as
+    numbers; a non-finite one (an effect from a 0 median) is left out."""
+
+    against: Literal["baseline", "stable"] = "stable"
+    canary_samples: int = 0
+    comparison_samples: int = 0
+    canary_median: float | None = None
+    comparison_median: float | None = None
+    effect: float | None = Field(
+        default=None, description="(canary median - comparison median) / |comparison median|"
+    )
+    p_value: float | None = None
+    shift: float | None = Field(
+        default=None, description="Hodges-Lehmann estimate of canary minus comparison"
+    )
+    shift_low: float | None = None
+    shift_high: float | None = None
+    confidence: float | None = Field(default=None, description="Of the shift's interval")
+
+
 class Measurement(StatusModel):
     value: str | None = Field(default=None, description="As measured; 'NaN'/'' when missing")
     phase: Verdict
     at: str
     message: Evidence = ""
+    comparison: CompareEvidence | None = Field(
+        default=None, description="A compare metric's evidence, as numbers"
+    )
 
 
 class MetricResult(StatusModel):
@@ -119,6 +143,14 @@ class AnalysisRunStatus(StatusModel):
     started_at: str
     metrics: list[MetricResult] = Field(default_factory=list)
     message: Message = ""
+    score: float | None = Field(
+        default=None, description="With a template's score: the compare metrics' score, 0-100"
+    )
+    extended: bool = Field(
+        default=False,
+        description="A marginal score extended the run once (its compare metrics measured "
+        "again); a second marginal score pauses for a person",
+    )
 
 
 RevisionOutcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]

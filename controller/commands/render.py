@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from controller.names import REVISION_LABEL
+from controller.names import BASELINE_SUFFIX, REVISION_LABEL
 from controller.times import parse_timestamp
 from strategies.runkeys import RunKey
 
@@ -194,6 +194,8 @@ def latest_measurements(
                     "unreachableSince": metric.get("unreachableSince"),
                     "message": metric.get("message") or latest.get("message", ""),
                     "noData": no_data(metric, now=now),
+                    "comparison": latest.get("comparison"),
+                    "score": run.get("score"),
                 }
             )
     return out
@@ -305,6 +307,8 @@ def status_view(
                 if revision == doc["stable"]
                 else "canary"
                 if revision == doc["canary"]
+                else "baseline"
+                if revision.endswith(BASELINE_SUFFIX)
                 else "old"
             )
             replicas.add_row(
@@ -332,7 +336,63 @@ def status_view(
         for m in doc["measurements"]:
             if m["noData"] is not None:
                 parts.append(Text("waiting: " + no_data_line(m), style="yellow"))
+        judged = [m for m in doc["measurements"] if m.get("comparison")]
+        if judged:
+            parts.append(Text("Judge", style="bold"))
+            for m in judged:
+                parts.append(plain(judge_block(m)))
     return Group(*parts)
+
+
+def judge_block(measurement: Mapping[str, Any]) -> str:
+    """A compare metric's latest evidence, one fact a line, for people::
+
+    step 2 analysis · latency against baseline: Failed
+      samples  canary 240, baseline 238
+      medians  canary 0.12, baseline 0.1 (+20.0%)
+      p-value  1.2e-08 (fails below 0.02, confidence 98%)
+      shift    0.02 [0.018, 0.022] at 98%
+      score    40
+    """
+    evidence = measurement.get("comparison") or {}
+    against = str(evidence.get("against") or "stable")
+    confidence = evidence.get("confidence")
+    lines = [
+        f"{measurement['about']} · {measurement['metric']} against {against}: "
+        f"{measurement.get('verdict') or measurement['phase']}",
+        f"  samples  canary {evidence.get('canarySamples', 0)}, "
+        f"{against} {evidence.get('comparisonSamples', 0)}",
+    ]
+    if evidence.get("canaryMedian") is not None or evidence.get("comparisonMedian") is not None:
+        effect = evidence.get("effect")
+        change = f" ({effect * 100:+.1f}%)" if effect is not None else ""
+        lines.append(
+            f"  medians  canary {_number(evidence.get('canaryMedian'))}, "
+            f"{against} {_number(evidence.get('comparisonMedian'))}{change}"
+        )
+    if evidence.get("pValue") is not None:
+        level = (
+            f" (fails below {_number(1 - confidence)}, confidence {_number(confidence * 100)}%)"
+            if confidence is not None
+            else ""
+        )
+        lines.append(f"  p-value  {_number(evidence['pValue'])}{level}")
+    if evidence.get("shift") is not None:
+        at = f" at {_number(confidence * 100)}%" if confidence is not None else ""
+        lines.append(
+            f"  shift    {_number(evidence['shift'])} "
+            f"[{_number(evidence.get('shiftLow'))}, {_number(evidence.get('shiftHigh'))}]{at}"
+        )
+    if measurement.get("score") is not None:
+        lines.append(f"  score    {_number(measurement['score'])}")
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    """3 significant digits, as the judge's own messages write numbers."""
+    if value is None:
+        return "-"
+    return f"{float(value):.3g}"
 
 
 def format_value(value: Any) -> str:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from controller.analysis.run import AnalysisEngine, start_run
-from controller.analysis.templating import QueryContext
+from controller.analysis.templating import QueryContext, TemplateError
 from controller.analysis.values import (
     QueryFailure,
     QueryOutcome,
@@ -176,10 +176,7 @@ def test_a_measurer_without_samples_is_a_permanent_error() -> None:
 
 def test_validation_of_compare_and_threshold() -> None:
     assert Metric.model_validate(compared()).threshold is None
-    with pytest.raises(
-        ValidationError, match="baseline pods are not built yet; use against: stable"
-    ):
-        Metric.model_validate(compared(compare={"against": "baseline"}))
+    assert Metric.model_validate(compared(compare={"against": "baseline"})).compare
     plain = compared()
     del plain["compare"]
     with pytest.raises(ValidationError, match="needs a threshold .* or a compare block"):
@@ -190,3 +187,24 @@ def test_the_controller_refuses_a_scrape_interval_below_a_second() -> None:
     refused = CliRunner().invoke(app, ["controller", "--scrape-interval", "0.5"])
     assert refused.exit_code == 2
     assert "--scrape-interval" in refused.output
+
+
+def test_against_baseline_asks_about_the_baseline_pods_series() -> None:
+    measurer = ScriptedSamples([pair(SLOWER, STABLE)])
+    engine = AnalysisEngine(measurer)
+    spec = compared(compare={"against": "baseline", "minSamples": 20})
+    run = advance(engine, spec, now=at(30), run=None)
+    assert measurer.ranges[0]["canary"] == 'latency{r="abc"}'
+    assert measurer.ranges[0]["comparison"] == 'latency{r="def-baseline"}'
+    assert run.phase == "Failed"
+    evidence = run.metrics[0].measurements[-1].comparison
+    assert evidence is not None and evidence.against == "baseline"
+    assert (evidence.canary_samples, evidence.comparison_samples) == (60, 60)
+    assert evidence.effect == pytest.approx(0.5, rel=0.01)
+    assert evidence.shift_low is not None and evidence.shift_low > 0
+    assert "vs baseline" in run.metrics[0].measurements[-1].message
+
+
+def test_against_baseline_without_a_stable_revision_is_a_clear_error() -> None:
+    with pytest.raises(TemplateError, match="against: baseline needs a stable revision"):
+        QueryContext(canary_hash="abc").for_baseline()

@@ -401,7 +401,12 @@ class Fixture:
         ``replicas`` of them, Ready unless the revision is ``unavailable`` (the
         controller counts pods, not ReplicaSet status)."""
         prefix = f"{self.rs_name(revision)}-"
-        for key in [k for k in self.pods.objects if k[1].startswith(prefix)]:
+        # By label, not name: a baseline's pod names start with its stable's prefix.
+        for key in [
+            k
+            for k, pod in self.pods.objects.items()
+            if pod["metadata"]["labels"].get(REVISION_LABEL) == revision
+        ]:
             self.pods.objects.pop(key)
         ready = "False" if revision in self.unavailable else "True"
         for index in range(replicas):

@@ -72,6 +72,14 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
         "spec.strategy.canary.dynamicStableScale",
         "dynamicStableScale needs trafficRouting",
     ),
+    "baseline-beside-a-full-stable": (
+        _with(
+            ("spec", "strategy", "canary"),
+            {"steps": STEPS, "stableScale": "full", "baseline": {"enabled": True}},
+        ),
+        "spec.strategy.canary.baseline",
+        "baseline pods are built for a canary by replica share",
+    ),
     "rolling-cannot-move": (
         _with(("spec", "strategy"), {"rolling": {"maxSurge": 0, "maxUnavailable": "0%"}}),
         "spec.strategy.rolling",

@@ -159,3 +159,22 @@ def test_process_reads_env_and_exits_cleanly_on_sigterm(demo_app) -> None:
 
     wait_until(exited, timeout=10, what="demo app to exit after SIGTERM")
     assert exit_codes == [0]
+
+
+def test_latency_can_be_a_seeded_log_normal_distribution(make_app) -> None:
+    env = {"DEMO_LATENCY_SECONDS": "0.05", "DEMO_LATENCY_SPREAD": "0.25", "DEMO_LATENCY_SEED": "7"}
+    app = make_app(**env)
+    assert (app.config.latency_spread, app.config.latency_seed) == (0.25, 7)
+    draws = [app.latency() for _ in range(2000)]
+    assert make_app(**env).latency() == draws[0]  # the seed decides the sequence
+    ordered = sorted(draws)
+    assert 0.047 < ordered[1000] < 0.053  # the configured median
+    assert ordered[100] < 0.035 and ordered[-100] > 0.07  # a spread, not a constant
+    constant = make_app(DEMO_LATENCY_SECONDS="0.05")
+    assert {constant.latency() for _ in range(10)} == {0.05}
+
+
+@pytest.mark.parametrize("spread", ["-0.1", "4"])
+def test_a_latency_spread_out_of_range_is_refused(spread: str) -> None:
+    with pytest.raises(ValueError, match="DEMO_LATENCY_SPREAD must be within 0..3"):
+        DemoConfig.from_env({"DEMO_LATENCY_SPREAD": spread})

@@ -12,6 +12,8 @@ import pytest
     "name",
     [
         "strategies.traffic",
+        "strategies.baseline",
+        "controller.analysis.score",
         "strategies.rolling",
         "strategies.scaling",
         "strategies.runkeys",
