@@ -80,6 +80,8 @@ class KubeWrites(RouterWrites, Protocol):
         resource_version: str | None = None,
     ) -> Obj: ...
 
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Obj: ...
+
     # The traffic routers' writes (``controller.routers.base.RouterWrites``).
 
     def patch_rollout_status(

@@ -25,6 +25,9 @@ Annotations
 - ``OVERRIDE_REASON_ANNOTATION``: why a frozen change may go ahead anyway.
 - ``TEMPLATE_ANNOTATION``, ``IMAGES_ANNOTATION``: on a ReplicaSet, the pod template it was
   made from (``deployctl undo`` restores exactly it) and its images, for people.
+- ``HAND_BACK_ANNOTATION``: on a Rollout with ``spec.workloadRef``, ``"true"`` hands the
+  workload back to its Deployment (scaled up to full availability before the Rollout's
+  pods go; docs/workloads.md).
 - ``VERSION_ANNOTATION``: on the leader Lease, the leading controller's version
   (``deployctl version`` reads it).
 """
@@ -52,6 +55,7 @@ OVERRIDE_REASON_ANNOTATION = "deployctl.io/override-reason"
 TEMPLATE_ANNOTATION = "deployctl.io/template"
 IMAGES_ANNOTATION = "deployctl.io/images"
 VERSION_ANNOTATION = "deployctl.io/version"
+HAND_BACK_ANNOTATION = "deployctl.io/hand-back"
 
 Action = Literal["promote", "promoteFull", "abort", "retry", "approve"]
 """What a manual request asks for."""

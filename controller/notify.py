@@ -191,7 +191,7 @@ def notification_for(
     images = (
         entry.images
         if entry is not None
-        else {c.name: c.image for c in rollout.spec.template.spec.containers}
+        else {c.name: c.image for c in rollout.spec.pod_template.spec.containers}
     )
     return Notification(
         event=event,

@@ -2,10 +2,10 @@
 
 ``deployctl controller`` builds an ``Operator`` and calls ``run``. Informers keep local
 caches of Rollouts, AnalysisTemplates, the ReplicaSets and pods we own (by label),
-Services and the traffic routers' objects; every watch event only enqueues a
-``namespace/name`` key. Workers take keys and run one reconcile each (never two
-workers on one key); errors requeue with per-key backoff, timers requeue after the
-delay the reconcile returned.
+Services, the traffic routers' objects and Deployments (a Rollout's workloadRef);
+every watch event only enqueues a ``namespace/name`` key. Workers take keys and run
+one reconcile each (never two workers on one key); errors requeue with per-key
+backoff, timers requeue after the delay the reconcile returned.
 Only the leader runs workers; a standby keeps its caches warm for a fast takeover.
 
 The controller's own namespace (``lease_namespace``: the Lease, the cluster-wide
@@ -51,6 +51,7 @@ from controller.informer import DELETED, MODIFIED, SYNC, Informer
 from controller.kube import (
     ANALYSIS_TEMPLATES,
     DELIVERY_POLICIES,
+    DEPLOYMENTS,
     DESTINATION_RULES,
     HTTPROUTES,
     INGRESSES,
@@ -90,6 +91,7 @@ log = structlog.stdlib.get_logger(__name__)
 
 Obj = dict[str, Any]
 REQUIRES_INDEX = "requires"
+WORKLOAD_INDEX = "workload"
 PHASES = ("Progressing", "Paused", "Healthy", "Degraded", "RolledBack")
 
 
@@ -154,6 +156,8 @@ class Operator:
             kube, JOBS, namespace=ns, label_selector=ROLLOUT_LABEL, index_labels=by_rollout
         )
         self.services = Informer(kube, SERVICES, namespace=ns)
+        # Deployments a Rollout's spec.workloadRef names: their template is its revision.
+        self.deployments = Informer(kube, DEPLOYMENTS, namespace=ns)
         self.routes: Informer | None = None
         if self._has_httproutes():
             self.routes = Informer(kube, HTTPROUTES, namespace=ns)
@@ -203,6 +207,7 @@ class Operator:
                 virtualservices=self.virtualservices,
                 destinationrules=self.destinationrules,
                 ingresses=self.ingresses,
+                deployments=self.deployments,
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
@@ -281,6 +286,7 @@ class Operator:
             self.pods,
             self.jobs,
             self.services,
+            self.deployments,
         ]
         optional = (
             self.routes,
@@ -296,6 +302,8 @@ class Operator:
     def _wire_handlers(self) -> None:
         self.rollouts.add_index(REQUIRES_INDEX, _requires)
         self.rollouts.add_handler(self._enqueue_rollout)
+        self.rollouts.add_index(WORKLOAD_INDEX, _workload)
+        self.deployments.add_handler(self._enqueue_workload_of)
         for policies in (self.policies, self.own_policies):
             if policies is not None:
                 policies.add_handler(self._enqueue_policy_scope)
@@ -342,6 +350,12 @@ class Operator:
         owner = meta.get("labels", {}).get(ROLLOUT_LABEL)
         if owner:
             self.queue.add(f"{meta.get('namespace')}/{owner}")
+
+    def _enqueue_workload_of(self, _type: str, obj: Obj) -> None:
+        """A Deployment changed: the Rollouts whose workloadRef names it (by index, since
+        every Deployment of the namespace is watched)."""
+        for key in self.rollouts.keys_by_index(WORKLOAD_INDEX, object_key(obj)):
+            self.queue.add(key)
 
     def _enqueue_namespace(self, _type: str, obj: Obj) -> None:
         """A template, Service or router object changed: look again at its namespace's
@@ -576,3 +590,10 @@ def _requires(rollout: Obj) -> tuple[str, ...]:
     requires = (rollout.get("spec") or {}).get("requires") or {}
     value = requires.get("rollout")
     return (str(value),) if value else ()
+
+
+def _workload(rollout: Obj) -> tuple[str, ...]:
+    """The ``namespace/name`` of the Deployment this Rollout's workloadRef names, if any."""
+    ref = (rollout.get("spec") or {}).get("workloadRef") or {}
+    namespace = (rollout.get("metadata") or {}).get("namespace")
+    return (f"{namespace}/{ref['name']}",) if ref.get("name") else ()

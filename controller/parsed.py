@@ -99,7 +99,7 @@ class ParsedObjects:
 
     def revision(self, raw: Mapping[str, Any], rollout: Rollout) -> str:
         """``template_hash`` of the pod template of ``rollout`` (parsed from ``raw``)."""
-        return self.revisions.get(raw, lambda: template_hash(rollout.spec.template))
+        return self.revisions.get(raw, lambda: template_hash(rollout.spec.pod_template))
 
     def remember(self, written: Mapping[str, Any], rollout: Rollout, *, revision: str) -> None:
         """``written`` (a Rollout as our status write returned it) is ``rollout``: the

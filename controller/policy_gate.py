@@ -184,7 +184,7 @@ class PolicyGate:
                     status, reason=r.AWAITING_GATE, message=refused, now=now, generation=generation
                 )
                 return Held(held, decision.events, MAX_HOLD_RECHECK)
-            images = {c.name: c.image for c in rollout.spec.template.spec.containers}
+            images = {c.name: c.image for c in rollout.spec.pod_template.spec.containers}
             gate = gate_satisfied(rollout, self._status_of(rollout.spec.requires.rollout), images)
             if not gate.satisfied:
                 held = hold(

@@ -5,18 +5,19 @@ says *which* rollout, the caches say *what* it looks like now). ``reconcile`` re
 a table of contents:
 
 1. read the Rollout from the cache; a deleted one needs nothing;
-2. parse it; an invalid spec (a missing AnalysisTemplate, a traffic router's object
-   missing or misshapen) gets the InvalidSpec condition and an Event, and nothing in
-   the cluster is touched. So does a Rollout naming a Service or routing object that
-   does not consent to it, or pods that would run as the controller
-   (``controller.tenancy``);
+2. parse it (a ``spec.workloadRef`` Rollout with its Deployment's pod template read in,
+   ``controller.workload``; a missing Deployment is an invalid spec); an invalid spec
+   (a missing AnalysisTemplate, a traffic router's object missing or misshapen) gets
+   the InvalidSpec condition and an Event, and nothing in the cluster is touched. So
+   does a Rollout naming a Service or routing object that does not consent to it, or
+   pods that would run as the controller (``controller.tenancy``);
 3. measure the analysis runs that are due (the strategy started them in status; their
    metrics are resolved once per pass, ``controller.bound_runs``);
 4. ask the strategy for a plan;
 5. apply the plan: scale up first, then move traffic (Services, then the traffic router:
    weights, header and mirror routes), then scale down, so that traffic never points at
    pods that are not there (an abort takes every route off the canary before its pods
-   go);
+   go); then scale a ``workloadRef`` Deployment down (take-over) or up (hand-back);
 6. write status once (only if it changed), then record the plan's Events;
 7. return when to look again: the earliest of the strategy's timers and the next due
    measurement.
@@ -48,7 +49,7 @@ from controller.cache import Cache, KubeWrites, Obj
 from controller.kube import merge_patch
 from controller.limits import PASS_MEASURING, truncate
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
-from controller.names import REVISION_LABEL, ROLLOUT_LABEL
+from controller.names import HAND_BACK_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL
 from controller.observe import observe
 from controller.own_writes import OwnWrites
 from controller.parsed import ParsedObjects
@@ -66,6 +67,7 @@ from controller.tenancy import (
 )
 from controller.times import parse_timestamp
 from controller.validation import Problem, reference_problems
+from controller.workload import TakeOver, resolve, take_over
 from strategies import Observed, Plan, decide
 from strategies.baseline import BASELINE_SUFFIX, is_baseline
 from strategies.pacing import RequestCount
@@ -94,6 +96,8 @@ class Caches:
     ingresses: Cache | None = None
     """The traffic routers' objects (HTTPRoutes are ``routes``); None where the CRD is
     not installed."""
+    deployments: Cache | None = None
+    """The Deployments a ``spec.workloadRef`` names (``controller.workload``)."""
 
     @property
     def router_caches(self) -> RouterCaches:
@@ -148,6 +152,11 @@ class Reconciler:
         rollout, problems = self._parse(raw)
         if rollout is None:
             return self._invalid(raw, problems, now=now)
+        deployment = self._deployment(rollout)
+        if rollout.spec.workload_ref is not None:
+            rollout, problems = resolve(rollout, deployment)
+            if rollout is None:
+                return self._invalid(raw, problems, now=now)
         templates, invalid_templates = self._templates(namespace)
         ref_problems = reference_problems(rollout, templates=templates, invalid=invalid_templates)
         if ref_problems:
@@ -157,7 +166,11 @@ class Reconciler:
         problems += self._tenancy_problems(rollout, templates)
         if problems:
             return self._invalid(raw, problems, now=now)
-        revision = self.parsed.revision(raw, rollout)
+        revision = (
+            template_hash(rollout.spec.pod_template)
+            if deployment is not None  # the template is the Deployment's, not raw's
+            else self.parsed.revision(raw, rollout)
+        )
         bound = bound.bind(revision=revision)
         status = _valid_again(rollout.status or RolloutStatus(), rollout, now=now)
         gate = (
@@ -174,10 +187,18 @@ class Reconciler:
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
+        takeover = None
+        if deployment is not None:
+            plan, takeover = self._take_over(raw, rollout, plan, observed, deployment)
         self._apply(rollout, plan, router, revision=revision, log=bound)
         new_status = plan.status.model_copy(
             update={"observed_generation": rollout.metadata.generation}
         )
+        if takeover is not None:
+            # After the Rollout's own pods are where the plan wants them: a Deployment
+            # pod goes only once a Rollout pod serves in its place.
+            self._scale_deployment(rollout, takeover)
+            new_status = new_status.model_copy(update={"workload": takeover.status})
         if gate is not None:
             new_status = gate.record(new_status, revision=revision)
         self._note_rollback(rollout.status, new_status, now=now)
@@ -185,7 +206,10 @@ class Reconciler:
         # only after it, are not recorded twice for one step.
         self._write_status(raw, new_status, rollout=rollout, revision=revision)
         policy_events = [(e.type, e.reason, e.message) for e in gate.events] if gate else []
-        plan_events = [(e.type, e.reason, e.message) for e in plan.events]
+        plan_events: list[tuple[str, str, str]] = [
+            (e.type, e.reason, e.message) for e in plan.events
+        ]
+        plan_events += takeover.events if takeover is not None else []
         for type_, reason, message in policy_events + hook_events + plan_events:
             self.kube.record_event(raw, reason=reason, message=message, type=type_)
             bound.info(message, reason=reason, event_type=type_)
@@ -222,6 +246,42 @@ class Reconciler:
                 continue
             out[str(template.metadata.name)] = template
         return out, invalid
+
+    def _deployment(self, rollout: Rollout) -> Obj | None:
+        """The Deployment ``spec.workloadRef`` names, as cached; None without one."""
+        ref = rollout.spec.workload_ref
+        if ref is None or self.caches.deployments is None:
+            return None
+        return self.caches.deployments.get(str(rollout.metadata.namespace), str(ref.name))
+
+    def _take_over(
+        self, raw: Obj, rollout: Rollout, plan: Plan, observed: Observed, deployment: Obj
+    ) -> tuple[Plan, TakeOver]:
+        """The Deployment's part in this pass (``controller.workload``); once handed
+        back, the plan keeps every revision of the Rollout at 0."""
+        status = plan.status
+        stable = observed.state(status.stable_revision)
+        available = sum(state.available for state in observed.revisions.values())
+        annotations = raw.get("metadata", {}).get("annotations") or {}
+        takeover = take_over(
+            rollout,
+            deployment,
+            phase=status.phase,
+            stable_available=stable.available,
+            available=available,
+            hand_back=annotations.get(HAND_BACK_ANNOTATION) == "true",
+        )
+        if takeover.scale_rollout_to_zero:
+            plan = replace(plan, replicas={rev: 0 for rev in plan.replicas})
+        return plan, takeover
+
+    def _scale_deployment(self, rollout: Rollout, takeover: TakeOver) -> None:
+        ref = rollout.spec.workload_ref
+        if ref is None or takeover.deployment_replicas is None:
+            return
+        self.kube.scale_deployment(
+            str(rollout.metadata.namespace), str(ref.name), takeover.deployment_replicas
+        )
 
     def _tenancy_problems(
         self, rollout: Rollout, templates: Mapping[str, AnalysisTemplate]
@@ -446,7 +506,7 @@ class Reconciler:
         """Where the router should send traffic; None when the plan does not route."""
         if plan.route_weights is None:
             return None
-        stable = plan.status.stable_revision or template_hash(rollout.spec.template)
+        stable = plan.status.stable_revision or template_hash(rollout.spec.pod_template)
         canary = plan.status.canary_revision
         in_flight = canary if canary and canary != stable else None
         return TrafficTarget(

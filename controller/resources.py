@@ -52,13 +52,13 @@ def revision_labels(rollout: Rollout, revision: str) -> dict[str, str]:
 
 def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[str, Any]:
     """The ReplicaSet for ``revision`` of ``rollout``, from the spec's pod template."""
-    template = copy.deepcopy(rollout.spec.template.to_dict())
+    template = copy.deepcopy(rollout.spec.pod_template.to_dict())
     labels = {
         **template.get("metadata", {}).get("labels", {}),
         **revision_labels(rollout, revision),
     }
     template.setdefault("metadata", {})["labels"] = labels
-    selector = {**rollout.spec.selector.match_labels, **revision_labels(rollout, revision)}
+    selector = {**rollout.spec.pod_selector.match_labels, **revision_labels(rollout, revision)}
     return {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
@@ -71,7 +71,7 @@ def replicaset_body(rollout: Rollout, *, revision: str, replicas: int) -> dict[s
                 # The template exactly as the Rollout had it (before our labels), so that
                 # `deployctl undo` restores the same revision hash, not a look-alike.
                 TEMPLATE_ANNOTATION: json.dumps(
-                    rollout.spec.template.to_dict(), sort_keys=True, separators=(",", ":")
+                    rollout.spec.pod_template.to_dict(), sort_keys=True, separators=(",", ":")
                 ),
             },
         },
@@ -99,7 +99,7 @@ def baseline_body(
         ROLE_LABEL: BASELINE_ROLE,
     }
     template.setdefault("metadata", {})["labels"] = labels
-    selector = {**rollout.spec.selector.match_labels, **revision_labels(rollout, revision)}
+    selector = {**rollout.spec.pod_selector.match_labels, **revision_labels(rollout, revision)}
     annotations = (stable_replicaset.get("metadata") or {}).get("annotations") or {}
     return {
         "apiVersion": "apps/v1",

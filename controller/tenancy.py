@@ -156,7 +156,7 @@ def consent_problems(
 def _selector_problems(path: str, service: Mapping[str, Any], rollout: Rollout) -> list[Problem]:
     selector = (service.get("spec") or {}).get("selector") or {}
     labels = {
-        **rollout.spec.template.metadata.labels,
+        **rollout.spec.pod_template.metadata.labels,
         ROLLOUT_LABEL: str(rollout.metadata.name),
     }
     name = (service.get("metadata") or {}).get("name")
@@ -177,7 +177,7 @@ def _selector_problems(path: str, service: Mapping[str, Any], rollout: Rollout) 
         ]
     missing = sorted(
         f"{key}={value}"
-        for key, value in rollout.spec.selector.match_labels.items()
+        for key, value in rollout.spec.pod_selector.match_labels.items()
         if selector.get(key) != value
     )
     if missing:
@@ -204,7 +204,7 @@ def _pod_specs(
     rollout: Rollout, templates: Iterable[AnalysisTemplate]
 ) -> Iterator[tuple[str, Any]]:
     """(field path, pod spec as a dict) of every pod the controller creates for it."""
-    yield "spec.template.spec", rollout.spec.template.spec.to_dict()
+    yield "spec.template.spec", rollout.spec.pod_template.spec.to_dict()
     hooks = rollout.spec.hooks
     if hooks is not None:
         for kind, listed in (

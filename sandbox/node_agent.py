@@ -2,7 +2,10 @@
 
 The sandbox runs a real kube-apiserver and kube-controller-manager but no kubelet, so
 nothing would ever bind, start, report or finish deleting a pod. This agent does that for
-one Node: it registers the Node and renews its Lease, binds every pending pod to itself,
+one Node, or several (``nodes=N``: Nodes ``<node_name>-0`` .. ``-<N-1>``, spread over
+``zones`` zones): it registers each Node and renews its Lease, binds every pending pod to
+one of its Nodes that the pod's nodeSelector and required node affinity allow
+(``sandbox.placement``: a DaemonSet's pod goes to the Node it names),
 reports bound pods Running (and Ready, unless told otherwise) after ``ready_delay`` (plus
 up to ``ready_jitter``), with the conditions, container statuses, restart counts and pod
 IP a kubelet writes, and finishes graceful deletions (after ``termination_delay``, during
@@ -21,10 +24,18 @@ exactly as in real life:
   kube-controller-manager) turns that into the Job's outcome.
 - anything else: Running and Ready.
 
+StatefulSet and DaemonSet pods are pods like any other: the real StatefulSet and
+DaemonSet controllers create them (stable names ``<set>-<ordinal>``, ``spec.hostname`` and
+``spec.subdomain``; one pod per Node), the agent binds and runs them. A process gets the
+pod's hostname as ``HOSTNAME`` (no DNS is modelled: ``<hostname>.<subdomain>`` resolves
+nowhere), and no volumes are mounted (a volumeClaimTemplate's PVC would stay Pending).
+
 With ``run_processes=True`` every healthy pod is a real ``sandbox.demo_app`` process on
 its own loopback IP (127.1.x.y, the pod IP) port 8080, with the container's env, and the
 agent writes one Prometheus file_sd JSON per pod (labels namespace, pod, app, revision, and
-role for a baseline's pods), so the real Prometheus sees per-revision series.
+role for a baseline's pods), so the real Prometheus sees per-revision series (plus
+``controller_revision_hash`` for StatefulSet and DaemonSet pods, whose revision is that
+label).
 
 Each pod's stages and the status reported for them are ``sandbox.pod_lifecycle``; this
 module runs that state machine: the Node and its Lease, the pod watch, one worker thread
@@ -63,6 +74,7 @@ from kubernetes.client import ApiException
 from controller.names import REVISION_LABEL, ROLE_LABEL
 from controller.times import micro_timestamp, timestamp
 from sandbox.demo_app import DEFAULT_PORT, die_with_parent, port_is_free, spawn_demo_app
+from sandbox.placement import pick_node
 from sandbox.pod_lifecycle import (
     JSON,
     Behaviour,
@@ -80,8 +92,13 @@ log = logging.getLogger(__name__)
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 MERGE_PATCH = "application/merge-patch+json"
 HOST_IP = "127.0.0.1"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+# Every Node of one agent carries this label with the agent's node_name, so a test's
+# DaemonSet can select exactly its own agent's Nodes (Nodes outlive their agent).
+AGENT_LABEL = "sandbox.deployctl.io/agent"
 
 PodKey = tuple[str, str]  # (namespace, name)
+CONTROLLER_REVISION_LABEL = "controller-revision-hash"
 
 
 def utcnow() -> dt.datetime:
@@ -147,8 +164,28 @@ class _WatchExpired(Exception):
     """The watch's resourceVersion is too old (410 Gone): list again."""
 
 
+def node_names(node_name: str, nodes: int) -> tuple[str, ...]:
+    """The Nodes an agent plays: ``node_name`` alone, or ``node_name-0`` .. ``-<nodes-1>``."""
+    if nodes < 1:
+        raise ValueError(f"nodes must be at least 1, not {nodes}")
+    if nodes == 1:
+        return (node_name,)
+    return tuple(f"{node_name}-{index}" for index in range(nodes))
+
+
+def zone_name(index: int, zones: int) -> str:
+    """The zone of the agent's ``index``-th Node: ``zone-a``, ``zone-b``... round-robin."""
+    number = index % zones
+    letters = ""
+    while True:
+        letters = chr(ord("a") + number % 26) + letters
+        number = number // 26 - 1
+        if number < 0:
+            return f"zone-{letters}"
+
+
 class NodeAgent:
-    """Plays the kubelet for one Node; threads for the watch, the Lease and the pod work."""
+    """Plays the kubelet for one or more Nodes; threads for the watch, the Leases and the pods."""
 
     def __init__(
         self,
@@ -167,6 +204,8 @@ class NodeAgent:
         process_start_timeout: float = 20.0,
         log_dir: Path | str | None = None,
         bind_unscheduled: bool = True,
+        nodes: int = 1,
+        zones: int = 1,
     ) -> None:
         self.api_client = api_client
         # Typed as Any on purpose: with _preload_content=False (needed for pods/binding and
@@ -175,6 +214,21 @@ class NodeAgent:
         self.core: Any = client.CoreV1Api(api_client)
         self.coordination: Any = client.CoordinationV1Api(api_client)
         self.node_name = node_name
+        if zones < 1:
+            raise ValueError(f"zones must be at least 1, not {zones}")
+        self.node_names = node_names(node_name, nodes)
+        self.node_labels: dict[str, dict[str, str]] = {
+            name: {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "sandbox",
+                ZONE_LABEL: zone_name(index, zones),
+                AGENT_LABEL: node_name,
+            }
+            for index, name in enumerate(self.node_names)
+        }
+        self._bind_turn = itertools.count()
         self.ready_delay = ready_delay
         # A pod is Ready ready_delay + U(0, ready_jitter) s after it is bound, and a
         # deleted pod stays Terminating for termination_delay s (a kubelet stopping its
@@ -200,7 +254,7 @@ class NodeAgent:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watch_response: Any = None
-        self._node_uid: str | None = None
+        self._node_uids: dict[str, str] = {}
         self._synced = threading.Event()
         self._host = PodHost(
             report=self._report,
@@ -218,8 +272,9 @@ class NodeAgent:
             return self
         if self.file_sd_dir is not None:
             self.file_sd_dir.mkdir(parents=True, exist_ok=True)
-        self._register_node()
-        self._renew_lease()
+        for name in self.node_names:
+            self._register_node(name)
+            self._renew_lease(name)
         for target, name in (
             (self._work_loop, "worker"),
             (self._watch_loop, "watch"),
@@ -269,7 +324,7 @@ class NodeAgent:
 
     # -- node and lease ----------------------------------------------------------------
 
-    def _node_status(self) -> JSON:
+    def _node_status(self, node_name: str) -> JSON:
         now = timestamp(utcnow())
 
         def condition(kind: str, status: str, reason: str, message: str) -> JSON:
@@ -294,7 +349,7 @@ class NodeAgent:
             ],
             "addresses": [
                 {"type": "InternalIP", "address": HOST_IP},
-                {"type": "Hostname", "address": self.node_name},
+                {"type": "Hostname", "address": node_name},
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
@@ -311,21 +366,13 @@ class NodeAgent:
             },
         }
 
-    def _register_node(self) -> None:
+    def _register_node(self, node_name: str) -> None:
         body = {
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {
-                "name": self.node_name,
-                "labels": {
-                    "kubernetes.io/hostname": self.node_name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "type": "sandbox",
-                },
-            },
+            "metadata": {"name": node_name, "labels": self.node_labels[node_name]},
             "spec": {},
-            "status": self._node_status(),
+            "status": self._node_status(node_name),
         }
         try:
             self.core.create_node(body, _preload_content=False)
@@ -334,19 +381,19 @@ class NodeAgent:
                 raise
         # Also for a Node left by an earlier run: fresh heartbeats lift its taints.
         response = self.core.patch_node_status(
-            self.node_name,
-            {"status": self._node_status()},
+            node_name,
+            {"status": self._node_status(node_name)},
             _content_type=MERGE_PATCH,
             _preload_content=False,
         )
-        self._node_uid = json.loads(response.data)["metadata"]["uid"]
+        self._node_uids[node_name] = json.loads(response.data)["metadata"]["uid"]
 
-    def _renew_lease(self) -> None:
+    def _renew_lease(self, node_name: str) -> None:
         now = micro_timestamp(utcnow())
-        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": now}
+        spec = {"holderIdentity": node_name, "leaseDurationSeconds": 40, "renewTime": now}
         try:
             self.coordination.patch_namespaced_lease(
-                self.node_name,
+                node_name,
                 NODE_LEASE_NAMESPACE,
                 {"spec": spec},
                 _content_type=MERGE_PATCH,
@@ -356,11 +403,12 @@ class NodeAgent:
         except ApiException as error:
             if error.status != 404:
                 raise
-        metadata: JSON = {"name": self.node_name, "namespace": NODE_LEASE_NAMESPACE}
-        if self._node_uid is not None:
+        metadata: JSON = {"name": node_name, "namespace": NODE_LEASE_NAMESPACE}
+        node_uid = self._node_uids.get(node_name)
+        if node_uid is not None:
             # As the kubelet does: the Lease goes with its Node.
             metadata["ownerReferences"] = [
-                {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": self._node_uid}
+                {"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}
             ]
         self.coordination.create_namespaced_lease(
             NODE_LEASE_NAMESPACE,
@@ -375,10 +423,11 @@ class NodeAgent:
 
     def _lease_loop(self) -> None:
         while not self._stop.wait(self.lease_interval):
-            try:
-                self._renew_lease()
-            except Exception:  # noqa: BLE001 - a missed renewal is retried next period
-                log.exception("node %s: lease renewal failed", self.node_name)
+            for name in self.node_names:
+                try:
+                    self._renew_lease(name)
+                except Exception:  # noqa: BLE001 - a missed renewal is retried next period
+                    log.exception("node %s: lease renewal failed", name)
 
     # -- watch -------------------------------------------------------------------------
 
@@ -501,14 +550,14 @@ class NodeAgent:
         key: PodKey = (meta["namespace"], meta["name"])
         node = spec.get("nodeName")
         if meta.get("deletionTimestamp"):
-            if node == self.node_name:
+            if node in self.node_labels:
                 self._terminate(pod)
             return
         if not node:
             if self.bind_unscheduled:
-                self._bind(meta["namespace"], meta["name"])
+                self._bind(pod)
             return
-        if node != self.node_name:
+        if node not in self.node_labels:
             return
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
@@ -520,12 +569,18 @@ class NodeAgent:
         if state is None:
             self._admit(pod)
 
-    def _bind(self, namespace: str, name: str) -> None:
+    def _bind(self, pod: JSON) -> None:
+        target = pick_node(
+            pod, [(n, self.node_labels[n]) for n in self.node_names], next(self._bind_turn)
+        )
+        if target is None:
+            return  # none of this agent's Nodes fits (another agent's, or nobody's)
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         body = {
             "apiVersion": "v1",
             "kind": "Binding",
             "metadata": {"name": name, "namespace": namespace},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": target},
         }
         try:
             # The client binds, then fails to parse the reply: take the raw response.
@@ -545,6 +600,8 @@ class NodeAgent:
             containers=list(pod["spec"].get("containers") or []),
             labels=dict(meta.get("labels") or {}),
             bound_at=utcnow(),
+            node_name=str(pod["spec"]["nodeName"]),
+            hostname=str(pod["spec"].get("hostname") or meta["name"]),
         )
         with self._lock:
             self._pods[(state.namespace, state.name)] = state
@@ -595,6 +652,8 @@ class NodeAgent:
             "POD_NAME": state.name,
             "POD_NAMESPACE": state.namespace,
             "POD_IP": state.ip,
+            "HOSTNAME": state.hostname or state.name,
+            "NODE_NAME": state.node_name,
             # The image tag is the natural version; DEMO_VERSION in the env overrides it.
             "DEMO_VERSION": image.rsplit(":", 1)[1] if ":" in image else image or "dev",
         }
@@ -666,7 +725,7 @@ class NodeAgent:
         self.core.patch_namespaced_pod_status(
             state.name,
             state.namespace,
-            status_patch(state, node_name=self.node_name, host_ip=HOST_IP, now=now),
+            status_patch(state, node_name=state.node_name, host_ip=HOST_IP, now=now),
             _content_type=MERGE_PATCH,
             _preload_content=False,
         )
@@ -748,6 +807,8 @@ class NodeAgent:
             "revision": state.labels.get(REVISION_LABEL, ""),
             # Empty (so left out) except on a baseline's pods.
             "role": state.labels.get(ROLE_LABEL, ""),
+            # StatefulSet and DaemonSet pods: their revision, as their controller names it.
+            "controller_revision_hash": state.labels.get(CONTROLLER_REVISION_LABEL, ""),
         }
         write_file_sd(path, [f"{state.ip}:{self.app_port}"], labels)
 
@@ -777,6 +838,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-processes", action="store_true")
     parser.add_argument("--file-sd-dir", type=Path)
     parser.add_argument("--log-dir", type=Path)
+    parser.add_argument("--nodes", type=int, default=1, help="how many Nodes to play")
+    parser.add_argument("--zones", type=int, default=1, help="zones the Nodes are spread over")
     args = parser.parse_args(argv)
     if not args.kubeconfig:
         parser.error("--kubeconfig (or $KUBECONFIG) is required")
@@ -792,12 +855,14 @@ def main(argv: list[str] | None = None) -> int:
         run_processes=args.run_processes,
         file_sd_dir=args.file_sd_dir,
         log_dir=args.log_dir,
+        nodes=args.nodes,
+        zones=args.zones,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     agent.start()
-    log.info("node %s registered; serving pods (Ctrl-C to stop)", args.node_name)
+    log.info("nodes %s registered; serving pods (Ctrl-C to stop)", ", ".join(agent.node_names))
     done.wait()
     agent.stop()
     return 0

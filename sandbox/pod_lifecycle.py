@@ -109,6 +109,8 @@ class PodState:
     exit_code: int | None = None
     termination_message: str = ""
     output: Path | None = None  # a shell pod's combined stdout and stderr
+    node_name: str = ""  # the agent's Node the pod is bound to (an agent may play several)
+    hostname: str = ""  # spec.hostname, else the pod's name (what a kubelet sets)
 
     def checkpoint(self) -> tuple[Any, ...]:
         """The fields a transition changes (see ``restore``)."""

@@ -182,7 +182,7 @@ class Context:
         annotations = self.rollout.metadata.annotations
         entry = HistoryEntry(
             revision=revision,
-            images={c.name: c.image for c in self.rollout.spec.template.spec.containers},
+            images={c.name: c.image for c in self.rollout.spec.pod_template.spec.containers},
             strategy=self.rollout.spec.strategy.name,
             requested_by=annotations.get(REQUESTED_BY_ANNOTATION, ""),
             reason=annotations.get(REASON_ANNOTATION, ""),
@@ -252,7 +252,7 @@ class Context:
             replicas=sum(s.current for s in revisions),
             selector=",".join(
                 f"{key}={value}"
-                for key, value in sorted(self.rollout.spec.selector.match_labels.items())
+                for key, value in sorted(self.rollout.spec.pod_selector.match_labels.items())
             ),
             ready_replicas=sum(s.ready for s in revisions),
             available_replicas=sum(s.available for s in revisions),

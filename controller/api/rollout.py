@@ -835,11 +835,50 @@ class PromotionGate(ApiModel):
         return self.rollout.partition("/")[2]
 
 
+class WorkloadRef(ApiModel):
+    """The Deployment whose pod template (and selector) the Rollout delivers.
+
+    The Deployment stays what Helm or GitOps edits: a change of its template is a new
+    revision of the Rollout. ``scaleDown`` says what becomes of the Deployment's own pods
+    once the Rollout runs the workload (docs/workloads.md): ``never`` leaves it as it is,
+    ``onsuccess`` scales it to 0 once the Rollout's stable revision is fully available,
+    ``progressively`` scales it down as the Rollout's pods become available.
+    """
+
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["Deployment"] = "Deployment"
+    name: ObjectName
+    scale_down: Literal["never", "onsuccess", "progressively"] = "never"
+
+
 class RolloutSpec(ApiModel):
+    model_config = cel(
+        CelRule(
+            "has(self.template) != has(self.workloadRef)",
+            "spec takes exactly one of template, workloadRef (the Deployment whose pod "
+            "template the Rollout delivers)",
+        ),
+        CelRule(
+            "!has(self.template) || has(self.selector)",
+            "spec.template needs spec.selector (with workloadRef the Deployment's is used)",
+        ),
+    )
+
     # Strict, as the apiserver's schema: a quoted "3" in YAML is a mistake, not 3.
     replicas: Annotated[int, Strict(), Field(ge=0, le=MAX_REPLICAS)] = 1
-    selector: LabelSelector
-    template: PodTemplateSpec
+    selector: LabelSelector | None = Field(
+        default=None, description="Required with template; with workloadRef, the Deployment's"
+    )
+    template: PodTemplateSpec | None = Field(
+        default=None,
+        description="The pod template; exactly one of template and workloadRef "
+        "(with workloadRef the controller reads it from the Deployment)",
+    )
+    workload_ref: WorkloadRef | None = Field(
+        default=None,
+        description="A Deployment whose pod template and selector the Rollout delivers, "
+        "instead of template",
+    )
     strategy: Strategy
     analysis: AnalysisRef | None = Field(
         default=None, description="Background analysis for the whole rollout"
@@ -861,6 +900,18 @@ class RolloutSpec(ApiModel):
 
     @model_validator(mode="after")
     def _selector_matches(self) -> RolloutSpec:
+        if (self.template is None) == (self.workload_ref is None):
+            raise ValueError(
+                "takes exactly one of template, workloadRef (the Deployment whose pod "
+                "template the Rollout delivers)"
+                + (" (found both)" if self.template is not None else " (found neither)")
+            )
+        if self.template is None:
+            return self  # the Deployment's template and selector are checked when read
+        if self.selector is None:
+            raise ValueError(
+                "selector is required with template (with workloadRef the Deployment's is used)"
+            )
         if not self.selector.match_labels:
             raise ValueError("selector.matchLabels must name at least one label")
         labels = self.template.metadata.labels
@@ -875,6 +926,22 @@ class RolloutSpec(ApiModel):
         if dupes:
             raise ValueError(f"container names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    @property
+    def pod_template(self) -> PodTemplateSpec:
+        """The pod template: the spec's own, or the Deployment's once the controller
+        has read it (``controller.workload.resolve`` fills ``template`` in a copy, never
+        in a document as written: there, template and workloadRef exclude each other)."""
+        if self.template is None:
+            raise ValueError("the workloadRef's Deployment has not been read yet")
+        return self.template
+
+    @property
+    def pod_selector(self) -> LabelSelector:
+        """The selector: the spec's own, or the Deployment's once resolved."""
+        if self.selector is None:
+            raise ValueError("the workloadRef's Deployment has not been read yet")
+        return self.selector
 
     def analysis_refs(self) -> list[AnalysisRef]:
         """Every AnalysisRef the spec names, for reference checks."""

@@ -171,6 +171,19 @@ class HistoryEntry(StatusModel):
     events: list[Message] = Field(default_factory=list, description="Policy decisions, approvals")
 
 
+class WorkloadStatus(StatusModel):
+    """Where the take-over of a ``spec.workloadRef`` Deployment stands."""
+
+    deployment: str
+    replicas: int = Field(
+        default=0, description="The Deployment's size when taken over, restored at hand-back"
+    )
+    phase: str = Field(
+        default="TakingOver",
+        description="TakingOver, TakenOver, LeftAlone (scaleDown never), HandingBack or HandedBack",
+    )
+
+
 class RolloutStatus(StatusModel):
     phase: Phase | None = None
     reason: str = ""
@@ -214,6 +227,9 @@ class RolloutStatus(StatusModel):
     held_since: str | None = Field(
         default=None,
         description="When a delivery policy or promotion gate began holding the new revision",
+    )
+    workload: WorkloadStatus | None = Field(
+        default=None, description="spec.workloadRef: the Deployment's take-over"
     )
     analysis_runs: list[AnalysisRunStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)

@@ -100,10 +100,11 @@ ROLLOUT_ROWS = _rows(
     ("spec.template", "same"),
     (
         "spec.workloadRef",
-        "unsupported",
+        "same",
         "",
-        "workloadRef (a Rollout referencing a Deployment)",
-        "put the Deployment's pod template in spec.template",
+        "",
+        "apiVersion apps/v1, kind Deployment, name, scaleDown never|onsuccess|progressively; "
+        "hand back with the deployctl.io/hand-back annotation (docs/workloads.md)",
     ),
     (
         "spec.minReadySeconds",

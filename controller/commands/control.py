@@ -301,11 +301,13 @@ def request_undo(
 ) -> dict[str, Any]:
     """Write an earlier revision's pod template (with provenance and, unless
     ``with_steps``, a one-shot promoteFull request); returns the written Rollout."""
-    from controller.commands.rollout import provenance, validate_rollout
+    from controller.commands.rollout import provenance, revision_of, validate_rollout
     from controller.kube import merge_patch
     from controller.requests import new_request
 
     current = get_rollout(session, name)
+    if (current.get("spec") or {}).get("workloadRef"):
+        revision_of(current)  # refuses: the template to go back to is the Deployment's
     target = pick_revision(current, to_revision)
     desired = copy.deepcopy(current)
     desired.pop("status", None)

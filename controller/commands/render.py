@@ -254,7 +254,31 @@ def status_document(
         "measurements": latest_measurements(status, None, now=now),
         "conditions": status.get("conditions") or [],
         "pendingApproval": pending,
+        "workload": workload_document(rollout),
     }
+
+
+def workload_document(rollout: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Deployment a ``spec.workloadRef`` names and where its take-over stands."""
+    ref = (rollout.get("spec") or {}).get("workloadRef")
+    if not ref:
+        return None
+    known = (rollout.get("status") or {}).get("workload") or {}
+    return {
+        "deployment": ref.get("name"),
+        "scaleDown": ref.get("scaleDown", "never"),
+        "phase": known.get("phase", "TakingOver") if known else "TakingOver",
+        "replicas": known.get("replicas"),
+    }
+
+
+def workload_line(workload: Mapping[str, Any]) -> str:
+    """``Deployment web (scaleDown onsuccess): TakenOver, 6 to give back``."""
+    text = f"Deployment {workload['deployment']} (scaleDown {workload['scaleDown']}): "
+    text += str(workload["phase"])
+    if workload.get("replicas") is not None:
+        text += f", {workload['replicas']} replicas to give back"
+    return text
 
 
 def pending_approval(rollout: Mapping[str, Any]) -> str | None:
@@ -289,6 +313,8 @@ def status_view(
     )
     if doc["message"]:
         head.add_row("Message", plain(doc["message"]))
+    if doc["workload"]:
+        head.add_row("Workload", plain(workload_line(doc["workload"])))
     head.add_row("Step", plain(f"{doc['step']}   weight {doc['weight']}"))
     head.add_row("Stable", plain(doc["stable"]))
     head.add_row("Canary", plain(doc["canary"]))

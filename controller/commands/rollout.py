@@ -140,11 +140,26 @@ def validate_rollout(raw: dict[str, Any]) -> None:
         raise fail(f"the resulting Rollout would be invalid:\n  {lines}")
 
 
-def revision_of(raw: dict[str, Any]) -> str:
+def revision_of(raw: dict[str, Any], session: Session | None = None) -> str:
+    """The revision ``raw`` asks for: its template's hash, or with ``spec.workloadRef``
+    the referenced Deployment's (read with ``session``)."""
     from controller.api.revision import template_hash
     from controller.api.rollout import PodTemplateSpec
 
-    return template_hash(PodTemplateSpec.model_validate(raw["spec"]["template"]))
+    spec = raw.get("spec") or {}
+    ref = spec.get("workloadRef")
+    if ref and "template" not in spec:
+        name = raw.get("metadata", {}).get("name")
+        if session is None:
+            raise fail(
+                f"rollout {name} delivers Deployment {ref.get('name')}'s pod template "
+                "(spec.workloadRef): change or revert the template in the Deployment, where "
+                "Helm or GitOps keep it; the Rollout delivers each change with its strategy"
+            )
+        deployment = session.kube.get_deployment(session.namespace, str(ref.get("name")))
+        template = (deployment.get("spec") or {}).get("template") or {}
+        return template_hash(PodTemplateSpec.model_validate(template))
+    return template_hash(PodTemplateSpec.model_validate(spec["template"]))
 
 
 def provenance(session: Session, *, reason: str | None) -> dict[str, str]:
@@ -171,6 +186,18 @@ def override_annotations(kind: str | None, reason: str | None) -> dict[str, str 
 
 def set_images(raw: dict[str, Any], images: dict[str, str]) -> dict[str, str]:
     """Apply ``images`` to the template; return each changed container's previous image."""
+    ref = (raw.get("spec") or {}).get("workloadRef")
+    if ref and images:
+        # The Deployment is what Helm or GitOps writes: an image set here would be
+        # undone at their next sync, and deployctl needs no write access to Deployments.
+        name = raw.get("metadata", {}).get("name")
+        raise fail(
+            f"rollout {name} delivers Deployment {ref.get('name')}'s pod template "
+            "(spec.workloadRef): change the image in the Deployment, where Helm or GitOps "
+            "keep it (e.g. `kubectl set image deployment/"
+            f"{ref.get('name')} ...` or your chart's values); the Rollout then delivers it "
+            "with its strategy. deployctl does not edit it here, or the next sync would undo it"
+        )
     containers = raw["spec"]["template"]["spec"]["containers"]
     by_name = {c["name"]: c for c in containers}
     unknown = [c for c in images if c not in by_name]
@@ -314,7 +341,7 @@ def run_rollout(
                 overrides=overrides,
                 allow_downgrade=allow_downgrade,
             )
-        revision = revision_of(written)
+        revision = revision_of(written, session)
         rollout_name = written["metadata"]["name"]
         generation = int(written["metadata"].get("generation") or 0)
         if not wait:

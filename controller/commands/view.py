@@ -120,19 +120,29 @@ def history(
     namespace: Namespace = None,
 ) -> None:
     """Revisions, versions, strategy, who, why, outcome and duration, oldest first."""
-    from controller.commands.render import history_rows, history_table, plain
+    from controller.commands.render import (
+        history_rows,
+        history_table,
+        plain,
+        workload_document,
+        workload_line,
+    )
 
     session = connect(kubeconfig, context, namespace)
     try:
         rollout = get_rollout(session, name)
         rows = history_rows(rollout)
         requires = (rollout.get("spec") or {}).get("requires")
+        workload = workload_document(rollout)
         if output is not Output.text:
-            print_document({"requires": requires, "history": rows}, output)
+            document = {"requires": requires, "history": rows}
+            print_document({**document, "workload": workload} if workload else document, output)
             return
         out = console()
         if requires:
             out.print(plain(f"promotion gate: requires {requires}"))
+        if workload:
+            out.print(plain(f"workload: {workload_line(workload)}"))
         if not rows:
             out.print("no history yet")
             return

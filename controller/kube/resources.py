@@ -2,7 +2,9 @@
 
 Callers: ``controller.informer`` (list/watch), ``controller.leader`` (Leases), the
 reconciler (Rollout status and patches, ReplicaSets, Service selectors, the traffic
-routers' HTTPRoutes, VirtualServices, DestinationRules and canary Ingresses, Events),
+routers' HTTPRoutes, VirtualServices, DestinationRules and canary Ingresses, Events;
+StatefulSet partitions and templates, DaemonSet update strategies and templates, pod
+deletions by UID for the StatefulSet and DaemonSet canaries),
 the analysis providers (check Jobs, ConfigMaps, Secrets) and the CLI. They get plain
 JSON dicts in and out, small typed methods, and the errors of
 ``controller.kube.errors``; nothing of the client library leaks past this package.
@@ -15,6 +17,7 @@ operator's RBAC is derived from the requests these methods send
 from __future__ import annotations
 
 import base64
+import copy
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -25,22 +28,27 @@ from kubernetes import client as k8s
 from controller.kube.bodies import owned
 from controller.kube.errors import (
     AlreadyExists,
+    Conflict,
     Forbidden,
     KubeError,
     NamespaceTerminating,
     NotFound,
+    Permanent,
 )
 from controller.kube.events import EventCounts, event_name, event_text, new_event
 from controller.kube.kinds import (
     ADMISSION_BINDINGS,
     ADMISSION_POLICIES,
     CONFIGMAPS,
+    DAEMONSETS,
+    DEPLOYMENTS,
     DESTINATION_RULES,
     EVENTS,
     HTTPROUTES,
     INGRESSES,
     JOBS,
     LEASES,
+    PODS,
     RELEASES,
     REPLICASETS,
     ROLLOUTS,
@@ -48,6 +56,7 @@ from controller.kube.kinds import (
     SELF_SUBJECT_ACCESS_REVIEWS,
     SELF_SUBJECT_REVIEWS,
     SERVICES,
+    STATEFULSETS,
     VIRTUAL_SERVICES,
     KindRef,
     Obj,
@@ -69,6 +78,36 @@ from controller.lazylog import lazy_logger
 from controller.times import timestamp
 
 log = lazy_logger(__name__)
+
+JSON_PATCH = "application/json-patch+json"
+
+
+def _spec_replacement(current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[Obj]:
+    """A JSON patch replacing ``spec.<field>`` for each of ``fields``, applied only while
+    ``metadata.generation`` is still ``current``'s (a spec change bumps it)."""
+    test: Obj = {"op": "test", "path": "/metadata/generation"}
+    test["value"] = current["metadata"]["generation"]
+    return [test] + [
+        {"op": "replace", "path": f"/spec/{field}", "value": copy.deepcopy(dict(value))}
+        for field, value in fields.items()
+    ]
+
+
+def _generation_conflict(error: Permanent, current: Mapping[str, Any], now: Obj) -> KubeError:
+    """A 422 whose cause is our ``test`` of the generation (the object's generation is no
+    longer the one read) as the Conflict it is; any other error as it is."""
+    meta = current["metadata"]
+    generation = (now.get("metadata") or {}).get("generation")
+    if error.code == 422 and generation != meta["generation"]:
+        return Conflict(
+            f"{error.resource} {meta['namespace']}/{meta['name']} changed since generation "
+            f"{meta['generation']} was read (now {generation}); read it again",
+            verb=error.verb,
+            resource=error.resource,
+            code=409,
+            reason="Conflict",
+        )
+    return error
 
 
 class Kube(Transport):
@@ -195,6 +234,118 @@ class Kube(Transport):
         ``uid`` is a precondition: never delete a same-named successor by mistake.
         """
         return self._delete(REPLICASETS, namespace, name, uid=uid, propagation=propagation)
+
+    # ------------------------------------------------------------------ statefulsets, daemonsets
+    # A StatefulSet canary moves its rollingUpdate.partition, a DaemonSet canary deletes
+    # pods under OnDelete (strategies/statefulset.py, strategies/daemonset.py). Template
+    # writes replace the whole template (a JSON patch), so the previous template put
+    # back is exactly the one the controller hashed and its old ControllerRevision (the
+    # same controller-revision-hash) is reused. Their precondition is the generation of
+    # the object as read, not its resourceVersion: the workload's own controller writes
+    # its status all the time, and only a change of the spec must stop us.
+
+    def patch_statefulset_partition(
+        self, namespace: str, name: str, partition: int, *, resource_version: str | None = None
+    ) -> Obj:
+        """Set ``updateStrategy.rollingUpdate.partition``: ordinals at or above it update."""
+        patch = {"spec": {"updateStrategy": {"rollingUpdate": {"partition": partition}}}}
+        return self._merge_patch(
+            STATEFULSETS, namespace, name, patch, resource_version=resource_version
+        )
+
+    def patch_statefulset_template(
+        self, current: Mapping[str, Any], template: Mapping[str, Any], *, partition: int | None
+    ) -> Obj:
+        """Make ``current``'s pod template ``template``, and its partition ``partition`` in
+        the same write (so no ordinal moves in between); Conflict if its spec changed
+        since ``current`` was read."""
+        fields: Obj = {"template": template}
+        if partition is not None:
+            strategy = copy.deepcopy(current["spec"].get("updateStrategy") or {})
+            strategy["type"] = "RollingUpdate"
+            strategy.setdefault("rollingUpdate", {})["partition"] = partition
+            fields["updateStrategy"] = strategy
+        meta = current["metadata"]
+        try:
+            return self._request(
+                "patch",
+                STATEFULSETS,
+                method="PATCH",
+                namespace=meta["namespace"],
+                name=meta["name"],
+                body=_spec_replacement(current, fields),
+                content_type=JSON_PATCH,
+            )
+        except Permanent as error:
+            now = self.get(STATEFULSETS, meta["namespace"], meta["name"])
+            raise _generation_conflict(error, current, now) from error
+
+    def patch_daemonset_update_strategy(
+        self,
+        namespace: str,
+        name: str,
+        strategy: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Make ``spec.updateStrategy`` exactly ``strategy`` (``{"type": "OnDelete"}`` while
+        deployctl owns the update, the user's own one restored at the end)."""
+        wanted = {"type": strategy["type"], "rollingUpdate": strategy.get("rollingUpdate")}
+        return self._merge_patch(
+            DAEMONSETS,
+            namespace,
+            name,
+            {"spec": {"updateStrategy": wanted}},
+            resource_version=resource_version,
+        )
+
+    def patch_daemonset_template(
+        self, current: Mapping[str, Any], template: Mapping[str, Any]
+    ) -> Obj:
+        """Make ``current``'s pod template ``template``; Conflict if its spec changed
+        since ``current`` was read."""
+        meta = current["metadata"]
+        try:
+            return self._request(
+                "patch",
+                DAEMONSETS,
+                method="PATCH",
+                namespace=meta["namespace"],
+                name=meta["name"],
+                body=_spec_replacement(current, {"template": template}),
+                content_type=JSON_PATCH,
+            )
+        except Permanent as error:
+            now = self.get(DAEMONSETS, meta["namespace"], meta["name"])
+            raise _generation_conflict(error, current, now) from error
+
+    def delete_pod(self, namespace: str, name: str, *, uid: str) -> bool:
+        """Delete the pod ``name`` only if its UID is ``uid`` (gracefully, as the kubelet
+        stops it); False when that pod is gone already, also when a namesake with another
+        UID stands in its place (the precondition failed: the pod meant is gone)."""
+        try:
+            return self._delete(PODS, namespace, name, uid=uid)
+        except Conflict:
+            return False
+
+    # ------------------------------------------------------------------ deployments
+
+    def get_deployment(self, namespace: str, name: str) -> Obj:
+        """A Deployment (the CLI: the pod template a workloadRef Rollout delivers)."""
+        return self.get(DEPLOYMENTS, namespace, name)
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Obj:
+        """Set a Deployment's ``spec.replicas`` through its scale subresource (a Rollout's
+        ``workloadRef`` take-over and hand-back): the only write deployctl makes to a
+        Deployment, so its template stays what Helm or GitOps wrote."""
+        return self._merge_patch(
+            DEPLOYMENTS,
+            namespace,
+            name,
+            {"spec": {"replicas": replicas}},
+            resource_version=None,
+            subresource="scale",
+        )
 
     # ------------------------------------------------------------------ jobs
 

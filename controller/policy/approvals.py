@@ -72,7 +72,7 @@ def major_version_changed(rollout: Rollout) -> bool:
     )
     if promoted is None:
         return False
-    for container in rollout.spec.template.spec.containers:
+    for container in rollout.spec.pod_template.spec.containers:
         before = promoted.images.get(container.name)
         if before is None:
             continue

@@ -51,10 +51,10 @@ def test_bad_durations_are_refused(bad: object) -> None:
 def test_template_hash_ignores_key_order_and_changes_with_the_image() -> None:
     rollout = Rollout.model_validate(yaml.safe_load(_rollout_yaml()))
     reordered = Rollout.model_validate({**rollout.to_dict(), "spec": {**rollout.to_dict()["spec"]}})
-    assert template_hash(rollout.spec.template) == template_hash(reordered.spec.template)
+    assert template_hash(rollout.spec.pod_template) == template_hash(reordered.spec.pod_template)
     other = yaml.safe_load(_rollout_yaml().replace("checkout:1", "checkout:2"))
-    assert template_hash(Rollout.model_validate(other).spec.template) != template_hash(
-        rollout.spec.template
+    assert template_hash(Rollout.model_validate(other).spec.pod_template) != template_hash(
+        rollout.spec.pod_template
     )
 
 

@@ -63,6 +63,7 @@ class RecordingKube:
     - ``("create", replicaset, replicas)``, ``("scale", replicaset, replicas)``,
       ``("delete", replicaset, uid)``;
     - ``("select", service, revision)``: the revision a Service's selector now names;
+    - ``("scale-deployment", deployment, replicas)``: a ``workloadRef`` Deployment's scale;
     - the traffic routers' writes (sent only when something changes: the routers
       decide that from the cached object, as with the real adapter):
       ``("weights", route, {service: weight})`` for an HTTPRoute with one rule,
@@ -115,6 +116,10 @@ class RecordingKube:
     ) -> Obj:
         self._record("patch_service_selector", ("select", name, selector.get(REVISION_LABEL)))
         return {"metadata": {"name": name}, "spec": {"selector": dict(selector)}}
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Obj:
+        self._record("scale_deployment", ("scale-deployment", name, replicas))
+        return {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}
 
     # The traffic routers' writes: summarised, and kept in ``router_writes`` (kind, name,
     # patch or body) for ``Fixture.settle`` to apply to its caches.

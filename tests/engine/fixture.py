@@ -19,6 +19,7 @@ from controller.analysis.run import AnalysisEngine
 from controller.analysis.values import QueryOutcome
 from controller.api import Rollout
 from controller.api.revision import replicaset_name, template_hash
+from controller.api.rollout import PodTemplateSpec
 from controller.names import REVISION_LABEL, ROLLOUT_LABEL
 from controller.policy_gate import PolicyGate
 from controller.reconciler import Caches, Reconciler, ReconcileResult
@@ -213,6 +214,7 @@ class Fixture:
         ingresses: tuple[Obj, ...] = (),
         templates: tuple[Obj, ...] = (),
         policies: tuple[Obj, ...] | None = None,
+        deployments: tuple[Obj, ...] = (),
         answer: Any = no_data,
     ) -> None:
         self.now = T0
@@ -230,6 +232,7 @@ class Fixture:
             DictCache(*destinationrules) if destinationrules is not None else None
         )
         self.ingresses = DictCache(*ingresses)
+        self.deployments = DictCache(*deployments)
         self.unavailable: set[str] = set()
         self._uids = itertools.count(1)
         self._versions = itertools.count(2)
@@ -246,6 +249,7 @@ class Fixture:
                 virtualservices=self.virtualservices,
                 destinationrules=self.destinationrules,
                 ingresses=self.ingresses,
+                deployments=self.deployments,
             ),
             engine=AnalysisEngine(self.measurer),
             clock=lambda: self.now,
@@ -272,8 +276,13 @@ class Fixture:
 
     @property
     def revision(self) -> str:
-        """The template hash of the Rollout's current spec."""
-        return template_hash(Rollout.model_validate(self.rollout).spec.template)
+        """The template hash of the Rollout's current spec (or its Deployment's)."""
+        spec = self.rollout["spec"]
+        if "workloadRef" in spec:
+            deployment = self.deployments.get(NS, spec["workloadRef"]["name"])
+            assert deployment is not None
+            return template_hash(PodTemplateSpec.model_validate(deployment["spec"]["template"]))
+        return template_hash(Rollout.model_validate(self.rollout).spec.pod_template)
 
     def rs_name(self, revision: str) -> str:
         return replicaset_name(NAME, revision)
@@ -354,6 +363,13 @@ class Fixture:
             elif kind == "delete":
                 self.replicasets.objects.pop((NS, call[1]))
                 self._pods_for(call[1].removeprefix(f"{NAME}-"), 0)
+            elif kind == "scale-deployment":
+                _, name, replicas = call
+                deployment = self.deployments.get(NS, name)
+                assert deployment is not None
+                deployment["spec"]["replicas"] = replicas
+                deployment["metadata"]["generation"] += 1
+                self.deployments.put(deployment)
             elif kind == "select":
                 _, name, revision = call
                 service = self.services.get(NS, name)

@@ -70,7 +70,7 @@ def test_the_revision_is_hashed_once_per_version() -> None:
     raw = rollout()
     model = parsed.rollout(raw)[0]
     assert model is not None
-    assert parsed.revision(raw, model) == template_hash(model.spec.template)
+    assert parsed.revision(raw, model) == template_hash(model.spec.pod_template)
 
 
 def test_a_remembered_write_is_what_parsing_the_written_document_gives() -> None:

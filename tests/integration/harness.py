@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,18 @@ class Cluster:
     def events(self, reason: str | None = None) -> list[Any]:
         items = self.core.list_namespaced_event(self.namespace).items
         return [e for e in items if reason is None or e.reason == reason]
+
+    def events_when(
+        self,
+        ok: Callable[[list[Any]], object],
+        *,
+        what: str,
+        reason: str | None = None,
+        timeout: float = 30,
+    ) -> list[Any]:
+        """The Events (of ``reason``) once ``ok`` holds for them. The controller writes an
+        Event after the status a test waits on, so a check of Events waits too."""
+        return list(wait_until(lambda: self.events(reason), ok=ok, timeout=timeout, what=what))
 
 
 def demo_rollout(

@@ -112,8 +112,15 @@ def test_bluegreen_switches_and_switches_back_and_rolling_stops_at_its_gate(
     assert pay["phase"] == "RolledBack" and pay["reason"] == "AnalysisFailed", pay
     assert pay["stableRevision"] == pay_v2
     assert cluster.service_selector("pay")[REVISION_LABEL] == pay_v2
-    switched = [e.message for e in cluster.events("ServiceSwitched")]
+    switched = [
+        e.message
+        for e in cluster.events_when(
+            lambda events: len(events) >= 2, reason="ServiceSwitched", what="two switches"
+        )
+    ]
     assert len(switched) == 2, switched  # to v2, then to v3 ...
-    back = [e.message for e in cluster.events("RolledBack")]
-    assert back and f"switched back to {pay_v2}" in back[0]  # ... and straight back
+    back = [
+        e.message for e in cluster.events_when(bool, reason="RolledBack", what="a RolledBack Event")
+    ]
+    assert f"switched back to {pay_v2}" in back[0]  # ... and straight back
     assert controller.process.poll() is None

@@ -108,6 +108,10 @@ def test_canary_is_promoted_then_a_broken_version_is_rolled_back(
         what="canary scaled to 0, stable full",
     )
     assert cluster.service_selector("shop-stable")["deployctl.io/revision"] == v2
-    warnings = [e for e in cluster.events("AnalysisFailed") if e.type == "Warning"]
-    assert warnings and "error-rate" in warnings[0].message
+    warnings = cluster.events_when(
+        lambda events: [e for e in events if e.type == "Warning"],
+        reason="AnalysisFailed",
+        what="a Warning Event AnalysisFailed",
+    )
+    assert "error-rate" in [e for e in warnings if e.type == "Warning"][0].message
     assert controller.process.poll() is None, controller.log_text()[-3000:]

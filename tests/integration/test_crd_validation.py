@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,11 @@ from tests.waiting import wait_until
 CEL = (1, 25)
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 50}]
 GOOD = demo_rollout("shop", version="v1", replicas=1, strategy={"canary": {"steps": STEPS}})
+
+
+def about(name: str) -> Callable[[list[Any]], bool]:
+    """Whether some Event in a list is about the object ``name``."""
+    return lambda events: any(e.involved_object.name == name for e in events)
 
 
 def _with(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -79,6 +85,16 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
         ),
         "spec.strategy.canary.baseline",
         "baseline pods are built for a canary by replica share",
+    ),
+    "template-and-workloadref": (
+        _with(("spec", "workloadRef"), {"name": "shop", "scaleDown": "onsuccess"}),
+        "spec",
+        "exactly one of template, workloadRef",
+    ),
+    "neither-template-nor-workloadref": (
+        {**GOOD, "spec": {k: v for k, v in GOOD["spec"].items() if k != "template"}},
+        "spec",
+        "exactly one of template, workloadRef",
     ),
     "rolling-cannot-move": (
         _with(("spec", "strategy"), {"rolling": {"maxSurge": 0, "maxUnavailable": "0%"}}),
@@ -170,4 +186,8 @@ def test_without_cel_the_controller_still_reports_invalid_spec(
             what=f"InvalidSpec on {name}",
         )
         assert BAD[name][2] in status["message"], status
-        assert any(e.involved_object.name == name for e in cluster.events("InvalidSpec"))
+        cluster.events_when(
+            about(name),
+            reason="InvalidSpec",
+            what=f"an InvalidSpec Event about {name}",
+        )

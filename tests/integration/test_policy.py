@@ -260,7 +260,11 @@ def test_gates_notifications_freezes_overrides_and_approvals(
         if rs.metadata.labels.get("deployctl.io/rollout") == "shop"
     }
     assert revisions.get(v2) == 2 and set(revisions) <= {v1, v2}  # no ReplicaSet for v3
-    assert [e for e in cluster.events("FrozenUntil") if e.involved_object.name == "shop"]
+    cluster.events_when(
+        lambda events: [e for e in events if e.involved_object.name == "shop"],
+        reason="FrozenUntil",
+        what="a FrozenUntil Event about shop",
+    )
 
     # An exempt change with a reason goes ahead; who and why are in history and Events.
     result = cli(
@@ -280,7 +284,11 @@ def test_gates_notifications_freezes_overrides_and_approvals(
     shop = cluster.status("shop")
     notes = [n for h in shop["history"] for n in h.get("events", [])]
     assert any("overridden" in n and "CVE-2026-0001" in n for n in notes), notes
-    assert [e for e in cluster.events("PolicyOverridden") if e.involved_object.name == "shop"]
+    cluster.events_when(
+        lambda events: [e for e in events if e.involved_object.name == "shop"],
+        reason="PolicyOverridden",
+        what="a PolicyOverridden Event about shop",
+    )
 
     # An approval rule: v5 waits for `deployctl approve`, which records who approved.
     delete_policy(cluster, "freeze")

@@ -78,8 +78,12 @@ def test_failed_migration_stops_the_rollout_before_any_pod_and_runs_on_abort_onc
         if j.metadata.labels.get("deployctl.io/analysis") == "hook-onAbort"
     ]
     assert len(undo_jobs) == 1
-    reasons = {e.reason for e in cluster.events()}
-    assert {"HookFailed", "HookSucceeded", "PreRolloutHookFailed"} <= reasons
+    cluster.events_when(
+        lambda events: (
+            {"HookFailed", "HookSucceeded", "PreRolloutHookFailed"} <= {e.reason for e in events}
+        ),
+        what="the hooks' Events",
+    )
     jobs = jobs_of(cluster, "shop")
     assert all(j.metadata.owner_references[0].kind == "Rollout" for j in jobs)
 

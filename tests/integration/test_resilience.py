@@ -101,7 +101,11 @@ def test_one_controller_handles_superseded_crashing_stuck_and_invalid_rollouts(
     assert "selector.matchLabels must match template.metadata.labels" in bad["message"]
     assert "app=other" in bad["message"]
     assert replicas_of(cluster, "bad") == {}
-    assert any(e.involved_object.name == "bad" for e in cluster.events("InvalidSpec"))
+    cluster.events_when(
+        lambda events: any(e.involved_object.name == "bad" for e in events),
+        reason="InvalidSpec",
+        what="an InvalidSpec Event about bad",
+    )
 
     # Superseded: v2 paused at 25% (1 of 4 pods), then v3 takes its share; stable stays.
     v2 = status_when(
@@ -157,7 +161,11 @@ def test_one_controller_handles_superseded_crashing_stuck_and_invalid_rollouts(
     assert stuck["reason"] == "ProgressDeadlineExceeded", stuck
     assert stuck["stableRevision"] == stable["stuck"]
     for reason in ("CanaryCrashLooping", "ProgressDeadlineExceeded"):
-        assert [e for e in cluster.events(reason) if e.type == "Warning"], reason
+        cluster.events_when(
+            lambda events: [e for e in events if e.type == "Warning"],
+            reason=reason,
+            what=f"a Warning Event {reason}",
+        )
 
     # The controller's own metrics saw all of it, and its probes are up.
     base = controller.metrics_url()

@@ -83,8 +83,12 @@ def test_a_paced_step_says_there_is_no_traffic_then_moves_on_once_it_has_its_req
         what="the canary promoted once it served its requests",
     )
     assert promoted["stableRevision"] == quiet["canaryRevision"]
-    served = [e.message for e in cluster.events("PauseStep") if "of 150 requests" in e.message]
-    assert served and "the canary served" in served[0], served
+    served = cluster.events_when(
+        lambda events: any("the canary served" in e.message for e in events),
+        reason="PauseStep",
+        what="the Event saying the canary served its requests",
+    )
+    assert any("of 150 requests" in e.message for e in served), [e.message for e in served]
     assert controller.process.poll() is None, controller.log_text()[-3000:]
 
 

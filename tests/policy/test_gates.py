@@ -29,7 +29,7 @@ def entry(image: str, outcome: str = "Promoted", revision: str = "s1") -> dict[s
 
 def prod(image: str) -> tuple[Any, dict[str, str]]:
     ro = rollout(namespace="production", image=image, requires="staging/checkout")
-    return ro, {c.name: c.image for c in ro.spec.template.spec.containers}
+    return ro, {c.name: c.image for c in ro.spec.pod_template.spec.containers}
 
 
 def test_gate_satisfied_by_the_same_tag_promoted_in_staging() -> None:

@@ -373,9 +373,15 @@ def test_a_200_kb_prometheus_error_is_cut_and_status_is_written(
     assert "Prometheus rejected the query (400): bad_data: eeee" in status["message"]
     assert "[truncated " in status["message"] and len(status["message"]) <= 1024
     events = [
-        e.message for e in cluster.events("AnalysisFailed") if e.involved_object.name == "loud"
+        e.message
+        for e in cluster.events_when(
+            lambda found: [e for e in found if e.involved_object.name == "loud"],
+            reason="AnalysisFailed",
+            what="an AnalysisFailed Event about loud",
+        )
+        if e.involved_object.name == "loud"
     ]
-    assert events and all(len(m) <= 1024 and "[truncated " in m for m in events)
+    assert all(len(m) <= 1024 and "[truncated " in m for m in events)
     assert len(json.dumps(status)) < 64 * 1024
     web_rolls_out(healthy)
 
