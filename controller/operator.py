@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ import structlog
 from controller.admission import ApprovalAdmission
 from controller.analysis.addresses import AddressPolicy, IPAddress, normalise
 from controller.analysis.batch import Batches
+from controller.analysis.budget import budget_left
 from controller.analysis.jobs import JobChecks
 from controller.analysis.prometheus import PrometheusMeasurer
 from controller.analysis.rulesource import ConfigMapData, ConfigMapRules
@@ -260,6 +262,9 @@ class Operator:
                 notifier=self.notifier,
                 namespaces=self.namespaces,
                 approvals_verified=ApprovalAdmission(kube).verified,
+                budgets=partial(
+                    budget_left, PrometheusMeasurer(default_address=config.prometheus_url)
+                ),
             ),
             identity=ControllerIdentity(self.controller_namespace, config.service_account),
             writer=self.identity,

@@ -42,15 +42,20 @@ from pydantic import ValidationError
 
 from controller.api import Rollout, RolloutStatus
 from controller.api import reasons as r
-from controller.api.policy import DeliveryPolicy
+from controller.api.policy import DeliveryPolicy, ErrorBudgetFreeze
 from controller.cache import Cache
 from controller.notify import Notifier, detect_events, notification_for, targets_for
-from controller.policy.evaluate import PolicyEvent, applicable_policies, evaluate
+from controller.policy.budget import BudgetLeft
+from controller.policy.evaluate import PolicyEvent, applicable_policies, evaluate, policy_name
 from controller.policy.gates import gate_satisfied
 from controller.policy.hold import hold, record, release
 from controller.policy.overrides import parse_override
 
 log = structlog.stdlib.get_logger(__name__)
+
+BudgetReader = Callable[[ErrorBudgetFreeze, str, str], tuple[float | None, str]]
+"""(rule, namespace, rollout name) -> (budget share left, why unknown):
+``controller.analysis.budget.budget_left`` bound to the Prometheus measurer."""
 
 # Look again at least this often while held (a gate's source may change meanwhile).
 MAX_HOLD_RECHECK = 60.0
@@ -85,6 +90,7 @@ class PolicyGate:
         notifier: Notifier | None = None,
         namespaces: Cache | None = None,
         approvals_verified: Callable[[], bool] = lambda: False,
+        budgets: BudgetReader | None = None,
     ) -> None:
         self.policies = policies
         self.rollouts = rollouts
@@ -96,6 +102,8 @@ class PolicyGate:
         self._parsed: dict[tuple[str, str], tuple[str, DeliveryPolicy | None]] = {}
         # Whether the API server vouches for approvers' names (controller.admission).
         self.approvals_verified = approvals_verified
+        # Measures the error budget left for policies with an errorBudget rule.
+        self.budgets = budgets
 
     def _all_policies(self) -> list[DeliveryPolicy]:
         """Every valid policy the cache holds, each validated once per resourceVersion."""
@@ -154,6 +162,7 @@ class PolicyGate:
             override=parse_override(rollout.metadata),
             namespace_labels=self.namespace_labels(str(rollout.metadata.namespace)),
             approvals_verified=self.approvals_verified(),
+            budgets=self._budgets(rollout, policies),
         )
         if not decision.allowed:
             return Held(
@@ -187,6 +196,24 @@ class PolicyGate:
         if gate_note:
             notes.append(gate_note)
         return Released(released, notes, decision.events)
+
+    def _budgets(
+        self, rollout: Rollout, policies: Sequence[DeliveryPolicy]
+    ) -> dict[str, BudgetLeft]:
+        """The error budget left for each policy with an errorBudget rule."""
+        out: dict[str, BudgetLeft] = {}
+        for policy in policies:
+            rule = policy.spec.error_budget
+            if rule is None:
+                continue
+            if self.budgets is None:
+                out[policy_name(policy)] = BudgetLeft(None, "no metrics provider configured")
+                continue
+            remaining, problem = self.budgets(
+                rule, str(rollout.metadata.namespace), str(rollout.metadata.name)
+            )
+            out[policy_name(policy)] = BudgetLeft(remaining, problem)
+        return out
 
     def _gate_refused(self, rollout: Rollout) -> str:
         """Why ``requires.rollout`` may not be read from this Rollout's namespace ('' if

@@ -36,10 +36,13 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from controller.analysis.pacing import count_requests
 from controller.analysis.run import AnalysisEngine, cannot_start, next_due
+from controller.analysis.templating import QueryContext
 from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
 from controller.api.revision import replicaset_name, template_hash
+from controller.api.rollout import Pause
 from controller.api.status import AnalysisRunStatus
 from controller.bound_runs import BoundRuns, query_context
 from controller.cache import Cache, KubeWrites, Obj
@@ -67,6 +70,7 @@ from controller.validation import Problem, reference_problems
 from controller.workload import TakeOver, resolve, take_over
 from strategies import Observed, Plan, decide
 from strategies.baseline import BASELINE_SUFFIX, is_baseline
+from strategies.pacing import RequestCount
 from strategies.runkeys import RunKey
 
 log = structlog.stdlib.get_logger(__name__)
@@ -191,6 +195,7 @@ class Reconciler:
         runs = BoundRuns(self.engine, rollout, templates)
         status, hook_events = self._measure(rollout, status, runs, now=now)
         observed = self._observe(rollout, status, router, now=now)
+        observed = self._count_canary_requests(rollout, status, observed, now=now)
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
@@ -367,6 +372,32 @@ class Reconciler:
         if not changed:
             return status, hook_events
         return status.model_copy(update={"analysis_runs": measured}), hook_events
+
+    def _count_canary_requests(
+        self, rollout: Rollout, status: RolloutStatus, observed: Observed, *, now: datetime
+    ) -> Observed:
+        """Count the canary's requests while the current step is paced by traffic."""
+        pause = paced_pause(rollout, status)
+        if pause is None or status.canary_revision is None:
+            return observed
+        started = status.current_step_started_at
+        elapsed = (now - parse_timestamp(started)).total_seconds() if started else 0.0
+        context = QueryContext(
+            canary_hash=status.canary_revision,
+            stable_hash=status.stable_revision,
+            rollout_name=rollout.metadata.name,
+            rollout_namespace=rollout.metadata.namespace,
+        )
+        counted = count_requests(
+            self.engine.measurer, pause, context=context, elapsed=max(elapsed, 0.0)
+        )
+        count = RequestCount(
+            step=status.current_step_index or 0,
+            served=counted.served,
+            recent=counted.recent,
+            problem=counted.problem,
+        )
+        return replace(observed, canary_requests=count)
 
     def _requeue_after(
         self, plan: Plan, status: RolloutStatus, runs: BoundRuns, *, now: datetime
@@ -664,6 +695,18 @@ def _valid_again(status: RolloutStatus, rollout: Rollout, *, now: datetime) -> R
     if status.reason == R.INVALID_SPEC:
         update.update(reason="", message="")
     return status.model_copy(update=update)
+
+
+def paced_pause(rollout: Rollout, status: RolloutStatus) -> Pause | None:
+    """The current canary step's pause when it is paced by traffic (untilRequests)."""
+    canary = rollout.spec.strategy.canary
+    if canary is None or status.aborted:
+        return None
+    index = status.current_step_index or 0
+    if index >= len(canary.steps):
+        return None
+    pause = canary.steps[index].pause
+    return pause if pause is not None and pause.until_requests is not None else None
 
 
 def hook_outcomes(

@@ -47,12 +47,14 @@ from collections.abc import Callable
 from controller.api import CanaryStep, CanaryStrategy
 from controller.api import reasons as r
 from controller.api.duration import format_duration
+from controller.api.rollout import Pause
 from controller.api.status import Phase
 from strategies import common
 from strategies.baseline import baseline_revision, baseline_split
 from strategies.context import Context
 from strategies.judge import judge_run
 from strategies.managed_routes import describe as describe_route
+from strategies.pacing import decide_pace
 from strategies.plan import Plan
 from strategies.runkeys import BACKGROUND, RunKey
 from strategies.scaling import Pods, converge, surge_and_unavailable
@@ -399,7 +401,13 @@ def _set_share(ctx: Context, weight: int, canary: str) -> bool:
     return False
 
 
+PACE_RECHECK = 15.0
+"""Seconds between counts of the canary's requests while a paced step waits."""
+
+
 def _pause(ctx: Context, step: CanaryStep) -> bool:
+    if step.pause is not None and step.pause.until_requests is not None:
+        return _paced(ctx, step.pause)
     duration = step.pause.duration if step.pause else None
     if duration is None:
         ctx.set_phase(
@@ -412,6 +420,33 @@ def _pause(ctx: Context, step: CanaryStep) -> bool:
     ctx.set_phase(
         Phase.PAUSED, r.PAUSE_STEP, f"step {_index(ctx)}: pause {duration:g}s, {left:g}s left"
     )
+    return False
+
+
+def _paced(ctx: Context, pause: Pause) -> bool:
+    """A pause until the canary served ``untilRequests`` (``strategies.pacing``)."""
+    assert pause.until_requests is not None
+    count = ctx.observed.canary_requests
+    if count is not None and count.step != _index(ctx):
+        count = None  # counted for another step: not evidence for this one
+    decision = decide_pace(
+        count,
+        until_requests=pause.until_requests,
+        elapsed=ctx.elapsed(ctx.status.current_step_started_at),
+        max_duration=pause.max_duration,
+        no_traffic_after=pause.no_traffic_after,
+    )
+    where = f"step {_index(ctx)}"
+    if decision.done:
+        ctx.event(r.PAUSE_STEP, f"{where}: {decision.message}")
+        return True
+    reason = {
+        "timedOut": r.REQUESTS_TIMED_OUT,
+        "noTraffic": r.NO_CANARY_TRAFFIC,
+    }.get(decision.state, r.WAITING_FOR_REQUESTS)
+    ctx.set_phase(Phase.PAUSED, reason, f"{where}: {decision.message}")
+    if decision.state != "timedOut":
+        ctx.wake_in(PACE_RECHECK)
     return False
 
 
@@ -513,6 +548,8 @@ def _describe(step: CanaryStep) -> str:
     if step.set_weight is not None:
         return f"setWeight {step.set_weight}"
     if step.pause is not None:
+        if step.pause.until_requests is not None:
+            return f"pause until {step.pause.until_requests:,} canary requests"
         if step.pause.duration is None:
             return "pause until promote"
         return f"pause {format_duration(step.pause.duration)}"

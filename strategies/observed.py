@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.requests import Request
+from strategies.pacing import RequestCount
 
 __all__ = ["Observed", "Request", "RevisionState"]
 
@@ -58,6 +59,9 @@ class Observed:
     """The pending manual request (``controller.requests.parse_request``), if any."""
     next_available_in: float | None = None
     """Seconds until a Ready pod passes minReadySeconds and becomes available (a timer)."""
+    canary_requests: RequestCount | None = None
+    """The canary's requests for a step paced by traffic (``strategies.pacing``), counted
+    by the reconciler only while such a step is current."""
 
     def state(self, revision: str | None) -> RevisionState:
         """The revision's ReplicaSet, or an empty one when it does not exist (yet)."""

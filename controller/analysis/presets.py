@@ -30,11 +30,13 @@ namespaces and revisions) need escaping here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from controller.analysis.burnrate import BurnRule, error_budget, scaled_rules
 from controller.analysis.templating import escape_string
-from controller.api.analysis import ErrorRatePreset, LatencyPreset, Metric, Threshold
+from controller.api.analysis import ErrorRatePreset, LatencyPreset, Metric, SloPreset, Threshold
 from controller.api.duration import format_duration
 
 # The rules' own `for`, used when the metric does not set one (see Metric.effective_for).
@@ -160,8 +162,47 @@ def traffic_query(metric: Metric) -> tuple[str, str] | None:
     return f"sum(increase({series}{{{scope}}}[{window}]))", window
 
 
+_SLO_WINDOW = re.compile(r"\{\{\s*slo\.window\s*\}\}")
+SLO_MAX = 1.0
+"""An slo metric's value is the worst rule's burn rate over its factor: above 1 fires."""
+
+
+def slo_rules(preset: SloPreset) -> tuple[BurnRule, ...]:
+    """The burn-rate rules the preset judges by, scaled down to its step."""
+    return scaled_rules(preset.step, min_window=preset.min_window)
+
+
+def slo_error_ratio(preset: SloPreset, window: float) -> str:
+    """The canary's error ratio over ``window`` seconds, as the preset measures it."""
+    if preset.error_query is not None:
+        return _SLO_WINDOW.sub(format_duration(window), preset.error_query)
+    errors = preset.errors.model_copy(update={"window": window})
+    return _error_rate(errors, _scope(errors.namespace_label, errors.revision_label))
+
+
+def slo_query(preset: SloPreset) -> str:
+    """The worst rule's ``min(ratio over long, ratio over short) / (factor x budget)``.
+
+    ``clamp_max(a, scalar(b)) and b`` is min(a, b) and nothing when either side has no
+    data (a rule needs both windows); the rules are told apart by a label so that
+    ``max`` takes the worst of those that have data.
+    """
+    budget = error_budget(preset.objective)
+    terms = []
+    for index, rule in enumerate(slo_rules(preset)):
+        long = slo_error_ratio(preset, rule.long)
+        short = slo_error_ratio(preset, rule.short)
+        both = f"(clamp_max(({long}), scalar({short})) and ({short}))"
+        terms.append(
+            f'label_replace({both} / {rule.factor * budget:.6g}, "burn_rule", "{index}", "", "")'
+        )
+    return f"max({' or '.join(terms)})"
+
+
 def metric_query(metric: Metric) -> str:
     """The query template of any metric: the provider's query or the preset's."""
+    if metric.slo is not None:
+        return slo_query(metric.slo)
     if metric.error_rate is not None:
         return error_rate_query(metric.error_rate)
     if metric.latency is not None:
@@ -180,6 +221,8 @@ def metric_threshold(metric: Metric) -> Threshold:
         return Threshold(max=metric.error_rate.max)
     if metric.latency is not None:
         return Threshold(max=metric.latency.max)
+    if metric.slo is not None:
+        return Threshold(max=SLO_MAX)
     raise ValueError(f"metric {metric.name!r} has no threshold")  # the model forbids this
 
 

@@ -12,6 +12,7 @@ from controller.api.analysis import (
     LatencyPreset,
     Metric,
     PrometheusProvider,
+    SloPreset,
     Threshold,
 )
 from controller.api.common import API_GROUP, API_VERSION, GROUP_VERSION, Arg, ObjectMeta
@@ -53,6 +54,7 @@ __all__ = [
     "ErrorRatePreset",
     "HistoryEntry",
     "LatencyPreset",
+    "SloPreset",
     "Measurement",
     "Metric",
     "MetricResult",

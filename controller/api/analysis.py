@@ -388,6 +388,50 @@ class LatencyPreset(ApiModel):
     )
 
 
+class SloPreset(ApiModel):
+    """Error-budget burn-rate gate (``controller.analysis.burnrate``): the canary's error ratio,
+    over the SRE workbook's pairs of windows (scaled down to the step), divided by the
+    budget ``1 - objective/100``; fails when a pair both burn faster than its factor
+    (14.4x over 1h and 5m, 6x over 6h and 30m)."""
+
+    objective: float = Field(description="The SLO in percent, e.g. 99.9")
+    window: Duration = Field(default=30 * 86400.0, description="The SLO window (30d)")
+    error_rate: ErrorRatePreset | None = Field(
+        default=None,
+        description="The canary's 5xx share, with these metric and label names (default)",
+    )
+    error_query: Query | None = Field(
+        default=None,
+        description="PromQL of the canary's error ratio (0..1) over {{slo.window}}, "
+        'e.g. sum(rate(errors{revision="{{canary.hash}}"}[{{slo.window}}])) / ...',
+    )
+    step: Duration | None = Field(
+        default=None,
+        description="Scale the windows down to this (the step's length); default: "
+        "the workbook's windows",
+    )
+    min_window: Duration = Field(default=60.0, description="The shortest window used")
+
+    @model_validator(mode="after")
+    def _check(self) -> SloPreset:
+        if not 0 < self.objective < 100:
+            raise ValueError(
+                f"slo: objective is a percentage above 0 and below 100 (got {self.objective})"
+            )
+        if self.error_rate is not None and self.error_query is not None:
+            raise ValueError("slo: set at most one of errorRate, errorQuery")
+        if self.error_query is not None and "{{slo.window}}" not in self.error_query.replace(
+            " ", ""
+        ):
+            raise ValueError("slo: errorQuery must use {{slo.window}} as its range")
+        return self
+
+    @property
+    def errors(self) -> ErrorRatePreset:
+        """The errorRate preset the ratio is written with (the default one if unset)."""
+        return self.error_rate or ErrorRatePreset()
+
+
 class AlertRulesSource(ApiModel):
     """Alerting rules from a standard Prometheus rules file kept in a ConfigMap, each
     judged for the revision under test only, with the rule's own ``for``."""
@@ -474,8 +518,8 @@ class Metric(ApiModel):
 
     model_config = cel(
         exactly_one(
-            ("provider", "errorRate", "latency", "alertRules"),
-            "set exactly one of provider, errorRate, latency, alertRules",
+            ("provider", "errorRate", "latency", "alertRules", "slo"),
+            "set exactly one of provider, errorRate, latency, alertRules, slo",
         ),
         CelRule(
             # `for` is a CEL keyword: the apiserver exposes the field as __for__.
@@ -524,15 +568,22 @@ class Metric(ApiModel):
     error_rate: ErrorRatePreset | None = None
     latency: LatencyPreset | None = None
     alert_rules: AlertRulesSource | None = None
+    slo: SloPreset | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Metric:
-        names = ("provider", "errorRate", "latency", "alertRules")
+        names = ("provider", "errorRate", "latency", "alertRules", "slo")
         sources = [n for n in names if self._source(n) is not None]
         if len(sources) != 1:
             raise ValueError(
-                "set exactly one of provider, errorRate, latency, alertRules"
+                "set exactly one of provider, errorRate, latency, alertRules, slo"
                 + (f" (found {', '.join(sources)})" if sources else "")
+            )
+        if self.slo is not None and (
+            self.compare is not None or self.relative_to is not None or self.threshold is not None
+        ):
+            raise ValueError(
+                "slo is judged by its burn-rate rules; drop threshold, relativeTo and compare"
             )
         if self.compare is not None:
             if self.alert_rules is not None or self.job is not None or self.web is not None:
@@ -639,6 +690,7 @@ class Metric(ApiModel):
             "errorRate": self.error_rate,
             "latency": self.latency,
             "alertRules": self.alert_rules,
+            "slo": self.slo,
         }[name]
 
     @property
@@ -716,8 +768,9 @@ class AnalysisTemplateSpec(ApiModel):
             raise ValueError("score weighs the compare metrics; this template has none")
         known = CONTEXT_PLACEHOLDERS | {f"args.{name}" for name in arg_names}
         for metric in self.metrics:
+            slo_window = {"slo.window"} if metric.slo is not None else set()
             for name in _placeholders_in(metric.model_dump(mode="json", by_alias=True)):
-                if name not in known:
+                if name not in known | slo_window:
                     declared = ", ".join(arg_names) or "none"
                     raise ValueError(
                         f"metric {metric.name}: unknown placeholder {{{{{name}}}}}; declared "

@@ -27,6 +27,9 @@ so "09:00" stays 09:00 on the wall clock across daylight-saving changes:
   ``deployctl approve``.
 * ``promotionGateReaders``: Rollouts of which other namespaces may name this policy's
   Rollouts in ``requires.rollout`` (a gate reveals the promoted revisions).
+* ``errorBudget``: the error-budget release freeze; a new rollout waits while the
+  service's error budget left over the SLO window is below ``minRemaining``, unless
+  exempt (see ``exemptions``).
 """
 
 from __future__ import annotations
@@ -318,6 +321,39 @@ class OverrideApproval(ApiModel):
     )
 
 
+class ErrorBudgetFreeze(ApiModel):
+    """Hold new rollouts while the error budget left over ``window`` is below
+    ``minRemaining`` (a share: 0.1 = 10% of the budget left)."""
+
+    objective: float = Field(description="The SLO in percent, e.g. 99.9")
+    window: Duration = Field(default=30 * 86400.0, description="The SLO window (30d)")
+    min_remaining: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0,
+        description="Budget share that must be left (0: hold only once it is spent)",
+    )
+    error_query: Annotated[str, Field(min_length=1, max_length=8192)] | None = Field(
+        default=None,
+        description="PromQL of the service's error ratio (0..1) over {{slo.window}}; "
+        "{{rollout.namespace}} and {{rollout.name}} are filled in, escaped. Default: the "
+        "5xx share of http_requests_total in the Rollout's namespace",
+    )
+    requests_metric: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")] = (
+        "http_requests_total"
+    )
+    error_codes: Annotated[str, Field(max_length=64)] = "5.."
+    code_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "code"
+    namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
+
+    @model_validator(mode="after")
+    def _check(self) -> ErrorBudgetFreeze:
+        if not 0 < self.objective < 100:
+            raise ValueError(
+                f"errorBudget: objective is a percentage above 0 and below 100 "
+                f"(got {self.objective})"
+            )
+        return self
+
+
 class DeliveryPolicySpec(ApiModel):
     selector: LabelSelector | None = Field(
         default=None,
@@ -354,6 +390,10 @@ class DeliveryPolicySpec(ApiModel):
     )
     approvals: list[ApprovalRule] = Field(default_factory=list, max_length=MAX_ENTRIES)
     notifications: list[NotificationTarget] = Field(default_factory=list, max_length=16)
+    error_budget: ErrorBudgetFreeze | None = Field(
+        default=None,
+        description="Hold new rollouts while the service's error budget left is below a floor",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DeliveryPolicySpec:

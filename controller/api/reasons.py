@@ -57,6 +57,9 @@ HOOK_FAILED: Final = "HookFailed"
 # A rollout waits for a person or a timer.
 PAUSED: Final = "Paused"
 PAUSE_STEP: Final = "PauseStep"
+WAITING_FOR_REQUESTS: Final = "WaitingForRequests"
+NO_CANARY_TRAFFIC: Final = "NoCanaryTraffic"
+REQUESTS_TIMED_OUT: Final = "RequestsTimedOut"
 AWAITING_APPROVAL: Final = "AwaitingApproval"
 AWAITING_PROMOTION: Final = "AwaitingPromotion"
 ANALYSIS_INCONCLUSIVE: Final = "AnalysisInconclusive"
@@ -66,6 +69,7 @@ ANALYSIS_PROVIDER_UNREACHABLE: Final = "AnalysisProviderUnreachable"
 
 # Delivery policy (controller/policy/): a new revision waits before it starts.
 FROZEN_UNTIL: Final = "FrozenUntil"
+ERROR_BUDGET_EXHAUSTED: Final = "ErrorBudgetExhausted"
 OUTSIDE_WINDOW: Final = "OutsideWindow"
 AWAITING_GATE: Final = "AwaitingGate"
 POLICY_ALLOWED: Final = "PolicyAllowed"

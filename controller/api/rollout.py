@@ -56,9 +56,44 @@ class AnalysisRef(ApiModel):
 
 
 class Pause(ApiModel):
-    """Wait ``duration``; without one, wait for ``deployctl promote``."""
+    """Wait ``duration``; without one, wait for ``deployctl promote``.
+
+    With ``untilRequests`` the step waits until the canary has served that many requests
+    since the step began (measured from Prometheus, ``strategies.pacing``), pausing for a
+    person once ``maxDuration`` has passed without them."""
 
     duration: Duration | None = None
+    until_requests: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
+        default=None,
+        description="Wait until the canary served this many requests since the step began",
+    )
+    max_duration: Duration | None = Field(
+        default=None,
+        description="With untilRequests: how long to wait for them before pausing for a person",
+    )
+    no_traffic_after: Duration = Field(
+        default=300.0,
+        description="With untilRequests: say so in status when the canary served nothing "
+        "for this long",
+    )
+    requests_metric: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")] = (
+        "http_requests_total"
+    )
+    revision_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "revision"
+    namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
+
+    @model_validator(mode="after")
+    def _paced(self) -> Pause:
+        if self.until_requests is not None and self.duration is not None:
+            raise ValueError("pause: set either duration or untilRequests (with maxDuration)")
+        if self.max_duration is not None and self.until_requests is None:
+            raise ValueError("pause: maxDuration is for untilRequests; use duration")
+        if self.no_traffic_after < 30:
+            # Shorter than two scrapes of a usual Prometheus, the count says nothing.
+            raise ValueError(
+                f"pause: noTrafficAfter must be at least 30s (got {self.no_traffic_after:g}s)"
+            )
+        return self
 
 
 class ApprovalStep(ApiModel):

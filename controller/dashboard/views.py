@@ -34,7 +34,15 @@ from strategies.runkeys import RunKey, RunKind, analysis_ref
 
 Obj = Mapping[str, Any]
 PHASES = ("Progressing", "Paused", "Healthy", "Degraded", "RolledBack")
-HOLD_REASONS = frozenset({R.FROZEN_UNTIL, R.OUTSIDE_WINDOW, R.AWAITING_GATE, R.AWAITING_APPROVAL})
+HOLD_REASONS = frozenset(
+    {
+        R.FROZEN_UNTIL,
+        R.OUTSIDE_WINDOW,
+        R.AWAITING_GATE,
+        R.AWAITING_APPROVAL,
+        R.ERROR_BUDGET_EXHAUSTED,
+    }
+)
 MAX_EVENTS = 50
 
 

@@ -7,7 +7,10 @@ Rollout's namespace and of the controller's namespace (``applicable_policies``),
 override the Rollout carries (``overrides.parse_override``) and the time. In order:
 
 1. **freezes** in force hold the rollout until the last of them (chained) ends, except
-   those the override is exempt from -> ``Wait``, reason ``FrozenUntil``;
+   those the override is exempt from -> ``Wait``, reason ``FrozenUntil``; then the
+   **error-budget freeze** (``budget``): a policy whose rule finds the budget left
+   below its floor holds, unless the override is exempt -> ``Wait``, reason
+   ``ErrorBudgetExhausted``, looked at again every ``BUDGET_RECHECK``;
 2. **windows**: every policy listing windows must have one open, unless the override's
    kind is in that policy's ``exemptions`` -> ``Wait``, reason ``OutsideWindow``, until
    the next opening;
@@ -38,6 +41,7 @@ from controller.policy.approvals import (
     matching_rules,
     policy_approval,
 )
+from controller.policy.budget import BudgetLeft, budget_hold
 from controller.policy.freeze import FreezePeriod, frozen_until, periods_in_force
 from controller.policy.overrides import Override
 from controller.policy.windows import describe, window_state
@@ -46,6 +50,8 @@ from controller.times import timestamp
 Verdict = Literal["Allow", "Wait", "NeedsApproval"]
 # A closed window always has a next opening; this is only a guard.
 _FALLBACK_RETRY_SECONDS = 3600.0
+BUDGET_RECHECK = 60.0
+"""Seconds between looks at an exhausted error budget (it recovers as errors age out)."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ def evaluate(
     major_change: MajorChange = major_version_changed,
     namespace_labels: NamespaceLabels = None,
     approvals_verified: bool = False,
+    budgets: Mapping[str, BudgetLeft] | None = None,
 ) -> PolicyDecision:
     """Whether the new revision of ``rollout`` may start at ``now`` under ``policies``.
 
@@ -191,6 +198,8 @@ def evaluate(
     approval rule of its own: the override waits for ``deployctl approve``.
     ``approvals_verified``: whether the API server vouches for approvers' names (see
     ``controller.policy.approvals``); approval messages say "unverified" otherwise.
+    ``budgets``: the error budget left, by ``policy_name``, for policies with an
+    ``errorBudget`` rule (measured by the caller).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -236,6 +245,41 @@ def evaluate(
             events.append(PolicyEvent("Normal", r.POLICY_OVERRIDDEN, text))
             overridden = True
             needs_approval(p.policy)
+
+    # 1b. The error-budget release freeze.
+    for policy in active:
+        rule = policy.spec.error_budget
+        if rule is None:
+            continue
+        name = policy_name(policy)
+        left = (budgets or {}).get(name)
+        if left is not None and left.problem:
+            events.append(
+                PolicyEvent(
+                    "Warning",
+                    r.ERROR_BUDGET_EXHAUSTED,
+                    f"error budget of policy {name} unknown, not holding: {left.problem}",
+                )
+            )
+        held = budget_hold(rule, left)
+        if not held:
+            continue
+        if _exempt(usable, policy.spec.exemptions):
+            assert usable is not None
+            text = f"{held} in policy {name}; overridden: {usable.summary()}"
+            notes.append(text)
+            events.append(PolicyEvent("Normal", r.POLICY_OVERRIDDEN, text))
+            overridden = True
+            needs_approval(name)
+            continue
+        return PolicyDecision(
+            verdict="Wait",
+            reason=r.ERROR_BUDGET_EXHAUSTED,
+            message=f"{held} in policy {name}"
+            + _override_hint(override, refused, policy.spec.exemptions),
+            retry_at=now + timedelta(seconds=BUDGET_RECHECK),
+            events=tuple(events),
+        )
 
     # 2. Windows: every policy that lists some must have one open.
     for policy in active:

@@ -26,7 +26,15 @@ from controller.policy.evaluate import PolicyDecision
 from controller.times import timestamp
 
 MAX_NOTES = 20
-HOLD_REASONS = frozenset({r.FROZEN_UNTIL, r.OUTSIDE_WINDOW, r.AWAITING_APPROVAL, r.AWAITING_GATE})
+HOLD_REASONS = frozenset(
+    {
+        r.FROZEN_UNTIL,
+        r.OUTSIDE_WINDOW,
+        r.AWAITING_APPROVAL,
+        r.AWAITING_GATE,
+        r.ERROR_BUDGET_EXHAUSTED,
+    }
+)
 
 
 def hold(

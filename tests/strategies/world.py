@@ -16,6 +16,7 @@ from controller.api import Rollout
 from controller.api.status import AnalysisRunStatus, Measurement, MetricResult, RolloutStatus
 from controller.times import timestamp
 from strategies import Observed, Plan, Request, RevisionState, decide
+from strategies.pacing import RequestCount
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -90,6 +91,8 @@ class World:
     crashing: set[str] = field(default_factory=set)
     plans: list[Plan] = field(default_factory=list)
     resized_from: int | None = None
+    canary_requests: RequestCount | None = None
+    """What the reconciler counted of the canary's requests (a step paced by traffic)."""
     """spec.replicas before the last resize (kubectl scale, an HPA), if any."""
 
     @classmethod
@@ -107,6 +110,7 @@ class World:
             service_selectors=dict(self.selectors),
             route_weights=None if self.routes is None else dict(self.routes),
             request=self.request,
+            canary_requests=self.canary_requests,
         )
 
     @property

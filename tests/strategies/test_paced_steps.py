@@ -1,0 +1,134 @@
+"""Steps paced by traffic: the pure rule (``strategies.pacing``) and the canary using it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from controller.api import reasons as r
+from controller.api.rollout import Pause
+from controller.api.status import Phase
+from strategies import Request
+from strategies.pacing import RequestCount, decide_pace
+from tests.strategies.world import World, canary, make_rollout
+
+PACED: list[dict[str, Any]] = [
+    {"setWeight": 20},
+    {"pause": {"untilRequests": 2000, "maxDuration": "30m"}},
+    {"setWeight": 50},
+]
+
+
+def pace(served: float | None, recent: float | None = 10.0, *, elapsed: float = 60.0) -> str:
+    count = RequestCount(step=1, served=served, recent=recent)
+    decision = decide_pace(
+        count, until_requests=2000, elapsed=elapsed, max_duration=1800.0, no_traffic_after=300.0
+    )
+    return f"{decision.state}: {decision.message}"
+
+
+def test_progress_is_shown_as_people_count() -> None:
+    assert pace(1240.0, elapsed=720.0) == (
+        "waiting: 1,240 of 2,000 requests served by the canary, 18m left"
+    )
+
+
+def test_enough_requests_is_done_whatever_the_clock() -> None:
+    assert pace(2000.0).startswith("done: the canary served 2,000 of 2,000 requests")
+    assert pace(2500.0, recent=0.0, elapsed=5000.0).startswith("done")
+
+
+def test_a_canary_without_traffic_says_so_only_once_the_quiet_is_long_enough() -> None:
+    assert pace(0.0, recent=0.0, elapsed=120.0).startswith("waiting")
+    assert pace(12.0, recent=0.0, elapsed=300.0) == (
+        "noTraffic: no traffic to the canary for 5m (12 of 2,000 requests, 25m left); "
+        "is traffic routed to it?"
+    )
+
+
+def test_max_duration_pauses_for_a_person_and_never_passes() -> None:
+    assert pace(1999.0, elapsed=1800.0) == (
+        "timedOut: the canary served only 1,999 of 2,000 requests in 30m (maxDuration); "
+        "`deployctl promote` to go on anyway or `deployctl abort`"
+    )
+
+
+def test_a_count_prometheus_could_not_give_is_never_enough() -> None:
+    count = RequestCount(step=1, served=None, recent=None, problem="connection refused")
+    decision = decide_pace(
+        count, until_requests=1, elapsed=10.0, max_duration=None, no_traffic_after=300.0
+    )
+    assert decision.state == "unmeasured" and "connection refused" in decision.message
+
+
+@given(
+    served=st.one_of(st.none(), st.floats(min_value=0, max_value=1e7)),
+    recent=st.one_of(st.none(), st.floats(min_value=0, max_value=1e7)),
+    elapsed=st.floats(min_value=0, max_value=1e6),
+    target=st.integers(min_value=1, max_value=10**6),
+)
+def test_done_exactly_when_the_count_reached_the_target(
+    served: float | None, recent: float | None, elapsed: float, target: int
+) -> None:
+    decision = decide_pace(
+        RequestCount(step=0, served=served, recent=recent),
+        until_requests=target,
+        elapsed=elapsed,
+        max_duration=1800.0,
+        no_traffic_after=300.0,
+    )
+    assert decision.done == (served is not None and served >= target)
+
+
+def paced_world() -> World:
+    world = World.settled(make_rollout(canary(PACED)))
+    world.run_until(lambda p: p.status.current_step_index == 1)
+    return world
+
+
+def test_a_paced_step_waits_for_its_requests_then_moves_on() -> None:
+    world = paced_world()
+    world.canary_requests = RequestCount(step=1, served=1240.0, recent=300.0)
+    plan = world.step()
+    assert plan.status.current_step_index == 1
+    assert plan.status.reason == r.WAITING_FOR_REQUESTS
+    assert "1,240 of 2,000 requests" in plan.status.message
+    assert plan.requeue_after is not None and plan.requeue_after <= 15
+    world.canary_requests = RequestCount(step=1, served=2001.0, recent=300.0)
+    plan = world.step()
+    assert plan.status.current_step_index == 2
+    assert any("2,001 of 2,000" in e.message for e in plan.events)
+
+
+def test_a_count_for_another_step_is_not_evidence() -> None:
+    world = paced_world()
+    world.canary_requests = RequestCount(step=0, served=99999.0, recent=99999.0)
+    assert world.step().status.current_step_index == 1
+
+
+def test_a_canary_without_traffic_says_so_and_is_never_promoted() -> None:
+    world = paced_world()
+    world.canary_requests = RequestCount(step=1, served=0.0, recent=0.0)
+    for _ in range(60):  # ten minutes of passes
+        plan = world.step()
+    assert plan.status.current_step_index == 1 and plan.status.phase is Phase.PAUSED
+    assert plan.status.reason == r.NO_CANARY_TRAFFIC
+    assert "no traffic to the canary for 5m" in plan.status.message
+    world.now += timedelta(minutes=30)
+    plan = world.step()
+    assert plan.status.reason == r.REQUESTS_TIMED_OUT
+    assert plan.status.current_step_index == 1 and plan.requeue_after is None
+    world.request = Request("promote", "r1", "ana")
+    assert world.step().status.current_step_index == 2, "a person can still go on"
+
+
+def test_no_traffic_after_shorter_than_two_scrapes_is_refused() -> None:
+    with pytest.raises(ValidationError, match="noTrafficAfter must be at least 30s"):
+        Pause.model_validate({"untilRequests": 10, "noTrafficAfter": "10s"})
+    with pytest.raises(ValidationError, match="either duration or untilRequests"):
+        Pause.model_validate({"untilRequests": 10, "duration": "1m"})
