@@ -58,13 +58,27 @@ def grant_read_only(api: Any, namespace: str, user: str) -> None:
     )
 
 
+def click(driver: Any, selector: str) -> None:
+    """Click the enabled element ``selector``, found and clicked in one script: the page
+    redraws on every update, so an element found in one call can be stale in the next."""
+    wait_until(
+        lambda: driver.execute_script(
+            "const b = document.querySelector(arguments[0]);"
+            " if (!b || b.disabled) return false; b.click(); return true;",
+            selector,
+        ),
+        timeout=10,
+        what=f"{selector} to be clicked",
+    )
+
+
 def confirm(driver: Any, action: str) -> str:
     """Click the action, check the dialog says what will happen, confirm; the banner's text."""
-    driver.find_element("css selector", f"button.action.{action}").click()
+    click(driver, f"button.action.{action}")
     dialog = driver.find_element("id", "confirm")
     wait_until(dialog.is_displayed, timeout=10, what=f"the {action} confirmation")
     assert "shop" in text_of(driver, "id", "confirm-title")
-    driver.find_element("id", "confirm-ok").click()
+    click(driver, "#confirm-ok")
     return str(
         wait_until(
             lambda: (
@@ -100,7 +114,7 @@ def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
     start_controller(
         [
             *("--lease-namespace", ns, "--lease-name", LEASE, "--retry-period", "0.5"),
-            *("--renew-deadline", "3", "--lease-duration", "4"),
+            *("--renew-deadline", "10", "--lease-duration", "15"),
         ]
     )
     cluster.apply_rollout(shop("v1"))
@@ -158,8 +172,8 @@ def test_promote_and_abort_from_the_page_and_a_viewer_sees_why_not(
         )
 
         # A cancelled confirmation sends nothing.
-        driver.find_element("css selector", "button.action.abort").click()
-        driver.find_element("id", "confirm-cancel").click()
+        click(driver, "button.action.abort")
+        click(driver, "#confirm-cancel")
         assert cluster.status("shop").get("aborted") is not True
 
         outcome = confirm(driver, "abort")

@@ -155,10 +155,11 @@ def test_gates_notifications_freezes_overrides_and_approvals(
             ns,
             "--lease-name",
             LEASE,
+            # Generous: a loaded machine must not cost the leader its Lease mid-test.
             "--lease-duration",
-            "4",
+            "15",
             "--renew-deadline",
-            "3",
+            "10",
             "--retry-period",
             "0.5",
         ]
