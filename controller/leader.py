@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from controller.kube import KubeError, NotFound, Obj
+from controller.kube import Conflict, KubeError, NotFound, Obj
 from controller.metrics import LEADER
 from controller.names import VERSION_ANNOTATION
 from controller.times import micro_timestamp
@@ -182,6 +182,9 @@ class LeaderElector:
         self._lock = threading.Lock()
         self._leading = False
         self._view = LeaseView()
+        # The Lease as our last successful write returned it, while we hold it: renewals
+        # write on top of it (its resourceVersion the precondition) without reading first.
+        self._held: Obj | None = None
         self._last_contact: float | None = None
         self._stopped = threading.Event()
         self._release_on_stop = True
@@ -259,6 +262,7 @@ class LeaderElector:
                     self._log.warning("could not renew the lease in time; stepping down")
                     break
         finally:
+            self._held = None
             with self._lock:
                 self._leading = False
             LEADER.set(0)
@@ -267,6 +271,7 @@ class LeaderElector:
 
     def release(self) -> bool:
         """Hand the lease back if we hold it, so a standby need not wait for expiry."""
+        self._held = None
         try:
             lease = self.kube.get_lease(self.namespace, self.name, timeout=self._timeout)
         except KubeError:
@@ -294,6 +299,9 @@ class LeaderElector:
     def _try_acquire_or_renew(self) -> bool:
         now = self._clock()
         wall = micro_timestamp(self._utcnow())
+        fast = self._renew_held(wall, now)
+        if fast is not None:
+            return fast
         try:
             lease = self.kube.get_lease(self.namespace, self.name, timeout=self._timeout)
         except NotFound:
@@ -327,6 +335,44 @@ class LeaderElector:
             return False
         self._contact(now)
         self._observe(updated.get("spec") or {}, now)
+        self._held = updated
+        return True
+
+    def _renew_held(self, wall: str, now: float) -> bool | None:
+        """The fast path of a renewal, as client-go takes it: write on top of the Lease our
+        last write returned, with its resourceVersion as the precondition, and read only
+        when that fails. Halves the requests of a held Lease (one write per retry period
+        instead of a read and a write). Safe: if anyone else wrote the Lease since, the
+        apiserver refuses the write (409) and the read-then-write path decides.
+
+        True/False: renewed or not; None: nothing held, or a conflict (read and decide)."""
+        held, self._held = self._held, None
+        if held is None or (held.get("spec") or {}).get("holderIdentity") != self.identity:
+            return None
+        renewed = claimed_spec(
+            held.get("spec") or {},
+            identity=self.identity,
+            wall=wall,
+            lease_duration=self.lease_duration,
+        )
+        try:
+            updated = self.kube.update_lease(
+                self.namespace,
+                self.name,
+                renewed,
+                resource_version=held["metadata"]["resourceVersion"],
+                annotations=self._annotations,
+                timeout=self._timeout,
+            )
+        except Conflict:
+            return None
+        except KubeError as exc:
+            self._log.debug("renewing the lease failed", error=str(exc))
+            self._contact_if_answered(exc, now)
+            return False
+        self._contact(now)
+        self._observe(updated.get("spec") or {}, now)
+        self._held = updated
         return True
 
     def _create(self, wall: str, now: float) -> bool:
@@ -351,6 +397,7 @@ class LeaderElector:
             return False
         self._contact(now)
         self._observe(created.get("spec") or {}, now)
+        self._held = created
         return True
 
     def _observe(self, spec: dict[str, Any], now: float) -> None:

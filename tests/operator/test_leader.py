@@ -185,3 +185,50 @@ def test_parameters_are_validated(control_plane: Any) -> None:
         )
     with pytest.raises(ValueError):
         LeaderElector(kube, namespace="n", name="l", identity="")
+
+
+class CountingKube(Kube):
+    """The real adapter, counting the Lease reads and writes it sends."""
+
+    def __init__(self, api: Any) -> None:
+        super().__init__(api)
+        self.gets = 0
+        self.updates = 0
+
+    def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> Any:
+        self.gets += 1
+        return super().get_lease(namespace, name, timeout=timeout)
+
+    def update_lease(self, *args: Any, **kwargs: Any) -> Any:
+        self.updates += 1
+        return super().update_lease(*args, **kwargs)
+
+
+def test_a_held_lease_is_renewed_without_reading_it_first(
+    control_plane: Any, namespace: str, leadership: Leadership, electors: list[LeaderElector]
+) -> None:
+    kube = CountingKube(control_plane.api_client())
+    a = make(kube, namespace, "a", leadership)
+    electors.append(a.start())
+    wait_until(lambda: a.is_leader, timeout=10, what="a to lead")
+    gets = kube.gets
+    wait_until(lambda: kube.updates >= 10, timeout=30, what="ten renewals")
+    assert kube.gets == gets, "a renewal read the Lease first"
+    assert leadership.current() == {"a"}
+
+    # Someone else writes the Lease (its resourceVersion moves on, a still holds it): the
+    # next renewal is refused, read again, and a keeps leading without a gap.
+    admin = Kube(control_plane.api_client())
+    current = admin.get_lease(namespace, "deployctl-controller")
+    admin.update_lease(
+        namespace,
+        "deployctl-controller",
+        current["spec"],
+        resource_version=current["metadata"]["resourceVersion"],
+        annotations={"example.com/touched": "yes"},
+    )
+    wait_until(lambda: kube.gets > gets, timeout=10, what="a to read the Lease after a 409")
+    updates = kube.updates
+    wait_until(lambda: kube.updates >= updates + 3, timeout=10, what="renewals to go on")
+    assert "a" not in leadership.stopped and leadership.current() == {"a"}
+    assert admin.get_lease(namespace, "deployctl-controller")["spec"]["holderIdentity"] == "a"
