@@ -93,6 +93,10 @@ class _Component:
     log: Path
 
 
+# Starts on fresh ports after a component found its port taken (see ControlPlane.start).
+PORT_ATTEMPTS = 3
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -457,15 +461,25 @@ class ControlPlane:
                 return self
             began = time.monotonic()
             binaries = self.binaries
-            self._prepare_workdir()
             _install_exit_hooks()
-            with _LIVE_LOCK:
-                _LIVE.add(self)
-            try:
-                self._start_components(binaries, deadline=began + self.start_timeout)
-            except BaseException:
-                self._stop_locked()
-                raise
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                self._prepare_workdir()
+                with _LIVE_LOCK:
+                    _LIVE.add(self)
+                try:
+                    self._start_components(binaries, deadline=began + self.start_timeout)
+                    break
+                except ControlPlaneError as exc:
+                    self._stop_locked()
+                    # A port found free can be taken before our component binds it (by
+                    # another process's outgoing connection): start again on new ports.
+                    if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
+                        raise
+                    if self._workdir is not None:  # a workdir we were given is reused
+                        shutil.rmtree(self._workdir / "etcd", ignore_errors=True)
+                except BaseException:
+                    self._stop_locked()
+                    raise
             self.startup_seconds = time.monotonic() - began
             return self
 

@@ -281,7 +281,17 @@ def start_stack(exits: ExitStack, workdir: Path, *, lease_namespace: str | None 
         prometheus.start()
         exits.callback(prometheus.stop)
     with timed("node agent (each pod is a real demo-app process on a loopback IP)"):
-        agent = NodeAgent(api, run_processes=True, file_sd_dir=file_sd, log_dir=workdir / "pods")
+        # A deleted pod keeps serving for a second while Terminating, as a kubelet stops a
+        # container gracefully (SIGTERM, then the grace period): the traffic generator's
+        # view of the Ready pods lags up to 0.5 s, as kube-proxy's does, and a process
+        # killed at once would fail requests a real cluster would not.
+        agent = NodeAgent(
+            api,
+            run_processes=True,
+            file_sd_dir=file_sd,
+            log_dir=workdir / "pods",
+            termination_delay=1.0,
+        )
         agent.start()
         exits.callback(agent.stop)
         if not agent.wait_synced(30):

@@ -310,3 +310,31 @@ def test_sigterm_stops_the_control_plane_and_cleans_up(child_control_plane):
     assert child_control_plane.process.wait(timeout=30) == -signal.SIGTERM
     wait_until(all_dead(pids.values()), timeout=10, what=f"components {pids} to die")
     assert not child_control_plane.workdir.exists()
+
+
+def test_a_port_taken_before_the_apiserver_binds_it_starts_again_on_new_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from sandbox import controlplane
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    real = controlplane.free_port
+    calls = iter(range(1000))
+
+    def racy() -> int:
+        # The third port of the first attempt (the apiserver's) is already someone's.
+        return port if next(calls) == 2 else real()
+
+    monkeypatch.setattr(controlplane, "free_port", racy)
+    try:
+        with ControlPlane(binaries=find_binaries()) as plane:
+            assert f":{port}" not in plane.server
+            version = k8s.VersionApi(plane.api_client()).get_code()
+            assert version.git_version
+    finally:
+        taken.close()
