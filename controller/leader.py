@@ -47,10 +47,8 @@ log = structlog.stdlib.get_logger(__name__)
 _JITTER = 1.2  # candidates retry after retry_period * U(1, 1.2), as client-go does
 
 
-class LeaseClient(Protocol):
-    """What the elector needs of ``controller.kube.Kube``."""
-
-    def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> Obj: ...
+class LeaseWrites(Protocol):
+    """The Lease writes both electors (this one and ``controller.shards``) make."""
 
     def create_lease(
         self,
@@ -72,6 +70,12 @@ class LeaseClient(Protocol):
         annotations: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Obj: ...
+
+
+class LeaseClient(LeaseWrites, Protocol):
+    """What the elector needs of ``controller.kube.Kube``."""
+
+    def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> Obj: ...
 
 
 def _noop() -> None:

@@ -42,12 +42,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from controller.kube import KubeError, NotFound, Obj
-from controller.leader import LeaseView, answered, claimed_spec, released_spec
+from controller.leader import LeaseView, LeaseWrites, answered, claimed_spec, released_spec
 from controller.metrics import SHARD_HELD, SHARDS_OWNED
 from controller.names import VERSION_ANNOTATION
 from controller.sharding import assign, owned_by, shard_of
@@ -59,31 +59,10 @@ log = structlog.stdlib.get_logger(__name__)
 _JITTER = 1.2  # as the leader elector: retry after retry_period * U(1, 1.2)
 
 
-class ShardLeaseClient(Protocol):
+class ShardLeaseClient(LeaseWrites, Protocol):
     """What the shard elector needs of ``controller.kube.Kube``."""
 
     def list_leases(self, namespace: str, *, timeout: float | None = None) -> list[Obj]: ...
-
-    def create_lease(
-        self,
-        namespace: str,
-        name: str,
-        spec: Mapping[str, Any],
-        *,
-        annotations: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> Obj: ...
-
-    def update_lease(
-        self,
-        namespace: str,
-        name: str,
-        spec: Mapping[str, Any],
-        *,
-        resource_version: str,
-        annotations: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> Obj: ...
 
     def delete_lease(
         self, namespace: str, name: str, *, resource_version: str, timeout: float | None = None
