@@ -82,6 +82,18 @@ class KubeWrites(RouterWrites, Protocol):
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> Obj: ...
 
+    # A StatefulSet Rollout's writes (``controller.stateful``).
+
+    def patch_statefulset_partition(
+        self, namespace: str, name: str, partition: int, *, resource_version: str | None = None
+    ) -> Obj: ...
+
+    def patch_statefulset_template(
+        self, current: Mapping[str, Any], template: Mapping[str, Any], *, partition: int | None
+    ) -> Obj: ...
+
+    def get_statefulset_template(self, namespace: str, revision: str) -> Obj: ...
+
     # The traffic routers' writes (``controller.routers.base.RouterWrites``).
 
     def patch_rollout_status(

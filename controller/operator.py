@@ -66,6 +66,7 @@ from controller.kube import (
     REPLICASETS,
     ROLLOUTS,
     SERVICES,
+    STATEFULSETS,
     VIRTUAL_SERVICES,
     KindRef,
     Kube,
@@ -91,6 +92,7 @@ from controller.queue import WorkQueue
 from controller.reconciler import Caches, Fenced, Reconciler
 from controller.server import HealthServer
 from controller.shards import ShardElector
+from controller.stateful import CONTROLLER_REVISION_LABEL
 from controller.tenancy import ControllerIdentity
 
 log = structlog.stdlib.get_logger(__name__)
@@ -182,6 +184,12 @@ class Operator:
         self.services = Informer(kube, SERVICES, namespace=ns)
         # Deployments a Rollout's spec.workloadRef names: their template is its revision.
         self.deployments = Informer(kube, DEPLOYMENTS, namespace=ns)
+        # StatefulSets a workloadRef names, and their pods: those carry the StatefulSet
+        # controller's controller-revision-hash, never our rollout label.
+        self.statefulsets = Informer(kube, STATEFULSETS, namespace=ns)
+        self.workload_pods = Informer(
+            kube, PODS, namespace=ns, label_selector=CONTROLLER_REVISION_LABEL
+        )
         self.routes: Informer | None = None
         if self._has_httproutes():
             self.routes = Informer(kube, HTTPROUTES, namespace=ns)
@@ -232,6 +240,8 @@ class Operator:
                 destinationrules=self.destinationrules,
                 ingresses=self.ingresses,
                 deployments=self.deployments,
+                statefulsets=self.statefulsets,
+                workload_pods=self.workload_pods,
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
@@ -340,6 +350,8 @@ class Operator:
             self.jobs,
             self.services,
             self.deployments,
+            self.statefulsets,
+            self.workload_pods,
         ]
         optional = (
             self.routes,
@@ -357,6 +369,8 @@ class Operator:
         self.rollouts.add_handler(self._enqueue_rollout)
         self.rollouts.add_index(WORKLOAD_INDEX, _workload)
         self.deployments.add_handler(self._enqueue_workload_of)
+        self.statefulsets.add_handler(self._enqueue_workload_of)
+        self.workload_pods.add_handler(self._enqueue_workload_of_pod)
         for policies in (self.policies, self.own_policies):
             if policies is not None:
                 policies.add_handler(self._enqueue_policy_scope)
@@ -409,6 +423,15 @@ class Operator:
         every Deployment of the namespace is watched)."""
         for key in self.rollouts.keys_by_index(WORKLOAD_INDEX, object_key(obj)):
             self.queue.add(key)
+
+    def _enqueue_workload_of_pod(self, _type: str, obj: Obj) -> None:
+        """A StatefulSet's pod changed: the Rollouts whose workloadRef names its owner."""
+        meta = obj.get("metadata") or {}
+        for owner in meta.get("ownerReferences") or []:
+            if owner.get("kind") == "StatefulSet":
+                key = f"{meta.get('namespace')}/{owner.get('name')}"
+                for rollout in self.rollouts.keys_by_index(WORKLOAD_INDEX, key):
+                    self.queue.add(rollout)
 
     def _enqueue_namespace(self, _type: str, obj: Obj) -> None:
         """A template, Service or router object changed: look again at its namespace's

@@ -106,6 +106,13 @@ PERMISSIONS: tuple[Permission, ...] = (
         W,
         "workloadRef take-over (scale to 0) and hand-back (scale back up)",
     ),
+    Permission("apps", "statefulsets", "list", W, "informer: a workloadRef StatefulSet"),
+    Permission("apps", "statefulsets", "watch", W, "informer: its template and pods moving"),
+    Permission("apps", "statefulsets", "patch", W, "partition per step; stable template back"),
+    Permission("apps", "statefulsets", "get", W, "a refused template write: whose spec won"),
+    Permission(
+        "apps", "controllerrevisions", "get", W, "a StatefulSet's stable template, for rollback"
+    ),
     Permission("", "pods", "list", W, "informer: pods of our revisions (by label)"),
     Permission("", "pods", "watch", W, "informer: pod readiness and crash loops"),
     Permission("batch", "jobs", "list", W, "informer: check Jobs (job metrics, hooks) we made"),

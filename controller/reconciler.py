@@ -36,6 +36,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from controller import stateful
 from controller.analysis.pacing import count_requests
 from controller.analysis.run import AnalysisEngine, cannot_start, next_due
 from controller.analysis.templating import QueryContext
@@ -43,7 +44,8 @@ from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
 from controller.api.revision import replicaset_name, template_hash
 from controller.api.rollout import Pause
-from controller.api.status import AnalysisRunStatus
+from controller.api.status import AnalysisRunStatus, StatefulSetStatus
+from controller.api.workload_rules import STATEFULSET
 from controller.bound_runs import BoundRuns, query_context
 from controller.cache import Cache, KubeWrites, Obj
 from controller.kube import merge_patch
@@ -98,6 +100,11 @@ class Caches:
     not installed."""
     deployments: Cache | None = None
     """The Deployments a ``spec.workloadRef`` names (``controller.workload``)."""
+    statefulsets: Cache | None = None
+    """The StatefulSets a ``spec.workloadRef`` names (``controller.stateful``)."""
+    workload_pods: Cache | None = None
+    """Pods with a ``controller-revision-hash``: a StatefulSet's, which carry no label
+    of ours."""
 
     @property
     def router_caches(self) -> RouterCaches:
@@ -165,8 +172,12 @@ class Reconciler:
         if rollout is None:
             return self._invalid(raw, problems, now=now)
         deployment = self._deployment(rollout)
+        statefulset = self._statefulset(rollout)
         if rollout.spec.workload_ref is not None:
-            rollout, problems = resolve(rollout, deployment)
+            if rollout.spec.workload_ref.kind == STATEFULSET:
+                rollout, problems = stateful.resolve(rollout, statefulset)
+            else:
+                rollout, problems = resolve(rollout, deployment)
             if rollout is None:
                 return self._invalid(raw, problems, now=now)
         templates, invalid_templates = self._templates(namespace)
@@ -183,6 +194,14 @@ class Reconciler:
             if deployment is not None  # the template is the Deployment's, not raw's
             else self.parsed.revision(raw, rollout)
         )
+        workload_pods: list[Mapping[str, Any]] = []
+        if statefulset is not None:
+            delivered = stateful.revision_of(statefulset, rollout.status)
+            if delivered is None:
+                # The StatefulSet controller has not hashed the current template yet.
+                return ReconcileResult(requeue_after=1.0)
+            revision = delivered
+            workload_pods = self._statefulset_pods(statefulset)
         bound = bound.bind(revision=revision)
         status = _valid_again(rollout.status or RolloutStatus(), rollout, now=now)
         gate = (
@@ -196,16 +215,26 @@ class Reconciler:
         status, hook_events = self._measure(rollout, status, runs, now=now)
         observed = self._observe(rollout, status, router, now=now)
         observed = self._count_canary_requests(rollout, status, observed, now=now)
+        if statefulset is not None:
+            states = stateful.revision_states(
+                workload_pods,
+                replicas=rollout.spec.replicas,
+                now=now,
+                min_ready_seconds=rollout.spec.min_ready_seconds,
+            )
+            observed = replace(observed, revisions=states)
         plan = decide(
             rollout.model_copy(update={"status": status}), observed, now=now, revision=revision
         )
         takeover = None
         if deployment is not None:
             plan, takeover = self._take_over(raw, rollout, plan, observed, deployment)
-        self._apply(rollout, plan, router, revision=revision, log=bound)
-        new_status = plan.status.model_copy(
-            update={"observed_generation": rollout.metadata.generation}
-        )
+        update: dict[str, Any] = {"observed_generation": rollout.metadata.generation}
+        if statefulset is not None:
+            update["stateful_set"] = self._move_statefulset(statefulset, workload_pods, plan)
+        else:
+            self._apply(rollout, plan, router, revision=revision, log=bound)
+        new_status = plan.status.model_copy(update=update)
         if takeover is not None:
             # After the Rollout's own pods are where the plan wants them: a Deployment
             # pod goes only once a Rollout pod serves in its place.
@@ -262,9 +291,43 @@ class Reconciler:
     def _deployment(self, rollout: Rollout) -> Obj | None:
         """The Deployment ``spec.workloadRef`` names, as cached; None without one."""
         ref = rollout.spec.workload_ref
-        if ref is None or self.caches.deployments is None:
+        if ref is None or ref.kind != "Deployment" or self.caches.deployments is None:
             return None
         return self.caches.deployments.get(str(rollout.metadata.namespace), str(ref.name))
+
+    def _statefulset(self, rollout: Rollout) -> Obj | None:
+        """The StatefulSet ``spec.workloadRef`` names, as cached; None without one."""
+        ref = rollout.spec.workload_ref
+        if ref is None or ref.kind != STATEFULSET or self.caches.statefulsets is None:
+            return None
+        return self.caches.statefulsets.get(str(rollout.metadata.namespace), str(ref.name))
+
+    def _statefulset_pods(self, statefulset: Obj) -> list[Mapping[str, Any]]:
+        meta = statefulset.get("metadata") or {}
+        labels = ((statefulset.get("spec") or {}).get("selector") or {}).get("matchLabels")
+        if self.caches.workload_pods is None:
+            return []
+        cached = self.caches.workload_pods.list(str(meta.get("namespace")), labels=labels or {})
+        return stateful.pods_of(statefulset, cached)
+
+    def _move_statefulset(
+        self, statefulset: Obj, pods: list[Mapping[str, Any]], plan: Plan
+    ) -> StatefulSetStatus | None:
+        """The partition the plan asks for (on a rollback first the stable template,
+        with the partition in the same write); returns where the StatefulSet stands."""
+        status = plan.status
+        canary = status.canary_revision
+        write = stateful.move(
+            statefulset, pods, status, canary_pods=plan.replicas.get(canary, 0) if canary else 0
+        )
+        meta = statefulset["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        if write.template_of is not None:
+            template = self.kube.get_statefulset_template(namespace, write.template_of)
+            self.kube.patch_statefulset_template(statefulset, template, partition=write.partition)
+        elif write.partition is not None:
+            self.kube.patch_statefulset_partition(namespace, name, write.partition)
+        return write.status
 
     def _take_over(
         self, raw: Obj, rollout: Rollout, plan: Plan, observed: Observed, deployment: Obj

@@ -87,7 +87,14 @@ def canary_move(
     The StatefulSet controller replaces the ordinals from N-1 down, each Ready before the
     next (OrderedReady), so the one waited on is the highest not there yet.
     """
-    partition = partition_for(replicas, weight)
+    return pods_move(replicas, canary_pods(replicas, weight), pods, revision)
+
+
+def pods_move(
+    replicas: int, wanted: int, pods: Mapping[int, OrdinalPod], revision: str
+) -> StatefulSetMove:
+    """``canary_move`` for ``wanted`` pods on ``revision`` (a strategy's canary count)."""
+    partition = replicas - max(0, min(wanted, replicas))
     for ordinal in range(replicas - 1, partition - 1, -1):
         pod = pods.get(ordinal)
         if pod is None or pod.revision != revision or not pod.ready or pod.terminating:

@@ -29,6 +29,7 @@ from controller.api.common import (
 )
 from controller.api.duration import Duration
 from controller.api.status import RolloutStatus
+from controller.api.workload_rules import STATEFULSET, strategy_problem
 
 MAX_STEPS = 100
 MAX_REPLICAS = 10_000
@@ -836,7 +837,10 @@ class PromotionGate(ApiModel):
 
 
 class WorkloadRef(ApiModel):
-    """The Deployment whose pod template (and selector) the Rollout delivers.
+    """The Deployment or StatefulSet whose pod template (and selector) the Rollout delivers.
+
+    A StatefulSet is moved by its own partition (docs/stateful-workloads.md): the canary
+    is its highest ordinals, and ``scaleDown`` does not apply.
 
     The Deployment stays what Helm or GitOps edits: a change of its template is a new
     revision of the Rollout. ``scaleDown`` says what becomes of the Deployment's own pods
@@ -846,7 +850,7 @@ class WorkloadRef(ApiModel):
     """
 
     api_version: Literal["apps/v1"] = "apps/v1"
-    kind: Literal["Deployment"] = "Deployment"
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
     name: ObjectName
     scale_down: Literal["never", "onsuccess", "progressively"] = "never"
 
@@ -876,7 +880,8 @@ class RolloutSpec(ApiModel):
     )
     workload_ref: WorkloadRef | None = Field(
         default=None,
-        description="A Deployment whose pod template and selector the Rollout delivers, "
+        description="A Deployment or StatefulSet whose pod template and selector the Rollout "
+        "delivers, "
         "instead of template",
     )
     strategy: Strategy
@@ -907,6 +912,7 @@ class RolloutSpec(ApiModel):
                 + (" (found both)" if self.template is not None else " (found neither)")
             )
         if self.template is None:
+            self._workload_strategy()
             return self  # the Deployment's template and selector are checked when read
         if self.selector is None:
             raise ValueError(
@@ -926,6 +932,29 @@ class RolloutSpec(ApiModel):
         if dupes:
             raise ValueError(f"container names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    def _workload_strategy(self) -> None:
+        """A StatefulSet is delivered as a canary moved by its partition, nothing else."""
+        ref = self.workload_ref
+        if ref is None or ref.kind != STATEFULSET:
+            return
+        if self.strategy.blue_green is not None:
+            raise ValueError(f"workloadRef {ref.name}: {strategy_problem(ref.kind, 'blueGreen')}")
+        if self.strategy.rolling is not None:
+            raise ValueError(
+                f"workloadRef {ref.name}: a StatefulSet is delivered with spec.strategy.canary "
+                "(its partition moves the highest ordinals first); rolling makes ReplicaSets, "
+                "which a StatefulSet's pods never belong to"
+            )
+        canary = self.strategy.canary
+        if canary is not None and (
+            canary.traffic_routing is not None or canary.canary_service or canary.stable_service
+        ):
+            raise ValueError(
+                f"workloadRef {ref.name}: a StatefulSet canary takes no trafficRouting, "
+                "canaryService or stableService: its Service selects every ordinal, so the "
+                "canary's share of requests is its share of Ready pods"
+            )
 
     @property
     def pod_template(self) -> PodTemplateSpec:

@@ -184,6 +184,24 @@ class WorkloadStatus(StatusModel):
     )
 
 
+class StatefulSetStatus(StatusModel):
+    """A ``workloadRef`` StatefulSet as the last pass left it: its partition and which
+    ordinals run which revision (its pods' ``controller-revision-hash``)."""
+
+    name: str
+    replicas: int = 0
+    partition: int = 0
+    ordinals: dict[str, list[int]] = Field(
+        default_factory=dict, description="revision -> the ordinals whose pod runs it"
+    )
+    moving: str = Field(
+        default="AtRest", description="AtRest, Canary (partition per step) or RollingBack"
+    )
+    waiting_for: int | None = Field(
+        default=None, description="The ordinal the current move waits on to be Ready"
+    )
+
+
 class RolloutStatus(StatusModel):
     phase: Phase | None = None
     reason: str = ""
@@ -235,6 +253,9 @@ class RolloutStatus(StatusModel):
     )
     workload: WorkloadStatus | None = Field(
         default=None, description="spec.workloadRef: the Deployment's take-over"
+    )
+    stateful_set: StatefulSetStatus | None = Field(
+        default=None, description="spec.workloadRef: the StatefulSet's partition and ordinals"
     )
     analysis_runs: list[AnalysisRunStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)

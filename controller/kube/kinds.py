@@ -58,6 +58,7 @@ DELIVERY_POLICIES = KindRef("deployctl.io", "v1alpha1", "deliverypolicies", "Del
 REPLICASETS = KindRef("apps", "v1", "replicasets", "ReplicaSet")
 STATEFULSETS = KindRef("apps", "v1", "statefulsets", "StatefulSet")
 DAEMONSETS = KindRef("apps", "v1", "daemonsets", "DaemonSet")
+CONTROLLER_REVISIONS = KindRef("apps", "v1", "controllerrevisions", "ControllerRevision")
 DEPLOYMENTS = KindRef("apps", "v1", "deployments", "Deployment")
 SERVICES = KindRef("", "v1", "services", "Service")
 PODS = KindRef("", "v1", "pods", "Pod")

@@ -40,6 +40,7 @@ from controller.kube.kinds import (
     ADMISSION_BINDINGS,
     ADMISSION_POLICIES,
     CONFIGMAPS,
+    CONTROLLER_REVISIONS,
     DAEMONSETS,
     DEPLOYMENTS,
     DESTINATION_RULES,
@@ -279,6 +280,15 @@ class Kube(Transport):
         except Permanent as error:
             now = self.get(STATEFULSETS, meta["namespace"], meta["name"])
             raise _generation_conflict(error, current, now) from error
+
+    def get_statefulset_template(self, namespace: str, revision: str) -> Obj:
+        """The pod template a StatefulSet's ControllerRevision ``revision`` holds (the
+        stable template a rollback puts back), as the StatefulSet controller stored it."""
+        stored = self.get(CONTROLLER_REVISIONS, namespace, revision)
+        template = copy.deepcopy(((stored.get("data") or {}).get("spec") or {})["template"])
+        # The controller stores it as a strategic-merge patch that replaces the template.
+        template.pop("$patch", None)
+        return dict(template)
 
     def patch_daemonset_update_strategy(
         self,
