@@ -121,6 +121,22 @@ class RecordingKube:
         self._record("scale_deployment", ("scale-deployment", name, replicas))
         return {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}
 
+    def patch_statefulset_partition(
+        self, namespace: str, name: str, partition: int, *, resource_version: str | None = None
+    ) -> Obj:
+        self._record("patch_statefulset_partition", ("partition", name, partition))
+        return {"metadata": {"name": name, "namespace": namespace}}
+
+    def patch_statefulset_template(
+        self, current: Mapping[str, Any], template: Mapping[str, Any], *, partition: int | None
+    ) -> Obj:
+        name = current["metadata"]["name"]
+        self._record("patch_statefulset_template", ("statefulset-template", name, partition))
+        return dict(current)
+
+    def get_statefulset_template(self, namespace: str, revision: str) -> Obj:
+        return {"metadata": {"labels": {}}, "spec": {"containers": []}}
+
     # The traffic routers' writes: summarised, and kept in ``router_writes`` (kind, name,
     # patch or body) for ``Fixture.settle`` to apply to its caches.
 
