@@ -94,6 +94,8 @@ class KubeWrites(RouterWrites, Protocol):
 
     def get_statefulset_template(self, namespace: str, revision: str) -> Obj: ...
 
+    def delete_pod(self, namespace: str, name: str, *, uid: str) -> bool: ...
+
     # The traffic routers' writes (``controller.routers.base.RouterWrites``).
 
     def patch_rollout_status(

@@ -115,6 +115,13 @@ PERMISSIONS: tuple[Permission, ...] = (
     ),
     Permission("", "pods", "list", W, "informer: pods of our revisions (by label)"),
     Permission("", "pods", "watch", W, "informer: pod readiness and crash loops"),
+    Permission(
+        "",
+        "pods",
+        "delete",
+        W,
+        "rollback of a StatefulSet canary pod never Ready (OrderedReady waits on it)",
+    ),
     Permission("batch", "jobs", "list", W, "informer: check Jobs (job metrics, hooks) we made"),
     Permission("batch", "jobs", "watch", W, "informer: a check Job finishing wakes its Rollout"),
     Permission("batch", "jobs", "create", W, "run a check: smoke test, migration, onAbort hook"),

@@ -327,6 +327,9 @@ class Reconciler:
             self.kube.patch_statefulset_template(statefulset, template, partition=write.partition)
         elif write.partition is not None:
             self.kube.patch_statefulset_partition(namespace, name, write.partition)
+        if write.delete is not None:
+            pod, uid = write.delete
+            self.kube.delete_pod(namespace, pod, uid=uid)
         return write.status
 
     def _take_over(

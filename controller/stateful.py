@@ -23,7 +23,7 @@ The arithmetic is ``strategies.statefulset``'s; this module maps it onto the Rol
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -206,6 +206,27 @@ def revision_states(
     }
 
 
+def _stuck(
+    pods: Iterable[Obj], name: str, ordinal: int | None, stable: str, *, partition: int
+) -> tuple[str, str] | None:
+    """The pod of ``ordinal`` when the rollback waits on it and it is off ``stable`` and
+    not Ready: under OrderedReady the StatefulSet controller waits for every pod to be
+    Ready before it replaces any, so a canary that never became Ready (crash loop, bad
+    image) would hold the rollback for ever. Deleting it is the replacement the
+    controller would make itself (the ordinal is at or above the partition and the
+    template is stable's): it comes back on the stable revision."""
+    if ordinal is None or ordinal < partition:
+        return None
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if ordinal_of(pod, name) != ordinal or meta.get("deletionTimestamp"):
+            continue
+        if labels.get(CONTROLLER_REVISION_LABEL) != stable and not _ready(pod):
+            return str(meta.get("name")), str(meta.get("uid"))
+    return None
+
+
 @dataclass(frozen=True)
 class StatefulSetWrite:
     """What the pass writes to the StatefulSet: nothing, a partition, or (a rollback's
@@ -215,6 +236,8 @@ class StatefulSetWrite:
     template_of: str | None = None
     """Put the template of this ControllerRevision (the stable one) back."""
     status: StatefulSetStatus | None = None
+    delete: tuple[str, str] | None = None
+    """(pod name, UID): a rolled-back ordinal's pod that never became Ready."""
 
 
 def move(
@@ -237,6 +260,7 @@ def move(
     name = str((statefulset.get("metadata") or {}).get("name"))
     replicas, partition = replicas_of(statefulset), partition_of(statefulset)
     update = str((statefulset.get("status") or {}).get("updateRevision") or "")
+    pods = list(pods)
     ordinals = ordinal_pods(name, pods)
     stable, canary = status.stable_revision, status.canary_revision
     by_revision: dict[str, list[int]] = {}
@@ -267,7 +291,9 @@ def move(
             wanted = max(first.partition, partition)
             return write(wanted, "RollingBack", first.waiting_for, stable)
         back = rollback_move(replicas, ordinals, stable, partition=partition)
-        return write(back.partition, "AtRest" if back.done else "RollingBack", back.waiting_for)
+        rolled = write(back.partition, "AtRest" if back.done else "RollingBack", back.waiting_for)
+        stuck = _stuck(pods, name, back.waiting_for, stable, partition=back.partition)
+        return replace(rolled, delete=stuck) if stuck else rolled
     if canary and canary != stable:
         if update != canary:
             return write(None, "Canary", None)  # the controller has not taken the template in

@@ -10,7 +10,7 @@ says what happens at that point and where pods and traffic then stand. Columns:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controller.api import AnalysisRef, BlueGreenStrategy, CanaryStrategy, RollingStrategy, Rollout
@@ -39,9 +39,13 @@ class PreviewRow:
     canary: int
     weight: int
     analysis: tuple[str, ...] = ()
+    partition: int | None = None
+    """A StatefulSet's partition at that point (``workloadRef`` kind StatefulSet)."""
+    moves: tuple[int, ...] | None = None
+    """The StatefulSet ordinals this row moves onto the new revision, highest first."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        row: dict[str, Any] = {
             "step": self.index,
             "action": self.action,
             "stable": self.stable,
@@ -49,11 +53,17 @@ class PreviewRow:
             "weight": self.weight,
             "analysis": list(self.analysis),
         }
+        if self.partition is not None:
+            row.update(partition=self.partition, moves=list(self.moves or ()))
+        return row
 
 
 def preview(rollout: Rollout) -> list[PreviewRow]:
     """The rows of ``deployctl plan`` for ``rollout``'s strategy."""
     strategy = rollout.spec.strategy
+    ref = rollout.spec.workload_ref
+    if ref is not None and ref.kind == "StatefulSet" and strategy.canary is not None:
+        return _with_hooks(rollout, _statefulset(rollout, strategy.canary))
     if strategy.canary is not None:
         rows = _canary(rollout, strategy.canary)
     elif strategy.blue_green is not None:
@@ -62,6 +72,39 @@ def preview(rollout: Rollout) -> list[PreviewRow]:
         assert strategy.rolling is not None
         rows = _rolling(rollout, strategy.rolling)
     return _with_hooks(rollout, rows)
+
+
+def _statefulset(rollout: Rollout, canary: CanaryStrategy) -> list[PreviewRow]:
+    """A StatefulSet canary: the canary's pods counted on their own (the StatefulSet
+    keeps N pods), each row with its partition and the ordinals it moves."""
+    replicas = rollout.spec.replicas
+    full = canary.model_copy(update={"stable_scale": "full"})
+    rows = _canary(rollout, full)
+    out, moved = [], replicas
+    for row in rows:
+        pods = min(row.canary, replicas)
+        partition = replicas - pods
+        moves = tuple(range(moved - 1, partition - 1, -1))
+        moved = min(moved, partition)
+        action = row.action
+        if action.startswith("scale canary to"):
+            action = "partition 0: every ordinal on the new revision"
+        elif action.startswith("promote"):
+            action = f"promote; partition back to {replicas}, at rest"
+            partition = replicas
+        out.append(
+            replace(
+                row,
+                action=action,
+                stable=replicas - pods,
+                canary=pods,
+                # Traffic follows the pods: the Service selects every ordinal.
+                weight=100 * pods // replicas if replicas else 0,
+                partition=partition,
+                moves=moves,
+            )
+        )
+    return out
 
 
 def _with_hooks(rollout: Rollout, rows: list[PreviewRow]) -> list[PreviewRow]:

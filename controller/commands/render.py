@@ -263,6 +263,8 @@ def workload_document(rollout: Mapping[str, Any]) -> dict[str, Any] | None:
     ref = (rollout.get("spec") or {}).get("workloadRef")
     if not ref:
         return None
+    if ref.get("kind") == "StatefulSet":
+        return statefulset_document(rollout)
     known = (rollout.get("status") or {}).get("workload") or {}
     return {
         "deployment": ref.get("name"),
@@ -272,8 +274,47 @@ def workload_document(rollout: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def statefulset_document(rollout: Mapping[str, Any]) -> dict[str, Any]:
+    """A StatefulSet Rollout's workload: its partition and the ordinals per revision,
+    each revision with its role (stable, canary)."""
+    ref = (rollout.get("spec") or {}).get("workloadRef") or {}
+    status = rollout.get("status") or {}
+    known = status.get("statefulSet") or {}
+    roles = {status.get("stableRevision"): "stable", status.get("canaryRevision"): "canary"}
+    return {
+        "statefulSet": ref.get("name"),
+        "replicas": known.get("replicas"),
+        "partition": known.get("partition"),
+        "moving": known.get("moving", "AtRest"),
+        "waitingFor": known.get("waitingFor"),
+        "ordinals": {
+            revision: {"role": roles.get(revision, "old"), "ordinals": ordinals}
+            for revision, ordinals in sorted((known.get("ordinals") or {}).items())
+        },
+    }
+
+
+def _ordinals_text(ordinals: Sequence[int]) -> str:
+    """``0-3`` for a run, ``0, 2`` otherwise."""
+    values = sorted(ordinals)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(str(v) for v in values)
+
+
 def workload_line(workload: Mapping[str, Any]) -> str:
-    """``Deployment web (scaleDown onsuccess): TakenOver, 6 to give back``."""
+    """``Deployment web (scaleDown onsuccess): TakenOver, 6 to give back``, or for a
+    StatefulSet ``StatefulSet db: Canary, partition 2; db-7f (stable) ordinals 0-1;
+    db-9c (canary) ordinals 2-4; waiting for ordinal 2``."""
+    if "statefulSet" in workload:
+        text = f"StatefulSet {workload['statefulSet']}: {workload['moving']}"
+        if workload.get("partition") is not None:
+            text += f", partition {workload['partition']}"
+        for revision, held in workload["ordinals"].items():
+            text += f"; {revision} ({held['role']}) ordinals {_ordinals_text(held['ordinals'])}"
+        if workload.get("waitingFor") is not None:
+            text += f"; waiting for ordinal {workload['waitingFor']}"
+        return text
     text = f"Deployment {workload['deployment']} (scaleDown {workload['scaleDown']}): "
     text += str(workload["phase"])
     if workload.get("replicas") is not None:

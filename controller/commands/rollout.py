@@ -148,6 +148,8 @@ def revision_of(raw: dict[str, Any], session: Session | None = None) -> str:
 
     spec = raw.get("spec") or {}
     ref = spec.get("workloadRef")
+    if ref and ref.get("kind") == "StatefulSet" and session is not None:
+        return statefulset_revision(session, str(ref.get("name")))
     if ref and "template" not in spec:
         name = raw.get("metadata", {}).get("name")
         if session is None:
@@ -160,6 +162,27 @@ def revision_of(raw: dict[str, Any], session: Session | None = None) -> str:
         template = (deployment.get("spec") or {}).get("template") or {}
         return template_hash(PodTemplateSpec.model_validate(template))
     return template_hash(PodTemplateSpec.model_validate(spec["template"]))
+
+
+def statefulset_revision(session: Session, name: str, *, timeout: float = 60) -> str:
+    """The StatefulSet's ``updateRevision`` once its controller has seen its current
+    template: the revision (its pods' controller-revision-hash) the Rollout delivers."""
+    from controller.kube import STATEFULSETS
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = session.kube.get(STATEFULSETS, session.namespace, name)
+        meta, status = found.get("metadata") or {}, found.get("status") or {}
+        seen = int(status.get("observedGeneration", 0) or 0) >= int(meta.get("generation", 0))
+        if seen and status.get("updateRevision"):
+            return str(status["updateRevision"])
+        if time.monotonic() >= deadline:
+            raise fail(
+                f"StatefulSet {name}: its controller has not taken in the new template "
+                f"within {timeout:.0f} s (is kube-controller-manager running?)",
+                Exit.UNREACHABLE,
+            )
+        time.sleep(0.2)
 
 
 def provenance(session: Session, *, reason: str | None) -> dict[str, str]:
@@ -187,7 +210,7 @@ def override_annotations(kind: str | None, reason: str | None) -> dict[str, str 
 def set_images(raw: dict[str, Any], images: dict[str, str]) -> dict[str, str]:
     """Apply ``images`` to the template; return each changed container's previous image."""
     ref = (raw.get("spec") or {}).get("workloadRef")
-    if ref and images:
+    if ref and images and ref.get("kind") != "StatefulSet":
         # The Deployment is what Helm or GitOps writes: an image set here would be
         # undone at their next sync, and deployctl needs no write access to Deployments.
         name = raw.get("metadata", {}).get("name")
@@ -420,7 +443,13 @@ def change_rollout(
         current = get_rollout(session, name)
         desired = copy.deepcopy(current)
         desired.pop("status", None)
-        previous = set_images(desired, images)
+        statefulset = _statefulset_of(session, desired) if images else None
+        if statefulset is not None:
+            # A StatefulSet Rollout delivers the StatefulSet's template: the images go there.
+            template = copy.deepcopy(statefulset["spec"]["template"])
+            previous = set_images({"spec": {"template": template}}, images)
+        else:
+            previous = set_images(desired, images)
         found = downgrades(previous, images)
         if found and not allow_downgrade:
             raise fail(
@@ -437,10 +466,26 @@ def change_rollout(
         desired["metadata"]["annotations"] = {**annotations, **overrides}
         validate_rollout(_without_nulls(desired))
         try:
-            return write_rollout(session, current, desired)
+            written = write_rollout(session, current, desired)
+            if statefulset is not None:
+                # The partition at N in the same write: no ordinal moves before the
+                # Rollout's first step asks for it.
+                replicas = int(statefulset["spec"].get("replicas", 1) or 0)
+                session.kube.patch_statefulset_template(statefulset, template, partition=replicas)
+            return written
         except Conflict:
             continue  # the controller wrote status meanwhile: read again, redo the edit
     raise fail("the Rollout kept changing under us (5 conflicts); try again", Exit.UNREACHABLE)
+
+
+def _statefulset_of(session: Session, raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The StatefulSet a Rollout's workloadRef names; None for any other Rollout."""
+    from controller.kube import STATEFULSETS
+
+    ref = (raw.get("spec") or {}).get("workloadRef") or {}
+    if ref.get("kind") != "StatefulSet":
+        return None
+    return dict(session.kube.get(STATEFULSETS, session.namespace, str(ref["name"])))
 
 
 def _without_nulls(raw: dict[str, Any]) -> dict[str, Any]:

@@ -137,6 +137,10 @@ class RecordingKube:
     def get_statefulset_template(self, namespace: str, revision: str) -> Obj:
         return {"metadata": {"labels": {}}, "spec": {"containers": []}}
 
+    def delete_pod(self, namespace: str, name: str, *, uid: str) -> bool:
+        self._record("delete_pod", ("delete-pod", name, uid))
+        return True
+
     # The traffic routers' writes: summarised, and kept in ``router_writes`` (kind, name,
     # patch or body) for ``Fixture.settle`` to apply to its caches.
 

@@ -18,6 +18,9 @@ every change of the StatefulSet and its pods recorded from the apiserver
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,9 +70,13 @@ def statefulset_rollout(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def analysis_template() -> dict[str, Any]:
-    """The error-rate preset, scoped by the pods' controller-revision-hash."""
-    body = error_rate_template("errors", interval="1s", count=3)
-    body["spec"]["metrics"][0]["errorRate"]["revisionLabel"] = "controller_revision_hash"
+    """The error-rate preset, scoped by the pods' controller-revision-hash. The canary
+    is one pod of five (about 4 requests/s of the 20): measured from 10 s after it
+    starts, every 2 s, five times, on 10 requests at least, so that a pod just Ready
+    has served enough for a verdict."""
+    body = error_rate_template("errors", interval="2s", count=5, initial_delay="10s")
+    preset = body["spec"]["metrics"][0]["errorRate"]
+    preset.update(revisionLabel="controller_revision_hash", minRequests=10)
     return body
 
 
@@ -265,10 +272,11 @@ def test_broken_statefulset_revision_is_rolled_back_by_analysis(
 
 
 def test_killed_controller_resumes_the_statefulset_step_without_extra_replacements(
-    cluster: Cluster, running: Running, start_controller: Any, kube_api: Any
+    cluster: Cluster, running: Running, start_controller: Any, traffic: Any, kube_api: Any
 ) -> None:
     v1 = running.stable
     with recording(cluster, kube_api) as recorder:
+        load = traffic(cluster.namespace, service=NAME, rate_per_second=20)
         set_template(cluster, template("v2"))
         # Mid-step: the 60% step has lowered the partition to 2 and its ordinals move.
         wait_until(
@@ -284,7 +292,8 @@ def test_killed_controller_resumes_the_statefulset_step_without_extra_replacemen
         done = healthy_on(cluster, not_=v1)
         all_on(cluster, done["stableRevision"])
         caught_up(recorder)
-    assert killed["currentStepIndex"] == 2, killed
+        load.stop()
+    assert killed["stableRevision"] == v1, killed  # killed before the promotion
     assert partitions(recorder) == [REPLICAS, 4, 2, 0, REPLICAS]
     assert {name: len(uids) for name, uids in uids_per_pod(recorder).items()} == {
         f"{NAME}-{o}": 2 for o in range(REPLICAS)
@@ -292,3 +301,77 @@ def test_killed_controller_resumes_the_statefulset_step_without_extra_replacemen
     assert json.dumps(done["statefulSet"]["ordinals"]) == json.dumps(
         {done["stableRevision"]: list(range(REPLICAS))}
     )
+
+
+LEASE = "deployctl-sts"
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 420) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
+    cluster: Cluster, start_controller: Any, control_plane: Any, traffic: Any
+) -> None:
+    ns = cluster.namespace
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "DEPLOYCTL_CONTROLLER_NAMESPACE": ns,
+        "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
+        "COLUMNS": "200",
+    }
+    cluster.create_service(NAME, {"app": NAME}, rollout=None)
+    cluster.apps.create_namespaced_stateful_set(ns, statefulset_body("v1"))
+    cluster.create_template(analysis_template())
+    start_controller(
+        ["--lease-namespace", ns, "--lease-name", LEASE, "--lease-duration", "15"]
+        + ["--renew-deadline", "10", "--retry-period", "0.5"]
+    )
+    cluster.apply_rollout(statefulset_rollout(STEPS))
+    v1 = healthy_on(cluster)["stableRevision"]
+    all_on(cluster, v1)
+    wait_until(
+        lambda: cli("list", "-n", ns, env=env, timeout=60),
+        ok=lambda r: r.returncode == 0,
+        timeout=60,
+        what="the CLI to find the controller",
+    )
+    traffic(ns, service=NAME, rate_per_second=20)
+
+    # 0: the image goes into the StatefulSet's template; the canary promotes it.
+    result = cli(
+        "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v2", "--wait",
+        "--timeout", "300s", "-o", "json", "--reason", "db v2", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    v2 = outcome["revision"]
+    assert outcome["outcome"] == "Promoted" and v2.startswith(f"{NAME}-") and v2 != v1, outcome
+    shown = cli("status", NAME, "-n", ns, "-o", "json", env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    workload = json.loads(shown.stdout)["workload"]
+    assert workload["statefulSet"] == NAME and workload["partition"] == REPLICAS
+    assert workload["ordinals"] == {v2: {"role": "stable", "ordinals": [0, 1, 2, 3, 4]}}
+    text = cli("status", NAME, "-n", ns, env=env, timeout=60).stdout
+    assert f"StatefulSet {NAME}: AtRest, partition {REPLICAS}; {v2} (stable) ordinals 0-4" in text
+    before = {name: pod.metadata.uid for name, pod in all_on(cluster, v2).items()}
+
+    # 1: a crash-looping canary is rolled back; only ordinal 4 was ever replaced.
+    result = cli(
+        "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v3-crash", "--wait",
+        "--timeout", "300s", env=env,
+    )  # fmt: skip
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "rolled back" in result.stderr, result.stderr
+    after = all_on(cluster, v2)
+    for ordinal in range(4):
+        assert after[f"{NAME}-{ordinal}"].metadata.uid == before[f"{NAME}-{ordinal}"]
+    assert statefulset(cluster).spec.template.spec.containers[0].image.endswith(":v2")
+    assert cluster.status(NAME)["stableRevision"] == v2
