@@ -324,6 +324,9 @@ def reconcile_promotion(ctx: Context) -> bool:
         return True
     previous = ctx.status.stable_revision
     message = f"revision {canary} promoted to stable after {len(_spec(ctx).steps)} step(s)"
+    # Promoted in the pass that finished the steps: the canary was at full size already,
+    # and the promotion's Event says all the steps were done.
+    ctx.retract(r.STEP_STARTED, _all_steps_done(ctx))
     ctx.stop_running(BACKGROUND)
     ctx.history_finish(canary, "Promoted", message)
     ctx.update(stable_revision=canary, canary_revision=None, weight=100)
@@ -540,7 +543,11 @@ def _announce_step(ctx: Context) -> None:
     if index < len(steps):
         ctx.event(r.STEP_STARTED, f"step {index}: {_describe(steps[index])}")
     else:
-        ctx.event(r.STEP_STARTED, f"all {len(steps)} step(s) done; scaling the canary to full")
+        ctx.event(r.STEP_STARTED, _all_steps_done(ctx))
+
+
+def _all_steps_done(ctx: Context) -> str:
+    return f"all {len(_spec(ctx).steps)} step(s) done; scaling the canary to full"
 
 
 def _describe(step: CanaryStep) -> str:
