@@ -36,7 +36,7 @@ from controller.exitcodes import Exit
 from controller.names import HAND_BACK_ANNOTATION, ROLLOUT_LABEL
 
 Obj = dict[str, Any]
-# How often the Rollout, its Deployment and its ReplicaSets are read while waiting.
+# How often the Rollout, its Deployment and its pods are read while waiting.
 POLL_SECONDS = 1.0
 
 
@@ -54,17 +54,18 @@ def workload_name(rollout: Mapping[str, Any]) -> str:
 
 
 def handed_back(
-    rollout: Mapping[str, Any], deployment: Mapping[str, Any], replicasets: list[Obj]
+    rollout: Mapping[str, Any], deployment: Mapping[str, Any], rollout_pods: list[Obj]
 ) -> tuple[bool, str]:
     """Whether the hand-back is over (the controller says so, the Deployment has all its
-    pods available, the Rollout's ReplicaSets have no pod left), and where it stands."""
+    pods available, no pod of the Rollout is left, not even a Terminating one), and
+    where it stands."""
     from controller.workload import HANDED_BACK, deployment_available
 
     workload = (rollout.get("status") or {}).get("workload") or {}
     spec_replicas = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
     size = int(workload.get("replicas") or spec_replicas)
     available = int((deployment.get("status") or {}).get("availableReplicas", 0) or 0)
-    left = sum(int((rs.get("status") or {}).get("replicas", 0) or 0) for rs in replicasets)
+    left = len(rollout_pods)
     phase = workload.get("phase") or "-"
     detail = (
         f"take-over {phase}; Deployment {available}/{size} available; "
@@ -96,13 +97,13 @@ def request_hand_back(session: Session, name: str) -> Obj:
 
 
 def wait_handed_back(session: Session, name: str, *, timeout: float) -> tuple[Obj, Obj, str]:
-    """Read the Rollout, its Deployment and its ReplicaSets until the hand-back is over."""
+    """Read the Rollout, its Deployment and its pods until the hand-back is over."""
     deadline = time.monotonic() + timeout
     while True:
         rollout = get_rollout(session, name)
         deployment = session.kube.get_deployment(session.namespace, workload_name(rollout))
-        replicasets = session.kube.list_replicasets(session.namespace, f"{ROLLOUT_LABEL}={name}")
-        done, detail = handed_back(rollout, deployment, replicasets)
+        pods = session.kube.list_pods(session.namespace, f"{ROLLOUT_LABEL}={name}")
+        done, detail = handed_back(rollout, deployment, pods)
         if done:
             return rollout, deployment, detail
         if time.monotonic() >= deadline:

@@ -166,22 +166,22 @@ def with_phase(phase: str) -> dict[str, Any]:
     }
 
 
-def replicasets(*sizes: int) -> list[dict[str, Any]]:
-    return [{"status": {"replicas": n}} for n in sizes]
+def pods(count: int) -> list[dict[str, Any]]:
+    return [{"metadata": {"name": f"search-{i}"}} for i in range(count)]
 
 
 def test_the_hand_back_is_over_only_with_the_deployment_full_and_no_rollout_pod() -> None:
-    assert handed_back(with_phase("HandedBack"), available(DEPLOYMENT, 8), replicasets(0, 0))[0]
+    assert handed_back(with_phase("HandedBack"), available(DEPLOYMENT, 8), pods(0))[0]
     # The Deployment is not all available yet: the Rollout's pods still serve.
-    done, detail = handed_back(with_phase("HandingBack"), available(DEPLOYMENT, 5), replicasets(8))
+    done, detail = handed_back(with_phase("HandingBack"), available(DEPLOYMENT, 5), pods(8))
     assert not done
     assert detail == "take-over HandingBack; Deployment 5/8 available; 8 pods of the Rollout left"
-    # The controller has said HandedBack but the Rollout's pods are still terminating.
-    assert not handed_back(with_phase("HandedBack"), available(DEPLOYMENT, 8), replicasets(2))[0]
+    # The controller has said HandedBack but the Rollout's pods are still Terminating.
+    assert not handed_back(with_phase("HandedBack"), available(DEPLOYMENT, 8), pods(2))[0]
     # Back at 8 replicas in spec but the Deployment controller has not caught up.
     stale = available(DEPLOYMENT, 8)
     stale["status"]["observedGeneration"] = 2
-    assert not handed_back(with_phase("HandedBack"), stale, replicasets(0))[0]
+    assert not handed_back(with_phase("HandedBack"), stale, pods(0))[0]
 
 
 class RecordingKube:
@@ -214,7 +214,7 @@ class RecordingKube:
         assert name == "search-deploy"
         return self._state()[1]
 
-    def list_replicasets(self, namespace: str, selector: str) -> list[Any]:
+    def list_pods(self, namespace: str, selector: str) -> list[Any]:
         assert selector == "deployctl.io/rollout=search"
         state = self._state()
         self.reads += 1
@@ -245,10 +245,10 @@ def kube(monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_hand_back_writes_the_annotation_and_waits_for_the_deployment(kube: Any) -> None:
     recording = kube(
         [
-            (with_phase("TakenOver"), available(DEPLOYMENT, 0, replicas=0), replicasets(8)),
-            (with_phase("HandingBack"), available(DEPLOYMENT, 4), replicasets(8)),
-            (with_phase("HandedBack"), available(DEPLOYMENT, 8), replicasets(3)),
-            (with_phase("HandedBack"), available(DEPLOYMENT, 8), replicasets(0)),
+            (with_phase("TakenOver"), available(DEPLOYMENT, 0, replicas=0), pods(8)),
+            (with_phase("HandingBack"), available(DEPLOYMENT, 4), pods(8)),
+            (with_phase("HandedBack"), available(DEPLOYMENT, 8), pods(3)),
+            (with_phase("HandedBack"), available(DEPLOYMENT, 8), pods(0)),
         ]
     )
     result = runner.invoke(app, ["hand-back", "search", "-n", "shop", "--wait", "-o", "json"])
@@ -269,7 +269,7 @@ def test_hand_back_writes_the_annotation_and_waits_for_the_deployment(kube: Any)
 
 
 def test_hand_back_times_out_with_exit_3_and_says_where_it_stands(kube: Any) -> None:
-    kube([(with_phase("HandingBack"), available(DEPLOYMENT, 5), replicasets(8))])
+    kube([(with_phase("HandingBack"), available(DEPLOYMENT, 5), pods(8))])
     result = runner.invoke(app, ["hand-back", "search", "--wait", "--timeout", "0s"])
     assert result.exit_code == 3
     assert "timed out" in result.stderr
