@@ -179,7 +179,9 @@ def first_part(workdir: Path, results: Results) -> None:
             if "cli" in SECTIONS:
                 if "rollback" not in SECTIONS:
                     bench_rollback(cluster, api, prometheus, runs=1)
-                results.cli = bench_cli(plane.kubeconfig, "bench-rollback-0", "shop")
+                results.cli = bench_cli(
+                    plane.kubeconfig, "bench-rollback-0", "shop", kubectl=plane.kubectl
+                )
             controller.stop()
             agent.stop()
         if "scale" in SECTIONS:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from tests.bench.analysis import AnalysisResult
 from tests.bench.profiling import Summary
-from tests.bench.report import Results, merged, render_page, splice, to_json, write_report
+from tests.bench.report import (
+    Results,
+    merged,
+    render_cli,
+    render_page,
+    splice,
+    to_json,
+    write_report,
+)
 from tests.bench.rollback import RollbackResult, RollbackRun
 from tests.bench.scale import Phase, ScaleResult
 from tests.bench.stats import Spread
@@ -230,3 +238,18 @@ def test_write_report_round_trips_through_its_json(tmp_path: Path) -> None:
     again = report.read_text()
     assert again.count("words that must stay.") == 1
     assert "150 in 100 s" in first and "150 in 100 s" in again
+
+
+def test_kubectl_get_is_shown_as_the_reference_beside_status() -> None:
+    section = to_json(results())["cli"]
+    section["kubectl get rollouts.deployctl.io shop"] = {
+        "median": 0.2,
+        "low": 0.1,
+        "high": 0.3,
+        "n": 10,
+    }
+    table = render_cli(section)
+    kubectl_row = next(line for line in table.splitlines() if "kubectl get" in line)
+    status_row = next(line for line in table.splitlines() if "deployctl status" in line)
+    assert "- (reference)" in kubectl_row and "< 0.5 s" not in kubectl_row
+    assert "< 0.5 s" in status_row
