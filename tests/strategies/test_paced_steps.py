@@ -205,3 +205,16 @@ def test_an_analysis_step_paces_with_the_pause_steps_rules() -> None:
         AnalysisStep.model_validate({"templates": [{"name": "a"}], "maxDuration": "5m"})
     step = AnalysisStep.model_validate({"templates": [{"name": "a"}], "untilRequests": 10})
     assert step.no_traffic_after == 300.0 and step.requests_metric == "http_requests_total"
+
+
+def test_the_reconciler_counts_requests_for_a_paced_analysis_step_only() -> None:
+    from controller.reconciler import paced_pause
+
+    world = paced_analysis_world(verdict=None)
+    pacing = paced_pause(world.rollout, world.status)
+    assert pacing is not None and pacing.until_requests == 2000
+    unpaced = [PACED_ANALYSIS[0], {"analysis": {"templates": [{"name": "http-health"}]}}]
+    plain = World.settled(make_rollout(canary(unpaced)))
+    plain.default_verdict = None
+    plain.run_until(lambda p: p.status.current_step_index == 1)
+    assert paced_pause(plain.rollout, plain.status) is None
