@@ -289,7 +289,9 @@ def test_two_controllers_one_leader_and_the_standby_takes_over(
     steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
     cluster.apply_rollout(canary("ha", "v1", steps))
     healthy(cluster, "ha")
-    assert "reconciling" not in _log_events(standby)  # the standby never reconciled
+    # The standby never acted: it held no shard, and every status write is the leader's.
+    assert "acting on shards" not in _log_events(standby)
+    assert cluster.rollout("ha")["status"]["controller"] == leader_id
 
     cluster.apply_rollout(canary("ha", "v2", steps, replicas=2))
     leader.kill()
