@@ -282,7 +282,7 @@ def test_two_controllers_one_leader_and_the_standby_takes_over(
             return ""
         return (lease.spec.holder_identity if lease.spec else "") or ""
 
-    leader_id = wait_until(holder, ok=bool, timeout=20, what="a leader")
+    leader_id = wait_until(holder, ok=bool, timeout=60, what="a leader")
     leader, standby = (a, b) if leader_id.endswith(f"_{a.process.pid}") else (b, a)
     assert leader_id.endswith(f"_{leader.process.pid}"), leader_id
 
