@@ -82,6 +82,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "approve",
         "Grant a pending approval (a policy rule or an approval step), recorded with who.",
     ),
+    "hand-back": (
+        "controller.commands.hand_back",
+        "hand_back",
+        "Give a workloadRef Rollout's pods back to its Deployment, with no gap.",
+    ),
     "validate": (
         "controller.commands.files",
         "validate",

@@ -10,7 +10,7 @@ Who writes what:
 - ``controller.queue``: ``QUEUE_DEPTH``, ``QUEUE_ADDS``, ``QUEUE_RETRIES``, ``QUEUE_WAIT``.
 - ``controller.informer``: ``INFORMER_RELISTS``, ``INFORMER_WATCH_RESTARTS``.
 - ``controller.operator``: ``ROLLOUT_EVENTS`` (queued, or an echo of our own write).
-- ``controller.leader``: ``LEADER``; ``controller.shards``: ``SHARDS_OWNED``, ``SHARD_HELD``
+- ``controller.shards``: ``LEADER`` (shard 0's Lease), ``SHARDS_OWNED``, ``SHARD_HELD``
   (labelled by shard index: at most ``--shards`` series).
 - the release controller (``controller/release/``): ``RELEASE_MEMBER_READS``,
   ``RELEASES_BY_PHASE``.

@@ -6,12 +6,13 @@ Services, the traffic routers' objects and Deployments (a Rollout's workloadRef)
 every watch event only enqueues a ``namespace/name`` key. Workers take keys and run
 one reconcile each (never two workers on one key); errors requeue with per-key
 backoff, timers requeue after the delay the reconcile returned.
-Only the leader runs workers; a standby keeps its caches warm for a fast takeover.
-With ``shards`` > 1 every replica runs workers, each on the Rollouts of the shards whose
-Leases it holds (``controller.shards``): its queue admits only their keys, a worker drops
-a key whose shard it no longer holds, the status write is fenced the same way, and a
-shard gained re-queues its Rollouts (they resume from status). Every status write
-records the replica that made it (``status.controller``).
+Every replica runs workers on the Rollouts of the shards whose Leases it holds
+(``controller.shards``; one shard by default, whose holder is the single active
+controller and whose Lease is the leader Lease): its queue admits only their keys, a
+worker drops a key whose shard it no longer holds, the status write is fenced the same
+way, and a shard gained re-queues its Rollouts (they resume from status). A replica
+holding nothing keeps its caches warm for a fast takeover. Every status write records
+the replica that made it (``status.controller``).
 
 The controller's own namespace (``lease_namespace``: the Lease, the cluster-wide
 DeliveryPolicies, the webhook Secrets) is watched for policies even when the Rollouts
@@ -76,7 +77,6 @@ from controller.kube import (
     Transient,
     object_key,
 )
-from controller.leader import LeaderElector
 from controller.limits import WORKER_STUCK
 from controller.metrics import (
     RECONCILE_DURATION,
@@ -90,6 +90,7 @@ from controller.notify import Notifier, secret_resolver
 from controller.policy_gate import PolicyGate
 from controller.queue import WorkQueue
 from controller.reconciler import Caches, Fenced, Reconciler
+from controller.roster import LeaseRoster
 from controller.server import HealthServer
 from controller.shards import ShardElector
 from controller.stateful import CONTROLLER_REVISION_LABEL
@@ -149,15 +150,17 @@ class Operator:
         self.kube = kube
         self.config = config
         self.identity = config.identity or default_identity()
-        # With shards, this replica's share of them; None: one leader (or none) does all.
+        # This replica's share of the shards (all of one, or none, with a single shard);
+        # None: no election (a lone controller acts on everything).
         self.shard_elector: ShardElector | None = None
-        if config.shards > 1 and config.leader_elect:
+        if config.leader_elect:
             self.shard_elector = ShardElector(
                 kube,
                 namespace=config.lease_namespace,
                 name=config.lease_name,
                 identity=self.identity,
                 shards=config.shards,
+                roster=LeaseRoster(kube) if config.shards > 1 else None,
                 lease_duration=config.lease_duration,
                 renew_deadline=config.renew_deadline,
                 retry_period=config.retry_period,
@@ -281,7 +284,6 @@ class Operator:
             fence=self.may_act,
         )
         self.server = HealthServer(config.probe_host, config.probe_port)
-        self.elector: LeaderElector | None = None
         self._workers: list[threading.Thread] = []
         self._workers_lock = threading.Lock()
         self.progress = WorkerProgress(stuck_after=config.stuck_after)
@@ -443,7 +445,7 @@ class Operator:
     # ------------------------------------------------------------------ running
 
     def run(self, stop: threading.Event | None = None) -> int:
-        """Run until ``stop`` is set (or leadership is lost); returns the exit code."""
+        """Run until ``stop`` is set; returns the exit code."""
         self._stop = stop or self._stop
         self.server.add_liveness_check("informers", lambda: all(i.alive for i in self._informers()))
         self.server.add_liveness_check("workers", self.workers_progress)
@@ -456,27 +458,10 @@ class Operator:
         for informer in self._informers():
             informer.wait_for_sync()
         log.info("caches synced", rollouts=len(self.rollouts.keys()))
+        self._start_workers()
         if self.shard_elector is not None:
             self.server.add_readiness_check("shard-election", self.shard_elector.healthy)
-            self._start_workers()
             self.shard_elector.start()
-        elif self.config.leader_elect:
-            self.elector = LeaderElector(
-                self.kube,
-                namespace=self.config.lease_namespace,
-                name=self.config.lease_name,
-                identity=self.identity,
-                lease_duration=self.config.lease_duration,
-                renew_deadline=self.config.renew_deadline,
-                retry_period=self.config.retry_period,
-                on_started_leading=self._start_workers,
-                on_stopped_leading=self._lost_leadership,
-            )
-            elector = self.elector
-            self.server.add_readiness_check("leader-election", elector.healthy)
-            elector.start()
-        else:
-            self._start_workers()
         while not self._stop.wait(5.0):
             self._update_phase_gauge()
         self.shutdown()
@@ -488,8 +473,6 @@ class Operator:
     def shutdown(self) -> None:
         log.info("shutting down: finishing in-flight reconciles")
         self._stop_workers()
-        if self.elector is not None:
-            self.elector.stop(release=True)
         if self.shard_elector is not None:
             self.shard_elector.stop(release=True)
         for informer in self._informers():
@@ -509,7 +492,7 @@ class Operator:
                 worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
                 worker.start()
                 self._workers.append(worker)
-            log.info("reconciling", workers=self.config.workers)
+            log.info("workers started", workers=self.config.workers)
 
     def _stop_workers(self) -> None:
         with self._workers_lock:
@@ -519,15 +502,6 @@ class Operator:
             for worker in self._workers:
                 worker.join(timeout=self.config.drain_timeout)
             self._workers = []
-
-    def _lost_leadership(self) -> None:
-        if self._stop.is_set():
-            return
-        # Like client-go: a controller that lost its lease exits and starts afresh, so no
-        # half-finished pass can race the new leader.
-        log.error("lost leadership; exiting")
-        self.exit_code = 1
-        self._stop.set()
 
     def workers_progress(self) -> bool:
         """Liveness: every started worker is alive and none is stuck in one reconcile."""

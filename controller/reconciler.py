@@ -43,7 +43,7 @@ from controller.analysis.templating import QueryContext
 from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
 from controller.api.revision import replicaset_name, template_hash
-from controller.api.rollout import Pause
+from controller.api.rollout import Pacing
 from controller.api.status import AnalysisRunStatus, StatefulSetStatus
 from controller.api.workload_rules import STATEFULSET
 from controller.bound_runs import BoundRuns, query_context
@@ -763,16 +763,17 @@ def _valid_again(status: RolloutStatus, rollout: Rollout, *, now: datetime) -> R
     return status.model_copy(update=update)
 
 
-def paced_pause(rollout: Rollout, status: RolloutStatus) -> Pause | None:
-    """The current canary step's pause when it is paced by traffic (untilRequests)."""
+def paced_pause(rollout: Rollout, status: RolloutStatus) -> Pacing | None:
+    """The current canary step's pacing (a pause or an analysis step with untilRequests)."""
     canary = rollout.spec.strategy.canary
     if canary is None or status.aborted:
         return None
     index = status.current_step_index or 0
     if index >= len(canary.steps):
         return None
-    pause = canary.steps[index].pause
-    return pause if pause is not None and pause.until_requests is not None else None
+    step = canary.steps[index]
+    pacing = step.pause or step.analysis
+    return pacing if pacing is not None and pacing.until_requests is not None else None
 
 
 def hook_outcomes(

@@ -1,20 +1,22 @@
-"""Active-active shards: each replica holds a membership Lease and the Leases of its shards.
+"""Shards owned through Leases: which Rollouts this replica may act on, and when.
 
-``deployctl controller --shards N`` (N > 1) runs a ``ShardElector`` where one replica
-would run ``controller.leader.LeaderElector``. The Lease logic is the leader elector's
+``deployctl controller --shards N`` runs one ``ShardElector`` per replica; N = 1 (the
+default) is the single active controller of old, as the one-shard case of the same
+elector, not a second implementation. The Lease rules are ``controller.leases``'
 (``LeaseView``, ``claimed_spec``, ``released_spec``: expiry judged on our own clock from
-the moment we saw a record change, optimistic concurrency on every write); what is new
-is that one replica holds many Leases, all in the controller's namespace:
+the moment we saw a record change, optimistic concurrency on every write). All Leases
+live in the controller's namespace:
 
-- ``<name>-member-<id>``: held by each live replica (holder = its identity), renewed
-  every retry period; deleted when the replica stops;
-- ``<name>`` (shard 0: the leader Lease's name, so the CLI's check that a controller runs
-  and ``deployctl version`` read it unchanged) and ``<name>-shard-<i>`` for i in [1, N):
-  held by the replica that owns the shard, with the version annotation the leader writes.
+- ``<name>`` (shard 0: the leader Lease's name, so the CLI's check that a controller runs,
+  ``deployctl version`` and ``deployctl_leader`` read it unchanged) and ``<name>-shard-<i>``
+  for i in [1, N): held by the replica that owns the shard, with the version annotation;
+- ``<name>-member-<id>`` (N > 1 only): held by each live replica (holder = its identity),
+  renewed every retry period; deleted when the replica stops.
 
-Every ``retry_period`` one ``tick`` lists the namespace's Leases (one request), renews
-the membership Lease, computes the assignment (``controller.sharding.assign``: the live
-members are those whose membership Lease has not expired, this replica included) and:
+With N > 1, every ``retry_period`` one ``tick`` lists the namespace's Leases (one
+request), renews the membership Lease, computes the assignment (``controller.sharding.
+assign``: the live members are those whose membership Lease has not expired, this
+replica included) and:
 
 - renews the shard Leases it holds and is assigned;
 - stops acting on a held shard it is no longer assigned, and releases that Lease once no
@@ -22,15 +24,21 @@ members are those whose membership Lease has not expired, this replica included)
 - claims an assigned shard whose Lease is free: missing, released, or expired by our
   clock (a dead holder's Lease is taken only after its whole duration).
 
+With one shard there is nothing to assign: every replica is a candidate for the one
+Lease, and a round costs what client-go's leader election costs: the holder renews on top
+of the Lease its last write returned (one write; a read only if that write is refused),
+a standby reads the Lease (one read) and takes it once free.
+
 Fencing: a replica acts on a shard (``owns``) only while less than ``renew_deadline``
 has passed since it *sent* the last successful write of that Lease. Another replica may
 take the Lease only ``lease_duration`` after it *saw* that write, which is later; the
 gap ``lease_duration - renew_deadline`` is the slack a pass that began in time may use
 to finish. ``owns`` reads the clock itself, so a replica that cannot reach the
 apiserver (or whose elector thread is stuck) stops acting at its deadline all the same.
+A replica that loses a shard this way stays a candidate with warm caches.
 
 ``stop()`` (SIGTERM) stops acting on every shard, releases the shard Leases and deletes
-the membership Lease, so the others rebalance at their next tick.
+the membership Lease, so the others take over at their next round.
 """
 
 from __future__ import annotations
@@ -42,13 +50,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
 
 import structlog
 
-from controller.kube import KubeError, NotFound, Obj
-from controller.leader import LeaseView, LeaseWrites, answered, claimed_spec, released_spec
-from controller.metrics import SHARD_HELD, SHARDS_OWNED
+from controller.kube import Conflict, KubeError, NotFound, Obj
+from controller.leases import (
+    LeaseClient,
+    LeaseView,
+    Roster,
+    answered,
+    claimed_spec,
+    released_spec,
+)
+from controller.metrics import LEADER, SHARD_HELD, SHARDS_OWNED
 from controller.names import VERSION_ANNOTATION
 from controller.sharding import assign, owned_by, shard_of
 from controller.times import micro_timestamp
@@ -57,16 +71,6 @@ from controller.version import client_version
 log = structlog.stdlib.get_logger(__name__)
 
 _JITTER = 1.2  # as the leader elector: retry after retry_period * U(1, 1.2)
-
-
-class ShardLeaseClient(LeaseWrites, Protocol):
-    """What the shard elector needs of ``controller.kube.Kube``."""
-
-    def list_leases(self, namespace: str, *, timeout: float | None = None) -> list[Obj]: ...
-
-    def delete_lease(
-        self, namespace: str, name: str, *, resource_version: str, timeout: float | None = None
-    ) -> bool: ...
 
 
 def member_lease_name(name: str, identity: str) -> str:
@@ -87,21 +91,26 @@ def _noop_shards(_shards: frozenset[int]) -> None:
     return None
 
 
+__all__ = ["ShardElector", "member_lease_name", "shard_lease_name"]
+
+
 class ShardElector:
     """Hold this replica's share of N shard Leases; say which shards it may act on."""
 
     def __init__(
         self,
-        kube: ShardLeaseClient,
+        kube: LeaseClient,
         *,
         namespace: str,
         name: str,
         identity: str,
         shards: int,
+        roster: Roster | None = None,
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
         on_gained: Callable[[frozenset[int]], None] = _noop_shards,
+        on_lost: Callable[[frozenset[int]], None] = _noop_shards,
         quiescent: Callable[[int], bool] = lambda _shard: True,
         clock: Callable[[], float] = time.monotonic,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -110,12 +119,15 @@ class ShardElector:
             raise ValueError("identity must not be empty")
         if shards < 1:
             raise ValueError(f"need at least one shard (got {shards})")
+        if shards > 1 and roster is None:
+            raise ValueError("more than one shard needs a roster of the namespace's Leases")
         if not lease_duration > renew_deadline > retry_period * _JITTER > 0:
             raise ValueError(
                 "need lease_duration > renew_deadline > 1.2 * retry_period > 0 "
                 f"(got {lease_duration}, {renew_deadline}, {retry_period})"
             )
         self.kube = kube
+        self.roster = roster
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -124,6 +136,7 @@ class ShardElector:
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self._on_gained = on_gained
+        self._on_lost = on_lost
         self._quiescent = quiescent
         self._clock = clock
         self._utcnow = utcnow
@@ -138,6 +151,12 @@ class ShardElector:
         # once no pass of theirs is in flight.
         self._leaving: set[int] = set()
         self._views: dict[str, LeaseView] = {}
+        # One shard: no membership (whoever holds the one Lease acts), and renewals write on
+        # top of the Lease our last write returned, without reading it first.
+        self._single = shards == 1
+        self._written: dict[str, Obj] = {}
+        # Shards handed back in the current round (not lost: we let them go).
+        self._handed_back: set[int] = set()
         self._members: frozenset[str] = frozenset()
         self._last_contact: float | None = None
         self._stopped = threading.Event()
@@ -164,6 +183,12 @@ class ShardElector:
 
     def owned(self) -> frozenset[int]:
         return frozenset(s for s in range(self.shards) if self.owns(s))
+
+    def holder(self, shard: int) -> str:
+        """Who holds ``shard``'s Lease as last seen ('' when unknown or released)."""
+        with self._lock:
+            view = self._views.get(shard_lease_name(self.name, shard))
+        return view.holder if view is not None else ""
 
     def members(self) -> frozenset[str]:
         """The live members as last seen (this replica included)."""
@@ -208,11 +233,100 @@ class ShardElector:
     # ------------------------------------------------------------------ one round
 
     def tick(self) -> None:
-        """One round: read the Leases, renew, release, claim (see the module docstring)."""
+        """One round: read the Leases, renew, release, claim (see the module docstring);
+        ``on_lost`` hears of the shards we were acting on and no longer hold."""
+        with self._lock:
+            acting_before = set(self._renewed) - self._leaving
+        self._handed_back = set()
+        if self._single:
+            self._tick_one()
+        else:
+            self._tick_many()
+        with self._lock:
+            acting_after = set(self._renewed) - self._leaving
+        lost = acting_before - acting_after - self._handed_back
+        if lost:
+            self._log.warning("stopped acting on shards", lost=sorted(lost))
+            self._on_lost(frozenset(lost))
+
+    def _tick_one(self) -> None:
+        """The one-shard round, the single leader's: one request while the Lease is held
+        (a renewal on top of our last write; read only if it is refused), one read while
+        another holds it."""
+        now = self._clock()
+        wall = micro_timestamp(self._utcnow())
+        name = shard_lease_name(self.name, 0)
+        acting = self.owns(0)
+        claimed = self._renew_written(name, wall, now)
+        if claimed is None:
+            try:
+                lease: Obj | None = self.kube.get_lease(self.namespace, name, timeout=self._timeout)
+            except NotFound:
+                lease = None
+            except KubeError as exc:
+                self._log.debug("reading the lease failed", error=str(exc))
+                if answered(exc):
+                    self._contact(now)
+                lease = None
+                claimed = False
+            else:
+                self._contact(now)
+                if lease is not None:
+                    self._views.setdefault(name, LeaseView()).observe(lease.get("spec") or {}, now)
+            if claimed is None:
+                claimed = self._claim(0, lease, wall, now)
+        self._expire_overdue()
+        self._publish()
+        if claimed and not acting:
+            self._log.info("acting on shards", gained=[0], owned=sorted(self.owned()))
+            self._on_gained(frozenset({0}))
+
+    def _renew_written(self, name: str, wall: str, now: float) -> bool | None:
+        """The fast path of a renewal, as client-go takes it: write on top of the Lease
+        our last write returned, its resourceVersion the precondition. Safe: if anyone
+        wrote the Lease since, the apiserver refuses (409) and a read decides.
+
+        True/False: renewed or not; None: nothing held, or a conflict (read and decide)."""
+        written = self._written.pop(name, None)
+        with self._lock:
+            held = 0 in self._renewed
+        if written is None or not held:
+            return None
+        try:
+            updated = self.kube.update_lease(
+                self.namespace,
+                name,
+                claimed_spec(
+                    written.get("spec") or {},
+                    identity=self.identity,
+                    wall=wall,
+                    lease_duration=self.lease_duration,
+                ),
+                resource_version=str(written["metadata"]["resourceVersion"]),
+                annotations=self._annotations,
+                timeout=self._timeout,
+            )
+        except Conflict:
+            return None
+        except KubeError as exc:
+            self._log.debug("renewing the lease failed", error=str(exc))
+            if answered(exc):
+                self._contact(now)
+            return False
+        self._contact(now)
+        self._views.setdefault(name, LeaseView()).observe(updated.get("spec") or {}, now)
+        self._written[name] = updated
+        with self._lock:
+            self._renewed[0] = now
+            self._leaving.discard(0)
+        return True
+
+    def _tick_many(self) -> None:
+        """The round of N > 1 shards: membership, assignment, claims and hand-backs."""
         now = self._clock()
         wall = micro_timestamp(self._utcnow())
         try:
-            leases = self.kube.list_leases(self.namespace, timeout=self._timeout)
+            leases = self._roster().leases(self.namespace, timeout=self._timeout)
         except KubeError as exc:
             self._log.debug("listing the leases failed", error=str(exc))
             if answered(exc):
@@ -282,6 +396,7 @@ class ShardElector:
         view = self._views.get(name)
         if lease is not None and view is not None:
             if not view.free_for(self.identity, now, self.lease_duration):
+                self._drop(shard)  # someone else holds it now: stop at once
                 return False
         if self._write(name, lease, wall, now):
             with self._lock:
@@ -294,6 +409,7 @@ class ShardElector:
 
     def _hand_back(self, shard: int, lease: Obj | None, wall: str, now: float) -> None:
         """Stop acting on ``shard``; release it once no pass of it is in flight."""
+        self._handed_back.add(shard)
         with self._lock:
             self._leaving.add(shard)
         name = shard_lease_name(self.name, shard)
@@ -350,9 +466,16 @@ class ShardElector:
             self._log.debug("writing a lease failed", lease=name, error=str(exc))
             return False
         self._views.setdefault(name, LeaseView()).observe(written.get("spec") or {}, now)
+        if self._single:
+            self._written[name] = written
         return True
 
+    def _roster(self) -> Roster:
+        assert self.roster is not None  # checked in __init__ for N > 1
+        return self.roster
+
     def _drop(self, shard: int) -> None:
+        self._written.pop(shard_lease_name(self.name, shard), None)
         with self._lock:
             self._renewed.pop(shard, None)
             self._leaving.discard(shard)
@@ -371,8 +494,14 @@ class ShardElector:
     def release_all(self) -> None:
         """Release every shard Lease we hold and delete our membership Lease."""
         wall = micro_timestamp(self._utcnow())
+        self._written.clear()
         try:
-            leases = self.kube.list_leases(self.namespace, timeout=self._timeout)
+            if self._single:  # no membership Lease; one read, as the round makes
+                leases = [self.kube.get_lease(self.namespace, self.name, timeout=self._timeout)]
+            else:
+                leases = self._roster().leases(self.namespace, timeout=self._timeout)
+        except NotFound:
+            leases = []
         except KubeError as exc:
             self._log.warning("could not release the shards", error=str(exc))
             return
@@ -389,7 +518,7 @@ class ShardElector:
                 continue
             try:
                 if name == self.member_lease:
-                    self.kube.delete_lease(
+                    self._roster().leave(
                         self.namespace,
                         name,
                         resource_version=str(meta.get("resourceVersion")),
@@ -416,6 +545,8 @@ class ShardElector:
     def _publish(self) -> None:
         owned = self.owned()
         SHARDS_OWNED.set(len(owned))
+        # Shard 0's Lease is the leader Lease: its holder is who `deployctl_leader` names.
+        LEADER.set(1 if 0 in owned else 0)
         for shard in range(self.shards):
             SHARD_HELD.labels(shard=str(shard)).set(1 if shard in owned else 0)
 

@@ -18,8 +18,9 @@ writes its scale through ``KubeWrites``):
     place;
   - ``never``: the Deployment is left alone;
   - hand-back (the ``deployctl.io/hand-back`` annotation): the Deployment is scaled back
-    to its size at take-over, and the Rollout's pods are scaled to 0 only once the
-    Deployment has them all available again.
+    up to its size at take-over (never down: an HPA on it may already have sized it),
+    and the Rollout's pods are scaled to 0 only once the Deployment has them all
+    available again.
 
 The Deployment controller never fights the Rollout: at 0 replicas an edit of the
 Deployment's template makes it create an empty ReplicaSet and nothing else, while the
@@ -172,8 +173,11 @@ def take_over(
             f"scaling Deployment {name} back to {size}; the Rollout's pods stay until "
             "they are all available",
         )
+        # Only ever up to the size at take-over: an HPA left on the Deployment resumes as
+        # soon as it is above 0 again and may size it past that; scaling it back down
+        # would fight the HPA until the hand-back is over.
         return TakeOver(
-            handing, deployment_replicas=size if current != size else None, events=events
+            handing, deployment_replicas=size if current < size else None, events=events
         )
     if ref.scale_down == "never":
         return TakeOver(state.model_copy(update={"phase": LEFT_ALONE}))

@@ -47,7 +47,7 @@ from collections.abc import Callable
 from controller.api import CanaryStep, CanaryStrategy
 from controller.api import reasons as r
 from controller.api.duration import format_duration
-from controller.api.rollout import Pause
+from controller.api.rollout import Pacing
 from controller.api.status import Phase
 from strategies import common
 from strategies.baseline import baseline_revision, baseline_split
@@ -324,6 +324,9 @@ def reconcile_promotion(ctx: Context) -> bool:
         return True
     previous = ctx.status.stable_revision
     message = f"revision {canary} promoted to stable after {len(_spec(ctx).steps)} step(s)"
+    # Promoted in the pass that finished the steps: the canary was at full size already,
+    # and the promotion's Event says all the steps were done.
+    ctx.retract(r.STEP_STARTED, _all_steps_done(ctx))
     ctx.stop_running(BACKGROUND)
     ctx.history_finish(canary, "Promoted", message)
     ctx.update(stable_revision=canary, canary_revision=None, weight=100)
@@ -423,8 +426,9 @@ def _pause(ctx: Context, step: CanaryStep) -> bool:
     return False
 
 
-def _paced(ctx: Context, pause: Pause) -> bool:
-    """A pause until the canary served ``untilRequests`` (``strategies.pacing``)."""
+def _paced(ctx: Context, pause: Pacing) -> bool:
+    """A pause or analysis step waiting until the canary served ``untilRequests``
+    (``strategies.pacing``)."""
     assert pause.until_requests is not None
     count = ctx.observed.canary_requests
     if count is not None and count.step != _index(ctx):
@@ -457,6 +461,11 @@ def _analysis(ctx: Context, step: CanaryStep) -> bool:
     if _judge(ctx, key):
         return False
     if run.phase == "Successful":
+        paced = step.analysis
+        # A passing run is not enough on a paced step: the canary must also have served
+        # untilRequests (never promoted on the evidence of no traffic).
+        if paced is not None and paced.until_requests is not None and not _paced(ctx, paced):
+            return False
         ctx.event(r.ANALYSIS_SUCCESSFUL, f"analysis {key} passed {_where(ctx)}")
         return True
     ctx.set_phase(
@@ -540,7 +549,11 @@ def _announce_step(ctx: Context) -> None:
     if index < len(steps):
         ctx.event(r.STEP_STARTED, f"step {index}: {_describe(steps[index])}")
     else:
-        ctx.event(r.STEP_STARTED, f"all {len(steps)} step(s) done; scaling the canary to full")
+        ctx.event(r.STEP_STARTED, _all_steps_done(ctx))
+
+
+def _all_steps_done(ctx: Context) -> str:
+    return f"all {len(_spec(ctx).steps)} step(s) done; scaling the canary to full"
 
 
 def _describe(step: CanaryStep) -> str:
@@ -554,7 +567,10 @@ def _describe(step: CanaryStep) -> str:
             return "pause until promote"
         return f"pause {format_duration(step.pause.duration)}"
     if step.analysis is not None:
-        return "analysis " + ", ".join(t.name for t in step.analysis.templates)
+        names = "analysis " + ", ".join(t.name for t in step.analysis.templates)
+        if step.analysis.until_requests is not None:
+            return f"{names} until {step.analysis.until_requests:,} canary requests"
+        return names
     if step.managed_route is not None:
         return describe_route(step.managed_route)
     groups = step.approval.groups if step.approval else []

@@ -117,6 +117,11 @@ class Context:
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append(PlanEvent("Warning" if warning else "Normal", reason, message))
 
+    def retract(self, reason: str, message: str) -> None:
+        """Take back an Event recorded earlier in this pass (one the pass's outcome made
+        redundant); nothing when there is none."""
+        self.events = [e for e in self.events if (e.reason, e.message) != (reason, message)]
+
     def consume(self, request: Request, *, note: str = "") -> None:
         """Mark ``request`` handled (exactly once), saying what it did."""
         self.update(last_handled_request=request.id)
@@ -246,17 +251,17 @@ class Context:
         if self.observed.next_available_in is not None:
             # A Ready pod passes minReadySeconds then: availability changes, look again.
             self.wake_in(self.observed.next_available_in)
-        revisions = self.observed.revisions.values()
+        counts = [self._counts_after_plan(s) for s in self.observed.revisions.values()]
         self.update(
             observed_generation=self.rollout.metadata.generation,
-            replicas=sum(s.current for s in revisions),
+            replicas=sum(current for current, _ready, _available in counts),
             selector=",".join(
                 f"{key}={value}"
                 for key, value in sorted(self.rollout.spec.pod_selector.match_labels.items())
             ),
-            ready_replicas=sum(s.ready for s in revisions),
-            available_replicas=sum(s.available for s in revisions),
-            updated_replicas=self.state(self.revision).current,
+            ready_replicas=sum(ready for _current, ready, _available in counts),
+            available_replicas=sum(available for _current, _ready, available in counts),
+            updated_replicas=self._counts_after_plan(self.state(self.revision))[0],
         )
         self._set_conditions()
         headers, mirrors = self._managed_routes()
@@ -271,6 +276,21 @@ class Context:
             events=tuple(self.events),
             header_routes=headers,
             mirror_routes=mirrors,
+        )
+
+    def _counts_after_plan(self, state: RevisionState) -> tuple[int, int, int]:
+        """A revision's pods (current, ready, available) as counted once this plan is
+        applied: a ReplicaSet scaled down, by this plan or an earlier one, keeps at most
+        its new size; the ReplicaSet controller deletes the rest (not-ready ones first),
+        and deleted pods count as gone, as ``available`` already does. So the pass that
+        scales a revision down writes the counts its pods' deletion leads to, and the
+        passes their deletion triggers find nothing new to write. Pods are never
+        counted before they exist: a scale-up shows when its pods do."""
+        keep = min(state.desired, self.replicas.get(state.revision, 0))
+        return (
+            min(state.current, keep),
+            min(state.ready, keep),
+            min(state.available, keep),
         )
 
     def _managed_routes(self) -> tuple[tuple[HeaderRoute, ...], tuple[MirrorRoute, ...]]:
@@ -326,7 +346,7 @@ class Context:
             reason if failed else "",
             message if failed else "",
         )
-        available = sum(s.available for s in self.observed.revisions.values())
+        available = status.available_replicas  # as counted once the plan is applied
         wanted = self.replicas_wanted
         put(
             ConditionType.AVAILABLE,

@@ -1,9 +1,11 @@
-"""Count the canary's requests for a step paced by traffic (``pause: {untilRequests}``).
+"""Count the canary's requests for a step paced by traffic (``untilRequests`` on a pause
+or analysis step).
 
 Called by the reconciler before the strategy decides, only while the current canary
-step is a paced pause; the decision itself is ``strategies.pacing``. Two instant
-queries on the request counter, scoped to the canary revision like the presets
-(namespace and revision labels, values escaped by ``templating.render``)::
+step is paced (a pause or an analysis with untilRequests); the decision itself is
+``strategies.pacing``. Two instant queries on the request counter, scoped to the canary
+revision like the presets (namespace and revision labels, values escaped by
+``templating.render``)::
 
     served: sum(increase(http_requests_total{namespace="..",revision=".."}[<since the step began>]))
     recent: sum(increase(http_requests_total{namespace="..",revision=".."}[<noTrafficAfter>]))
@@ -22,7 +24,7 @@ from controller.analysis.run import Measurer
 from controller.analysis.templating import QueryContext, TemplateError, render
 from controller.analysis.values import QueryFailure
 from controller.api.duration import format_duration
-from controller.api.rollout import Pause
+from controller.api.rollout import Pacing
 
 # A range shorter than two scrapes gives increase() nothing to work with. A step younger
 # than this has served 0 so far (a longer range would count requests from before it
@@ -31,7 +33,7 @@ SHORTEST_RANGE = 30.0
 TIMEOUT = 10.0
 
 
-def requests_query(pause: Pause, seconds: float) -> str:
+def requests_query(pause: Pacing, seconds: float) -> str:
     """The template counting the canary's requests over the last ``seconds``."""
     scope = (
         f'{pause.namespace_label}="{{{{rollout.namespace}}}}",'
@@ -53,7 +55,7 @@ class Counted:
 
 def count_requests(
     measurer: Measurer,
-    pause: Pause,
+    pause: Pacing,
     *,
     context: QueryContext,
     elapsed: float,

@@ -31,12 +31,17 @@ revision, and the metric's ``onProviderError`` decides, whatever the other limit
 A Pending measurement (a breach that has not yet held for ``for``) is not a decided
 measurement: it does not count towards ``count``, so a metric cannot pass mid-breach.
 
-The first verdict comes as soon as the data is there, not an interval later: until a
-Prometheus metric has its first measurement, an answer with no data is not recorded
-while the metric's first interval lasts; the metric is asked again every
-``FIRST_DATA_POLL`` seconds instead (``next_due``). Only after a whole interval without
-data is "no data" recorded (Inconclusive), as before. The presets' ``minRequests`` makes
-a window with too few requests no data, so an early verdict is never one on two samples.
+The first verdict comes as soon as the data is there, not on the next tick of the
+interval: until a Prometheus metric has its first value, it is asked again every
+``FIRST_DATA_POLL`` seconds (``next_due``), and an answer with no data is recorded
+(Inconclusive, counted towards ``inconclusiveLimit``) only once a whole interval has
+passed without data since the run's first due moment or the last no-data record, as
+before. The polling lasts for the first ``FIRST_DATA_WINDOW`` seconds at most (at
+least one interval): long enough for Prometheus to discover a new revision's pods
+(its discovery hands new targets to the scrapers every 5 s) and scrape them, while a
+query that never finds data is asked at its interval after that. The presets'
+``minRequests`` makes a window with too few requests no data, so an early verdict is
+never one on two samples.
 
 With ``batches`` (the operator's engine), the presets' queries of every run measured at
 the same moment are one query (``controller.analysis.batch``); a preset metric's first
@@ -152,6 +157,9 @@ _RANK: Mapping[str, int] = {
 DEFAULT_RETRY_BUDGET = 10.0
 # While a metric waits for its first data, how often it is asked again (see above).
 FIRST_DATA_POLL = 0.5
+# How long after its first due moment a metric without a value is polled (at least an
+# interval): Prometheus's discovery (new targets every 5 s), a scrape and minRequests.
+FIRST_DATA_WINDOW = 20.0
 # A batched metric's first measurement, after its run started: the next batch's moment.
 BATCH_FIRST_DELAY = 1.0
 # The step of a comparison's range queries: Prometheus's default scrape interval, so
@@ -241,7 +249,10 @@ def _due_at(run: AnalysisRunStatus, metric: Metric) -> datetime | None:
         return parse_timestamp(run.started_at)
     if result is None or not result.measurements:
         return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay_seconds)
-    return parse_timestamp(result.measurements[-1].at) + timedelta(seconds=metric.interval_seconds)
+    last = parse_timestamp(result.measurements[-1].at)
+    if _polls_for_data(run, metric) and last < _polling_ends(run, metric):
+        return last  # only no data so far: asked again on the poll grid (next_due)
+    return last + timedelta(seconds=metric.interval_seconds)
 
 
 def due_metrics(run: AnalysisRunStatus, metrics: Sequence[Metric], *, now: datetime) -> list[str]:
@@ -275,7 +286,7 @@ def next_due(
                 # Asked (or due) since ``at`` without data: the next poll on the grid
                 # at, at + 0.5 s, ... (a run not asked yet is due at once).
                 polls = math.floor((now - at).total_seconds() / FIRST_DATA_POLL) + 1
-                end = _first_due(run, metric) + timedelta(seconds=metric.interval_seconds)
+                end = _no_data_since(run, metric) + timedelta(seconds=metric.interval_seconds)
                 at = min(at + timedelta(seconds=polls * FIRST_DATA_POLL), end)
             times.append(at)
     return min(times) if times else None
@@ -285,17 +296,45 @@ def _first_due(run: AnalysisRunStatus, metric: Metric) -> datetime:
     return parse_timestamp(run.started_at) + timedelta(seconds=metric.initial_delay_seconds)
 
 
-def waiting_for_first_data(run: AnalysisRunStatus, metric: Metric, *, now: datetime) -> bool:
-    """A Prometheus metric with nothing measured yet, within its first interval: an answer
-    with no data is not recorded then, and the metric is asked again soon."""
+def _polls_for_data(run: AnalysisRunStatus, metric: Metric) -> bool:
+    """A Prometheus metric, still running, with no value yet (nothing measured, or only
+    no-data Inconclusives)."""
     if metric.provider is not None and metric.provider.prometheus is None:
         return False  # job and web checks decide on their first answer
     if metric.alert_rules is not None:
         return False
     result = _result(run, metric.name)
-    if result is not None and (result.measurements or result.phase in TERMINAL):
+    if result is None:
+        return True
+    if result.phase in TERMINAL:
         return False
-    return now < _first_due(run, metric) + timedelta(seconds=metric.interval_seconds)
+    return all(m.phase == "Inconclusive" for m in result.measurements)
+
+
+def _polling_ends(run: AnalysisRunStatus, metric: Metric) -> datetime:
+    window = max(metric.interval_seconds, FIRST_DATA_WINDOW)
+    return _first_due(run, metric) + timedelta(seconds=window)
+
+
+def _no_data_since(run: AnalysisRunStatus, metric: Metric) -> datetime:
+    """Since when the metric has waited without recording: its last (no-data)
+    measurement, or its first due moment."""
+    result = _result(run, metric.name)
+    if result is not None and result.measurements:
+        return parse_timestamp(result.measurements[-1].at)
+    return _first_due(run, metric)
+
+
+def waiting_for_first_data(run: AnalysisRunStatus, metric: Metric, *, now: datetime) -> bool:
+    """A Prometheus metric without a value yet, less than an interval after its first due
+    moment or its last no-data record (and within ``FIRST_DATA_WINDOW``): an answer with
+    no data is not recorded then, and the metric is asked again soon."""
+    if not _polls_for_data(run, metric):
+        return False
+    result = _result(run, metric.name)
+    if result is not None and result.measurements and now >= _polling_ends(run, metric):
+        return False
+    return now < _no_data_since(run, metric) + timedelta(seconds=metric.interval_seconds)
 
 
 def metric_phase(result: MetricResult, metric: Metric, *, permanent_error: bool = False) -> Verdict:

@@ -56,14 +56,11 @@ class AnalysisRef(ApiModel):
         return self
 
 
-class Pause(ApiModel):
-    """Wait ``duration``; without one, wait for ``deployctl promote``.
+class Pacing(ApiModel):
+    """How a step is paced by the canary's traffic: ``untilRequests`` served since the
+    step began (measured from Prometheus, ``strategies.pacing``), pausing for a person
+    once ``maxDuration`` has passed without them. Shared by pause and analysis steps."""
 
-    With ``untilRequests`` the step waits until the canary has served that many requests
-    since the step began (measured from Prometheus, ``strategies.pacing``), pausing for a
-    person once ``maxDuration`` has passed without them."""
-
-    duration: Duration | None = None
     until_requests: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
         default=None,
         description="Wait until the canary served this many requests since the step began",
@@ -83,17 +80,42 @@ class Pause(ApiModel):
     revision_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "revision"
     namespace_label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")] = "namespace"
 
+    def _check_pacing(self, step: str) -> None:
+        if self.max_duration is not None and self.until_requests is None:
+            raise ValueError(f"{step}: maxDuration is for untilRequests")
+        if self.no_traffic_after < 30:
+            # Shorter than two scrapes of a usual Prometheus, the count says nothing.
+            raise ValueError(
+                f"{step}: noTrafficAfter must be at least 30s (got {self.no_traffic_after:g}s)"
+            )
+
+
+class Pause(Pacing):
+    """Wait ``duration``; without one, wait for ``deployctl promote``.
+
+    With ``untilRequests`` the step waits until the canary has served that many requests
+    since the step began (``Pacing``)."""
+
+    duration: Duration | None = None
+
     @model_validator(mode="after")
     def _paced(self) -> Pause:
         if self.until_requests is not None and self.duration is not None:
             raise ValueError("pause: set either duration or untilRequests (with maxDuration)")
         if self.max_duration is not None and self.until_requests is None:
             raise ValueError("pause: maxDuration is for untilRequests; use duration")
-        if self.no_traffic_after < 30:
-            # Shorter than two scrapes of a usual Prometheus, the count says nothing.
-            raise ValueError(
-                f"pause: noTrafficAfter must be at least 30s (got {self.no_traffic_after:g}s)"
-            )
+        self._check_pacing("pause")
+        return self
+
+
+class AnalysisStep(AnalysisRef, Pacing):
+    """A canary step's analysis. With ``untilRequests`` the step is done only once the
+    run passed *and* the canary served that many requests since the step began
+    (``Pacing``): a canary that saw no traffic is never promoted on a passing run."""
+
+    @model_validator(mode="after")
+    def _paced(self) -> AnalysisStep:
+        self._check_pacing("analysis")
         return self
 
 
@@ -195,7 +217,7 @@ class CanaryStep(ApiModel):
 
     set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
     pause: Pause | None = None
-    analysis: AnalysisRef | None = None
+    analysis: AnalysisStep | None = None
     approval: ApprovalStep | None = None
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None

@@ -14,6 +14,7 @@ from controller.commands.console import console
 from controller.exitcodes import Exit
 
 if TYPE_CHECKING:  # the models load inside the commands: `deployctl --help` stays fast
+    from controller.api import Rollout
     from controller.validation import Parsed
 
 
@@ -76,23 +77,34 @@ def validate(
 
 
 def plan(
-    file: Annotated[Path, typer.Option("--file", "-f", help="A Rollout YAML file")],
+    file: Annotated[
+        list[Path],
+        typer.Option(
+            "--file",
+            "-f",
+            help="A Rollout YAML file; repeat for more files, e.g. the Deployment a "
+            "workloadRef Rollout delivers",
+        ),
+    ],
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Print the steps the strategy will take, without any cluster."""
     from controller.api import Rollout
-    from controller.validation import validate_documents
+    from controller.validation import is_other_kind, validate_documents
     from strategies.preview import preview
 
-    docs = read_files([file])
+    everything = read_files(file)
+    # A Deployment (or a Service) beside the Rollout: read, not validated as ours.
+    others = [d for d in everything if is_other_kind(d)]
+    docs = [d for d in everything if not is_other_kind(d)]
     problems = validate_documents(docs, check_references=False)
     if problems:
         for problem in problems:
             typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(Exit.USAGE)
-    rollouts = [d.model for d in docs if isinstance(d.model, Rollout)]
+    rollouts = [with_workload(d.model, others, file) for d in docs if isinstance(d.model, Rollout)]
     if not rollouts:
-        typer.echo(f"error: no Rollout in {file}", err=True)
+        typer.echo(f"error: no Rollout in {', '.join(map(str, file))}", err=True)
         raise typer.Exit(Exit.USAGE)
     plans = [(r, preview(r)) for r in rollouts]
     if output is Output.json:
@@ -102,6 +114,12 @@ def plan(
                     {
                         "rollout": r.metadata.name,
                         "strategy": r.spec.strategy.name,
+                        "replicas": r.spec.replicas,
+                        **(
+                            {"deployment": r.spec.workload_ref.name}
+                            if r.spec.workload_ref is not None
+                            else {}
+                        ),
                         "steps": [row.to_dict() for row in rows],
                     }
                     for r, rows in plans
@@ -115,9 +133,11 @@ def plan(
 
     out = console()
     for rollout, rows in plans:
+        ref = rollout.spec.workload_ref
+        source = f", pod template of Deployment {ref.name}" if ref is not None else ""
         table = Table(
             title=f"{rollout.metadata.name} ({rollout.spec.strategy.name}, "
-            f"{rollout.spec.replicas} replicas)"
+            f"{rollout.spec.replicas} replicas{source})"
         )
         data = [row.to_dict() for row in rows]
         columns = list(data[0]) if data else []
@@ -126,6 +146,45 @@ def plan(
         for item in data:
             table.add_row(*(Text(_cell(item[c])) for c in columns))
         out.print(table)
+
+
+def with_workload(rollout: Rollout, others: list[Parsed], files: list[Path]) -> Rollout:
+    """A ``workloadRef`` Rollout with the pod template, selector and (when it sets none)
+    the replicas of its Deployment, found among the other documents of the files; a
+    Rollout with its own template as it is. Exits 2 when the Deployment is not there."""
+    from controller.workload import resolve
+
+    ref = rollout.spec.workload_ref
+    if ref is None:
+        return rollout
+    namespace = rollout.metadata.namespace
+    found = [
+        d.raw
+        for d in others
+        if d.kind == "Deployment"
+        and str(d.raw.get("apiVersion", "")) == "apps/v1"
+        and d.name == ref.name
+        and (
+            not namespace
+            or not (d.raw.get("metadata") or {}).get("namespace")
+            or (d.raw.get("metadata") or {}).get("namespace") == namespace
+        )
+    ]
+    if not found:
+        typer.echo(
+            f"error: Rollout {rollout.metadata.name!r} delivers Deployment {ref.name!r} "
+            f"(spec.workloadRef), which is not in {', '.join(map(str, files))}: the pod "
+            "template and the replicas are the Deployment's, so give its file too, e.g. "
+            f"deployctl plan -f rollout.yaml -f deployment.yaml",
+            err=True,
+        )
+        raise typer.Exit(Exit.USAGE)
+    resolved, problems = resolve(rollout, found[0])
+    if resolved is None:
+        for problem in problems:
+            typer.echo(f"error: Rollout {rollout.metadata.name}: {problem}", err=True)
+        raise typer.Exit(Exit.USAGE)
+    return resolved
 
 
 def _cell(value: object) -> str:

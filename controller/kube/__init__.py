@@ -7,6 +7,8 @@ One module per job, lowest first (each imports only those above it in this list)
 - ``bodies``: merge patches, owner references, delete options;
 - ``events``: Event names, bodies and the repeat counts (pure but for a lock);
 - ``watch``: one open watch stream;
+- ``lean``: imported first, so that the client's modules load without the package's
+  ``__init__`` (which imports every subpackage);
 - ``kubeconfig``: where credentials come from (a kubeconfig file, the in-cluster account);
 - ``transport``: sending, counting, error mapping and the only retries (tenacity);
 - ``resources``: ``Kube``, typed methods per resource on top of the transport.
@@ -14,6 +16,10 @@ One module per job, lowest first (each imports only those above it in this list)
 Everything callers use is importable from ``controller.kube`` itself.
 """
 
+# First: the client's modules without the package's __init__ (see lean.py).
+from controller.kube import lean  # noqa: F401
+
+# isort: split
 from controller.kube.bodies import MERGE_PATCH, delete_options, merge_patch, owner_reference
 from controller.kube.errors import (
     AlreadyExists,

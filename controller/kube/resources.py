@@ -692,6 +692,10 @@ class Kube(Transport):
     def list_replicasets(self, namespace: str, label_selector: str) -> list[Obj]:
         return self.list_objects(REPLICASETS, namespace, label_selector=label_selector).items
 
+    def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
+        """Pods, Terminating ones included (``hand-back --wait``: the Rollout's are gone)."""
+        return self.list_objects(PODS, namespace, label_selector=label_selector).items
+
     def list_events_for(self, namespace: str, name: str) -> list[Obj]:
         """Events about the Rollout ``name``, oldest first."""
         selector = f"involvedObject.name={name},involvedObject.kind=Rollout"

@@ -224,6 +224,24 @@ def evaluate(
 
     refused = override.problem if override is not None else ""
     usable = override if override is not None and not refused else None
+
+    def record_override(hold: str, name: str) -> None:
+        """Note and announce that the usable override lifts policy ``name``'s ``hold``."""
+        nonlocal overridden
+        assert usable is not None
+        text = f"{hold}; overridden: {usable.summary()}"
+        notes.append(text)
+        events.append(PolicyEvent("Normal", r.POLICY_OVERRIDDEN, text))
+        overridden = True
+        needs_approval(name)
+
+    def waived(policy: DeliveryPolicy, hold: str) -> bool:
+        """Whether an exempt override lifts ``policy``'s ``hold``; recorded if it does."""
+        if not _exempt(usable, policy.spec.exemptions):
+            return False
+        record_override(hold, policy_name(policy))
+        return True
+
     if refused:
         events.append(PolicyEvent("Warning", r.OVERRIDE_REFUSED, refused))
 
@@ -237,14 +255,8 @@ def evaluate(
             return _frozen(period, override=override, refused=refused, events=events)
         assert usable is not None  # every freeze in force was exempt
         for p in in_force:
-            text = (
-                f"{p.describe()} in policy {p.policy} (until {p.end.isoformat()}) "
-                f"overridden: {usable.summary()}"
-            )
-            notes.append(text)
-            events.append(PolicyEvent("Normal", r.POLICY_OVERRIDDEN, text))
-            overridden = True
-            needs_approval(p.policy)
+            hold = f"{p.describe()} in policy {p.policy} (until {p.end.isoformat()})"
+            record_override(hold, p.policy)
 
     # 1b. The error-budget release freeze.
     for policy in active:
@@ -262,15 +274,7 @@ def evaluate(
                 )
             )
         held = budget_hold(rule, left)
-        if not held:
-            continue
-        if _exempt(usable, policy.spec.exemptions):
-            assert usable is not None
-            text = f"{held} in policy {name}; overridden: {usable.summary()}"
-            notes.append(text)
-            events.append(PolicyEvent("Normal", r.POLICY_OVERRIDDEN, text))
-            overridden = True
-            needs_approval(name)
+        if not held or waived(policy, f"{held} in policy {name}"):
             continue
         return PolicyDecision(
             verdict="Wait",
@@ -289,13 +293,7 @@ def evaluate(
         if state.open:
             continue
         name = policy_name(policy)
-        if _exempt(usable, policy.spec.exemptions):
-            assert usable is not None
-            text = f"deployment windows of policy {name} overridden: {usable.summary()}"
-            notes.append(text)
-            events.append(PolicyEvent("Normal", r.POLICY_OVERRIDDEN, text))
-            overridden = True
-            needs_approval(name)
+        if waived(policy, f"deployment windows of policy {name}"):
             continue
         opening = state.next
         where = f" ({describe(opening.window)})" if opening else ""

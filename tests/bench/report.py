@@ -26,7 +26,7 @@ from typing import Any
 
 from tests.bench.stats import percentile
 
-SECTIONS = ("run", "rollback", "cli", "scale", "analysis", "huge")
+SECTIONS = ("run", "rollback", "cli", "scale", "analysis", "huge", "judge")
 
 # The anchors' figures (Argo Rollouts v1.9.1 and deployctl at main 8a967fe on the same
 # sandbox, quiet 2-core machine; /work ANCHORS, measured 2026-12-04).
@@ -60,6 +60,7 @@ class Results:
     analysis: Any = None
     huge: Any = None
     shards: Any = None
+    judge: Any = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -83,7 +84,7 @@ def merged(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[str
     """``current``, with each section it did not run taken from ``previous``; the run
     facts (when, commit, settings) of a kept section stay with that section."""
     out = dict(current)
-    for name in ("rollback", "cli", "scale", "analysis", "huge"):
+    for name in ("rollback", "cli", "scale", "analysis", "huge", "judge"):
         if out.get(name) is None and previous and previous.get(name) is not None:
             kept = dict(previous[name])
             kept.setdefault("_run", _run_facts(previous))
@@ -229,14 +230,18 @@ def render_cli(section: dict[str, Any]) -> str:
     for label, spread in section.items():
         if label.startswith("_"):
             continue
+        median = float(spread["median"])
+        measured = f"{_s(median)} ({_s(spread['low'])}-{_s(spread['high'])}, n={spread['n']})"
+        if label.startswith("kubectl"):  # the reference, measured in turn with status
+            rows.append([f"`{label}`", measured, "-", "-", "- (reference)"])
+            continue
         kind = "help" if "--help" in label else "status"
         ours, plugin = ANCHOR_CLI[kind]
         goal = 0.2 if kind == "help" else 0.5
-        median = float(spread["median"])
         rows.append(
             [
                 f"`{label}`",
-                f"{_s(median)} ({_s(spread['low'])}-{_s(spread['high'])}, n={spread['n']})",
+                measured,
                 _s(ours, 3),
                 _s(plugin, 3),
                 _met(median, goal, f"< {goal:g} s"),
@@ -533,12 +538,83 @@ def render_analysis(section: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_judge(section: dict[str, Any]) -> str:
+    """The comparison judge's measured error rates beside what its confidence implies."""
+    runs = list(section.get("runs") or [])
+    confidence = float(section["confidence"])
+    tolerance = float(section["tolerance"])
+    slower = float(section.get("slower") or 1.2)
+
+    def rate(kind: bool, outcome: str) -> tuple[int, int]:
+        chosen = [r for r in runs if bool(r["slower"]) == kind]
+        return sum(1 for r in chosen if r["outcome"] == outcome), len(chosen)
+
+    false_pos, identical = rate(False, "rolled back")
+    false_neg, slow = rate(True, "promoted")
+    undecided = sum(1 for r in runs if r["outcome"] == "undecided")
+
+    def share(n: int, of: int) -> str:
+        return f"{n} of {of} ({100 * n / of:.1f}%)" if of else "-"
+
+    def p_values(kind: bool) -> str:
+        values = sorted(
+            float(r["p_value"])
+            for r in runs
+            if bool(r["slower"]) == kind and r.get("p_value") is not None
+        )
+        if not values:
+            return "-"
+        return f"median {statistics.median(values):.2g}, min {values[0]:.2g}, max {values[-1]:.2g}"
+
+    def effects(kind: bool) -> str:
+        values = [
+            float(r["effect"])
+            for r in runs
+            if bool(r["slower"]) == kind and r.get("effect") is not None
+        ]
+        if not values:
+            return "-"
+        middle, low, high = (100 * statistics.median(values), 100 * min(values), 100 * max(values))
+        return f"median {middle:+.1f}%, {low:+.1f}% .. {high:+.1f}%"
+
+    lines = _provenance(section)
+    lines += _table(
+        ["figure", "measured", "implied by the settings"],
+        [
+            [
+                "identical canaries rolled back (false positives)",
+                f"**{share(false_pos, identical)}**",
+                f"at most {100 * (1 - confidence):g}% (1 - confidence {confidence:g}; "
+                f"less with tolerance {tolerance:g})",
+            ],
+            [
+                f"canaries {slower:g}x slower promoted (false negatives)",
+                f"**{share(false_neg, slow)}**",
+                "near 0 when the samples resolve the shift (the power, not set by confidence)",
+            ],
+            ["undecided when the run ended", str(undecided), "0"],
+            ["p-value, identical canaries", p_values(False), "uniform-ish, mostly large"],
+            ["p-value, slower canaries", p_values(True), f"below {1 - confidence:.2g}"],
+            ["effect (canary median vs baseline's), identical", effects(False), "about 0"],
+            ["effect, slower", effects(True), f"about +{100 * (slower - 1):.0f}%"],
+            [
+                "wall time, Rollouts at once",
+                f"{float(section.get('seconds') or 0):.0f} s, {section.get('batch')} at once "
+                f"(load {float(section.get('load') or 0):.1f})",
+                "-",
+            ],
+        ],
+    )
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "rollback": render_rollback,
     "cli": render_cli,
     "scale": render_scale,
     "analysis": render_analysis,
     "huge": render_scale,
+    "judge": render_judge,
 }
 
 

@@ -16,7 +16,10 @@ real Prometheus scraping every second, the node agent in place of kubelets) and 
 - ``BENCH_SECTIONS`` (default ``rollback,cli,scale,analysis``): which sections to run;
   ``shards`` (opt-in): three ``--shards`` replicas sharing ``BENCH_SHARDS_ROLLOUTS``
   (default 3000) Rollouts over ``BENCH_SHARDS`` (default 12) shards, one SIGKILLed
-  mid-canary, a 4th joining and leaving;
+  mid-canary, a 4th joining and leaving; ``judge`` (opt-in): the comparison judge's
+  false-positive and false-negative rates over ``BENCH_JUDGE_REPETITIONS`` (default 30)
+  seeded repetitions of an identical and of a 20%-slower canary against their baselines,
+  ``BENCH_JUDGE_BATCH`` (default 20) Rollouts at once (``tests/bench/judge.py``);
 - ``BENCH_PROFILE`` (default 1): sample the scale run's controller with py-spy;
 - ``BENCH_REPORT`` (default docs/benchmarks.md): where the report goes;
 - ``BENCH_KEEP`` (default unset): a directory to keep the run's logs and profiles in.
@@ -45,6 +48,7 @@ from sandbox.node_agent import NodeAgent
 from sandbox.prometheus import PrometheusServer
 from tests.bench.analysis import bench_analysis
 from tests.bench.cli import bench_cli
+from tests.bench.judge import bench_judge
 from tests.bench.process import ROOT, Controller, load_average, say
 from tests.bench.report import Results, write_report
 from tests.bench.rollback import bench_rollback
@@ -60,6 +64,8 @@ HUGE = int(os.environ.get("BENCH_HUGE", "0"))
 SECTIONS = set(os.environ.get("BENCH_SECTIONS", "rollback,cli,scale,analysis").split(","))
 SHARDS_ROLLOUTS = int(os.environ.get("BENCH_SHARDS_ROLLOUTS", "3000"))
 SHARDS = int(os.environ.get("BENCH_SHARDS", "12"))
+JUDGE_REPETITIONS = int(os.environ.get("BENCH_JUDGE_REPETITIONS", "30"))
+JUDGE_BATCH = int(os.environ.get("BENCH_JUDGE_BATCH", "20"))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") not in ("0", "", "false")
 REPORT = Path(os.environ.get("BENCH_REPORT", str(ROOT / "docs" / "benchmarks.md")))
 KEEP = os.environ.get("BENCH_KEEP")
@@ -106,6 +112,11 @@ def main() -> int:
             f" BENCH_SHARDS_ROLLOUTS={SHARDS_ROLLOUTS} BENCH_SHARDS={SHARDS}"
             if "shards" in SECTIONS
             else ""
+        )
+        + (
+            f" BENCH_JUDGE_REPETITIONS={JUDGE_REPETITIONS} BENCH_JUDGE_BATCH={JUDGE_BATCH}"
+            if "judge" in SECTIONS
+            else ""
         ),
         measured_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         commit=_commit(),
@@ -123,6 +134,15 @@ def main() -> int:
         huge_part(workdir / "huge", results)
     if "shards" in SECTIONS:
         shards_part(workdir / "shards", results)
+    if "judge" in SECTIONS:
+        say(f"judge: {JUDGE_REPETITIONS} repetitions of each kind, {JUDGE_BATCH} at once")
+        results.judge = bench_judge(
+            workdir / "judge",
+            repetitions=JUDGE_REPETITIONS,
+            batch=JUDGE_BATCH,
+            sandbox=sandbox,
+            controller_args=LEASE,
+        )
     write_report(results, REPORT, previous=REPORT if REPORT.exists() else None)
     say(f"wrote {REPORT}")
     if KEEP:
@@ -179,7 +199,9 @@ def first_part(workdir: Path, results: Results) -> None:
             if "cli" in SECTIONS:
                 if "rollback" not in SECTIONS:
                     bench_rollback(cluster, api, prometheus, runs=1)
-                results.cli = bench_cli(plane.kubeconfig, "bench-rollback-0", "shop")
+                results.cli = bench_cli(
+                    plane.kubeconfig, "bench-rollback-0", "shop", kubectl=plane.kubectl
+                )
             controller.stop()
             agent.stop()
         if "scale" in SECTIONS:

@@ -7,8 +7,17 @@ import json
 from pathlib import Path
 
 from tests.bench.analysis import AnalysisResult
+from tests.bench.judge import JudgeResult, Repetition
 from tests.bench.profiling import Summary
-from tests.bench.report import Results, merged, render_page, splice, to_json, write_report
+from tests.bench.report import (
+    Results,
+    merged,
+    render_cli,
+    render_page,
+    splice,
+    to_json,
+    write_report,
+)
 from tests.bench.rollback import RollbackResult, RollbackRun
 from tests.bench.scale import Phase, ScaleResult
 from tests.bench.stats import Spread
@@ -230,3 +239,33 @@ def test_write_report_round_trips_through_its_json(tmp_path: Path) -> None:
     again = report.read_text()
     assert again.count("words that must stay.") == 1
     assert "150 in 100 s" in first and "150 in 100 s" in again
+
+
+def test_kubectl_get_is_shown_as_the_reference_beside_status() -> None:
+    section = to_json(results())["cli"]
+    section["kubectl get rollouts.deployctl.io shop"] = {
+        "median": 0.2,
+        "low": 0.1,
+        "high": 0.3,
+        "n": 10,
+    }
+    table = render_cli(section)
+    kubectl_row = next(line for line in table.splitlines() if "kubectl get" in line)
+    status_row = next(line for line in table.splitlines() if "deployctl status" in line)
+    assert "- (reference)" in kubectl_row and "< 0.5 s" not in kubectl_row
+    assert "< 0.5 s" in status_row
+
+
+def test_judge_rates_are_counted_per_kind_beside_what_the_confidence_implies() -> None:
+    judge = JudgeResult(repetitions=2, batch=4, seconds=300.0, load=3.0)
+    judge.runs = [
+        Repetition("same-000", False, 2000, "promoted", p_value=0.5, effect=0.01),
+        Repetition("same-001", False, 2001, "rolled back", p_value=0.001, effect=0.12),
+        Repetition("slow-000", True, 3000, "rolled back", p_value=1e-9, effect=0.19),
+        Repetition("slow-001", True, 3001, "rolled back", p_value=1e-8, effect=0.21),
+    ]
+    page = render_page("# Benchmarks\n", to_json(Results(judge=judge)))
+    assert "| identical canaries rolled back (false positives) | **1 of 2 (50.0%)** |" in page
+    assert "| canaries 1.2x slower promoted (false negatives) | **0 of 2 (0.0%)** |" in page
+    assert "at most 2% (1 - confidence 0.98" in page
+    assert "median +20.0%, +19.0% .. +21.0%" in page

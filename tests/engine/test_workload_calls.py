@@ -161,3 +161,27 @@ def test_a_missing_deployment_is_an_invalid_spec_and_nothing_is_written_but_stat
     _result, calls = fixture.run()
     assert calls == [("status", NAME), ("event", "Warning", "InvalidSpec")]
     assert f"Deployment '{DEPLOYMENT}' not found" in fixture.kube.messages[0]
+
+
+def test_hand_back_leaves_a_deployment_an_hpa_has_sized_past_its_size() -> None:
+    # An HPA left on the Deployment resumes once it is above 0 and may size it to more
+    # than the size at take-over: the hand-back never scales it back down.
+    fixture = Fixture(workload_rollout("onsuccess"), deployments=(deployment_object(),))
+    revision = fixture.revision
+    for _ in range(3):
+        fixture.pass_and_settle()
+    deployment_settled(fixture)
+    fixture.annotate(**{HAND_BACK_ANNOTATION: "true"})
+    assert ("scale-deployment", DEPLOYMENT, 4) in fixture.pass_and_settle()
+    resized = fixture.deployments.get(NS, DEPLOYMENT)
+    assert resized is not None
+    resized["spec"]["replicas"] = 6  # the HPA's write
+    resized["metadata"]["generation"] += 1
+    fixture.deployments.put(resized)
+    calls = fixture.pass_and_settle()
+    assert not [c for c in calls if c[0] == "scale-deployment"]
+    deployment_settled(fixture)
+    calls = fixture.pass_and_settle()
+    assert not [c for c in calls if c[0] == "scale-deployment"]
+    assert ("scale", fixture.rs_name(revision), 0) in calls
+    assert fixture.status["workload"]["phase"] == "HandedBack"

@@ -92,6 +92,76 @@ def test_a_paced_step_says_there_is_no_traffic_then_moves_on_once_it_has_its_req
     assert controller.process.poll() is None, controller.log_text()[-3000:]
 
 
+PACED_ANALYSIS: list[dict[str, Any]] = [
+    {"setWeight": 50},
+    {
+        "analysis": {
+            "templates": [{"name": "always"}],
+            "untilRequests": 150,
+            "maxDuration": "10m",
+            "noTrafficAfter": "30s",
+        }
+    },
+]
+
+
+def test_a_paced_analysis_step_passes_its_run_but_waits_for_traffic_then_moves_on(
+    cluster: Cluster, start_controller: Any, traffic: Any
+) -> None:
+    services(cluster)
+    # A check that passes at once, traffic or not: the requests alone hold the step.
+    cluster.create_template(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": "always"},
+            "spec": {
+                "metrics": [
+                    {
+                        "name": "up",
+                        "interval": "1s",
+                        "count": 1,
+                        "threshold": {"min": 0},
+                        "provider": {"prometheus": {"query": "vector(1)"}},
+                    }
+                ]
+            },
+        }
+    )
+    controller = start_controller()
+    cluster.apply_rollout(canary("v1", PACED_ANALYSIS))
+    v1 = healthy_at(cluster)["stableRevision"]
+
+    # The run passes, no traffic comes: the step says so and never promotes.
+    cluster.apply_rollout(canary("v2", PACED_ANALYSIS))
+    quiet = status_when(
+        cluster,
+        lambda s: s.get("reason") == "NoCanaryTraffic",
+        what="the paced analysis step to say there is no traffic",
+    )
+    assert quiet["phase"] == "Paused" and quiet["currentStepIndex"] == 1
+    assert quiet["stableRevision"] == v1
+    assert "no traffic to the canary for 30s (0 of 150 requests" in quiet["message"]
+    (run,) = [r for r in quiet["analysisRuns"] if r["key"] == "step-1"]
+    assert run["phase"] == "Successful", run
+
+    # Traffic comes: the step waits for its 150 requests and moves on by itself.
+    traffic(cluster.namespace, service="shop", rate_per_second=40)
+    promoted = status_when(
+        cluster,
+        lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") != v1,
+        what="the canary promoted once it served its requests",
+    )
+    assert promoted["stableRevision"] == quiet["canaryRevision"]
+    served = cluster.events_when(
+        lambda events: any("the canary served" in e.message for e in events),
+        reason="PauseStep",
+        what="the Event saying the canary served its requests",
+    )
+    assert any("of 150 requests" in e.message for e in served), [e.message for e in served]
+    assert controller.process.poll() is None, controller.log_text()[-3000:]
+
+
 def slo_template() -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

@@ -10,13 +10,21 @@ change recorded from the apiserver and replayed in order (``tests.integration.po
   Deployment at 0 at the end;
 - a template change of the Deployment at 0 rolls out as a canary with analysis; a
   broken one is rolled back, and the Deployment stays at 0 throughout;
-- hand-back (the ``deployctl.io/hand-back`` annotation): the Deployment is back at 6
-  Ready pods before the Rollout's go, again never fewer than 6 Ready, no failed request.
+- hand-back (the ``deployctl.io/hand-back`` annotation, and ``deployctl hand-back
+  --wait`` which sets it): the Deployment is back at 6 Ready pods before the Rollout's
+  go, again never fewer than 6 Ready, no failed request;
+- an HPA left on the Deployment (the real HPA controller): disabled while the
+  Deployment is at 0, never scaling it up behind the Rollout, and sizing it again after
+  the hand-back.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -325,3 +333,167 @@ def test_the_deployment_template_is_delivered_by_the_rollout_and_handed_back(
     assert failures(stats) == {}, stats
     assert lowest_ready(recorder) >= REPLICAS
     assert cluster.events("HandedBack")
+
+
+LEASE = "deployctl-workload"
+
+
+def deployment_hpa(min_replicas: int) -> dict[str, Any]:
+    """An HPA as a team had it before the take-over: on the Deployment. Its CPU metric
+    cannot be read in the sandbox (no metrics server), so it only ever sizes the
+    Deployment up to ``minReplicas``, which is what this test needs of it."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": NAME},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME},
+            "minReplicas": min_replicas,
+            "maxReplicas": 10,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def scaling_active(hpa: Any) -> tuple[str, str] | None:
+    """The HPA's ScalingActive condition (status, reason), once it has one."""
+    for condition in (hpa.status.conditions if hpa.status else None) or []:
+        if condition.type == "ScalingActive":
+            return str(condition.status), str(condition.reason)
+    return None
+
+
+def test_hand_back_command_and_an_hpa_left_on_the_deployment(
+    cluster: Cluster,
+    start_controller: Any,
+    traffic: Any,
+    kube_api: Any,
+    control_plane: Any,
+    graceful_node: str,
+) -> None:
+    """``deployctl hand-back --wait`` gives the pods back with no gap, and an HPA left on
+    the Deployment (the real HPA controller of kube-controller-manager) neither fights
+    the take-over (at 0 replicas it disables itself: ScalingActive=False,
+    ScalingDisabled) nor the hand-back, and sizes the Deployment again afterwards."""
+    autoscaling: Any = k8s.AutoscalingV2Api(kube_api)
+    cluster.create_service(NAME, {"app": NAME}, rollout=None)
+    cluster.apps.create_namespaced_deployment(
+        cluster.namespace, deployment_body("v1", graceful_node)
+    )
+    deployment_ready(cluster)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(
+        cluster.namespace, deployment_hpa(min_replicas=REPLICAS)
+    )
+    cluster.create_template(error_rate_template("errors", interval="1s", count=3))
+    start_controller(
+        [
+            "--lease-namespace",
+            cluster.namespace,
+            "--lease-name",
+            LEASE,
+            # Generous: a loaded machine must not cost the leader its Lease mid-test.
+            "--lease-duration",
+            "15",
+            "--renew-deadline",
+            "10",
+            "--retry-period",
+            "0.5",
+        ]
+    )
+    cluster.apply_rollout(workload_rollout("onsuccess"))
+    taken_over(cluster)
+    stable = settled(cluster, NAME, timeout=120)["stableRevision"]
+
+    def hpa() -> Any:
+        return autoscaling.read_namespaced_horizontal_pod_autoscaler(NAME, cluster.namespace)
+
+    # The HPA controller sees its target at 0 and stands down; it does not scale the
+    # Deployment back up behind the Rollout.
+    wait_until(
+        hpa,
+        ok=lambda h: scaling_active(h) == ("False", "ScalingDisabled"),
+        timeout=120,
+        what="the HPA on the Deployment disabled (ScalingDisabled)",
+    )
+    assert deployment(cluster).spec.replicas == 0
+    assert cluster.replicas_by_revision() == {stable: REPLICAS}
+
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "DEPLOYCTL_CONTROLLER_NAMESPACE": cluster.namespace,
+        "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
+    }
+    with Recorder(kube_api, cluster.namespace) as recorder:
+        load = traffic(cluster.namespace, service=NAME, rate_per_second=20)
+        wait_until(
+            lambda: load.stats().by_revision().get(stable, 0),
+            ok=lambda n: n >= 20,
+            timeout=60,
+            what="requests served by the Rollout's pods",
+        )
+        handed = subprocess.run(
+            [sys.executable, "-m", "controller.cli", "hand-back", NAME, "-n", cluster.namespace]
+            + ["--wait", "--timeout", "300s", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=360,
+            env=env,
+        )
+        assert handed.returncode == 0, handed.stderr
+        # What the command promises on exit 0, read right after it returned.
+        back = deployment(cluster)
+        assert (back.status.available_replicas or 0) >= REPLICAS
+        assert cluster.replicas_by_revision() == {stable: 0}
+        rollout_pods = [
+            p
+            for p in cluster.core.list_namespaced_pod(cluster.namespace).items
+            if (p.metadata.labels or {}).get("deployctl.io/rollout") == NAME
+        ]
+        assert rollout_pods == []
+        wait_until(
+            lambda: load.stats().by_revision().get("", 0),
+            ok=lambda n: n >= 40,
+            timeout=60,
+            what="requests served by the Deployment's pods again",
+        )
+        caught_up(recorder)
+        load.stop()
+    document = json.loads(handed.stdout)
+    assert document["rollout"] == f"{cluster.namespace}/{NAME}" and document["handedBack"]
+    assert document["deployment"] == NAME and document["availableReplicas"] >= REPLICAS
+    stats = load.stats()
+    assert stats.by_revision().get(stable, 0) > 0, stats
+    assert failures(stats) == {}, stats
+    assert lowest_ready(recorder) >= REPLICAS
+    assert cluster.status(NAME)["workload"]["phase"] == "HandedBack"
+
+    # Back above 0, the HPA works on the Deployment again: it leaves ScalingDisabled (its
+    # CPU metric is then what it lacks), and a higher minReplicas is applied to the
+    # Deployment, which the handed-back Rollout leaves alone.
+    wait_until(
+        hpa,
+        ok=lambda h: scaling_active(h) not in (None, ("False", "ScalingDisabled")),
+        timeout=120,
+        what="the HPA on the Deployment active again",
+    )
+    autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+        NAME, cluster.namespace, {"spec": {"minReplicas": REPLICAS + 1}}
+    )
+    wait_until(
+        lambda: deployment(cluster),
+        ok=lambda d: (
+            d.spec.replicas == REPLICAS + 1 and (d.status.available_replicas or 0) == REPLICAS + 1
+        ),
+        timeout=120,
+        what=f"the HPA sizing the Deployment to {REPLICAS + 1}",
+    )
+    assert cluster.replicas_by_revision() == {stable: 0}

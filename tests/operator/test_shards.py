@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from controller.kube import Kube
+from controller.roster import LeaseRoster
 from controller.shards import ShardElector, member_lease_name, shard_lease_name
 from sandbox.faultproxy import FaultProxy, Faults
 from tests.operator.helpers import FakeClock
@@ -35,6 +36,7 @@ class Replica:
             name=NAME,
             identity=identity,
             shards=SHARDS,
+            roster=LeaseRoster(kube),
             lease_duration=LEASE,
             renew_deadline=RENEW_DEADLINE,
             retry_period=RETRY,
@@ -223,9 +225,14 @@ def test_parameters_are_validated(kube: Kube) -> None:
             name="l",
             identity="a",
             shards=2,
+            roster=LeaseRoster(kube),
             lease_duration=3,
             renew_deadline=4,
         )
+    # Many shards list the namespace's Leases; one shard (the single leader) never does.
+    with pytest.raises(ValueError, match="needs a roster"):
+        ShardElector(kube, namespace="n", name="l", identity="a", shards=2)
+    ShardElector(kube, namespace="n", name="l", identity="a", shards=1)
     with pytest.raises(ValueError, match="at least one shard"):
         ShardElector(kube, namespace="n", name="l", identity="a", shards=0)
     assert member_lease_name("ctl", "host_123") != member_lease_name("ctl", "host-123")

@@ -8,6 +8,7 @@ from typing import Any
 from controller.api import reasons as r
 from controller.api.status import Phase
 from strategies import Plan, Request
+from strategies.observed import RevisionState
 from tests.strategies.world import (
     World,
     canary,
@@ -404,3 +405,49 @@ def test_while_spec_paused_requests_wait_except_abort() -> None:
     assert plan.status.reason == r.ABORTED and plan.replicas == {"old": 8, "new": 3}
     plan = world.run_until(lambda p: p.replicas == {"old": 10})
     assert plan.status.reason == r.ABORTED and plan.status.weight == 0
+
+
+def test_the_promotion_writes_the_counts_its_scale_down_leads_to() -> None:
+    world = World.settled(make_rollout(canary([{"setWeight": 50}]), replicas=2))
+    plan = world.run_until(lambda p: p.status.stable_revision == "new")
+    assert plan.replicas == {"new": 2}
+    # The old stable still had its pods when the promotion was planned, but the status
+    # counts them as gone, as the passes after their deletion do: the pass that scales
+    # a revision down writes its counts, and those passes have nothing to write.
+    counts = ("replicas", "ready_replicas", "available_replicas", "updated_replicas")
+    assert [getattr(plan.status, c) for c in counts] == [2, 2, 2, 2]
+    after = world.step()
+    assert [getattr(after.status, c) for c in counts] == [2, 2, 2, 2]
+    assert after.status.conditions == plan.status.conditions
+
+
+def test_a_scale_down_never_counts_pods_a_revision_does_not_have() -> None:
+    world = World.settled(make_rollout(canary([{"setWeight": 50}]), replicas=4))
+    world.revisions["old"] = RevisionState("old", desired=4, current=4, ready=2, available=2)
+    plan = world.decide()
+    # The stable gives pods up for the canary's share: at most what it keeps, at most
+    # what it had (not-ready pods are the ones deleted first).
+    assert plan.replicas["old"] < 4
+    kept = plan.replicas["old"]
+    assert plan.status.ready_replicas == min(2, kept)
+    assert plan.status.available_replicas == min(2, kept)
+
+
+def test_promoted_in_the_pass_that_ends_the_steps_records_one_event() -> None:
+    world = World.settled(
+        make_rollout(canary([{"setWeight": 50}, {"pause": {"duration": "1s"}}]), replicas=1)
+    )
+    plan = world.run_until(lambda p: p.status.stable_revision == "new")
+    assert [e.reason for e in plan.events] == [r.PROMOTED]
+    assert "after 2 step(s)" in plan.events[0].message
+
+
+def test_a_canary_still_short_of_full_size_announces_the_end_of_the_steps() -> None:
+    world = World.settled(make_rollout(canary([{"setWeight": 10}]), replicas=10))
+    plan = world.run_until(lambda p: p.status.current_step_index == 1)
+    assert plan.status.stable_revision == "old"
+    assert (r.STEP_STARTED, "all 1 step(s) done; scaling the canary to full") in [
+        (e.reason, e.message) for e in plan.events
+    ]
+    promoted = world.run_until(lambda p: p.status.stable_revision == "new")
+    assert [e.reason for e in promoted.events] == [r.PROMOTED]

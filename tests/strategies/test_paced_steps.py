@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from controller.api import reasons as r
-from controller.api.rollout import Pause
+from controller.api.rollout import AnalysisStep, Pause
 from controller.api.status import Phase
 from strategies import Request
 from strategies.pacing import RequestCount, decide_pace
@@ -132,3 +132,89 @@ def test_no_traffic_after_shorter_than_two_scrapes_is_refused() -> None:
         Pause.model_validate({"untilRequests": 10, "noTrafficAfter": "10s"})
     with pytest.raises(ValidationError, match="either duration or untilRequests"):
         Pause.model_validate({"untilRequests": 10, "duration": "1m"})
+
+
+PACED_ANALYSIS: list[dict[str, Any]] = [
+    {"setWeight": 20},
+    {
+        "analysis": {
+            "templates": [{"name": "http-health"}],
+            "untilRequests": 2000,
+            "maxDuration": "30m",
+        }
+    },
+    {"setWeight": 50},
+]
+
+
+def paced_analysis_world(verdict: str | None = "Successful") -> World:
+    world = World.settled(make_rollout(canary(PACED_ANALYSIS)))
+    world.default_verdict = verdict
+    world.run_until(lambda p: p.status.current_step_index == 1)
+    return world
+
+
+def test_a_paced_analysis_step_needs_both_a_passing_run_and_its_requests() -> None:
+    world = paced_analysis_world()
+    world.canary_requests = RequestCount(step=1, served=1240.0, recent=300.0)
+    for _ in range(5):  # the run passes on the first pass; the requests are not there yet
+        plan = world.step()
+    (run,) = [run for run in plan.status.analysis_runs if run.key == "step-1"]
+    assert run.phase == "Successful"
+    assert plan.status.current_step_index == 1
+    assert plan.status.reason == r.WAITING_FOR_REQUESTS
+    assert "1,240 of 2,000 requests" in plan.status.message
+    assert plan.requeue_after is not None and plan.requeue_after <= 15
+    world.canary_requests = RequestCount(step=1, served=2001.0, recent=300.0)
+    plan = world.step()
+    assert plan.status.current_step_index == 2
+    assert any("2,001 of 2,000" in e.message for e in plan.events)
+
+
+def test_enough_requests_do_not_pass_a_running_analysis() -> None:
+    world = paced_analysis_world(verdict=None)
+    world.canary_requests = RequestCount(step=1, served=99999.0, recent=300.0)
+    for _ in range(5):
+        plan = world.step()
+    assert plan.status.current_step_index == 1
+    assert plan.status.reason == r.ANALYSIS_RUNNING
+
+
+def test_a_paced_analysis_without_traffic_is_never_promoted() -> None:
+    world = paced_analysis_world()
+    world.canary_requests = RequestCount(step=1, served=0.0, recent=0.0)
+    for _ in range(60):  # ten minutes of passes, the run long passed
+        plan = world.step()
+    assert plan.status.current_step_index == 1 and plan.status.phase is Phase.PAUSED
+    assert plan.status.reason == r.NO_CANARY_TRAFFIC
+    assert "no traffic to the canary for 5m" in plan.status.message
+    world.now += timedelta(minutes=30)
+    plan = world.step()
+    assert plan.status.reason == r.REQUESTS_TIMED_OUT
+    assert plan.status.current_step_index == 1 and plan.requeue_after is None
+    world.request = Request("promote", "r1", "ana")
+    assert world.step().status.current_step_index == 2, "a person can still go on"
+
+
+def test_an_analysis_step_paces_with_the_pause_steps_rules() -> None:
+    with pytest.raises(ValidationError, match="analysis: noTrafficAfter must be at least 30s"):
+        AnalysisStep.model_validate(
+            {"templates": [{"name": "a"}], "untilRequests": 10, "noTrafficAfter": "10s"}
+        )
+    with pytest.raises(ValidationError, match="analysis: maxDuration is for untilRequests"):
+        AnalysisStep.model_validate({"templates": [{"name": "a"}], "maxDuration": "5m"})
+    step = AnalysisStep.model_validate({"templates": [{"name": "a"}], "untilRequests": 10})
+    assert step.no_traffic_after == 300.0 and step.requests_metric == "http_requests_total"
+
+
+def test_the_reconciler_counts_requests_for_a_paced_analysis_step_only() -> None:
+    from controller.reconciler import paced_pause
+
+    world = paced_analysis_world(verdict=None)
+    pacing = paced_pause(world.rollout, world.status)
+    assert pacing is not None and pacing.until_requests == 2000
+    unpaced = [PACED_ANALYSIS[0], {"analysis": {"templates": [{"name": "http-health"}]}}]
+    plain = World.settled(make_rollout(canary(unpaced)))
+    plain.default_verdict = None
+    plain.run_until(lambda p: p.status.current_step_index == 1)
+    assert paced_pause(plain.rollout, plain.status) is None
