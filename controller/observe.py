@@ -52,7 +52,7 @@ def _ready_since(pod: Obj) -> datetime | None:
     return None
 
 
-def _count_pods(
+def count_pods(
     pods: Iterable[Obj], *, now: datetime, min_ready_seconds: int
 ) -> dict[str, _PodCounts]:
     """Per revision: pods not terminating, Ready, available (Ready minReadySeconds)."""
@@ -102,7 +102,7 @@ def revision_states(
     pods, and capping each revision at its ``spec.replicas`` discounts the pods of a
     ReplicaSet that is shrinking.
     """
-    return _states(replicasets, _count_pods(pods, now=now, min_ready_seconds=min_ready_seconds))
+    return _states(replicasets, count_pods(pods, now=now, min_ready_seconds=min_ready_seconds))
 
 
 def _states(
@@ -160,7 +160,7 @@ def observe(
         ):
             if revision and role in router_weights:
                 route_weights[revision] = route_weights.get(revision, 0) + router_weights[role]
-    counts = _count_pods(pods, now=now, min_ready_seconds=rollout.spec.min_ready_seconds)
+    counts = count_pods(pods, now=now, min_ready_seconds=rollout.spec.min_ready_seconds)
     waits = [c.next_available_in for c in counts.values() if c.next_available_in is not None]
     return Observed(
         revisions=_states(replicasets, counts),

@@ -27,14 +27,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.api import Rollout, RolloutStatus
-from controller.api.rollout import LabelSelector, PodTemplateSpec
+from controller.api.rollout import LabelSelector
 from controller.api.status import StatefulSetStatus
 from controller.names import REVISION_LABEL
-from controller.observe import _count_pods
-from controller.validation import Problem, problems_of
+from controller.observe import count_pods
+from controller.validation import Problem
+from controller.workload import pod_template_of
 from strategies import RevisionState
 from strategies.statefulset import OrdinalPod, pods_move, rollback_move
 
@@ -47,41 +46,19 @@ def resolve(rollout: Rollout, statefulset: Obj | None) -> tuple[Rollout | None, 
     """``rollout`` with the StatefulSet's template, selector and size; or the problems."""
     ref = rollout.spec.workload_ref
     assert ref is not None
-    where = "spec.workloadRef"
-    if statefulset is None:
-        return None, [
-            Problem(
-                f"{where}.name",
-                f"StatefulSet {ref.name!r} not found in namespace "
-                f"{rollout.metadata.namespace!r}; create it, or correct the name",
-            )
-        ]
-    spec = statefulset.get("spec") or {}
-    strategy = spec.get("updateStrategy") or {}
+    found, problems = pod_template_of(rollout, "StatefulSet", statefulset)
+    if found is None or statefulset is None:
+        return None, problems
+    template, match_labels = found
+    strategy = (statefulset.get("spec") or {}).get("updateStrategy") or {}
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
         return None, [
             Problem(
-                where,
+                "spec.workloadRef",
                 f"StatefulSet {ref.name!r} has updateStrategy {strategy.get('type')}; a "
                 "Rollout moves a StatefulSet by its RollingUpdate partition: set "
                 "updateStrategy.type RollingUpdate",
             )
-        ]
-    selector = spec.get("selector") or {}
-    if selector.get("matchExpressions"):
-        return None, [
-            Problem(
-                where,
-                f"StatefulSet {ref.name!r} selects its pods with matchExpressions; a Rollout "
-                "takes a matchLabels selector only",
-            )
-        ]
-    try:
-        template = PodTemplateSpec.model_validate(spec.get("template") or {})
-    except ValidationError as exc:
-        return None, [
-            Problem(f"{where} (StatefulSet {ref.name!r}) template.{p.path}", p.message)
-            for p in problems_of(exc)
         ]
     strategy_spec = rollout.spec.strategy
     canary = strategy_spec.canary
@@ -91,7 +68,7 @@ def resolve(rollout: Rollout, statefulset: Obj | None) -> tuple[Rollout | None, 
         )
     update: dict[str, Any] = {
         "template": template,
-        "selector": LabelSelector(match_labels=dict(selector.get("matchLabels") or {})),
+        "selector": LabelSelector(match_labels=match_labels),
         "replicas": replicas_of(statefulset),
         "strategy": strategy_spec,
     }
@@ -191,7 +168,7 @@ def revision_states(
         }
         for pod in pods
     ]
-    counts = _count_pods(relabelled, now=now, min_ready_seconds=min_ready_seconds)
+    counts = count_pods(relabelled, now=now, min_ready_seconds=min_ready_seconds)
     return {
         revision: RevisionState(
             revision=revision,

@@ -56,33 +56,11 @@ def resolve(
     """``rollout`` with the Deployment's pod template and selector; or the problems."""
     ref = rollout.spec.workload_ref
     assert ref is not None
-    where = "spec.workloadRef"
-    if deployment is None:
-        return None, [
-            Problem(
-                f"{where}.name",
-                f"Deployment {ref.name!r} not found in namespace "
-                f"{rollout.metadata.namespace!r}; create it, or correct the name",
-            )
-        ]
-    spec = deployment.get("spec") or {}
-    selector = spec.get("selector") or {}
-    if selector.get("matchExpressions"):
-        return None, [
-            Problem(
-                where,
-                f"Deployment {ref.name!r} selects its pods with matchExpressions; a Rollout "
-                "takes a matchLabels selector only",
-            )
-        ]
-    try:
-        template = PodTemplateSpec.model_validate(spec.get("template") or {})
-    except ValidationError as exc:
-        return None, [
-            Problem(f"{where} (Deployment {ref.name!r}) template.{p.path}", p.message)
-            for p in problems_of(exc)
-        ]
-    match_labels = dict(selector.get("matchLabels") or {})
+    found, problems = pod_template_of(rollout, "Deployment", deployment)
+    if found is None:
+        return None, problems
+    template, match_labels = found
+    spec = (deployment or {}).get("spec") or {}
     if rollout.spec.selector is not None and rollout.spec.selector.match_labels != match_labels:
         return None, [
             Problem(
@@ -101,6 +79,43 @@ def resolve(
             known.replicas if known is not None else int(spec.get("replicas", 1) or 0)
         )
     return rollout.model_copy(update={"spec": rollout.spec.model_copy(update=update)}), []
+
+
+def pod_template_of(
+    rollout: Rollout, kind: str, workload: Mapping[str, Any] | None
+) -> tuple[tuple[PodTemplateSpec, dict[str, str]] | None, list[Problem]]:
+    """The pod template and ``matchLabels`` of the ``kind`` that ``rollout``'s
+    workloadRef names (a Deployment, a StatefulSet); or why it cannot be delivered:
+    missing, selecting its pods by expressions, or with a template we cannot read."""
+    ref = rollout.spec.workload_ref
+    assert ref is not None
+    where = "spec.workloadRef"
+    if workload is None:
+        return None, [
+            Problem(
+                f"{where}.name",
+                f"{kind} {ref.name!r} not found in namespace "
+                f"{rollout.metadata.namespace!r}; create it, or correct the name",
+            )
+        ]
+    spec = workload.get("spec") or {}
+    selector = spec.get("selector") or {}
+    if selector.get("matchExpressions"):
+        return None, [
+            Problem(
+                where,
+                f"{kind} {ref.name!r} selects its pods with matchExpressions; a Rollout "
+                "takes a matchLabels selector only",
+            )
+        ]
+    try:
+        template = PodTemplateSpec.model_validate(spec.get("template") or {})
+    except ValidationError as exc:
+        return None, [
+            Problem(f"{where} ({kind} {ref.name!r}) template.{p.path}", p.message)
+            for p in problems_of(exc)
+        ]
+    return (template, dict(selector.get("matchLabels") or {})), []
 
 
 @dataclass(frozen=True)
