@@ -5,13 +5,19 @@ three ``deployctl controller --shards N`` processes: every Rollout first deploye
 given a canary whose pause is long enough to SIGKILL one replica in the middle of it.
 Figures: the split of the Rollouts by their recorded writer (``status.controller``) and
 each replica's CPU seconds per phase; how long after the SIGKILL the last of the killed
-replica's Rollouts was written by another (the lease duration is the floor); the time
-until a 4th replica holds a quarter of the shards, and until they are back after it is
-stopped (SIGTERM). Not a test: it measures and reports.
+replica's Rollouts was written by another (the lease duration is the floor). Then the
+killed replica comes back, a second canary wave starts, and mid-pause a 4th replica
+joins (four live: the time until each holds a quarter of the shards) and is stopped
+(SIGTERM: the time until its shards are held by the other three). Every status write
+is watched from the apiserver (``WriteAudit``): within each phase (before the SIGKILL,
+after it, after the restart, while the 4th is in, after it left) no Rollout may be
+written by a replica once another has written it. Not a test: it measures and reports.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +28,7 @@ from kubernetes import client as k8s
 
 from controller.shards import shard_lease_name
 from tests.bench.process import Controller, Progress, load_average, say
-from tests.bench.workload import Cluster, in_parallel, rollout
+from tests.bench.workload import GROUP, VERSION, Cluster, in_parallel, rollout
 from tests.waiting import wait_until
 
 LEASE_NAME = "deployctl-controller"
@@ -47,6 +53,90 @@ class ShardsResult:
     join_s: float = 0.0
     leave_s: float = 0.0
     load: float = 0.0
+    writes_audited: int = 0
+    double_writes: dict[str, int] = field(default_factory=dict)
+    """Per phase, the Rollouts written by a replica again after another had written them."""
+    audit_errors: list[str] = field(default_factory=list)
+    second_canary_s: float = 0.0
+
+
+class WriteAudit:
+    """Every status write of the namespace's Rollouts, (resourceVersion, name, writer),
+    from a watch on the apiserver, resumed where it stopped."""
+
+    def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
+        self.custom: Any = k8s.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.writes: list[tuple[int, str, str]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def now(self) -> int:
+        """The resourceVersion now: a phase boundary in the order of writes."""
+        listed = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "rollouts", limit=1
+        )
+        return int(listed["metadata"]["resourceVersion"])
+
+    def start(self) -> WriteAudit:
+        self._version = str(self.now())
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=150)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = self.custom.list_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    "rollouts",
+                    watch=True,
+                    resource_version=self._version,
+                    timeout_seconds=30,
+                    allow_watch_bookmarks=True,
+                    _preload_content=False,
+                    _request_timeout=(5, 60),
+                )
+                buffer = b""
+                for chunk in response.stream(amt=None, decode_content=True):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            self._event(json.loads(line))
+            except Exception as exc:  # noqa: BLE001 - resumed from the last version seen
+                if not self._stop.is_set():
+                    self.errors.append(f"watch: {exc!r}"[:300])
+
+    def _event(self, event: dict[str, Any]) -> None:
+        obj = event.get("object") or {}
+        if event.get("type") == "ERROR":
+            # 410: writes between our version and now are gone; the audit has a gap.
+            self.errors.append(f"watch ended: {obj.get('message', obj)}"[:300])
+            self._version = str(self.now())
+            return
+        meta = obj.get("metadata") or {}
+        self._version = str(meta.get("resourceVersion", self._version))
+        writer = (obj.get("status") or {}).get("controller")
+        if event.get("type") == "MODIFIED" and writer:
+            self.writes.append((int(self._version), str(meta.get("name")), str(writer)))
+
+    def double_writes(self, start: int, end: int | None) -> int:
+        """Rollouts written in [start, end) by a replica once another had written them."""
+        runs: dict[str, list[str]] = {}
+        for rv, name, writer in sorted(self.writes):
+            if rv < start or (end is not None and rv >= end):
+                continue
+            seq = runs.setdefault(name, [])
+            if not seq or seq[-1] != writer:
+                seq.append(writer)
+        return sum(1 for seq in runs.values() if len(seq) != len(set(seq)))
 
 
 def bench_shards(
@@ -61,6 +151,8 @@ def bench_shards(
 ) -> ShardsResult:
     ns = cluster.namespace(namespace)
     result = ShardsResult(rollouts=count, shards=shards)
+    audit = WriteAudit(api, ns).start()
+    bounds = [0]
     coordination: Any = k8s.CoordinationV1Api(api)
     replicas = {name: start(name) for name in ("ctl-a", "ctl-b", "ctl-c")}
     loads: list[float] = []
@@ -135,6 +227,7 @@ def bench_shards(
     theirs = [n for n, s in cluster.statuses(ns).items() if s.get("controller") == "ctl-c"]
     result.killed_rollouts = len(theirs)
     killed_cpu = replicas["ctl-c"].cpu_seconds() - cpu0["ctl-c"]
+    bounds.append(audit.now())
     replicas["ctl-c"].process.kill()
     killed = time.monotonic()
     wait_until(
@@ -162,16 +255,57 @@ def bench_shards(
     result.canary_cpu = {k: v - cpu0[k] for k, v in cpu().items() if k in cpu0}
     result.canary_cpu["ctl-c (until killed)"] = killed_cpu
 
-    # A 4th replica joins (with ctl-c gone: three live, then back to two).
+    # The killed replica comes back; a second canary wave; mid-pause a 4th replica joins
+    # (four live) and is stopped again.
+    bounds.append(audit.now())
+    replicas["ctl-c"] = start("ctl-c")
+    wait_until(split, ok=even(3), timeout=600, what="ctl-c back in", interval=0.5)
+    v2 = {n: s.get("stableRevision") for n, s in cluster.statuses(ns).items()}
+    second = time.monotonic()
+    in_parallel(
+        lambda n: cluster.replace_template(ns, n, rollout(n, "v3", replicas=1, steps=steps)), names
+    )
+    wait_until(paused, timeout=7200, what="every second canary in its pause", interval=2)
+    bounds.append(audit.now())
     joined = time.monotonic()
     replicas["ctl-d"] = start("ctl-d")
-    wait_until(split, ok=even(3), timeout=600, what="the 4th replica's share", interval=0.5)
+    wait_until(split, ok=even(4), timeout=600, what="the 4th replica's quarter", interval=0.5)
     result.join_s = time.monotonic() - joined
+    say(f"shards: a quarter each {result.join_s:.1f} s after the 4th replica started")
+    bounds.append(audit.now())
     leaving = time.monotonic()
     replicas["ctl-d"].stop()
-    wait_until(split, ok=even(2), timeout=600, what="its shards back", interval=0.2)
+    wait_until(split, ok=even(3), timeout=600, what="its shards back", interval=0.2)
     result.leave_s = time.monotonic() - leaving
+    say(f"shards: its shards back {result.leave_s:.1f} s after SIGTERM")
+
+    def promoted_again() -> bool:
+        statuses = cluster.statuses(ns)
+        return (
+            sum(
+                1
+                for n, s in statuses.items()
+                if s.get("phase") == "Healthy" and s.get("stableRevision") != v2.get(n)
+            )
+            == count
+        )
+
+    wait_until(promoted_again, timeout=7200, what="every second canary promoted", interval=2)
+    result.second_canary_s = time.monotonic() - second
     result.load = sum(loads) / len(loads) if loads else load_average()
     for controller in replicas.values():
         controller.stop()
+    audit.stop()
+    phases = ["before the SIGKILL", "after the SIGKILL", "ctl-c back", "4th in", "4th left"]
+    ends: list[int | None] = [*bounds[1:], None]
+    result.double_writes = {
+        phase: audit.double_writes(start_rv, end_rv)
+        for phase, start_rv, end_rv in zip(phases, bounds, ends, strict=True)
+    }
+    result.writes_audited = len(audit.writes)
+    result.audit_errors = audit.errors
+    say(
+        f"shards: {result.writes_audited} status writes audited, written by two in turn: "
+        f"{result.double_writes}, watch errors {len(audit.errors)}"
+    )
     return result
