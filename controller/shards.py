@@ -293,29 +293,10 @@ class ShardElector:
         if written is None or not held:
             return None
         try:
-            updated = self.kube.update_lease(
-                self.namespace,
-                name,
-                claimed_spec(
-                    written.get("spec") or {},
-                    identity=self.identity,
-                    wall=wall,
-                    lease_duration=self.lease_duration,
-                ),
-                resource_version=str(written["metadata"]["resourceVersion"]),
-                annotations=self._annotations,
-                timeout=self._timeout,
-            )
+            if not self._write(name, written, wall, now, conflict_raises=True):
+                return False
         except Conflict:
             return None
-        except KubeError as exc:
-            self._log.debug("renewing the lease failed", error=str(exc))
-            if answered(exc):
-                self._contact(now)
-            return False
-        self._contact(now)
-        self._views.setdefault(name, LeaseView()).observe(updated.get("spec") or {}, now)
-        self._written[name] = updated
         with self._lock:
             self._renewed[0] = now
             self._leaving.discard(0)
@@ -436,8 +417,12 @@ class ShardElector:
         self._drop(shard)
         self._log.info("handed a shard back", shard=shard)
 
-    def _write(self, name: str, lease: Obj | None, wall: str, now: float) -> bool:
-        """Create or renew the Lease ``name`` for us; True on success."""
+    def _write(
+        self, name: str, lease: Obj | None, wall: str, now: float, *, conflict_raises: bool = False
+    ) -> bool:
+        """Create or renew the Lease ``name`` for us; True on success. A 409 is False
+        (another replica wrote first), or raised with ``conflict_raises`` for a caller
+        that reads the Lease and decides again."""
         try:
             if lease is None:
                 spec = claimed_spec(
@@ -462,9 +447,14 @@ class ShardElector:
                     timeout=self._timeout,
                 )
         except KubeError as exc:
+            if conflict_raises and isinstance(exc, Conflict):
+                raise
             # 409: another replica wrote first; we look again at the next tick.
             self._log.debug("writing a lease failed", lease=name, error=str(exc))
+            if answered(exc):
+                self._contact(now)
             return False
+        self._contact(now)
         self._views.setdefault(name, LeaseView()).observe(written.get("spec") or {}, now)
         if self._single:
             self._written[name] = written
