@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.harness import GROUP, VERSION, Cluster, demo_rollout
+# The judge's template is the one the bench's seeded repetitions measure (make bench, judge).
+from tests.bench.judge import latency_template
+from tests.integration.harness import Cluster, demo_rollout
 from tests.integration.podwatch import Recorder, is_terminating
 from tests.waiting import wait_until
 
@@ -30,41 +32,8 @@ STEPS = [
     {"analysis": {"templates": [{"name": "latency"}]}},
 ]
 
+
 # The mean latency of one revision's requests over the last 3 s, once per scrape (1 s).
-SERIES = '{namespace="{{rollout.namespace}}", revision="{{canary.hash}}"}'
-MEAN_LATENCY = (
-    f"sum(rate(http_request_duration_seconds_sum{SERIES}[3s])) / "
-    f"sum(rate(http_request_duration_seconds_count{SERIES}[3s]))"
-)
-
-
-def latency_template() -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "latency"},
-        "spec": {
-            "metrics": [
-                {
-                    "name": "latency",
-                    # Series appear a few seconds after the pods are Ready (file_sd).
-                    "initialDelay": "5s",
-                    "interval": "90s",
-                    "count": 1,
-                    "provider": {"prometheus": {"query": MEAN_LATENCY}},
-                    "compare": {
-                        "against": "baseline",
-                        "direction": "increase",
-                        "confidence": 0.98,
-                        "tolerance": 0.1,
-                        "minSamples": 40,
-                    },
-                }
-            ]
-        },
-    }
-
-
 def rollout(name: str, version: str, latency: float) -> dict[str, Any]:
     return demo_rollout(
         name,
