@@ -239,18 +239,23 @@ def bench_shards(
     result.takeover_s = time.monotonic() - killed
     say(f"shards: {len(theirs)} Rollouts taken over {result.takeover_s:.1f} s after SIGKILL")
 
-    def promoted() -> bool:
-        statuses = cluster.statuses(ns)
-        return (
-            sum(
-                1
-                for n, s in statuses.items()
-                if s.get("phase") == "Healthy" and s.get("stableRevision") != v1.get(n)
-            )
-            == count
-        )
+    def promoted_from(before: dict[str, Any]) -> Callable[[], bool]:
+        """Every Rollout Healthy on a stable revision other than its one in ``before``."""
 
-    wait_until(promoted, timeout=7200, what="every canary promoted", interval=2)
+        def done() -> bool:
+            statuses = cluster.statuses(ns)
+            return (
+                sum(
+                    1
+                    for n, s in statuses.items()
+                    if s.get("phase") == "Healthy" and s.get("stableRevision") != before.get(n)
+                )
+                == count
+            )
+
+        return done
+
+    wait_until(promoted_from(v1), timeout=7200, what="every canary promoted", interval=2)
     result.canary_s = time.monotonic() - canary_started
     result.canary_cpu = {k: v - cpu0[k] for k, v in cpu().items() if k in cpu0}
     result.canary_cpu["ctl-c (until killed)"] = killed_cpu
@@ -279,18 +284,7 @@ def bench_shards(
     result.leave_s = time.monotonic() - leaving
     say(f"shards: its shards back {result.leave_s:.1f} s after SIGTERM")
 
-    def promoted_again() -> bool:
-        statuses = cluster.statuses(ns)
-        return (
-            sum(
-                1
-                for n, s in statuses.items()
-                if s.get("phase") == "Healthy" and s.get("stableRevision") != v2.get(n)
-            )
-            == count
-        )
-
-    wait_until(promoted_again, timeout=7200, what="every second canary promoted", interval=2)
+    wait_until(promoted_from(v2), timeout=7200, what="every second canary promoted", interval=2)
     result.second_canary_s = time.monotonic() - second
     result.load = sum(loads) / len(loads) if loads else load_average()
     for controller in replicas.values():
