@@ -407,6 +407,13 @@ def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
     assert outcome["outcome"] == "Promoted" and v2 != v1, outcome
     before = {node: pod["metadata"]["uid"] for node, pod in all_on(cluster, v2).items()}
     strategy_restored(cluster)
+    shown = cli("status", NAME, "-n", ns, "-o", "json", env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    workload = json.loads(shown.stdout)["workload"]
+    assert workload["daemonSet"] == NAME and workload["moving"] == "AtRest"
+    assert workload["nodes"] == {v2: {"role": "stable", "nodes": sorted(fleet.node_names)}}
+    text = cli("status", NAME, "-n", ns, env=env, timeout=60).stdout
+    assert f"DaemonSet {NAME}: AtRest; {v2} (stable) {NODES} Nodes: " in text
 
     # 1: a crash-looping canary is rolled back; only canary Nodes were replaced (the
     # second waits on the first's pod, which never becomes Ready, so it may never go).
