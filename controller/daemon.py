@@ -235,8 +235,17 @@ def move(
     before = status.daemon_set
     known: set[str] = set()
     if before is not None:
-        known = {n for names in before.nodes.values() for n in names} & set(nodes or known)
+        # A Node whose pod is gone and not yet recreated is still one of the DaemonSet's:
+        # forgetting it would shrink the Node count and shift the canary order.
+        known = {n for names in before.nodes.values() for n in names}
+        known |= set(before.replacing) | set(before.waiting_for) | set(before.rolling_back)
+        known &= set(nodes or known)
     observed = node_pods(pods, known)
+    # Fewer Nodes seen than the DaemonSet controller schedules on: a pod is gone and not
+    # recreated yet on a Node nothing here remembers (a restart lost the status that
+    # named it). Deleting or handing back now could count without it: wait to see it.
+    desired = int((daemonset.get("status") or {}).get("desiredNumberScheduled", 0) or 0)
+    incomplete = len(observed) < desired
     held = users_strategy(daemonset) is not None
     on_delete = strategy_of(daemonset).get("type") == "OnDelete"
     stable, canary = status.stable_revision, status.canary_revision
@@ -260,11 +269,14 @@ def move(
             moving=moving,
             waiting_for=list(waiting),
             rolling_back=list(rolling_back),
+            replacing=sorted(n for n, pod in observed.items() if pod is None),
         )
         if moving != "AtRest" and not held and not on_delete:
             # Take the strategy first, alone: nothing is deleted until OnDelete is in place.
             return DaemonSetWrite(hold=True, status=state)
-        back = users_strategy(daemonset) if hand_back and held else None
+        back = users_strategy(daemonset) if hand_back and held and not incomplete else None
+        if incomplete:
+            deletions = ()
         return DaemonSetWrite(
             template_of=template, deletions=deletions, hand_back=back, status=state
         )

@@ -218,6 +218,10 @@ class DaemonSetStatus(StatusModel):
         default_factory=list,
         description="Nodes whose pod a rollback has replaced (waited on until Ready again)",
     )
+    replacing: list[str] = Field(
+        default_factory=list,
+        description="Nodes without a pod at the last pass (being replaced): still counted",
+    )
 
 
 class RolloutStatus(StatusModel):

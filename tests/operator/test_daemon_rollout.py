@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from controller.api import Rollout, RolloutStatus
 from controller.api.status import DaemonSetStatus
 from controller.commands.render import workload_document, workload_line
@@ -284,3 +287,86 @@ def test_status_shows_the_nodes_per_revision() -> None:
         f"DaemonSet agent: Canary; {CANARY} (canary) 1 Nodes: n1; "
         f"{STABLE} (stable) 2 Nodes: n0, n2; waiting for n3"
     )
+
+
+# --------------------------------------------------------------------- restarts
+
+
+class _Fleet:
+    """The DaemonSet controller under OnDelete and its kubelets, at the level
+    ``controller.daemon.move`` observes: a deleted pod terminates, then a new pod on the
+    current template is created, then it becomes Ready, each when the schedule says so."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.pods: dict[str, dict[str, Any]] = {n: pod(n, STABLE) for n in NODES}
+        self.serial = 0
+        self.deleted: list[str] = []
+
+    def delete(self, node: str, uid: str) -> None:
+        current = self.pods.get(node)
+        if current is not None and current["metadata"]["uid"] == uid:  # the precondition
+            current["metadata"]["deletionTimestamp"] = "now"
+            self.deleted.append(node)
+
+    def tick(self, node: str) -> None:
+        current = self.pods.get(node)
+        if current is None:
+            self.serial += 1
+            fresh = pod(node, self.template, ready=False)
+            fresh["metadata"]["uid"] = f"{node}-{self.serial}"
+            self.pods[node] = fresh
+        elif current["metadata"].get("deletionTimestamp"):
+            del self.pods[node]
+        else:
+            current["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+
+    def unavailable(self) -> int:
+        return sum(
+            1
+            for n in NODES
+            if (p := self.pods.get(n)) is None
+            or p["metadata"].get("deletionTimestamp")
+            or p["status"]["conditions"][0]["status"] != "True"
+        )
+
+
+@given(
+    schedule=st.lists(
+        st.one_of(st.sampled_from(NODES), st.just("pass"), st.just("restart")), max_size=300
+    ),
+    weight_pods=st.sampled_from([1, 2, 5, 10]),
+)
+@settings(max_examples=150, deadline=None)
+def test_passes_with_restarts_replace_each_canary_node_once_within_the_budget(
+    schedule: list[str], weight_pods: int
+) -> None:
+    """Whatever the interleaving of passes, pod events and restarts, a canary step
+    replaces each target Node's pod at most once, never a Node outside the step, and
+    never makes more than one pod unavailable (maxUnavailable 1). A restart keeps only
+    status, and may lose the last pass's status write (killed after its deletions,
+    before the write)."""
+    fleet = _Fleet(CANARY)
+    written: DaemonSetStatus | None = None
+    previous: DaemonSetStatus | None = None
+    targets = ["n1", "n3", "n5", "n7", "n9", "n0", "n2", "n4", "n6", "n8"][:weight_pods]
+    for event in schedule:
+        if event == "restart":
+            written = previous  # nothing else is kept between passes
+            continue
+        if event != "pass":
+            fleet.tick(event)
+            continue
+        before = fleet.unavailable()
+        write = move(
+            daemonset(), REVISIONS, list(fleet.pods.values()), nodes(),
+            status(daemon_set=written), canary_pods=weight_pods, max_unavailable=1,
+            canary_node_selector={ZONE: "b"},
+        )  # fmt: skip
+        for deletion in write.deletions:
+            fleet.delete(deletion.node, deletion.uid)
+        previous, written = written, write.status
+        if write.deletions:
+            assert before == 0 and fleet.unavailable() == 1
+    assert len(fleet.deleted) == len(set(fleet.deleted)), fleet.deleted
+    assert set(fleet.deleted) <= set(targets)
