@@ -181,7 +181,7 @@ class Reconciler:
         deployment = self._deployment(rollout)
         statefulset = self._statefulset(rollout)
         daemonset = self._daemonset(rollout)
-        spec_in = rollout
+        as_written = rollout  # its canary fields as the user set them (maxUnavailable)
         workload_pods: list[Mapping[str, Any]] = []
         revisions: list[Mapping[str, Any]] = []
         kind = rollout.spec.workload_ref.kind if rollout.spec.workload_ref else None
@@ -257,7 +257,7 @@ class Reconciler:
             update["stateful_set"] = self._move_statefulset(statefulset, workload_pods, plan)
         elif daemonset is not None:
             update["daemon_set"] = self._move_daemonset(
-                spec_in, daemonset, revisions, workload_pods, plan
+                as_written, daemonset, revisions, workload_pods, plan
             )
         else:
             self._apply(rollout, plan, router, revision=revision, log=bound)
