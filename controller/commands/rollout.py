@@ -155,6 +155,15 @@ def revision_of(raw: dict[str, Any], session: Session | None = None) -> str:
         return daemonset_revision(session, str(ref.get("name")))
     if ref and "template" not in spec:
         name = raw.get("metadata", {}).get("name")
+        kind = str(ref.get("kind", "Deployment"))
+        if session is None and kind in ("StatefulSet", "DaemonSet"):
+            raise fail(
+                f"rollout {name} delivers {kind} {ref.get('name')}'s pod template "
+                "(spec.workloadRef), and undo cannot go back through the Rollout yet: "
+                f"put the earlier image back with `deployctl rollout {name} --image "
+                "CONTAINER=IMAGE`, which writes it into the " + kind + " and delivers it "
+                "with the Rollout's steps"
+            )
         if session is None:
             raise fail(
                 f"rollout {name} delivers Deployment {ref.get('name')}'s pod template "

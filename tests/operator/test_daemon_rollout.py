@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.api import Rollout, RolloutStatus
 from controller.api.status import DaemonSetStatus
+from controller.commands.common import CliError
 from controller.commands.render import workload_document, workload_line
+from controller.commands.rollout import revision_of as revision_of_request
 from controller.daemon import (
     STRATEGY_ANNOTATION,
     max_unavailable,
@@ -266,6 +269,13 @@ def test_plan_rows_show_the_nodes_each_step_moves() -> None:
         (10, "Nodes 6-10"),
         (10, "-"),
     ]
+
+
+def test_undo_says_how_to_go_back_for_a_daemonset() -> None:
+    with pytest.raises(CliError) as refused:
+        revision_of_request(rollout_body())
+    assert "delivers DaemonSet agent's pod template" in refused.value.message
+    assert "deployctl rollout agent --image" in refused.value.message
 
 
 def test_status_shows_the_nodes_per_revision() -> None:
