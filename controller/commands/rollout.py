@@ -159,10 +159,7 @@ def revision_of(raw: dict[str, Any], session: Session | None = None) -> str:
         if session is None and kind in ("StatefulSet", "DaemonSet"):
             raise fail(
                 f"rollout {name} delivers {kind} {ref.get('name')}'s pod template "
-                "(spec.workloadRef), and undo cannot go back through the Rollout yet: "
-                f"put the earlier image back with `deployctl rollout {name} --image "
-                "CONTAINER=IMAGE`, which writes it into the " + kind + " and delivers it "
-                "with the Rollout's steps"
+                "(spec.workloadRef): its revision is read from the " + kind
             )
         if session is None:
             raise fail(
@@ -511,16 +508,36 @@ def change_rollout(
         try:
             written = write_rollout(session, current, desired)
             if statefulset is not None:
-                # The partition at N in the same write: no ordinal moves before the
-                # Rollout's first step asks for it.
-                replicas = int(statefulset["spec"].get("replicas", 1) or 0)
-                session.kube.patch_statefulset_template(statefulset, template, partition=replicas)
+                write_workload_template(session, statefulset, "StatefulSet", template)
             if daemonset is not None:
-                _write_daemonset_template(session, daemonset, template)
+                write_workload_template(session, daemonset, "DaemonSet", template)
             return written
         except Conflict:
             continue  # the controller wrote status meanwhile: read again, redo the edit
     raise fail("the Rollout kept changing under us (5 conflicts); try again", Exit.UNREACHABLE)
+
+
+def workload_of(session: Session, raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The StatefulSet or DaemonSet a Rollout's workloadRef names, with its kind."""
+    statefulset = _statefulset_of(session, raw)
+    if statefulset is not None:
+        return statefulset, "StatefulSet"
+    daemonset = _daemonset_of(session, raw)
+    if daemonset is not None:
+        return daemonset, "DaemonSet"
+    raise fail(f"rollout {raw['metadata']['name']} delivers no StatefulSet or DaemonSet")
+
+
+def write_workload_template(
+    session: Session, workload: dict[str, Any], kind: str, template: dict[str, Any]
+) -> None:
+    """``template`` into the workload so that nothing moves before the Rollout's first step
+    asks: a StatefulSet's partition at N in the same write, a DaemonSet held on OnDelete."""
+    if kind == "StatefulSet":
+        replicas = int(workload["spec"].get("replicas", 1) or 0)
+        session.kube.patch_statefulset_template(workload, template, partition=replicas)
+    else:
+        _write_daemonset_template(session, workload, template)
 
 
 def _statefulset_of(session: Session, raw: dict[str, Any]) -> dict[str, Any] | None:

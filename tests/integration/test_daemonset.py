@@ -429,3 +429,19 @@ def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
     assert replaced and replaced <= set(canaries), replaced
     assert strategy_restored(cluster).spec.template.spec.containers[0].image.endswith(":v2")
     assert cluster.status(NAME)["stableRevision"] == v2
+
+    # 2: undo names no revision the DaemonSet still keeps: refused, nothing written.
+    generation = daemonset(cluster).metadata.generation
+    result = cli("undo", NAME, "-n", ns, "--to-revision", "bcdfbcdfb", env=env)
+    assert result.returncode != 0 and "has no ControllerRevision" in result.stderr, result.stderr
+    assert daemonset(cluster).metadata.generation == generation
+
+    # 3: undo goes back to v1, the previous promoted revision, from the DaemonSet's own
+    # ControllerRevision, fast-tracked to every Node like any undo; the user's strategy
+    # is back at the end.
+    result = cli("undo", NAME, "-n", ns, "--wait", "--timeout", "400s", "-o", "json", env=env)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)["revision"] == v1, result.stdout
+    all_on(cluster, v1)
+    assert strategy_restored(cluster).spec.template.spec.containers[0].image.endswith(":v1")
+    assert cluster.status(NAME)["stableRevision"] == v1

@@ -271,11 +271,11 @@ def test_plan_rows_show_the_nodes_each_step_moves() -> None:
     ]
 
 
-def test_undo_says_how_to_go_back_for_a_daemonset() -> None:
+def test_the_revision_of_a_daemonset_rollout_is_read_from_the_daemonset() -> None:
     with pytest.raises(CliError) as refused:
         revision_of_request(rollout_body())
     assert "delivers DaemonSet agent's pod template" in refused.value.message
-    assert "deployctl rollout agent --image" in refused.value.message
+    assert "read from the DaemonSet" in refused.value.message
 
 
 def test_status_shows_the_nodes_per_revision() -> None:
