@@ -2,8 +2,9 @@
 (``baseline_split``) and the HTTPRoute rules the Gateway API router writes for it.
 
 The baseline gets the canary's share through its own Service; the stable keeps the
-rest; above 50 both are capped at 50. Without a baseline the rule is the two-backend
-rule it always was, and a baseline backendRef left from an earlier pass goes.
+rest; above 50 both are capped at 50. Without a baseline the rule (Gateway API) or route
+(Istio, host-level) is the two-backend one it always was, and a baseline backend left
+from an earlier pass goes.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from controller.routers.base import (
     baseline_split,
 )
 from controller.routers.gatewayapi import GatewayAPIRouter
+from controller.routers.istio import IstioRouter
 from tests.engine.fixture import (
     CANARY_SVC,
     STABLE_SVC,
     canary_spec,
     rollout_object,
     route_object,
+    virtualservice_object,
 )
 
 BASELINE_SVC = baseline_service_of(STABLE_SVC)
@@ -104,3 +107,30 @@ def test_a_rule_without_the_canary_service_gets_no_baseline_backend() -> None:
         {STABLE_SVC: 80},
         {STABLE_SVC: 80, CANARY_SVC: 10, BASELINE_SVC: 10},
     ]
+
+
+def istio_router() -> tuple[IstioRouter, Any]:
+    rollout = Rollout.model_validate(
+        rollout_object(canary_spec([{"setWeight": 20}, {"pause": {}}], routed="istio"))
+    )
+    routing = rollout.spec.strategy.canary.traffic_routing  # type: ignore[union-attr]
+    ref = routing.istio.all_virtual_services[0]  # type: ignore[union-attr]
+    return IstioRouter(rollout, caches=RouterCaches(), kube=None), ref  # type: ignore[arg-type]
+
+
+def destinations_of(http: list[Any]) -> list[dict[str, int]]:
+    return [{d["destination"]["host"]: d["weight"] for d in route["route"]} for route in http]
+
+
+def test_istio_host_level_gets_a_baseline_destination_and_loses_it_on_abort() -> None:
+    routes, ref = istio_router()
+    vs = virtualservice_object()
+    http = routes.desired_http(vs, ref, TrafficTarget("s", "c", 30, baseline=True))
+    assert http is not None
+    assert destinations_of(http) == [{STABLE_SVC: 40, CANARY_SVC: 30, BASELINE_SVC: 30}]
+    vs["spec"]["http"] = http
+    again = routes.desired_http(vs, ref, TrafficTarget("s", "c", 30, baseline=True))
+    assert again == http
+    aborted = routes.desired_http(vs, ref, TrafficTarget("s", None, 0))
+    assert aborted is not None
+    assert destinations_of(aborted) == [{STABLE_SVC: 100, CANARY_SVC: 0}]
