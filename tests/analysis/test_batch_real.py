@@ -7,10 +7,13 @@ sends one query per moment (counted by a reverse proxy in front of Prometheus).
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -185,3 +188,45 @@ def test_an_engine_measuring_many_runs_sends_one_query_per_moment(
     # the five runs, measured on one grid, share each query.
     measured = sum(len(run.metrics[0].measurements) for run in runs.values())
     assert counting.kinds["grouped"] * 2 <= measured
+
+
+def test_a_grouped_query_for_a_thousand_revisions_passes_a_proxy_with_a_url_limit(
+    prometheus,
+    demo_app,
+    load,  # noqa: F811
+) -> None:
+    """A grouped query naming 1,000 revisions (about 40 KB) goes as a form POST, so a
+    proxy refusing request lines over 8 KiB (nginx's default buffers) lets it through,
+    and the answer is the one Prometheus gives; a short query stays a GET."""
+    namespace, served = "t-batch-post", revision()
+    load.start(demo_app(labels={"namespace": namespace, "revision": served}).url)
+    prometheus.wait_for_series(own_query(namespace, served), deadline=60)
+    grouped = grouped_query_of(PRESET)
+    revisions = [served, *(revision() for _ in range(999))]
+    promql = grouped.query([namespace], revisions)
+    assert len(promql) > 8192 * 3
+
+    proxy = CountingProxy(prometheus.url, max_request_line=8192)
+    try:
+        at = datetime.now(UTC)
+        outcome = query(proxy.url, promql, timeout=10, at=at)
+        assert proxy.refused == 0
+        ((method, size),) = [(seen.method, seen.size) for seen in proxy.seen]
+        assert method == "POST" and size > 8192
+        direct = query(prometheus.url, promql, timeout=10, at=at)
+        assert outcome.samples == direct.samples
+        assert [(s.labels["namespace"], s.labels["revision"]) for s in outcome.samples] == [
+            (namespace, served)
+        ]
+
+        query(proxy.url, own_query(namespace, served), timeout=10)
+        assert proxy.seen[-1].method == "GET"
+        # The limit is real: the same grouped query as a GET is refused.
+        long_get = urllib.request.Request(
+            f"{proxy.url}/api/v1/query?{urlencode({'query': promql})}"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(long_get, timeout=10)
+        assert refused.value.code == 414 and proxy.refused == 1
+    finally:
+        proxy.close()
