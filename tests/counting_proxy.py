@@ -44,7 +44,7 @@ class CountingProxy:
         self.seen: list[SeenQuery] = []
         self.refused = 0  # requests answered 414 (request line over max_request_line)
         self.kinds: Counter[str] = Counter()
-        self.longest = 0  # bytes of the longest request line + body seen (a URL limit)
+        self.longest = 0  # bytes of the longest request line seen (what URL limits apply to)
         self._classify = classify
         self._lock = threading.Lock()
         proxy = self
@@ -64,7 +64,7 @@ class CountingProxy:
                     size = len(self.requestline) + len(body or b"")
                     with proxy._lock:
                         proxy.queries += 1
-                        proxy.longest = max(proxy.longest, size)
+                        proxy.longest = max(proxy.longest, len(self.requestline))
                         proxy.seen.append(
                             SeenQuery(self.command, size, proxy._promql(self.path, body))
                         )
