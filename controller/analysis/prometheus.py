@@ -167,16 +167,15 @@ def _posted_query(client: PrometheusConnect, form: dict[str, str], *, timeout: f
     """``custom_query`` as a form POST: the same answer, and the same errors for ``_attempt``
     to map (a 405 is asked again as a GET)."""
     session: requests.Session = client._session  # ours: a BoundedSession (``_attempt``)
-    response = session.post(f"{client.url}/api/v1/query", data=form, timeout=timeout)
-    if response.status_code == 405:
+    with session.post(f"{client.url}/api/v1/query", data=form, timeout=timeout) as response:
+        status, content = response.status_code, response.content
+    if status == 405:
         params = {k: v for k, v in form.items() if k != "query"}
         return client.custom_query(form["query"], params=params, timeout=timeout)
-    if response.status_code != 200:
+    if status != 200:
         # The client's own message format, which ``_parse_status`` unpacks.
-        raise PrometheusApiClientException(
-            f"HTTP Status Code {response.status_code} ({response.content!r})"
-        )
-    return response.json()["data"]["result"]
+        raise PrometheusApiClientException(f"HTTP Status Code {status} ({content!r})")
+    return json.loads(content)["data"]["result"]
 
 
 def query_range(
