@@ -227,6 +227,7 @@ def test_a_grouped_query_for_a_thousand_revisions_passes_a_proxy_with_a_url_limi
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(long_get, timeout=10)
+        refused.value.close()  # the error holds the response
         assert refused.value.code == 414 and proxy.refused == 1
     finally:
         proxy.close()
