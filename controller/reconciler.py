@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from controller import daemon, stateful
 from controller.analysis.pacing import count_requests
-from controller.analysis.run import AnalysisEngine, cannot_start, next_due
+from controller.analysis.run import AnalysisEngine, cannot_start
 from controller.analysis.templating import QueryContext
 from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
@@ -577,7 +577,7 @@ class Reconciler:
             bound = runs.get(run, status)
             if bound is None or bound.problem:
                 continue
-            due = next_due(run, [b.metric for b in bound.metrics], now=now)
+            due = self.engine.next_due(run, bound.metrics, now=now)
             context = query_context(runs.rollout, status, run)
             self.engine.expect(run, bound.metrics, context=context, now=now)
             if due is not None:

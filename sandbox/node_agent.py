@@ -35,7 +35,11 @@ its own loopback IP (127.1.x.y, the pod IP) port 8080, with the container's env,
 agent writes one Prometheus file_sd JSON per pod (labels namespace, pod, app, revision, and
 role for a baseline's pods), so the real Prometheus sees per-revision series (plus
 ``controller_revision_hash`` for StatefulSet and DaemonSet pods, whose revision is that
-label).
+label). As with Prometheus's Kubernetes discovery, which lists a pod once it has an IP,
+the target is written when the pod's process starts, before it serves or is Ready:
+Prometheus hands new targets to its scrapers in batches (about every 5 s), and that wait
+overlaps the pod's start instead of following it. A target's presence therefore does not
+mean the pod serves (its ``up`` is 0 until it does).
 
 Each pod's stages and the status reported for them are ``sandbox.pod_lifecycle``; this
 module runs that state machine: the Node and its Lease, the pod watch, one worker thread
@@ -616,6 +620,9 @@ class NodeAgent:
             finally:
                 if log_file is not None:
                     log_file.close()  # the child holds its own descriptor
+            # Discoverable as soon as it has an address, as Prometheus's Kubernetes
+            # discovery lists a pod: its target batching overlaps the pod's start.
+            self._write_file_sd(state)
         self._schedule(state, self.ready_delay + random.uniform(0.0, self.ready_jitter))
 
     def _spawn_shell(self, state: PodState) -> None:

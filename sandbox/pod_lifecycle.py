@@ -178,7 +178,8 @@ class PodHost:
     schedule: Callable[[PodState, float], None]
     """Look at the pod again after this many seconds."""
     serving: Callable[[PodState], None]
-    """The pod runs and serves: publish it (its Prometheus scrape target)."""
+    """The pod runs and serves: publish it (its Prometheus scrape target; the agent
+    already published it when the process started, so this only re-asserts it)."""
     healthy: Callable[[PodState], bool]
     """Whether the pod's demo-app process answers its health check."""
     crash_interval: float

@@ -46,7 +46,10 @@ never one on two samples.
 With ``batches`` (the operator's engine), the presets' queries of every run measured at
 the same moment are one query (``controller.analysis.batch``); a preset metric's first
 measurement is then taken a second after its run started (``BATCH_FIRST_DELAY``), so
-that the pass that started the run has registered it for the batch of that moment.
+that the pass that started the run has registered it for the batch of that moment, and
+its due moments (interval ticks and first-data polls) are rounded up to the batch grid
+(``AnalysisEngine.next_due``), so runs that come due within one tick are measured in
+the same batch.
 
 A metric with ``compare`` is judged by the rank test (``controller.analysis.compare``)
 on the canary's and stable's samples since the run started, one range query per side
@@ -255,20 +258,38 @@ def _due_at(run: AnalysisRunStatus, metric: Metric) -> datetime | None:
     return last + timedelta(seconds=metric.interval_seconds)
 
 
-def due_metrics(run: AnalysisRunStatus, metrics: Sequence[Metric], *, now: datetime) -> list[str]:
+Align = Callable[[Metric, datetime], datetime]
+"""Moves a metric's due moment (the engine rounds batched ones up to the batch grid)."""
+
+
+def _as_is(metric: Metric, at: datetime) -> datetime:
+    return at
+
+
+def due_metrics(
+    run: AnalysisRunStatus,
+    metrics: Sequence[Metric],
+    *,
+    now: datetime,
+    align: Align = _as_is,
+) -> list[str]:
     """Names of the metrics to measure at ``now``, in spec order."""
     if run.phase in TERMINAL:
         return []
     due = []
     for metric in metrics:
         at = _due_at(run, metric)
-        if at is not None and at <= now:
+        if at is not None and align(metric, at) <= now:
             due.append(metric.name)
     return due
 
 
 def next_due(
-    run: AnalysisRunStatus, metrics: Sequence[Metric], *, now: datetime
+    run: AnalysisRunStatus,
+    metrics: Sequence[Metric],
+    *,
+    now: datetime,
+    align: Align = _as_is,
 ) -> datetime | None:
     """When the next measurement is due (the reconciler's requeue-after); None when done.
 
@@ -276,20 +297,27 @@ def next_due(
     """
     if run.phase in TERMINAL:
         return None
-    times = []
-    for metric in metrics:
-        result = _result(run, metric.name)
-        if result is not None and result.job is not None and result.phase not in TERMINAL:
-            times.append(now + timedelta(seconds=JOB_POLL_SECONDS))
-        elif (at := _due_at(run, metric)) is not None:
-            if at < now and waiting_for_first_data(run, metric, now=now):
-                # Asked (or due) since ``at`` without data: the next poll on the grid
-                # at, at + 0.5 s, ... (a run not asked yet is due at once).
-                polls = math.floor((now - at).total_seconds() / FIRST_DATA_POLL) + 1
-                end = _no_data_since(run, metric) + timedelta(seconds=metric.interval_seconds)
-                at = min(at + timedelta(seconds=polls * FIRST_DATA_POLL), end)
-            times.append(at)
+    times = [
+        align(metric, at)
+        for metric in metrics
+        if (at := metric_next_due(run, metric, now=now)) is not None
+    ]
     return min(times) if times else None
+
+
+def metric_next_due(run: AnalysisRunStatus, metric: Metric, *, now: datetime) -> datetime | None:
+    """When ``metric`` of ``run`` is next measured (``next_due`` for one metric)."""
+    result = _result(run, metric.name)
+    if result is not None and result.job is not None and result.phase not in TERMINAL:
+        return now + timedelta(seconds=JOB_POLL_SECONDS)
+    at = _due_at(run, metric)
+    if at is not None and at < now and waiting_for_first_data(run, metric, now=now):
+        # Asked (or due) since ``at`` without data: the next poll on the grid
+        # at, at + 0.5 s, ... (a run not asked yet is due at once).
+        polls = math.floor((now - at).total_seconds() / FIRST_DATA_POLL) + 1
+        end = _no_data_since(run, metric) + timedelta(seconds=metric.interval_seconds)
+        at = min(at + timedelta(seconds=polls * FIRST_DATA_POLL), end)
+    return at
 
 
 def _first_due(run: AnalysisRunStatus, metric: Metric) -> datetime:
@@ -799,7 +827,7 @@ class AnalysisEngine:
         missing = [MetricResult(name=m.name) for m in metrics if _result(run, m.name) is None]
         if missing:
             run = run.model_copy(update={"metrics": [*run.metrics, *missing]})
-        due = set(due_metrics(run, metrics, now=now))
+        due = set(due_metrics(run, metrics, now=now, align=self._align))
         waiting = sorted(
             (item for item in bound if item.metric.name in due),
             key=lambda item: _due_at(run, item.metric) or now,
@@ -978,11 +1006,24 @@ class AnalysisEngine:
             return
         for item in bound:
             key = self._batch_key(item.metric)
-            due = _due_at(run, item.metric)
+            due = metric_next_due(run, item.metric, now=now)
             if key is None or due is None:
                 continue
             for scope in _scopes(item.metric, context):
-                self.batches.expect(key, scope, due=max(due, now))
+                self.batches.expect(key, scope, due=max(self.batches.on_grid(due), now))
+
+    def next_due(
+        self, run: AnalysisRunStatus, bound: Sequence[BoundMetric], *, now: datetime
+    ) -> datetime | None:
+        """``next_due`` with the batched metrics' moments on the batch grid."""
+        return next_due(run, [b.metric for b in bound], now=now, align=self._align)
+
+    def _align(self, metric: Metric, at: datetime) -> datetime:
+        """A batched metric's due moment rounded up to the batch grid, so the runs due
+        within one tick are measured together (``controller.analysis.batch``)."""
+        if self.batches is None or self._batch_key(metric) is None:
+            return at
+        return self.batches.on_grid(at)
 
     def _batch_key(self, metric: Metric) -> BatchKey | None:
         grouped = grouped_query(metric) if self.batches is not None else None

@@ -182,3 +182,31 @@ def test_registrations_of_ended_runs_are_forgotten() -> None:
     batches.measure(KEY, ("shop", "a"), now=later, send=send)
     assert "gone" not in send.sent[0]
     assert batches.pending(KEY) == 0
+
+
+def test_covered_runs_whose_workers_come_later_than_max_age_ask_together() -> None:
+    # A queue so busy that covered runs miss the answer's max_age: the first of them
+    # asks again for all of them (they are carried into the next batch), not alone.
+    batches = Batches(tick=0.5, max_age=2.0)
+    for rev in ("a", "b", "c"):
+        batches.expect(KEY, ("shop", rev), due=T0)
+    send = Recorder(answer(("shop", "a", 0.1), ("shop", "b", 0.2), ("shop", "c", 0.3)))
+    batches.measure(KEY, ("shop", "a"), now=T0, send=send)
+    late = T0 + timedelta(seconds=3)
+    batches.measure(KEY, ("shop", "b"), now=late, send=send)
+    c = batches.measure(KEY, ("shop", "c"), now=late + timedelta(seconds=0.1), send=send)
+    assert len(send.sent) == 2
+    assert 'revision=~"b|c"' in send.sent[1]
+    assert isinstance(c, QueryResult) and [s.value for s in c.samples] == [0.3]
+
+
+def test_an_answer_serves_its_tick_of_the_shared_grid_only() -> None:
+    # Ticks are cut on one grid (multiples of the tick since the epoch), not from the
+    # moment an answer was taken: T0 + 0.4 and T0 + 0.6 are in different ticks.
+    batches = Batches(tick=0.5)
+    send = Recorder(answer(("shop", "a", 0.0), ("shop", "b", 0.0)))
+    batches.measure(KEY, ("shop", "a"), now=T0 + timedelta(seconds=0.4), send=send)
+    batches.measure(KEY, ("shop", "a"), now=T0 + timedelta(seconds=0.6), send=send)
+    assert len(send.sent) == 2
+    batches.measure(KEY, ("shop", "a"), now=T0 + timedelta(seconds=0.9), send=send)
+    assert len(send.sent) == 2

@@ -7,10 +7,13 @@ sends one query per moment (counted by a reverse proxy in front of Prometheus).
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -40,9 +43,14 @@ PRESET = ErrorRatePreset(window=5)
 
 @pytest.fixture
 def counting(prometheus: Any) -> Iterator[CountingProxy]:
-    proxy = CountingProxy(prometheus.url)
+    proxy = CountingProxy(prometheus.url, classify=kind_of)
     yield proxy
     proxy.close()
+
+
+def kind_of(promql: str) -> str:
+    """A grouped preset query, or another (a no-data record's traffic query)."""
+    return "grouped" if "by (namespace, revision)" in promql else "other"
 
 
 def revision() -> str:
@@ -143,26 +151,31 @@ def test_an_engine_measuring_many_runs_sends_one_query_per_moment(
     runs: dict[str, AnalysisRunStatus] = {
         rev: start_run(key="step-1", revision=rev, metrics=[], now=started) for rev in revisions
     }
+    templates = {"http-health": templ}
+
+    def register(now: datetime) -> None:
+        # As the operator's passes do: the pass that starts a run, and every pass after
+        # it, registers the run's next measurement (on the batch grid) before it is due.
+        for rev, run in runs.items():
+            ctx = context(namespace, rev)
+            bound = engine.bind(templates, REF, revision=rev, context=ctx)
+            engine.expect(run, bound, context=ctx, now=now)
+
+    register(started)
     moments = 0
     end = time.monotonic() + 60
     while any(run.phase == "Running" for run in runs.values()):
         assert time.monotonic() < end, f"runs still going after 60 s: {runs}"
         now = datetime.now(UTC)
-        before = counting.queries
-        templates = {"http-health": templ}
-        # As the operator's passes do: every run's next measurement is registered (at
-        # the end of its previous pass) before any of them is measured.
-        for rev, run in runs.items():
-            ctx = context(namespace, rev)
-            bound = engine.bind(templates, REF, revision=rev, context=ctx)
-            engine.expect(run, bound, context=ctx, now=now)
+        before = counting.kinds["grouped"]
         for rev, run in runs.items():
             runs[rev] = engine.advance(
                 run, templates=templates, ref=REF, context=context(namespace, rev), now=now
             )
-        moments += counting.queries > before
+        register(now)
+        moments += counting.kinds["grouped"] > before
         # One grouped query at most per moment, whatever the number of runs.
-        assert counting.queries - before <= 1
+        assert counting.kinds["grouped"] - before <= 1, counting.seen[-4:]
         time.sleep(0.2)  # the polling interval of this loop, not a synchronisation
 
     assert {rev: run.phase for rev, run in runs.items()} == {
@@ -170,7 +183,51 @@ def test_an_engine_measuring_many_runs_sends_one_query_per_moment(
         bad: "Failed",
         silent: "Inconclusive",
     }
-    assert counting.queries == moments
-    # Without batching every run would have asked at least once per measurement.
+    assert counting.kinds["grouped"] == moments
+    # Without batching every run would have asked at least once per measurement: here
+    # the five runs, measured on one grid, share each query.
     measured = sum(len(run.metrics[0].measurements) for run in runs.values())
-    assert counting.queries < measured
+    assert counting.kinds["grouped"] * 2 <= measured
+
+
+def test_a_grouped_query_for_a_thousand_revisions_passes_a_proxy_with_a_url_limit(
+    prometheus,
+    demo_app,
+    load,  # noqa: F811
+) -> None:
+    """A grouped query naming 1,000 revisions (about 40 KB) goes as a form POST, so a
+    proxy refusing request lines over 8 KiB (nginx's default buffers) lets it through,
+    and the answer is the one Prometheus gives; a short query stays a GET."""
+    namespace, served = "t-batch-post", revision()
+    load.start(demo_app(labels={"namespace": namespace, "revision": served}).url)
+    prometheus.wait_for_series(own_query(namespace, served), deadline=60)
+    grouped = grouped_query_of(PRESET)
+    revisions = [served, *(revision() for _ in range(999))]
+    promql = grouped.query([namespace], revisions)
+    assert len(promql) > 8192 * 3
+
+    proxy = CountingProxy(prometheus.url, max_request_line=8192)
+    try:
+        at = datetime.now(UTC)
+        outcome = query(proxy.url, promql, timeout=10, at=at)
+        assert proxy.refused == 0
+        ((method, size),) = [(seen.method, seen.size) for seen in proxy.seen]
+        assert method == "POST" and size > 8192
+        direct = query(prometheus.url, promql, timeout=10, at=at)
+        assert outcome.samples == direct.samples
+        assert [(s.labels["namespace"], s.labels["revision"]) for s in outcome.samples] == [
+            (namespace, served)
+        ]
+
+        query(proxy.url, own_query(namespace, served), timeout=10)
+        assert proxy.seen[-1].method == "GET"
+        # The limit is real: the same grouped query as a GET is refused.
+        long_get = urllib.request.Request(
+            f"{proxy.url}/api/v1/query?{urlencode({'query': promql})}"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(long_get, timeout=10)
+        refused.value.close()  # the error holds the response
+        assert refused.value.code == 414 and proxy.refused == 1
+    finally:
+        proxy.close()

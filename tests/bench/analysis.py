@@ -64,7 +64,7 @@ class AnalysisResult:
     queries_by_kind: dict[str, float] = field(default_factory=dict)
     revisions_per_query: list[int] = field(default_factory=list)  # per grouped query
     scrapes_cut: int = 0  # exporter answers Prometheus hung up on (scrape timeout)
-    longest_request: int = 0  # bytes of the longest query's request line (GET URL)
+    longest_request: int = 0  # bytes of the longest query's request line (a long one is a POST)
     measurements: float = 0.0
     cpu: float = 0.0
     peak_rss_mib: float = 0.0

@@ -494,7 +494,7 @@ def render_analysis(section: dict[str, Any]) -> str:
                 "0 (a loaded machine makes gaps in the data)",
             ],
             [
-                "longest query request (GET line)",
+                "longest query request line (long queries are POSTed)",
                 f"{int(section.get('longest_request') or 0):,} bytes",
                 "under common URL limits (8 KiB in nginx's default buffers)",
             ],

@@ -184,7 +184,7 @@ def test_analysis_figures_and_the_rolled_back_set() -> None:
     assert "1.2 (180 measurements)" in rows["measurements per query"]
     assert "| 1.5 / 5 |" in rows["revisions per grouped query, median / max"]
     assert rows["grouped preset query"].endswith("| 150 | 1.50 |")
-    assert "| 9,000 bytes |" in rows["longest query request (GET line)"]
+    assert "| 9,000 bytes |" in rows["longest query request line (long queries are POSTed)"]
     assert "| 2 |" in rows["exporter scrapes cut off by Prometheus's 1 s timeout"]
     assert (
         "p50 5.00 s, p95 5.00 s, max 11.00 s (n=20)"

@@ -148,7 +148,16 @@ def test_file_sd_carries_namespace_pod_app_revision(node_agent, kube_api, namesp
         "revision": "abc123",
     }
     (target,) = entry["targets"]
-    assert get(f"http://{target}/healthz").status == 200
+    # Published when the process starts, as Kubernetes discovery lists a pod with an IP:
+    # it serves soon after, not necessarily yet.
+    wait_until(lambda: serves(target), timeout=30, what="the target to serve")
+
+
+def serves(target: str) -> bool:
+    try:
+        return bool(get(f"http://{target}/healthz").status == 200)
+    except OSError:
+        return False
 
 
 def create_pod(
@@ -324,6 +333,38 @@ def test_a_slow_node_keeps_deleted_pods_terminating_for_its_delay(
     finally:
         agent.stop()
         core.delete_node("slow-node")
+
+
+def test_a_pods_scrape_target_is_published_before_it_is_ready(
+    control_plane, kube_api, namespace, tmp_path
+) -> None:
+    """As Prometheus's Kubernetes discovery lists a pod once it has an IP: the file_sd
+    target (with its revision) is there while the pod is still starting, not Ready."""
+    core = core_api(kube_api)
+    agent = NodeAgent(
+        control_plane.api_client(),
+        node_name="early-node",
+        bind_unscheduled=False,
+        ready_delay=300.0,  # far longer than the test: the pod stays starting throughout
+        run_processes=True,
+        file_sd_dir=tmp_path / "sd",
+    )
+    path = tmp_path / "sd" / f"{namespace}_early.json"
+    try:
+        agent.start()
+        create_pod(core, namespace, "early", image="shop/demo:v1", node="early-node")
+        wait_until(path.exists, timeout=30, what="the pod's scrape target")
+        (entry,) = json.loads(path.read_text())
+        assert entry["labels"]["pod"] == "early" and entry["labels"]["namespace"] == namespace
+        pod = core.read_namespaced_pod("early", namespace)
+        assert {c.type: c.status for c in pod.status.conditions or []}.get("Ready") != "True"
+        (target,) = entry["targets"]
+        wait_until(lambda: serves(target), timeout=30, what="the process to serve")
+    finally:
+        core.delete_namespaced_pod("early", namespace, grace_period_seconds=0)
+        agent.stop()
+        core.delete_node("early-node")
+    assert not path.exists()  # the target goes with the pod
 
 
 def shell_job(name: str, script: str, *, backoff_limit: int = 0) -> dict[str, object]:
