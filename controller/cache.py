@@ -96,6 +96,27 @@ class KubeWrites(RouterWrites, Protocol):
 
     def delete_pod(self, namespace: str, name: str, *, uid: str) -> bool: ...
 
+    # A DaemonSet Rollout's writes (``controller.daemon``); its stable template is read
+    # from its ControllerRevision as a StatefulSet's is (``get_statefulset_template``).
+
+    def patch_daemonset_update_strategy(
+        self,
+        namespace: str,
+        name: str,
+        strategy: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> Obj: ...
+
+    def patch_daemonset_template(
+        self,
+        current: Mapping[str, Any],
+        template: Mapping[str, Any],
+        *,
+        hold: Mapping[str, str] | None = None,
+    ) -> Obj: ...
+
     # The traffic routers' writes (``controller.routers.base.RouterWrites``).
 
     def patch_rollout_status(

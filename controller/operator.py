@@ -56,6 +56,8 @@ from controller.cache import Cache, UnionCache
 from controller.informer import DELETED, MODIFIED, SYNC, Informer
 from controller.kube import (
     ANALYSIS_TEMPLATES,
+    CONTROLLER_REVISIONS,
+    DAEMONSETS,
     DELIVERY_POLICIES,
     DEPLOYMENTS,
     DESTINATION_RULES,
@@ -63,6 +65,7 @@ from controller.kube import (
     INGRESSES,
     JOBS,
     NAMESPACES,
+    NODES,
     PODS,
     REPLICASETS,
     ROLLOUTS,
@@ -193,6 +196,10 @@ class Operator:
         self.workload_pods = Informer(
             kube, PODS, namespace=ns, label_selector=CONTROLLER_REVISION_LABEL
         )
+        # DaemonSets a workloadRef names; their newest ControllerRevision is the revision
+        # they deliver.
+        self.daemonsets = Informer(kube, DAEMONSETS, namespace=ns)
+        self.controller_revisions = Informer(kube, CONTROLLER_REVISIONS, namespace=ns)
         self.routes: Informer | None = None
         if self._has_httproutes():
             self.routes = Informer(kube, HTTPROUTES, namespace=ns)
@@ -226,6 +233,11 @@ class Operator:
         self.namespaces: Informer | None = None
         if ns is None:
             self.namespaces = Informer(kube, NAMESPACES)
+        # Node labels (a DaemonSet canary's canaryNodeSelector): cluster-wide install only;
+        # the namespaced one orders a DaemonSet's Nodes by name alone.
+        self.nodes: Informer | None = None
+        if ns is None:
+            self.nodes = Informer(kube, NODES)
         self.notifier = Notifier(
             secret_resolver(lambda ns, name: kube.read_secret_annotated(ns, name))
         )
@@ -245,6 +257,9 @@ class Operator:
                 deployments=self.deployments,
                 statefulsets=self.statefulsets,
                 workload_pods=self.workload_pods,
+                daemonsets=self.daemonsets,
+                controller_revisions=self.controller_revisions,
+                nodes=self.nodes,
             ),
             engine=AnalysisEngine(
                 PrometheusMeasurer(default_address=config.prometheus_url),
@@ -354,6 +369,8 @@ class Operator:
             self.deployments,
             self.statefulsets,
             self.workload_pods,
+            self.daemonsets,
+            self.controller_revisions,
         ]
         optional = (
             self.routes,
@@ -363,6 +380,7 @@ class Operator:
             self.policies,
             self.own_policies,
             self.namespaces,
+            self.nodes,
         )
         return found + [informer for informer in optional if informer is not None]
 
@@ -372,6 +390,7 @@ class Operator:
         self.rollouts.add_index(WORKLOAD_INDEX, _workload)
         self.deployments.add_handler(self._enqueue_workload_of)
         self.statefulsets.add_handler(self._enqueue_workload_of)
+        self.daemonsets.add_handler(self._enqueue_workload_of)
         self.workload_pods.add_handler(self._enqueue_workload_of_pod)
         for policies in (self.policies, self.own_policies):
             if policies is not None:
@@ -427,10 +446,11 @@ class Operator:
             self.queue.add(key)
 
     def _enqueue_workload_of_pod(self, _type: str, obj: Obj) -> None:
-        """A StatefulSet's pod changed: the Rollouts whose workloadRef names its owner."""
+        """A StatefulSet's or DaemonSet's pod changed: the Rollouts whose workloadRef
+        names its owner."""
         meta = obj.get("metadata") or {}
         for owner in meta.get("ownerReferences") or []:
-            if owner.get("kind") == "StatefulSet":
+            if owner.get("kind") in ("StatefulSet", "DaemonSet"):
                 key = f"{meta.get('namespace')}/{owner.get('name')}"
                 for rollout in self.rollouts.keys_by_index(WORKLOAD_INDEX, key):
                     self.queue.add(rollout)

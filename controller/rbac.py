@@ -110,9 +110,15 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("apps", "statefulsets", "watch", W, "informer: its template and pods moving"),
     Permission("apps", "statefulsets", "patch", W, "partition per step; stable template back"),
     Permission("apps", "statefulsets", "get", W, "a refused template write: whose spec won"),
-    Permission(
-        "apps", "controllerrevisions", "get", W, "a StatefulSet's stable template, for rollback"
-    ),
+    Permission("apps", "controllerrevisions", "get", W, "the stable template back, for rollback"),
+    Permission("apps", "daemonsets", "list", W, "informer: a workloadRef DaemonSet"),
+    Permission("apps", "daemonsets", "watch", W, "informer: its template and pods moving"),
+    Permission("apps", "daemonsets", "patch", W, "OnDelete while owned; stable template back"),
+    Permission("apps", "daemonsets", "get", W, "a refused template write: whose spec won"),
+    Permission("apps", "controllerrevisions", "list", W, "informer: a DaemonSet's newest revision"),
+    Permission("apps", "controllerrevisions", "watch", W, "informer: a DaemonSet's new revision"),
+    Permission("", "nodes", "list", CLUSTER, "informer: Node labels (canaryNodeSelector)"),
+    Permission("", "nodes", "watch", CLUSTER, "informer: Node label changes"),
     Permission("", "pods", "list", W, "informer: pods of our revisions (by label)"),
     Permission("", "pods", "watch", W, "informer: pod readiness and crash loops"),
     Permission(
@@ -120,7 +126,7 @@ PERMISSIONS: tuple[Permission, ...] = (
         "pods",
         "delete",
         W,
-        "rollback of a StatefulSet canary pod never Ready (OrderedReady waits on it)",
+        "a DaemonSet canary's pods, Node by Node; a StatefulSet canary pod never Ready",
     ),
     Permission("batch", "jobs", "list", W, "informer: check Jobs (job metrics, hooks) we made"),
     Permission("batch", "jobs", "watch", W, "informer: a check Job finishing wakes its Rollout"),

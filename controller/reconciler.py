@@ -28,6 +28,7 @@ means our cache was stale; the next pass re-reads). Nothing here sleeps or retri
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -36,7 +37,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from controller import stateful
+from controller import daemon, stateful
 from controller.analysis.pacing import count_requests
 from controller.analysis.run import AnalysisEngine, cannot_start, next_due
 from controller.analysis.templating import QueryContext
@@ -44,8 +45,8 @@ from controller.api import AnalysisTemplate, Phase, Rollout, RolloutStatus
 from controller.api import reasons as R
 from controller.api.revision import replicaset_name, template_hash
 from controller.api.rollout import Pacing
-from controller.api.status import AnalysisRunStatus, StatefulSetStatus
-from controller.api.workload_rules import STATEFULSET
+from controller.api.status import AnalysisRunStatus, DaemonSetStatus, StatefulSetStatus
+from controller.api.workload_rules import DAEMONSET, STATEFULSET
 from controller.bound_runs import BoundRuns, query_context
 from controller.cache import Cache, KubeWrites, Obj
 from controller.kube import merge_patch
@@ -105,6 +106,12 @@ class Caches:
     workload_pods: Cache | None = None
     """Pods with a ``controller-revision-hash``: a StatefulSet's, which carry no label
     of ours."""
+    daemonsets: Cache | None = None
+    """The DaemonSets a ``spec.workloadRef`` names (``controller.daemon``)."""
+    controller_revisions: Cache | None = None
+    """ControllerRevisions: a DaemonSet's newest is the revision it delivers."""
+    nodes: Cache | None = None
+    """Nodes (cluster-wide): their labels for a DaemonSet's ``canaryNodeSelector``."""
 
     @property
     def router_caches(self) -> RouterCaches:
@@ -173,9 +180,19 @@ class Reconciler:
             return self._invalid(raw, problems, now=now)
         deployment = self._deployment(rollout)
         statefulset = self._statefulset(rollout)
-        if rollout.spec.workload_ref is not None:
-            if rollout.spec.workload_ref.kind == STATEFULSET:
+        daemonset = self._daemonset(rollout)
+        as_written = rollout  # its canary fields as the user set them (maxUnavailable)
+        workload_pods: list[Mapping[str, Any]] = []
+        revisions: list[Mapping[str, Any]] = []
+        kind = rollout.spec.workload_ref.kind if rollout.spec.workload_ref else None
+        if kind is not None:
+            if kind == STATEFULSET:
                 rollout, problems = stateful.resolve(rollout, statefulset)
+            elif kind == DAEMONSET:
+                workload_pods = self._workload_pods(daemonset) if daemonset else []
+                rollout, problems = daemon.resolve(
+                    rollout, daemonset, daemon.node_count(daemonset, workload_pods)
+                )
             else:
                 rollout, problems = resolve(rollout, deployment)
             if rollout is None:
@@ -194,7 +211,6 @@ class Reconciler:
             if deployment is not None  # the template is the Deployment's, not raw's
             else self.parsed.revision(raw, rollout)
         )
-        workload_pods: list[Mapping[str, Any]] = []
         if statefulset is not None:
             delivered = stateful.revision_of(statefulset, rollout.status)
             if delivered is None:
@@ -202,6 +218,13 @@ class Reconciler:
                 return ReconcileResult(requeue_after=1.0)
             revision = delivered
             workload_pods = self._statefulset_pods(statefulset)
+        if daemonset is not None:
+            revisions = self._revisions(daemonset)
+            delivered = daemon.revision_of(daemonset, revisions, rollout.status)
+            if delivered is None:
+                # The DaemonSet controller has not hashed the current template yet.
+                return ReconcileResult(requeue_after=1.0)
+            revision = delivered
         bound = bound.bind(revision=revision)
         status = _valid_again(rollout.status or RolloutStatus(), rollout, now=now)
         gate = (
@@ -215,7 +238,7 @@ class Reconciler:
         status, hook_events = self._measure(rollout, status, runs, now=now)
         observed = self._observe(rollout, status, router, now=now)
         observed = self._count_canary_requests(rollout, status, observed, now=now)
-        if statefulset is not None:
+        if statefulset is not None or daemonset is not None:
             states = stateful.revision_states(
                 workload_pods,
                 replicas=rollout.spec.replicas,
@@ -232,6 +255,10 @@ class Reconciler:
         update: dict[str, Any] = {"observed_generation": rollout.metadata.generation}
         if statefulset is not None:
             update["stateful_set"] = self._move_statefulset(statefulset, workload_pods, plan)
+        elif daemonset is not None:
+            update["daemon_set"] = self._move_daemonset(
+                as_written, daemonset, revisions, workload_pods, plan
+            )
         else:
             self._apply(rollout, plan, router, revision=revision, log=bound)
         new_status = plan.status.model_copy(update=update)
@@ -303,12 +330,86 @@ class Reconciler:
         return self.caches.statefulsets.get(str(rollout.metadata.namespace), str(ref.name))
 
     def _statefulset_pods(self, statefulset: Obj) -> list[Mapping[str, Any]]:
-        meta = statefulset.get("metadata") or {}
-        labels = ((statefulset.get("spec") or {}).get("selector") or {}).get("matchLabels")
+        return self._workload_pods(statefulset)
+
+    def _workload_pods(self, workload: Obj) -> list[Mapping[str, Any]]:
+        """The pods a StatefulSet or DaemonSet owns, as cached."""
+        meta = workload.get("metadata") or {}
+        labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels")
         if self.caches.workload_pods is None:
             return []
         cached = self.caches.workload_pods.list(str(meta.get("namespace")), labels=labels or {})
-        return stateful.pods_of(statefulset, cached)
+        return stateful.pods_of(workload, cached)
+
+    def _daemonset(self, rollout: Rollout) -> Obj | None:
+        """The DaemonSet ``spec.workloadRef`` names, as cached; None without one."""
+        ref = rollout.spec.workload_ref
+        if ref is None or ref.kind != DAEMONSET or self.caches.daemonsets is None:
+            return None
+        return self.caches.daemonsets.get(str(rollout.metadata.namespace), str(ref.name))
+
+    def _revisions(self, daemonset: Obj) -> list[Mapping[str, Any]]:
+        """The ControllerRevisions in the DaemonSet's namespace (``controller.daemon``
+        picks its own by owner UID)."""
+        if self.caches.controller_revisions is None:
+            return []
+        namespace = str((daemonset.get("metadata") or {}).get("namespace"))
+        return list(self.caches.controller_revisions.list(namespace))
+
+    def _move_daemonset(
+        self,
+        rollout: Rollout,
+        daemonset: Obj,
+        revisions: list[Mapping[str, Any]],
+        pods: list[Mapping[str, Any]],
+        plan: Plan,
+    ) -> DaemonSetStatus | None:
+        """The update strategy, stable template and pod deletions the plan asks for
+        (``controller.daemon.move``); returns where the DaemonSet stands."""
+        status = plan.status
+        canary = status.canary_revision
+        nodes: dict[str, Mapping[str, Any]] = {}
+        if self.caches.nodes is not None:
+            nodes = {str(n["metadata"]["name"]): n for n in self.caches.nodes.list(None)}
+        strategy = rollout.spec.strategy.canary
+        write = daemon.move(
+            daemonset,
+            revisions,
+            pods,
+            nodes,
+            status,
+            canary_pods=plan.replicas.get(canary, 0) if canary else 0,
+            max_unavailable=daemon.max_unavailable(rollout),
+            canary_node_selector=strategy.canary_node_selector if strategy else None,
+        )
+        meta = daemonset["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        if write.hold:
+            users = json.dumps(daemon.strategy_of(daemonset), sort_keys=True)
+            self.kube.patch_daemonset_update_strategy(
+                namespace,
+                name,
+                daemon.ON_DELETE,
+                annotations={daemon.STRATEGY_ANNOTATION: users},
+            )
+            return write.status
+        if write.template_of is not None:
+            stored = daemon.revision_name(daemonset, revisions, write.template_of)
+            if stored is not None:
+                template = self.kube.get_statefulset_template(namespace, stored)
+                self.kube.patch_daemonset_template(daemonset, template)
+        for deletion in write.deletions:
+            self.kube.delete_pod(namespace, deletion.pod, uid=deletion.uid)
+        if write.hand_back is not None:
+            # Only on the DaemonSet as read: a new template held meanwhile stays held.
+            self.kube.patch_daemonset_update_strategy(
+                namespace,
+                name,
+                write.hand_back,
+                resource_version=str(meta.get("resourceVersion")),
+                annotations={daemon.STRATEGY_ANNOTATION: None},
+            )
+        return write.status
 
     def _move_statefulset(
         self, statefulset: Obj, pods: list[Mapping[str, Any]], plan: Plan

@@ -125,7 +125,7 @@ def ordinal_of(pod: Obj, name: str) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
-def _ready(pod: Obj) -> bool:
+def pod_ready(pod: Obj) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (pod.get("status") or {}).get("conditions") or []
@@ -142,7 +142,7 @@ def ordinal_pods(name: str, pods: Iterable[Obj]) -> dict[int, OrdinalPod]:
             continue
         found[ordinal] = OrdinalPod(
             revision=str((meta.get("labels") or {}).get(CONTROLLER_REVISION_LABEL, "")),
-            ready=_ready(pod),
+            ready=pod_ready(pod),
             terminating=bool(meta.get("deletionTimestamp")),
         )
     return found
@@ -199,7 +199,7 @@ def _stuck(
         labels = meta.get("labels") or {}
         if ordinal_of(pod, name) != ordinal or meta.get("deletionTimestamp"):
             continue
-        if labels.get(CONTROLLER_REVISION_LABEL) != stable and not _ready(pod):
+        if labels.get(CONTROLLER_REVISION_LABEL) != stable and not pod_ready(pod):
             return str(meta.get("name")), str(meta.get("uid"))
     return None
 

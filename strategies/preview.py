@@ -43,6 +43,9 @@ class PreviewRow:
     """A StatefulSet's partition at that point (``workloadRef`` kind StatefulSet)."""
     moves: tuple[int, ...] | None = None
     """The StatefulSet ordinals this row moves onto the new revision, highest first."""
+    node_moves: tuple[int, ...] | None = None
+    """A DaemonSet's Nodes this row moves, by position in the canary order (1 = the
+    first ``canaryNodeSelector`` Node by name; ``workloadRef`` kind DaemonSet)."""
 
     def to_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -55,7 +58,18 @@ class PreviewRow:
         }
         if self.partition is not None:
             row.update(partition=self.partition, moves=list(self.moves or ()))
+        if self.node_moves is not None:
+            row.update(nodes=self.canary, moves=_positions(self.node_moves))
         return row
+
+
+def _positions(values: tuple[int, ...]) -> str:
+    """``Nodes 3-5`` for a run, ``-`` for none."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"Node {values[0]}"
+    return f"Nodes {values[0]}-{values[-1]}"
 
 
 def preview(rollout: Rollout) -> list[PreviewRow]:
@@ -64,6 +78,8 @@ def preview(rollout: Rollout) -> list[PreviewRow]:
     ref = rollout.spec.workload_ref
     if ref is not None and ref.kind == "StatefulSet" and strategy.canary is not None:
         return _with_hooks(rollout, _statefulset(rollout, strategy.canary))
+    if ref is not None and ref.kind == "DaemonSet" and strategy.canary is not None:
+        return _with_hooks(rollout, _daemonset(rollout, strategy.canary))
     if strategy.canary is not None:
         rows = _canary(rollout, strategy.canary)
     elif strategy.blue_green is not None:
@@ -104,6 +120,35 @@ def _statefulset(rollout: Rollout, canary: CanaryStrategy) -> list[PreviewRow]:
                 moves=moves,
             )
         )
+    return out
+
+
+def _daemonset(rollout: Rollout, canary: CanaryStrategy) -> list[PreviewRow]:
+    """A DaemonSet canary: ``spec.replicas`` is its Node count; each row with the Nodes
+    it moves, by position in the order the controller takes them (``canaryNodeSelector``
+    matches first, then by name)."""
+    nodes = rollout.spec.replicas
+    full = canary.model_copy(update={"stable_scale": "full"})
+    out, moved = [], 0
+    for row in _canary(rollout, full):
+        pods = min(row.canary, nodes)
+        action = row.action
+        if action.startswith("scale canary to"):
+            action = "every Node on the new revision"
+        elif action.startswith("promote"):
+            action = "promote; the DaemonSet's own updateStrategy back"
+        out.append(
+            replace(
+                row,
+                action=action,
+                stable=nodes - pods,
+                canary=pods,
+                # Traffic follows the pods: the Service selects every Node's pod.
+                weight=100 * pods // nodes if nodes else 0,
+                node_moves=tuple(range(moved + 1, pods + 1)),
+            )
+        )
+        moved = max(moved, pods)
     return out
 
 

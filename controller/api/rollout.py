@@ -29,7 +29,7 @@ from controller.api.common import (
 )
 from controller.api.duration import Duration
 from controller.api.status import RolloutStatus
-from controller.api.workload_rules import STATEFULSET, strategy_problem
+from controller.api.workload_rules import DAEMONSET, STATEFULSET, strategy_problem
 
 MAX_STEPS = 100
 MAX_REPLICAS = 10_000
@@ -484,7 +484,13 @@ class CanaryStrategy(ApiModel):
     )
     max_unavailable: IntOrPercent = Field(
         default="25%",
-        description="Available pods below replicas while a replica-share canary moves",
+        description="Available pods below replicas while a replica-share canary moves "
+        "(a DaemonSet canary: pods unavailable at a time over its Nodes, default 1)",
+    )
+    canary_node_selector: dict[str, str] | None = Field(
+        default=None,
+        description="A DaemonSet canary: the Nodes with these labels receive the new "
+        "revision first (e.g. one zone), then the others, each group by name",
     )
     stable_scale: Literal["share", "full"] = Field(
         default="share",
@@ -859,10 +865,12 @@ class PromotionGate(ApiModel):
 
 
 class WorkloadRef(ApiModel):
-    """The Deployment or StatefulSet whose pod template (and selector) the Rollout delivers.
+    """The Deployment, StatefulSet or DaemonSet whose pod template (and selector) the
+    Rollout delivers.
 
     A StatefulSet is moved by its own partition (docs/stateful-workloads.md): the canary
-    is its highest ordinals, and ``scaleDown`` does not apply.
+    is its highest ordinals, and ``scaleDown`` does not apply. A DaemonSet is moved Node
+    by Node under ``OnDelete`` (the canary's ``canaryNodeSelector`` Nodes first).
 
     The Deployment stays what Helm or GitOps edits: a change of its template is a new
     revision of the Rollout. ``scaleDown`` says what becomes of the Deployment's own pods
@@ -872,7 +880,7 @@ class WorkloadRef(ApiModel):
     """
 
     api_version: Literal["apps/v1"] = "apps/v1"
-    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
     name: ObjectName
     scale_down: Literal["never", "onsuccess", "progressively"] = "never"
 
@@ -902,7 +910,8 @@ class RolloutSpec(ApiModel):
     )
     workload_ref: WorkloadRef | None = Field(
         default=None,
-        description="A Deployment or StatefulSet whose pod template and selector the Rollout "
+        description="A Deployment, StatefulSet or DaemonSet whose pod template and selector "
+        "the Rollout "
         "delivers, "
         "instead of template",
     )
@@ -956,25 +965,41 @@ class RolloutSpec(ApiModel):
         return self
 
     def _workload_strategy(self) -> None:
-        """A StatefulSet is delivered as a canary moved by its partition, nothing else."""
+        """A StatefulSet (by its partition) or a DaemonSet (Node by Node) is delivered as a
+        canary, nothing else; only a DaemonSet canary chooses Nodes."""
         ref = self.workload_ref
-        if ref is None or ref.kind != STATEFULSET:
+        canary = self.strategy.canary
+        if (
+            canary is not None
+            and canary.canary_node_selector
+            and (ref is None or ref.kind != DAEMONSET)
+        ):
+            raise ValueError(
+                "strategy.canary.canaryNodeSelector chooses the Nodes of a DaemonSet canary; "
+                "it needs workloadRef kind DaemonSet"
+            )
+        if ref is None or ref.kind not in (STATEFULSET, DAEMONSET):
             return
+        how = (
+            "its partition moves the highest ordinals first"
+            if ref.kind == STATEFULSET
+            else "its pods are replaced Node by Node under OnDelete"
+        )
         if self.strategy.blue_green is not None:
             raise ValueError(f"workloadRef {ref.name}: {strategy_problem(ref.kind, 'blueGreen')}")
         if self.strategy.rolling is not None:
             raise ValueError(
-                f"workloadRef {ref.name}: a StatefulSet is delivered with spec.strategy.canary "
-                "(its partition moves the highest ordinals first); rolling makes ReplicaSets, "
-                "which a StatefulSet's pods never belong to"
+                f"workloadRef {ref.name}: a {ref.kind} is delivered with spec.strategy.canary "
+                f"({how}); rolling makes ReplicaSets, which a {ref.kind}'s pods never "
+                "belong to"
             )
-        canary = self.strategy.canary
         if canary is not None and (
             canary.traffic_routing is not None or canary.canary_service or canary.stable_service
         ):
+            whom = "every ordinal" if ref.kind == STATEFULSET else "the pods of every Node"
             raise ValueError(
-                f"workloadRef {ref.name}: a StatefulSet canary takes no trafficRouting, "
-                "canaryService or stableService: its Service selects every ordinal, so the "
+                f"workloadRef {ref.name}: a {ref.kind} canary takes no trafficRouting, "
+                f"canaryService or stableService: its Service selects {whom}, so the "
                 "canary's share of requests is its share of Ready pods"
             )
 

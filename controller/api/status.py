@@ -202,6 +202,28 @@ class StatefulSetStatus(StatusModel):
     )
 
 
+class DaemonSetStatus(StatusModel):
+    """A ``workloadRef`` DaemonSet as the last pass left it: which Nodes run which
+    revision (their pod's ``controller-revision-hash``) and what the move waits on."""
+
+    name: str
+    nodes: dict[str, list[str]] = Field(
+        default_factory=dict, description="revision -> the Nodes whose pod runs it"
+    )
+    moving: str = Field(default="AtRest", description="AtRest, Canary, Promoting or RollingBack")
+    waiting_for: list[str] = Field(
+        default_factory=list, description="The target Nodes not yet Ready on the wanted revision"
+    )
+    rolling_back: list[str] = Field(
+        default_factory=list,
+        description="Nodes whose pod a rollback has replaced (waited on until Ready again)",
+    )
+    replacing: list[str] = Field(
+        default_factory=list,
+        description="Nodes without a pod at the last pass (being replaced): still counted",
+    )
+
+
 class RolloutStatus(StatusModel):
     phase: Phase | None = None
     reason: str = ""
@@ -256,6 +278,9 @@ class RolloutStatus(StatusModel):
     )
     stateful_set: StatefulSetStatus | None = Field(
         default=None, description="spec.workloadRef: the StatefulSet's partition and ordinals"
+    )
+    daemon_set: DaemonSetStatus | None = Field(
+        default=None, description="spec.workloadRef: the DaemonSet's Nodes per revision"
     )
     analysis_runs: list[AnalysisRunStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)

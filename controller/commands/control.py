@@ -213,9 +213,12 @@ def template_of_revision(session: Session, rollout_name: str, revision: str) -> 
     return saved_template(replicasets[0])
 
 
-def pick_revision(rollout: dict[str, Any], to_revision: str | None) -> str:
+def pick_revision(
+    rollout: dict[str, Any], to_revision: str | None, current: str | None = None
+) -> str:
     """``--to-revision`` as a history number (see ``history``) or a revision; default: the
-    newest promoted revision that is not the current template's."""
+    newest promoted revision that is not ``current`` (the current template's, which a
+    StatefulSet or DaemonSet Rollout reads from its workload)."""
     from controller.commands.render import history_rows
     from controller.commands.rollout import revision_of
 
@@ -228,7 +231,8 @@ def pick_revision(rollout: dict[str, Any], to_revision: str | None) -> str:
                 raise fail(f"--to-revision {number}: history has entries 1..{len(rows)}")
             return str(match[0]["revision"])
         return to_revision
-    current = revision_of(rollout)
+    if current is None:
+        current = revision_of(rollout)
     for row in reversed(rows):
         if row["outcome"] == "Promoted" and row["revision"] != current:
             return str(row["revision"])
@@ -274,7 +278,7 @@ def undo(
         written = request_undo(
             session, name, to_revision=to_revision, reason=reason, with_steps=with_steps
         )
-        revision = revision_of(written)
+        revision = revision_of(written, session)
         if not wait:
             typer.echo(f"{session.namespace}/{name}: undo to revision {revision} requested")
             return
@@ -306,6 +310,11 @@ def request_undo(
     from controller.requests import new_request
 
     current = get_rollout(session, name)
+    kind = ((current.get("spec") or {}).get("workloadRef") or {}).get("kind")
+    if kind in ("StatefulSet", "DaemonSet"):
+        return _undo_workload(
+            session, current, to_revision=to_revision, reason=reason, with_steps=with_steps
+        )
     if (current.get("spec") or {}).get("workloadRef"):
         revision_of(current)  # refuses: the template to go back to is the Deployment's
     target = pick_revision(current, to_revision)
@@ -331,3 +340,108 @@ def request_undo(
         },
         resource_version=current["metadata"]["resourceVersion"],
     )
+
+
+def _undo_workload(
+    session: Session,
+    current: dict[str, Any],
+    *,
+    to_revision: str | None,
+    reason: str | None,
+    with_steps: bool,
+) -> dict[str, Any]:
+    """Undo for a StatefulSet or DaemonSet Rollout: the earlier revision's template comes
+    from the workload's own ControllerRevision and goes back into the workload, exactly as
+    ``rollout --image`` writes a new one (partition N for a StatefulSet, OnDelete held for
+    a DaemonSet), so the Rollout delivers it like any change: fast-tracked to 100% by a
+    one-shot promoteFull unless ``with_steps``. The Rollout itself only gets the
+    provenance and the request."""
+    from controller.commands.rollout import (
+        daemonset_revision,
+        provenance,
+        revision_of,
+        statefulset_revision,
+        workload_of,
+        write_workload_template,
+    )
+    from controller.requests import new_request
+
+    name = current["metadata"]["name"]
+    workload, kind = workload_of(session, current)
+    workload_name = workload["metadata"]["name"]
+    now = revision_of(current, session)
+    target = pick_revision(current, to_revision, current=now)
+    if target == now:
+        raise fail(f"{kind} {workload_name} already runs revision {target}: nothing to undo")
+    template = _workload_template(session, workload, kind, target)
+    annotations: dict[str, Any] = provenance(session, reason=reason or f"undo to revision {target}")
+    if not with_steps:
+        fast_track = new_request("promoteFull", by=session.who())
+        annotations[REQUEST_ANNOTATION] = fast_track.to_annotation()
+    # The template first, then the request: a promoteFull the controller read before it
+    # sees the new revision would be consumed as "nothing in progress".
+    write_workload_template(session, workload, kind, template)
+    written = _annotate(session, name, annotations)
+    # The revision the workload's controller gives the template back must be the target:
+    # it reuses the earlier ControllerRevision for an identical template.
+    reached = (
+        statefulset_revision(session, workload_name)
+        if kind == "StatefulSet"
+        else daemonset_revision(session, workload_name)
+    )
+    if reached != target:
+        raise fail(
+            f"{kind} {workload_name}: the template of revision {target} came back as "
+            f"revision {reached}; check `deployctl status {name}`"
+        )
+    return dict(written)
+
+
+def _annotate(session: Session, name: str, annotations: dict[str, Any]) -> dict[str, Any]:
+    """Set ``annotations`` on the Rollout, reading it again when the controller wrote it
+    meanwhile (its status writes move the resourceVersion)."""
+    from controller.kube import Conflict
+
+    for _attempt in range(5):
+        current = get_rollout(session, name)
+        try:
+            return dict(
+                session.kube.patch_rollout(
+                    session.namespace,
+                    name,
+                    {"metadata": {"annotations": annotations}},
+                    resource_version=current["metadata"]["resourceVersion"],
+                )
+            )
+        except Conflict:
+            continue
+    raise fail("the Rollout kept changing under us (5 conflicts); try again")
+
+
+def _workload_template(
+    session: Session, workload: dict[str, Any], kind: str, revision: str
+) -> dict[str, Any]:
+    """The pod template of the workload's ControllerRevision ``revision`` (a StatefulSet's
+    revision is the ControllerRevision's name, a DaemonSet's its hash)."""
+    from controller import daemon
+    from controller.kube import CONTROLLER_REVISIONS, NotFound
+
+    stored_name: str | None = revision
+    if kind == "DaemonSet":
+        labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        revisions = session.kube.list_objects(
+            CONTROLLER_REVISIONS, session.namespace, label_selector=selector
+        ).items
+        stored_name = daemon.revision_name(workload, revisions, revision)
+    missing = (
+        f"revision {revision} has no ControllerRevision of {kind} "
+        f"{workload['metadata']['name']} left (older than its revisionHistoryLimit); roll its "
+        "image out with `deployctl rollout --image` instead"
+    )
+    if stored_name is None:
+        raise fail(missing)
+    try:
+        return dict(session.kube.get_statefulset_template(session.namespace, stored_name))
+    except NotFound:
+        raise fail(missing) from None

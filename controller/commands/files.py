@@ -116,7 +116,7 @@ def plan(
                         "strategy": r.spec.strategy.name,
                         "replicas": r.spec.replicas,
                         **(
-                            {"deployment": r.spec.workload_ref.name}
+                            {_ref_key(r.spec.workload_ref.kind): r.spec.workload_ref.name}
                             if r.spec.workload_ref is not None
                             else {}
                         ),
@@ -134,10 +134,11 @@ def plan(
     out = console()
     for rollout, rows in plans:
         ref = rollout.spec.workload_ref
-        source = f", pod template of Deployment {ref.name}" if ref is not None else ""
+        source = f", pod template of {ref.kind} {ref.name}" if ref is not None else ""
+        size = "Nodes" if ref is not None and ref.kind == "DaemonSet" else "replicas"
         table = Table(
             title=f"{rollout.metadata.name} ({rollout.spec.strategy.name}, "
-            f"{rollout.spec.replicas} replicas{source})"
+            f"{rollout.spec.replicas} {size}{source})"
         )
         data = [row.to_dict() for row in rows]
         columns = list(data[0]) if data else []
@@ -148,6 +149,11 @@ def plan(
         out.print(table)
 
 
+def _ref_key(kind: str) -> str:
+    """``deployment``, ``statefulSet``, ``daemonSet``: the JSON key naming the workload."""
+    return kind[0].lower() + kind[1:]
+
+
 def with_workload(rollout: Rollout, others: list[Parsed], files: list[Path]) -> Rollout:
     """A ``workloadRef`` Rollout with the pod template, selector and (when it sets none)
     the replicas of its Deployment, found among the other documents of the files; a
@@ -156,6 +162,10 @@ def with_workload(rollout: Rollout, others: list[Parsed], files: list[Path]) -> 
 
     ref = rollout.spec.workload_ref
     if ref is None:
+        return rollout
+    if ref.kind in ("StatefulSet", "DaemonSet"):
+        # The plan needs only the strategy and the size: spec.replicas (a DaemonSet's
+        # Node count) as given in the Rollout's file.
         return rollout
     namespace = rollout.metadata.namespace
     found = [

@@ -265,6 +265,8 @@ def workload_document(rollout: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     if ref.get("kind") == "StatefulSet":
         return statefulset_document(rollout)
+    if ref.get("kind") == "DaemonSet":
+        return daemonset_document(rollout)
     known = (rollout.get("status") or {}).get("workload") or {}
     return {
         "deployment": ref.get("name"),
@@ -294,6 +296,24 @@ def statefulset_document(rollout: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def daemonset_document(rollout: Mapping[str, Any]) -> dict[str, Any]:
+    """A DaemonSet Rollout's workload: the Nodes per revision, each revision with its
+    role (stable, canary), and the Nodes the current move waits on."""
+    ref = (rollout.get("spec") or {}).get("workloadRef") or {}
+    status = rollout.get("status") or {}
+    known = status.get("daemonSet") or {}
+    roles = {status.get("stableRevision"): "stable", status.get("canaryRevision"): "canary"}
+    return {
+        "daemonSet": ref.get("name"),
+        "moving": known.get("moving", "AtRest"),
+        "waitingFor": list(known.get("waitingFor") or []),
+        "nodes": {
+            revision: {"role": roles.get(revision, "old"), "nodes": sorted(nodes)}
+            for revision, nodes in sorted((known.get("nodes") or {}).items())
+        },
+    }
+
+
 def _ordinals_text(ordinals: Sequence[int]) -> str:
     """``0-3`` for a run, ``0, 2`` otherwise."""
     values = sorted(ordinals)
@@ -306,6 +326,14 @@ def workload_line(workload: Mapping[str, Any]) -> str:
     """``Deployment web (scaleDown onsuccess): TakenOver, 6 to give back``, or for a
     StatefulSet ``StatefulSet db: Canary, partition 2; db-7f (stable) ordinals 0-1;
     db-9c (canary) ordinals 2-4; waiting for ordinal 2``."""
+    if "daemonSet" in workload:
+        text = f"DaemonSet {workload['daemonSet']}: {workload['moving']}"
+        for revision, held in workload["nodes"].items():
+            names = held["nodes"]
+            text += f"; {revision} ({held['role']}) {len(names)} Nodes: {', '.join(names)}"
+        if workload.get("waitingFor"):
+            text += f"; waiting for {', '.join(workload['waitingFor'])}"
+        return text
     if "statefulSet" in workload:
         text = f"StatefulSet {workload['statefulSet']}: {workload['moving']}"
         if workload.get("partition") is not None:

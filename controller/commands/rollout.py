@@ -10,6 +10,7 @@ follows the revision to its outcome (see ``follow.py`` for the exit codes).
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 from pathlib import Path
@@ -150,8 +151,16 @@ def revision_of(raw: dict[str, Any], session: Session | None = None) -> str:
     ref = spec.get("workloadRef")
     if ref and ref.get("kind") == "StatefulSet" and session is not None:
         return statefulset_revision(session, str(ref.get("name")))
+    if ref and ref.get("kind") == "DaemonSet" and session is not None:
+        return daemonset_revision(session, str(ref.get("name")))
     if ref and "template" not in spec:
         name = raw.get("metadata", {}).get("name")
+        kind = str(ref.get("kind", "Deployment"))
+        if session is None and kind in ("StatefulSet", "DaemonSet"):
+            raise fail(
+                f"rollout {name} delivers {kind} {ref.get('name')}'s pod template "
+                "(spec.workloadRef): its revision is read from the " + kind
+            )
         if session is None:
             raise fail(
                 f"rollout {name} delivers Deployment {ref.get('name')}'s pod template "
@@ -185,6 +194,34 @@ def statefulset_revision(session: Session, name: str, *, timeout: float = 60) ->
         time.sleep(0.2)
 
 
+def daemonset_revision(session: Session, name: str, *, timeout: float = 60) -> str:
+    """The hash of the DaemonSet's newest ControllerRevision once its controller has seen
+    its current template: the revision (its new pods' controller-revision-hash) the
+    Rollout delivers."""
+    from controller import daemon
+    from controller.kube import CONTROLLER_REVISIONS, DAEMONSETS
+    from controller.stateful import synced
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = session.kube.get(DAEMONSETS, session.namespace, name)
+        labels = ((found.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        revisions = session.kube.list_objects(
+            CONTROLLER_REVISIONS, session.namespace, label_selector=selector
+        ).items
+        newest = daemon.newest_revision(found, revisions)
+        if newest and synced(found):
+            return newest
+        if time.monotonic() >= deadline:
+            raise fail(
+                f"DaemonSet {name}: its controller has not taken in the new template "
+                f"within {timeout:.0f} s (is kube-controller-manager running?)",
+                Exit.UNREACHABLE,
+            )
+        time.sleep(0.2)
+
+
 def provenance(session: Session, *, reason: str | None) -> dict[str, str]:
     from controller.requests import provenance_annotations
 
@@ -210,7 +247,7 @@ def override_annotations(kind: str | None, reason: str | None) -> dict[str, str 
 def set_images(raw: dict[str, Any], images: dict[str, str]) -> dict[str, str]:
     """Apply ``images`` to the template; return each changed container's previous image."""
     ref = (raw.get("spec") or {}).get("workloadRef")
-    if ref and images and ref.get("kind") != "StatefulSet":
+    if ref and images and ref.get("kind") not in ("StatefulSet", "DaemonSet"):
         # The Deployment is what Helm or GitOps writes: an image set here would be
         # undone at their next sync, and deployctl needs no write access to Deployments.
         name = raw.get("metadata", {}).get("name")
@@ -444,9 +481,12 @@ def change_rollout(
         desired = copy.deepcopy(current)
         desired.pop("status", None)
         statefulset = _statefulset_of(session, desired) if images else None
-        if statefulset is not None:
-            # A StatefulSet Rollout delivers the StatefulSet's template: the images go there.
-            template = copy.deepcopy(statefulset["spec"]["template"])
+        daemonset = _daemonset_of(session, desired) if images else None
+        workload = statefulset if statefulset is not None else daemonset
+        if workload is not None:
+            # A StatefulSet or DaemonSet Rollout delivers its workload's template: the
+            # images go there.
+            template = copy.deepcopy(workload["spec"]["template"])
             previous = set_images({"spec": {"template": template}}, images)
         else:
             previous = set_images(desired, images)
@@ -468,14 +508,36 @@ def change_rollout(
         try:
             written = write_rollout(session, current, desired)
             if statefulset is not None:
-                # The partition at N in the same write: no ordinal moves before the
-                # Rollout's first step asks for it.
-                replicas = int(statefulset["spec"].get("replicas", 1) or 0)
-                session.kube.patch_statefulset_template(statefulset, template, partition=replicas)
+                write_workload_template(session, statefulset, "StatefulSet", template)
+            if daemonset is not None:
+                write_workload_template(session, daemonset, "DaemonSet", template)
             return written
         except Conflict:
             continue  # the controller wrote status meanwhile: read again, redo the edit
     raise fail("the Rollout kept changing under us (5 conflicts); try again", Exit.UNREACHABLE)
+
+
+def workload_of(session: Session, raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The StatefulSet or DaemonSet a Rollout's workloadRef names, with its kind."""
+    statefulset = _statefulset_of(session, raw)
+    if statefulset is not None:
+        return statefulset, "StatefulSet"
+    daemonset = _daemonset_of(session, raw)
+    if daemonset is not None:
+        return daemonset, "DaemonSet"
+    raise fail(f"rollout {raw['metadata']['name']} delivers no StatefulSet or DaemonSet")
+
+
+def write_workload_template(
+    session: Session, workload: dict[str, Any], kind: str, template: dict[str, Any]
+) -> None:
+    """``template`` into the workload so that nothing moves before the Rollout's first step
+    asks: a StatefulSet's partition at N in the same write, a DaemonSet held on OnDelete."""
+    if kind == "StatefulSet":
+        replicas = int(workload["spec"].get("replicas", 1) or 0)
+        session.kube.patch_statefulset_template(workload, template, partition=replicas)
+    else:
+        _write_daemonset_template(session, workload, template)
 
 
 def _statefulset_of(session: Session, raw: dict[str, Any]) -> dict[str, Any] | None:
@@ -486,6 +548,30 @@ def _statefulset_of(session: Session, raw: dict[str, Any]) -> dict[str, Any] | N
     if ref.get("kind") != "StatefulSet":
         return None
     return dict(session.kube.get(STATEFULSETS, session.namespace, str(ref["name"])))
+
+
+def _daemonset_of(session: Session, raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The DaemonSet a Rollout's workloadRef names; None for any other Rollout."""
+    from controller.kube import DAEMONSETS
+
+    ref = (raw.get("spec") or {}).get("workloadRef") or {}
+    if ref.get("kind") != "DaemonSet":
+        return None
+    return dict(session.kube.get(DAEMONSETS, session.namespace, str(ref["name"])))
+
+
+def _write_daemonset_template(
+    session: Session, daemonset: dict[str, Any], template: dict[str, Any]
+) -> None:
+    """The template with OnDelete in the same write (the user's strategy kept for the
+    controller to put back): no pod moves before the Rollout's first step asks for it."""
+    from controller import daemon
+
+    hold = None
+    if daemon.users_strategy(daemonset) is None:
+        kept = json.dumps(daemon.strategy_of(daemonset), sort_keys=True)
+        hold = {daemon.STRATEGY_ANNOTATION: kept}
+    session.kube.patch_daemonset_template(daemonset, template, hold=hold)
 
 
 def _without_nulls(raw: dict[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,7 @@ CONFIGMAPS = KindRef("", "v1", "configmaps", "ConfigMap")
 RELEASES = KindRef("deployctl.io", "v1alpha1", "releases", "Release")
 CLUSTER_TARGETS = KindRef("deployctl.io", "v1alpha1", "clustertargets", "ClusterTarget")
 NAMESPACES = KindRef("", "v1", "namespaces", "Namespace", namespaced=False)
+NODES = KindRef("", "v1", "nodes", "Node", namespaced=False)
 ADMISSION_POLICIES = KindRef(
     "admissionregistration.k8s.io",
     "v1",

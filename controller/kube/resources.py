@@ -94,6 +94,11 @@ def _spec_replacement(current: Mapping[str, Any], fields: Mapping[str, Any]) -> 
     ]
 
 
+def _pointer(key: str) -> str:
+    """``key`` as one JSON-pointer segment (RFC 6901: ``~`` and ``/`` escaped)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
 def _generation_conflict(error: Permanent, current: Mapping[str, Any], now: Obj) -> KubeError:
     """A 422 whose cause is our ``test`` of the generation (the object's generation is no
     longer the one read) as the Conflict it is; any other error as it is."""
@@ -297,24 +302,44 @@ class Kube(Transport):
         strategy: Mapping[str, Any],
         *,
         resource_version: str | None = None,
+        annotations: Mapping[str, str | None] | None = None,
     ) -> Obj:
         """Make ``spec.updateStrategy`` exactly ``strategy`` (``{"type": "OnDelete"}`` while
-        deployctl owns the update, the user's own one restored at the end)."""
+        deployctl owns the update, the user's own one restored at the end), and set (None:
+        remove) ``annotations`` in the same write."""
         wanted = {"type": strategy["type"], "rollingUpdate": strategy.get("rollingUpdate")}
+        patch: Obj = {"spec": {"updateStrategy": wanted}}
+        if annotations:
+            # In the same write: the user's strategy is kept exactly while it is not in place.
+            patch["metadata"] = {"annotations": dict(annotations)}
         return self._merge_patch(
-            DAEMONSETS,
-            namespace,
-            name,
-            {"spec": {"updateStrategy": wanted}},
-            resource_version=resource_version,
+            DAEMONSETS, namespace, name, patch, resource_version=resource_version
         )
 
     def patch_daemonset_template(
-        self, current: Mapping[str, Any], template: Mapping[str, Any]
+        self,
+        current: Mapping[str, Any],
+        template: Mapping[str, Any],
+        *,
+        hold: Mapping[str, str] | None = None,
     ) -> Obj:
         """Make ``current``'s pod template ``template``; Conflict if its spec changed
-        since ``current`` was read."""
+        since ``current`` was read. ``hold`` (an annotation keeping the user's update
+        strategy) also sets ``updateStrategy`` to OnDelete in the same write, so the
+        DaemonSet controller never rolls the new template out on its own."""
         meta = current["metadata"]
+        body = _spec_replacement(current, {"template": template})
+        if hold:
+            body.append(
+                {"op": "replace", "path": "/spec/updateStrategy", "value": {"type": "OnDelete"}}
+            )
+            if meta.get("annotations"):
+                body += [
+                    {"op": "add", "path": "/metadata/annotations/" + _pointer(key), "value": value}
+                    for key, value in hold.items()
+                ]
+            else:
+                body.append({"op": "add", "path": "/metadata/annotations", "value": dict(hold)})
         try:
             return self._request(
                 "patch",
@@ -322,7 +347,7 @@ class Kube(Transport):
                 method="PATCH",
                 namespace=meta["namespace"],
                 name=meta["name"],
-                body=_spec_replacement(current, {"template": template}),
+                body=body,
                 content_type=JSON_PATCH,
             )
         except Permanent as error:

@@ -27,7 +27,7 @@ from controller.cache import Cache
 from controller.cache import RouterWrites as RouterWrites  # re-exported for the routers
 from strategies.plan import HeaderRoute, MirrorRoute
 
-STABLE, CANARY = "stable", "canary"
+STABLE, CANARY, BASELINE = "stable", "canary", "baseline"
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class TrafficTarget:
     """Percent of the weighted traffic on the canary (0 without a canary)."""
     header_routes: tuple[HeaderRoute, ...] = ()
     mirror_routes: tuple[MirrorRoute, ...] = ()
+    baseline: bool = False
+    """Baseline pods (fresh pods of the stable revision) run beside the canary and get
+    the canary's share through their own Service (``baseline_split``)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,34 @@ def canary_weight_of(target: TrafficTarget) -> int:
     if target.canary is None or target.canary == target.stable:
         return 0
     return min(max(target.canary_weight, 0), 100)
+
+
+def baseline_service_of(stable_service: str) -> str:
+    """The name of the Service that selects a Rollout's baseline pods."""
+    return f"{stable_service}-baseline"
+
+
+def baseline_split(target: TrafficTarget) -> dict[str, int]:
+    """Percent of the weighted traffic per backend, summing to 100.
+
+    Without baseline pods: stable 100 - w, canary w. With them the baseline gets what
+    the canary gets, so the two are judged under the same share of traffic, and the
+    stable keeps the rest: 100 - 2w. A weight above 50 cannot be given to both; each is
+    then capped at 50 (stable 0) rather than scaled down, so the canary never gets less
+    than the weight it had at 50 and the two shares stay equal.
+
+    >>> baseline_split(TrafficTarget("s", "c", 30, baseline=True))
+    {'stable': 40, 'canary': 30, 'baseline': 30}
+    >>> baseline_split(TrafficTarget("s", "c", 80, baseline=True))
+    {'stable': 0, 'canary': 50, 'baseline': 50}
+    >>> baseline_split(TrafficTarget("s", "c", 30))
+    {'stable': 70, 'canary': 30, 'baseline': 0}
+    """
+    weight = canary_weight_of(target)
+    if not target.baseline or weight == 0:
+        return {STABLE: 100 - weight, CANARY: weight, BASELINE: 0}
+    share = min(weight, 50)
+    return {STABLE: 100 - 2 * share, CANARY: share, BASELINE: share}
 
 
 def without_defaults(value: Any, defaults: Iterable[tuple[str, Any]]) -> Any:

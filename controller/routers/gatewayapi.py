@@ -5,7 +5,9 @@ The Rollout names an HTTPRoute with a rule whose backendRefs point at the stable
 canary Service (the *weighted rule*). The router
 
 - sets those two backendRefs' weights in every rule that has them (stable 100 - w,
-  canary w);
+  canary w); with baseline pods a third backendRef, a copy of the canary's naming the
+  baseline Service, gets the canary's weight (``baseline_split``) and is removed again
+  once the target has no baseline;
 - writes one rule per header or mirror route in force, named after the route and put
   before the user's rules in ``managedRoutes`` order, and removes the rules of managed
   routes no longer in force. Each copies the weighted rule (its filters, timeouts) and
@@ -30,12 +32,14 @@ from controller.api import Rollout
 from controller.api.rollout import RouteMatch, SetHeaderRoute, SetMirrorRoute, StringMatch
 from controller.cache import Obj
 from controller.routers.base import (
+    BASELINE,
     CANARY,
     STABLE,
     RouterCaches,
     RouterWrites,
     TrafficTarget,
-    canary_weight_of,
+    baseline_service_of,
+    baseline_split,
     without_defaults,
 )
 from controller.validation import Problem
@@ -58,6 +62,7 @@ class GatewayAPIRouter:
         self.name = routing.gateway_api.http_route
         self.stable_service = str(canary.stable_service)
         self.canary_service = str(canary.canary_service)
+        self.baseline_service = baseline_service_of(self.stable_service)
         self.managed = [route.name for route in routing.managed_routes]
         self.cache = caches.httproutes
         self.kube = kube
@@ -112,8 +117,9 @@ class GatewayAPIRouter:
         if rule is None:
             return None
         out = {STABLE: 0, CANARY: 0}
+        roles = {self.stable_service: STABLE, self.canary_service: CANARY}
         for ref in rule.get("backendRefs") or []:
-            role = {self.stable_service: STABLE, self.canary_service: CANARY}.get(ref.get("name"))
+            role = roles.get(ref.get("name"))
             if role is not None:
                 out[role] += int(ref.get("weight", 1))
         return out
@@ -137,14 +143,19 @@ class GatewayAPIRouter:
 
     def desired_rules(self, route: Obj, target: TrafficTarget) -> list[Any]:
         """All the route's rules as they should be (a merge patch replaces the list)."""
-        weight = canary_weight_of(target)
-        by_service = {self.stable_service: 100 - weight, self.canary_service: weight}
+        split = baseline_split(target)
+        by_service = {
+            self.stable_service: split[STABLE],
+            self.canary_service: split[CANARY],
+            self.baseline_service: split[BASELINE],
+        }
         rules = [
             copy.deepcopy(rule)
             for rule in route.get("spec", {}).get("rules") or []
             if rule.get("name") not in self.managed
         ]
         for rule in rules:
+            self._set_baseline_ref(rule, wanted=target.baseline)
             for ref in rule.get("backendRefs") or []:
                 if ref.get("name") in by_service:
                     ref["weight"] = by_service[ref["name"]]
@@ -157,6 +168,16 @@ class GatewayAPIRouter:
         for mirror in target.mirror_routes:
             managed[mirror.route.name] = self._mirror_rule(weighted, mirror.route)
         return [managed[name] for name in self.managed if name in managed] + rules
+
+    def _set_baseline_ref(self, rule: Obj, *, wanted: bool) -> None:
+        """Add the baseline backendRef beside the canary's in a rule that has both the
+        stable and the canary Service, or drop it when no baseline is wanted."""
+        refs = [r for r in rule.get("backendRefs") or [] if r.get("name") != self.baseline_service]
+        names = {r.get("name") for r in refs}
+        if wanted and {self.stable_service, self.canary_service} <= names:
+            refs.append({**self._canary_ref(rule), "name": self.baseline_service})
+        if "backendRefs" in rule:
+            rule["backendRefs"] = refs
 
     def _canary_ref(self, weighted: Obj) -> Obj:
         ref = next(r for r in weighted["backendRefs"] if r.get("name") == self.canary_service)

@@ -16,6 +16,11 @@ header route sends to the canary destination alone, a mirror route keeps the wei
 destinations and mirrors ``mirrorPercentage`` of the matching requests to the canary.
 Managed routes no longer in force are removed.
 
+With baseline pods (host-level only) a third destination, a copy of the canary's whose
+host is the baseline Service, gets the canary's weight (``baseline_split``) and is
+removed once the target has no baseline. Subset-level splitting has no baseline subset:
+the Rollout's validation refuses that combination.
+
 Order of writes: a subset's new label is written before the VirtualService gives it
 weight, and after the VirtualService takes weight away from it, so requests never reach
 pods of a revision the plan is not sending them to.
@@ -37,12 +42,14 @@ from controller.api.rollout import (
 from controller.cache import Obj
 from controller.names import REVISION_LABEL
 from controller.routers.base import (
+    BASELINE,
     CANARY,
     STABLE,
     RouterCaches,
     RouterWrites,
     TrafficTarget,
-    canary_weight_of,
+    baseline_service_of,
+    baseline_split,
 )
 from controller.validation import Problem
 
@@ -62,6 +69,7 @@ class IstioRouter:
         self.destination_rule = routing.istio.destination_rule
         self.stable_service = str(canary.stable_service or "")
         self.canary_service = str(canary.canary_service or "")
+        self.baseline_service = baseline_service_of(self.stable_service)
         self.managed = [route.name for route in routing.managed_routes]
         self.vs_cache = caches.virtualservices
         self.dr_cache = caches.destinationrules
@@ -79,13 +87,17 @@ class IstioRouter:
             if subset == self.destination_rule.canary_subset_name:
                 return CANARY
             return None
-        host = str(dest.get("host", ""))
         for role, service in ((STABLE, self.stable_service), (CANARY, self.canary_service)):
-            # A short name, or one qualified with this namespace (svc.ns, svc.ns.svc...).
-            qualified = f"{service}.{self.namespace}"
-            if host in (service, qualified) or host.startswith(f"{qualified}.svc"):
+            if self._names(dest, service):
                 return role
         return None
+
+    def _names(self, dest: Obj, service: str) -> bool:
+        """Whether a destination's host is ``service``: a short name, or one qualified
+        with this namespace (svc.ns, svc.ns.svc...)."""
+        host = str(dest.get("host", ""))
+        qualified = f"{service}.{self.namespace}"
+        return host in (service, qualified) or host.startswith(f"{qualified}.svc")
 
     def _selected(self, vs: Obj, ref: IstioVirtualService) -> list[int] | str:
         """Indexes of the http routes to weight, or why they cannot be found."""
@@ -292,11 +304,15 @@ class IstioRouter:
         selected = self._selected(vs, ref)
         if isinstance(selected, str):
             return None
-        weight = canary_weight_of(target)
-        by_role = {STABLE: 100 - weight, CANARY: weight}
+        by_role = baseline_split(target)
         for i in selected:
+            self._set_baseline_destination(http[i], wanted=target.baseline)
             for dest in http[i].get("route") or []:
                 role = self._role(dest)
+                if role is None and self._names(
+                    dest.get("destination") or {}, self.baseline_service
+                ):
+                    role = BASELINE
                 if role is not None:
                     dest["weight"] = by_role[role]
         first = http[selected[0]]
@@ -307,6 +323,23 @@ class IstioRouter:
         for mirror in target.mirror_routes:
             managed[mirror.route.name] = self._mirror_route(first, mirror.route)
         return [managed[name] for name in self.managed if name in managed] + own
+
+    def _set_baseline_destination(self, route: Obj, *, wanted: bool) -> None:
+        """Add the baseline destination beside the canary's (host-level only), or drop
+        it when no baseline is wanted."""
+        if self.destination_rule is not None:
+            return
+        kept = [
+            d
+            for d in route.get("route") or []
+            if not self._names(d.get("destination") or {}, self.baseline_service)
+        ]
+        if wanted and any(self._role(d) == CANARY for d in kept):
+            destination = {**self._canary_destination({"route": kept})}
+            destination["host"] = self.baseline_service
+            kept.append({"destination": destination})
+        if "route" in route:
+            route["route"] = kept
 
     def _canary_destination(self, weighted: Obj) -> Obj:
         dest = next(d for d in weighted["route"] if self._role(d) == CANARY)

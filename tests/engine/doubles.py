@@ -141,6 +141,30 @@ class RecordingKube:
         self._record("delete_pod", ("delete-pod", name, uid))
         return True
 
+    def patch_daemonset_update_strategy(
+        self,
+        namespace: str,
+        name: str,
+        strategy: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> Obj:
+        self._record("patch_daemonset_update_strategy", ("strategy", name, strategy["type"]))
+        return {"metadata": {"name": name, "namespace": namespace}}
+
+    def patch_daemonset_template(
+        self,
+        current: Mapping[str, Any],
+        template: Mapping[str, Any],
+        *,
+        hold: Mapping[str, str] | None = None,
+    ) -> Obj:
+        self._record(
+            "patch_daemonset_template", ("daemonset-template", current["metadata"]["name"])
+        )
+        return dict(current)
+
     # The traffic routers' writes: summarised, and kept in ``router_writes`` (kind, name,
     # patch or body) for ``Fixture.settle`` to apply to its caches.
 

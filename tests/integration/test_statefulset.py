@@ -375,3 +375,18 @@ def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
         assert after[f"{NAME}-{ordinal}"].metadata.uid == before[f"{NAME}-{ordinal}"]
     assert statefulset(cluster).spec.template.spec.containers[0].image.endswith(":v2")
     assert cluster.status(NAME)["stableRevision"] == v2
+
+    # 2: undo names no revision the StatefulSet still keeps: refused, nothing written.
+    generation = statefulset(cluster).metadata.generation
+    result = cli("undo", NAME, "-n", ns, "--to-revision", f"{NAME}-0000000", env=env)
+    assert result.returncode != 0 and "has no ControllerRevision" in result.stderr, result.stderr
+    assert statefulset(cluster).metadata.generation == generation
+
+    # 3: undo goes back to v1, the previous promoted revision, from the StatefulSet's
+    # own ControllerRevision, fast-tracked to 100% like any undo.
+    result = cli("undo", NAME, "-n", ns, "--wait", "--timeout", "300s", "-o", "json", env=env)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)["revision"] == v1, result.stdout
+    all_on(cluster, v1)
+    assert statefulset(cluster).spec.template.spec.containers[0].image.endswith(":v1")
+    assert cluster.status(NAME)["stableRevision"] == v1

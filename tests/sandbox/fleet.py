@@ -54,15 +54,23 @@ def all_ready(pods: dict[str, PodSeen], count: int) -> bool:
 
 @contextlib.contextmanager
 def running_fleet(
-    control_plane: Any, kube_api: Any, *, nodes: int = 10, zones: int = 2, prefix: str = "fleet"
+    control_plane: Any,
+    kube_api: Any,
+    *,
+    nodes: int = 10,
+    zones: int = 2,
+    prefix: str = "fleet",
+    **options: Any,
 ) -> Iterator[NodeAgent]:
-    """One agent playing ``nodes`` Nodes in ``zones`` zones; its Nodes deleted afterwards."""
+    """One agent playing ``nodes`` Nodes in ``zones`` zones; its Nodes deleted afterwards.
+    ``options`` go to ``NodeAgent`` (e.g. ``run_processes`` and ``file_sd_dir`` for pods
+    that serve and are scraped)."""
     agent = NodeAgent(
         control_plane.api_client(),
         node_name=f"{prefix}-{secrets.token_hex(3)}",
         nodes=nodes,
         zones=zones,
-        ready_delay=0.1,
+        **{"ready_delay": 0.1, **options},
     )
     agent.start()
     try:
