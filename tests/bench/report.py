@@ -26,7 +26,7 @@ from typing import Any
 
 from tests.bench.stats import percentile
 
-SECTIONS = ("run", "rollback", "cli", "scale", "analysis", "huge", "judge")
+SECTIONS = ("run", "rollback", "cli", "scale", "analysis", "huge", "judge", "shards")
 
 # The anchors' figures (Argo Rollouts v1.9.1 and deployctl at main 8a967fe on the same
 # sandbox, quiet 2-core machine; /work ANCHORS, measured 2026-12-04).
@@ -84,7 +84,7 @@ def merged(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[str
     """``current``, with each section it did not run taken from ``previous``; the run
     facts (when, commit, settings) of a kept section stay with that section."""
     out = dict(current)
-    for name in ("rollback", "cli", "scale", "analysis", "huge", "judge"):
+    for name in ("rollback", "cli", "scale", "analysis", "huge", "judge", "shards"):
         if out.get(name) is None and previous and previous.get(name) is not None:
             kept = dict(previous[name])
             kept.setdefault("_run", _run_facts(previous))
@@ -608,6 +608,63 @@ def render_judge(section: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_shards(section: dict[str, Any]) -> str:
+    """Active-active shards: the split, CPU per replica, takeover, join, leave, audit."""
+
+    def per_replica(values: dict[str, Any]) -> str:
+        return " / ".join(f"{k} {_n(float(v), 2)}" for k, v in sorted(values.items()))
+
+    doubles = dict(section.get("double_writes") or {})
+    lease = float(section.get("lease_s") or 0)
+    lines = _provenance(section)
+    lines += _table(
+        ["figure", f"{_n(section.get('rollouts'))} Rollouts, {section.get('shards')} shards"],
+        [
+            ["Rollouts per replica by recorded writer", per_replica(section.get("split") or {})],
+            [
+                "first deploys: wall time; CPU seconds per replica",
+                f"{_s(section.get('first_deploy_s'), 0)}; "
+                f"{per_replica(section.get('first_deploy_cpu') or {})}",
+            ],
+            ["canary start to every canary in its pause", _s(section.get("to_pause_s"), 0)],
+            [
+                "canary start to every canary promoted; CPU seconds per replica",
+                f"{_s(section.get('canary_s'), 0)}; {per_replica(section.get('canary_cpu') or {})}",
+            ],
+            [
+                f"SIGKILL to each of the killed replica's {section.get('killed_shards')} shards "
+                f"written by another (lease {lease:.0f} s; goal lease + 5 s)",
+                f"**{_s(section.get('takeover_s'), 1)}** (first "
+                f"{_s(section.get('takeover_first_s'), 1)}): "
+                f"{_met(section.get('takeover_s'), lease + 5, 'within lease + 5 s')}",
+            ],
+            [
+                f"SIGKILL to all its {section.get('killed_rollouts')} Rollouts promoted "
+                "and written by another",
+                _s(section.get("takeover_all_s"), 1),
+            ],
+            [
+                "a 4th replica started to a quarter each (process start and sync included)",
+                f"**{_s(section.get('join_s'), 1)}** "
+                f"(shards {per_replica(section.get('join_split') or {})})",
+            ],
+            [
+                "SIGTERM of the 4th to its shards held by the others",
+                f"**{_s(section.get('leave_s'), 1)}**",
+            ],
+            [
+                "Rollouts written by a replica after another in the same phase "
+                f"({_n(section.get('writes_audited'))} status writes audited)",
+                "**"
+                + ", ".join(f"{k}: {v}" for k, v in doubles.items())
+                + f"**; watch errors {len(section.get('audit_errors') or [])}",
+            ],
+            ["load average during the run (2 cores)", _n(float(section.get("load") or 0), 1)],
+        ],
+    )
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "rollback": render_rollback,
     "cli": render_cli,
@@ -615,6 +672,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "analysis": render_analysis,
     "huge": render_scale,
     "judge": render_judge,
+    "shards": render_shards,
 }
 
 

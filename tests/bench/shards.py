@@ -1,17 +1,20 @@
 """Active-active shards: three controller replicas share many Rollouts (``--shards``).
 
-The scale run's workload (1 replica, ``setWeight 50`` → ``pause``, pods simulated) on
-three ``deployctl controller --shards N`` processes: every Rollout first deployed, then
-given a canary whose pause is long enough to SIGKILL one replica in the middle of it.
-Figures: the split of the Rollouts by their recorded writer (``status.controller``) and
-each replica's CPU seconds per phase; how long after the SIGKILL the last of the killed
-replica's Rollouts was written by another (the lease duration is the floor). Then the
-killed replica comes back, a second canary wave starts, and mid-pause a 4th replica
-joins (four live: the time until each holds a quarter of the shards) and is stopped
-(SIGTERM: the time until its shards are held by the other three). Every status write
-is watched from the apiserver (``WriteAudit``): within each phase (before the SIGKILL,
-after it, after the restart, while the 4th is in, after it left) no Rollout may be
-written by a replica once another has written it. Not a test: it measures and reports.
+The scale run's workload (1 replica, ``setWeight 50`` → ``pause: {}``, pods simulated)
+on three ``deployctl controller --shards N`` processes: every Rollout first deployed, then
+given a canary. The pause waits for a promotion, so the bench decides when each Rollout
+goes on: once every canary is paused, one replica is SIGKILLed and its Rollouts are
+promoted (a promote request, written as ``deployctl promote`` writes it), which only the
+replicas that take its shards over can act on. Figures: the split of the Rollouts by their
+recorded writer (``status.controller``) and each replica's CPU seconds per phase; how long
+after the SIGKILL each of the killed replica's shards was first written by another (the
+lease duration is the floor) and all its Rollouts were. Then the killed replica comes back,
+the other canaries are promoted, and while the replicas carry them on a 4th replica joins
+(four live: the time until each holds a quarter of the shards) and is stopped (SIGTERM: the
+time until its shards are held by the other three). Every status write is watched from the
+apiserver (``WriteAudit``): within each phase (before the SIGKILL, after it, after the
+restart, while the 4th is in, after it left) no Rollout may be written by a replica once
+another has written it. Not a test: it measures and reports.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from controller.names import REQUEST_ANNOTATION
+from controller.requests import new_request
+from controller.sharding import shard_of
 from controller.shards import shard_lease_name
 from tests.bench.process import Controller, Progress, load_average, say
 from tests.bench.workload import GROUP, VERSION, Cluster, in_parallel, rollout
@@ -33,7 +39,30 @@ from tests.waiting import wait_until
 
 LEASE_NAME = "deployctl-controller"
 LEASE_SECONDS = 15
-PAUSE = "60s"
+# The pause waits for a promote request: the bench says when each canary goes on.
+STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {}}]
+
+
+def promote(cluster: Cluster, ns: str, name: str) -> None:
+    """Ask the controller to promote ``name``, as ``deployctl promote`` does: the request
+    annotation (a new id), on top of the resourceVersion read, retried on a conflict."""
+    body = {"metadata": {"annotations": {REQUEST_ANNOTATION: ""}}}
+    for _ in range(20):
+        current = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, ns, "rollouts", name)
+        request = new_request("promote", by="bench")
+        body["metadata"] = {
+            "annotations": {REQUEST_ANNOTATION: request.to_annotation()},
+            "resourceVersion": current["metadata"]["resourceVersion"],
+        }
+        try:
+            cluster.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, "rollouts", name, body
+            )
+            return
+        except k8s.ApiException as exc:
+            if exc.status != 409:
+                raise
+    raise RuntimeError(f"{ns}/{name} kept conflicting")
 
 
 @dataclass
@@ -44,30 +73,38 @@ class ShardsResult:
     """Rollouts per replica, by their recorded writer after the first deploys."""
     first_deploy_s: float = 0.0
     first_deploy_cpu: dict[str, float] = field(default_factory=dict)
+    to_pause_s: float = 0.0
+    """The canary's start to every canary in its pause."""
     canary_s: float = 0.0
+    """The canary's start to every canary promoted (the SIGKILL, join and leave in it)."""
     canary_cpu: dict[str, float] = field(default_factory=dict)
     killed_rollouts: int = 0
+    killed_shards: int = 0
     takeover_s: float = 0.0
-    """SIGKILL to the last of the killed replica's Rollouts written by another."""
+    """SIGKILL to the last of the killed replica's shards first written by another."""
+    takeover_first_s: float = 0.0
+    takeover_all_s: float = 0.0
+    """SIGKILL to every one of the killed replica's Rollouts written by another."""
     lease_s: float = LEASE_SECONDS
     join_s: float = 0.0
+    join_split: dict[str, int] = field(default_factory=dict)
+    """Shards held per replica once the 4th had its quarter."""
     leave_s: float = 0.0
     load: float = 0.0
     writes_audited: int = 0
     double_writes: dict[str, int] = field(default_factory=dict)
     """Per phase, the Rollouts written by a replica again after another had written them."""
     audit_errors: list[str] = field(default_factory=list)
-    second_canary_s: float = 0.0
 
 
 class WriteAudit:
-    """Every status write of the namespace's Rollouts, (resourceVersion, name, writer),
-    from a watch on the apiserver, resumed where it stopped."""
+    """Every status write of the namespace's Rollouts, (resourceVersion, name, writer,
+    monotonic time seen), from a watch on the apiserver, resumed where it stopped."""
 
     def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
         self.custom: Any = k8s.CustomObjectsApi(api)
         self.namespace = namespace
-        self.writes: list[tuple[int, str, str]] = []
+        self.writes: list[tuple[int, str, str, float]] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -125,12 +162,26 @@ class WriteAudit:
         self._version = str(meta.get("resourceVersion", self._version))
         writer = (obj.get("status") or {}).get("controller")
         if event.get("type") == "MODIFIED" and writer:
-            self.writes.append((int(self._version), str(meta.get("name")), str(writer)))
+            self.writes.append(
+                (int(self._version), str(meta.get("name")), str(writer), time.monotonic())
+            )
+
+    def first_writes_after(
+        self, since: float, *, exclude: str, shards: int, ns: str
+    ) -> dict[int, float]:
+        """Per shard, when a Rollout of it was first written after ``since`` (monotonic)
+        by a writer other than ``exclude``."""
+        firsts: dict[int, float] = {}
+        for _rv, name, writer, seen in list(self.writes):
+            if seen >= since and writer != exclude:
+                shard = shard_of(f"{ns}/{name}", shards)
+                firsts[shard] = min(seen, firsts.get(shard, seen))
+        return firsts
 
     def double_writes(self, start: int, end: int | None) -> int:
         """Rollouts written in [start, end) by a replica once another had written them."""
         runs: dict[str, list[str]] = {}
-        for rv, name, writer in sorted(self.writes):
+        for rv, name, writer, _seen in sorted(self.writes):
             if rv < start or (end is not None and rv >= end):
                 continue
             seq = runs.setdefault(name, [])
@@ -176,45 +227,44 @@ def bench_shards(
 
     wait_until(split, ok=even(3), timeout=300, what="three replicas sharing the shards", interval=1)
     names = [f"r{i:05d}" for i in range(count)]
-    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": PAUSE}}]
 
     def cpu() -> dict[str, float]:
         return {name: c.cpu_seconds() for name, c in replicas.items() if c.process.poll() is None}
 
-    def phase(work: Callable[[str], None], done: Callable[[], bool], what: str) -> float:
-        started = time.monotonic()
+    def wait(done: Callable[[], bool], what: str, interval: float = 2) -> None:
         progress = Progress(f"shards: {what}")
-        in_parallel(work, names)
 
         def finished() -> bool:
             loads.append(load_average())
             progress.tick(what)
             return done()
 
-        wait_until(finished, timeout=7200, what=what, interval=2)
-        return time.monotonic() - started
+        wait_until(finished, timeout=7200, what=what, interval=interval)
 
     def healthy() -> bool:
         statuses = cluster.statuses(ns)
         return sum(1 for s in statuses.values() if s.get("phase") == "Healthy") == count
 
     cpu0 = cpu()
-    result.first_deploy_s = phase(
-        lambda n: cluster.create(ns, "rollouts", rollout(n, "v1", replicas=1, steps=steps)),
-        healthy,
-        f"{count} first deploys",
+    started = time.monotonic()
+    in_parallel(
+        lambda n: cluster.create(ns, "rollouts", rollout(n, "v1", replicas=1, steps=STEPS)), names
     )
+    wait(healthy, f"{count} first deploys")
+    result.first_deploy_s = time.monotonic() - started
     result.first_deploy_cpu = {k: v - cpu0[k] for k, v in cpu().items()}
     statuses = cluster.statuses(ns)
     result.split = dict(Counter(str(s.get("controller")) for s in statuses.values()))
     say(f"shards: split {result.split}, CPU {result.first_deploy_cpu}")
     v1 = {n: s.get("stableRevision") for n, s in statuses.items()}
 
-    # The canary: mid-pause, ctl-c is SIGKILLed; the others carry its Rollouts on.
+    # The canary: every Rollout is brought to its (indefinite) pause; ctl-c is SIGKILLed
+    # with all of them paused mid-canary, and its Rollouts are promoted at once, so the
+    # others must take its shards over to carry them on.
     cpu0 = cpu()
     canary_started = time.monotonic()
     in_parallel(
-        lambda n: cluster.replace_template(ns, n, rollout(n, "v2", replicas=1, steps=steps)), names
+        lambda n: cluster.replace_template(ns, n, rollout(n, "v2", replicas=1, steps=STEPS)), names
     )
 
     def paused() -> bool:
@@ -223,59 +273,52 @@ def bench_shards(
             s.get("canaryRevision") and s.get("currentStepIndex") == 1 for s in statuses.values()
         )
 
-    wait_until(paused, timeout=7200, what="every canary in its pause", interval=2)
+    wait(paused, "every canary in its pause")
+    result.to_pause_s = time.monotonic() - canary_started
     theirs = [n for n, s in cluster.statuses(ns).items() if s.get("controller") == "ctl-c"]
+    their_shards = {shard_of(f"{ns}/{n}", shards) for n in theirs}
     result.killed_rollouts = len(theirs)
+    result.killed_shards = len(their_shards)
     killed_cpu = replicas["ctl-c"].cpu_seconds() - cpu0["ctl-c"]
     bounds.append(audit.now())
     replicas["ctl-c"].process.kill()
     killed = time.monotonic()
-    wait_until(
+    in_parallel(lambda n: promote(cluster, ns, n), theirs)
+
+    def taken_over() -> bool:
+        firsts = audit.first_writes_after(killed, exclude="ctl-c", shards=shards, ns=ns)
+        return their_shards <= set(firsts)
+
+    wait(taken_over, "ctl-c's shards written by the others", interval=0.5)
+    firsts = audit.first_writes_after(killed, exclude="ctl-c", shards=shards, ns=ns)
+    result.takeover_s = max(firsts[s] for s in their_shards) - killed
+    result.takeover_first_s = min(firsts[s] for s in their_shards) - killed
+    say(
+        f"shards: each of ctl-c's {len(their_shards)} shards written by another within "
+        f"{result.takeover_s:.1f} s of the SIGKILL (first {result.takeover_first_s:.1f} s)"
+    )
+    wait(
         lambda: not [n for n, s in cluster.statuses(ns).items() if s.get("controller") == "ctl-c"],
-        timeout=7200,
-        what="ctl-c's Rollouts written by the others",
+        "ctl-c's Rollouts all written by the others",
         interval=0.5,
     )
-    result.takeover_s = time.monotonic() - killed
-    say(f"shards: {len(theirs)} Rollouts taken over {result.takeover_s:.1f} s after SIGKILL")
+    result.takeover_all_s = time.monotonic() - killed
+    say(f"shards: all {len(theirs)} written by the others {result.takeover_all_s:.1f} s after")
 
-    def promoted_from(before: dict[str, Any]) -> Callable[[], bool]:
-        """Every Rollout Healthy on a stable revision other than its one in ``before``."""
-
-        def done() -> bool:
-            statuses = cluster.statuses(ns)
-            return (
-                sum(
-                    1
-                    for n, s in statuses.items()
-                    if s.get("phase") == "Healthy" and s.get("stableRevision") != before.get(n)
-                )
-                == count
-            )
-
-        return done
-
-    wait_until(promoted_from(v1), timeout=7200, what="every canary promoted", interval=2)
-    result.canary_s = time.monotonic() - canary_started
-    result.canary_cpu = {k: v - cpu0[k] for k, v in cpu().items() if k in cpu0}
-    result.canary_cpu["ctl-c (until killed)"] = killed_cpu
-
-    # The killed replica comes back; a second canary wave; mid-pause a 4th replica joins
-    # (four live) and is stopped again.
+    # ctl-c comes back; the rest of the canaries are promoted, and while the others carry
+    # them on a 4th replica joins (four live) and is stopped again (SIGTERM).
     bounds.append(audit.now())
     replicas["ctl-c"] = start("ctl-c")
     wait_until(split, ok=even(3), timeout=600, what="ctl-c back in", interval=0.5)
-    v2 = {n: s.get("stableRevision") for n, s in cluster.statuses(ns).items()}
-    second = time.monotonic()
-    in_parallel(
-        lambda n: cluster.replace_template(ns, n, rollout(n, "v3", replicas=1, steps=steps)), names
-    )
-    wait_until(paused, timeout=7200, what="every second canary in its pause", interval=2)
+    rest = [n for n in names if n not in set(theirs)]
+    promoting = threading.Thread(target=in_parallel, args=(lambda n: promote(cluster, ns, n), rest))
+    promoting.start()
     bounds.append(audit.now())
     joined = time.monotonic()
     replicas["ctl-d"] = start("ctl-d")
     wait_until(split, ok=even(4), timeout=600, what="the 4th replica's quarter", interval=0.5)
     result.join_s = time.monotonic() - joined
+    result.join_split = split()
     say(f"shards: a quarter each {result.join_s:.1f} s after the 4th replica started")
     bounds.append(audit.now())
     leaving = time.monotonic()
@@ -283,9 +326,24 @@ def bench_shards(
     wait_until(split, ok=even(3), timeout=600, what="its shards back", interval=0.2)
     result.leave_s = time.monotonic() - leaving
     say(f"shards: its shards back {result.leave_s:.1f} s after SIGTERM")
+    promoting.join()
 
-    wait_until(promoted_from(v2), timeout=7200, what="every second canary promoted", interval=2)
-    result.second_canary_s = time.monotonic() - second
+    def promoted() -> bool:
+        """Every Rollout Healthy on a stable revision other than its first one."""
+        statuses = cluster.statuses(ns)
+        return (
+            sum(
+                1
+                for n, s in statuses.items()
+                if s.get("phase") == "Healthy" and s.get("stableRevision") != v1.get(n)
+            )
+            == count
+        )
+
+    wait(promoted, "every canary promoted")
+    result.canary_s = time.monotonic() - canary_started
+    result.canary_cpu = {k: v - cpu0[k] for k, v in cpu().items() if k in cpu0 and k != "ctl-c"}
+    result.canary_cpu["ctl-c (until killed)"] = killed_cpu
     result.load = sum(loads) / len(loads) if loads else load_average()
     for controller in replicas.values():
         controller.stop()

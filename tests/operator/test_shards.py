@@ -236,3 +236,50 @@ def test_parameters_are_validated(kube: Kube) -> None:
     with pytest.raises(ValueError, match="at least one shard"):
         ShardElector(kube, namespace="n", name="l", identity="a", shards=0)
     assert member_lease_name("ctl", "host_123") != member_lease_name("ctl", "host-123")
+
+
+def test_an_outage_seen_by_one_replica_fences_it_before_its_shards_move_and_until_it_is_back(
+    kube: Kube, fault_proxy: FaultProxy, namespace: str, replicas: list[Replica]
+) -> None:
+    # An apiserver outage of 20 s (five 4 s leases) seen by one replica only: the others
+    # reach the apiserver throughout.
+    a, b = Replica(kube, namespace, "a"), Replica(kube, namespace, "b")
+    cut = Replica(Kube(fault_proxy.api_client()), namespace, "cut")
+    replicas.extend([a, b, cut])
+    rounds(replicas)
+    assert_split(replicas)
+    mine = set(cut.owned())
+    assert mine
+
+    def disjoint() -> None:
+        owned = [r.owned() for r in replicas]
+        assert sum(len(o) for o in owned) == len(frozenset().union(*owned)), owned
+
+    fault_proxy.set_faults(Faults(error_rate_500=1.0))
+    elapsed = 0.0
+    stopped_at = taken_at = None
+    while elapsed < 5 * LEASE:
+        rounds(replicas, 1)
+        elapsed += RETRY
+        disjoint()
+        if stopped_at is None and not cut.owned():
+            stopped_at = elapsed
+        if taken_at is None and (a.owned() | b.owned()) & mine:
+            taken_at = elapsed
+            # Taken only once the cut replica had stopped acting on them.
+            assert stopped_at is not None
+    assert stopped_at is not None and stopped_at <= RENEW_DEADLINE
+    assert taken_at is not None and taken_at >= LEASE - RETRY
+    assert a.owned() | b.owned() == frozenset(range(SHARDS))
+    assert cut.owned() == frozenset()
+
+    # Back: it acts again only on what it has re-acquired (its share, moved back).
+    fault_proxy.set_faults(Faults())
+    cut.gained.clear()
+    for _ in range(8):
+        rounds(replicas, 1)
+        disjoint()
+        held = holders(kube, namespace)
+        assert all(held[shard] == "cut" for shard in cut.owned())
+    assert_split(replicas)
+    assert cut.owned() and frozenset().union(*cut.gained) >= cut.owned()
