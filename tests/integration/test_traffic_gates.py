@@ -56,16 +56,8 @@ def healthy_at(cluster: Cluster) -> dict[str, Any]:
     )
 
 
-def test_a_paced_step_says_there_is_no_traffic_then_moves_on_once_it_has_its_requests(
-    cluster: Cluster, start_controller: Any, traffic: Any
-) -> None:
-    services(cluster)
-    controller = start_controller()
-    cluster.apply_rollout(canary("v1", PACED))
-    v1 = healthy_at(cluster)["stableRevision"]
-
-    # No traffic at all: the step says so and never promotes.
-    cluster.apply_rollout(canary("v2", PACED))
+def quiet_step(cluster: Cluster, v1: str) -> dict[str, Any]:
+    """The paced step, with no traffic at all: paused, saying so, never promoting."""
     quiet = status_when(
         cluster,
         lambda s: s.get("reason") == "NoCanaryTraffic",
@@ -74,9 +66,12 @@ def test_a_paced_step_says_there_is_no_traffic_then_moves_on_once_it_has_its_req
     assert quiet["phase"] == "Paused" and quiet["currentStepIndex"] == 1
     assert quiet["stableRevision"] == v1
     assert "no traffic to the canary for 30s (0 of 150 requests" in quiet["message"]
+    return quiet
 
-    # Traffic comes: the step waits for its 150 requests and moves on by itself.
-    traffic(cluster.namespace, service="shop", rate_per_second=40)
+
+def promoted_once_served(cluster: Cluster, v1: str, quiet: dict[str, Any]) -> None:
+    """The canary the quiet step held is promoted once it served its 150 requests, and an
+    Event says so."""
     promoted = status_when(
         cluster,
         lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") != v1,
@@ -89,6 +84,23 @@ def test_a_paced_step_says_there_is_no_traffic_then_moves_on_once_it_has_its_req
         what="the Event saying the canary served its requests",
     )
     assert any("of 150 requests" in e.message for e in served), [e.message for e in served]
+
+
+def test_a_paced_step_says_there_is_no_traffic_then_moves_on_once_it_has_its_requests(
+    cluster: Cluster, start_controller: Any, traffic: Any
+) -> None:
+    services(cluster)
+    controller = start_controller()
+    cluster.apply_rollout(canary("v1", PACED))
+    v1 = healthy_at(cluster)["stableRevision"]
+
+    # No traffic at all: the step says so and never promotes.
+    cluster.apply_rollout(canary("v2", PACED))
+    quiet = quiet_step(cluster, v1)
+
+    # Traffic comes: the step waits for its 150 requests and moves on by itself.
+    traffic(cluster.namespace, service="shop", rate_per_second=40)
+    promoted_once_served(cluster, v1, quiet)
     assert controller.process.poll() is None, controller.log_text()[-3000:]
 
 
@@ -134,31 +146,13 @@ def test_a_paced_analysis_step_passes_its_run_but_waits_for_traffic_then_moves_o
 
     # The run passes, no traffic comes: the step says so and never promotes.
     cluster.apply_rollout(canary("v2", PACED_ANALYSIS))
-    quiet = status_when(
-        cluster,
-        lambda s: s.get("reason") == "NoCanaryTraffic",
-        what="the paced analysis step to say there is no traffic",
-    )
-    assert quiet["phase"] == "Paused" and quiet["currentStepIndex"] == 1
-    assert quiet["stableRevision"] == v1
-    assert "no traffic to the canary for 30s (0 of 150 requests" in quiet["message"]
+    quiet = quiet_step(cluster, v1)
     (run,) = [r for r in quiet["analysisRuns"] if r["key"] == "step-1"]
     assert run["phase"] == "Successful", run
 
     # Traffic comes: the step waits for its 150 requests and moves on by itself.
     traffic(cluster.namespace, service="shop", rate_per_second=40)
-    promoted = status_when(
-        cluster,
-        lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") != v1,
-        what="the canary promoted once it served its requests",
-    )
-    assert promoted["stableRevision"] == quiet["canaryRevision"]
-    served = cluster.events_when(
-        lambda events: any("the canary served" in e.message for e in events),
-        reason="PauseStep",
-        what="the Event saying the canary served its requests",
-    )
-    assert any("of 150 requests" in e.message for e in served), [e.message for e in served]
+    promoted_once_served(cluster, v1, quiet)
     assert controller.process.poll() is None, controller.log_text()[-3000:]
 
 
