@@ -282,6 +282,25 @@ def undo(
         if not wait:
             typer.echo(f"{session.namespace}/{name}: undo to revision {revision} requested")
             return
+        workload_kind = (written.get("spec", {}).get("workloadRef") or {}).get("kind")
+        if workload_kind in ("StatefulSet", "DaemonSet"):
+            # The template went into the workload, not the Rollout, so the Rollout's
+            # generation did not move: its status may still name the canary an earlier
+            # rollback left. Judge only once the controller has taken up this revision.
+            wait_for(
+                session,
+                get_rollout,
+                name,
+                lambda r: (
+                    revision
+                    in (
+                        (r.get("status") or {}).get("canaryRevision"),
+                        (r.get("status") or {}).get("stableRevision"),
+                    )
+                ),
+                timeout=timeout_seconds,
+                what=f"the controller to take up revision {revision}",
+            )
         finish_wait(
             session,
             name,
