@@ -52,17 +52,27 @@ class Cluster:
         raise RuntimeError(f"{ns}/{name} kept conflicting")
 
     def rollouts(self, ns: str) -> list[dict[str, Any]]:
-        """Every Rollout of ``ns`` (paginated, so 10,000 do not make one huge answer)."""
-        items: list[dict[str, Any]] = []
-        token = None
-        while True:
-            page = self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, ns, "rollouts", limit=2000, _continue=token
-            )
-            items.extend(page["items"])
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+        """Every Rollout of ``ns`` (paginated, so 10,000 do not make one huge answer).
+
+        A continue token outlives the sandbox's etcd compaction (every 10 s) when the
+        pages come slowly on a busy machine; the apiserver then answers 410 and the list
+        starts over, as an informer re-lists."""
+        for _attempt in range(5):
+            items: list[dict[str, Any]] = []
+            token = None
+            try:
+                while True:
+                    page = self.custom.list_namespaced_custom_object(
+                        GROUP, VERSION, ns, "rollouts", limit=2000, _continue=token
+                    )
+                    items.extend(page["items"])
+                    token = (page.get("metadata") or {}).get("continue")
+                    if not token:
+                        return items
+            except k8s.ApiException as exc:
+                if exc.status != 410:
+                    raise
+        raise RuntimeError(f"listing the Rollouts of {ns} kept expiring (410 Gone)")
 
     def statuses(self, ns: str) -> dict[str, dict[str, Any]]:
         return {i["metadata"]["name"]: i.get("status") or {} for i in self.rollouts(ns)}
