@@ -1,0 +1,177 @@
+"""``deployctl undo`` for a Rollout delivering a StatefulSet, end to end.
+
+On the sandbox (the real StatefulSet controller, the controller process, the demo app
+serving 20 requests/s, the real Prometheus scraping each pod with its
+``controller_revision_hash``), every change of the StatefulSet and its pods recorded
+from the apiserver (``tests.integration.podwatch``):
+
+- a revision the StatefulSet keeps no ControllerRevision of, or a history number out of
+  range, is refused on stderr with a non-zero exit, and nothing is written: not the
+  StatefulSet, not the Rollout, no pod restarted;
+- ``undo --with-steps`` goes back to the previous promoted revision as a canary of its
+  template: the partition moves 5 -> 4 -> 2 -> 0 -> 5, the analysis runs on that
+  revision, each ordinal is replaced once, highest first, one at a time, and the pods
+  come back with the earlier ``controller-revision-hash`` itself;
+- ``undo --to-revision N`` (a history number) fast-tracks to 100% like any undo: each
+  ordinal replaced once, highest first, and the history records the undo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tests.integration.harness import Cluster
+from tests.integration.podwatch import Recorder
+from tests.integration.test_statefulset import (
+    NAME,
+    REPLICAS,
+    REVISION,
+    STEPS,
+    all_on,
+    analysis_template,
+    caught_up,
+    cli,
+    most_down,
+    partitions,
+    pods,
+    recording,
+    statefulset,
+    statefulset_body,
+    statefulset_rollout,
+    uids_per_pod,
+)
+from tests.waiting import wait_until
+
+LEASE = "deployctl-sts-undo"
+
+
+def ordinals_reaching(recorder: Recorder, revision: str) -> list[int]:
+    """The ordinals in the order their pod first showed ``revision``, by etcd order."""
+    seen: list[int] = []
+    for change in sorted(recorder.changes, key=lambda c: c.rv):
+        meta = change.obj["metadata"]
+        if change.kind != "pod" or not meta["name"].startswith(f"{NAME}-"):
+            continue
+        ordinal = int(meta["name"].rsplit("-", 1)[1])
+        if (meta.get("labels") or {}).get(REVISION) == revision and ordinal not in seen:
+            seen.append(ordinal)
+    return seen
+
+
+def history(ns: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    shown = cli("history", NAME, "-n", ns, "-o", "json", env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    return list(json.loads(shown.stdout)["history"])
+
+
+def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revisions(
+    cluster: Cluster, start_controller: Any, control_plane: Any, traffic: Any, kube_api: Any
+) -> None:
+    ns = cluster.namespace
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "DEPLOYCTL_CONTROLLER_NAMESPACE": ns,
+        "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
+        "COLUMNS": "200",
+    }
+    cluster.create_service(NAME, {"app": NAME}, rollout=None)
+    cluster.apps.create_namespaced_stateful_set(ns, statefulset_body("v1"))
+    cluster.create_template(analysis_template())
+    start_controller(
+        ["--lease-namespace", ns, "--lease-name", LEASE, "--lease-duration", "15"]
+        + ["--renew-deadline", "10", "--retry-period", "0.5"]
+    )
+    cluster.apply_rollout(statefulset_rollout(STEPS))
+    v1 = str(
+        wait_until(
+            lambda: cluster.status(NAME),
+            ok=lambda s: s.get("phase") == "Healthy" and bool(s.get("stableRevision")),
+            timeout=240,
+            what="the Rollout Healthy on v1",
+        )["stableRevision"]
+    )
+    all_on(cluster, v1)
+    wait_until(
+        lambda: cli("list", "-n", ns, env=env, timeout=60),
+        ok=lambda r: r.returncode == 0,
+        timeout=60,
+        what="the CLI to find the controller",
+    )
+    traffic(ns, service=NAME, rate_per_second=20)
+    result = cli(
+        "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v2", "--wait",
+        "--timeout", "300s", "-o", "json", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    v2 = json.loads(result.stdout)["revision"]
+    assert v2 != v1
+    at_v2 = {name: pod.metadata.uid for name, pod in all_on(cluster, v2).items()}
+
+    # 1: revisions that do not exist: refused on stderr, nothing written anywhere.
+    generation = statefulset(cluster).metadata.generation
+    annotations = dict(cluster.rollout(NAME)["metadata"].get("annotations") or {})
+    missing = cli("undo", NAME, "-n", ns, "--to-revision", f"{NAME}-0000000", env=env)
+    assert missing.returncode != 0, missing.stdout
+    assert f"revision {NAME}-0000000 has no ControllerRevision" in missing.stderr
+    out_of_range = cli("undo", NAME, "-n", ns, "--to-revision", "99", env=env)
+    assert out_of_range.returncode != 0, out_of_range.stdout
+    assert "--to-revision 99: history has entries 1.." in out_of_range.stderr
+    for refused in (missing, out_of_range):
+        assert "Traceback" not in refused.stderr, refused.stderr
+    assert statefulset(cluster).metadata.generation == generation
+    assert statefulset(cluster).spec.template.spec.containers[0].image.endswith(":v2")
+    assert (cluster.rollout(NAME)["metadata"].get("annotations") or {}) == annotations
+    assert {name: pod.metadata.uid for name, pod in pods(cluster).items()} == at_v2
+
+    # 2: undo --with-steps: the previous promoted revision (v1) delivered as a canary of
+    # its template from the StatefulSet's own ControllerRevision, step by step, analysed.
+    with recording(cluster, kube_api) as recorder:
+        result = cli(
+            "undo", NAME, "-n", ns, "--with-steps", "--wait", "--timeout", "400s",
+            "-o", "json", env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        outcome = json.loads(result.stdout)
+        at_v1 = all_on(cluster, v1)
+        caught_up(recorder)
+    assert outcome["revision"] == v1 and outcome["outcome"] == "Promoted", outcome
+    assert partitions(recorder) == [REPLICAS, 4, 2, 0, REPLICAS]
+    assert ordinals_reaching(recorder, v1) == [4, 3, 2, 1, 0]
+    assert {name: len(uids) for name, uids in uids_per_pod(recorder).items()} == {
+        f"{NAME}-{o}": 2 for o in range(REPLICAS)
+    }
+    assert all(at_v1[name].metadata.uid != uid for name, uid in at_v2.items())
+    assert most_down(recorder) <= 1
+    status = cluster.status(NAME)
+    assert status["stableRevision"] == v1
+    runs = [r for r in status["analysisRuns"] if r["revision"] == v1]
+    assert runs and runs[-1]["phase"] == "Successful", status["analysisRuns"]
+    assert statefulset(cluster).spec.template.spec.containers[0].image.endswith(":v1")
+
+    # 3: undo --to-revision N (v2's history number): fast-tracked to 100% like any undo,
+    # each ordinal still replaced once, highest first, by the StatefulSet controller.
+    rows = history(ns, env)
+    number = max(r["number"] for r in rows if r["revision"] == v2)
+    with recording(cluster, kube_api) as recorder:
+        result = cli(
+            "undo", NAME, "-n", ns, "--to-revision", str(number), "--wait",
+            "--timeout", "400s", "-o", "json", "--reason", "back to v2", env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        all_on(cluster, v2)
+        caught_up(recorder)
+    assert json.loads(result.stdout)["revision"] == v2, result.stdout
+    seen = partitions(recorder)
+    # The fast track may meet the first step (partition 4) before its request is read.
+    assert seen[0] == REPLICAS and seen[-1] == REPLICAS and 0 in seen, seen
+    assert seen[1:-1] == sorted(seen[1:-1], reverse=True), seen
+    assert ordinals_reaching(recorder, v2) == [4, 3, 2, 1, 0]
+    assert all(len(uids) == 2 for uids in uids_per_pod(recorder).values())
+    assert most_down(recorder) <= 1
+    assert cluster.status(NAME)["stableRevision"] == v2
+    last = history(ns, env)[-1]
+    assert last["revision"] == v2 and last["outcome"] == "Promoted", last
+    assert last["reason"] == "back to v2", last
