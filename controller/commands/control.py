@@ -445,18 +445,31 @@ def _workload_template(
     from controller import daemon
     from controller.kube import CONTROLLER_REVISIONS, NotFound
 
-    stored_name: str | None = revision
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    revisions = session.kube.list_objects(
+        CONTROLLER_REVISIONS, session.namespace, label_selector=selector
+    ).items
+    stored_name: str | None
     if kind == "DaemonSet":
-        labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        revisions = session.kube.list_objects(
-            CONTROLLER_REVISIONS, session.namespace, label_selector=selector
-        ).items
         stored_name = daemon.revision_name(workload, revisions, revision)
+    else:
+        # Only one the StatefulSet owns: a ControllerRevision of another workload in the
+        # namespace holds another application's template, which the Rollout would deliver.
+        uid = workload["metadata"].get("uid")
+        owned = any(
+            (r.get("metadata") or {}).get("name") == revision
+            and any(
+                o.get("uid") == uid for o in (r.get("metadata") or {}).get("ownerReferences") or []
+            )
+            for r in revisions
+        )
+        stored_name = revision if owned else None
     missing = (
         f"revision {revision} has no ControllerRevision of {kind} "
-        f"{workload['metadata']['name']} left (older than its revisionHistoryLimit); roll its "
-        "image out with `deployctl rollout --image` instead"
+        f"{workload['metadata']['name']} left (older than its revisionHistoryLimit, or it "
+        "names another workload's); roll its image out with `deployctl rollout --image` "
+        "instead"
     )
     if stored_name is None:
         raise fail(missing)

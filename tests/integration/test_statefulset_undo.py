@@ -5,9 +5,10 @@ serving 20 requests/s, the real Prometheus scraping each pod with its
 ``controller_revision_hash``), every change of the StatefulSet and its pods recorded
 from the apiserver (``tests.integration.podwatch``):
 
-- a revision the StatefulSet keeps no ControllerRevision of, or a history number out of
-  range, is refused on stderr with a non-zero exit, and nothing is written: not the
-  StatefulSet, not the Rollout, no pod restarted;
+- a revision the StatefulSet keeps no ControllerRevision of, another workload's
+  ControllerRevision in the same namespace, or a history number out of range, is refused
+  on stderr with a non-zero exit, and nothing is written: not the StatefulSet, not the
+  Rollout, no pod restarted;
 - ``undo --with-steps`` goes back to the previous promoted revision as a canary of its
   template: the partition moves 5 -> 4 -> 2 -> 0 -> 5, the analysis runs on that
   revision, each ordinal is replaced once, highest first, one at a time, and the pods
@@ -40,6 +41,7 @@ from tests.integration.test_statefulset import (
     statefulset,
     statefulset_body,
     statefulset_rollout,
+    template,
     uids_per_pod,
 )
 from tests.waiting import wait_until
@@ -116,10 +118,23 @@ def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revision
     missing = cli("undo", NAME, "-n", ns, "--to-revision", f"{NAME}-0000000", env=env)
     assert missing.returncode != 0, missing.stdout
     assert f"revision {NAME}-0000000 has no ControllerRevision" in missing.stderr
+    # Another application's revision (its own labels, so the StatefulSet does not adopt
+    # it), stored the way the StatefulSet controller stores one.
+    cluster.apps.create_namespaced_controller_revision(
+        ns,
+        {
+            "metadata": {"name": "cache-5c9d8f7b6", "labels": {"app": "cache"}},
+            "revision": 1,
+            "data": {"spec": {"template": {**template("v9"), "$patch": "replace"}}},
+        },
+    )
+    foreign = cli("undo", NAME, "-n", ns, "--to-revision", "cache-5c9d8f7b6", env=env)
+    assert foreign.returncode != 0, foreign.stdout
+    assert "revision cache-5c9d8f7b6 has no ControllerRevision" in foreign.stderr
     out_of_range = cli("undo", NAME, "-n", ns, "--to-revision", "99", env=env)
     assert out_of_range.returncode != 0, out_of_range.stdout
     assert "--to-revision 99: history has entries 1.." in out_of_range.stderr
-    for refused in (missing, out_of_range):
+    for refused in (missing, foreign, out_of_range):
         assert "Traceback" not in refused.stderr, refused.stderr
     assert statefulset(cluster).metadata.generation == generation
     assert statefulset(cluster).spec.template.spec.containers[0].image.endswith(":v2")
