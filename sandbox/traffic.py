@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +257,12 @@ class TrafficGenerator:
         self._mirror_credit: dict[str, float] = {}
         self._skipped = 0
         self._in_flight = 0
+        # reset() starts a new epoch: a request sent before it is not counted after it.
+        self._epoch = 0
         self._view = RoutingView(backends=(), read_at=float("-inf"))
+        # When the installed view's read began: the loop and a caller may refresh at once,
+        # and the read that began first must not replace the one that began later.
+        self._view_began = float("-inf")
         self._wrr = _WeightedRoundRobin()
         self._pod_cursor: dict[str, int] = {}
         self._stop = threading.Event()
@@ -304,6 +309,7 @@ class TrafficGenerator:
     def reset(self) -> None:
         """Forget the counts so far (e.g. after a weight change, to measure the new split)."""
         with self._lock:
+            self._epoch += 1
             self._counts.clear()
             self._classes.clear()
             self._mirrored.clear()
@@ -316,6 +322,7 @@ class TrafficGenerator:
 
     def refresh(self) -> RoutingView:
         """Read the routing view now (also done by the loop every ``refresh_interval``)."""
+        began = time.monotonic()
         rules = self._rules()
         refs = {ref.key: ref for rule in rules for ref, _ in rule.targets}
         refs.update({rule.mirror[0].key: rule.mirror[0] for rule in rules if rule.mirror})
@@ -325,11 +332,16 @@ class TrafficGenerator:
             Backend(service=ref.key, weight=weight, endpoints=endpoints[ref.key])
             for ref, weight in (first.targets if first is not None else ())
         )
-        self._view = RoutingView(
+        view = RoutingView(
             backends=backends, read_at=time.monotonic(), rules=tuple(rules), endpoints=endpoints
         )
+        with self._lock:
+            if began < self._view_began:
+                return self._view  # a read that began later is installed already
+            self._view_began = began
+            self._view = view
         self._wrr.forget_others({b.service for b in backends})
-        return self._view
+        return view
 
     def _rules(self) -> list[Rule]:
         if self.service is not None:
@@ -422,8 +434,9 @@ class TrafficGenerator:
                     self.refresh()
                 except Exception:  # noqa: BLE001 - keep the last view; retry next tick
                     log.warning("traffic: routing refresh failed", exc_info=True)
-                    # Don't hammer a failing API on every tick.
-                    self._view = RoutingView(self._view.backends, read_at=now)
+                    # Don't hammer a failing API on every tick; keep routing as last read.
+                    with self._lock:
+                        self._view = replace(self._view, read_at=now)
             self._tick()
             next_tick += interval
             # Fixed schedule, not "sleep interval": the rate holds even when ticks are slow.
@@ -474,15 +487,16 @@ class TrafficGenerator:
                     self._skipped += 1
                     return
                 self._in_flight += 1
+                epoch = self._epoch
             assert self._pool is not None
-            self._pool.submit(self._send, target, klass, mirrored)
+            self._pool.submit(self._send, target, klass, mirrored, epoch)
 
     def _next_endpoint(self, key: str, endpoints: tuple[Endpoint, ...]) -> Endpoint:
         cursor = self._pod_cursor.get(key, 0)
         self._pod_cursor[key] = cursor + 1
         return endpoints[cursor % len(endpoints)]
 
-    def _send(self, endpoint: Endpoint, klass: RequestClass, mirrored: bool) -> None:
+    def _send(self, endpoint: Endpoint, klass: RequestClass, mirrored: bool, epoch: int) -> None:
         code = CONNECT_ERROR
         connection = http.client.HTTPConnection(
             endpoint.ip, endpoint.port, timeout=self.request_timeout
@@ -500,11 +514,14 @@ class TrafficGenerator:
                 self._in_flight -= 1
         if mirrored:
             with self._lock:
-                self._mirrored[(endpoint.revision, code)] += 1
+                if epoch == self._epoch:
+                    self._mirrored[(endpoint.revision, code)] += 1
         else:
-            self._count(endpoint.revision, code, klass=klass.name)
+            self._count(endpoint.revision, code, klass=klass.name, epoch=epoch)
 
-    def _count(self, revision: str, code: str, *, klass: str) -> None:
+    def _count(self, revision: str, code: str, *, klass: str, epoch: int | None = None) -> None:
         with self._lock:
+            if epoch is not None and epoch != self._epoch:
+                return  # sent before a reset(): it measured the routing before it
             self._counts[(revision, code)] += 1
             self._classes[(klass, revision)] += 1

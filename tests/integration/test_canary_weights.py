@@ -81,6 +81,37 @@ def at_pause(cluster: Cluster, name: str, index: int) -> dict[str, Any]:
     )
 
 
+def pods_settled(cluster: Cluster, name: str) -> dict[str, int]:
+    """The app's pods per revision once every ReplicaSet has the pods it asks for and none
+    is being deleted. The controller reports a step once it has sized the ReplicaSets; the
+    ReplicaSet controller deletes the pods a moment later, and a request sent to one in
+    that moment measures the deletion, not the split."""
+
+    def read() -> tuple[dict[str, int], dict[str, int], bool]:
+        wanted = {
+            (rs.metadata.labels or {}).get("deployctl.io/revision", ""): rs.spec.replicas or 0
+            for rs in cluster.apps.list_namespaced_replica_set(
+                cluster.namespace, label_selector=f"app={name}"
+            ).items
+        }
+        pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=f"app={name}")
+        live: dict[str, int] = {}
+        deleting = False
+        for pod in pods.items:
+            if pod.metadata.deletion_timestamp is not None:
+                deleting = True
+                continue
+            revision = (pod.metadata.labels or {}).get("deployctl.io/revision", "")
+            live[revision] = live.get(revision, 0) + 1
+        return wanted, live, deleting
+
+    def settled(state: tuple[dict[str, int], dict[str, int], bool]) -> bool:
+        wanted, live, deleting = state
+        return not deleting and {r: n for r, n in wanted.items() if n} == live
+
+    return poll(read, settled, timeout=120, what=f"{name}'s pods to match its ReplicaSets")[1]  # type: ignore[no-any-return]
+
+
 def measured_share(generator: Any, revision: str) -> float:
     """Percent of the next requests that the canary answered."""
     # The generator rereads the pods every 0.5 s (as a proxy's endpoints lag): read them
@@ -134,7 +165,7 @@ def test_replica_share_weights_are_the_measured_split_within_the_budget(
             for name, (replicas, _, _) in SIZES.items():
                 status = at_pause(cluster, name, index)
                 canary = status["canaryRevision"]
-                pods = cluster.replicas_by_revision()
+                pods = pods_settled(cluster, name)
                 share = measured_share(generators[name], canary)
                 seen[name].append((weight, status["weight"], share))
                 # Within one pod of the weight, and status says what users got.
