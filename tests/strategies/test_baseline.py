@@ -2,7 +2,7 @@
 
 The arithmetic on its own, then the planner played against the lagging cluster
 (``tests.strategies.cluster``): after every change the pods stay within the surge and
-availability rules, the baseline never has more pods asked for than the canary while the
+availability rules, the baseline is never asked to grow above the canary's pods while the
 canary heads forward, and once the canary is promoted or aborted and the pods have
 settled no baseline is left.
 """
@@ -143,13 +143,16 @@ def baseline_rollouts(draw: st.DrawFn) -> Rollout:
 
 def check_baseline(cluster: LaggingCluster, when: str) -> None:
     """Surge and availability as any canary by replica share; the baseline's asked-for
-    pods never above the canary's while the canary is heading forward; no baseline
+    pods never grown above the canary's while the canary is heading forward; no baseline
     beside a stable with no canary in flight once the pods have settled."""
     check_replica_share(cluster, when)
     status = cluster.status
     spec = specs(cluster)
     canary = status.canary_revision
     baselines = {rev: n for rev, n in spec.items() if is_baseline(rev)}
+    # What this cluster's baselines were asked for at the previous check, kept on it.
+    before: dict[str, int] = getattr(cluster, "baselines_before", {})
+    setattr(cluster, "baselines_before", baselines)  # noqa: B010 - not a field of it
     if canary and not status.aborted and canary != status.stable_revision:
         # The canary's pods for the step being worked on (a new canary replacing a
         # superseded one starts below them, beside the baseline already there).
@@ -158,7 +161,11 @@ def check_baseline(cluster: LaggingCluster, when: str) -> None:
         weight = 100 if index >= len(steps) else max(s.set_weight or 0 for s in steps[: index + 1])
         target = max(spec.get(canary, 0), share_targets(weight, cluster.rollout.spec.replicas)[0])
         for rev, n in baselines.items():
-            if n > target:
+            # A canary superseded by a newer one at a lower weight leaves a baseline above
+            # the newcomer's pods; it shrinks once the ReplicaSets are in sync (shrinking
+            # unsynced could spend availability on pods already going), so what must
+            # never happen is a baseline *asked to grow* above the canary's pods.
+            if n > target and n > before.get(rev, 0):
                 fail(cluster, when, f"baseline {rev} asked for {n} > canary's {target}")
 
 
