@@ -46,7 +46,7 @@ def test_baseline_names() -> None:
     assert is_baseline(baseline_revision("abc")) and not is_baseline("abc")
 
 
-def test_a_router_or_full_stable_scale_is_refused() -> None:
+def test_a_full_stable_scale_is_refused() -> None:
     with pytest.raises(ValueError, match="baseline pods are built for a canary by replica"):
         with_baseline([{"setWeight": 10}], stable_scale="full")
 
