@@ -36,6 +36,10 @@ Rules worth knowing:
   only onto stable pods that are available: with dynamicStableScale the canary keeps
   the share stable cannot carry yet while stable grows back, and all of it until
   stable's ReplicaSet has settled (the pods of its smaller spec are gone).
+* ``baseline.enabled``: by replica share the baseline's pods come out of the stable's
+  (``baseline.py``); behind a router they come on top, as many as the canary's, a
+  setWeight step waits for both, and the route weights name the baseline (the canary's
+  share, ``traffic.route_weights``) only while its pods are available.
 * Every manual request is consumed exactly once, even when it does not apply (an
   event then says why it was ignored).
 """

@@ -7,8 +7,9 @@ Service (created by the controller, owned by the Rollout) exist, the HTTPRoute c
 third backendRef with the canary's weight, requests reach the baseline's pods, and the
 comparison judge (``compare.against: baseline``) measures the canary against the
 baseline's samples and passes it; it is promoted. The second is aborted while the route
-gives the baseline its share. Each time the third backendRef, the Service and the
-baseline's pods are gone afterwards.
+gives the baseline its share, to a controller started afresh after the one that began it
+was killed. Each time the third backendRef, the Service and the baseline's pods are gone
+afterwards.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def test_a_routed_canary_with_a_baseline_behind_an_httproute(
             cluster.create_service(name, {"app": "shop"}, rollout="shop")
         cluster.create_template(latency_template())
         # One sample a scrape: the sandbox's Prometheus scrapes every second.
-        start_controller(args=["--no-leader-elect", "--scrape-interval", "1"])
+        args = ["--no-leader-elect", "--scrape-interval", "1"]
+        controller = start_controller(args=args)
         cluster.apply_rollout(shop("v1"))
         v1 = wait_until(
             lambda: cluster.status("shop"),
@@ -201,8 +203,11 @@ def test_a_routed_canary_with_a_baseline_behind_an_httproute(
         assert pods(cluster, baseline=True)
         service = baseline_service(cluster)
         assert service is not None and service.spec.selector[REVISION] == f"{v2}-baseline"
+        # A new controller takes over: what it undoes it reads from status and the cluster.
+        controller.kill()
         request(cluster, "abort")
-        gone_after("the abort")
+        start_controller(args=args)
+        gone_after("the abort, by a restarted controller")
         wait_until(
             lambda: cluster.status("shop"),
             ok=lambda s: s.get("phase") == "Degraded" and s.get("stableRevision") == v2,
