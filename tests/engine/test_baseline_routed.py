@@ -244,17 +244,23 @@ def test_a_service_of_that_name_not_ours_gets_no_traffic_and_stays() -> None:
     assert fixture.services.get(NS, BASELINE_SVC) is not None
 
 
-def test_istio_host_level_gets_a_third_destination() -> None:
+def test_istio_host_level_gets_a_third_destination_and_loses_it_at_promotion() -> None:
     fixture = Fixture(routed("istio"), virtualservices=(virtualservice_object(),))
-    at_25(fixture)
-    vs = fixture.virtualservices.get(NS, VS) if fixture.virtualservices else None
-    assert vs is not None
-    route = vs["spec"]["http"][0]["route"]
-    assert {d["destination"]["host"]: d["weight"] for d in route} == {
-        STABLE_SVC: 50,
-        CANARY_SVC: 25,
-        BASELINE_SVC: 25,
-    }
+    _stable, canary, _ = at_25(fixture)
+
+    def hosts() -> dict[str, int]:
+        vs = fixture.virtualservices.get(NS, VS) if fixture.virtualservices else None
+        assert vs is not None
+        return {d["destination"]["host"]: d["weight"] for d in vs["spec"]["http"][0]["route"]}
+
+    assert hosts() == {STABLE_SVC: 50, CANARY_SVC: 25, BASELINE_SVC: 25}
+    # The route with the baseline's destination is still one the router accepts.
+    fixture.pass_and_settle()
+    assert fixture.status["reason"] != "InvalidSpec", fixture.status
+    request(fixture, "promoteFull")
+    until(fixture, lambda: fixture.status.get("stableRevision") == canary, passes=16)
+    until(fixture, lambda: fixture.services.get(NS, BASELINE_SVC) is None)
+    assert BASELINE_SVC not in hosts()
 
 
 @pytest.mark.parametrize(
