@@ -52,7 +52,13 @@ from controller.cache import Cache, KubeWrites, Obj
 from controller.kube import merge_patch
 from controller.limits import PASS_MEASURING, truncate
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
-from controller.names import HAND_BACK_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL
+from controller.names import (
+    BASELINE_ROLE,
+    HAND_BACK_ANNOTATION,
+    REVISION_LABEL,
+    ROLE_LABEL,
+    ROLLOUT_LABEL,
+)
 from controller.observe import observe
 from controller.own_writes import OwnWrites
 from controller.parsed import ParsedObjects
@@ -157,6 +163,10 @@ class Reconciler:
         # Models parsed once per object version (controller.parsed).
         self.parsed = parsed or ParsedObjects()
         self.own_writes = OwnWrites()
+        # The baseline Services we created, until the Service cache lists them: a pass
+        # right after the create must not take the new Service for missing (nor its
+        # backend off the router).
+        self.own_services = OwnWrites()
         self.identity = identity
         # Recorded in status.controller on every write, so handovers can be audited.
         self.writer = writer
@@ -749,7 +759,7 @@ class Reconciler:
         if service_name is None:
             return False
         owner = self.caches.rollouts.get(namespace, name) or rollout.to_dict()
-        current = self.caches.services.get(namespace, service_name)
+        current = self._baseline_service(rollout, service_name)
         if current is not None:
             if not _owned_by(current, owner):
                 log.warning(
@@ -773,9 +783,18 @@ class Reconciler:
         body = baseline_service_body(rollout, stable_service, name=service_name, revision=revision)
         created = self.kube.create_service(namespace, body, owner=owner)
         if created is None:
-            return False  # made by an earlier pass the cache does not show yet
+            return False  # the name is taken by a Service neither cached nor ours
+        self.own_services.remember(created, created=True)
         log.info("created baseline service", namespace=namespace, service=service_name)
         return True
+
+    def _baseline_service(self, rollout: Rollout, service_name: str) -> Obj | None:
+        """The baseline Service as cached, or as we created it if the cache lags."""
+        namespace = str(rollout.metadata.namespace)
+        cached = self.caches.services.get(namespace, service_name)
+        labels = {ROLLOUT_LABEL: str(rollout.metadata.name), ROLE_LABEL: BASELINE_ROLE}
+        seen = self.own_services.view(namespace, [cached] if cached else [], labels=labels)
+        return next((s for s in seen if s.get("metadata", {}).get("name") == service_name), None)
 
     def _drop_baseline_service(self, rollout: Rollout) -> None:
         """Delete the baseline's Service if this Rollout owns one."""
@@ -783,11 +802,12 @@ class Reconciler:
         service_name = self._baseline_service_name(rollout)
         if service_name is None:
             return
-        current = self.caches.services.get(namespace, service_name)
+        current = self._baseline_service(rollout, service_name)
         owner = self.caches.rollouts.get(namespace, str(rollout.metadata.name))
         if current is None or owner is None or not _owned_by(current, owner):
             return
         uid = current.get("metadata", {}).get("uid")
+        self.own_services.forget(namespace, service_name)
         if self.kube.delete_service(namespace, service_name, uid=uid):
             log.info("deleted baseline service", namespace=namespace, service=service_name)
 

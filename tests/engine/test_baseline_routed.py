@@ -207,6 +207,21 @@ def test_a_restart_neither_duplicates_nor_forgets_the_service() -> None:
     assert [c[:2] for c in calls if c[0] == "create-service"] == [("create-service", BASELINE_SVC)]
 
 
+def test_a_service_cache_that_lags_our_create_changes_nothing() -> None:
+    fixture = Fixture(routed(), route=route_object())
+    started(fixture)
+    seen: list[Call] = []
+    while not any(c[0] == "create-service" for c in seen):
+        seen += fixture.pass_and_settle()
+        assert len(seen) < 200, seen
+    # The cache has not listed the new Service yet: the next passes neither create it
+    # again nor keep the router from naming it.
+    fixture.services.objects.pop((NS, BASELINE_SVC))
+    later = until(fixture, lambda: fixture.status.get("weight") == 25)
+    assert not any(c[0] == "create-service" for c in later)
+    assert weights(later)[-1] == {STABLE_SVC: 50, CANARY_SVC: 25, BASELINE_SVC: 25}
+
+
 def test_a_delete_that_failed_is_done_by_the_next_controller() -> None:
     fixture = Fixture(routed(), route=route_object())
     at_25(fixture)
