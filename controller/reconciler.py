@@ -214,6 +214,7 @@ class Reconciler:
         router = router_for(rollout, caches=self.caches.router_caches, kube=self.kube, owner=raw)
         problems = router.problems() if router is not None else []
         problems += self._tenancy_problems(rollout, templates)
+        problems += self._baseline_service_problems(rollout, raw)
         if problems:
             return self._invalid(raw, problems, now=now)
         revision = (
@@ -750,6 +751,25 @@ class Reconciler:
         if canary is None or canary.traffic_routing is None or canary.stable_service is None:
             return None
         return baseline_service_of(str(canary.stable_service))
+
+    def _baseline_service_problems(self, rollout: Rollout, raw: Obj) -> list[Problem]:
+        """A Service by the baseline's name that this Rollout does not own: the
+        controller would neither route to it nor delete it, so it says so instead."""
+        canary = rollout.spec.strategy.canary
+        service_name = self._baseline_service_name(rollout)
+        if canary is None or not canary.baseline_enabled or service_name is None:
+            return []
+        current = self.caches.services.get(str(rollout.metadata.namespace), service_name)
+        if current is None or _owned_by(current, raw):
+            return []
+        return [
+            Problem(
+                "spec.strategy.canary.baseline",
+                f"Service {service_name} exists and is not owned by this Rollout; deployctl "
+                "creates the baseline's Service under that name (the stableService's name "
+                "and -baseline): rename or remove that Service",
+            )
+        ]
 
     def _ensure_baseline_service(self, rollout: Rollout, revision: str) -> bool:
         """Create the baseline's Service if missing (or point ours at ``revision``);
