@@ -17,7 +17,9 @@ a table of contents:
 5. apply the plan: scale up first, then move traffic (Services, then the traffic router:
    weights, header and mirror routes), then scale down, so that traffic never points at
    pods that are not there (an abort takes every route off the canary before its pods
-   go); then scale a ``workloadRef`` Deployment down (take-over) or up (hand-back);
+   go); then scale a ``workloadRef`` Deployment down (take-over) or up (hand-back). A
+   routed canary's baseline Service is created before the router names it and deleted
+   after the router has dropped it;
 6. write status once (only if it changed), then record the plan's Events;
 7. return when to look again: the earliest of the strategy's timers and the next due
    measurement.
