@@ -136,6 +136,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("", "services", "list", W, "informer: stable/canary/active/preview Services"),
     Permission("", "services", "watch", W, "informer: a Service created after its Rollout"),
     Permission("", "services", "patch", W, "point Service selectors at a revision"),
+    Permission("", "services", "create", W, "a canary's baseline Service behind a router"),
+    Permission("", "services", "delete", W, "remove the baseline Service at promotion or abort"),
     Permission(_GATEWAY, "httproutes", "list", W, "informer (only if the CRD is installed)"),
     Permission(_GATEWAY, "httproutes", "watch", W, "informer: route changes"),
     Permission(

@@ -17,7 +17,9 @@ a table of contents:
 5. apply the plan: scale up first, then move traffic (Services, then the traffic router:
    weights, header and mirror routes), then scale down, so that traffic never points at
    pods that are not there (an abort takes every route off the canary before its pods
-   go); then scale a ``workloadRef`` Deployment down (take-over) or up (hand-back);
+   go); then scale a ``workloadRef`` Deployment down (take-over) or up (hand-back). A
+   routed canary's baseline Service is created before the router names it and deleted
+   after the router has dropped it;
 6. write status once (only if it changed), then record the plan's Events;
 7. return when to look again: the earliest of the strategy's timers and the next due
    measurement.
@@ -52,14 +54,20 @@ from controller.cache import Cache, KubeWrites, Obj
 from controller.kube import merge_patch
 from controller.limits import PASS_MEASURING, truncate
 from controller.metrics import ANALYSIS_VERDICTS, ROLLBACK_LATENCY
-from controller.names import HAND_BACK_ANNOTATION, REVISION_LABEL, ROLLOUT_LABEL
+from controller.names import (
+    BASELINE_ROLE,
+    HAND_BACK_ANNOTATION,
+    REVISION_LABEL,
+    ROLE_LABEL,
+    ROLLOUT_LABEL,
+)
 from controller.observe import observe
 from controller.own_writes import OwnWrites
 from controller.parsed import ParsedObjects
 from controller.policy_gate import Held, PolicyGate, held_events
-from controller.resources import baseline_body, replicaset_body
+from controller.resources import baseline_body, baseline_service_body, replicaset_body
 from controller.routers import CANARY, STABLE, Router, RouterCaches, TrafficTarget, router_for
-from controller.routers.base import canary_weight_of
+from controller.routers.base import baseline_service_of, baseline_split
 from controller.status_writes import StatusWrites
 from controller.tenancy import (
     ControllerIdentity,
@@ -72,7 +80,7 @@ from controller.times import parse_timestamp
 from controller.validation import Problem, reference_problems
 from controller.workload import TakeOver, resolve, take_over
 from strategies import Observed, Plan, decide
-from strategies.baseline import BASELINE_SUFFIX, is_baseline
+from strategies.baseline import BASELINE_SUFFIX, baseline_revision, is_baseline
 from strategies.pacing import RequestCount
 from strategies.runkeys import RunKey
 
@@ -157,6 +165,10 @@ class Reconciler:
         # Models parsed once per object version (controller.parsed).
         self.parsed = parsed or ParsedObjects()
         self.own_writes = OwnWrites()
+        # The baseline Services we created, until the Service cache lists them: a pass
+        # right after the create must not take the new Service for missing (nor its
+        # backend off the router).
+        self.own_services = OwnWrites()
         self.identity = identity
         # Recorded in status.controller on every write, so handovers can be audited.
         self.writer = writer
@@ -204,6 +216,7 @@ class Reconciler:
         router = router_for(rollout, caches=self.caches.router_caches, kube=self.kube, owner=raw)
         problems = router.problems() if router is not None else []
         problems += self._tenancy_problems(rollout, templates)
+        problems += self._baseline_service_problems(rollout, raw)
         if problems:
             return self._invalid(raw, problems, now=now)
         revision = (
@@ -670,6 +683,11 @@ class Reconciler:
             if any(current.get(k) != v for k, v in wanted.items()):
                 selectors[service_name] = wanted
         target = self._traffic_target(rollout, plan) if router is not None else None
+        baseline = self._baseline_kept(rollout, plan) if target is not None else None
+        if target is not None and baseline is not None:
+            # The baseline's Service exists before the router names it.
+            if not self._ensure_baseline_service(rollout, baseline) and target.baseline:
+                target = replace(target, baseline=False)
         losing: set[str] = set()
         if router is not None and target is not None:
             losing = self._losing_weight(rollout, router, target) & set(selectors)
@@ -680,6 +698,9 @@ class Reconciler:
             router.apply(target)
         for service_name in sorted(losing):
             self.kube.patch_service_selector(namespace, service_name, selectors[service_name])
+        if target is not None and baseline is None:
+            # Only once the router no longer names it (an abort, a promotion).
+            self._drop_baseline_service(rollout)
 
     def _traffic_target(self, rollout: Rollout, plan: Plan) -> TrafficTarget | None:
         """Where the router should send traffic; None when the plan does not route."""
@@ -694,6 +715,8 @@ class Reconciler:
             canary_weight=plan.route_weights.get(in_flight, 0) if in_flight else 0,
             header_routes=plan.header_routes,
             mirror_routes=plan.mirror_routes,
+            # The strategy names the baseline only once its pods can serve their share.
+            baseline=bool(in_flight) and plan.route_weights.get(baseline_revision(stable), 0) > 0,
         )
 
     def _losing_weight(self, rollout: Rollout, router: Router, target: TrafficTarget) -> set[str]:
@@ -702,13 +725,113 @@ class Reconciler:
         canary = rollout.spec.strategy.canary
         if now is None or canary is None:
             return set()
-        wanted = {STABLE: 100 - canary_weight_of(target), CANARY: canary_weight_of(target)}
+        split = baseline_split(target)
+        wanted = {STABLE: split[STABLE], CANARY: split[CANARY]}
         roles = {canary.stable_service: STABLE, canary.canary_service: CANARY}
         return {
             str(service)
             for service, role in roles.items()
             if service and wanted[role] < now.get(role, 0)
         }
+
+    # ------------------------------------------------------------------ the baseline's Service
+    # Behind a router, baseline pods get their share through their own Service
+    # (``controller.routers.base.baseline_service_of``), which the controller creates,
+    # owns and deletes. Whether it should exist is read from the plan and the cache on
+    # every pass, so a restarted controller picks up where the last one stopped.
+
+    @staticmethod
+    def _baseline_kept(rollout: Rollout, plan: Plan) -> str | None:
+        """The baseline revision whose pods the plan keeps behind a router, else None."""
+        canary = rollout.spec.strategy.canary
+        if canary is None or canary.traffic_routing is None or not canary.baseline_enabled:
+            return None
+        return next((rev for rev, n in plan.replicas.items() if is_baseline(rev) and n > 0), None)
+
+    def _baseline_service_name(self, rollout: Rollout) -> str | None:
+        canary = rollout.spec.strategy.canary
+        if canary is None or canary.traffic_routing is None or canary.stable_service is None:
+            return None
+        return baseline_service_of(str(canary.stable_service))
+
+    def _baseline_service_problems(self, rollout: Rollout, raw: Obj) -> list[Problem]:
+        """A Service by the baseline's name that this Rollout does not own: the
+        controller would neither route to it nor delete it, so it says so instead."""
+        canary = rollout.spec.strategy.canary
+        service_name = self._baseline_service_name(rollout)
+        if canary is None or not canary.baseline_enabled or service_name is None:
+            return []
+        current = self.caches.services.get(str(rollout.metadata.namespace), service_name)
+        if current is None or _owned_by(current, raw):
+            return []
+        return [
+            Problem(
+                "spec.strategy.canary.baseline",
+                f"Service {service_name} exists and is not owned by this Rollout; deployctl "
+                "creates the baseline's Service under that name (the stableService's name "
+                "and -baseline): rename or remove that Service",
+            )
+        ]
+
+    def _ensure_baseline_service(self, rollout: Rollout, revision: str) -> bool:
+        """Create the baseline's Service if missing (or point ours at ``revision``);
+        whether it exists and is ours, so the router may send it traffic."""
+        namespace, name = str(rollout.metadata.namespace), str(rollout.metadata.name)
+        service_name = self._baseline_service_name(rollout)
+        if service_name is None:
+            return False
+        owner = self.caches.rollouts.get(namespace, name) or rollout.to_dict()
+        current = self._baseline_service(rollout, service_name)
+        if current is not None:
+            if not _owned_by(current, owner):
+                log.warning(
+                    "baseline service name taken by a service the rollout does not own",
+                    namespace=namespace,
+                    rollout=name,
+                    service=service_name,
+                )
+                return False
+            selector = current.get("spec", {}).get("selector") or {}
+            if selector.get(REVISION_LABEL) != revision:
+                self.kube.patch_service_selector(
+                    namespace, service_name, {REVISION_LABEL: revision}
+                )
+            return True
+        canary = rollout.spec.strategy.canary
+        assert canary is not None  # a name was found
+        stable_service = self.caches.services.get(namespace, str(canary.stable_service))
+        if stable_service is None:
+            return False
+        body = baseline_service_body(rollout, stable_service, name=service_name, revision=revision)
+        created = self.kube.create_service(namespace, body, owner=owner)
+        if created is None:
+            return False  # the name is taken by a Service neither cached nor ours
+        self.own_services.remember(created, created=True)
+        log.info("created baseline service", namespace=namespace, service=service_name)
+        return True
+
+    def _baseline_service(self, rollout: Rollout, service_name: str) -> Obj | None:
+        """The baseline Service as cached, or as we created it if the cache lags."""
+        namespace = str(rollout.metadata.namespace)
+        cached = self.caches.services.get(namespace, service_name)
+        labels = {ROLLOUT_LABEL: str(rollout.metadata.name), ROLE_LABEL: BASELINE_ROLE}
+        seen = self.own_services.view(namespace, [cached] if cached else [], labels=labels)
+        return next((s for s in seen if s.get("metadata", {}).get("name") == service_name), None)
+
+    def _drop_baseline_service(self, rollout: Rollout) -> None:
+        """Delete the baseline's Service if this Rollout owns one."""
+        namespace = str(rollout.metadata.namespace)
+        service_name = self._baseline_service_name(rollout)
+        if service_name is None:
+            return
+        current = self._baseline_service(rollout, service_name)
+        owner = self.caches.rollouts.get(namespace, str(rollout.metadata.name))
+        if current is None or owner is None or not _owned_by(current, owner):
+            return
+        uid = current.get("metadata", {}).get("uid")
+        self.own_services.forget(namespace, service_name)
+        if self.kube.delete_service(namespace, service_name, uid=uid):
+            log.info("deleted baseline service", namespace=namespace, service=service_name)
 
     def _prune(self, rollout: Rollout, existing: Mapping[str | None, Obj], plan: Plan) -> None:
         """Delete scaled-down old ReplicaSets beyond revisionHistoryLimit, oldest first."""
@@ -836,6 +959,13 @@ class Reconciler:
         ]
         if failed_at:
             ROLLBACK_LATENCY.observe(max(0.0, (now - max(failed_at)).total_seconds()))
+
+
+def _owned_by(obj: Obj, owner: Mapping[str, Any]) -> bool:
+    """Whether ``owner`` (a Rollout as read from the API) controls ``obj``."""
+    uid = (owner.get("metadata") or {}).get("uid")
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return uid is not None and any(ref.get("uid") == uid for ref in refs)
 
 
 def _revision_of(rs: Obj) -> str:

@@ -123,6 +123,36 @@ def baseline_body(
     }
 
 
+_PORT_KEYS = ("name", "protocol", "appProtocol", "port", "targetPort")
+
+
+def baseline_service_body(
+    rollout: Rollout, stable_service: Mapping[str, Any], *, name: str, revision: str
+) -> dict[str, Any]:
+    """The Service in front of a canary's baseline pods, for a router's third backend:
+    the stable Service's ports and selector, with the baseline's revision in place of
+    the stable's (its ports without node ports, so it never takes one from the node)."""
+    spec = stable_service.get("spec") or {}
+    selector = {**(spec.get("selector") or {}), REVISION_LABEL: revision}
+    ports = [
+        {key: copy.deepcopy(port[key]) for key in _PORT_KEYS if key in port}
+        for port in spec.get("ports") or []
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "labels": {
+                ROLLOUT_LABEL: str(rollout.metadata.name),
+                ROLE_LABEL: BASELINE_ROLE,
+                **MANAGED_BY,
+            },
+        },
+        "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
+    }
+
+
 def _images(template: Mapping[str, Any]) -> str:
     containers = template.get("spec", {}).get("containers", [])
     return ",".join(f"{c['name']}={c['image']}" for c in containers)

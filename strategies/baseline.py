@@ -1,4 +1,6 @@
-"""Baseline pods for a canary by replica share: pure arithmetic, no state.
+"""Baseline pods for a canary by replica share: pure arithmetic, no state. (Behind a
+traffic router the baseline is not taken out of the stable's pods: ``canary.py`` gives
+it as many as the canary on top, and the router its own backend.)
 
 Called by ``canary.py`` when ``canary.baseline.enabled``. A baseline is fresh pods of the
 stable revision started beside the canary, as many as it has, so that a comparison

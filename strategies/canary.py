@@ -36,6 +36,10 @@ Rules worth knowing:
   only onto stable pods that are available: with dynamicStableScale the canary keeps
   the share stable cannot carry yet while stable grows back, and all of it until
   stable's ReplicaSet has settled (the pods of its smaller spec are gone).
+* ``baseline.enabled``: by replica share the baseline's pods come out of the stable's
+  (``baseline.py``); behind a router they come on top, as many as the canary's, a
+  setWeight step waits for both, and the route weights name the baseline (the canary's
+  share, ``traffic.route_weights``) only while its pods are available.
 * Every manual request is consumed exactly once, even when it does not apply (an
   event then says why it was ignored).
 """
@@ -352,19 +356,26 @@ def _set_weight(ctx: Context, step: CanaryStep) -> bool:
         return _set_share(ctx, weight, canary)
     needed = _canary_pods(ctx, weight)
     available = ctx.state(canary).available
-    if available >= needed:
+    short = _baseline_short(ctx, needed)
+    if available >= needed and short is None:
         ctx.update(weight=weight if _routed(ctx) else _full_share(ctx, canary, pods=needed))
+        beside = " (and as many baseline)" if _routed(ctx) and _spec(ctx).baseline_enabled else ""
         ctx.event(
             r.WEIGHT_SET,
-            f"step {_index(ctx)}: weight {weight}% with {available} canary pod(s) available",
+            f"step {_index(ctx)}: weight {weight}% with {available} canary pod(s) "
+            f"available{beside}",
         )
         return True
-    if _deadline(ctx, f"canary {canary}: {available}/{needed} pods available for {weight}%"):
+    lacking = f", {short} pods available" if short else ""
+    if _deadline(
+        ctx, f"canary {canary}: {available}/{needed} pods available{lacking} for {weight}%"
+    ):
         return False
     ctx.set_phase(
         Phase.PROGRESSING,
         r.WAITING_FOR_REPLICAS,
-        f"step {_index(ctx)} setWeight {weight}: canary {available}/{needed} pods available",
+        f"step {_index(ctx)} setWeight {weight}: canary {available}/{needed} pods "
+        f"available{lacking}",
     )
     return False
 
@@ -649,11 +660,36 @@ def _world(ctx: Context) -> None:
         pods = _canary_pods(ctx, target)
     ctx.replicas[stable] = stable_replicas(weight, wanted, dynamic=spec.dynamic_stable_scale)
     ctx.replicas[canary] = pods
+    baseline = _routed_baseline(ctx, stable, canary, pods=_canary_pods(ctx, target))
     common.keep_previous(ctx)
     for service in common.services(ctx):
         ctx.selectors[service] = _service_target(ctx, service)
     if spec.traffic_routing is not None:
-        ctx.route_weights = route_weights(stable=stable, canary=canary, weight=weight)
+        ctx.route_weights = route_weights(
+            stable=stable, canary=canary, weight=weight, baseline=baseline
+        )
+
+
+def _routed_baseline(ctx: Context, stable: str, canary: str, *, pods: int) -> str | None:
+    """With ``baseline.enabled`` behind a router: as many baseline pods as the canary
+    has for the weight being set (``pods``), on top of the stable's; the baseline's
+    revision when its pods can take their share of the traffic now, else None (the
+    router then sends it nothing, and drops it once the plan has no baseline pods)."""
+    if not _spec(ctx).baseline_enabled or canary == stable:
+        return None
+    revision = baseline_revision(stable)
+    ctx.replicas[revision] = pods
+    needed = _canary_pods(ctx, ctx.status.weight)
+    return revision if ctx.state(revision).available >= needed else None
+
+
+def _baseline_short(ctx: Context, needed: int) -> str | None:
+    """Behind a router, what the baseline still lacks for a weight whose canary needs
+    ``needed`` pods (it takes traffic with the canary, so the step waits for both)."""
+    if not (_routed(ctx) and _spec(ctx).baseline_enabled):
+        return None
+    available = ctx.state(baseline_revision(_stable(ctx))).available
+    return None if available >= needed else f"baseline {available}/{needed}"
 
 
 def _service_target(ctx: Context, service: str) -> str:

@@ -50,7 +50,9 @@ class Plan:
     service_selectors: Mapping[str, str]
     """Service name -> revision hash its selector must name."""
     route_weights: Mapping[str, int] | None
-    """Revision -> HTTPRoute backendRef weight (sums to 100); None without traffic routing."""
+    """Revision -> HTTPRoute backendRef weight (sums to 100; a baseline's revision is
+    listed, with the canary's weight, once its pods can serve); None without traffic
+    routing."""
     status: RolloutStatus
     """The whole new status, to be written as is (diffed by the reconciler)."""
     requeue_after: float | None

@@ -109,18 +109,31 @@ def stable_replicas(weight: int, replicas: int, *, dynamic: bool) -> int:
     return share(100 - weight, replicas)
 
 
-def route_weights(*, stable: str, canary: str | None, weight: int) -> dict[str, int]:
+def route_weights(
+    *, stable: str, canary: str | None, weight: int, baseline: str | None = None
+) -> dict[str, int]:
     """HTTPRoute backendRef weights, summing to 100.
+
+    With ``baseline`` (the revision of baseline pods ready to serve) the baseline gets
+    what the canary gets and the stable the rest; above 50 both are capped at 50, so
+    the two are always judged under the same share (``controller.routers.base``).
 
     >>> route_weights(stable="a", canary="b", weight=20)
     {'a': 80, 'b': 20}
     >>> route_weights(stable="a", canary=None, weight=20)
     {'a': 100}
+    >>> route_weights(stable="a", canary="b", weight=20, baseline="a-baseline")
+    {'a': 60, 'b': 20, 'a-baseline': 20}
+    >>> route_weights(stable="a", canary="b", weight=80, baseline="a-baseline")
+    {'a': 0, 'b': 50, 'a-baseline': 50}
     """
     if canary is None or canary == stable:
         return {stable: 100}
     weight = min(max(weight, 0), 100)
-    return {stable: 100 - weight, canary: weight}
+    if baseline is None or weight == 0:
+        return {stable: 100 - weight, canary: weight}
+    share = min(weight, 50)
+    return {stable: 100 - 2 * share, canary: share, baseline: share}
 
 
 def replica_share_percent(canary: int, others: int) -> int:

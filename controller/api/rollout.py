@@ -466,10 +466,27 @@ class CanaryStrategy(ApiModel):
         ),
         CelRule(
             "!has(self.baseline) || !has(self.baseline.enabled) || !self.baseline.enabled"
-            " || (!has(self.trafficRouting)"
-            " && (!has(self.stableScale) || self.stableScale == 'share'))",
-            "baseline pods are built for a canary by replica share (no trafficRouting, "
-            "stableScale: share)",
+            " || has(self.trafficRouting) || !has(self.stableScale)"
+            " || self.stableScale == 'share'",
+            "baseline pods are built for a canary by replica share (stableScale: share) "
+            "or behind a router that can carry a third backend",
+            field_path=".baseline",
+        ),
+        CelRule(
+            "!has(self.baseline) || !has(self.baseline.enabled) || !self.baseline.enabled"
+            " || !has(self.trafficRouting) || (!has(self.trafficRouting.nginx)"
+            " && !(has(self.trafficRouting.istio)"
+            " && has(self.trafficRouting.istio.destinationRule)))",
+            "baseline needs a router that can carry a third backend: nginx and istio with "
+            "destinationRule subsets cannot (use gatewayAPI, or istio between "
+            "stableService and canaryService)",
+            field_path=".baseline",
+        ),
+        CelRule(
+            "!has(self.baseline) || !has(self.baseline.enabled) || !self.baseline.enabled"
+            " || !has(self.dynamicStableScale) || !self.dynamicStableScale",
+            "baseline and dynamicStableScale cannot be combined: the stable would be "
+            "scaled for the canary's share alone",
             field_path=".baseline",
         ),
     )
@@ -531,14 +548,8 @@ class CanaryStrategy(ApiModel):
             )
         if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
             raise ValueError("maxSurge and maxUnavailable cannot both be 0: nothing could move")
-        if self.baseline_enabled and (
-            self.traffic_routing is not None or self.stable_scale != "share"
-        ):
-            raise ValueError(
-                "baseline: baseline pods are built for a canary by replica share (no "
-                "trafficRouting, stableScale: share); a router would need a third backend "
-                "for them"
-            )
+        if self.baseline_enabled:
+            self._check_baseline()
         if self.stable_service is not None and self.stable_service == self.canary_service:
             raise ValueError("stableService and canaryService must be different Services")
         return self
@@ -546,6 +557,36 @@ class CanaryStrategy(ApiModel):
     @property
     def baseline_enabled(self) -> bool:
         return self.baseline is not None and self.baseline.enabled
+
+    def _check_baseline(self) -> None:
+        """Baseline pods need a third backend: a share of the pods without a router, or
+        a router that can name a third Service (Gateway API, Istio host-level)."""
+        routing = self.traffic_routing
+        if routing is None:
+            if self.stable_scale != "share":
+                raise ValueError(
+                    "baseline: baseline pods are built for a canary by replica share "
+                    "(stableScale: share) or behind a router that can carry a third "
+                    "backend (gatewayAPI, istio host-level)"
+                )
+            return
+        if routing.nginx is not None:
+            raise ValueError(
+                "baseline needs a router that can carry a third backend: nginx cannot "
+                "(its canary Ingress holds one Service); use gatewayAPI, or istio "
+                "between stableService and canaryService"
+            )
+        if routing.by_subsets:
+            raise ValueError(
+                "baseline needs a router that can carry a third backend: istio with "
+                "destinationRule subsets cannot (there is no baseline subset); route "
+                "between stableService and canaryService instead"
+            )
+        if self.dynamic_stable_scale:
+            raise ValueError(
+                "baseline and dynamicStableScale cannot be combined: the stable would be "
+                "scaled for the canary's share alone"
+            )
 
     def _check_routing(self, routing: TrafficRouting) -> None:
         missing = [

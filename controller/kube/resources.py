@@ -444,6 +444,24 @@ class Kube(Transport):
             resource_version=resource_version,
         )
 
+    def create_service(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None:
+        """Create a Service controlled by ``owner`` (the baseline's, deleted with the
+        Rollout); None when the name is taken (an earlier pass made it)."""
+        service = owned(SERVICES, namespace, body, owner=owner)
+        try:
+            return self._request(
+                "create", SERVICES, method="POST", namespace=namespace, body=service
+            )
+        except AlreadyExists:
+            return None
+
+    def delete_service(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete a Service the controller created; False if it was already gone.
+        ``uid`` is a precondition: never a same-named Service made by someone else."""
+        return self._delete(SERVICES, namespace, name, uid=uid)
+
     # ------------------------------------------------------------------ traffic routers
     # Each router (``controller.routers``) computes the whole list it owns from the
     # object as last seen and sends it with that object's resourceVersion: a merge

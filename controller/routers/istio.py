@@ -92,6 +92,12 @@ class IstioRouter:
                 return role
         return None
 
+    def _is_baseline(self, destination: Obj) -> bool:
+        """Whether a route destination is the baseline's (host-level only)."""
+        return self.destination_rule is None and self._names(
+            destination.get("destination") or {}, self.baseline_service
+        )
+
     def _names(self, dest: Obj, service: str) -> bool:
         """Whether a destination's host is ``service``: a short name, or one qualified
         with this namespace (svc.ns, svc.ns.svc...)."""
@@ -160,7 +166,10 @@ class IstioRouter:
                 continue
             http = vs["spec"]["http"]
             for i in selected:
-                roles = [self._role(d) for d in http[i].get("route") or []]
+                # The baseline's destination is ours too (written by apply()).
+                roles = [
+                    self._role(d) for d in http[i].get("route") or [] if not self._is_baseline(d)
+                ]
                 wanted = self._what()
                 if STABLE not in roles or CANARY not in roles:
                     problems.append(

@@ -63,6 +63,8 @@ class RecordingKube:
     - ``("create", replicaset, replicas)``, ``("scale", replicaset, replicas)``,
       ``("delete", replicaset, uid)``;
     - ``("select", service, revision)``: the revision a Service's selector now names;
+    - ``("create-service", service, revision)`` (the body in ``services_created``),
+      ``("delete-service", service, uid)``: the baseline's Service behind a router;
     - ``("scale-deployment", deployment, replicas)``: a ``workloadRef`` Deployment's scale;
     - the traffic routers' writes (sent only when something changes: the routers
       decide that from the cached object, as with the real adapter):
@@ -81,6 +83,7 @@ class RecordingKube:
         self.messages: list[str] = []
         self.resource_versions: list[str | None] = []
         self.router_writes: list[tuple[str, str, Obj]] = []
+        self.services_created: list[Obj] = []
         self._failures: dict[str, Exception] = {}
 
     def fail(self, method: str, error: Exception) -> None:
@@ -116,6 +119,23 @@ class RecordingKube:
     ) -> Obj:
         self._record("patch_service_selector", ("select", name, selector.get(REVISION_LABEL)))
         return {"metadata": {"name": name}, "spec": {"selector": dict(selector)}}
+
+    def create_service(
+        self, namespace: str, body: Mapping[str, Any], *, owner: Mapping[str, Any]
+    ) -> Obj | None:
+        created = copy.deepcopy(dict(body))
+        created["metadata"]["namespace"] = namespace
+        created["metadata"]["ownerReferences"] = [
+            {"kind": "Rollout", "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]}
+        ]
+        self.services_created.append(created)
+        revision = body["spec"]["selector"].get(REVISION_LABEL)
+        self._record("create_service", ("create-service", body["metadata"]["name"], revision))
+        return created
+
+    def delete_service(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        self._record("delete_service", ("delete-service", name, uid))
+        return True
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> Obj:
         self._record("scale_deployment", ("scale-deployment", name, replicas))

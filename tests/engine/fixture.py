@@ -296,6 +296,7 @@ class Fixture:
         self.kube.messages.clear()
         self.kube.resource_versions.clear()
         self.kube.router_writes.clear()
+        self.kube.services_created.clear()
         result = self.reconciler.reconcile(f"{NS}/{NAME}")
         return result, list(self.kube.calls)
 
@@ -340,6 +341,7 @@ class Fixture:
     def settle(self) -> None:
         """What the last pass's writes lead to, as the caches would then show it."""
         patches = iter(self.kube.status_patches)
+        created_services = list(self.kube.services_created)
         for call in self.kube.calls:
             kind = call[0]
             if kind == "status":
@@ -370,6 +372,12 @@ class Fixture:
                 deployment["spec"]["replicas"] = replicas
                 deployment["metadata"]["generation"] += 1
                 self.deployments.put(deployment)
+            elif kind == "create-service":
+                created = next(b for b in created_services if b["metadata"]["name"] == call[1])
+                uid = f"svc-uid-{next(self._uids)}"
+                self.services.put({**created, "metadata": {**created["metadata"], "uid": uid}})
+            elif kind == "delete-service":
+                self.services.objects.pop((NS, call[1]), None)
             elif kind == "select":
                 _, name, revision = call
                 service = self.services.get(NS, name)

@@ -86,6 +86,35 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
         "spec.strategy.canary.baseline",
         "baseline pods are built for a canary by replica share",
     ),
+    "baseline-behind-nginx": (
+        _with(
+            ("spec", "strategy", "canary"),
+            {
+                "steps": STEPS,
+                "stableService": "shop",
+                "canaryService": "shop-canary",
+                "trafficRouting": {"nginx": {"stableIngress": "shop"}},
+                "baseline": {"enabled": True},
+            },
+        ),
+        "spec.strategy.canary.baseline",
+        "baseline needs a router that can carry a third backend",
+    ),
+    "baseline-with-dynamic-stable-scale": (
+        _with(
+            ("spec", "strategy", "canary"),
+            {
+                "steps": STEPS,
+                "stableService": "shop",
+                "canaryService": "shop-canary",
+                "trafficRouting": {"gatewayAPI": {"httpRoute": "shop"}},
+                "dynamicStableScale": True,
+                "baseline": {"enabled": True},
+            },
+        ),
+        "spec.strategy.canary.baseline",
+        "baseline and dynamicStableScale cannot be combined",
+    ),
     "template-and-workloadref": (
         _with(("spec", "workloadRef"), {"name": "shop", "scaleDown": "onsuccess"}),
         "spec",

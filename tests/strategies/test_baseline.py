@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from controller.api import Rollout
 from strategies.baseline import baseline_revision, baseline_split, is_baseline
-from strategies.traffic import share_targets
+from strategies.plan import Plan
+from strategies.traffic import canary_replicas, share_targets
 from tests.strategies.cluster import LaggingCluster, Lags
 from tests.strategies.test_lagging_properties import (
     LAGGING,
@@ -46,7 +47,7 @@ def test_baseline_names() -> None:
     assert is_baseline(baseline_revision("abc")) and not is_baseline("abc")
 
 
-def test_a_router_or_full_stable_scale_is_refused() -> None:
+def test_a_full_stable_scale_is_refused() -> None:
     with pytest.raises(ValueError, match="baseline pods are built for a canary by replica"):
         with_baseline([{"setWeight": 10}], stable_scale="full")
 
@@ -192,3 +193,87 @@ def test_baseline_within_the_rules_on_real_pods(
         ):
             break
     assert not any(is_baseline(r) for r in specs(cluster)), specs(cluster)
+
+
+# -- behind a router ------------------------------------------------------------------
+
+
+@st.composite
+def routed_baseline_rollouts(draw: st.DrawFn) -> Rollout:
+    weights = sorted(set(draw(st.lists(st.integers(1, 100), min_size=1, max_size=4))))
+    steps: list[dict[str, Any]] = []
+    for weight in weights:
+        steps += [{"setWeight": weight}, {"pause": {"duration": draw(st.integers(0, 60))}}]
+    spec = {
+        "stableService": "s",
+        "canaryService": "c",
+        "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
+        "baseline": {"enabled": True},
+        "steps": steps,
+    }
+    return make_rollout({"canary": spec}, replicas=draw(st.integers(1, 12)), deadline=900)
+
+
+def check_routed_baseline(cluster: LaggingCluster, plan: Plan, when: str) -> None:
+    """The route names a baseline only beside a canary in flight and only while its
+    Ready pods are as many as the canary needs for its weight; the baseline never has
+    more pods asked for than the canary's for the step being worked on."""
+    status = plan.status
+    in_flight = status.canary_revision not in (None, status.stable_revision)
+    for revision, weight in (plan.route_weights or {}).items():
+        if not is_baseline(revision) or weight == 0:
+            continue
+        if not in_flight or status.aborted:
+            fail(cluster, when, f"baseline {revision} routed {weight}% with no canary in flight")
+        needed = canary_replicas(status.weight, cluster.rollout.spec.replicas, routed=True)
+        if cluster.serving(revision) < needed:
+            fail(cluster, when, f"baseline {revision} routed {weight}% on too few Ready pods")
+        if weight != plan.route_weights.get(str(status.canary_revision)):  # type: ignore[union-attr]
+            fail(cluster, when, f"baseline {revision} routed {weight}%, not the canary's share")
+    canary = status.canary_revision
+    for revision, n in plan.replicas.items():
+        if is_baseline(revision) and n > 0:
+            if not in_flight or status.aborted:
+                fail(cluster, when, f"baseline {revision} kept with no canary in flight")
+            steps = cluster.rollout.spec.strategy.canary.steps  # type: ignore[union-attr]
+            index = status.current_step_index or 0
+            weight = max([status.weight] + [s.set_weight or 0 for s in steps[: index + 1]])
+            most = canary_replicas(weight, cluster.rollout.spec.replicas, routed=True)
+            if n > max(most, plan.replicas.get(str(canary), 0)):
+                fail(cluster, when, f"baseline {revision} asked for {n} > canary's {most}")
+
+
+@LAGGING
+@given(rollout=routed_baseline_rollouts(), lags=lags, sequence=sequences)
+def test_a_routed_baseline_gets_traffic_only_on_ready_pods(
+    rollout: Rollout, lags: Lags, sequence: list[Any]
+) -> None:
+    from strategies import Request
+    from tests.strategies.test_lagging_properties import check_canary
+
+    cluster = LaggingCluster.settled(rollout, lags, check_canary)
+    for index, move in enumerate(sequence):
+        cluster.set_spec(paused=move.paused)
+        cluster.verdict = move.verdict
+        cluster.broken = {move.revision} if move.broken else set()
+        cluster.crashing = {move.revision} if move.crashing and move.revision != "old" else set()
+        if move.action is not None:
+            cluster.request = Request(move.action, f"req-{index}", "prop")
+        plan = cluster.step(move.revision, seconds=move.seconds)
+        check_routed_baseline(cluster, plan, f"after move {index}")
+    # Quiet, successful passes: promoted or aborted, no baseline pods or route left.
+    cluster.verdict = "Successful"
+    cluster.broken, cluster.crashing = set(), set()
+    cluster.set_spec(paused=False)
+    revision = cluster.status.canary_revision or cluster.status.stable_revision or "old"
+    for index in range(80):
+        if index % 5 == 0 and not cluster.status.aborted:
+            cluster.request = Request("promoteFull", f"end-{index}", "prop")
+        plan = cluster.step(revision, seconds=30)
+        check_routed_baseline(cluster, plan, f"after quiet pass {index}")
+        if cluster.status.canary_revision is None and not any(
+            is_baseline(r) for r in specs(cluster)
+        ):
+            break
+    assert not any(is_baseline(r) for r in specs(cluster)), specs(cluster)
+    assert not any(is_baseline(r) for r in plan.route_weights or {})
