@@ -394,7 +394,7 @@ class Reconciler:
             )
             return write.status
         if write.template_of is not None:
-            stored = daemon.revision_name(daemonset, revisions, write.template_of)
+            stored = stateful.owned_revision(daemonset, DAEMONSET, revisions, write.template_of)
             if stored is not None:
                 template = self.kube.get_statefulset_template(namespace, stored)
                 self.kube.patch_daemonset_template(daemonset, template)

@@ -1,6 +1,7 @@
-"""``deployctl undo`` of a StatefulSet Rollout reads the template to go back to only from a
-ControllerRevision the StatefulSet owns, against a recording double of the ``Kube``
-adapter (the sandbox test is tests/integration/test_statefulset_undo.py)."""
+"""``deployctl undo`` of a StatefulSet or DaemonSet Rollout reads the template to go back to
+only from a ControllerRevision the workload owns (a StatefulSet's revision names it, a
+DaemonSet's is its hash label), against a recording double of the ``Kube`` adapter (the
+sandbox tests are tests/integration/test_statefulset_undo.py and test_daemonset.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,17 @@ STATEFULSET = {
     "metadata": {"name": "db", "uid": "sts-uid"},
     "spec": {"selector": {"matchLabels": {"app": "db"}}},
 }
+DAEMONSET = {
+    "metadata": {"name": "agent", "uid": "ds-uid"},
+    "spec": {"selector": {"matchLabels": {"app": "agent"}}},
+}
 TEMPLATE = {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": []}}
 
 
-def revision(name: str, owner_uid: str | None) -> dict[str, Any]:
+def revision(name: str, owner_uid: str | None, hash_label: str | None = None) -> dict[str, Any]:
     owners = [{"kind": "StatefulSet", "uid": owner_uid}] if owner_uid else []
-    return {"metadata": {"name": name, "ownerReferences": owners}}
+    labels = {"controller-revision-hash": hash_label} if hash_label else {}
+    return {"metadata": {"name": name, "ownerReferences": owners, "labels": labels}}
 
 
 class RecordingKube:
@@ -68,4 +74,43 @@ def test_a_revision_the_statefulset_does_not_own_is_refused_unread(
         _workload_template(session(kube), STATEFULSET, "StatefulSet", "db-7c9f")
     assert "revision db-7c9f has no ControllerRevision of StatefulSet db" in refused.value.message
     assert "another workload's" in refused.value.message
+    assert kube.read == []
+
+
+def test_a_daemonset_revision_is_found_by_its_hash_among_those_it_owns() -> None:
+    kube = RecordingKube(
+        [
+            # Another DaemonSet's revision with the same hash comes first: not this one's.
+            revision("other-6d4b", "other-uid", hash_label="6d4b"),
+            revision("agent-5f8a", "ds-uid", hash_label="5f8a"),
+            revision("agent-6d4b", "ds-uid", hash_label="6d4b"),
+        ]
+    )
+    assert _workload_template(session(kube), DAEMONSET, "DaemonSet", "6d4b") == TEMPLATE
+    assert kube.selectors == ["app=agent"] and kube.read == ["agent-6d4b"]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        [revision("agent-6d4b", "other-uid", hash_label="6d4b")],
+        [revision("agent-6d4b", "ds-uid", hash_label="5f8a")],
+        # A DaemonSet's revision is its hash, not the ControllerRevision's name.
+        [revision("6d4b", "ds-uid", hash_label="5f8a")],
+    ],
+)
+def test_a_daemonset_revision_it_does_not_own_under_that_hash_is_refused_unread(
+    stored: list[dict[str, Any]],
+) -> None:
+    kube = RecordingKube(stored)
+    with pytest.raises(CliError) as refused:
+        _workload_template(session(kube), DAEMONSET, "DaemonSet", "6d4b")
+    assert "revision 6d4b has no ControllerRevision of DaemonSet agent" in refused.value.message
+    assert kube.read == []
+
+
+def test_a_statefulset_revision_is_its_name_not_a_hash_label() -> None:
+    kube = RecordingKube([revision("db-5f8a", "sts-uid", hash_label="db-7c9f")])
+    with pytest.raises(CliError):
+        _workload_template(session(kube), STATEFULSET, "StatefulSet", "db-7c9f")
     assert kube.read == []
