@@ -19,10 +19,7 @@ DaemonSet and its pods recorded from the apiserver (``tests.integration.podwatch
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +29,7 @@ import pytest
 
 from controller.daemon import STRATEGY_ANNOTATION, node_of
 from sandbox.node_agent import AGENT_LABEL, ZONE_LABEL, NodeAgent
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template
+from tests.integration.harness import CiCli, Cluster, demo_rollout, error_rate_template
 from tests.integration.podwatch import Recorder, is_ready, is_terminating
 from tests.sandbox.fleet import running_fleet
 from tests.waiting import wait_until
@@ -357,49 +354,25 @@ def test_killed_controller_resumes_the_daemonset_step_without_extra_replacements
 LEASE = "deployctl-ds"
 
 
-def cli(*args: str, env: dict[str, str], timeout: float = 420) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
 def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
-    cluster: Cluster, start_controller: Any, control_plane: Any, traffic: Any, fleet: NodeAgent
+    cluster: Cluster, ci_cli: Callable[..., CiCli], traffic: Any, fleet: NodeAgent
 ) -> None:
     ns = cluster.namespace
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(control_plane.kubeconfig),
-        "DEPLOYCTL_CONTROLLER_NAMESPACE": ns,
-        "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
-        "COLUMNS": "200",
-    }
+    cli = ci_cli(LEASE)
     cluster.create_service(NAME, {"app": NAME}, rollout=None)
     cluster.apps.create_namespaced_daemon_set(ns, daemonset_body(fleet, "v1"))
     cluster.create_template(analysis_template())
-    start_controller(
-        ["--lease-namespace", ns, "--lease-name", LEASE, "--lease-duration", "15"]
-        + ["--renew-deadline", "10", "--retry-period", "0.5"]
-    )
+    cli.start_controller()
     cluster.apply_rollout(daemonset_rollout(STEPS))
     v1 = healthy_on(cluster)["stableRevision"]
     all_on(cluster, v1)
-    wait_until(
-        lambda: cli("list", "-n", ns, env=env, timeout=60),
-        ok=lambda r: r.returncode == 0,
-        timeout=60,
-        what="the CLI to find the controller",
-    )
+    cli.wait_for_controller()
     traffic(ns, service=NAME, rate_per_second=20)
 
     # 0: the image goes into the DaemonSet's template (held at OnDelete); promoted.
     result = cli(
         "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v2", "--wait",
-        "--timeout", "400s", "-o", "json", "--reason", "agent v2", env=env,
+        "--timeout", "400s", "-o", "json", "--reason", "agent v2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
@@ -407,19 +380,19 @@ def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
     assert outcome["outcome"] == "Promoted" and v2 != v1, outcome
     before = {node: pod["metadata"]["uid"] for node, pod in all_on(cluster, v2).items()}
     strategy_restored(cluster)
-    shown = cli("status", NAME, "-n", ns, "-o", "json", env=env, timeout=60)
+    shown = cli("status", NAME, "-n", ns, "-o", "json", timeout=60)
     assert shown.returncode == 0, shown.stderr
     workload = json.loads(shown.stdout)["workload"]
     assert workload["daemonSet"] == NAME and workload["moving"] == "AtRest"
     assert workload["nodes"] == {v2: {"role": "stable", "nodes": sorted(fleet.node_names)}}
-    text = cli("status", NAME, "-n", ns, env=env, timeout=60).stdout
+    text = cli("status", NAME, "-n", ns, timeout=60).stdout
     assert f"DaemonSet {NAME}: AtRest; {v2} (stable) {NODES} Nodes: " in text
 
     # 1: a crash-looping canary is rolled back; only canary Nodes were replaced (the
     # second waits on the first's pod, which never becomes Ready, so it may never go).
     result = cli(
         "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v3-crash", "--wait",
-        "--timeout", "300s", env=env,
+        "--timeout", "300s",
     )  # fmt: skip
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "rolled back" in result.stderr, result.stderr
@@ -432,14 +405,14 @@ def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
 
     # 2: undo names no revision the DaemonSet still keeps: refused, nothing written.
     generation = daemonset(cluster).metadata.generation
-    result = cli("undo", NAME, "-n", ns, "--to-revision", "bcdfbcdfb", env=env)
+    result = cli("undo", NAME, "-n", ns, "--to-revision", "bcdfbcdfb")
     assert result.returncode != 0 and "has no ControllerRevision" in result.stderr, result.stderr
     assert daemonset(cluster).metadata.generation == generation
 
     # 3: undo goes back to v1, the previous promoted revision, from the DaemonSet's own
     # ControllerRevision, fast-tracked to every Node like any undo; the user's strategy
     # is back at the end.
-    result = cli("undo", NAME, "-n", ns, "--wait", "--timeout", "400s", "-o", "json", env=env)
+    result = cli("undo", NAME, "-n", ns, "--wait", "--timeout", "400s", "-o", "json")
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert json.loads(result.stdout)["revision"] == v1, result.stdout
     all_on(cluster, v1)
