@@ -273,6 +273,16 @@ def test_daemonset_canary_on_two_zone_b_nodes_then_every_node(
         restored = strategy_restored(cluster)
         caught_up(recorder)
         load.stop()
+    # The hand-back is told on the Rollout (after the status that shows it: waited for).
+    told = cluster.events_when(
+        lambda events: any(v2 in e.message for e in events),
+        reason="UpdateStrategyRestored",
+        what="an UpdateStrategyRestored Event naming the new revision",
+        timeout=120,
+    )
+    assert all(e.involved_object.name == NAME for e in told), told
+    # ``deployctl rollout --image`` held the strategy with the template: nothing to tell.
+    assert cluster.events("UpdateStrategyHeld") == []
     runs = [r for r in done["analysisRuns"] if r["revision"] == v2]
     assert runs and runs[-1]["phase"] == "Successful", done
     # The canary was zone b's first two Nodes; then every Node, each replaced once.
