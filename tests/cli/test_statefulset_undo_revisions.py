@@ -21,6 +21,7 @@ DAEMONSET = {
     "metadata": {"name": "agent", "uid": "ds-uid"},
     "spec": {"selector": {"matchLabels": {"app": "agent"}}},
 }
+SELF, OTHER = "sts-uid", "other-uid"  # the StatefulSet's UID, another workload's
 TEMPLATE = {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": []}}
 
 
@@ -53,28 +54,9 @@ def session(kube: RecordingKube) -> Session:
 
 
 def test_the_template_comes_from_a_revision_the_statefulset_owns() -> None:
-    kube = RecordingKube([revision("db-7c9f", "sts-uid")])
+    kube = RecordingKube([revision("db-7c9f", SELF)])
     assert _workload_template(session(kube), STATEFULSET, "StatefulSet", "db-7c9f") == TEMPLATE
     assert kube.selectors == ["app=db"] and kube.read == ["db-7c9f"]
-
-
-@pytest.mark.parametrize(
-    "stored",
-    [
-        [],  # older than revisionHistoryLimit
-        [revision("db-7c9f", "other-uid")],  # a StatefulSet of the same name, recreated
-        [revision("db-7c9f", None)],  # an orphan the StatefulSet has not adopted
-    ],
-)
-def test_a_revision_the_statefulset_does_not_own_is_refused_unread(
-    stored: list[dict[str, Any]],
-) -> None:
-    kube = RecordingKube(stored)
-    with pytest.raises(CliError) as refused:
-        _workload_template(session(kube), STATEFULSET, "StatefulSet", "db-7c9f")
-    assert "revision db-7c9f has no ControllerRevision of StatefulSet db" in refused.value.message
-    assert "another workload's" in refused.value.message
-    assert kube.read == []
 
 
 def test_a_daemonset_revision_is_found_by_its_hash_among_those_it_owns() -> None:
@@ -91,26 +73,28 @@ def test_a_daemonset_revision_is_found_by_its_hash_among_those_it_owns() -> None
 
 
 @pytest.mark.parametrize(
-    "stored",
+    ("workload", "kind", "target", "stored"),
     [
-        [revision("agent-6d4b", "other-uid", hash_label="6d4b")],
-        [revision("agent-6d4b", "ds-uid", hash_label="5f8a")],
-        # A DaemonSet's revision is its hash, not the ControllerRevision's name.
-        [revision("6d4b", "ds-uid", hash_label="5f8a")],
+        (STATEFULSET, "StatefulSet", "db-7c9f", []),  # older than revisionHistoryLimit
+        # A StatefulSet of the same name, recreated; an orphan it has not adopted.
+        (STATEFULSET, "StatefulSet", "db-7c9f", [revision("db-7c9f", OTHER)]),
+        (STATEFULSET, "StatefulSet", "db-7c9f", [revision("db-7c9f", None)]),
+        # A StatefulSet's revision is the ControllerRevision's name, not its hash label.
+        (STATEFULSET, "StatefulSet", "db-7c9f", [revision("db-5f8a", SELF, hash_label="db-7c9f")]),
+        # Another DaemonSet's revision of that hash; one of its own under another hash.
+        (DAEMONSET, "DaemonSet", "6d4b", [revision("agent-6d4b", OTHER, hash_label="6d4b")]),
+        (DAEMONSET, "DaemonSet", "6d4b", [revision("agent-6d4b", "ds-uid", hash_label="5f8a")]),
+        # A DaemonSet's revision is its hash label, not the ControllerRevision's name.
+        (DAEMONSET, "DaemonSet", "6d4b", [revision("6d4b", "ds-uid", hash_label="5f8a")]),
     ],
 )
-def test_a_daemonset_revision_it_does_not_own_under_that_hash_is_refused_unread(
-    stored: list[dict[str, Any]],
+def test_a_revision_the_workload_does_not_own_under_that_key_is_refused_unread(
+    workload: dict[str, Any], kind: str, target: str, stored: list[dict[str, Any]]
 ) -> None:
     kube = RecordingKube(stored)
     with pytest.raises(CliError) as refused:
-        _workload_template(session(kube), DAEMONSET, "DaemonSet", "6d4b")
-    assert "revision 6d4b has no ControllerRevision of DaemonSet agent" in refused.value.message
-    assert kube.read == []
-
-
-def test_a_statefulset_revision_is_its_name_not_a_hash_label() -> None:
-    kube = RecordingKube([revision("db-5f8a", "sts-uid", hash_label="db-7c9f")])
-    with pytest.raises(CliError):
-        _workload_template(session(kube), STATEFULSET, "StatefulSet", "db-7c9f")
+        _workload_template(session(kube), workload, kind, target)
+    name = workload["metadata"]["name"]
+    assert f"revision {target} has no ControllerRevision of {kind} {name}" in refused.value.message
+    assert "another workload's" in refused.value.message
     assert kube.read == []

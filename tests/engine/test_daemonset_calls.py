@@ -20,9 +20,8 @@ from controller.api import reasons as R
 from controller.daemon import STRATEGY_ANNOTATION
 from controller.reconciler import Caches, Reconciler
 from tests.engine.doubles import DictCache, RecordingKube, ScriptedMeasurer
-from tests.engine.fixture import no_data
+from tests.engine.fixture import NAME, NS, no_data, rollout_object
 
-NS, NAME = "ops", "agent"
 OLD, NEW = "5f8a7c9d4", "6d4b8e2f1"
 NODES = [f"n{i}" for i in range(4)]
 USERS = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}
@@ -30,27 +29,17 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def rollout(stable: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "deployctl.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {
-            "name": NAME,
-            "namespace": NS,
-            "uid": "rollout-uid",
-            "generation": 1,
-            "resourceVersion": "1",
-        },
-        "spec": {
-            "workloadRef": {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": NAME},
-            "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
-        },
-        "status": {
-            "phase": "Healthy",
-            "observedGeneration": 1,
-            "stableRevision": stable,
-            "currentStepIndex": 2,
-        },
+    """The Rollout of the DaemonSet, Healthy on ``stable`` at the end of its steps."""
+    body = rollout_object({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}})
+    del body["spec"]["template"], body["spec"]["selector"], body["spec"]["replicas"]
+    body["spec"]["workloadRef"] = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": NAME}
+    body["status"] = {
+        "phase": "Healthy",
+        "observedGeneration": 1,
+        "stableRevision": stable,
+        "currentStepIndex": 2,
     }
+    return body
 
 
 def daemonset(*, held: bool) -> dict[str, Any]:
