@@ -177,6 +177,19 @@ def users_strategy(daemonset: Obj) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
+def runs_its_template(daemonset: Obj) -> bool:
+    """Whether the DaemonSet controller counts every scheduled pod on the DaemonSet's
+    current template (``updatedNumberScheduled``, in its status for this generation).
+
+    Handing the strategy back waits for it: a new template written with OnDelete (by
+    ``rollout --image``) can be in the DaemonSet read before its ControllerRevision is in
+    the revisions read, so the revision still looks stable and every pod on it; the
+    user's RollingUpdate would then roll the new template out itself, unasked."""
+    status = daemonset.get("status") or {}
+    desired = int(status.get("desiredNumberScheduled", 0) or 0)
+    return synced(daemonset) and int(status.get("updatedNumberScheduled", 0) or 0) >= desired
+
+
 @dataclass(frozen=True)
 class DaemonSetWrite:
     """What the pass writes: the update strategy (OnDelete to hold, the user's to hand
@@ -257,7 +270,8 @@ def move(
         if moving != "AtRest" and not held and not on_delete:
             # Take the strategy first, alone: nothing is deleted until OnDelete is in place.
             return DaemonSetWrite(hold=True, status=state)
-        back = users_strategy(daemonset) if hand_back and held and not incomplete else None
+        settled = hand_back and held and not incomplete and runs_its_template(daemonset)
+        back = users_strategy(daemonset) if settled else None
         if incomplete:
             deletions = ()
         return DaemonSetWrite(

@@ -60,7 +60,11 @@ def daemonset(*, held: bool) -> dict[str, Any]:
                 "spec": {"containers": [{"name": "app", "image": "agent:2"}]},
             },
         },
-        "status": {"observedGeneration": 2, "desiredNumberScheduled": len(NODES)},
+        "status": {
+            "observedGeneration": 2,
+            "desiredNumberScheduled": len(NODES),
+            "updatedNumberScheduled": len(NODES),
+        },
     }
 
 
