@@ -225,6 +225,20 @@ def first_updated(recorder: Recorder, stable: str, count: int) -> list[str]:
     return order[:count]
 
 
+def node_history(recorder: Recorder, node: str) -> list[str]:
+    """Every recorded change of ``node``'s pods, in the cluster's order: what a failed
+    assertion on that Node shows."""
+    return [
+        f"rv {c.rv} {c.type} {c.obj['metadata']['name']} uid {c.obj['metadata']['uid'][:8]} "
+        f"{c.obj['metadata'].get('labels', {}).get(REVISION)} ready={is_ready(c.obj)} "
+        f"terminating={is_terminating(c.obj)}"
+        for c in sorted(recorder.changes, key=lambda c: c.rv)
+        if c.kind == "pod"
+        and c.obj["metadata"]["name"].startswith(f"{NAME}-")
+        and node_of(c.obj) == node
+    ]
+
+
 def most_down(recorder: Recorder) -> tuple[int, str]:
     """The most Nodes without a Ready pod at any recorded moment after the first listing,
     and that moment's pods, to say what happened when it is more than allowed."""
@@ -264,6 +278,9 @@ def running(cluster: Cluster, start_controller: Any, fleet: NodeAgent) -> Runnin
     cluster.apply_rollout(daemonset_rollout(STEPS))
     status = healthy_on(cluster)
     all_on(cluster, status["stableRevision"])
+    # A first deploy whose pods are not all Ready yet holds the strategy too: a test's
+    # first write must find the user's own, not the hold (it keeps what it finds).
+    strategy_restored(cluster)
     return Running(str(status["stableRevision"]), controller, fleet)
 
 
@@ -288,8 +305,6 @@ def test_daemonset_canary_on_two_zone_b_nodes_then_every_node(
         timeout=120,
     )
     assert all(e.involved_object.name == NAME for e in told), told
-    # ``deployctl rollout --image`` held the strategy with the template: nothing to tell.
-    assert cluster.events("UpdateStrategyHeld") == []
     runs = [r for r in done["analysisRuns"] if r["revision"] == v2]
     assert runs and runs[-1]["phase"] == "Successful", done
     # The canary was zone b's first two Nodes; then every Node, each replaced once.
@@ -329,9 +344,10 @@ def test_broken_daemonset_revision_is_rolled_back_on_the_canary_nodes_only(
     canaries = zone_b(running.fleet)
     for node, uid in before.items():
         if node in canaries:
-            assert after[node]["metadata"]["uid"] != uid
+            assert after[node]["metadata"]["uid"] != uid, (node, node_history(recorder, node))
         else:
-            assert after[node]["metadata"]["uid"] == uid, node  # never restarted
+            # Never restarted.
+            assert after[node]["metadata"]["uid"] == uid, (node, node_history(recorder, node))
     per_node = uids_per_node(recorder)
     assert {n: len(u) for n, u in per_node.items() if len(u) > 1} == {
         node: 3
