@@ -303,19 +303,26 @@ def test_killed_controller_resumes_the_statefulset_step_without_extra_replacemen
 LEASE = "deployctl-sts"
 
 
+def on_v1_driven_by(cluster: Cluster, cli: CiCli) -> str:
+    """The StatefulSet at v1 under its Rollout, with the controller ``cli`` drives: v1's
+    revision, once every ordinal runs it and the CLI finds the controller."""
+    cluster.create_service(NAME, {"app": NAME}, rollout=None)
+    cluster.apps.create_namespaced_stateful_set(cluster.namespace, statefulset_body("v1"))
+    cluster.create_template(analysis_template())
+    cli.start_controller()
+    cluster.apply_rollout(statefulset_rollout(STEPS))
+    v1 = str(healthy_on(cluster)["stableRevision"])
+    all_on(cluster, v1)
+    cli.wait_for_controller()
+    return v1
+
+
 def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
     cluster: Cluster, ci_cli: Callable[..., CiCli], traffic: Any
 ) -> None:
     ns = cluster.namespace
     cli = ci_cli(LEASE)
-    cluster.create_service(NAME, {"app": NAME}, rollout=None)
-    cluster.apps.create_namespaced_stateful_set(ns, statefulset_body("v1"))
-    cluster.create_template(analysis_template())
-    cli.start_controller()
-    cluster.apply_rollout(statefulset_rollout(STEPS))
-    v1 = healthy_on(cluster)["stableRevision"]
-    all_on(cluster, v1)
-    cli.wait_for_controller()
+    v1 = on_v1_driven_by(cluster, cli)
     traffic(ns, service=NAME, rate_per_second=20)
 
     # 0: the image goes into the StatefulSet's template; the canary promotes it.

@@ -29,21 +29,17 @@ from tests.integration.test_statefulset import (
     NAME,
     REPLICAS,
     REVISION,
-    STEPS,
     all_on,
-    analysis_template,
     caught_up,
     most_down,
+    on_v1_driven_by,
     partitions,
     pods,
     recording,
     statefulset,
-    statefulset_body,
-    statefulset_rollout,
     template,
     uids_per_pod,
 )
-from tests.waiting import wait_until
 
 LEASE = "deployctl-sts-undo"
 
@@ -72,21 +68,7 @@ def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revision
 ) -> None:
     ns = cluster.namespace
     cli = ci_cli(LEASE)
-    cluster.create_service(NAME, {"app": NAME}, rollout=None)
-    cluster.apps.create_namespaced_stateful_set(ns, statefulset_body("v1"))
-    cluster.create_template(analysis_template())
-    cli.start_controller()
-    cluster.apply_rollout(statefulset_rollout(STEPS))
-    v1 = str(
-        wait_until(
-            lambda: cluster.status(NAME),
-            ok=lambda s: s.get("phase") == "Healthy" and bool(s.get("stableRevision")),
-            timeout=240,
-            what="the Rollout Healthy on v1",
-        )["stableRevision"]
-    )
-    all_on(cluster, v1)
-    cli.wait_for_controller()
+    v1 = on_v1_driven_by(cluster, cli)
     traffic(ns, service=NAME, rate_per_second=20)
     result = cli(
         "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v2", "--wait",
