@@ -66,15 +66,21 @@ def bench_scale(
     namespace: str,
     idle_seconds: float,
     profile: Path | None = None,
+    progress_deadline_seconds: int | None = None,
 ) -> ScaleResult:
     ns = cluster.namespace(namespace)
     result = ScaleResult(rollouts=count)
     names = [f"r{i:05d}" for i in range(count)]
     recording = Recording(controller.pid, profile) if profile is not None else None
 
+    def deadline(body: dict[str, Any]) -> dict[str, Any]:
+        if progress_deadline_seconds is not None:
+            body["spec"]["progressDeadlineSeconds"] = progress_deadline_seconds
+        return body
+
     def create(name: str) -> None:
         body = rollout(name, "v1", replicas=1, steps=STEPS, scaleDownDelaySeconds=0)
-        cluster.create(ns, "rollouts", body)
+        cluster.create(ns, "rollouts", deadline(body))
 
     result.first_deploy = _phase(
         controller,
@@ -88,7 +94,7 @@ def bench_scale(
     v1 = {n: s["stableRevision"] for n, s in cluster.statuses(ns).items()}
 
     def give_v2(name: str) -> None:
-        cluster.replace_template(ns, name, rollout(name, "v2", replicas=1, steps=STEPS))
+        cluster.replace_template(ns, name, deadline(rollout(name, "v2", replicas=1, steps=STEPS)))
 
     result.canary = _phase(
         controller,
