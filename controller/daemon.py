@@ -32,7 +32,7 @@ from typing import Any
 from controller.api import Rollout, RolloutStatus
 from controller.api.rollout import LabelSelector
 from controller.api.status import DaemonSetStatus
-from controller.stateful import CONTROLLER_REVISION_LABEL, pod_ready, synced
+from controller.stateful import CONTROLLER_REVISION_LABEL, owned_by, pod_ready, synced
 from controller.validation import Problem
 from controller.workload import pod_template_of
 from strategies.daemonset import (
@@ -92,29 +92,12 @@ def node_count(daemonset: Obj | None, pods: Iterable[Obj]) -> int:
 
 def newest_revision(daemonset: Obj, revisions: Iterable[Obj]) -> str | None:
     """The ``controller-revision-hash`` of the DaemonSet's newest ControllerRevision."""
-    uid = (daemonset.get("metadata") or {}).get("uid")
-    owned = [
-        r
-        for r in revisions
-        if any(o.get("uid") == uid for o in (r.get("metadata") or {}).get("ownerReferences") or [])
-    ]
+    owned = owned_by(daemonset, revisions)
     if not owned:
         return None
     newest = max(owned, key=lambda r: int(r.get("revision", 0) or 0))
     value = ((newest.get("metadata") or {}).get("labels") or {}).get(CONTROLLER_REVISION_LABEL)
     return str(value) if value else None
-
-
-def revision_name(daemonset: Obj, revisions: Iterable[Obj], revision: str) -> str | None:
-    """The name of the DaemonSet's ControllerRevision whose hash is ``revision``."""
-    uid = (daemonset.get("metadata") or {}).get("uid")
-    for r in revisions:
-        meta = r.get("metadata") or {}
-        if (meta.get("labels") or {}).get(CONTROLLER_REVISION_LABEL) == revision and any(
-            o.get("uid") == uid for o in meta.get("ownerReferences") or []
-        ):
-            return str(meta.get("name"))
-    return None
 
 
 def revision_of(
@@ -192,6 +175,19 @@ def users_strategy(daemonset: Obj) -> dict[str, Any] | None:
         return None
     value = json.loads(kept)
     return dict(value) if isinstance(value, dict) else None
+
+
+def runs_its_template(daemonset: Obj) -> bool:
+    """Whether the DaemonSet controller counts every scheduled pod on the DaemonSet's
+    current template (``updatedNumberScheduled``, in its status for this generation).
+
+    Handing the strategy back waits for it: a new template written with OnDelete (by
+    ``rollout --image``) can be in the DaemonSet read before its ControllerRevision is in
+    the revisions read, so the revision still looks stable and every pod on it; the
+    user's RollingUpdate would then roll the new template out itself, unasked."""
+    status = daemonset.get("status") or {}
+    desired = int(status.get("desiredNumberScheduled", 0) or 0)
+    return synced(daemonset) and int(status.get("updatedNumberScheduled", 0) or 0) >= desired
 
 
 @dataclass(frozen=True)
@@ -274,7 +270,8 @@ def move(
         if moving != "AtRest" and not held and not on_delete:
             # Take the strategy first, alone: nothing is deleted until OnDelete is in place.
             return DaemonSetWrite(hold=True, status=state)
-        back = users_strategy(daemonset) if hand_back and held and not incomplete else None
+        settled = hand_back and held and not incomplete and runs_its_template(daemonset)
+        back = users_strategy(daemonset) if settled else None
         if incomplete:
             deletions = ()
         return DaemonSetWrite(

@@ -391,7 +391,10 @@ class Operator:
         self.deployments.add_handler(self._enqueue_workload_of)
         self.statefulsets.add_handler(self._enqueue_workload_of)
         self.daemonsets.add_handler(self._enqueue_workload_of)
-        self.workload_pods.add_handler(self._enqueue_workload_of_pod)
+        self.workload_pods.add_handler(self._enqueue_workload_of_owned)
+        # A DaemonSet's revision is its newest ControllerRevision: the pass its template
+        # change started may have run before the revision reached this cache.
+        self.controller_revisions.add_handler(self._enqueue_workload_of_owned)
         for policies in (self.policies, self.own_policies):
             if policies is not None:
                 policies.add_handler(self._enqueue_policy_scope)
@@ -445,9 +448,9 @@ class Operator:
         for key in self.rollouts.keys_by_index(WORKLOAD_INDEX, object_key(obj)):
             self.queue.add(key)
 
-    def _enqueue_workload_of_pod(self, _type: str, obj: Obj) -> None:
-        """A StatefulSet's or DaemonSet's pod changed: the Rollouts whose workloadRef
-        names its owner."""
+    def _enqueue_workload_of_owned(self, _type: str, obj: Obj) -> None:
+        """A StatefulSet's or DaemonSet's pod or ControllerRevision changed: the Rollouts
+        whose workloadRef names its owner."""
         meta = obj.get("metadata") or {}
         for owner in meta.get("ownerReferences") or []:
             if owner.get("kind") in ("StatefulSet", "DaemonSet"):

@@ -266,10 +266,11 @@ class Reconciler:
         if deployment is not None:
             plan, takeover = self._take_over(raw, rollout, plan, observed, deployment)
         update: dict[str, Any] = {"observed_generation": rollout.metadata.generation}
+        workload_events: list[tuple[str, str, str]] = []
         if statefulset is not None:
             update["stateful_set"] = self._move_statefulset(statefulset, workload_pods, plan)
         elif daemonset is not None:
-            update["daemon_set"] = self._move_daemonset(
+            update["daemon_set"], workload_events = self._move_daemonset(
                 as_written, daemonset, revisions, workload_pods, plan
             )
         else:
@@ -291,6 +292,7 @@ class Reconciler:
             (e.type, e.reason, e.message) for e in plan.events
         ]
         plan_events += takeover.events if takeover is not None else []
+        plan_events += workload_events
         for type_, reason, message in policy_events + hook_events + plan_events:
             self.kube.record_event(raw, reason=reason, message=message, type=type_)
             bound.info(message, reason=reason, event_type=type_)
@@ -376,9 +378,10 @@ class Reconciler:
         revisions: list[Mapping[str, Any]],
         pods: list[Mapping[str, Any]],
         plan: Plan,
-    ) -> DaemonSetStatus | None:
+    ) -> tuple[DaemonSetStatus | None, list[tuple[str, str, str]]]:
         """The update strategy, stable template and pod deletions the plan asks for
-        (``controller.daemon.move``); returns where the DaemonSet stands."""
+        (``controller.daemon.move``); returns where the DaemonSet stands, and the Events
+        of a strategy held or handed back (recorded once status is written)."""
         status = plan.status
         canary = status.canary_revision
         nodes: dict[str, Mapping[str, Any]] = {}
@@ -405,9 +408,14 @@ class Reconciler:
                 daemon.ON_DELETE,
                 annotations={daemon.STRATEGY_ANNOTATION: users},
             )
-            return write.status
+            held = (
+                f"DaemonSet {name} held at OnDelete while the Rollout replaces its pods; its "
+                f"updateStrategy {daemon.strategy_of(daemonset).get('type')} is kept in "
+                f"annotation {daemon.STRATEGY_ANNOTATION}"
+            )
+            return write.status, [("Normal", R.UPDATE_STRATEGY_HELD, held)]
         if write.template_of is not None:
-            stored = daemon.revision_name(daemonset, revisions, write.template_of)
+            stored = stateful.owned_revision(daemonset, DAEMONSET, revisions, write.template_of)
             if stored is not None:
                 template = self.kube.get_statefulset_template(namespace, stored)
                 self.kube.patch_daemonset_template(daemonset, template)
@@ -422,7 +430,12 @@ class Reconciler:
                 resource_version=str(meta.get("resourceVersion")),
                 annotations={daemon.STRATEGY_ANNOTATION: None},
             )
-        return write.status
+            restored = (
+                f"DaemonSet {name}: its updateStrategy {write.hand_back.get('type')} restored; "
+                f"every Node runs revision {status.stable_revision}"
+            )
+            return write.status, [("Normal", R.UPDATE_STRATEGY_RESTORED, restored)]
+        return write.status, []
 
     def _move_statefulset(
         self, statefulset: Obj, pods: list[Mapping[str, Any]], plan: Plan

@@ -30,6 +30,7 @@ from typing import Any
 from controller.api import Rollout, RolloutStatus
 from controller.api.rollout import LabelSelector
 from controller.api.status import StatefulSetStatus
+from controller.api.workload_rules import STATEFULSET
 from controller.names import REVISION_LABEL
 from controller.observe import count_pods
 from controller.validation import Problem
@@ -108,16 +109,40 @@ def revision_of(statefulset: Obj, status: RolloutStatus | None) -> str | None:
     return str(update)
 
 
-def pods_of(statefulset: Obj, pods: Iterable[Obj]) -> list[Obj]:
-    """The pods the StatefulSet owns (by its UID), among ``pods``."""
-    uid = (statefulset.get("metadata") or {}).get("uid")
+def owned_by(owner: Obj, objects: Iterable[Obj]) -> list[Obj]:
+    """Those of ``objects`` (pods, ControllerRevisions) ``owner`` owns, by its UID: a
+    selector alone also matches another workload's, with another application's template,
+    whose labels happen to match."""
+    uid = (owner.get("metadata") or {}).get("uid")
     return [
-        pod
-        for pod in pods
+        found
+        for found in objects
         if any(
-            o.get("uid") == uid for o in (pod.get("metadata") or {}).get("ownerReferences") or []
+            o.get("uid") == uid for o in (found.get("metadata") or {}).get("ownerReferences") or []
         )
     ]
+
+
+def pods_of(statefulset: Obj, pods: Iterable[Obj]) -> list[Obj]:
+    """The pods the StatefulSet owns (by its UID), among ``pods``."""
+    return owned_by(statefulset, pods)
+
+
+def owned_revision(workload: Obj, kind: str, revisions: Iterable[Obj], revision: str) -> str | None:
+    """The name of the ControllerRevision of ``workload`` (a StatefulSet or a DaemonSet,
+    ``kind``) that stores ``revision``, among ``revisions``; None if it owns none. A
+    StatefulSet's revision is that ControllerRevision's name, a DaemonSet's the
+    ControllerRevision's ``controller-revision-hash`` label (its pods' label)."""
+    for found in owned_by(workload, revisions):
+        meta = found.get("metadata") or {}
+        key = (
+            meta.get("name")
+            if kind == STATEFULSET
+            else (meta.get("labels") or {}).get(CONTROLLER_REVISION_LABEL)
+        )
+        if key == revision:
+            return str(meta.get("name"))
+    return None
 
 
 def ordinal_of(pod: Obj, name: str) -> int | None:

@@ -89,6 +89,11 @@ ROLLED_BACK: Final = "RolledBack"
 INVALID_SPEC: Final = "InvalidSpec"
 SPEC_VALID: Final = "SpecValid"
 
+# A DaemonSet Rollout (controller/daemon.py): its updateStrategy held at OnDelete while
+# deployctl replaces its pods, the user's own one put back once every Node is stable.
+UPDATE_STRATEGY_HELD: Final = "UpdateStrategyHeld"
+UPDATE_STRATEGY_RESTORED: Final = "UpdateStrategyRestored"
+
 # Releases across clusters (controller/release/): Release.status and its Events.
 RELEASE_STARTED: Final = "ReleaseStarted"
 WAVE_STARTED: Final = "WaveStarted"

@@ -441,30 +441,14 @@ def _workload_template(
     session: Session, workload: dict[str, Any], kind: str, revision: str
 ) -> dict[str, Any]:
     """The pod template of the workload's ControllerRevision ``revision`` (a StatefulSet's
-    revision is the ControllerRevision's name, a DaemonSet's its hash)."""
-    from controller import daemon
-    from controller.kube import CONTROLLER_REVISIONS, NotFound
+    revision is the ControllerRevision's name, a DaemonSet's its hash). Only one the
+    workload owns: a ControllerRevision of another workload in the namespace holds another
+    application's template, which the Rollout would deliver."""
+    from controller.commands.rollout import workload_revisions
+    from controller.kube import NotFound
+    from controller.stateful import owned_revision
 
-    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    revisions = session.kube.list_objects(
-        CONTROLLER_REVISIONS, session.namespace, label_selector=selector
-    ).items
-    stored_name: str | None
-    if kind == "DaemonSet":
-        stored_name = daemon.revision_name(workload, revisions, revision)
-    else:
-        # Only one the StatefulSet owns: a ControllerRevision of another workload in the
-        # namespace holds another application's template, which the Rollout would deliver.
-        uid = workload["metadata"].get("uid")
-        owned = any(
-            (r.get("metadata") or {}).get("name") == revision
-            and any(
-                o.get("uid") == uid for o in (r.get("metadata") or {}).get("ownerReferences") or []
-            )
-            for r in revisions
-        )
-        stored_name = revision if owned else None
+    stored_name = owned_revision(workload, kind, workload_revisions(session, workload), revision)
     missing = (
         f"revision {revision} has no ControllerRevision of {kind} "
         f"{workload['metadata']['name']} left (older than its revisionHistoryLimit, or it "

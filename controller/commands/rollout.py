@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -199,18 +200,13 @@ def daemonset_revision(session: Session, name: str, *, timeout: float = 60) -> s
     its current template: the revision (its new pods' controller-revision-hash) the
     Rollout delivers."""
     from controller import daemon
-    from controller.kube import CONTROLLER_REVISIONS, DAEMONSETS
+    from controller.kube import DAEMONSETS
     from controller.stateful import synced
 
     deadline = time.monotonic() + timeout
     while True:
         found = session.kube.get(DAEMONSETS, session.namespace, name)
-        labels = ((found.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        revisions = session.kube.list_objects(
-            CONTROLLER_REVISIONS, session.namespace, label_selector=selector
-        ).items
-        newest = daemon.newest_revision(found, revisions)
+        newest = daemon.newest_revision(found, workload_revisions(session, found))
         if newest and synced(found):
             return newest
         if time.monotonic() >= deadline:
@@ -220,6 +216,20 @@ def daemonset_revision(session: Session, name: str, *, timeout: float = 60) -> s
                 Exit.UNREACHABLE,
             )
         time.sleep(0.2)
+
+
+def workload_revisions(session: Session, workload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The ControllerRevisions ``workload`` (a StatefulSet or a DaemonSet) owns: those its
+    selector matches, kept only when owned by its UID (``controller.stateful.owned_by``)."""
+    from controller.kube import CONTROLLER_REVISIONS
+    from controller.stateful import owned_by
+
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    listed = session.kube.list_objects(
+        CONTROLLER_REVISIONS, session.namespace, label_selector=selector
+    ).items
+    return owned_by(workload, listed)
 
 
 def provenance(session: Session, *, reason: str | None) -> dict[str, str]:

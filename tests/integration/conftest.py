@@ -1,4 +1,5 @@
-"""Fixtures for operator integration tests: a Cluster helper and a controller factory."""
+"""Fixtures for operator integration tests: a Cluster helper, a controller factory, and
+the CLI as CI runs it with its controller."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import Cluster, ControllerProcess, running_controller
+from tests.integration.harness import CiCli, Cluster, ControllerProcess, running_controller
 
 
 @pytest.fixture
@@ -38,3 +39,16 @@ def start_controller(
             )
 
         yield start
+
+
+@pytest.fixture
+def ci_cli(
+    cluster: Cluster, control_plane: Any, start_controller: Callable[..., ControllerProcess]
+) -> Callable[..., CiCli]:
+    """``ci_cli(lease, **env)``: ``deployctl`` as CI runs it against this test's
+    namespace, and the controller it drives on ``lease`` (``CiCli``)."""
+
+    def make(lease: str, **extra_env: str) -> CiCli:
+        return CiCli(cluster, control_plane.kubeconfig, lease, start_controller, extra_env)
+
+    return make

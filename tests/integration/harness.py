@@ -105,6 +105,80 @@ def running_controller(
         proc.close()
 
 
+def deployctl(
+    *args: str, env: Mapping[str, str], timeout: float = 420
+) -> subprocess.CompletedProcess[str]:
+    """``deployctl`` as CI runs it: a subprocess, stdout and stderr pipes (no terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(env),
+    )
+
+
+LEADER_TIMING = ["--lease-duration", "15", "--renew-deadline", "10", "--retry-period", "0.5"]
+"""Generous: a loaded machine must not cost the leader its Lease mid-test."""
+
+
+class CiCli:
+    """``deployctl`` as a CI job runs it against the sandbox, with the controller it
+    drives: the environment names the sandbox's kubeconfig and the controller's Lease
+    (which the CLI checks before it sends a request), and the controller is started as
+    the leader of that Lease."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        kubeconfig: Path,
+        lease: str,
+        start_controller: Callable[..., ControllerProcess],
+        extra_env: Mapping[str, str],
+    ) -> None:
+        self.namespace = cluster.namespace
+        self.lease = lease
+        self._cluster = cluster
+        self._start_controller = start_controller
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "DEPLOYCTL_CONTROLLER_NAMESPACE": cluster.namespace,
+            "DEPLOYCTL_CONTROLLER_LEASE": lease,
+            "COLUMNS": "200",
+            **extra_env,
+        }
+
+    def __call__(
+        self, *args: str, timeout: float = 420, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return deployctl(*args, env=self.env if env is None else env, timeout=timeout)
+
+    def start_controller(self) -> ControllerProcess:
+        return self._start_controller(
+            ["--lease-namespace", self.namespace, "--lease-name", self.lease, *LEADER_TIMING]
+        )
+
+    def wait_for_controller(self, timeout: float = 60) -> None:
+        """Until the controller holds the Lease and the CLI answers: the CLI refuses
+        requests until the Lease is held, so waiting for the API alone is not enough."""
+        leases = k8s.CoordinationV1Api(self._cluster.api)
+        wait_until(
+            lambda: leases.list_namespaced_lease(self.namespace).items,
+            ok=lambda items: any(
+                lease.metadata.name == self.lease and lease.spec.holder_identity for lease in items
+            ),
+            timeout=timeout,
+            what=f"the controller to hold Lease {self.namespace}/{self.lease}",
+        )
+        wait_until(
+            lambda: self("list", "-n", self.namespace, timeout=60),
+            ok=lambda r: r.returncode == 0,
+            timeout=timeout,
+            what="the CLI to find the controller",
+        )
+
+
 class Cluster:
     """Thin conveniences over the official client for one test namespace."""
 

@@ -15,27 +15,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client as k8s
 
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template
+from tests.integration.harness import CiCli, Cluster, demo_rollout, deployctl, error_rate_template
 from tests.waiting import wait_until
 
 LEASE = "deployctl-ctl"
 STEPS = [{"setWeight": 25}, {"analysis": {"templates": [{"name": "errors"}]}}]
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def rollout_file(tmp_path: Path, version: str, env: dict[str, str] | None = None) -> Path:
@@ -60,61 +50,27 @@ def rollout_file(tmp_path: Path, version: str, env: dict[str, str] | None = None
 
 
 def test_cli_drives_the_operator_with_ci_exit_codes(
-    cluster: Cluster, start_controller: Any, control_plane: Any, traffic: Any, tmp_path: Path
+    cluster: Cluster,
+    ci_cli: Callable[..., CiCli],
+    control_plane: Any,
+    traffic: Any,
+    tmp_path: Path,
 ) -> None:
     ns = cluster.namespace
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(control_plane.kubeconfig),
-        "DEPLOYCTL_CONTROLLER_NAMESPACE": ns,
-        "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
-        "DEPLOYCTL_USER": "ci-bot",
-        "GITHUB_SHA": "0123abc",
-        "COLUMNS": "200",
-    }
+    cli = ci_cli(LEASE, DEPLOYCTL_USER="ci-bot", GITHUB_SHA="0123abc")
     for service in ("shop", "shop-stable", "shop-canary"):
         cluster.create_service(service, {"app": "shop"}, rollout="shop")
     cluster.create_template(error_rate_template("errors", interval="1s", count=2))
     first = rollout_file(tmp_path, "1.0.0")
 
     # 4: nothing would act on the request without a controller.
-    result = cli("rollout", "-f", str(first), "-n", ns, env=env)
+    result = cli("rollout", "-f", str(first), "-n", ns)
     assert result.returncode == 4, result.stderr
     assert "no deployctl controller is running" in result.stderr
     assert "kubectl apply -k manifests/" in result.stderr
 
-    start_controller(
-        [
-            "--lease-namespace",
-            ns,
-            "--lease-name",
-            LEASE,
-            # Generous: a loaded machine must not cost the leader its Lease mid-test.
-            "--lease-duration",
-            "15",
-            "--renew-deadline",
-            "10",
-            "--retry-period",
-            "0.5",
-        ]
-    )
-    # The CLI refuses requests until the Lease is held: wait for the leader, not only
-    # for the API to answer.
-    leases = k8s.CoordinationV1Api(cluster.api)
-    wait_until(
-        lambda: leases.list_namespaced_lease(ns).items,
-        ok=lambda items: any(
-            lease.metadata.name == LEASE and lease.spec.holder_identity for lease in items
-        ),
-        timeout=60,
-        what=f"the controller to hold Lease {ns}/{LEASE}",
-    )
-    wait_until(
-        lambda: cli("list", "-n", ns, env=env),
-        ok=lambda r: r.returncode == 0,
-        timeout=30,
-        what="list to work",
-    )
+    cli.start_controller()
+    cli.wait_for_controller()
 
     # 0: a first deploy from a file, followed to the end, one JSON document on stdout.
     result = cli(
@@ -130,7 +86,6 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         "json",
         "--reason",
         "first release",
-        env=env,
     )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
@@ -140,13 +95,13 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
     traffic(ns, service="shop", rate_per_second=30)
 
     # 2: refused before anything is written, with a message a person can act on.
-    result = cli("rollout", "shop", "-n", ns, "--image", "app=deployctl/demo-app:0.9.0", env=env)
+    result = cli("rollout", "shop", "-n", ns, "--image", "app=deployctl/demo-app:0.9.0")
     assert result.returncode == 2
     assert "refusing to downgrade" in result.stderr and "1.0.0 -> 0.9.0" in result.stderr
-    result = cli("rollout", "shop", "-n", ns, "--image", "web=x:1.0.1", env=env)
+    result = cli("rollout", "shop", "-n", ns, "--image", "web=x:1.0.1")
     assert result.returncode == 2 and "no container named 'web'" in result.stderr
     assert "containers: app" in result.stderr
-    result = cli("status", "shpo", "-n", ns, env=env)
+    result = cli("status", "shpo", "-n", ns)
     assert result.returncode == 2 and "did you mean: shop" in result.stderr
     assert "Traceback" not in result.stderr
     assert cluster.status("shop")["stableRevision"] == v1  # nothing touched
@@ -166,7 +121,6 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         "--wait",
         "--timeout",
         "5s",
-        env=env,
     )
     assert result.returncode == 3, result.stderr
     assert "TimedOut" in result.stderr or "still Paused" in result.stderr
@@ -175,18 +129,18 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
     v2 = status["canaryRevision"]
 
     # status shows the pause; pause/resume toggle spec.paused through the controller.
-    result = cli("status", "shop", "-n", ns, "-o", "json", env=env)
+    result = cli("status", "shop", "-n", ns, "-o", "json")
     assert result.returncode == 0
     doc = json.loads(result.stdout)
     assert doc["phase"] == "Paused" and doc["canary"] == v2 and doc["weight"] == "50%"
     assert doc["replicas"][v1]["desired"] == 1  # by replica share: one pod each at 50%
-    assert cli("pause", "shop", "-n", ns, env=env).returncode == 0
+    assert cli("pause", "shop", "-n", ns).returncode == 0
     assert cluster.rollout("shop")["spec"]["paused"] is True
-    assert cli("resume", "shop", "-n", ns, env=env).returncode == 0
+    assert cli("resume", "shop", "-n", ns).returncode == 0
     assert cluster.rollout("shop")["spec"]["paused"] is False
 
     # promote: acknowledged by the controller, which then finishes the rollout.
-    result = cli("promote", "shop", "-n", ns, env=env)
+    result = cli("promote", "shop", "-n", ns)
     assert result.returncode == 0, result.stderr
     wait_until(
         lambda: cluster.status("shop"),
@@ -197,9 +151,7 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
 
     # 1: a version answering half its requests with 500 is rolled back; evidence in JSON.
     broken = rollout_file(tmp_path, "1.2.0", {"DEMO_ERROR_RATE": "0.5"})
-    result = cli(
-        "rollout", "-f", str(broken), "-n", ns, "--wait", "--timeout", "90s", "-o", "json", env=env
-    )
+    result = cli("rollout", "-f", str(broken), "-n", ns, "--wait", "--timeout", "90s", "-o", "json")
     assert result.returncode == 1, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["outcome"] == "RolledBack" and outcome["reason"] == "AnalysisFailed"
@@ -216,7 +168,6 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         "app=deployctl/demo-app:1.3.0",
         "--steps",
         "25,pause",
-        env=env,
     )
     assert result.returncode == 0, result.stderr
     wait_until(
@@ -226,17 +177,17 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         timeout=30,
         what="v4 paused at its 25% step",
     )
-    assert cli("abort", "shop", "-n", ns, env=env).returncode == 0
+    assert cli("abort", "shop", "-n", ns).returncode == 0
     status = cluster.status("shop")
     assert status["phase"] == "Degraded" and status["stableRevision"] == v2
-    assert cli("retry", "shop", "-n", ns, env=env).returncode == 0
+    assert cli("retry", "shop", "-n", ns).returncode == 0
     wait_until(
         lambda: cluster.status("shop"),
         ok=lambda s: s.get("phase") == "Paused" and not s.get("aborted"),
         timeout=30,
         what="v4 retried",
     )
-    assert cli("promote", "shop", "--full", "-n", ns, env=env).returncode == 0
+    assert cli("promote", "shop", "--full", "-n", ns).returncode == 0
     v4 = wait_until(
         lambda: cluster.status("shop"),
         ok=lambda s: (
@@ -249,7 +200,7 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
     )["stableRevision"]
 
     # history: versions, who, why, CI context, outcomes, oldest first.
-    result = cli("history", "shop", "-n", ns, "-o", "json", env=env)
+    result = cli("history", "shop", "-n", ns, "-o", "json")
     assert result.returncode == 0
     rows = json.loads(result.stdout)["history"]
     assert [r["version"] for r in rows[:3]] == ["1.0.0", "1.1.0", "1.2.0"]
@@ -260,15 +211,15 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
     assert rows[1]["reason"] == "checkout v1.1"
     assert rows[1]["ci"]["commit"] == "0123abc"
     assert [r["outcome"] for r in rows[1:3]] == ["Promoted", "RolledBack"]
-    result = cli("history", "shop", "-n", ns, env=env)
+    result = cli("history", "shop", "-n", ns)
     assert "1.2.0" in result.stdout and "RolledBack" in result.stdout
 
     # undo: back to the previous promoted revision (v2), the same revision hash again.
-    result = cli("undo", "shop", "-n", ns, "--wait", "--timeout", "60s", env=env)
+    result = cli("undo", "shop", "-n", ns, "--wait", "--timeout", "60s")
     assert result.returncode == 0, result.stderr
     assert cluster.status("shop")["stableRevision"] == v2 != v4
 
-    result = cli("list", "-A", "-o", "json", env=env)
+    result = cli("list", "-A", "-o", "json")
     listed = [r for r in json.loads(result.stdout) if r["namespace"] == ns]
     assert [(r["name"], r["phase"], r["stable"]) for r in listed] == [("shop", "Healthy", v2)]
 
@@ -280,7 +231,7 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**env, "TTY_COMPATIBLE": "1"},
+        env={**cli.env, "TTY_COMPATIBLE": "1"},
     )
     stdout = watch.stdout
     assert stdout is not None
@@ -324,7 +275,6 @@ def test_cli_drives_the_operator_with_ci_exit_codes(
         "--allow-downgrade",
         "--reason",
         "back to the last good release",
-        env=env,
     )
     assert result.returncode == 0, result.stderr
     written = cluster.rollout("shop")["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -340,15 +290,17 @@ def test_cli_exit_4_when_the_cluster_is_unreachable_or_forbidden(
     dead = tmp_path / "dead-kubeconfig"
     dead.write_text(yaml.safe_dump(config))
     env = {**os.environ, "COLUMNS": "200"}
-    result = cli("status", "shop", "-n", namespace, "--kubeconfig", str(dead), env=env)
+    result = deployctl("status", "shop", "-n", namespace, "--kubeconfig", str(dead), env=env)
     assert result.returncode == 4
     assert "cannot reach the cluster" in result.stderr and "Traceback" not in result.stderr
 
     # "bob" exists but no Role grants him anything: RBAC says no, and we say which verb.
     bob = control_plane.user_kubeconfig("bob", tmp_path / "bob-kubeconfig")
-    result = cli("list", "-n", namespace, "--kubeconfig", str(bob), env=env)
+    result = deployctl("list", "-n", namespace, "--kubeconfig", str(bob), env=env)
     assert result.returncode == 4
     assert "forbidden" in result.stderr and "list rollouts" in result.stderr
 
-    result = cli("status", "shop", "-n", namespace, "--kubeconfig", str(tmp_path / "none"), env=env)
+    result = deployctl(
+        "status", "shop", "-n", namespace, "--kubeconfig", str(tmp_path / "none"), env=env
+    )
     assert result.returncode == 4 and "cannot load the kubeconfig" in result.stderr

@@ -18,10 +18,7 @@ every change of the StatefulSet and its pods recorded from the apiserver
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +26,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.harness import Cluster, demo_rollout, error_rate_template
+from tests.integration.harness import CiCli, Cluster, demo_rollout, error_rate_template
 from tests.integration.podwatch import Recorder, is_ready, is_terminating
 from tests.waiting import wait_until
 
@@ -306,67 +303,50 @@ def test_killed_controller_resumes_the_statefulset_step_without_extra_replacemen
 LEASE = "deployctl-sts"
 
 
-def cli(*args: str, env: dict[str, str], timeout: float = 420) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+def on_v1_driven_by(cluster: Cluster, cli: CiCli) -> str:
+    """The StatefulSet at v1 under its Rollout, with the controller ``cli`` drives: v1's
+    revision, once every ordinal runs it and the CLI finds the controller."""
+    cluster.create_service(NAME, {"app": NAME}, rollout=None)
+    cluster.apps.create_namespaced_stateful_set(cluster.namespace, statefulset_body("v1"))
+    cluster.create_template(analysis_template())
+    cli.start_controller()
+    cluster.apply_rollout(statefulset_rollout(STEPS))
+    v1 = str(healthy_on(cluster)["stableRevision"])
+    all_on(cluster, v1)
+    cli.wait_for_controller()
+    return v1
 
 
 def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
-    cluster: Cluster, start_controller: Any, control_plane: Any, traffic: Any
+    cluster: Cluster, ci_cli: Callable[..., CiCli], traffic: Any
 ) -> None:
     ns = cluster.namespace
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(control_plane.kubeconfig),
-        "DEPLOYCTL_CONTROLLER_NAMESPACE": ns,
-        "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
-        "COLUMNS": "200",
-    }
-    cluster.create_service(NAME, {"app": NAME}, rollout=None)
-    cluster.apps.create_namespaced_stateful_set(ns, statefulset_body("v1"))
-    cluster.create_template(analysis_template())
-    start_controller(
-        ["--lease-namespace", ns, "--lease-name", LEASE, "--lease-duration", "15"]
-        + ["--renew-deadline", "10", "--retry-period", "0.5"]
-    )
-    cluster.apply_rollout(statefulset_rollout(STEPS))
-    v1 = healthy_on(cluster)["stableRevision"]
-    all_on(cluster, v1)
-    wait_until(
-        lambda: cli("list", "-n", ns, env=env, timeout=60),
-        ok=lambda r: r.returncode == 0,
-        timeout=60,
-        what="the CLI to find the controller",
-    )
+    cli = ci_cli(LEASE)
+    v1 = on_v1_driven_by(cluster, cli)
     traffic(ns, service=NAME, rate_per_second=20)
 
     # 0: the image goes into the StatefulSet's template; the canary promotes it.
     result = cli(
         "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v2", "--wait",
-        "--timeout", "300s", "-o", "json", "--reason", "db v2", env=env,
+        "--timeout", "300s", "-o", "json", "--reason", "db v2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     v2 = outcome["revision"]
     assert outcome["outcome"] == "Promoted" and v2.startswith(f"{NAME}-") and v2 != v1, outcome
-    shown = cli("status", NAME, "-n", ns, "-o", "json", env=env, timeout=60)
+    shown = cli("status", NAME, "-n", ns, "-o", "json", timeout=60)
     assert shown.returncode == 0, shown.stderr
     workload = json.loads(shown.stdout)["workload"]
     assert workload["statefulSet"] == NAME and workload["partition"] == REPLICAS
     assert workload["ordinals"] == {v2: {"role": "stable", "ordinals": [0, 1, 2, 3, 4]}}
-    text = cli("status", NAME, "-n", ns, env=env, timeout=60).stdout
+    text = cli("status", NAME, "-n", ns, timeout=60).stdout
     assert f"StatefulSet {NAME}: AtRest, partition {REPLICAS}; {v2} (stable) ordinals 0-4" in text
     before = {name: pod.metadata.uid for name, pod in all_on(cluster, v2).items()}
 
     # 1: a crash-looping canary is rolled back; only ordinal 4 was ever replaced.
     result = cli(
         "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v3-crash", "--wait",
-        "--timeout", "300s", env=env,
+        "--timeout", "300s",
     )  # fmt: skip
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "rolled back" in result.stderr, result.stderr
@@ -378,13 +358,13 @@ def test_deployctl_rollout_image_wait_exits_as_for_any_rollout(
 
     # 2: undo names no revision the StatefulSet still keeps: refused, nothing written.
     generation = statefulset(cluster).metadata.generation
-    result = cli("undo", NAME, "-n", ns, "--to-revision", f"{NAME}-0000000", env=env)
+    result = cli("undo", NAME, "-n", ns, "--to-revision", f"{NAME}-0000000")
     assert result.returncode != 0 and "has no ControllerRevision" in result.stderr, result.stderr
     assert statefulset(cluster).metadata.generation == generation
 
     # 3: undo goes back to v1, the previous promoted revision, from the StatefulSet's
     # own ControllerRevision, fast-tracked to 100% like any undo.
-    result = cli("undo", NAME, "-n", ns, "--wait", "--timeout", "300s", "-o", "json", env=env)
+    result = cli("undo", NAME, "-n", ns, "--wait", "--timeout", "300s", "-o", "json")
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert json.loads(result.stdout)["revision"] == v1, result.stdout
     all_on(cluster, v1)

@@ -20,31 +20,26 @@ from the apiserver (``tests.integration.podwatch``):
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from typing import Any
 
-from tests.integration.harness import Cluster
+from tests.integration.harness import CiCli, Cluster
 from tests.integration.podwatch import Recorder
 from tests.integration.test_statefulset import (
     NAME,
     REPLICAS,
     REVISION,
-    STEPS,
     all_on,
-    analysis_template,
     caught_up,
-    cli,
     most_down,
+    on_v1_driven_by,
     partitions,
     pods,
     recording,
     statefulset,
-    statefulset_body,
-    statefulset_rollout,
     template,
     uids_per_pod,
 )
-from tests.waiting import wait_until
 
 LEASE = "deployctl-sts-undo"
 
@@ -62,50 +57,22 @@ def ordinals_reaching(recorder: Recorder, revision: str) -> list[int]:
     return seen
 
 
-def history(ns: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    shown = cli("history", NAME, "-n", ns, "-o", "json", env=env, timeout=60)
+def history(cli: CiCli) -> list[dict[str, Any]]:
+    shown = cli("history", NAME, "-n", cli.namespace, "-o", "json", timeout=60)
     assert shown.returncode == 0, shown.stderr
     return list(json.loads(shown.stdout)["history"])
 
 
 def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revisions(
-    cluster: Cluster, start_controller: Any, control_plane: Any, traffic: Any, kube_api: Any
+    cluster: Cluster, ci_cli: Callable[..., CiCli], traffic: Any, kube_api: Any
 ) -> None:
     ns = cluster.namespace
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(control_plane.kubeconfig),
-        "DEPLOYCTL_CONTROLLER_NAMESPACE": ns,
-        "DEPLOYCTL_CONTROLLER_LEASE": LEASE,
-        "COLUMNS": "200",
-    }
-    cluster.create_service(NAME, {"app": NAME}, rollout=None)
-    cluster.apps.create_namespaced_stateful_set(ns, statefulset_body("v1"))
-    cluster.create_template(analysis_template())
-    start_controller(
-        ["--lease-namespace", ns, "--lease-name", LEASE, "--lease-duration", "15"]
-        + ["--renew-deadline", "10", "--retry-period", "0.5"]
-    )
-    cluster.apply_rollout(statefulset_rollout(STEPS))
-    v1 = str(
-        wait_until(
-            lambda: cluster.status(NAME),
-            ok=lambda s: s.get("phase") == "Healthy" and bool(s.get("stableRevision")),
-            timeout=240,
-            what="the Rollout Healthy on v1",
-        )["stableRevision"]
-    )
-    all_on(cluster, v1)
-    wait_until(
-        lambda: cli("list", "-n", ns, env=env, timeout=60),
-        ok=lambda r: r.returncode == 0,
-        timeout=60,
-        what="the CLI to find the controller",
-    )
+    cli = ci_cli(LEASE)
+    v1 = on_v1_driven_by(cluster, cli)
     traffic(ns, service=NAME, rate_per_second=20)
     result = cli(
         "rollout", NAME, "-n", ns, "--image", "app=deployctl/demo-app:v2", "--wait",
-        "--timeout", "300s", "-o", "json", env=env,
+        "--timeout", "300s", "-o", "json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     v2 = json.loads(result.stdout)["revision"]
@@ -115,7 +82,7 @@ def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revision
     # 1: revisions that do not exist: refused on stderr, nothing written anywhere.
     generation = statefulset(cluster).metadata.generation
     annotations = dict(cluster.rollout(NAME)["metadata"].get("annotations") or {})
-    missing = cli("undo", NAME, "-n", ns, "--to-revision", f"{NAME}-0000000", env=env)
+    missing = cli("undo", NAME, "-n", ns, "--to-revision", f"{NAME}-0000000")
     assert missing.returncode != 0, missing.stdout
     assert f"revision {NAME}-0000000 has no ControllerRevision" in missing.stderr
     # Another application's revision (its own labels, so the StatefulSet does not adopt
@@ -128,10 +95,10 @@ def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revision
             "data": {"spec": {"template": {**template("v9"), "$patch": "replace"}}},
         },
     )
-    foreign = cli("undo", NAME, "-n", ns, "--to-revision", "cache-5c9d8f7b6", env=env)
+    foreign = cli("undo", NAME, "-n", ns, "--to-revision", "cache-5c9d8f7b6")
     assert foreign.returncode != 0, foreign.stdout
     assert "revision cache-5c9d8f7b6 has no ControllerRevision" in foreign.stderr
-    out_of_range = cli("undo", NAME, "-n", ns, "--to-revision", "99", env=env)
+    out_of_range = cli("undo", NAME, "-n", ns, "--to-revision", "99")
     assert out_of_range.returncode != 0, out_of_range.stdout
     assert "--to-revision 99: history has entries 1.." in out_of_range.stderr
     for refused in (missing, foreign, out_of_range):
@@ -146,7 +113,7 @@ def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revision
     with recording(cluster, kube_api) as recorder:
         result = cli(
             "undo", NAME, "-n", ns, "--with-steps", "--wait", "--timeout", "400s",
-            "-o", "json", env=env,
+            "-o", "json",
         )  # fmt: skip
         assert result.returncode == 0, (result.stdout, result.stderr)
         outcome = json.loads(result.stdout)
@@ -168,12 +135,12 @@ def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revision
 
     # 3: undo --to-revision N (v2's history number): fast-tracked to 100% like any undo,
     # each ordinal still replaced once, highest first, by the StatefulSet controller.
-    rows = history(ns, env)
+    rows = history(cli)
     number = max(r["number"] for r in rows if r["revision"] == v2)
     with recording(cluster, kube_api) as recorder:
         result = cli(
             "undo", NAME, "-n", ns, "--to-revision", str(number), "--wait",
-            "--timeout", "400s", "-o", "json", "--reason", "back to v2", env=env,
+            "--timeout", "400s", "-o", "json", "--reason", "back to v2",
         )  # fmt: skip
         assert result.returncode == 0, (result.stdout, result.stderr)
         all_on(cluster, v2)
@@ -187,6 +154,6 @@ def test_undo_of_a_statefulset_rollout_goes_back_through_its_controller_revision
     assert all(len(uids) == 2 for uids in uids_per_pod(recorder).values())
     assert most_down(recorder) <= 1
     assert cluster.status(NAME)["stableRevision"] == v2
-    last = history(ns, env)[-1]
+    last = history(cli)[-1]
     assert last["revision"] == v2 and last["outcome"] == "Promoted", last
     assert last["reason"] == "back to v2", last

@@ -70,7 +70,11 @@ def daemonset(*, held: bool = True, generation: int = 2, observed: int = 2) -> d
                 "spec": {"containers": [{"name": "app", "image": "agent:2"}]},
             },
         },
-        "status": {"observedGeneration": observed, "desiredNumberScheduled": 10},
+        "status": {
+            "observedGeneration": observed,
+            "desiredNumberScheduled": 10,
+            "updatedNumberScheduled": 10,
+        },
     }
 
 
@@ -258,6 +262,28 @@ def test_after_promotion_the_strategy_is_handed_back() -> None:
     )  # fmt: skip
     assert done.hand_back == USERS and done.status is not None
     assert done.status.moving == "AtRest"
+
+
+def test_the_strategy_waits_while_the_daemonset_has_a_template_its_revisions_lack() -> None:
+    # A new template (held by ``rollout --image``) is in the DaemonSet read, its
+    # ControllerRevision not yet in the revisions read: the revision still looks stable
+    # and every pod on it, but the DaemonSet controller counts none on its template.
+    back = [revision(STABLE, 1)]
+    pods = [pod(n, STABLE) for n in NODES]
+    promoted = RolloutStatus(stable_revision=STABLE)
+    ds = daemonset(generation=3, observed=3)
+    ds["status"]["updatedNumberScheduled"] = 0
+    early = move(
+        ds, back, pods, nodes(), promoted,
+        canary_pods=0, max_unavailable=1, canary_node_selector=None,
+    )  # fmt: skip
+    assert early.hand_back is None and early.deletions == ()
+    ds["status"]["updatedNumberScheduled"] = 10  # every pod on its current template
+    settled = move(
+        ds, back, pods, nodes(), promoted,
+        canary_pods=0, max_unavailable=1, canary_node_selector=None,
+    )  # fmt: skip
+    assert settled.hand_back == USERS
 
 
 def test_plan_rows_show_the_nodes_each_step_moves() -> None:
