@@ -162,13 +162,19 @@ class Recorder:
     def _watch(self, kind: str, lister: Callable[..., Any], version: str) -> None:
         while not self._stop.is_set():
             try:
+                # One watch for the whole test: re-opened from the last resourceVersion
+                # seen, a watch on a quiet kind is refused with 410 once etcd has
+                # compacted past it (every 10 s here; tests run with the watch cache
+                # off, so no bookmarks move that version on). The read timeout outlasts
+                # the watch: a quiet namespace sends nothing for minutes, and stop() ends
+                # the stream.
                 response = lister(
                     watch=True,
                     resource_version=version,
-                    timeout_seconds=120,
+                    timeout_seconds=3600,
                     allow_watch_bookmarks=True,
                     _preload_content=False,
-                    _request_timeout=(5, 150),
+                    _request_timeout=(5, 3700),
                 )
                 self._responses[kind] = response
                 buffer = b""
