@@ -411,8 +411,12 @@ class Narrator:
                     value = m.get("value")
                     shown = f"{float(value):.1%}" if _is_number(value) else str(value)
                     colour = {"Successful": "green", "Failed": "red"}.get(m["phase"], "yellow")
+                    # Times are whole seconds and measurements 0.5 s apart can share
+                    # one: the phase and value are in the key, so a Failed one after a
+                    # Successful one in the same second is still told.
                     self._once(
-                        ("m", run["revision"], run["key"], metric["name"], m["at"]),
+                        ("m", run["revision"], run["key"], metric["name"], m["at"])
+                        + (m["phase"], str(value)),
                         f"    measured {metric['name']} of {run['revision']}: {shown} "
                         f"-> [{colour}]{m['phase']}[/{colour}]",
                     )
