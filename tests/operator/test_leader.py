@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from controller.kube import Kube
+from controller.kube.errors import Conflict
 from controller.leader import LeaderElector
 from sandbox.faultproxy import FaultProxy, Faults
 from tests.waiting import wait_until
@@ -219,14 +220,24 @@ def test_a_held_lease_is_renewed_without_reading_it_first(
     # Someone else writes the Lease (its resourceVersion moves on, a still holds it): the
     # next renewal is refused, read again, and a keeps leading without a gap.
     admin = Kube(control_plane.api_client())
-    current = admin.get_lease(namespace, "deployctl-controller")
-    admin.update_lease(
-        namespace,
-        "deployctl-controller",
-        current["spec"],
-        resource_version=current["metadata"]["resourceVersion"],
-        annotations={"example.com/touched": "yes"},
-    )
+
+    def touch() -> bool:
+        # a renews every retry period: a renewal between this read and this write makes
+        # the write a 409 too; read again and write again, as any other writer would.
+        current = admin.get_lease(namespace, "deployctl-controller")
+        try:
+            admin.update_lease(
+                namespace,
+                "deployctl-controller",
+                current["spec"],
+                resource_version=current["metadata"]["resourceVersion"],
+                annotations={"example.com/touched": "yes"},
+            )
+        except Conflict:
+            return False
+        return True
+
+    wait_until(touch, ok=bool, timeout=30, what="another writer's update of the Lease")
     wait_until(lambda: kube.gets > gets, timeout=10, what="a to read the Lease after a 409")
     updates = kube.updates
     wait_until(lambda: kube.updates >= updates + 3, timeout=10, what="renewals to go on")
