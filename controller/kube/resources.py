@@ -162,6 +162,23 @@ class Kube(Transport):
         """From the pod's service account (token re-read as it rotates)."""
         return cls(client_in_cluster(), **kwargs)
 
+    def _create_owned(
+        self, kind: KindRef, namespace: str, body: Mapping[str, Any], owner: Mapping[str, Any]
+    ) -> Obj | None:
+        """Create ``body`` controlled by ``owner``; None when the name is taken already
+        (its names are derived, so an earlier pass, perhaps of a controller since
+        restarted, made it)."""
+        try:
+            return self._request(
+                "create",
+                kind,
+                method="POST",
+                namespace=namespace,
+                body=owned(kind, namespace, body, owner=owner),
+            )
+        except AlreadyExists:
+            return None
+
     # ------------------------------------------------------------------ rollouts
 
     def get_rollout(self, namespace: str, name: str) -> Obj:
@@ -392,11 +409,7 @@ class Kube(Transport):
         Job names are derived from what they check, so an AlreadyExists means an earlier
         pass (perhaps of a controller since restarted) created this very Job.
         """
-        job = owned(JOBS, namespace, body, owner=owner)
-        try:
-            return self._request("create", JOBS, method="POST", namespace=namespace, body=job)
-        except AlreadyExists:
-            return None
+        return self._create_owned(JOBS, namespace, body, owner)
 
     def delete_job(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
         """Delete a finished Job and its pods; False if it was already gone."""
@@ -449,13 +462,7 @@ class Kube(Transport):
     ) -> Obj | None:
         """Create a Service controlled by ``owner`` (the baseline's, deleted with the
         Rollout); None when the name is taken (an earlier pass made it)."""
-        service = owned(SERVICES, namespace, body, owner=owner)
-        try:
-            return self._request(
-                "create", SERVICES, method="POST", namespace=namespace, body=service
-            )
-        except AlreadyExists:
-            return None
+        return self._create_owned(SERVICES, namespace, body, owner)
 
     def delete_service(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
         """Delete a Service the controller created; False if it was already gone.
@@ -496,13 +503,7 @@ class Kube(Transport):
     ) -> Obj | None:
         """Create the canary Ingress, owned by ``owner`` (deleted with the Rollout);
         None when the name is taken (an earlier pass made it: the next pass patches)."""
-        ingress = owned(INGRESSES, namespace, body, owner=owner)
-        try:
-            return self._request(
-                "create", INGRESSES, method="POST", namespace=namespace, body=ingress
-            )
-        except AlreadyExists:
-            return None
+        return self._create_owned(INGRESSES, namespace, body, owner)
 
     def patch_ingress(
         self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str

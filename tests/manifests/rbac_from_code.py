@@ -40,6 +40,7 @@ _SENDERS = {"_request", "_send"}
 _KIND_FIRST = {
     "_merge_patch": "patch",
     "_delete": "delete",
+    "_create_owned": "create",
     "get": "get",
     "list_objects": "list",
     "watch_objects": "watch",
@@ -141,7 +142,9 @@ def kube_method_needs() -> dict[str, set[Need]]:
             elif attr in _KIND_FIRST and args:
                 sub = _const(_keyword(call, "subresource"))
                 found = need(args[0], _KIND_FIRST[attr], sub)
-            elif attr in methods:
+            if attr in methods:
+                # What the callee sends beyond its kind (e.g. _create_owned's owner
+                # reference) is the caller's need too.
                 calls[name].add(attr)
             if found is not None:
                 direct[name].add(found)
